@@ -1,0 +1,756 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "app/runtime.hpp"
+
+#include "core/log.hpp"
+#include "plugin/descriptor.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+namespace mp::host {
+
+// Implemented in server/http_server.cpp.
+mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
+void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason);
+mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out);
+
+namespace {
+
+uint64_t wallNs() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
+
+std::string_view sv(mp_str s) {
+    return s.data != nullptr ? std::string_view(s.data, s.len) : std::string_view();
+}
+
+// ---- the C services table -------------------------------------------------------------------
+
+void apiLog(mp_host* h, int level, mp_str msg) {
+    if (h != nullptr && h->rt != nullptr) {
+        h->rt->logFrom(h, level, sv(msg));
+    }
+}
+
+void apiSetError(mp_host* h, mp_status /*code*/, mp_str msg) {
+    if (h != nullptr) {
+        h->error.assign(sv(msg).substr(0, 4096));
+    }
+}
+
+const Value* lookup(const mp_config* cfg, const char* key, uint32_t type, mp_status& st) {
+    if (cfg == nullptr || key == nullptr) {
+        st = MP_EINVAL;
+        return nullptr;
+    }
+    auto it = cfg->values.find(key);
+    if (it == cfg->values.end()) {
+        st = MP_ENOENT;
+        return nullptr;
+    }
+    if (it->second.type != type) {
+        st = MP_EINVAL;
+        return nullptr;
+    }
+    st = MP_OK;
+    return &it->second;
+}
+
+mp_status apiGetStr(const mp_config* cfg, const char* key, mp_str* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_STRING, st);
+    if (v != nullptr && out != nullptr) {
+        *out = mp_str{v->s.c_str(), v->s.size()};
+    }
+    return st;
+}
+
+mp_status apiGetI64(const mp_config* cfg, const char* key, int64_t* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_INT, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->i;
+    }
+    return st;
+}
+
+mp_status apiGetF64(const mp_config* cfg, const char* key, double* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_DOUBLE, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->d;
+    }
+    return st;
+}
+
+mp_status apiGetBool(const mp_config* cfg, const char* key, int* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_BOOL, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->b ? 1 : 0;
+    }
+    return st;
+}
+
+mp_status apiListSize(const mp_config* cfg, const char* key, size_t* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->list.size();
+    }
+    return st;
+}
+
+mp_status apiListItem(const mp_config* cfg, const char* key, size_t index, mp_str* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
+    if (v == nullptr) {
+        return st;
+    }
+    if (index >= v->list.size()) {
+        return MP_ENOENT;
+    }
+    if (out != nullptr) {
+        *out = mp_str{v->list[index].c_str(), v->list[index].size()};
+    }
+    return MP_OK;
+}
+
+mp_status apiHostGet(mp_host* h, const char* key, mp_str* out) {
+    if (h == nullptr || h->rt == nullptr || key == nullptr || out == nullptr) {
+        return MP_EINVAL;
+    }
+    return h->rt->hostGet(h, key, out);
+}
+
+mp_status apiEmit(mp_host* h, const mp_event* ev) {
+    if (h == nullptr || h->rt == nullptr || ev == nullptr || ev->struct_size < 16) {
+        return MP_EINVAL;
+    }
+    // Copy what the caller's struct has; a 1.0 plugin's event may be shorter than ours.
+    mp_event e{};
+    std::memcpy(&e, ev, std::min<size_t>(ev->struct_size, sizeof e));
+    return h->rt->emitFrom(h, e);
+}
+
+mp_status apiEmitFrames(mp_host* h, const mp_frame* frames, size_t count) {
+    if (h == nullptr || h->rt == nullptr || (frames == nullptr && count != 0)) {
+        return MP_EINVAL;
+    }
+    return h->rt->framesFrom(h, frames, count);
+}
+
+uint64_t apiNow(mp_host* /*h*/) { return wallNs(); }
+
+mp_counter* apiCounter(mp_host* h, const char* name, const char* help, uint32_t kind) {
+    if (h == nullptr || h->rt == nullptr || name == nullptr || name[0] == '\0') {
+        return nullptr;
+    }
+    return h->rt->counter(h, name, help != nullptr ? help : "", kind);
+}
+
+void apiCounterAdd(mp_counter* c, uint64_t delta) {
+    if (c != nullptr) {
+        c->value.fetch_add(static_cast<int64_t>(delta), std::memory_order_relaxed);
+    }
+}
+
+void apiCounterSet(mp_counter* c, int64_t value) {
+    if (c != nullptr) {
+        c->value.store(value, std::memory_order_relaxed);
+    }
+}
+
+mp_timer* apiTimerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
+                        void* user) {
+    if (h == nullptr || h->rt == nullptr || fn == nullptr) {
+        return nullptr;
+    }
+    return h->rt->timerStart(h, delay, period, fn, user);
+}
+
+// Timers belong to one runtime per process; the handle is enough to find it.
+Runtime* gRuntime = nullptr;
+
+void apiTimerStop(mp_timer* t) {
+    if (t != nullptr && gRuntime != nullptr) {
+        gRuntime->timerStop(t);
+    }
+}
+
+mp_status apiHttpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user) {
+    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || fn == nullptr) {
+        return MP_EINVAL;
+    }
+    return h->rt->httpRoute(h, path, fn, user);
+}
+
+void apiHttpReply(mp_http_response* resp, int status, mp_str contentType, mp_str body) {
+    if (resp == nullptr || status < 100 || status > 599) {
+        return;
+    }
+    resp->status = status;
+    resp->contentType.assign(sv(contentType));
+    resp->body.assign(sv(body));
+}
+
+mp_status apiWsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler) {
+    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' ||
+        handler == nullptr || handler->struct_size < offsetof(mp_ws_handler, on_close) +
+                                                         sizeof(handler->on_close)) {
+        return MP_EINVAL;
+    }
+    return h->rt->wsEndpoint(h, path, handler);
+}
+
+void apiShutdown(mp_host* h, int code, mp_str reason) {
+    if (h != nullptr && h->rt != nullptr) {
+        h->rt->requestShutdown(code, h->name + ": " + std::string(sv(reason)));
+    }
+}
+
+const mp_host_api kApi = {
+    sizeof(mp_host_api),
+    MP_ABI_MAJOR,
+    MP_ABI_MINOR,
+    apiLog,
+    apiSetError,
+    apiGetStr,
+    apiGetI64,
+    apiGetF64,
+    apiGetBool,
+    apiListSize,
+    apiListItem,
+    apiHostGet,
+    apiEmit,
+    apiEmitFrames,
+    apiNow,
+    apiCounter,
+    apiCounterAdd,
+    apiCounterSet,
+    apiTimerStart,
+    apiTimerStop,
+    apiHttpRoute,
+    apiHttpReply,
+    queryParam,
+    apiWsEndpoint,
+    wsSend,
+    wsClose,
+    apiShutdown,
+};
+
+std::string hostName() {
+    char buf[256] = {0};
+    if (gethostname(buf, sizeof buf - 1) != 0) {
+        return "localhost";
+    }
+    return buf;
+}
+
+// The settings a plugin receives: keys of the original probe apply only where the plugin has
+// a property of that name; everything else is checked against the property table.
+std::map<std::string, Setting> settingsFor(const SlotConfig& slot, const mp_plugin& desc) {
+    std::map<std::string, Setting> settings;
+    for (const auto& [key, s] : slot.settings) {
+        bool legacy = s.keyPath.rfind("legacy:", 0) == 0;
+        Setting copy = s;
+        if (legacy) {
+            copy.keyPath = s.keyPath.substr(7);
+            bool known = false;
+            for (size_t i = 0; desc.properties != nullptr && desc.properties[i].name; ++i) {
+                known = known || key == desc.properties[i].name;
+            }
+            if (!known) {
+                continue;
+            }
+        }
+        settings[key] = copy;
+    }
+    return settings;
+}
+
+}  // namespace
+
+const mp_host_api* hostApi() { return &kApi; }
+
+Runtime::Runtime(HostConfig config, RuntimeOptions options)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      registry_(&kApi),
+      framesIn_(metrics_.get("host", "frames_total", "frames handed over by capture plugins",
+                             MP_COUNTER)),
+      frameBytesIn_(metrics_.get("host", "frame_bytes_total",
+                                 "bytes of frames handed over by capture plugins", MP_COUNTER)),
+      reportsOut_(metrics_.get("host", "reports_total", "node reports produced", MP_COUNTER)),
+      eventsDropped_(metrics_.get("host", "events_ignored_total",
+                                  "events emitted where no stage takes them", MP_COUNTER)) {
+    gRuntime = this;
+    intervalMs_ = static_cast<uint64_t>(config_.intervalS) * 1000;
+    setLogLevel(parseLogLevel(config_.logLevel));
+    startedNs_ = wallNs();
+}
+
+Runtime::~Runtime() {
+    stop();
+    if (gRuntime == this) {
+        gRuntime = nullptr;
+    }
+}
+
+void Runtime::loadPlugins(bool includeDefaultDir) {
+    if (includeDefaultDir) {
+        registry_.loadDirectory(defaultPluginDir());
+    }
+    for (const auto& dir : config_.pluginDirs) {
+        registry_.loadDirectory(dir);
+    }
+}
+
+void Runtime::resolve() {
+    const std::string& file = config_.file;
+    for (auto& slot : config_.slots) {
+        const LoadedPlugin* p = registry_.find(slot.plugin);
+        std::string at = where(file, slot.node) + slot.keyPath;
+        if (p == nullptr) {
+            std::string known;
+            for (const auto& lp : registry_.plugins()) {
+                if (lp.desc.kind == slot.kind) {
+                    known += (known.empty() ? "" : ", ") + std::string(lp.desc.name);
+                }
+            }
+            throw ConfigError(at + ": no plugin named '" + slot.plugin + "' (" +
+                              kindName(slot.kind) + " plugins found: " +
+                              (known.empty() ? "none" : known) + ")");
+        }
+        if (p->desc.kind != slot.kind) {
+            throw ConfigError(at + ": plugin '" + slot.plugin + "' is a " +
+                              kindName(p->desc.kind) + " plugin and cannot fill the " +
+                              kindName(slot.kind) + " slot");
+        }
+        (void)validate(file, "plugin " + slot.plugin, slot.node, settingsFor(slot, p->desc),
+                       p->desc.properties);
+    }
+}
+
+mp_status Runtime::callHook(Instance& inst, const char* hook, mp_status st) {
+    if (st != MP_OK) {
+        std::string err = inst.host->error.empty() ? "status " + std::to_string(st)
+                                                   : inst.host->error;
+        throw StartError(inst.host->slot + " (" + inst.plugin->path + "): " + hook +
+                         " failed: " + err);
+    }
+    return st;
+}
+
+void Runtime::create() {
+    nodeName_ = config_.nodeName.empty()
+                    ? hostName() + ":" + std::to_string(config_.serverPort)
+                    : config_.nodeName;
+    workersText_ = std::to_string(config_.workers);
+    const std::string& file = config_.file;
+    if (options_.serveHttp) {
+        HttpOptions ho;
+        ho.address = config_.serverAddress;
+        ho.port = config_.serverPort;
+        http_ = std::make_unique<HttpServer>(ho, metrics_);
+        addBuiltinRoutes();
+    }
+    timers_ = std::make_unique<TimerService>();
+    for (auto& slot : config_.slots) {
+        const LoadedPlugin* p = registry_.find(slot.plugin);
+        auto values = validate(file, "plugin " + slot.plugin, slot.node, settingsFor(slot, p->desc),
+                               p->desc.properties);
+        int copies = slot.kind == MP_KIND_DECODER ? config_.workers : 1;
+        for (int i = 0; i < copies; ++i) {
+            auto inst = std::make_unique<Instance>();
+            inst->plugin = p;
+            inst->config.values = values;
+            inst->host = std::make_unique<mp_host>();
+            inst->host->rt = this;
+            inst->host->name = p->desc.name;
+            inst->host->slot = copies > 1 ? slot.slot + "[" + std::to_string(i) + "]" : slot.slot;
+            inst->host->kind = p->desc.kind;
+            inst->host->index = i;
+            mp_status st = MP_ERROR;
+            try {
+                st = p->desc.create(inst->host.get(), &kApi, &inst->config, &inst->self);
+            } catch (const std::exception& e) {
+                inst->host->error = std::string("exception escaped the plugin: ") + e.what();
+            } catch (...) {
+                inst->host->error = "an exception escaped the plugin";
+            }
+            if (st == MP_OK && inst->self == nullptr) {
+                inst->host->error = "create() returned OK but no instance";
+                st = MP_ERROR;
+            }
+            if (st != MP_OK) {
+                throw StartError(inst->host->slot + " (" + p->path + "): create failed: " +
+                                 (inst->host->error.empty() ? "status " + std::to_string(st)
+                                                            : inst->host->error));
+            }
+            instances_.push_back(std::move(inst));
+        }
+    }
+}
+
+void Runtime::start() {
+    if (http_) {
+        try {
+            http_->start();
+        } catch (const std::exception& e) {
+            throw StartError(e.what());
+        }
+        serverPortText_ = std::to_string(http_->port());
+        log(MP_LOG_INFO, "host",
+            "serving HTTP on " + config_.serverAddress + ":" + serverPortText_);
+    } else {
+        serverPortText_ = "0";
+    }
+    // Downstream first, so nothing is emitted into a stage that is not running yet.
+    for (uint32_t kind : {MP_KIND_SINK, MP_KIND_CLUSTER, MP_KIND_DECODER, MP_KIND_CAPTURE}) {
+        for (auto& inst : instances_) {
+            if (inst->host->kind != kind) {
+                continue;
+            }
+            inst->host->running = true;
+            inst->host->error.clear();
+            mp_status st = MP_OK;
+            if (inst->plugin->desc.start != nullptr) {
+                try {
+                    st = inst->plugin->desc.start(inst->self);
+                } catch (...) {
+                    inst->host->error = "an exception escaped the plugin";
+                    st = MP_ERROR;
+                }
+            }
+            if (st != MP_OK) {
+                inst->host->running = false;
+                callHook(*inst, "start", st);
+            }
+            inst->started = true;
+            startOrder_.push_back(inst.get());
+            log(MP_LOG_DEBUG, "host", "started " + inst->host->slot + " " + inst->host->name);
+        }
+    }
+    {
+        std::lock_guard<std::mutex> lock(reportMutex_);
+        intervalStartNs_ = wallNs();
+    }
+    auto period = std::chrono::milliseconds(intervalMs_.load());
+    reportTimer_ = timers_->start(period, period, [this] { flushReport(false); });
+}
+
+void Runtime::stop() {
+    if (reportTimer_ != nullptr && timers_) {
+        timers_->stop(reportTimer_);
+        reportTimer_ = nullptr;
+    }
+    // The server goes first: no handler or websocket callback runs during a plugin's stop().
+    if (http_) {
+        http_->stop();
+    }
+    for (auto it = startOrder_.rbegin(); it != startOrder_.rend(); ++it) {
+        Instance* inst = *it;
+        if (inst->plugin->desc.stop != nullptr) {
+            try {
+                inst->plugin->desc.stop(inst->self);
+            } catch (...) {
+                log(MP_LOG_ERROR, "host", inst->host->slot + ": an exception escaped stop()");
+            }
+        }
+        inst->host->running = false;
+        inst->started = false;
+        log(MP_LOG_DEBUG, "host", "stopped " + inst->host->slot + " " + inst->host->name);
+    }
+    startOrder_.clear();
+    for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) {
+        try {
+            (*it)->plugin->desc.destroy((*it)->self);
+        } catch (...) {
+            log(MP_LOG_ERROR, "host", (*it)->host->slot + ": an exception escaped destroy()");
+        }
+    }
+    instances_.clear();
+    timers_.reset();
+}
+
+void Runtime::requestShutdown(int code, const std::string& reason) {
+    {
+        std::lock_guard<std::mutex> lock(shutdownMutex_);
+        if (shutdownRequested_) {
+            return;
+        }
+        shutdownRequested_ = true;
+        exitCode_ = code;
+    }
+    log(code == 0 ? MP_LOG_INFO : MP_LOG_ERROR, "host", "stopping: " + reason);
+    shutdownCv_.notify_all();
+}
+
+int Runtime::waitForShutdown() {
+    std::unique_lock<std::mutex> lock(shutdownMutex_);
+    shutdownCv_.wait(lock, [&] { return shutdownRequested_; });
+    return exitCode_;
+}
+
+void Runtime::logFrom(mp_host* h, int level, std::string_view msg) {
+    log(level, h->name, msg);
+}
+
+mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
+    if (!h->running.load()) {
+        return MP_ECLOSED;
+    }
+    switch (ev.type) {
+        case MP_EVENT_INPUT_END:
+            if (h->kind == MP_KIND_CAPTURE) {
+                log(MP_LOG_INFO, "host", h->name + ": end of input");
+                if (options_.printFinalReport) {
+                    flushReport(true);
+                    requestShutdown(0, "input finished");
+                }
+                return MP_OK;
+            }
+            break;
+        case MP_EVENT_REPORT:
+            if (h->kind == MP_KIND_CLUSTER) {
+                for (auto& inst : instances_) {
+                    if (inst->host->kind == MP_KIND_SINK && inst->host->running &&
+                        inst->plugin->desc.on_event != nullptr) {
+                        inst->plugin->desc.on_event(inst->self, &ev);
+                    }
+                }
+                return MP_OK;
+            }
+            break;
+        default:
+            break;
+    }
+    eventsDropped_->value.fetch_add(1, std::memory_order_relaxed);
+    return MP_OK;
+}
+
+mp_status Runtime::framesFrom(mp_host* h, const mp_frame* frames, size_t count) {
+    if (!h->running.load() || h->kind != MP_KIND_CAPTURE) {
+        return MP_ECLOSED;
+    }
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < count; ++i) {
+        bytes += frames[i].data.len;
+    }
+    // The flow table and reassembly (issue 3) take frames from here.
+    framesIn_->value.fetch_add(static_cast<int64_t>(count), std::memory_order_relaxed);
+    frameBytesIn_->value.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+    return MP_OK;
+}
+
+mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
+    std::string_view k = key;
+    auto give = [&](const std::string& s) {
+        *out = mp_str{s.c_str(), s.size()};
+        return MP_OK;
+    };
+    static const std::string version = MP_HOST_VERSION;
+    if (k == "node.name") {
+        return give(nodeName_);
+    }
+    if (k == "server.address") {
+        return give(config_.serverAddress);
+    }
+    if (k == "server.port") {
+        return give(serverPortText_);
+    }
+    if (k == "host.version") {
+        return give(version);
+    }
+    if (k == "probe.workers") {
+        return give(workersText_);
+    }
+    if (k == "config.file") {
+        return give(config_.file);
+    }
+    if (k == "instance.index") {
+        thread_local std::string idx;
+        idx = std::to_string(h->index);
+        return give(idx);
+    }
+    if (k == "interval.ms") {
+        thread_local std::string ms;
+        ms = std::to_string(intervalMs_.load());
+        return give(ms);
+    }
+    return MP_ENOENT;
+}
+
+mp_counter* Runtime::counter(mp_host* h, const char* name, const char* help, uint32_t kind) {
+    return metrics_.get(h->name, name, help, kind);
+}
+
+mp_timer* Runtime::timerStart(mp_host* /*h*/, uint64_t delay, uint64_t period,
+                              void (*fn)(void*), void* user) {
+    if (!timers_) {
+        return nullptr;
+    }
+    return timers_->start(std::chrono::nanoseconds(delay), std::chrono::nanoseconds(period),
+                          [fn, user] { fn(user); });
+}
+
+void Runtime::timerStop(mp_timer* t) {
+    if (timers_) {
+        timers_->stop(t);
+    }
+}
+
+mp_status Runtime::httpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user) {
+    if (!http_) {
+        return MP_OK;  // offline run without a server: routes are accepted and never called
+    }
+    std::string owner = h->name;
+    bool ok = http_->addRoute(path, [fn, user, owner](const mp_http_request& req,
+                                                       mp_http_response& resp) {
+        try {
+            fn(user, &req, &resp);
+        } catch (...) {
+            log(MP_LOG_ERROR, owner, "an exception escaped an HTTP handler");
+            resp.status = 500;
+            resp.contentType = "application/json";
+            resp.body = "{\"error\":\"internal error\"}";
+        }
+    });
+    if (!ok) {
+        apiSetError(h, MP_EINVAL, mp_str{"path already taken", 18});
+        log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
+        return MP_EINVAL;
+    }
+    return MP_OK;
+}
+
+mp_status Runtime::wsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler) {
+    if (!http_) {
+        return MP_OK;
+    }
+    mp_ws_handler copy{};
+    std::memcpy(&copy, handler, std::min<size_t>(handler->struct_size, sizeof copy));
+    if (!http_->addWebSocket(path, copy)) {
+        log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
+        return MP_EINVAL;
+    }
+    return MP_OK;
+}
+
+void Runtime::setIntervalMs(uint64_t ms) {
+    intervalMs_ = ms;
+    if (reportTimer_ != nullptr && timers_) {
+        timers_->reschedule(reportTimer_, std::chrono::milliseconds(ms));
+    }
+}
+
+void Runtime::flushReport(bool final) {
+    std::string json;
+    uint64_t seq = 0;
+    uint64_t end = wallNs();
+    {
+        std::lock_guard<std::mutex> lock(reportMutex_);
+        seq = ++reportSeq_;
+        std::ostringstream out;
+        out << "{\"version\":1,\"node\":" << jsonQuote(nodeName_) << ",\"seq\":" << seq
+            << ",\"final\":" << (final ? "true" : "false")
+            << ",\"interval\":{\"start_ns\":" << intervalStartNs_ << ",\"end_ns\":" << end
+            << "},\"stats\":" << metrics_.json() << "}";
+        json = out.str();
+        intervalStartNs_ = end;
+        lastReport_ = json;
+    }
+    reportsOut_->value.fetch_add(1, std::memory_order_relaxed);
+    deliverReport(json, seq, end);
+    if (final && options_.printFinalReport) {
+        std::cout << json << std::endl;
+    }
+}
+
+void Runtime::deliverReport(const std::string& json, uint64_t seq, uint64_t ts) {
+    mp_event ev{};
+    ev.struct_size = sizeof ev;
+    ev.type = MP_EVENT_REPORT;
+    ev.ts_ns = ts;
+    ev.seq = seq;
+    ev.content_type = mp_str{"application/json", 16};
+    ev.payload = mp_bytes{reinterpret_cast<const uint8_t*>(json.data()), json.size()};
+    // A cluster plugin, when present, decides what reaches the sinks (it may merge or forward).
+    bool cluster = false;
+    for (auto& inst : instances_) {
+        if (inst->host->kind == MP_KIND_CLUSTER && inst->host->running &&
+            inst->plugin->desc.on_event != nullptr) {
+            cluster = true;
+            inst->plugin->desc.on_event(inst->self, &ev);
+        }
+    }
+    if (cluster) {
+        return;
+    }
+    for (auto& inst : instances_) {
+        if (inst->host->kind == MP_KIND_SINK && inst->host->running &&
+            inst->plugin->desc.on_event != nullptr) {
+            inst->plugin->desc.on_event(inst->self, &ev);
+        }
+    }
+}
+
+std::string Runtime::healthJson() const {
+    std::ostringstream out;
+    out << "{\"status\":\"ok\",\"version\":" << jsonQuote(MP_HOST_VERSION)
+        << ",\"node\":" << jsonQuote(nodeName_)
+        << ",\"uptime_s\":" << (wallNs() - startedNs_) / 1000000000ULL
+        << ",\"interval_ms\":" << intervalMs_.load() << ",\"plugins\":[";
+    bool first = true;
+    for (const auto& inst : instances_) {
+        out << (first ? "" : ",") << "{\"slot\":" << jsonQuote(inst->host->slot)
+            << ",\"name\":" << jsonQuote(inst->host->name)
+            << ",\"kind\":" << jsonQuote(kindName(inst->host->kind))
+            << ",\"version\":" << jsonQuote(inst->plugin->desc.version)
+            << ",\"running\":" << (inst->host->running ? "true" : "false") << "}";
+        first = false;
+    }
+    out << "]}";
+    return out.str();
+}
+
+void Runtime::addBuiltinRoutes() {
+    auto methodOk = [](const mp_http_request& req, mp_http_response& resp) {
+        std::string_view m = sv(req.method);
+        if (m == "GET" || m == "HEAD") {
+            return true;
+        }
+        resp.status = 405;
+        resp.contentType = "application/json";
+        resp.body = "{\"error\":\"method not allowed: use GET\"}";
+        return false;
+    };
+    http_->addRoute("/health", [this, methodOk](const mp_http_request& req,
+                                                mp_http_response& resp) {
+        if (!methodOk(req, resp)) {
+            return;
+        }
+        resp.status = 200;
+        resp.contentType = "application/json";
+        resp.body = healthJson();
+    });
+    http_->addRoute("/metrics", [this, methodOk](const mp_http_request& req,
+                                                 mp_http_response& resp) {
+        if (!methodOk(req, resp)) {
+            return;
+        }
+        resp.status = 200;
+        resp.contentType = "text/plain; version=0.0.4";
+        resp.body = metrics_.prometheus();
+    });
+}
+
+}  // namespace mp::host

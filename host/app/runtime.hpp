@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+// The running host: plugin instances, their services, the HTTP server and the report pipeline.
+#pragma once
+
+#include "config/config.hpp"
+#include "core/metrics.hpp"
+#include "core/timers.hpp"
+#include "plugin/registry.hpp"
+#include "server/http_server.hpp"
+
+#include <mp/abi.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace mp::host {
+class Runtime;
+}
+
+/// The host-side state behind one plugin instance's mp_host handle.
+struct mp_host {
+    mp::host::Runtime* rt = nullptr;
+    std::string name;   // plugin name
+    std::string slot;   // "capture", "decoder[1]", "sinks[0]"
+    uint32_t kind = 0;
+    int index = 0;      // worker index for decoders
+    std::string error;  // set by set_error during the current hook
+    std::atomic<bool> running{false};
+};
+
+struct mp_config {
+    std::map<std::string, mp::host::Value> values;
+};
+
+namespace mp::host {
+
+/// A start-up failure; what() is one line.
+class StartError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// One plugin instance and the descriptor it came from.
+struct Instance {
+    const LoadedPlugin* plugin = nullptr;
+    std::unique_ptr<mp_host> host;
+    mp_config config;
+    void* self = nullptr;
+    bool started = false;
+};
+
+struct RuntimeOptions {
+    bool serveHttp = true;        // false for offline runs without a config file
+    bool printFinalReport = false;  // offline: the final report on stdout at end of input
+    std::string reportFormat = "json";  // json | table
+};
+
+/// The services table every plugin receives.
+const mp_host_api* hostApi();
+
+class Runtime {
+  public:
+    Runtime(HostConfig config, RuntimeOptions options);
+    ~Runtime();
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    /// Loads the built-in plugin directory and the configured ones (throws LoadError).
+    void loadPlugins(bool includeDefaultDir = true);
+    /// Matches slots to plugins and validates their settings (throws ConfigError).
+    void resolve();
+    /// Creates every instance (throws StartError).
+    void create();
+    /// Starts the HTTP server, then plugins downstream-first: sinks, cluster, decoders,
+    /// capture (throws StartError).
+    void start();
+    /// Stops everything in reverse start order, then destroys the instances.
+    void stop();
+    /// Blocks until a plugin or a signal asks to stop; returns the exit code.
+    int waitForShutdown();
+    /// Asks waitForShutdown() to return `code` (keeps the first request).
+    void requestShutdown(int code, const std::string& reason);
+
+    const Registry& registry() const { return registry_; }
+    const HostConfig& config() const { return config_; }
+    Metrics& metrics() { return metrics_; }
+    HttpServer* http() { return http_.get(); }
+    const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_; }
+
+    // Services used by the C host API.
+    void logFrom(mp_host* h, int level, std::string_view msg);
+    mp_status emitFrom(mp_host* h, const mp_event& ev);
+    mp_status framesFrom(mp_host* h, const mp_frame* frames, size_t count);
+    mp_status hostGet(mp_host* h, const char* key, mp_str* out);
+    mp_counter* counter(mp_host* h, const char* name, const char* help, uint32_t kind);
+    mp_timer* timerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
+                         void* user);
+    void timerStop(mp_timer* t);
+    mp_status httpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user);
+    mp_status wsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler);
+
+    /// Builds and delivers the node report for the interval that just ended.
+    void flushReport(bool final);
+    /// Interval in ms (live-changeable).
+    uint64_t intervalMs() const { return intervalMs_.load(); }
+    void setIntervalMs(uint64_t ms);
+
+  private:
+    std::string healthJson() const;
+    void deliverReport(const std::string& json, uint64_t seq, uint64_t ts);
+    void addBuiltinRoutes();
+    mp_status callHook(Instance& inst, const char* hook, mp_status st);
+
+    HostConfig config_;
+    RuntimeOptions options_;
+    Metrics metrics_;
+    Registry registry_;
+    std::unique_ptr<HttpServer> http_;
+    std::unique_ptr<TimerService> timers_;
+    std::vector<std::unique_ptr<Instance>> instances_;
+    std::vector<Instance*> startOrder_;
+    std::string nodeName_;
+    std::string serverPortText_;
+    std::string workersText_;
+    std::atomic<uint64_t> intervalMs_{5000};
+    mp_timer* reportTimer_ = nullptr;
+    std::mutex reportMutex_;
+    uint64_t reportSeq_ = 0;
+    uint64_t intervalStartNs_ = 0;
+    std::string lastReport_;
+    std::mutex shutdownMutex_;
+    std::condition_variable shutdownCv_;
+    bool shutdownRequested_ = false;
+    int exitCode_ = 0;
+    uint64_t startedNs_ = 0;
+    mp_counter* framesIn_;
+    mp_counter* frameBytesIn_;
+    mp_counter* reportsOut_;
+    mp_counter* eventsDropped_;
+};
+
+}  // namespace mp::host

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "config/config.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace mp::host {
+
+namespace {
+
+// clang-format off
+const mp_property kTop[] = {
+    {"slave", MP_PROP_BOOL, 0, "false", "run as a slave: capture on this host and report to a master", 0, 0, nullptr},
+    {"serverport", MP_PROP_INT, 0, "8667", "HTTP and websocket port of the host (0: any free port)", 0, 65535, nullptr},
+    {"serveraddress", MP_PROP_STRING, 0, "0.0.0.0", "address the HTTP server binds to", 0, 0, nullptr},
+    {"interval", MP_PROP_INT, 0, "5", "report interval in seconds", 1, 86400, nullptr},
+    {"slowthresholdms", MP_PROP_INT, 0, nullptr, "slow query threshold in ms (decoder slow_threshold_ms)", 0, 86400000, nullptr},
+    {"nodename", MP_PROP_STRING, 0, "", "name of this node in reports (default: hostname:serverport)", 0, 0, nullptr},
+    {"loglevel", MP_PROP_STRING, 0, "info", "log level", 0, 0, "trace|debug|info|warn|error"},
+    {"cluster", MP_PROP_STRING, 0, nullptr, "section: cluster settings", 0, 0, nullptr},
+    {"probe", MP_PROP_STRING, 0, nullptr, "section: capture settings", 0, 0, nullptr},
+    {"pusher", MP_PROP_STRING, 0, nullptr, "section: report pusher", 0, 0, nullptr},
+    {"watcher", MP_PROP_STRING, 0, nullptr, "section: accepted for compatibility, unused", 0, 0, nullptr},
+    {"websocket", MP_PROP_STRING, 0, nullptr, "section: websocket timings", 0, 0, nullptr},
+    {"plugins", MP_PROP_STRING, 0, nullptr, "section: plugin choice and settings", 0, 0, nullptr},
+    {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+};
+// clang-format on
+
+const std::set<std::string> kSections = {"cluster", "probe",     "pusher",
+                                         "watcher", "websocket", "plugins"};
+
+// A key of the original probe that a plugin property takes over.
+struct LegacyKey {
+    const char* section;  // "" for top-level
+    const char* key;
+    uint32_t type;
+    int64_t min, max;
+    uint32_t kind;       // slot kind it maps into; 0: host-owned or ignored
+    const char* prop;    // property name in the plugin; nullptr: host-owned or ignored
+};
+
+// clang-format off
+const LegacyKey kLegacy[] = {
+    {"", "slowthresholdms", MP_PROP_INT, 0, 86400000, MP_KIND_DECODER, "slow_threshold_ms"},
+    {"", "slave", MP_PROP_BOOL, 0, 0, MP_KIND_CLUSTER, "slave"},
+    {"cluster", "gossip", MP_PROP_BOOL, 0, 0, 0, nullptr},
+    {"cluster", "group", MP_PROP_STRING, 0, 0, MP_KIND_CLUSTER, "group"},
+    {"cluster", "port", MP_PROP_INT, 0, 65535, MP_KIND_CLUSTER, "port"},
+    {"cluster", "token", MP_PROP_STRING, 0, 0, MP_KIND_CLUSTER, "token"},
+    {"cluster", "keys", MP_PROP_STRING_LIST, 0, 0, MP_KIND_CLUSTER, "keys"},
+    {"probe", "device", MP_PROP_STRING_LIST, 0, 0, MP_KIND_CAPTURE, "device"},
+    {"probe", "port", MP_PROP_STRING_LIST, 0, 0, MP_KIND_CAPTURE, "port"},
+    {"probe", "snappylength", MP_PROP_INT, 0, 262144, MP_KIND_CAPTURE, "snaplen"},
+    {"probe", "workers", MP_PROP_INT, 1, 64, 0, nullptr},
+    {"probe", "file", MP_PROP_STRING, 0, 0, MP_KIND_CAPTURE, "file"},
+    {"probe", "filter", MP_PROP_STRING, 0, 0, MP_KIND_CAPTURE, "filter"},
+    {"probe", "loop", MP_PROP_BOOL, 0, 0, MP_KIND_CAPTURE, "loop"},
+    {"pusher", "servers", MP_PROP_STRING_LIST, 0, 0, MP_KIND_SINK, "pusher_servers"},
+    {"pusher", "path", MP_PROP_STRING, 0, 0, MP_KIND_SINK, "pusher_path"},
+    {"pusher", "preconnect", MP_PROP_BOOL, 0, 0, MP_KIND_SINK, "pusher_preconnect"},
+    {"websocket", "connecttimeoutms", MP_PROP_INT, 1, 3600000, MP_KIND_SINK, "connect_timeout_ms"},
+    {"websocket", "writetimeoutms", MP_PROP_INT, 1, 3600000, MP_KIND_SINK, "write_timeout_ms"},
+    {"websocket", "pingtimeouts", MP_PROP_INT, 1, 86400, MP_KIND_SINK, "ping_timeout_s"},
+    {"websocket", "reconnectperiods", MP_PROP_INT, 1, 86400, MP_KIND_SINK, "reconnect_period_s"},
+    {"websocket", "maxmessagesize", MP_PROP_INT, 1, 1048576, MP_KIND_SINK, "max_message_kb"},
+    // The original's SHOW PROCESSLIST watcher: accepted so old files start, but unused: this
+    // probe learns user and schema from the wire (handshake, COM_INIT_DB, session tracking).
+    {"watcher", "uname", MP_PROP_STRING, 0, 0, 0, nullptr},
+    {"watcher", "password", MP_PROP_STRING, 0, 0, 0, nullptr},
+    {"watcher", "passward", MP_PROP_STRING, 0, 0, 0, nullptr},
+    {"watcher", "address", MP_PROP_STRING, 0, 0, 0, nullptr},
+    {"watcher", "dbname", MP_PROP_STRING, 0, 0, 0, nullptr},
+};
+// clang-format on
+
+mp_property legacyProp(const LegacyKey& k) {
+    return mp_property{k.key, k.type, 0, nullptr, nullptr, k.min, k.max, nullptr};
+}
+
+std::string join(const std::string& a, const std::string& b) {
+    return a.empty() ? b : a + "." + b;
+}
+
+// Reads a mapping's entries as Settings, with duplicate-key detection.
+std::map<std::string, Setting> entries(const std::string& file, const YAML::Node& map,
+                                       const std::string& prefix) {
+    std::map<std::string, Setting> out;
+    for (const auto& kv : map) {
+        if (!kv.first.IsScalar()) {
+            throw ConfigError(where(file, kv.first) + prefix + ": keys must be scalars");
+        }
+        const std::string& key = kv.first.Scalar();
+        if (out.count(key) != 0) {
+            throw ConfigError(where(file, kv.first) + join(prefix, key) + ": duplicate key");
+        }
+        out[key] = Setting{kv.second, join(prefix, key)};
+    }
+    return out;
+}
+
+void requireMap(const std::string& file, const YAML::Node& n, const std::string& path) {
+    if (!n.IsMap()) {
+        throw ConfigError(where(file, n) + path + ": expected a mapping");
+    }
+}
+
+// Parses one slot value: "name", "none", or {plugin: name, config: {...}}.
+std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n,
+                                    const std::string& path, uint32_t kind,
+                                    const std::string& slot) {
+    SlotConfig s;
+    s.slot = slot;
+    s.kind = kind;
+    s.keyPath = path;
+    s.node = n;
+    if (n.IsNull()) {
+        return std::nullopt;
+    }
+    if (n.IsScalar()) {
+        if (n.Scalar() == "none") {
+            return std::nullopt;
+        }
+        s.plugin = n.Scalar();
+        return s;
+    }
+    requireMap(file, n, path);
+    for (auto& [key, setting] : entries(file, n, path)) {
+        if (key == "plugin") {
+            if (!setting.node.IsScalar() || setting.node.Scalar().empty()) {
+                throw ConfigError(where(file, setting.node) + setting.keyPath +
+                                  ": expected a plugin name");
+            }
+            s.plugin = setting.node.Scalar();
+        } else if (key == "config") {
+            if (setting.node.IsNull()) {
+                continue;
+            }
+            requireMap(file, setting.node, setting.keyPath);
+            s.settings = entries(file, setting.node, setting.keyPath);
+        } else {
+            throw ConfigError(where(file, setting.node) + setting.keyPath +
+                              ": unknown key (expected 'plugin' or 'config')");
+        }
+    }
+    if (s.plugin.empty()) {
+        throw ConfigError(where(file, n) + path + ": 'plugin' is missing");
+    }
+    if (s.plugin == "none") {
+        return std::nullopt;
+    }
+    return s;
+}
+
+}  // namespace
+
+const mp_property* hostProperties() { return kTop; }
+
+uint32_t kindFromName(const std::string& name) {
+    if (name == "capture") {
+        return MP_KIND_CAPTURE;
+    }
+    if (name == "decoder") {
+        return MP_KIND_DECODER;
+    }
+    if (name == "cluster") {
+        return MP_KIND_CLUSTER;
+    }
+    if (name == "sink" || name == "sinks") {
+        return MP_KIND_SINK;
+    }
+    return 0;
+}
+
+const char* kindName(uint32_t kind) {
+    switch (kind) {
+        case MP_KIND_CAPTURE:
+            return "capture";
+        case MP_KIND_DECODER:
+            return "decoder";
+        case MP_KIND_CLUSTER:
+            return "cluster";
+        case MP_KIND_SINK:
+            return "sink";
+        default:
+            return "unknown";
+    }
+}
+
+HostConfig parseConfig(const std::string& text, const std::string& name,
+                       const Overrides& ov) {
+    HostConfig cfg;
+    cfg.file = name;
+    YAML::Node root;
+    try {
+        root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+        throw ConfigError(name + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " +
+                          e.msg);
+    }
+    if (root.IsNull() || !root.IsDefined()) {
+        root = YAML::Node(YAML::NodeType::Map);
+    }
+    requireMap(name, root, "(top level)");
+
+    std::map<std::string, Setting> top = entries(name, root, "");
+    // Host-owned top-level scalars.
+    std::map<std::string, Setting> scalars;
+    std::map<std::string, Setting> sections;
+    for (auto& [key, setting] : top) {
+        (kSections.count(key) != 0 ? sections : scalars)[key] = setting;
+    }
+    // Unknown top-level keys are reported by validate() against kTop (sections excluded there).
+    std::vector<mp_property> scalarProps;
+    for (size_t i = 0; kTop[i].name != nullptr; ++i) {
+        if (kSections.count(kTop[i].name) == 0) {
+            scalarProps.push_back(kTop[i]);
+        }
+    }
+    scalarProps.push_back(mp_property{});
+    auto values = validate(name, "the top level", root, scalars, scalarProps.data());
+    cfg.slave = values["slave"].b;
+    cfg.serverPort = static_cast<int>(values["serverport"].i);
+    cfg.serverAddress = values["serveraddress"].s;
+    cfg.intervalS = static_cast<int>(values["interval"].i);
+    cfg.nodeName = values["nodename"].s;
+    cfg.logLevel = values["loglevel"].s;
+
+    // Legacy sections: check every key against its legacy table and collect what plugins take.
+    struct Pending {
+        Setting setting;
+        uint32_t kind;
+        const char* prop;
+    };
+    std::vector<Pending> pending;
+    bool gossip = false;
+    bool haveCaptureInput = false;
+    for (const auto& k : kLegacy) {
+        if (std::string(k.section).empty() && scalars.count(k.key) != 0 &&
+            !scalars[k.key].node.IsNull() && k.prop != nullptr) {
+            pending.push_back({scalars[k.key], k.kind, k.prop});
+        }
+    }
+    for (const auto& [section, setting] : sections) {
+        if (section == "plugins" || setting.node.IsNull()) {
+            continue;
+        }
+        requireMap(name, setting.node, section);
+        for (auto& [key, s] : entries(name, setting.node, section)) {
+            const LegacyKey* found = nullptr;
+            std::string known;
+            for (const auto& k : kLegacy) {
+                if (section == k.section) {
+                    known += (known.empty() ? "" : ", ") + std::string(k.key);
+                    if (key == k.key) {
+                        found = &k;
+                    }
+                }
+            }
+            if (found == nullptr) {
+                throw ConfigError(where(name, s.node) + s.keyPath + ": unknown key (known: " +
+                                  known + ")");
+            }
+            if (s.node.IsNull()) {
+                continue;
+            }
+            Value v = convert(name, s, legacyProp(*found));
+            if (section == "cluster" && key == "gossip") {
+                gossip = v.b;
+            } else if (section == "probe" && key == "workers") {
+                cfg.workers = static_cast<int>(v.i);
+            } else if (section == "watcher") {
+                cfg.warnings.push_back(s.keyPath +
+                                       " is accepted for compatibility and not used: user and "
+                                       "schema come from the wire");
+            } else {
+                if (section == "probe" && (key == "device" || key == "file")) {
+                    haveCaptureInput = haveCaptureInput || !v.s.empty() || !v.list.empty();
+                }
+                pending.push_back({s, found->kind, found->prop});
+            }
+        }
+    }
+
+    // Command-line overrides become settings too (they win over the file).
+    std::vector<Pending> forced;
+    if (ov.readFile) {
+        YAML::Node n(*ov.readFile);
+        forced.push_back({Setting{n, "-r"}, MP_KIND_CAPTURE, "file"});
+        haveCaptureInput = true;
+    }
+    if (ov.ports) {
+        YAML::Node n(*ov.ports);
+        forced.push_back({Setting{n, "--port"}, MP_KIND_CAPTURE, "port"});
+    }
+    if (ov.serverPort) {
+        cfg.serverPort = *ov.serverPort;
+    }
+
+    // The plugins section.
+    std::map<std::string, SlotConfig> explicitSlots;
+    std::vector<SlotConfig> sinks;
+    bool sinksGiven = false;
+    std::set<std::string> slotsGiven;
+    if (sections.count("plugins") != 0 && !sections["plugins"].node.IsNull()) {
+        const Setting& ps = sections["plugins"];
+        requireMap(name, ps.node, "plugins");
+        for (auto& [key, s] : entries(name, ps.node, "plugins")) {
+            if (key == "directories") {
+                mp_property p{"directories", MP_PROP_STRING_LIST, 0, nullptr, nullptr, 0, 0,
+                              nullptr};
+                if (!s.node.IsNull()) {
+                    cfg.pluginDirs = convert(name, s, p).list;
+                }
+            } else if (key == "sinks") {
+                sinksGiven = true;
+                if (s.node.IsNull()) {
+                    continue;
+                }
+                if (!s.node.IsSequence()) {
+                    throw ConfigError(where(name, s.node) + s.keyPath + ": expected a list");
+                }
+                for (size_t i = 0; i < s.node.size(); ++i) {
+                    std::string slot = "sinks[" + std::to_string(i) + "]";
+                    auto sc = parseSlot(name, s.node[i], "plugins." + slot, MP_KIND_SINK, slot);
+                    if (sc) {
+                        sinks.push_back(*sc);
+                    }
+                }
+            } else if (key == "capture" || key == "decoder" || key == "cluster") {
+                slotsGiven.insert(key);
+                auto sc = parseSlot(name, s.node, s.keyPath, kindFromName(key), key);
+                if (sc) {
+                    explicitSlots[key] = *sc;
+                }
+            } else {
+                throw ConfigError(where(name, s.node) + s.keyPath +
+                                  ": unknown key (known: capture, cluster, decoder, "
+                                  "directories, sinks)");
+            }
+        }
+    }
+
+    // Defaults for slots the plugins section does not mention.
+    auto implicitSlot = [&](const std::string& slot, uint32_t kind, const std::string& plugin,
+                            const std::string& why) {
+        SlotConfig s;
+        s.slot = slot;
+        s.kind = kind;
+        s.plugin = plugin;
+        s.keyPath = why;
+        return s;
+    };
+    bool offlineOnly = ov.readFile.has_value() && name == "(command line)";
+    if (slotsGiven.count("capture") == 0 && (haveCaptureInput || cfg.slave)) {
+        if (!haveCaptureInput) {
+            throw ConfigError(where(name, scalars.count("slave") ? scalars["slave"].node
+                                                                 : YAML::Node()) +
+                              "slave: a slave captures traffic: set probe.device (or probe.file)");
+        }
+        explicitSlots["capture"] = implicitSlot("capture", MP_KIND_CAPTURE, "capture-pcap",
+                                                "probe.device / probe.file");
+    }
+    if (slotsGiven.count("decoder") == 0 && explicitSlots.count("capture") != 0) {
+        explicitSlots["decoder"] =
+            implicitSlot("decoder", MP_KIND_DECODER, "decoder-mysql", "(default decoder)");
+    }
+    if (slotsGiven.count("cluster") == 0 && !offlineOnly) {
+        explicitSlots["cluster"] =
+            implicitSlot("cluster", MP_KIND_CLUSTER, gossip ? "cluster-gossip" : "cluster-static",
+                         "cluster.gossip");
+    }
+    if (!sinksGiven && !offlineOnly) {
+        sinks.push_back(implicitSlot("sinks[0]", MP_KIND_SINK, "sink-websocket", "(default sink)"));
+    }
+
+    for (const char* slot : {"capture", "decoder", "cluster"}) {
+        if (explicitSlots.count(slot) != 0) {
+            cfg.slots.push_back(explicitSlots[slot]);
+        }
+    }
+    for (auto& s : sinks) {
+        cfg.slots.push_back(s);
+    }
+
+    // Hand the legacy keys to the slots of their kind; the plugin's property table decides
+    // (later, in validate) whether it takes them. Record them as "legacy" settings.
+    for (auto& s : cfg.slots) {
+        for (const auto& p : pending) {
+            if (p.kind != s.kind) {
+                continue;
+            }
+            std::string target = p.prop;
+            auto it = s.settings.find(target);
+            if (it != s.settings.end()) {
+                throw ConfigError(where(name, it->second.node) + it->second.keyPath +
+                                  ": also set by " + p.setting.keyPath + " (line " +
+                                  std::to_string(p.setting.node.Mark().line + 1) +
+                                  "); set it once");
+            }
+            Setting legacy = p.setting;
+            legacy.keyPath = "legacy:" + legacy.keyPath;  // marks "may be ignored"
+            s.settings[target] = legacy;
+        }
+        for (const auto& p : forced) {
+            if (p.kind == s.kind) {
+                s.settings[p.prop] = p.setting;
+            }
+        }
+    }
+    for (const auto& d : ov.pluginDirs) {
+        cfg.pluginDirs.push_back(d);
+    }
+    return cfg;
+}
+
+HostConfig loadConfig(const std::string& file, const Overrides& ov) {
+    if (file.empty()) {
+        return parseConfig("", "(command line)", ov);
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        throw ConfigError(file + ": cannot open the configuration file");
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (ss.str().size() > 4 * 1024 * 1024) {
+        throw ConfigError(file + ": the configuration file is larger than 4 MiB");
+    }
+    return parseConfig(ss.str(), file, ov);
+}
+
+}  // namespace mp::host

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+// The YAML file: host keys, the original Go probe's keys, and the `plugins:` section.
+#pragma once
+
+#include "config/values.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mp::host {
+
+/// One plugin slot as the file (or the legacy keys) asks for it.
+struct SlotConfig {
+    std::string slot;        // "capture", "decoder", "cluster", "sinks[0]"
+    uint32_t kind = 0;       // MP_KIND_*
+    std::string plugin;      // plugin name
+    std::string keyPath;     // "plugins.capture" or the legacy key that chose it
+    YAML::Node node;         // for positions in messages (may be undefined)
+    std::map<std::string, Setting> settings;  // property -> value
+};
+
+/// Command-line overrides applied on top of the file.
+struct Overrides {
+    std::optional<std::string> readFile;          // -r FILE
+    std::optional<std::string> ports;             // --port
+    std::vector<std::string> pluginDirs;          // --plugin-dir
+    std::optional<int> serverPort;                // --serverport
+};
+
+/// The host's view of the whole file.
+struct HostConfig {
+    std::string file;
+    bool slave = false;
+    std::string serverAddress = "0.0.0.0";
+    int serverPort = 8667;
+    int intervalS = 5;
+    int workers = 1;
+    std::string nodeName;
+    std::string logLevel = "info";
+    std::vector<std::string> pluginDirs;
+    std::vector<SlotConfig> slots;        // capture, decoder, cluster, sinks... (as present)
+    std::vector<std::string> warnings;    // printed at start
+};
+
+/// The host's own property tables (also printed by --help).
+const mp_property* hostProperties();
+
+/// Reads and checks the file: YAML syntax, host keys, legacy keys, the plugins section.
+/// Plugin properties are checked later against the loaded plugins (see validate()).
+/// `file` may be empty: then only the overrides and defaults apply.
+HostConfig loadConfig(const std::string& file, const Overrides& overrides);
+
+/// Same, from YAML text (for tests and the fuzzer); `name` is used in messages.
+HostConfig parseConfig(const std::string& text, const std::string& name,
+                       const Overrides& overrides);
+
+/// MP_KIND_* from "capture" etc.; 0 when unknown.
+uint32_t kindFromName(const std::string& name);
+const char* kindName(uint32_t kind);
+
+}  // namespace mp::host

@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "server/http_server.hpp"
+
+#include "core/log.hpp"
+
+#include <Poco/Buffer.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/WebSocket.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <istream>
+#include <set>
+#include <thread>
+
+// One websocket connection; lives on its handler thread's stack frame (see WsHandler).
+struct mp_ws_conn {
+    std::mutex mutex;
+    std::deque<std::pair<uint32_t, std::string>> queue;
+    bool closed = false;          // peer gone or closing: ws_send returns MP_ECLOSED
+    bool closeRequested = false;  // ws_close() called
+    uint16_t closeCode = 1000;
+    std::string closeReason;
+    int wakeFd = -1;  // eventfd: wakes the connection thread
+    size_t maxQueue = 64;
+    mp_counter* dropped = nullptr;
+};
+
+namespace mp::host {
+
+std::string jsonQuote(std::string_view s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                if (c < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    return out + "\"";
+}
+
+bool parseQuery(const std::string& query, std::multimap<std::string, std::string>& out) {
+    auto decode = [](std::string_view in, std::string& res) {
+        res.clear();
+        for (size_t i = 0; i < in.size(); ++i) {
+            char c = in[i];
+            if (c == '+') {
+                res += ' ';
+            } else if (c == '%') {
+                auto hex = [](char h) -> int {
+                    if (h >= '0' && h <= '9') {
+                        return h - '0';
+                    }
+                    if (h >= 'a' && h <= 'f') {
+                        return h - 'a' + 10;
+                    }
+                    if (h >= 'A' && h <= 'F') {
+                        return h - 'A' + 10;
+                    }
+                    return -1;
+                };
+                if (i + 2 >= in.size()) {
+                    return false;
+                }
+                int hi = hex(in[i + 1]);
+                int lo = hex(in[i + 2]);
+                if (hi < 0 || lo < 0) {
+                    return false;
+                }
+                res += static_cast<char>(hi * 16 + lo);
+                i += 2;
+            } else {
+                res += c;
+            }
+        }
+        return true;
+    };
+    std::string_view q = query;
+    while (!q.empty()) {
+        size_t amp = q.find('&');
+        std::string_view part = q.substr(0, amp);
+        q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+        if (part.empty()) {
+            continue;
+        }
+        size_t eq = part.find('=');
+        std::string key;
+        std::string value;
+        if (!decode(part.substr(0, eq), key)) {
+            return false;
+        }
+        if (eq != std::string_view::npos && !decode(part.substr(eq + 1), value)) {
+            return false;
+        }
+        out.emplace(std::move(key), std::move(value));
+    }
+    return true;
+}
+
+struct HttpServer::Impl {
+    HttpOptions options;
+    Metrics& metrics;
+    std::shared_mutex routesMutex;
+    std::map<std::string, RouteFn> routes;
+    std::map<std::string, mp_ws_handler> sockets;
+    std::atomic<bool> stopping{false};
+    std::mutex connsMutex;
+    std::condition_variable connsCv;
+    std::set<mp_ws_conn*> conns;
+    mp_counter* requests;
+    mp_counter* badRequests;
+    mp_counter* wsOpen;
+    mp_counter* wsDropped;
+    mp_counter* wsSlowClosed;
+
+    Impl(HttpOptions o, Metrics& m)
+        : options(std::move(o)),
+          metrics(m),
+          requests(m.get("http", "requests_total", "HTTP requests served", MP_COUNTER)),
+          badRequests(m.get("http", "bad_requests_total",
+                            "HTTP requests refused with a 4xx status", MP_COUNTER)),
+          wsOpen(m.get("http", "websocket_connections", "open websocket connections", MP_GAUGE)),
+          wsDropped(m.get("http", "websocket_dropped_messages_total",
+                          "websocket messages dropped because a client's queue was full",
+                          MP_COUNTER)),
+          wsSlowClosed(m.get("http", "websocket_write_timeouts_total",
+                             "websocket clients closed because a write timed out", MP_COUNTER)) {}
+};
+
+// Request context behind mp_http_request::impl.
+struct RequestCtx {
+    std::multimap<std::string, std::string> params;
+};
+
+namespace {
+
+void sendJson(Poco::Net::HTTPServerResponse& resp, int status, const std::string& body) {
+    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+    resp.setContentType("application/json");
+    resp.setContentLength(static_cast<std::streamsize>(body.size()));
+    resp.send() << body;
+}
+
+std::string errorJson(const std::string& msg) { return "{\"error\":" + jsonQuote(msg) + "}"; }
+
+class RouteHandler : public Poco::Net::HTTPRequestHandler {
+  public:
+    explicit RouteHandler(HttpServer::Impl& impl) : impl_(impl) {}
+
+    void handleRequest(Poco::Net::HTTPServerRequest& req,
+                       Poco::Net::HTTPServerResponse& resp) override {
+        impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
+        try {
+            handle(req, resp);
+        } catch (const std::exception& e) {
+            log(MP_LOG_WARN, "http", std::string("request failed: ") + e.what());
+            if (!resp.sent()) {
+                sendJson(resp, 500, errorJson("internal error"));
+            }
+        }
+    }
+
+  private:
+    void refuse(Poco::Net::HTTPServerResponse& resp, int status, const std::string& msg) {
+        impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+        sendJson(resp, status, errorJson(msg));
+    }
+
+    void handle(Poco::Net::HTTPServerRequest& req, Poco::Net::HTTPServerResponse& resp) {
+        const std::string& uri = req.getURI();
+        size_t qpos = uri.find('?');
+        std::string path = uri.substr(0, qpos);
+        std::string query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
+        RouteFn fn;
+        {
+            std::shared_lock<std::shared_mutex> lock(impl_.routesMutex);
+            auto it = impl_.routes.find(path);
+            if (it != impl_.routes.end()) {
+                fn = it->second;
+            }
+        }
+        if (!fn) {
+            refuse(resp, 404, "no such path: " + path);
+            return;
+        }
+        RequestCtx ctx;
+        if (!parseQuery(query, ctx.params)) {
+            refuse(resp, 400, "malformed query string");
+            return;
+        }
+        std::string body;
+        if (req.hasContentLength() &&
+            req.getContentLength64() > static_cast<int64_t>(impl_.options.maxBodyBytes)) {
+            refuse(resp, 413, "request body larger than " +
+                                  std::to_string(impl_.options.maxBodyBytes) + " bytes");
+            return;
+        }
+        if (req.hasContentLength() || req.getChunkedTransferEncoding()) {
+            std::istream& in = req.stream();
+            std::vector<char> buf(64 * 1024);
+            while (in) {
+                in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+                body.append(buf.data(), static_cast<size_t>(in.gcount()));
+                if (body.size() > impl_.options.maxBodyBytes) {
+                    resp.setKeepAlive(false);
+                    refuse(resp, 413, "request body larger than " +
+                                          std::to_string(impl_.options.maxBodyBytes) + " bytes");
+                    return;
+                }
+            }
+        }
+        std::string method = req.getMethod();
+        std::string remote = req.clientAddress().toString();
+        mp_http_request r{};
+        r.struct_size = sizeof r;
+        r.method = mp_str{method.data(), method.size()};
+        r.path = mp_str{path.data(), path.size()};
+        r.query = mp_str{query.data(), query.size()};
+        r.body = mp_str{body.data(), body.size()};
+        r.remote_addr = mp_str{remote.data(), remote.size()};
+        r.impl = &ctx;
+        mp_http_response out;
+        fn(r, out);
+        if (out.status == 0) {
+            sendJson(resp, 500, errorJson("the handler gave no answer"));
+            return;
+        }
+        if (out.status >= 400 && out.status < 500) {
+            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+        }
+        resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(out.status));
+        resp.setContentType(out.contentType.empty() ? "text/plain" : out.contentType);
+        resp.setContentLength(static_cast<std::streamsize>(out.body.size()));
+        if (method == "HEAD") {
+            resp.send();
+        } else {
+            resp.send() << out.body;
+        }
+    }
+
+    HttpServer::Impl& impl_;
+};
+
+class WsHandler : public Poco::Net::HTTPRequestHandler {
+  public:
+    WsHandler(HttpServer::Impl& impl, mp_ws_handler h) : impl_(impl), h_(h) {}
+
+    void handleRequest(Poco::Net::HTTPServerRequest& req,
+                       Poco::Net::HTTPServerResponse& resp) override {
+        impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
+        std::unique_ptr<Poco::Net::WebSocket> ws;
+        try {
+            ws = std::make_unique<Poco::Net::WebSocket>(req, resp);
+        } catch (const std::exception& e) {
+            // Poco has already answered 400 for a bad handshake when it could.
+            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+            if (!resp.sent()) {
+                sendJson(resp, 400, errorJson(std::string("bad websocket handshake: ") + e.what()));
+            }
+            return;
+        }
+        mp_ws_conn conn;
+        conn.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        conn.maxQueue = impl_.options.wsQueueMessages;
+        conn.dropped = impl_.wsDropped;
+        if (conn.wakeFd < 0) {
+            return;
+        }
+        {
+            std::lock_guard<std::mutex> lock(impl_.connsMutex);
+            impl_.conns.insert(&conn);
+        }
+        impl_.wsOpen->value.fetch_add(1);
+        try {
+            serve(req, *ws, conn);
+        } catch (const std::exception& e) {
+            log(MP_LOG_DEBUG, "http", std::string("websocket ended: ") + e.what());
+        }
+        {
+            std::lock_guard<std::mutex> lock(conn.mutex);
+            conn.closed = true;
+        }
+        if (h_.on_close != nullptr) {
+            h_.on_close(h_.user, &conn);
+        }
+        impl_.wsOpen->value.fetch_sub(1);
+        {
+            std::lock_guard<std::mutex> lock(impl_.connsMutex);
+            impl_.conns.erase(&conn);
+        }
+        impl_.connsCv.notify_all();
+        ::close(conn.wakeFd);
+    }
+
+  private:
+    void serve(Poco::Net::HTTPServerRequest& req, Poco::Net::WebSocket& ws, mp_ws_conn& conn) {
+        ws.setMaxPayloadSize(impl_.options.wsMaxMessageBytes);
+        ws.setSendTimeout(Poco::Timespan(impl_.options.wsWriteTimeout.count() * 1000));
+        ws.setReceiveTimeout(Poco::Timespan(impl_.options.wsWriteTimeout.count() * 1000));
+        if (h_.on_open != nullptr) {
+            std::string method = req.getMethod();
+            const std::string& uri = req.getURI();
+            size_t qpos = uri.find('?');
+            std::string path = uri.substr(0, qpos);
+            std::string query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
+            std::string remote = req.clientAddress().toString();
+            RequestCtx ctx;
+            parseQuery(query, ctx.params);
+            mp_http_request r{};
+            r.struct_size = sizeof r;
+            r.method = mp_str{method.data(), method.size()};
+            r.path = mp_str{path.data(), path.size()};
+            r.query = mp_str{query.data(), query.size()};
+            r.remote_addr = mp_str{remote.data(), remote.size()};
+            r.impl = &ctx;
+            if (h_.on_open(h_.user, &conn, &r) != MP_OK) {
+                ws.shutdown(Poco::Net::WebSocket::WS_POLICY_VIOLATION, "refused");
+                return;
+            }
+        }
+        Poco::Buffer<char> frame(0);
+        std::string message;
+        int messageOp = 0;
+        while (true) {
+            pollfd fds[2] = {{ws.impl()->sockfd(), POLLIN, 0}, {conn.wakeFd, POLLIN, 0}};
+            int rc = ::poll(fds, 2, 200);
+            if (rc < 0 && errno != EINTR) {
+                return;
+            }
+            if ((fds[1].revents & POLLIN) != 0) {
+                uint64_t drain = 0;
+                (void)::read(conn.wakeFd, &drain, sizeof drain);
+            }
+            // Outgoing first: reports should not wait behind a chatty client.
+            std::deque<std::pair<uint32_t, std::string>> out;
+            bool closeNow = false;
+            {
+                std::lock_guard<std::mutex> lock(conn.mutex);
+                out.swap(conn.queue);
+                closeNow = conn.closeRequested;
+            }
+            for (auto& [op, data] : out) {
+                int flags = static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                            static_cast<int>(op == MP_WS_TEXT ? Poco::Net::WebSocket::FRAME_OP_TEXT
+                                                              : Poco::Net::WebSocket::FRAME_OP_BINARY);
+                try {
+                    ws.sendFrame(data.data(), static_cast<int>(data.size()), flags);
+                } catch (const Poco::TimeoutException&) {
+                    impl_.wsSlowClosed->value.fetch_add(1);
+                    return;
+                }
+            }
+            if (closeNow || impl_.stopping.load()) {
+                std::string reason;
+                uint16_t code = 1001;
+                {
+                    std::lock_guard<std::mutex> lock(conn.mutex);
+                    if (conn.closeRequested) {
+                        code = conn.closeCode;
+                        reason = conn.closeReason;
+                    }
+                    conn.closed = true;
+                }
+                ws.shutdown(code, reason);
+                return;
+            }
+            if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+                continue;
+            }
+            int flags = 0;
+            frame.resize(0);
+            int n = ws.receiveFrame(frame, flags);
+            int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
+            if (n == 0 && flags == 0) {
+                return;  // peer closed the TCP connection
+            }
+            if (op == Poco::Net::WebSocket::FRAME_OP_CLOSE) {
+                ws.shutdown();
+                return;
+            }
+            if (op == Poco::Net::WebSocket::FRAME_OP_PING) {
+                ws.sendFrame(frame.begin(), n,
+                             static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                 static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PONG));
+                continue;
+            }
+            if (op == Poco::Net::WebSocket::FRAME_OP_PONG) {
+                continue;
+            }
+            if (op == Poco::Net::WebSocket::FRAME_OP_TEXT ||
+                op == Poco::Net::WebSocket::FRAME_OP_BINARY) {
+                message.assign(frame.begin(), static_cast<size_t>(n));
+                messageOp = op;
+            } else if (op == Poco::Net::WebSocket::FRAME_OP_CONT && messageOp != 0) {
+                message.append(frame.begin(), static_cast<size_t>(n));
+            } else {
+                ws.shutdown(Poco::Net::WebSocket::WS_PROTOCOL_ERROR, "unexpected frame");
+                return;
+            }
+            if (message.size() > static_cast<size_t>(impl_.options.wsMaxMessageBytes)) {
+                ws.shutdown(Poco::Net::WebSocket::WS_PAYLOAD_TOO_BIG, "message too big");
+                return;
+            }
+            if ((flags & Poco::Net::WebSocket::FRAME_FLAG_FIN) != 0) {
+                if (h_.on_message != nullptr) {
+                    h_.on_message(h_.user, &conn,
+                                  messageOp == Poco::Net::WebSocket::FRAME_OP_TEXT ? MP_WS_TEXT
+                                                                                   : MP_WS_BINARY,
+                                  mp_bytes{reinterpret_cast<const uint8_t*>(message.data()),
+                                           message.size()});
+                }
+                message.clear();
+                messageOp = 0;
+            }
+        }
+    }
+
+    HttpServer::Impl& impl_;
+    mp_ws_handler h_;
+};
+
+class Factory : public Poco::Net::HTTPRequestHandlerFactory {
+  public:
+    explicit Factory(HttpServer::Impl& impl) : impl_(impl) {}
+
+    Poco::Net::HTTPRequestHandler* createRequestHandler(
+        const Poco::Net::HTTPServerRequest& req) override {
+        const std::string& uri = req.getURI();
+        std::string path = uri.substr(0, uri.find('?'));
+        if (Poco::icompare(req.get("Upgrade", ""), "websocket") == 0) {
+            std::shared_lock<std::shared_mutex> lock(impl_.routesMutex);
+            auto it = impl_.sockets.find(path);
+            if (it != impl_.sockets.end()) {
+                return new WsHandler(impl_, it->second);
+            }
+        }
+        return new RouteHandler(impl_);
+    }
+
+  private:
+    HttpServer::Impl& impl_;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(HttpOptions options, Metrics& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), metrics)) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+bool HttpServer::addRoute(const std::string& path, RouteFn fn) {
+    std::unique_lock<std::shared_mutex> lock(impl_->routesMutex);
+    if (impl_->routes.count(path) != 0 || impl_->sockets.count(path) != 0) {
+        return false;
+    }
+    impl_->routes[path] = std::move(fn);
+    return true;
+}
+
+bool HttpServer::addWebSocket(const std::string& path, const mp_ws_handler& handler) {
+    std::unique_lock<std::shared_mutex> lock(impl_->routesMutex);
+    if (impl_->routes.count(path) != 0 || impl_->sockets.count(path) != 0) {
+        return false;
+    }
+    impl_->sockets[path] = handler;
+    // A plain GET on a websocket path explains itself instead of a bare 404.
+    impl_->routes[path] = [path](const mp_http_request&, mp_http_response& r) {
+        r.status = 426;
+        r.contentType = "application/json";
+        r.body = errorJson(path + " is a websocket endpoint: send an Upgrade: websocket request");
+    };
+    return true;
+}
+
+void HttpServer::start() {
+    Poco::Net::ServerSocket socket;
+    try {
+        Poco::Net::SocketAddress addr(impl_->options.address,
+                                      static_cast<Poco::UInt16>(impl_->options.port));
+        socket.bind(addr, true);
+        socket.listen(128);
+    } catch (const Poco::Exception& e) {
+        throw std::runtime_error("cannot listen on " + impl_->options.address + ":" +
+                                 std::to_string(impl_->options.port) + ": " + e.displayText());
+    }
+    port_ = socket.address().port();
+    auto* params = new Poco::Net::HTTPServerParams();
+    params->setMaxThreads(impl_->options.maxThreads);
+    params->setMaxQueued(impl_->options.maxQueued);
+    params->setTimeout(Poco::Timespan(impl_->options.idleTimeout.count() * 1000));
+    params->setKeepAlive(true);
+    params->setMaxKeepAliveRequests(1000);
+    params->setServerName("mysqlprobe");
+    server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory(*impl_), socket, params);
+    server_->start();
+    running_ = true;
+}
+
+void HttpServer::stop() {
+    if (!running_) {
+        return;
+    }
+    running_ = false;
+    impl_->stopping.store(true);
+    {
+        std::unique_lock<std::mutex> lock(impl_->connsMutex);
+        for (mp_ws_conn* c : impl_->conns) {
+            uint64_t one = 1;
+            (void)::write(c->wakeFd, &one, sizeof one);
+        }
+        impl_->connsCv.wait_for(lock, std::chrono::seconds(3),
+                                [&] { return impl_->conns.empty(); });
+    }
+    server_->stopAll(true);
+    // Poco's dispatcher lets running handlers finish; give them a bounded moment.
+    for (int i = 0; i < 100 && server_->currentConnections() > 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+}  // namespace mp::host
+
+// Services used by the C host API (host_api.cpp).
+namespace mp::host {
+
+mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data) {
+    if (conn == nullptr || (opcode != MP_WS_TEXT && opcode != MP_WS_BINARY) ||
+        (data.data == nullptr && data.len != 0)) {
+        return MP_EINVAL;
+    }
+    mp_status st = MP_OK;
+    {
+        std::lock_guard<std::mutex> lock(conn->mutex);
+        if (conn->closed) {
+            return MP_ECLOSED;
+        }
+        if (conn->queue.size() >= conn->maxQueue) {
+            conn->queue.pop_front();
+            if (conn->dropped != nullptr) {
+                conn->dropped->value.fetch_add(1);
+            }
+            st = MP_EAGAIN;
+        }
+        conn->queue.emplace_back(opcode,
+                                 std::string(reinterpret_cast<const char*>(data.data), data.len));
+    }
+    uint64_t one = 1;
+    (void)::write(conn->wakeFd, &one, sizeof one);
+    return st;
+}
+
+void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason) {
+    if (conn == nullptr) {
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(conn->mutex);
+        conn->closeRequested = true;
+        conn->closeCode = code;
+        conn->closeReason.assign(reason.data != nullptr ? reason.data : "",
+                                 reason.data != nullptr ? std::min<size_t>(reason.len, 123) : 0);
+    }
+    uint64_t one = 1;
+    (void)::write(conn->wakeFd, &one, sizeof one);
+}
+
+mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out) {
+    if (req == nullptr || req->impl == nullptr || name == nullptr || out == nullptr) {
+        return MP_EINVAL;
+    }
+    const auto* ctx = static_cast<const RequestCtx*>(req->impl);
+    auto it = ctx->params.find(name);
+    if (it == ctx->params.end()) {
+        return MP_ENOENT;
+    }
+    *out = mp_str{it->second.data(), it->second.size()};
+    return MP_OK;
+}
+
+}  // namespace mp::host

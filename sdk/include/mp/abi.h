@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mysqlprobe plugin ABI, version 1.
+ *
+ * The only contract between the host and a plugin. C99, no dependencies beyond <stdint.h> and
+ * <stddef.h>. Read docs/plugin-abi.md for the rules in prose; every declaration below carries
+ * OWNERSHIP, THREADING and SINCE lines.
+ *
+ * Versioning:
+ *  - MP_ABI_MAJOR changes only on an incompatible change; the entry symbol name carries it
+ *    (mp_plugin_entry_v1), so a plugin of another major is not even found by a host.
+ *  - MP_ABI_MINOR grows when fields or functions are appended to the END of a struct. Every
+ *    struct that can grow starts with `struct_size`. A 1.x host loads any 1.y plugin with y <= x.
+ *  - Nothing is ever removed, reordered or retyped within a major.
+ */
+/* NOLINTBEGIN */
+#ifndef MP_ABI_H
+#define MP_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MP_ABI_MAJOR 1
+#define MP_ABI_MINOR 0
+
+#if defined(_WIN32)
+#define MP_EXPORT __declspec(dllexport)
+#else
+#define MP_EXPORT __attribute__((visibility("default")))
+#endif
+
+/** Name of the one symbol a plugin exports. */
+#define MP_ENTRY_SYMBOL "mp_plugin_entry_v1"
+
+/* ---------------------------------------------------------------------------------------------
+ * Basic types
+ * ------------------------------------------------------------------------------------------- */
+
+/** Status codes returned by hooks and services. */
+typedef int32_t mp_status;
+#define MP_OK 0          /* success */
+#define MP_RETRY 1       /* transient failure: try again later (sinks: keep the report) */
+#define MP_ERROR 2       /* permanent failure */
+#define MP_EINVAL 3      /* bad argument */
+#define MP_ENOMEM 4      /* a bound was reached */
+#define MP_ENOENT 5      /* no such key / item */
+#define MP_EAGAIN 6      /* queue full: the item was dropped and counted */
+#define MP_ECLOSED 7     /* the peer or object is closed */
+
+/** A borrowed string view; NOT NUL-terminated unless stated. SINCE: 1.0 */
+typedef struct mp_str {
+    const char* data;
+    size_t len;
+} mp_str;
+
+/** A borrowed byte view. SINCE: 1.0 */
+typedef struct mp_bytes {
+    const uint8_t* data;
+    size_t len;
+} mp_bytes;
+
+/** Opaque, host-owned handle identifying one plugin instance to the host. */
+typedef struct mp_host mp_host;
+/** Opaque read-only view of one plugin instance's validated configuration. */
+typedef struct mp_config mp_config;
+/** Opaque host-owned counter. */
+typedef struct mp_counter mp_counter;
+/** Opaque host-owned timer. */
+typedef struct mp_timer mp_timer;
+/** Opaque host-owned HTTP response being built. */
+typedef struct mp_http_response mp_http_response;
+/** Opaque host-owned websocket connection. */
+typedef struct mp_ws_conn mp_ws_conn;
+
+/* Plugin kinds: the slot a plugin fills. */
+#define MP_KIND_CAPTURE 1
+#define MP_KIND_DECODER 2
+#define MP_KIND_CLUSTER 3
+#define MP_KIND_SINK 4
+
+/* Log levels. */
+#define MP_LOG_TRACE 0
+#define MP_LOG_DEBUG 1
+#define MP_LOG_INFO 2
+#define MP_LOG_WARN 3
+#define MP_LOG_ERROR 4
+
+/* ---------------------------------------------------------------------------------------------
+ * Properties: what a plugin accepts in its configuration. The host validates YAML against them
+ * before anything starts; unknown keys, wrong types and out-of-range values are refused.
+ * ------------------------------------------------------------------------------------------- */
+#define MP_PROP_BOOL 1
+#define MP_PROP_INT 2          /* int64; min/max enforced when min < max */
+#define MP_PROP_DOUBLE 3       /* min/max enforced (as integers) when min < max */
+#define MP_PROP_STRING 4       /* choices enforced when non-NULL: "a|b|c" */
+#define MP_PROP_STRING_LIST 5  /* YAML sequence of scalars, or one comma-separated string */
+
+#define MP_PROP_REQUIRED 1u    /* must be set: a default is ignored */
+#define MP_PROP_SECRET 2u      /* never printed (passwords, keys) */
+
+/**
+ * One configuration property. A table of them ends with an entry whose name is NULL.
+ * OWNERSHIP: static storage in the plugin.
+ * SINCE: 1.0
+ */
+typedef struct mp_property {
+    const char* name;          /* lower_snake_case key */
+    uint32_t type;             /* MP_PROP_* */
+    uint32_t flags;            /* MP_PROP_REQUIRED | MP_PROP_SECRET */
+    const char* default_value; /* textual default (YAML scalar syntax) or NULL for none */
+    const char* description;   /* one line */
+    int64_t min;               /* bounds for INT/DOUBLE, inclusive; ignored when min >= max */
+    int64_t max;
+    const char* choices;       /* STRING: allowed values "a|b|c", or NULL */
+} mp_property;
+
+/* ---------------------------------------------------------------------------------------------
+ * Data crossing the boundary
+ * ------------------------------------------------------------------------------------------- */
+
+/* Event types for emit() / on_event(). */
+#define MP_EVENT_REPORT 1      /* payload: one report, content_type "application/json" */
+#define MP_EVENT_INPUT_END 2   /* a capture has read all of its input (offline file at EOF) */
+#define MP_EVENT_PARTIAL 3     /* decoder: partial report of one worker for one interval */
+
+/**
+ * A generic event: a report, a partial report, an end-of-input notice.
+ * OWNERSHIP: borrowed for the duration of the call, both directions. Copy what you keep.
+ * SINCE: 1.0
+ */
+typedef struct mp_event {
+    uint32_t struct_size;
+    uint32_t type;         /* MP_EVENT_* */
+    uint64_t ts_ns;        /* event time (packet time in offline mode) */
+    uint64_t seq;          /* sequence number where meaningful (reports: interval sequence) */
+    mp_str content_type;   /* e.g. "application/json" */
+    mp_bytes payload;
+} mp_event;
+
+/* Link types of captured frames: the DLT_* numbers of libpcap (tcpdump.org/linktypes.html). */
+#define MP_LINK_NULL 0
+#define MP_LINK_ETHERNET 1
+#define MP_LINK_RAW 101
+#define MP_LINK_LINUX_SLL 113
+#define MP_LINK_LINUX_SLL2 276
+
+/**
+ * One captured link-layer frame, as a capture plugin hands it to the host.
+ * OWNERSHIP: borrowed for the call to emit_frames().
+ * SINCE: 1.0
+ */
+typedef struct mp_frame {
+    uint64_t ts_ns;        /* capture time, ns since the Unix epoch */
+    uint32_t link_type;    /* MP_LINK_* / DLT_* */
+    uint32_t orig_len;     /* length on the wire (>= data.len when truncated by snaplen) */
+    uint32_t source;       /* index of the device or file within the capture plugin */
+    uint32_t reserved;     /* zero */
+    mp_bytes data;
+} mp_frame;
+
+/* Directions of a stream. */
+#define MP_DIR_TO_SERVER 0
+#define MP_DIR_TO_CLIENT 1
+
+/* mp_flow.flags */
+#define MP_FLOW_MIDSTREAM 1u   /* the handshake was not seen: the connection started earlier */
+
+/**
+ * A TCP connection as the decoder sees it.
+ * OWNERSHIP: borrowed for the call to stream_open().
+ * SINCE: 1.0
+ */
+typedef struct mp_flow {
+    uint32_t struct_size;
+    uint32_t flags;            /* MP_FLOW_* */
+    uint64_t id;               /* unique per host process */
+    uint8_t ip_version;        /* 4 or 6 */
+    uint8_t pad[3];
+    uint16_t client_port;
+    uint16_t server_port;
+    uint8_t client_ip[16];     /* IPv4 in the first 4 bytes */
+    uint8_t server_ip[16];
+    uint64_t ts_ns;            /* first packet seen */
+} mp_flow;
+
+/* Reasons for stream_close(). */
+#define MP_CLOSE_FIN 1
+#define MP_CLOSE_RST 2
+#define MP_CLOSE_IDLE 3        /* evicted after the idle timeout */
+#define MP_CLOSE_EVICTED 4     /* evicted because a table bound was reached */
+#define MP_CLOSE_SHUTDOWN 5    /* the host is stopping or the input ended */
+
+/* ---------------------------------------------------------------------------------------------
+ * HTTP and websocket on the host's server
+ * ------------------------------------------------------------------------------------------- */
+
+/**
+ * An HTTP request received by the host's server.
+ * OWNERSHIP: borrowed for the call to the handler.
+ * SINCE: 1.0
+ */
+typedef struct mp_http_request {
+    uint32_t struct_size;
+    uint32_t reserved;
+    mp_str method;         /* "GET", ... */
+    mp_str path;           /* "/cluster/join", without the query */
+    mp_str query;          /* raw query string without '?', percent-encoded */
+    mp_str body;           /* at most the host's body limit; longer bodies are refused with 413 */
+    mp_str remote_addr;    /* "127.0.0.1:54321" */
+    const void* impl;      /* host-private */
+} mp_http_request;
+
+/**
+ * Handles one HTTP request; must call http_reply() once (else the host answers 500).
+ * THREADING: any of the host's server threads, concurrently.
+ */
+typedef void (*mp_http_handler)(void* user, const mp_http_request* req, mp_http_response* resp);
+
+/* Websocket opcodes for ws_send() / on_message. */
+#define MP_WS_TEXT 1
+#define MP_WS_BINARY 2
+
+/**
+ * Callbacks of one websocket endpoint.
+ * OWNERSHIP: the host copies the struct at registration; `user` stays the plugin's.
+ * THREADING: all three run on the connection's own server thread, serialized per connection;
+ * different connections run concurrently.
+ * SINCE: 1.0
+ */
+typedef struct mp_ws_handler {
+    uint32_t struct_size;
+    uint32_t reserved;
+    void* user;
+    /** A client upgraded. Return MP_OK to keep it; anything else closes it with 1008. */
+    mp_status (*on_open)(void* user, mp_ws_conn* conn, const mp_http_request* req);
+    /** A complete message arrived (may be NULL: messages are then discarded). */
+    void (*on_message)(void* user, mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
+    /** The connection is gone; `conn` is invalid after this returns. */
+    void (*on_close)(void* user, mp_ws_conn* conn);
+} mp_ws_handler;
+
+/* ---------------------------------------------------------------------------------------------
+ * Host services: host -> plugin. APPEND ONLY.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Counter kinds for counter_register(). */
+#define MP_COUNTER 1   /* monotonically increasing */
+#define MP_GAUGE 2     /* set to a value */
+
+/**
+ * The services table. One per host; passed to mp_plugin_entry_v1() and create().
+ * Check MP_HOST_HAS(api, field) before calling anything added after 1.0.
+ * OWNERSHIP: host-owned, valid until the process exits.
+ * SINCE: 1.0
+ */
+typedef struct mp_host_api {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /** Log a message. THREADING: any thread. OWNERSHIP: msg borrowed. */
+    void (*log)(mp_host* host, int level, mp_str msg);
+    /** Attach an error message to the failing hook's status. THREADING: the hook's thread. */
+    void (*set_error)(mp_host* host, mp_status code, mp_str msg);
+
+    /**
+     * Read a validated property of this instance (the default when unset).
+     * Return MP_ENOENT for a key not in the property table, MP_EINVAL for the wrong type.
+     * THREADING: only inside create(). OWNERSHIP: *out valid until create() returns.
+     */
+    mp_status (*config_get_str)(const mp_config* cfg, const char* key, mp_str* out);
+    mp_status (*config_get_i64)(const mp_config* cfg, const char* key, int64_t* out);
+    mp_status (*config_get_f64)(const mp_config* cfg, const char* key, double* out);
+    mp_status (*config_get_bool)(const mp_config* cfg, const char* key, int* out);
+    /** STRING_LIST: number of items, then items by index (MP_ENOENT past the end). */
+    mp_status (*config_get_list_size)(const mp_config* cfg, const char* key, size_t* out);
+    mp_status (*config_get_list_item)(const mp_config* cfg, const char* key, size_t index,
+                                      mp_str* out);
+
+    /**
+     * Host-wide settings: "node.name", "server.address", "server.port", "interval.ms",
+     * "host.version", "probe.workers", "instance.index" (decoder: worker number).
+     * THREADING: any thread. OWNERSHIP: *out valid until the process exits... for the values
+     * fixed at start; "interval.ms" may change at run time: copy it.
+     */
+    mp_status (*host_get)(mp_host* host, const char* key, mp_str* out);
+
+    /** Send an event downstream (reports, end of input). Between start() and stop() only.
+     *  THREADING: any thread. OWNERSHIP: ev borrowed. */
+    mp_status (*emit)(mp_host* host, const mp_event* ev);
+    /** Capture plugins: hand frames to the host. Never blocks: a full queue drops and counts
+     *  (returns MP_EAGAIN). THREADING: one capture thread per source. OWNERSHIP: borrowed. */
+    mp_status (*emit_frames)(mp_host* host, const mp_frame* frames, size_t count);
+    /** Wall clock, ns since the Unix epoch. THREADING: any thread. */
+    uint64_t (*now_ns)(mp_host* host);
+
+    /**
+     * Register a counter or gauge, exported as mysqlprobe_<plugin>_<name> on /metrics and in
+     * the report's node stats. Registering the same name twice returns the same counter
+     * (instances on several workers share it). THREADING: create() or start().
+     * OWNERSHIP: host-owned, valid until the process exits.
+     */
+    mp_counter* (*counter_register)(mp_host* host, const char* name, const char* help,
+                                    uint32_t kind);
+    /** THREADING: any thread; atomic. */
+    void (*counter_add)(mp_counter* counter, uint64_t delta);
+    void (*counter_set)(mp_counter* counter, int64_t value);
+
+    /**
+     * Run fn(user) after delay_ns, then every period_ns (0: once). Timers run on the host's
+     * timer thread, serialized. THREADING: start() .. stop(). OWNERSHIP: host-owned until
+     * timer_stop(), which waits for a running callback and must not be called from inside it.
+     */
+    mp_timer* (*timer_start)(mp_host* host, uint64_t delay_ns, uint64_t period_ns,
+                             void (*fn)(void* user), void* user);
+    void (*timer_stop)(mp_timer* timer);
+
+    /**
+     * Serve `path` (exact match) on the host's HTTP server. Fails with MP_EINVAL when the path
+     * is taken. THREADING: create() or start(); handlers run until stop() returns.
+     */
+    mp_status (*http_route)(mp_host* host, const char* path, mp_http_handler fn, void* user);
+    /** Answer a request. OWNERSHIP: content_type and body copied. */
+    void (*http_reply)(mp_http_response* resp, int status, mp_str content_type, mp_str body);
+    /** Query parameter `name` of a request, percent-decoded. OWNERSHIP: *out valid for the
+     *  handler call. Return MP_ENOENT when absent. */
+    mp_status (*http_query_param)(const mp_http_request* req, const char* name, mp_str* out);
+
+    /** Serve websocket upgrades on `path`. THREADING: create() or start(). */
+    mp_status (*ws_endpoint)(mp_host* host, const char* path, const mp_ws_handler* handler);
+    /**
+     * Queue one message for a connection. Never blocks: when the connection's queue is full
+     * the OLDEST queued message is dropped, counted, and MP_EAGAIN returned. MP_ECLOSED once
+     * the peer is gone. THREADING: any thread, while conn is valid (until on_close returns).
+     * OWNERSHIP: data copied.
+     */
+    mp_status (*ws_send)(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
+    /** Close a connection (on_close follows on its thread). THREADING: any thread. */
+    void (*ws_close)(mp_ws_conn* conn, uint16_t code, mp_str reason);
+
+    /** Ask the host to stop: exit_code 0 for a normal end, 2 for a fatal plugin error.
+     *  THREADING: any thread. OWNERSHIP: reason copied. */
+    void (*request_shutdown)(mp_host* host, int exit_code, mp_str reason);
+
+    /* Added in 1.1: append here. */
+} mp_host_api;
+
+/** True when the host's table has field `f` (use before calling anything newer than 1.0). */
+#define MP_HOST_HAS(api, f) \
+    ((api)->struct_size >= offsetof(mp_host_api, f) + sizeof(((mp_host_api*)0)->f))
+
+/* ---------------------------------------------------------------------------------------------
+ * The plugin descriptor: plugin -> host. APPEND ONLY.
+ * ------------------------------------------------------------------------------------------- */
+
+/* mp_plugin.flags */
+#define MP_FLAG_CONCURRENT_EVENTS 1u  /* on_event may be called from several threads at once */
+
+/**
+ * What a plugin is and what it can do.
+ * OWNERSHIP: static storage in the plugin, valid while the library is loaded (always).
+ * THREADING: lifecycle hooks (create, start, stop, destroy) run on the host's control thread,
+ * serialized. on_event is serialized per instance unless MP_FLAG_CONCURRENT_EVENTS.
+ * Decoder stream hooks and on_tick run on the instance's own worker thread.
+ * SINCE: 1.0
+ */
+typedef struct mp_plugin {
+    uint32_t struct_size;      /* sizeof(mp_plugin) as the plugin was compiled */
+    uint16_t abi_major;        /* MP_ABI_MAJOR */
+    uint16_t abi_minor;        /* MP_ABI_MINOR */
+    uint32_t kind;             /* MP_KIND_* */
+    uint32_t flags;            /* MP_FLAG_* */
+    const char* name;          /* kebab-case, equals the YAML `plugin:` value */
+    const char* version;       /* the plugin's own version, "1.2.3" */
+    const char* description;   /* one line */
+    const mp_property* properties; /* ends with a {NULL} entry; may be NULL */
+
+    /** Make an instance from validated config. On failure call set_error and return non-OK.
+     *  OWNERSHIP: *out_instance is the plugin's, until destroy(). REQUIRED. */
+    mp_status (*create)(mp_host* host, const mp_host_api* api, const mp_config* cfg,
+                        void** out_instance);
+    /** Start threads and serving. May be NULL. */
+    mp_status (*start)(void* instance);
+    /** Stop within 5 s: join threads; no emit() after it returns. May be NULL. */
+    void (*stop)(void* instance);
+    /** Free the instance. REQUIRED. */
+    void (*destroy)(void* instance);
+
+    /** Receive an event: reports (cluster, sinks). May be NULL. OWNERSHIP: ev borrowed. */
+    mp_status (*on_event)(void* instance, const mp_event* ev);
+    /** Periodic tick in stream time (decoders: on the worker thread, at least once per
+     *  interval, and once with the final time at end of input). May be NULL. */
+    void (*on_tick)(void* instance, uint64_t ts_ns);
+
+    /** Decoders: a new TCP connection. *out_stream is the plugin's until stream_close(). */
+    mp_status (*stream_open)(void* instance, const mp_flow* flow, void** out_stream);
+    /** Decoders: in-order bytes of one direction. OWNERSHIP: data borrowed. */
+    void (*stream_data)(void* instance, void* stream, uint32_t dir, mp_bytes data,
+                        uint64_t ts_ns);
+    /** Decoders: `len` bytes of one direction are missing (loss or capture gap). */
+    void (*stream_gap)(void* instance, void* stream, uint32_t dir, uint64_t len,
+                       uint64_t ts_ns);
+    /** Decoders: the connection ended; free the stream. */
+    void (*stream_close)(void* instance, void* stream, uint32_t reason, uint64_t ts_ns);
+
+    /* Added in 1.1: append here. */
+} mp_plugin;
+
+/**
+ * The only symbol a plugin exports. Returns the plugin's descriptor, or NULL when the plugin
+ * cannot run with this host (after calling nothing else).
+ * OWNERSHIP: the returned descriptor is static. `host` is valid until the process exits.
+ * THREADING: the host's control thread, once per library.
+ * SINCE: 1.0
+ */
+typedef const mp_plugin* (*mp_plugin_entry_fn)(const mp_host_api* host);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MP_ABI_H */
+/* NOLINTEND */

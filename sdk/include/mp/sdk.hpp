@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: Apache-2.0
+// Header-only C++ layer over mp/abi.h for plugin authors.
+//
+//   class MySink : public mp::Plugin {
+//     public:
+//       MySink(mp::Host host, const mp::Config& cfg) : Plugin(host) { ... }
+//       mp_status onEvent(const mp_event& ev) override { ...; return MP_OK; }
+//   };
+//   static const mp_property kProps[] = {{"path", MP_PROP_STRING, 0, "-", "where"}, {}};
+//   MP_DECLARE_PLUGIN(MySink, MP_KIND_SINK, "sink-mine", "1.0.0", "what it does", kProps, 0)
+//
+// Exceptions never cross the boundary: every trampoline catches them, reports the message
+// through set_error()/log() and returns MP_ERROR.
+#pragma once
+
+#include <mp/abi.h>
+
+#include <cstdio>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace mp {
+
+inline mp_str toStr(std::string_view s) { return mp_str{s.data(), s.size()}; }
+inline std::string_view view(mp_str s) { return s.data ? std::string_view(s.data, s.len) : ""; }
+inline std::string_view view(mp_bytes b) {
+    return b.data ? std::string_view(reinterpret_cast<const char*>(b.data), b.len) : "";
+}
+inline mp_bytes toBytes(std::string_view s) {
+    return mp_bytes{reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+/// Thrown by plugin code to fail a hook with a message; any std::exception works the same.
+class Error : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+/// A counter registered with the host (cheap to copy; null-safe).
+class Counter {
+  public:
+    Counter() = default;
+    Counter(const mp_host_api* api, mp_counter* c) : api_(api), c_(c) {}
+    void add(uint64_t delta = 1) const {
+        if (c_ != nullptr) {
+            api_->counter_add(c_, delta);
+        }
+    }
+    void set(int64_t value) const {
+        if (c_ != nullptr) {
+            api_->counter_set(c_, value);
+        }
+    }
+
+  private:
+    const mp_host_api* api_ = nullptr;
+    mp_counter* c_ = nullptr;
+};
+
+/// Read access to this instance's validated configuration (inside the constructor only).
+class Config {
+  public:
+    Config(const mp_host_api* api, const mp_config* cfg) : api_(api), cfg_(cfg) {}
+
+    std::string str(const char* key) const {
+        mp_str out{};
+        check(api_->config_get_str(cfg_, key, &out), key);
+        return std::string(view(out));
+    }
+    int64_t i64(const char* key) const {
+        int64_t out = 0;
+        check(api_->config_get_i64(cfg_, key, &out), key);
+        return out;
+    }
+    double f64(const char* key) const {
+        double out = 0;
+        check(api_->config_get_f64(cfg_, key, &out), key);
+        return out;
+    }
+    bool boolean(const char* key) const {
+        int out = 0;
+        check(api_->config_get_bool(cfg_, key, &out), key);
+        return out != 0;
+    }
+    std::vector<std::string> list(const char* key) const {
+        size_t n = 0;
+        check(api_->config_get_list_size(cfg_, key, &n), key);
+        std::vector<std::string> items;
+        items.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+            mp_str item{};
+            check(api_->config_get_list_item(cfg_, key, i, &item), key);
+            items.emplace_back(view(item));
+        }
+        return items;
+    }
+
+  private:
+    static void check(mp_status st, const char* key) {
+        if (st != MP_OK) {
+            throw Error(std::string("config key '") + key + "' is not available (status " +
+                        std::to_string(st) + ")");
+        }
+    }
+    const mp_host_api* api_;
+    const mp_config* cfg_;
+};
+
+/// The host as seen by one plugin instance.
+class Host {
+  public:
+    Host() = default;
+    Host(mp_host* host, const mp_host_api* api) : host_(host), api_(api) {}
+
+    mp_host* raw() const { return host_; }
+    const mp_host_api* api() const { return api_; }
+
+    void log(int level, std::string_view msg) const { api_->log(host_, level, toStr(msg)); }
+    void info(std::string_view msg) const { log(MP_LOG_INFO, msg); }
+    void warn(std::string_view msg) const { log(MP_LOG_WARN, msg); }
+    void error(std::string_view msg) const { log(MP_LOG_ERROR, msg); }
+    void debug(std::string_view msg) const { log(MP_LOG_DEBUG, msg); }
+
+    std::optional<std::string> get(const char* key) const {
+        mp_str out{};
+        if (api_->host_get(host_, key, &out) != MP_OK) {
+            return std::nullopt;
+        }
+        return std::string(view(out));
+    }
+
+    mp_status emit(uint32_t type, std::string_view payload, uint64_t ts_ns = 0, uint64_t seq = 0,
+                   std::string_view content_type = "application/json") const {
+        mp_event ev{};
+        ev.struct_size = sizeof ev;
+        ev.type = type;
+        ev.ts_ns = ts_ns;
+        ev.seq = seq;
+        ev.content_type = toStr(content_type);
+        ev.payload = toBytes(payload);
+        return api_->emit(host_, &ev);
+    }
+    mp_status emitFrames(const mp_frame* frames, size_t n) const {
+        return api_->emit_frames(host_, frames, n);
+    }
+    uint64_t nowNs() const { return api_->now_ns(host_); }
+
+    Counter counter(const char* name, const char* help, uint32_t kind = MP_COUNTER) const {
+        return Counter(api_, api_->counter_register(host_, name, help, kind));
+    }
+
+    void requestShutdown(int exit_code, std::string_view reason) const {
+        api_->request_shutdown(host_, exit_code, toStr(reason));
+    }
+
+  private:
+    mp_host* host_ = nullptr;
+    const mp_host_api* api_ = nullptr;
+};
+
+/// A periodic callback on the host's timer thread; stops on destruction.
+class Timer {
+  public:
+    Timer() = default;
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+    ~Timer() { stop(); }
+
+    void start(const Host& host, uint64_t delay_ns, uint64_t period_ns, std::function<void()> fn) {
+        stop();
+        fn_ = std::move(fn);
+        api_ = host.api();
+        t_ = api_->timer_start(host.raw(), delay_ns, period_ns, &Timer::trampoline, this);
+        if (t_ == nullptr) {
+            throw Error("timer_start failed");
+        }
+    }
+    void stop() {
+        if (t_ != nullptr) {
+            api_->timer_stop(t_);
+            t_ = nullptr;
+        }
+    }
+
+  private:
+    static void trampoline(void* self) noexcept {
+        try {
+            static_cast<Timer*>(self)->fn_();
+        } catch (...) {
+            // A timer has nobody to report to; swallowing keeps the host alive.
+        }
+    }
+    std::function<void()> fn_;
+    const mp_host_api* api_ = nullptr;
+    mp_timer* t_ = nullptr;
+};
+
+/// Base class of every plugin instance. Override what your kind needs.
+class Plugin {
+  public:
+    explicit Plugin(Host host) : host_(host) {}
+    Plugin(const Plugin&) = delete;
+    Plugin& operator=(const Plugin&) = delete;
+    virtual ~Plugin() = default;
+
+    virtual void start() {}
+    virtual void stop() {}
+    virtual mp_status onEvent(const mp_event& /*ev*/) { return MP_OK; }
+    virtual void onTick(uint64_t /*ts_ns*/) {}
+    // Decoders: return the per-connection state (owned by the plugin until streamClose).
+    virtual void* streamOpen(const mp_flow& /*flow*/) { return nullptr; }
+    virtual void streamData(void* /*stream*/, uint32_t /*dir*/, mp_bytes /*data*/,
+                            uint64_t /*ts_ns*/) {}
+    virtual void streamGap(void* /*stream*/, uint32_t /*dir*/, uint64_t /*len*/,
+                           uint64_t /*ts_ns*/) {}
+    virtual void streamClose(void* /*stream*/, uint32_t /*reason*/, uint64_t /*ts_ns*/) {}
+
+    const Host& host() const { return host_; }
+
+  private:
+    Host host_;
+};
+
+namespace detail {
+
+inline mp_status fail(const Host& host, const char* hook, const char* what) {
+    std::string msg = std::string(hook) + ": " + what;
+    host.api()->set_error(host.raw(), MP_ERROR, toStr(msg));
+    return MP_ERROR;
+}
+
+template <class T>
+struct Trampolines {
+    static mp_status create(mp_host* h, const mp_host_api* api, const mp_config* cfg,
+                            void** out) noexcept {
+        Host host(h, api);
+        try {
+            Config config(api, cfg);
+            *out = static_cast<Plugin*>(new T(host, config));
+            return MP_OK;
+        } catch (const std::exception& e) {
+            return fail(host, "create", e.what());
+        } catch (...) {
+            return fail(host, "create", "unknown exception");
+        }
+    }
+    static mp_status start(void* self) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            p->start();
+            return MP_OK;
+        } catch (const std::exception& e) {
+            return fail(p->host(), "start", e.what());
+        } catch (...) {
+            return fail(p->host(), "start", "unknown exception");
+        }
+    }
+    static void stop(void* self) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            p->stop();
+        } catch (const std::exception& e) {
+            p->host().error(std::string("stop: ") + e.what());
+        } catch (...) {
+            p->host().error("stop: unknown exception");
+        }
+    }
+    static void destroy(void* self) noexcept { delete static_cast<Plugin*>(self); }
+    static mp_status onEvent(void* self, const mp_event* ev) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            return p->onEvent(*ev);
+        } catch (const std::exception& e) {
+            return fail(p->host(), "on_event", e.what());
+        } catch (...) {
+            return fail(p->host(), "on_event", "unknown exception");
+        }
+    }
+    static void onTick(void* self, uint64_t ts) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            p->onTick(ts);
+        } catch (const std::exception& e) {
+            p->host().error(std::string("on_tick: ") + e.what());
+        } catch (...) {
+            p->host().error("on_tick: unknown exception");
+        }
+    }
+    static mp_status streamOpen(void* self, const mp_flow* flow, void** out) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            *out = p->streamOpen(*flow);
+            return MP_OK;
+        } catch (const std::exception& e) {
+            return fail(p->host(), "stream_open", e.what());
+        } catch (...) {
+            return fail(p->host(), "stream_open", "unknown exception");
+        }
+    }
+    static void streamData(void* self, void* s, uint32_t dir, mp_bytes d, uint64_t ts) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            p->streamData(s, dir, d, ts);
+        } catch (const std::exception& e) {
+            p->host().error(std::string("stream_data: ") + e.what());
+        } catch (...) {
+            p->host().error("stream_data: unknown exception");
+        }
+    }
+    static void streamGap(void* self, void* s, uint32_t dir, uint64_t len, uint64_t ts) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            p->streamGap(s, dir, len, ts);
+        } catch (...) {
+            p->host().error("stream_gap: exception");
+        }
+    }
+    static void streamClose(void* self, void* s, uint32_t reason, uint64_t ts) noexcept {
+        auto* p = static_cast<Plugin*>(self);
+        try {
+            p->streamClose(s, reason, ts);
+        } catch (...) {
+            p->host().error("stream_close: exception");
+        }
+    }
+};
+
+}  // namespace detail
+}  // namespace mp
+
+/// Emits the static descriptor, the guarded trampolines and the exported entry point.
+#define MP_DECLARE_PLUGIN(Class, Kind, Name, Version, Description, Properties, Flags)      \
+    extern "C" MP_EXPORT const mp_plugin* mp_plugin_entry_v1(const mp_host_api* /*host*/) { \
+        using T = ::mp::detail::Trampolines<Class>;                                         \
+        static const mp_plugin desc = {                                                     \
+            sizeof(mp_plugin),                                                              \
+            MP_ABI_MAJOR,                                                                   \
+            MP_ABI_MINOR,                                                                   \
+            (Kind),                                                                         \
+            (Flags),                                                                        \
+            (Name),                                                                         \
+            (Version),                                                                      \
+            (Description),                                                                  \
+            (Properties),                                                                   \
+            &T::create,                                                                     \
+            &T::start,                                                                      \
+            &T::stop,                                                                       \
+            &T::destroy,                                                                    \
+            &T::onEvent,                                                                    \
+            &T::onTick,                                                                     \
+            &T::streamOpen,                                                                 \
+            &T::streamData,                                                                 \
+            &T::streamGap,                                                                  \
+            &T::streamClose,                                                                \
+        };                                                                                  \
+        return &desc;                                                                       \
+    }
