@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "app/application.hpp"
-
 #include <Poco/Exception.h>
 
 #include <cstdio>
+
+#include "app/application.hpp"
 
 int main(int argc, char** argv) {
     mp::host::blockTerminationSignals();  // before any thread exists

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "app/application.hpp"
 
-#include "app/runtime.hpp"
-#include "core/log.hpp"
-
 #include <Poco/Util/HelpFormatter.h>
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionSet.h>
@@ -11,11 +8,14 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstring>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <thread>
+
+#include "app/runtime.hpp"
+#include "core/log.hpp"
 
 namespace mp::host {
 
@@ -31,9 +31,7 @@ void blockTerminationSignals() {
     signal(SIGPIPE, SIG_IGN);
 }
 
-Application::Application() {
-    setUnixOptions(true);
-}
+Application::Application() { setUnixOptions(true); }
 
 void Application::defineOptions(Poco::Util::OptionSet& options) {
     using Poco::Util::Option;
@@ -46,12 +44,12 @@ void Application::defineOptions(Poco::Util::OptionSet& options) {
     options.addOption(Option("read", "r", "read packets from a pcap/pcapng FILE (offline)")
                           .argument("FILE")
                           .repeatable(false));
+    options.addOption(Option("port", "", "MySQL server port(s) to watch, e.g. 3306 or 3306,3307")
+                          .argument("PORTS"));
     options.addOption(
-        Option("port", "", "MySQL server port(s) to watch, e.g. 3306 or 3306,3307").argument("PORTS"));
-    options.addOption(Option("format", "", "offline report format: json (default) or table")
-                          .argument("FMT"));
-    options.addOption(Option("serverport", "", "override serverport (HTTP port; 0: any)")
-                          .argument("PORT"));
+        Option("format", "", "offline report format: json (default) or table").argument("FMT"));
+    options.addOption(
+        Option("serverport", "", "override serverport (HTTP port; 0: any)").argument("PORT"));
     options.addOption(Option("plugin-dir", "", "also load plugins from DIR (repeatable)")
                           .argument("DIR")
                           .repeatable(true));
@@ -116,17 +114,17 @@ namespace {
 void printPlugins(const Registry& registry) {
     for (const auto& p : registry.plugins()) {
         const mp_plugin& d = p.desc;
-        std::printf("%s  %s  %s  ABI %u.%u  %s\n", d.name, kindName(d.kind), d.version,
-                    d.abi_major, d.abi_minor, p.path.c_str());
+        std::printf("%s  %s  %s  ABI %u.%u  %s\n", d.name, kindName(d.kind), d.version, d.abi_major,
+                    d.abi_minor, p.path.c_str());
         if (d.description != nullptr) {
             std::printf("    %s\n", d.description);
         }
         for (size_t i = 0; d.properties != nullptr && d.properties[i].name != nullptr; ++i) {
             const mp_property& pr = d.properties[i];
             std::string def = (pr.flags & MP_PROP_REQUIRED) != 0 ? "(required)"
-                              : pr.default_value == nullptr      ? "(unset)"
-                                                                 : std::string("default \"") +
-                                                                  pr.default_value + "\"";
+                              : pr.default_value == nullptr
+                                  ? "(unset)"
+                                  : std::string("default \"") + pr.default_value + "\"";
             std::string range;
             if (pr.min < pr.max) {
                 range = " [" + std::to_string(pr.min) + ".." + std::to_string(pr.max) + "]";
@@ -240,8 +238,9 @@ int Application::runHost() {
         try {
             rt.create();
             rt.start();
-            log(MP_LOG_INFO, "host", "running (" + std::to_string(rt.instances().size()) +
-                                         " plugin instances); stop with SIGINT or SIGTERM");
+            log(MP_LOG_INFO, "host",
+                "running (" + std::to_string(rt.instances().size()) +
+                    " plugin instances); stop with SIGINT or SIGTERM");
             code = rt.waitForShutdown();
         } catch (...) {
             endSignals();

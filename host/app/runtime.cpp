@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "app/runtime.hpp"
 
-#include "core/log.hpp"
-#include "plugin/descriptor.hpp"
-
 #include <unistd.h>
 
 #include <chrono>
@@ -11,6 +8,9 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+
+#include "core/log.hpp"
+#include "plugin/descriptor.hpp"
 
 namespace mp::host {
 
@@ -203,8 +203,8 @@ void apiHttpReply(mp_http_response* resp, int status, mp_str contentType, mp_str
 
 mp_status apiWsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler) {
     if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' ||
-        handler == nullptr || handler->struct_size < offsetof(mp_ws_handler, on_close) +
-                                                         sizeof(handler->on_close)) {
+        handler == nullptr ||
+        handler->struct_size < offsetof(mp_ws_handler, on_close) + sizeof(handler->on_close)) {
         return MP_EINVAL;
     }
     return h->rt->wsEndpoint(h, path, handler);
@@ -326,13 +326,12 @@ void Runtime::resolve() {
                 }
             }
             throw ConfigError(at + ": no plugin named '" + slot.plugin + "' (" +
-                              kindName(slot.kind) + " plugins found: " +
-                              (known.empty() ? "none" : known) + ")");
+                              kindName(slot.kind) +
+                              " plugins found: " + (known.empty() ? "none" : known) + ")");
         }
         if (p->desc.kind != slot.kind) {
-            throw ConfigError(at + ": plugin '" + slot.plugin + "' is a " +
-                              kindName(p->desc.kind) + " plugin and cannot fill the " +
-                              kindName(slot.kind) + " slot");
+            throw ConfigError(at + ": plugin '" + slot.plugin + "' is a " + kindName(p->desc.kind) +
+                              " plugin and cannot fill the " + kindName(slot.kind) + " slot");
         }
         (void)validate(file, "plugin " + slot.plugin, slot.node, settingsFor(slot, p->desc),
                        p->desc.properties);
@@ -341,8 +340,8 @@ void Runtime::resolve() {
 
 mp_status Runtime::callHook(Instance& inst, const char* hook, mp_status st) {
     if (st != MP_OK) {
-        std::string err = inst.host->error.empty() ? "status " + std::to_string(st)
-                                                   : inst.host->error;
+        std::string err =
+            inst.host->error.empty() ? "status " + std::to_string(st) : inst.host->error;
         throw StartError(inst.host->slot + " (" + inst.plugin->path + "): " + hook +
                          " failed: " + err);
     }
@@ -350,9 +349,8 @@ mp_status Runtime::callHook(Instance& inst, const char* hook, mp_status st) {
 }
 
 void Runtime::create() {
-    nodeName_ = config_.nodeName.empty()
-                    ? hostName() + ":" + std::to_string(config_.serverPort)
-                    : config_.nodeName;
+    nodeName_ = config_.nodeName.empty() ? hostName() + ":" + std::to_string(config_.serverPort)
+                                         : config_.nodeName;
     workersText_ = std::to_string(config_.workers);
     const std::string& file = config_.file;
     if (options_.serveHttp) {
@@ -500,9 +498,7 @@ int Runtime::waitForShutdown() {
     return exitCode_;
 }
 
-void Runtime::logFrom(mp_host* h, int level, std::string_view msg) {
-    log(level, h->name, msg);
-}
+void Runtime::logFrom(mp_host* h, int level, std::string_view msg) { log(level, h->name, msg); }
 
 mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
     if (!h->running.load()) {
@@ -593,8 +589,8 @@ mp_counter* Runtime::counter(mp_host* h, const char* name, const char* help, uin
     return metrics_.get(h->name, name, help, kind);
 }
 
-mp_timer* Runtime::timerStart(mp_host* /*h*/, uint64_t delay, uint64_t period,
-                              void (*fn)(void*), void* user) {
+mp_timer* Runtime::timerStart(mp_host* /*h*/, uint64_t delay, uint64_t period, void (*fn)(void*),
+                              void* user) {
     if (!timers_) {
         return nullptr;
     }
@@ -613,17 +609,17 @@ mp_status Runtime::httpRoute(mp_host* h, const char* path, mp_http_handler fn, v
         return MP_OK;  // offline run without a server: routes are accepted and never called
     }
     std::string owner = h->name;
-    bool ok = http_->addRoute(path, [fn, user, owner](const mp_http_request& req,
-                                                       mp_http_response& resp) {
-        try {
-            fn(user, &req, &resp);
-        } catch (...) {
-            log(MP_LOG_ERROR, owner, "an exception escaped an HTTP handler");
-            resp.status = 500;
-            resp.contentType = "application/json";
-            resp.body = "{\"error\":\"internal error\"}";
-        }
-    });
+    bool ok = http_->addRoute(
+        path, [fn, user, owner](const mp_http_request& req, mp_http_response& resp) {
+            try {
+                fn(user, &req, &resp);
+            } catch (...) {
+                log(MP_LOG_ERROR, owner, "an exception escaped an HTTP handler");
+                resp.status = 500;
+                resp.contentType = "application/json";
+                resp.body = "{\"error\":\"internal error\"}";
+            }
+        });
     if (!ok) {
         apiSetError(h, MP_EINVAL, mp_str{"path already taken", 18});
         log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
@@ -733,24 +729,24 @@ void Runtime::addBuiltinRoutes() {
         resp.body = "{\"error\":\"method not allowed: use GET\"}";
         return false;
     };
-    http_->addRoute("/health", [this, methodOk](const mp_http_request& req,
-                                                mp_http_response& resp) {
-        if (!methodOk(req, resp)) {
-            return;
-        }
-        resp.status = 200;
-        resp.contentType = "application/json";
-        resp.body = healthJson();
-    });
-    http_->addRoute("/metrics", [this, methodOk](const mp_http_request& req,
-                                                 mp_http_response& resp) {
-        if (!methodOk(req, resp)) {
-            return;
-        }
-        resp.status = 200;
-        resp.contentType = "text/plain; version=0.0.4";
-        resp.body = metrics_.prometheus();
-    });
+    http_->addRoute("/health",
+                    [this, methodOk](const mp_http_request& req, mp_http_response& resp) {
+                        if (!methodOk(req, resp)) {
+                            return;
+                        }
+                        resp.status = 200;
+                        resp.contentType = "application/json";
+                        resp.body = healthJson();
+                    });
+    http_->addRoute("/metrics",
+                    [this, methodOk](const mp_http_request& req, mp_http_response& resp) {
+                        if (!methodOk(req, resp)) {
+                            return;
+                        }
+                        resp.status = 200;
+                        resp.contentType = "text/plain; version=0.0.4";
+                        resp.body = metrics_.prometheus();
+                    });
 }
 
 }  // namespace mp::host

@@ -2,12 +2,6 @@
 // The running host: plugin instances, their services, the HTTP server and the report pipeline.
 #pragma once
 
-#include "config/config.hpp"
-#include "core/metrics.hpp"
-#include "core/timers.hpp"
-#include "plugin/registry.hpp"
-#include "server/http_server.hpp"
-
 #include <mp/abi.h>
 
 #include <atomic>
@@ -17,6 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
+#include "core/metrics.hpp"
+#include "core/timers.hpp"
+#include "plugin/registry.hpp"
+#include "server/http_server.hpp"
+
 namespace mp::host {
 class Runtime;
 }
@@ -24,8 +24,8 @@ class Runtime;
 /// The host-side state behind one plugin instance's mp_host handle.
 struct mp_host {
     mp::host::Runtime* rt = nullptr;
-    std::string name;   // plugin name
-    std::string slot;   // "capture", "decoder[1]", "sinks[0]"
+    std::string name;  // plugin name
+    std::string slot;  // "capture", "decoder[1]", "sinks[0]"
     uint32_t kind = 0;
     int index = 0;      // worker index for decoders
     std::string error;  // set by set_error during the current hook
@@ -54,8 +54,8 @@ struct Instance {
 };
 
 struct RuntimeOptions {
-    bool serveHttp = true;        // false for offline runs without a config file
-    bool printFinalReport = false;  // offline: the final report on stdout at end of input
+    bool serveHttp = true;              // false for offline runs without a config file
+    bool printFinalReport = false;      // offline: the final report on stdout at end of input
     std::string reportFormat = "json";  // json | table
 };
 

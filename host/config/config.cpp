@@ -37,8 +37,8 @@ struct LegacyKey {
     const char* key;
     uint32_t type;
     int64_t min, max;
-    uint32_t kind;       // slot kind it maps into; 0: host-owned or ignored
-    const char* prop;    // property name in the plugin; nullptr: host-owned or ignored
+    uint32_t kind;     // slot kind it maps into; 0: host-owned or ignored
+    const char* prop;  // property name in the plugin; nullptr: host-owned or ignored
 };
 
 // clang-format off
@@ -79,9 +79,7 @@ mp_property legacyProp(const LegacyKey& k) {
     return mp_property{k.key, k.type, 0, nullptr, nullptr, k.min, k.max, nullptr};
 }
 
-std::string join(const std::string& a, const std::string& b) {
-    return a.empty() ? b : a + "." + b;
-}
+std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
 
 // Reads a mapping's entries as Settings, with duplicate-key detection.
 std::map<std::string, Setting> entries(const std::string& file, const YAML::Node& map,
@@ -188,16 +186,15 @@ const char* kindName(uint32_t kind) {
     }
 }
 
-HostConfig parseConfig(const std::string& text, const std::string& name,
-                       const Overrides& ov) {
+HostConfig parseConfig(const std::string& text, const std::string& name, const Overrides& ov) {
     HostConfig cfg;
     cfg.file = name;
     YAML::Node root;
     try {
         root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
-        throw ConfigError(name + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " +
-                          e.msg);
+        throw ConfigError(name + ":" + std::to_string(e.mark.line + 1) +
+                          ": YAML syntax error: " + e.msg);
     }
     if (root.IsNull() || !root.IsDefined()) {
         root = YAML::Node(YAML::NodeType::Map);
@@ -259,8 +256,8 @@ HostConfig parseConfig(const std::string& text, const std::string& name,
                 }
             }
             if (found == nullptr) {
-                throw ConfigError(where(name, s.node) + s.keyPath + ": unknown key (known: " +
-                                  known + ")");
+                throw ConfigError(where(name, s.node) + s.keyPath +
+                                  ": unknown key (known: " + known + ")");
             }
             if (s.node.IsNull()) {
                 continue;
@@ -355,12 +352,12 @@ HostConfig parseConfig(const std::string& text, const std::string& name,
     bool offlineOnly = ov.readFile.has_value() && name == "(command line)";
     if (slotsGiven.count("capture") == 0 && (haveCaptureInput || cfg.slave)) {
         if (!haveCaptureInput) {
-            throw ConfigError(where(name, scalars.count("slave") ? scalars["slave"].node
-                                                                 : YAML::Node()) +
-                              "slave: a slave captures traffic: set probe.device (or probe.file)");
+            throw ConfigError(
+                where(name, scalars.count("slave") ? scalars["slave"].node : YAML::Node()) +
+                "slave: a slave captures traffic: set probe.device (or probe.file)");
         }
-        explicitSlots["capture"] = implicitSlot("capture", MP_KIND_CAPTURE, "capture-pcap",
-                                                "probe.device / probe.file");
+        explicitSlots["capture"] =
+            implicitSlot("capture", MP_KIND_CAPTURE, "capture-pcap", "probe.device / probe.file");
     }
     if (slotsGiven.count("decoder") == 0 && explicitSlots.count("capture") != 0) {
         explicitSlots["decoder"] =

@@ -2,30 +2,30 @@
 // The YAML file: host keys, the original Go probe's keys, and the `plugins:` section.
 #pragma once
 
-#include "config/values.hpp"
-
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "config/values.hpp"
 
 namespace mp::host {
 
 /// One plugin slot as the file (or the legacy keys) asks for it.
 struct SlotConfig {
-    std::string slot;        // "capture", "decoder", "cluster", "sinks[0]"
-    uint32_t kind = 0;       // MP_KIND_*
-    std::string plugin;      // plugin name
-    std::string keyPath;     // "plugins.capture" or the legacy key that chose it
-    YAML::Node node;         // for positions in messages (may be undefined)
+    std::string slot;                         // "capture", "decoder", "cluster", "sinks[0]"
+    uint32_t kind = 0;                        // MP_KIND_*
+    std::string plugin;                       // plugin name
+    std::string keyPath;                      // "plugins.capture" or the legacy key that chose it
+    YAML::Node node;                          // for positions in messages (may be undefined)
     std::map<std::string, Setting> settings;  // property -> value
 };
 
 /// Command-line overrides applied on top of the file.
 struct Overrides {
-    std::optional<std::string> readFile;          // -r FILE
-    std::optional<std::string> ports;             // --port
-    std::vector<std::string> pluginDirs;          // --plugin-dir
-    std::optional<int> serverPort;                // --serverport
+    std::optional<std::string> readFile;  // -r FILE
+    std::optional<std::string> ports;     // --port
+    std::vector<std::string> pluginDirs;  // --plugin-dir
+    std::optional<int> serverPort;        // --serverport
 };
 
 /// The host's view of the whole file.
@@ -39,8 +39,8 @@ struct HostConfig {
     std::string nodeName;
     std::string logLevel = "info";
     std::vector<std::string> pluginDirs;
-    std::vector<SlotConfig> slots;        // capture, decoder, cluster, sinks... (as present)
-    std::vector<std::string> warnings;    // printed at start
+    std::vector<SlotConfig> slots;      // capture, decoder, cluster, sinks... (as present)
+    std::vector<std::string> warnings;  // printed at start
 };
 
 /// The host's own property tables (also printed by --help).

@@ -208,9 +208,9 @@ Value convert(const std::string& file, const Setting& setting, const mp_property
         return v;
     }
     if (!n.IsScalar()) {
-        fail(std::string("expected ") + (p.type == MP_PROP_STRING_LIST ? "a list or a string"
-                                                                       : typeName(p.type)) +
-             ", got " + nodeKind(n));
+        fail(std::string("expected ") +
+             (p.type == MP_PROP_STRING_LIST ? "a list or a string" : typeName(p.type)) + ", got " +
+             nodeKind(n));
     }
     std::string problem = fromText(p, n.Scalar(), v);
     if (!problem.empty()) {

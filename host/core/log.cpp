@@ -68,9 +68,8 @@ void log(int level, std::string_view source, std::string_view message) {
         }
     }
     std::lock_guard<std::mutex> lock(gMutex);
-    std::fprintf(stderr, "%s.%03dZ %s %.*s: %s\n", stamp, static_cast<int>(ms),
-                 logLevelName(level), static_cast<int>(source.size()), source.data(),
-                 clean.c_str());
+    std::fprintf(stderr, "%s.%03dZ %s %.*s: %s\n", stamp, static_cast<int>(ms), logLevelName(level),
+                 static_cast<int>(source.size()), source.data(), clean.c_str());
     std::fflush(stderr);
 }
 

@@ -20,8 +20,8 @@ std::string metricName(const std::string& s) {
     return out;
 }
 
-mp_counter* Metrics::get(const std::string& owner, const std::string& name,
-                         const std::string& help, uint32_t kind) {
+mp_counter* Metrics::get(const std::string& owner, const std::string& name, const std::string& help,
+                         uint32_t kind) {
     std::string full = "mysqlprobe_" + metricName(owner) + "_" + metricName(name);
     std::lock_guard<std::mutex> lock(mutex_);
     auto& slot = counters_[full];
@@ -57,8 +57,8 @@ std::string Metrics::json() const {
     bool first = true;
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& [name, c] : counters_) {
-        out << (first ? "" : ",") << '"' << name.substr(11) << "\":"
-            << c->value.load(std::memory_order_relaxed);
+        out << (first ? "" : ",") << '"' << name.substr(11)
+            << "\":" << c->value.load(std::memory_order_relaxed);
         first = false;
     }
     out << '}';

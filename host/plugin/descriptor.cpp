@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugin/descriptor.hpp"
 
-#include "config/values.hpp"
-
 #include <cstring>
 #include <set>
 #include <stdexcept>
+
+#include "config/values.hpp"
 
 namespace mp::host {
 
@@ -52,8 +52,7 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
     }
     if (raw->struct_size < kMinPluginSize) {
         return "descriptor is " + std::to_string(raw->struct_size) + " bytes, ABI 1." +
-               std::to_string(raw->abi_minor) + " needs at least " +
-               std::to_string(kMinPluginSize);
+               std::to_string(raw->abi_minor) + " needs at least " + std::to_string(kMinPluginSize);
     }
     std::memcpy(&out, raw, raw->struct_size < sizeof out ? raw->struct_size : sizeof out);
     if (out.kind < MP_KIND_CAPTURE || out.kind > MP_KIND_SINK) {
@@ -71,9 +70,8 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
     if (out.create == nullptr || out.destroy == nullptr) {
         return "plugin '" + std::string(out.name) + "' lacks create() or destroy()";
     }
-    if (out.kind == MP_KIND_DECODER &&
-        (out.stream_open == nullptr || out.stream_data == nullptr ||
-         out.stream_gap == nullptr || out.stream_close == nullptr)) {
+    if (out.kind == MP_KIND_DECODER && (out.stream_open == nullptr || out.stream_data == nullptr ||
+                                        out.stream_gap == nullptr || out.stream_close == nullptr)) {
         return "decoder '" + std::string(out.name) + "' lacks a stream_* hook";
     }
     std::set<std::string> names;

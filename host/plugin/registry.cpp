@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plugin/registry.hpp"
 
-#include "plugin/descriptor.hpp"
-
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 #include <filesystem>
+
+#include "plugin/descriptor.hpp"
 
 namespace mp::host {
 
@@ -80,8 +80,8 @@ const LoadedPlugin& Registry::loadFile(const std::string& path) {
         throw refuse(problem);
     }
     if (const LoadedPlugin* other = find(lp.desc.name)) {
-        throw refuse("duplicate plugin name '" + std::string(lp.desc.name) + "', already loaded from " +
-                     other->path);
+        throw refuse("duplicate plugin name '" + std::string(lp.desc.name) +
+                     "', already loaded from " + other->path);
     }
     keepLoaded().push_back(std::move(lib));
     plugins_.push_back(lp);

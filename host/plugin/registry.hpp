@@ -4,10 +4,10 @@
 
 #include <mp/abi.h>
 
+#include <deque>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <deque>
 #include <vector>
 
 namespace mp::host {

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server/http_server.hpp"
 
-#include "core/log.hpp"
-
 #include <Poco/Buffer.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -22,6 +20,8 @@
 #include <istream>
 #include <set>
 #include <thread>
+
+#include "core/log.hpp"
 
 // One websocket connection; lives on its handler thread's stack frame (see WsHandler).
 struct mp_ws_conn {
@@ -148,8 +148,8 @@ struct HttpServer::Impl {
         : options(std::move(o)),
           metrics(m),
           requests(m.get("http", "requests_total", "HTTP requests served", MP_COUNTER)),
-          badRequests(m.get("http", "bad_requests_total",
-                            "HTTP requests refused with a 4xx status", MP_COUNTER)),
+          badRequests(m.get("http", "bad_requests_total", "HTTP requests refused with a 4xx status",
+                            MP_COUNTER)),
           wsOpen(m.get("http", "websocket_connections", "open websocket connections", MP_GAUGE)),
           wsDropped(m.get("http", "websocket_dropped_messages_total",
                           "websocket messages dropped because a client's queue was full",
@@ -222,8 +222,9 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
         std::string body;
         if (req.hasContentLength() &&
             req.getContentLength64() > static_cast<int64_t>(impl_.options.maxBodyBytes)) {
-            refuse(resp, 413, "request body larger than " +
-                                  std::to_string(impl_.options.maxBodyBytes) + " bytes");
+            refuse(resp, 413,
+                   "request body larger than " + std::to_string(impl_.options.maxBodyBytes) +
+                       " bytes");
             return;
         }
         if (req.hasContentLength() || req.getChunkedTransferEncoding()) {
@@ -234,8 +235,9 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
                 body.append(buf.data(), static_cast<size_t>(in.gcount()));
                 if (body.size() > impl_.options.maxBodyBytes) {
                     resp.setKeepAlive(false);
-                    refuse(resp, 413, "request body larger than " +
-                                          std::to_string(impl_.options.maxBodyBytes) + " bytes");
+                    refuse(resp, 413,
+                           "request body larger than " +
+                               std::to_string(impl_.options.maxBodyBytes) + " bytes");
                     return;
                 }
             }
@@ -371,9 +373,10 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
                 closeNow = conn.closeRequested;
             }
             for (auto& [op, data] : out) {
-                int flags = static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                            static_cast<int>(op == MP_WS_TEXT ? Poco::Net::WebSocket::FRAME_OP_TEXT
-                                                              : Poco::Net::WebSocket::FRAME_OP_BINARY);
+                int flags =
+                    static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                    static_cast<int>(op == MP_WS_TEXT ? Poco::Net::WebSocket::FRAME_OP_TEXT
+                                                      : Poco::Net::WebSocket::FRAME_OP_BINARY);
                 try {
                     ws.sendFrame(data.data(), static_cast<int>(data.size()), flags);
                 } catch (const Poco::TimeoutException&) {
@@ -434,11 +437,11 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
             }
             if ((flags & Poco::Net::WebSocket::FRAME_FLAG_FIN) != 0) {
                 if (h_.on_message != nullptr) {
-                    h_.on_message(h_.user, &conn,
-                                  messageOp == Poco::Net::WebSocket::FRAME_OP_TEXT ? MP_WS_TEXT
-                                                                                   : MP_WS_BINARY,
-                                  mp_bytes{reinterpret_cast<const uint8_t*>(message.data()),
-                                           message.size()});
+                    h_.on_message(
+                        h_.user, &conn,
+                        messageOp == Poco::Net::WebSocket::FRAME_OP_TEXT ? MP_WS_TEXT
+                                                                         : MP_WS_BINARY,
+                        mp_bytes{reinterpret_cast<const uint8_t*>(message.data()), message.size()});
                 }
                 message.clear();
                 messageOp = 0;
@@ -508,7 +511,7 @@ void HttpServer::start() {
     try {
         Poco::Net::SocketAddress addr(impl_->options.address,
                                       static_cast<Poco::UInt16>(impl_->options.port));
-        socket.bind(addr, true);
+        socket.bind(addr, true, false);  // SO_REUSEPORT would let two hosts share a port
         socket.listen(128);
     } catch (const Poco::Exception& e) {
         throw std::runtime_error("cannot listen on " + impl_->options.address + ":" +

@@ -2,8 +2,6 @@
 // The host's HTTP server (Poco): built-in routes, plugin routes and websocket endpoints.
 #pragma once
 
-#include "core/metrics.hpp"
-
 #include <mp/abi.h>
 
 #include <atomic>
@@ -16,6 +14,8 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+
+#include "core/metrics.hpp"
 
 namespace Poco::Net {
 class HTTPServer;
@@ -34,11 +34,11 @@ using RouteFn = std::function<void(const mp_http_request&, mp_http_response&)>;
 struct HttpOptions {
     std::string address = "0.0.0.0";
     int port = 8667;
-    size_t maxBodyBytes = 1 << 20;          // larger bodies get 413
-    int maxThreads = 32;                     // concurrent connections served
-    int maxQueued = 64;                      // accepted connections waiting for a thread
-    size_t wsQueueMessages = 64;             // per websocket connection, oldest dropped
-    int wsMaxMessageBytes = 16 << 20;        // incoming frames larger than this close the conn
+    size_t maxBodyBytes = 1 << 20;     // larger bodies get 413
+    int maxThreads = 32;               // concurrent connections served
+    int maxQueued = 64;                // accepted connections waiting for a thread
+    size_t wsQueueMessages = 64;       // per websocket connection, oldest dropped
+    int wsMaxMessageBytes = 16 << 20;  // incoming frames larger than this close the conn
     std::chrono::milliseconds wsWriteTimeout{5000};
     std::chrono::milliseconds idleTimeout{30000};  // HTTP keep-alive / read timeout
 };

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // capture-pcap: frames from live interfaces or pcap/pcapng files, handed to the host in batches.
 // The host owns link/IP/TCP parsing; this plugin only reads, filters (BPF) and counts.
-#include <mp/sdk.hpp>
 #include <pcap/pcap.h>
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mp/sdk.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,7 +58,8 @@ class PcapCapture : public mp::Plugin {
         snaplen_ = snaplen == 0 ? 262144 : snaplen;
         filter_ = buildFilter(cfg.list("port"), cfg.str("filter"));
         if (file_.empty() && devices_.empty()) {
-            throw mp::Error("nothing to capture: set device (probe.device) or file (probe.file / -r)");
+            throw mp::Error(
+                "nothing to capture: set device (probe.device) or file (probe.file / -r)");
         }
         if (!file_.empty() && !devices_.empty()) {
             throw mp::Error("set either device or file, not both");
@@ -94,7 +95,8 @@ class PcapCapture : public mp::Plugin {
     }
 
   private:
-    static std::string buildFilter(const std::vector<std::string>& ports, const std::string& extra) {
+    static std::string buildFilter(const std::vector<std::string>& ports,
+                                   const std::string& extra) {
         std::string f;
         for (const auto& p : ports) {
             size_t used = 0;
@@ -133,8 +135,8 @@ class PcapCapture : public mp::Plugin {
 
     PcapPtr openFile() {
         char err[PCAP_ERRBUF_SIZE] = {0};
-        PcapPtr p(pcap_open_offline_with_tstamp_precision(file_.c_str(),
-                                                          PCAP_TSTAMP_PRECISION_NANO, err));
+        PcapPtr p(pcap_open_offline_with_tstamp_precision(file_.c_str(), PCAP_TSTAMP_PRECISION_NANO,
+                                                          err));
         if (!p) {
             throw mp::Error("cannot read " + file_ + ": " + err);
         }

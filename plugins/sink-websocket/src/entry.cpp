@@ -3,7 +3,6 @@
 // Done here: the endpoint, native JSON text frames, a bounded queue per client (the host's).
 // Still to come with its own issue: the mysqlprobe-v1 format, snappy, the pusher, keepalive.
 #include <mp/sdk.hpp>
-
 #include <mutex>
 #include <set>
 
@@ -48,7 +47,9 @@ class WebsocketSink : public mp::Plugin {
         h.on_open = [](void* self, mp_ws_conn* c, const mp_http_request*) -> mp_status {
             return static_cast<WebsocketSink*>(self)->add(c);
         };
-        h.on_close = [](void* self, mp_ws_conn* c) { static_cast<WebsocketSink*>(self)->remove(c); };
+        h.on_close = [](void* self, mp_ws_conn* c) {
+            static_cast<WebsocketSink*>(self)->remove(c);
+        };
         if (host.api()->ws_endpoint(host.raw(), path_.c_str(), &h) != MP_OK) {
             throw mp::Error("cannot serve websocket path " + path_);
         }

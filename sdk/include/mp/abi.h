@@ -42,14 +42,14 @@ extern "C" {
 
 /** Status codes returned by hooks and services. */
 typedef int32_t mp_status;
-#define MP_OK 0          /* success */
-#define MP_RETRY 1       /* transient failure: try again later (sinks: keep the report) */
-#define MP_ERROR 2       /* permanent failure */
-#define MP_EINVAL 3      /* bad argument */
-#define MP_ENOMEM 4      /* a bound was reached */
-#define MP_ENOENT 5      /* no such key / item */
-#define MP_EAGAIN 6      /* queue full: the item was dropped and counted */
-#define MP_ECLOSED 7     /* the peer or object is closed */
+#define MP_OK 0      /* success */
+#define MP_RETRY 1   /* transient failure: try again later (sinks: keep the report) */
+#define MP_ERROR 2   /* permanent failure */
+#define MP_EINVAL 3  /* bad argument */
+#define MP_ENOMEM 4  /* a bound was reached */
+#define MP_ENOENT 5  /* no such key / item */
+#define MP_EAGAIN 6  /* queue full: the item was dropped and counted */
+#define MP_ECLOSED 7 /* the peer or object is closed */
 
 /** A borrowed string view; NOT NUL-terminated unless stated. SINCE: 1.0 */
 typedef struct mp_str {
@@ -94,13 +94,13 @@ typedef struct mp_ws_conn mp_ws_conn;
  * before anything starts; unknown keys, wrong types and out-of-range values are refused.
  * ------------------------------------------------------------------------------------------- */
 #define MP_PROP_BOOL 1
-#define MP_PROP_INT 2          /* int64; min/max enforced when min < max */
-#define MP_PROP_DOUBLE 3       /* min/max enforced (as integers) when min < max */
-#define MP_PROP_STRING 4       /* choices enforced when non-NULL: "a|b|c" */
-#define MP_PROP_STRING_LIST 5  /* YAML sequence of scalars, or one comma-separated string */
+#define MP_PROP_INT 2         /* int64; min/max enforced when min < max */
+#define MP_PROP_DOUBLE 3      /* min/max enforced (as integers) when min < max */
+#define MP_PROP_STRING 4      /* choices enforced when non-NULL: "a|b|c" */
+#define MP_PROP_STRING_LIST 5 /* YAML sequence of scalars, or one comma-separated string */
 
-#define MP_PROP_REQUIRED 1u    /* must be set: a default is ignored */
-#define MP_PROP_SECRET 2u      /* never printed (passwords, keys) */
+#define MP_PROP_REQUIRED 1u /* must be set: a default is ignored */
+#define MP_PROP_SECRET 2u   /* never printed (passwords, keys) */
 
 /**
  * One configuration property. A table of them ends with an entry whose name is NULL.
@@ -115,7 +115,7 @@ typedef struct mp_property {
     const char* description;   /* one line */
     int64_t min;               /* bounds for INT/DOUBLE, inclusive; ignored when min >= max */
     int64_t max;
-    const char* choices;       /* STRING: allowed values "a|b|c", or NULL */
+    const char* choices; /* STRING: allowed values "a|b|c", or NULL */
 } mp_property;
 
 /* ---------------------------------------------------------------------------------------------
@@ -123,9 +123,9 @@ typedef struct mp_property {
  * ------------------------------------------------------------------------------------------- */
 
 /* Event types for emit() / on_event(). */
-#define MP_EVENT_REPORT 1      /* payload: one report, content_type "application/json" */
-#define MP_EVENT_INPUT_END 2   /* a capture has read all of its input (offline file at EOF) */
-#define MP_EVENT_PARTIAL 3     /* decoder: partial report of one worker for one interval */
+#define MP_EVENT_REPORT 1    /* payload: one report, content_type "application/json" */
+#define MP_EVENT_INPUT_END 2 /* a capture has read all of its input (offline file at EOF) */
+#define MP_EVENT_PARTIAL 3   /* decoder: partial report of one worker for one interval */
 
 /**
  * A generic event: a report, a partial report, an end-of-input notice.
@@ -134,10 +134,10 @@ typedef struct mp_property {
  */
 typedef struct mp_event {
     uint32_t struct_size;
-    uint32_t type;         /* MP_EVENT_* */
-    uint64_t ts_ns;        /* event time (packet time in offline mode) */
-    uint64_t seq;          /* sequence number where meaningful (reports: interval sequence) */
-    mp_str content_type;   /* e.g. "application/json" */
+    uint32_t type;       /* MP_EVENT_* */
+    uint64_t ts_ns;      /* event time (packet time in offline mode) */
+    uint64_t seq;        /* sequence number where meaningful (reports: interval sequence) */
+    mp_str content_type; /* e.g. "application/json" */
     mp_bytes payload;
 } mp_event;
 
@@ -154,11 +154,11 @@ typedef struct mp_event {
  * SINCE: 1.0
  */
 typedef struct mp_frame {
-    uint64_t ts_ns;        /* capture time, ns since the Unix epoch */
-    uint32_t link_type;    /* MP_LINK_* / DLT_* */
-    uint32_t orig_len;     /* length on the wire (>= data.len when truncated by snaplen) */
-    uint32_t source;       /* index of the device or file within the capture plugin */
-    uint32_t reserved;     /* zero */
+    uint64_t ts_ns;     /* capture time, ns since the Unix epoch */
+    uint32_t link_type; /* MP_LINK_* / DLT_* */
+    uint32_t orig_len;  /* length on the wire (>= data.len when truncated by snaplen) */
+    uint32_t source;    /* index of the device or file within the capture plugin */
+    uint32_t reserved;  /* zero */
     mp_bytes data;
 } mp_frame;
 
@@ -167,7 +167,7 @@ typedef struct mp_frame {
 #define MP_DIR_TO_CLIENT 1
 
 /* mp_flow.flags */
-#define MP_FLOW_MIDSTREAM 1u   /* the handshake was not seen: the connection started earlier */
+#define MP_FLOW_MIDSTREAM 1u /* the handshake was not seen: the connection started earlier */
 
 /**
  * A TCP connection as the decoder sees it.
@@ -176,23 +176,23 @@ typedef struct mp_frame {
  */
 typedef struct mp_flow {
     uint32_t struct_size;
-    uint32_t flags;            /* MP_FLOW_* */
-    uint64_t id;               /* unique per host process */
-    uint8_t ip_version;        /* 4 or 6 */
+    uint32_t flags;     /* MP_FLOW_* */
+    uint64_t id;        /* unique per host process */
+    uint8_t ip_version; /* 4 or 6 */
     uint8_t pad[3];
     uint16_t client_port;
     uint16_t server_port;
-    uint8_t client_ip[16];     /* IPv4 in the first 4 bytes */
+    uint8_t client_ip[16]; /* IPv4 in the first 4 bytes */
     uint8_t server_ip[16];
-    uint64_t ts_ns;            /* first packet seen */
+    uint64_t ts_ns; /* first packet seen */
 } mp_flow;
 
 /* Reasons for stream_close(). */
 #define MP_CLOSE_FIN 1
 #define MP_CLOSE_RST 2
-#define MP_CLOSE_IDLE 3        /* evicted after the idle timeout */
-#define MP_CLOSE_EVICTED 4     /* evicted because a table bound was reached */
-#define MP_CLOSE_SHUTDOWN 5    /* the host is stopping or the input ended */
+#define MP_CLOSE_IDLE 3     /* evicted after the idle timeout */
+#define MP_CLOSE_EVICTED 4  /* evicted because a table bound was reached */
+#define MP_CLOSE_SHUTDOWN 5 /* the host is stopping or the input ended */
 
 /* ---------------------------------------------------------------------------------------------
  * HTTP and websocket on the host's server
@@ -206,12 +206,12 @@ typedef struct mp_flow {
 typedef struct mp_http_request {
     uint32_t struct_size;
     uint32_t reserved;
-    mp_str method;         /* "GET", ... */
-    mp_str path;           /* "/cluster/join", without the query */
-    mp_str query;          /* raw query string without '?', percent-encoded */
-    mp_str body;           /* at most the host's body limit; longer bodies are refused with 413 */
-    mp_str remote_addr;    /* "127.0.0.1:54321" */
-    const void* impl;      /* host-private */
+    mp_str method;      /* "GET", ... */
+    mp_str path;        /* "/cluster/join", without the query */
+    mp_str query;       /* raw query string without '?', percent-encoded */
+    mp_str body;        /* at most the host's body limit; longer bodies are refused with 413 */
+    mp_str remote_addr; /* "127.0.0.1:54321" */
+    const void* impl;   /* host-private */
 } mp_http_request;
 
 /**
@@ -248,8 +248,8 @@ typedef struct mp_ws_handler {
  * ------------------------------------------------------------------------------------------- */
 
 /* Counter kinds for counter_register(). */
-#define MP_COUNTER 1   /* monotonically increasing */
-#define MP_GAUGE 2     /* set to a value */
+#define MP_COUNTER 1 /* monotonically increasing */
+#define MP_GAUGE 2   /* set to a value */
 
 /**
  * The services table. One per host; passed to mp_plugin_entry_v1() and create().
@@ -358,7 +358,7 @@ typedef struct mp_host_api {
  * ------------------------------------------------------------------------------------------- */
 
 /* mp_plugin.flags */
-#define MP_FLAG_CONCURRENT_EVENTS 1u  /* on_event may be called from several threads at once */
+#define MP_FLAG_CONCURRENT_EVENTS 1u /* on_event may be called from several threads at once */
 
 /**
  * What a plugin is and what it can do.
@@ -369,14 +369,14 @@ typedef struct mp_host_api {
  * SINCE: 1.0
  */
 typedef struct mp_plugin {
-    uint32_t struct_size;      /* sizeof(mp_plugin) as the plugin was compiled */
-    uint16_t abi_major;        /* MP_ABI_MAJOR */
-    uint16_t abi_minor;        /* MP_ABI_MINOR */
-    uint32_t kind;             /* MP_KIND_* */
-    uint32_t flags;            /* MP_FLAG_* */
-    const char* name;          /* kebab-case, equals the YAML `plugin:` value */
-    const char* version;       /* the plugin's own version, "1.2.3" */
-    const char* description;   /* one line */
+    uint32_t struct_size;          /* sizeof(mp_plugin) as the plugin was compiled */
+    uint16_t abi_major;            /* MP_ABI_MAJOR */
+    uint16_t abi_minor;            /* MP_ABI_MINOR */
+    uint32_t kind;                 /* MP_KIND_* */
+    uint32_t flags;                /* MP_FLAG_* */
+    const char* name;              /* kebab-case, equals the YAML `plugin:` value */
+    const char* version;           /* the plugin's own version, "1.2.3" */
+    const char* description;       /* one line */
     const mp_property* properties; /* ends with a {NULL} entry; may be NULL */
 
     /** Make an instance from validated config. On failure call set_error and return non-OK.
@@ -399,11 +399,9 @@ typedef struct mp_plugin {
     /** Decoders: a new TCP connection. *out_stream is the plugin's until stream_close(). */
     mp_status (*stream_open)(void* instance, const mp_flow* flow, void** out_stream);
     /** Decoders: in-order bytes of one direction. OWNERSHIP: data borrowed. */
-    void (*stream_data)(void* instance, void* stream, uint32_t dir, mp_bytes data,
-                        uint64_t ts_ns);
+    void (*stream_data)(void* instance, void* stream, uint32_t dir, mp_bytes data, uint64_t ts_ns);
     /** Decoders: `len` bytes of one direction are missing (loss or capture gap). */
-    void (*stream_gap)(void* instance, void* stream, uint32_t dir, uint64_t len,
-                       uint64_t ts_ns);
+    void (*stream_gap)(void* instance, void* stream, uint32_t dir, uint64_t len, uint64_t ts_ns);
     /** Decoders: the connection ended; free the stream. */
     void (*stream_close)(void* instance, void* stream, uint32_t reason, uint64_t ts_ns);
 

@@ -336,29 +336,15 @@ struct Trampolines {
 }  // namespace mp
 
 /// Emits the static descriptor, the guarded trampolines and the exported entry point.
-#define MP_DECLARE_PLUGIN(Class, Kind, Name, Version, Description, Properties, Flags)      \
+#define MP_DECLARE_PLUGIN(Class, Kind, Name, Version, Description, Properties, Flags)       \
     extern "C" MP_EXPORT const mp_plugin* mp_plugin_entry_v1(const mp_host_api* /*host*/) { \
         using T = ::mp::detail::Trampolines<Class>;                                         \
         static const mp_plugin desc = {                                                     \
-            sizeof(mp_plugin),                                                              \
-            MP_ABI_MAJOR,                                                                   \
-            MP_ABI_MINOR,                                                                   \
-            (Kind),                                                                         \
-            (Flags),                                                                        \
-            (Name),                                                                         \
-            (Version),                                                                      \
-            (Description),                                                                  \
-            (Properties),                                                                   \
-            &T::create,                                                                     \
-            &T::start,                                                                      \
-            &T::stop,                                                                       \
-            &T::destroy,                                                                    \
-            &T::onEvent,                                                                    \
-            &T::onTick,                                                                     \
-            &T::streamOpen,                                                                 \
-            &T::streamData,                                                                 \
-            &T::streamGap,                                                                  \
-            &T::streamClose,                                                                \
+            sizeof(mp_plugin), MP_ABI_MAJOR,  MP_ABI_MINOR,    (Kind),                      \
+            (Flags),           (Name),        (Version),       (Description),               \
+            (Properties),      &T::create,    &T::start,       &T::stop,                    \
+            &T::destroy,       &T::onEvent,   &T::onTick,      &T::streamOpen,              \
+            &T::streamData,    &T::streamGap, &T::streamClose,                              \
         };                                                                                  \
         return &desc;                                                                       \
     }

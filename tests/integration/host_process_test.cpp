@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: Apache-2.0
+// The mysqlprobe binary, run for real: command line, configuration errors, start, HTTP,
+// signal shutdown in reverse start order, offline reading of a bundled capture.
+#include "support/process.hpp"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+#include <doctest/doctest.h>
+
+#include <regex>
+#include <set>
+
+using namespace std::chrono_literals;
+using mptest::Process;
+
+namespace {
+
+std::string data(const std::string& rel) { return mptest::sourceDir() + "/tests/data/" + rel; }
+
+// Writes a config into a fresh directory and returns its path.
+std::string config(const std::string& name, const std::string& yaml) {
+    std::string dir = mptest::tempDir(name);
+    std::string path = dir + "/probe.yaml";
+    mptest::writeFile(path, yaml);
+    return path;
+}
+
+// The port the host logged ("serving HTTP on 127.0.0.1:PORT"), or 0.
+int loggedPort(const Process& p) {
+    std::smatch m;
+    std::string err = p.err();
+    static const std::regex re("serving HTTP on [0-9.]+:([0-9]+)");
+    return std::regex_search(err, m, re) ? std::stoi(m[1]) : 0;
+}
+
+int httpGet(int port, const std::string& uri, std::string& body) {
+    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port));
+    s.setTimeout(Poco::Timespan(5, 0));
+    Poco::Net::HTTPRequest req("GET", uri, Poco::Net::HTTPMessage::HTTP_1_1);
+    s.sendRequest(req);
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = s.receiveResponse(resp);
+    body.clear();
+    Poco::StreamCopier::copyToString(in, body);
+    return resp.getStatus();
+}
+
+Poco::JSON::Object::Ptr parseJson(const std::string& text) {
+    Poco::JSON::Parser p;
+    return p.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
+// Position of `needle` in `hay`, or npos; for ordering checks on the log.
+size_t at(const std::string& hay, const std::string& needle) { return hay.find(needle); }
+
+}  // namespace
+
+TEST_SUITE("process") {
+    TEST_CASE("--version, --help, and usage errors") {
+        Process v({mptest::binary(), "--version"});
+        CHECK(mptest::run(v) == 0);
+        CHECK(v.out().find("mysqlprobe 0.1.0 (plugin ABI 1.0)") == 0);
+        Process h({mptest::binary(), "--help"});
+        CHECK(mptest::run(h) == 0);
+        CHECK(h.out().find("--list-plugins") != std::string::npos);
+        Process none({mptest::binary()});
+        CHECK(mptest::run(none) == 2);
+        CHECK(none.err().find("nothing to do") != std::string::npos);
+        Process bad({mptest::binary(), "--frobnicate"});
+        CHECK(mptest::run(bad) == 2);
+        CHECK(bad.err().find("frobnicate") != std::string::npos);
+        Process extra({mptest::binary(), "-c", "x.yaml", "stray"});
+        CHECK(mptest::run(extra) == 2);
+        CHECK(extra.err().find("unexpected argument 'stray'") != std::string::npos);
+    }
+
+    TEST_CASE("--list-plugins lists the five built-in plugins with their properties") {
+        Process p({mptest::binary(), "--list-plugins"});
+        REQUIRE(mptest::run(p) == 0);
+        std::string out = p.out();
+        for (const char* line : {"capture-pcap  capture  0.1.0  ABI 1.0",
+                                 "decoder-mysql  decoder  0.1.0  ABI 1.0",
+                                 "cluster-static  cluster  0.1.0  ABI 1.0",
+                                 "cluster-gossip  cluster  0.1.0  ABI 1.0",
+                                 "sink-websocket  sink  0.1.0  ABI 1.0"}) {
+            CHECK_MESSAGE(out.find(line) != std::string::npos, line);
+        }
+        CHECK(out.find("snaplen                int    default \"0\" [0..262144]") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("--check accepts the original probe's files and refuses bad ones") {
+        for (const char* f : {"config/original-probe.yaml", "config/original-full.yaml"}) {
+            Process p({mptest::binary(), "--check", "-c", data(f)});
+            CHECK_MESSAGE(mptest::run(p) == 0, p.err());
+            CHECK(p.out().find(": OK (") != std::string::npos);
+        }
+        Process ex({mptest::binary(), "--check", "-c", mptest::sourceDir() + "/examples/mysqlprobe.yaml"});
+        CHECK_MESSAGE(mptest::run(ex) == 0, ex.err());
+        std::string bad = config("bad", "serverport: 8667\nprobe:\n  port: x3306\n  workers: 99\n");
+        Process p({mptest::binary(), "--check", "--config", bad});
+        CHECK(mptest::run(p) == 2);
+        CHECK(p.err() == "mysqlprobe: " + bad +
+                             ":4: probe.workers: value 99 is out of range [1, 64]\n");
+        Process missing({mptest::binary(), "--check", "-c", "/nonexistent.yaml"});
+        CHECK(mptest::run(missing) == 2);
+        CHECK(missing.err() ==
+              "mysqlprobe: /nonexistent.yaml: cannot open the configuration file\n");
+    }
+
+    TEST_CASE("a node starts all plugins, serves /health, and stops on SIGTERM in reverse order") {
+        std::string cfg = config("run",
+                                 "serverport: 0\nserveraddress: 127.0.0.1\ninterval: 1\n"
+                                 "loglevel: debug\nslave: true\n"
+                                 "probe:\n  file: " + data("pcap/sysbench_text_rw_2t_20tx.pcap") +
+                                 "\n  loop: true\n"
+                                 "plugins:\n  capture:\n    plugin: capture-pcap\n"
+                                 "    config: {speed: 1}\n");
+        Process p({mptest::binary(), "-c", cfg});
+        REQUIRE(mptest::eventually([&] { return loggedPort(p) != 0; }));
+        int port = loggedPort(p);
+        std::string body;
+        REQUIRE(httpGet(port, "/health", body) == 200);
+        auto health = parseJson(body);
+        auto plugins = health->getArray("plugins");
+        REQUIRE(plugins->size() == 4);
+        std::set<std::string> names;
+        for (size_t i = 0; i < plugins->size(); ++i) {
+            names.insert(plugins->getObject(static_cast<unsigned>(i))->getValue<std::string>("name"));
+            CHECK(plugins->getObject(static_cast<unsigned>(i))->getValue<bool>("running"));
+        }
+        CHECK(names == std::set<std::string>{"capture-pcap", "decoder-mysql", "cluster-static",
+                                             "sink-websocket"});
+        CHECK(httpGet(port, "/missing", body) == 404);
+        // Frames flow from the capture plugin into the host.
+        REQUIRE(mptest::eventually([&] {
+            return httpGet(port, "/metrics", body) == 200 &&
+                   body.find("\nmysqlprobe_host_frames_total 0\n") == std::string::npos &&
+                   body.find("\nmysqlprobe_host_frames_total ") != std::string::npos;
+        }));
+        auto t0 = std::chrono::steady_clock::now();
+        p.signal(SIGTERM);
+        REQUIRE(p.wait(6s));
+        CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+        CHECK(p.exitCode() == 0);
+        std::string log = p.err();
+        CHECK(log.find("stopping: signal") != std::string::npos);
+        // Started downstream first, stopped upstream first.
+        CHECK(at(log, "started sinks[0]") < at(log, "started cluster"));
+        CHECK(at(log, "started cluster") < at(log, "started decoder"));
+        CHECK(at(log, "started decoder") < at(log, "started capture"));
+        CHECK(at(log, "stopped capture") < at(log, "stopped decoder"));
+        CHECK(at(log, "stopped decoder") < at(log, "stopped cluster"));
+        CHECK(at(log, "stopped cluster") < at(log, "stopped sinks[0]"));
+        CHECK(at(log, "stopped sinks[0]") != std::string::npos);
+        CHECK(log.find("host: stopped") != std::string::npos);
+    }
+
+    TEST_CASE("SIGINT stops a node too") {
+        std::string cfg = config("sigint", "serverport: 0\nserveraddress: 127.0.0.1\n");
+        Process p({mptest::binary(), "-c", cfg});
+        REQUIRE(mptest::eventually([&] { return loggedPort(p) != 0; }));
+        p.signal(SIGINT);
+        REQUIRE(p.wait(6s));
+        CHECK(p.exitCode() == 0);
+        CHECK(p.err().find("stopping: signal Interrupt") != std::string::npos);
+    }
+
+    TEST_CASE("a port already in use is one clear line and exit 2") {
+        std::string cfg = config("port", "serverport: 0\nserveraddress: 127.0.0.1\n");
+        Process first({mptest::binary(), "-c", cfg});
+        REQUIRE(mptest::eventually([&] { return loggedPort(first) != 0; }));
+        int port = loggedPort(first);
+        Process second({mptest::binary(), "-c", cfg, "--serverport", std::to_string(port)});
+        CHECK(mptest::run(second) == 2);
+        CHECK(second.err().find("cannot listen on 127.0.0.1:" + std::to_string(port)) !=
+              std::string::npos);
+        first.signal(SIGTERM);
+        CHECK(first.wait(6s));
+    }
+
+    TEST_CASE("offline: -r reads a bundled capture and prints the final report") {
+        Process p({mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap")});
+        REQUIRE(mptest::run(p) == 0);
+        auto report = parseJson(p.out());
+        CHECK(report->getValue<bool>("final"));
+        auto stats = report->getObject("stats");
+        // The README of the captures: 826 packets, all on port 3306.
+        CHECK(stats->getValue<int64_t>("capture_pcap_packets_total") == 826);
+        CHECK(stats->getValue<int64_t>("host_frames_total") == 826);
+        Process other({mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"),
+                       "--port", "3307"});
+        REQUIRE(mptest::run(other) == 0);
+        CHECK(parseJson(other.out())->getObject("stats")->getValue<int64_t>(
+                  "capture_pcap_packets_total") == 0);
+    }
+
+    TEST_CASE("capture errors: missing file, truncated file, bad device, bad filter") {
+        Process missing({mptest::binary(), "-r", "/nonexistent.pcap"});
+        CHECK(mptest::run(missing) == 2);
+        CHECK(missing.err().find("cannot read /nonexistent.pcap") != std::string::npos);
+
+        std::string whole = mptest::readFile(data("pcap/sysbench_text_rw_2t_20tx.pcap"));
+        std::string cut = mptest::tempDir("cut") + "/cut.pcap";
+        mptest::writeFile(cut, whole.substr(0, whole.size() / 2 + 7));
+        Process trunc({mptest::binary(), "-r", cut});
+        CHECK(mptest::run(trunc) == 0);
+        int64_t packets = parseJson(trunc.out())->getObject("stats")->getValue<int64_t>(
+            "capture_pcap_packets_total");
+        CHECK(packets > 0);
+        CHECK(packets < 826);
+        CHECK(trunc.err().find("read error after") != std::string::npos);
+
+        std::string notPcap = mptest::tempDir("notpcap") + "/x.pcap";
+        mptest::writeFile(notPcap, "this is not a capture file at all\n");
+        Process garbage({mptest::binary(), "-r", notPcap});
+        CHECK(mptest::run(garbage) == 2);
+        CHECK(garbage.err().find("cannot read " + notPcap) != std::string::npos);
+
+        std::string dev = config("dev", "serverport: 0\nserveraddress: 127.0.0.1\nprobe:\n"
+                                        "  device: nosuchdev0\n");
+        Process badDev({mptest::binary(), "-c", dev});
+        CHECK(mptest::run(badDev) == 2);
+        CHECK(badDev.err().find("cannot capture on nosuchdev0") != std::string::npos);
+
+        std::string filt = config("filter", "probe:\n  file: " +
+                                                data("pcap/sysbench_text_rw_2t_20tx.pcap") +
+                                                "\n  filter: 'tcp and ((('\nplugins: {cluster: none, sinks: []}\n");
+        Process badFilter({mptest::binary(), "-c", filt});
+        CHECK(mptest::run(badFilter) == 2);
+        CHECK(badFilter.err().find("bad filter") != std::string::npos);
+    }
+}

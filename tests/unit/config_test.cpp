@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+// Configuration: the original probe's files, the plugins section, and every kind of bad file.
+#include "app/runtime.hpp"
+#include "config/config.hpp"
+#include "support/process.hpp"
+
+#include <doctest/doctest.h>
+
+using mp::host::ConfigError;
+using mp::host::HostConfig;
+using mp::host::Overrides;
+using mp::host::parseConfig;
+
+namespace {
+
+// The message of the ConfigError that parsing `text` throws, or "" when it parses.
+std::string parseError(const std::string& text) {
+    try {
+        parseConfig(text, "t.yaml", Overrides{});
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// Parses and resolves against the real built plugins; returns the error or "".
+std::string resolveError(const std::string& text) {
+    try {
+        HostConfig cfg = parseConfig(text, "t.yaml", Overrides{});
+        mp::host::Runtime rt(cfg, mp::host::RuntimeOptions{});
+        rt.loadPlugins();
+        rt.resolve();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "";
+}
+
+std::string slotPlugin(const HostConfig& cfg, const std::string& slot) {
+    for (const auto& s : cfg.slots) {
+        if (s.slot == slot) {
+            return s.plugin;
+        }
+    }
+    return "(none)";
+}
+
+}  // namespace
+
+TEST_SUITE("config") {
+    TEST_CASE("the original probe's README example maps onto plugins") {
+        std::string path = mptest::sourceDir() + "/tests/data/config/original-probe.yaml";
+        HostConfig cfg = mp::host::loadConfig(path, Overrides{});
+        CHECK(cfg.slave);
+        CHECK(cfg.serverPort == 8667);
+        CHECK(cfg.intervalS == 10);
+        CHECK(cfg.workers == 2);
+        CHECK(slotPlugin(cfg, "capture") == "capture-pcap");
+        CHECK(slotPlugin(cfg, "decoder") == "decoder-mysql");
+        CHECK(slotPlugin(cfg, "cluster") == "cluster-gossip");
+        CHECK(slotPlugin(cfg, "sinks[0]") == "sink-websocket");
+        // The watcher keys are accepted and said to be unused.
+        bool warned = false;
+        for (const auto& w : cfg.warnings) {
+            warned = warned || w.find("watcher.passward") != std::string::npos;
+        }
+        CHECK(warned);
+        // Legacy keys reach the plugin properties.
+        const auto& capture = cfg.slots.front();
+        REQUIRE(capture.settings.count("device") == 1);
+        CHECK(capture.settings.at("device").node.Scalar() == "lo0,en0");
+        // And the whole file validates against the real plugins.
+        mp::host::Runtime rt(cfg, mp::host::RuntimeOptions{});
+        rt.loadPlugins();
+        CHECK_NOTHROW(rt.resolve());
+    }
+
+    TEST_CASE("every key of the original probe is accepted") {
+        std::string path = mptest::sourceDir() + "/tests/data/config/original-full.yaml";
+        HostConfig cfg = mp::host::loadConfig(path, Overrides{});
+        CHECK(slotPlugin(cfg, "cluster") == "cluster-static");
+        mp::host::Runtime rt(cfg, mp::host::RuntimeOptions{});
+        rt.loadPlugins();
+        CHECK_NOTHROW(rt.resolve());
+    }
+
+    TEST_CASE("an empty file gives a master with the default plugins") {
+        HostConfig cfg = parseConfig("", "t.yaml", Overrides{});
+        CHECK(!cfg.slave);
+        CHECK(cfg.serverPort == 8667);
+        CHECK(cfg.intervalS == 5);
+        CHECK(slotPlugin(cfg, "capture") == "(none)");
+        CHECK(slotPlugin(cfg, "cluster") == "cluster-static");
+        CHECK(slotPlugin(cfg, "sinks[0]") == "sink-websocket");
+    }
+
+    TEST_CASE("lists are accepted as sequences or comma-separated strings") {
+        for (const char* text : {"probe: {device: [lo, eth0]}", "probe: {device: 'lo, eth0'}"}) {
+            HostConfig cfg = parseConfig(text, "t.yaml", Overrides{});
+            mp::host::Runtime rt(cfg, mp::host::RuntimeOptions{});
+            rt.loadPlugins();
+            CHECK_NOTHROW(rt.resolve());
+            mp_property p{"device", MP_PROP_STRING_LIST, 0, nullptr, nullptr, 0, 0, nullptr};
+            auto v = mp::host::convert("t.yaml", cfg.slots.front().settings.at("device"), p);
+            CHECK(v.list == std::vector<std::string>{"lo", "eth0"});
+        }
+    }
+
+    TEST_CASE("YAML syntax errors name the line") {
+        std::string e = parseError("serverport: 1\nprobe: [unclosed\n");
+        CHECK(e.find("t.yaml:") == 0);
+        CHECK(e.find("YAML syntax error") != std::string::npos);
+    }
+
+    TEST_CASE("unknown keys are refused with file, line and key path") {
+        CHECK(parseError("interval: 5\ncolour: blue\n") ==
+              "t.yaml:2: colour: unknown key for the top level (known: interval, loglevel, "
+              "nodename, serveraddress, serverport, slave, slowthresholdms)");
+        std::string e = parseError("probe:\n  port: 3306\n  devise: lo\n");
+        CHECK(e.find("t.yaml:3: probe.devise: unknown key (known: device, port,") == 0);
+        e = parseError("plugins:\n  capture: {plugin: capture-pcap, confg: {}}\n");
+        CHECK(e.find("t.yaml:2: plugins.capture.confg: unknown key") == 0);
+        e = parseError("plugins:\n  sink: sink-websocket\n");
+        CHECK(e.find("t.yaml:2: plugins.sink: unknown key") == 0);
+    }
+
+    TEST_CASE("wrong types are refused") {
+        CHECK(parseError("serverport: abc\n") ==
+              "t.yaml:1: serverport: expected an integer, got 'abc'");
+        CHECK(parseError("slave: maybe\n") == "t.yaml:1: slave: expected true or false, got 'maybe'");
+        CHECK(parseError("interval: [1]\n") == "t.yaml:1: interval: expected int, got a list");
+        CHECK(parseError("websocket:\n  maxmessagesize: big\n") ==
+              "t.yaml:2: websocket.maxmessagesize: expected an integer, got 'big'");
+        CHECK(parseError("probe: 3306\n") == "t.yaml:1: probe: expected a mapping");
+        CHECK(parseError("plugins:\n  sinks: sink-websocket\n") ==
+              "t.yaml:2: plugins.sinks: expected a list");
+    }
+
+    TEST_CASE("impossible values are refused") {
+        CHECK(parseError("serverport: 70000\n") ==
+              "t.yaml:1: serverport: value 70000 is out of range [0, 65535]");
+        CHECK(parseError("interval: 0\n").find("interval: value 0 is out of range") !=
+              std::string::npos);
+        CHECK(parseError("probe:\n  workers: 0\n") ==
+              "t.yaml:2: probe.workers: value 0 is out of range [1, 64]");
+        CHECK(parseError("probe:\n  snappylength: 300000\n") ==
+              "t.yaml:2: probe.snappylength: value 300000 is out of range [0, 262144]");
+        CHECK(parseError("loglevel: loud\n") ==
+              "t.yaml:1: loglevel: 'loud' is not one of trace|debug|info|warn|error");
+        CHECK(parseError("slave: true\n").find("set probe.device (or probe.file)") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("duplicate keys are refused") {
+        std::string e = parseError("interval: 5\ninterval: 6\n");
+        // yaml-cpp itself may refuse the duplicate; either way the line is named.
+        CHECK(e.find("t.yaml:2") == 0);
+    }
+
+    TEST_CASE("plugin properties are validated against the plugin's own table") {
+        CHECK(resolveError("plugins:\n  capture:\n    plugin: capture-pcap\n    config:\n"
+                           "      file: x.pcap\n      snaplen: -1\n") ==
+              "t.yaml:6: plugins.capture.config.snaplen: value -1 is out of range [0, 262144]");
+        std::string e = resolveError(
+            "plugins:\n  capture:\n    plugin: capture-pcap\n    config: {file: x, colour: 1}\n");
+        CHECK(e.find("t.yaml:4: plugins.capture.config.colour: unknown key for plugin "
+                     "capture-pcap (known: buffer_mb, device,") == 0);
+        e = resolveError("plugins:\n  sinks:\n    - {plugin: sink-websocket, config: {format: xml}}\n");
+        CHECK(e == "t.yaml:3: plugins.sinks[0].config.format: 'xml' is not one of "
+                   "native|mysqlprobe-v1");
+    }
+
+    TEST_CASE("unknown plugins and plugins in the wrong slot are refused") {
+        CHECK(resolveError("plugins:\n  capture: capture-foo\n") ==
+              "t.yaml:2: plugins.capture: no plugin named 'capture-foo' (capture plugins found: "
+              "capture-pcap)");
+        CHECK(resolveError("plugins:\n  capture: sink-websocket\n") ==
+              "t.yaml:2: plugins.capture: plugin 'sink-websocket' is a sink plugin and cannot "
+              "fill the capture slot");
+    }
+
+    TEST_CASE("a key set both the old way and in plugins is refused") {
+        std::string e = parseError(
+            "probe:\n  port: 3306\nplugins:\n  capture:\n    plugin: capture-pcap\n    config: "
+            "{port: 3307, file: x}\n");
+        CHECK(e.find("t.yaml:6: plugins.capture.config.port: also set by probe.port (line 2)") ==
+              0);
+    }
+
+    TEST_CASE("slots can be switched off and chosen explicitly") {
+        HostConfig cfg = parseConfig("cluster: {gossip: true}\nplugins:\n  cluster: none\n  sinks: []\n",
+                                     "t.yaml", Overrides{});
+        CHECK(cfg.slots.empty());
+        cfg = parseConfig("cluster: {gossip: true}\n", "t.yaml", Overrides{});
+        CHECK(slotPlugin(cfg, "cluster") == "cluster-gossip");
+    }
+
+    TEST_CASE("command-line overrides: -r and --port") {
+        Overrides ov;
+        ov.readFile = "x.pcap";
+        ov.ports = "3307";
+        HostConfig cfg = mp::host::loadConfig("", ov);
+        REQUIRE(cfg.slots.size() == 2);  // offline: capture and decoder only
+        CHECK(slotPlugin(cfg, "capture") == "capture-pcap");
+        CHECK(cfg.slots[0].settings.at("file").node.Scalar() == "x.pcap");
+        CHECK(cfg.slots[0].settings.at("port").node.Scalar() == "3307");
+    }
+
+    TEST_CASE("a missing file is one clear line") {
+        try {
+            mp::host::loadConfig("/nonexistent/probe.yaml", Overrides{});
+            FAIL("no error");
+        } catch (const ConfigError& e) {
+            CHECK(std::string(e.what()) ==
+                  "/nonexistent/probe.yaml: cannot open the configuration file");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+// The descriptor check, on descriptors built in memory (the .so fixtures are in tests/abi).
+#include "plugin/descriptor.hpp"
+
+#include <doctest/doctest.h>
+
+namespace {
+
+mp_status create(mp_host*, const mp_host_api*, const mp_config*, void** out) {
+    *out = nullptr;
+    return MP_OK;
+}
+void destroy(void*) {}
+
+const mp_property kGood[] = {
+    {"port", MP_PROP_INT, 0, "3306", "a port", 1, 65535, nullptr},
+    {"mode", MP_PROP_STRING, 0, "a", "a mode", 0, 0, "a|b"},
+    {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+};
+
+mp_plugin good() {
+    mp_plugin p{};
+    p.struct_size = sizeof p;
+    p.abi_major = MP_ABI_MAJOR;
+    p.abi_minor = MP_ABI_MINOR;
+    p.kind = MP_KIND_SINK;
+    p.name = "sink-test";
+    p.version = "1.0.0";
+    p.properties = kGood;
+    p.create = create;
+    p.destroy = destroy;
+    return p;
+}
+
+std::string check(const mp_plugin& p) {
+    mp_plugin out{};
+    return mp::host::checkDescriptor(&p, out);
+}
+
+}  // namespace
+
+TEST_SUITE("descriptor") {
+    TEST_CASE("accepts a well-formed descriptor") { CHECK(check(good()) == ""); }
+
+    TEST_CASE("accepts a 1.0 plugin of exactly the minimum size") {
+        mp_plugin p = good();
+        p.struct_size = mp::host::kMinPluginSize;
+        CHECK(check(p) == "");
+    }
+
+    TEST_CASE("refuses other majors and newer minors, naming both versions") {
+        mp_plugin p = good();
+        p.abi_major = 2;
+        p.abi_minor = 3;
+        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.0");
+        p = good();
+        p.abi_minor = MP_ABI_MINOR + 1;
+        CHECK(check(p) ==
+              "built for plugin ABI 1.1, newer than this host's ABI 1.0 (upgrade mysqlprobe)");
+    }
+
+    TEST_CASE("refuses a short struct, missing hooks, bad names and kinds") {
+        mp_plugin p = good();
+        p.struct_size = 12;
+        CHECK(check(p).find("descriptor is 12 bytes") == 0);
+        p = good();
+        p.create = nullptr;
+        CHECK(check(p) == "plugin 'sink-test' lacks create() or destroy()");
+        p = good();
+        p.name = "Sink_Test";
+        CHECK(check(p).find("invalid plugin name") == 0);
+        p = good();
+        p.kind = 9;
+        CHECK(check(p) == "unknown plugin kind 9");
+        p = good();
+        p.kind = MP_KIND_DECODER;
+        CHECK(check(p) == "decoder 'sink-test' lacks a stream_* hook");
+        p = good();
+        p.version = nullptr;
+        CHECK(check(p) == "plugin 'sink-test' has no version string");
+        mp_plugin out{};
+        CHECK(mp::host::checkDescriptor(nullptr, out) == "the entry function returned no descriptor");
+    }
+
+    TEST_CASE("refuses broken property tables") {
+        mp_property dup[] = {{"a", MP_PROP_INT, 0, "1", "", 0, 0, nullptr},
+                             {"a", MP_PROP_INT, 0, "1", "", 0, 0, nullptr},
+                             {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr}};
+        mp_plugin p = good();
+        p.properties = dup;
+        CHECK(check(p) == "plugin 'sink-test': property 'a' is declared twice");
+        mp_property badDefault[] = {{"n", MP_PROP_INT, 0, "ten", "", 0, 0, nullptr},
+                                    {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr}};
+        p.properties = badDefault;
+        CHECK(check(p) ==
+              "plugin 'sink-test': default of 'n': expected an integer, got 'ten'");
+        mp_property outOfRange[] = {{"n", MP_PROP_INT, 0, "0", "", 1, 10, nullptr},
+                                    {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr}};
+        p.properties = outOfRange;
+        CHECK(check(p).find("default of 'n': value 0 is out of range [1, 10]") !=
+              std::string::npos);
+        mp_property badType[] = {{"n", 42, 0, nullptr, "", 0, 0, nullptr},
+                                 {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr}};
+        p.properties = badType;
+        CHECK(check(p) == "plugin 'sink-test': property 'n' has unknown type 42");
+    }
+
+    TEST_CASE("plugin names are kebab-case") {
+        CHECK(mp::host::validPluginName("sink-websocket"));
+        CHECK(mp::host::validPluginName("a1"));
+        CHECK_FALSE(mp::host::validPluginName(""));
+        CHECK_FALSE(mp::host::validPluginName("-a"));
+        CHECK_FALSE(mp::host::validPluginName("a-"));
+        CHECK_FALSE(mp::host::validPluginName("a--b"));
+        CHECK_FALSE(mp::host::validPluginName("a b"));
+        CHECK_FALSE(mp::host::validPluginName(nullptr));
+        CHECK_FALSE(mp::host::validPluginName(std::string(65, 'a').c_str()));
+    }
+}

@@ -1,0 +1,245 @@
+// SPDX-License-Identifier: Apache-2.0
+// The host's HTTP server with the real plugins: /health, 404, bad requests, websockets.
+#include "app/runtime.hpp"
+#include "support/process.hpp"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/Net/WebSocket.h>
+#include <Poco/StreamCopier.h>
+#include <doctest/doctest.h>
+
+#include <memory>
+
+namespace {
+
+struct Reply {
+    int status = 0;
+    std::string contentType;
+    std::string body;
+};
+
+Reply request(int port, const std::string& method, const std::string& uri,
+              const std::string& body = "") {
+    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port));
+    s.setTimeout(Poco::Timespan(5, 0));
+    Poco::Net::HTTPRequest req(method, uri, Poco::Net::HTTPMessage::HTTP_1_1);
+    if (!body.empty()) {
+        req.setContentLength(static_cast<std::streamsize>(body.size()));
+    }
+    s.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = s.receiveResponse(resp);
+    Reply r;
+    r.status = resp.getStatus();
+    r.contentType = resp.getContentType();
+    Poco::StreamCopier::copyToString(in, r.body);
+    return r;
+}
+
+// Sends raw bytes and returns what the server answers (until it closes or 2 s pass).
+std::string raw(int port, const std::string& bytes) {
+    Poco::Net::StreamSocket sock(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
+    sock.setReceiveTimeout(Poco::Timespan(2, 0));
+    sock.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
+    std::string out;
+    char buf[4096];
+    try {
+        while (true) {
+            int n = sock.receiveBytes(buf, sizeof buf);
+            if (n <= 0) {
+                break;
+            }
+            out.append(buf, static_cast<size_t>(n));
+        }
+    } catch (const Poco::Exception&) {
+        // timeout or reset: return what arrived
+    }
+    return out;
+}
+
+Poco::JSON::Object::Ptr parseJson(const std::string& text) {
+    Poco::JSON::Parser p;
+    return p.parse(text).extract<Poco::JSON::Object::Ptr>();
+}
+
+// A host with the websocket sink and no cluster, on a free loopback port.
+struct Host {
+    std::unique_ptr<mp::host::Runtime> rt;
+    int port = 0;
+    Host() {
+        auto cfg = mp::host::parseConfig(
+            "serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: test-node\n"
+            "plugins:\n  cluster: none\n  sinks: [sink-websocket]\n",
+            "t.yaml", mp::host::Overrides{});
+        rt = std::make_unique<mp::host::Runtime>(cfg, mp::host::RuntimeOptions{});
+        rt->loadPlugins();
+        rt->resolve();
+        rt->create();
+        rt->start();
+        port = rt->http()->port();
+    }
+};
+
+}  // namespace
+
+TEST_SUITE("http") {
+    TEST_CASE("/health answers JSON with the running plugins") {
+        Host h;
+        Reply r = request(h.port, "GET", "/health");
+        CHECK(r.status == 200);
+        CHECK(r.contentType == "application/json");
+        auto obj = parseJson(r.body);
+        CHECK(obj->getValue<std::string>("status") == "ok");
+        CHECK(obj->getValue<std::string>("node") == "test-node");
+        auto plugins = obj->getArray("plugins");
+        REQUIRE(plugins->size() == 1);
+        CHECK(plugins->getObject(0)->getValue<std::string>("name") == "sink-websocket");
+        CHECK(plugins->getObject(0)->getValue<bool>("running"));
+        CHECK(request(h.port, "HEAD", "/health").status == 200);
+        Reply post = request(h.port, "POST", "/health", "x");
+        CHECK(post.status == 405);
+    }
+
+    TEST_CASE("unknown paths give 404 JSON") {
+        Host h;
+        Reply r = request(h.port, "GET", "/nope?x=1");
+        CHECK(r.status == 404);
+        CHECK(r.contentType == "application/json");
+        CHECK(parseJson(r.body)->getValue<std::string>("error") == "no such path: /nope");
+    }
+
+    TEST_CASE("/metrics is Prometheus text with HELP and TYPE") {
+        Host h;
+        request(h.port, "GET", "/health");
+        Reply r = request(h.port, "GET", "/metrics");
+        CHECK(r.status == 200);
+        CHECK(r.body.find("# HELP mysqlprobe_http_requests_total ") != std::string::npos);
+        CHECK(r.body.find("# TYPE mysqlprobe_http_requests_total counter") != std::string::npos);
+        CHECK(r.body.find("# TYPE mysqlprobe_sink_websocket_clients gauge") != std::string::npos);
+    }
+
+    TEST_CASE("malformed and oversized requests get 4xx and the host keeps serving") {
+        Host h;
+        CHECK(raw(h.port, "GARBAGE\r\n\r\n").rfind("HTTP/1.", 0) == 0);
+        CHECK(raw(h.port, "GARBAGE\r\n\r\n").find(" 400 ") != std::string::npos);
+        CHECK(raw(h.port, "\x01\x02\x03\xff\r\n\r\n").find(" 400 ") != std::string::npos);
+        std::string longHeader = "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                 std::string(100000, 'a') + "\r\n\r\n";
+        CHECK(raw(h.port, longHeader).find(" 400 ") != std::string::npos);
+        std::string many = "GET /health HTTP/1.1\r\nHost: x\r\n";
+        for (int i = 0; i < 200; ++i) {
+            many += "X-H" + std::to_string(i) + ": v\r\n";
+        }
+        CHECK(raw(h.port, many + "\r\n").find(" 400 ") != std::string::npos);
+        // A connection that sends half a request and goes away.
+        raw(h.port, "GET /hea");
+        CHECK(request(h.port, "GET", "/health").status == 200);
+    }
+
+    TEST_CASE("plugin routes: query parameters, bad encodings and body limits") {
+        mp::host::Metrics metrics;
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        o.maxBodyBytes = 1024;
+        mp::host::HttpServer server(o, metrics);
+        server.addRoute("/echo", [](const mp_http_request& req, mp_http_response& resp) {
+            mp_str v{};
+            mp_status st = mp::host::hostApi()->http_query_param(&req, "addr", &v);
+            resp.status = st == MP_OK ? 200 : 400;
+            resp.body = st == MP_OK ? std::string(v.data, v.len) + "|" +
+                                          std::string(req.body.data, req.body.len)
+                                    : "missing";
+        });
+        CHECK_FALSE(server.addRoute("/echo", [](const mp_http_request&, mp_http_response&) {}));
+        server.start();
+        int port = server.port();
+        Reply r = request(port, "POST", "/echo?addr=127.0.0.1%3A8667&x", "hello");
+        CHECK(r.status == 200);
+        CHECK(r.body == "127.0.0.1:8667|hello");
+        CHECK(request(port, "GET", "/echo").status == 400);
+        CHECK(request(port, "GET", "/echo?addr=%zz").status == 400);
+        CHECK(request(port, "GET", "/echo?addr=%4").status == 400);
+        CHECK(request(port, "POST", "/echo?addr=a", std::string(2048, 'x')).status == 413);
+        std::string chunked =
+            "POST /echo?addr=a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "800\r\n" + std::string(2048, 'y') + "\r\n0\r\n\r\n";
+        CHECK(raw(port, chunked).find(" 413 ") != std::string::npos);
+        CHECK(metrics.value("mysqlprobe_http_bad_requests_total") >= 4);
+        server.stop();
+    }
+
+    TEST_CASE("websocket clients of /collector receive each report") {
+        Host h;
+        Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(h.port));
+        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/collector",
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+        Poco::Net::HTTPResponse resp;
+        Poco::Net::WebSocket ws(s, req, resp);
+        ws.setReceiveTimeout(Poco::Timespan(5, 0));
+        auto& metrics = h.rt->metrics();
+        REQUIRE(mptest::eventually(
+            [&] { return metrics.value("mysqlprobe_sink_websocket_clients") == 1; }));
+        h.rt->flushReport(false);
+        h.rt->flushReport(false);
+        for (int expected = 1; expected <= 2; ++expected) {
+            char buf[65536];
+            int flags = 0;
+            int n = ws.receiveFrame(buf, sizeof buf, flags);
+            REQUIRE(n > 0);
+            CHECK((flags & Poco::Net::WebSocket::FRAME_OP_BITMASK) ==
+                  Poco::Net::WebSocket::FRAME_OP_TEXT);
+            auto report = parseJson(std::string(buf, static_cast<size_t>(n)));
+            CHECK(report->getValue<int>("version") == 1);
+            CHECK(report->getValue<std::string>("node") == "test-node");
+            CHECK(report->getValue<int>("seq") == expected);
+        }
+        // A ping is answered with a pong carrying the same payload.
+        ws.sendFrame("hi", 2, static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                  static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING));
+        char buf[16];
+        int flags = 0;
+        int n = ws.receiveFrame(buf, sizeof buf, flags);
+        CHECK(n == 2);
+        CHECK((flags & Poco::Net::WebSocket::FRAME_OP_BITMASK) ==
+              Poco::Net::WebSocket::FRAME_OP_PONG);
+        ws.shutdown();
+        CHECK(mptest::eventually(
+            [&] { return metrics.value("mysqlprobe_sink_websocket_clients") == 0; }));
+    }
+
+    TEST_CASE("bad websocket handshakes and plain GETs on a websocket path") {
+        Host h;
+        CHECK(request(h.port, "GET", "/collector").status == 426);
+        std::string noKey =
+            "GET /collector HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n";
+        CHECK(raw(h.port, noKey).find(" 400 ") != std::string::npos);
+        CHECK(request(h.port, "GET", "/health").status == 200);
+    }
+
+    TEST_CASE("stopping the host closes websocket clients") {
+        Host h;
+        Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(h.port));
+        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/collector",
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+        Poco::Net::HTTPResponse resp;
+        Poco::Net::WebSocket ws(s, req, resp);
+        ws.setReceiveTimeout(Poco::Timespan(5, 0));
+        REQUIRE(mptest::eventually(
+            [&] { return h.rt->metrics().value("mysqlprobe_sink_websocket_clients") == 1; }));
+        auto t0 = std::chrono::steady_clock::now();
+        h.rt->stop();
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+        char buf[256];
+        int flags = 0;
+        int n = ws.receiveFrame(buf, sizeof buf, flags);
+        CHECK((n == 0 || (flags & Poco::Net::WebSocket::FRAME_OP_BITMASK) ==
+                             Poco::Net::WebSocket::FRAME_OP_CLOSE));
+    }
+}
