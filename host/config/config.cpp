@@ -186,7 +186,8 @@ const char* kindName(uint32_t kind) {
     }
 }
 
-HostConfig parseConfig(const std::string& text, const std::string& name, const Overrides& ov) {
+namespace {
+HostConfig parseConfigImpl(const std::string& text, const std::string& name, const Overrides& ov) {
     HostConfig cfg;
     cfg.file = name;
     YAML::Node root;
@@ -410,6 +411,17 @@ HostConfig parseConfig(const std::string& text, const std::string& name, const O
         cfg.pluginDirs.push_back(d);
     }
     return cfg;
+}
+
+}  // namespace
+
+HostConfig parseConfig(const std::string& text, const std::string& name, const Overrides& ov) {
+    try {
+        return parseConfigImpl(text, name, ov);
+    } catch (const YAML::Exception& e) {
+        // Anything yaml-cpp raises past the initial parse is still the file's fault.
+        throw ConfigError(name + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    }
 }
 
 HostConfig loadConfig(const std::string& file, const Overrides& ov) {

@@ -75,7 +75,9 @@ void TimerService::run() {
             continue;
         }
         if (next->due > now) {
-            cv_.wait_until(lock, next->due);
+            // By value: stop() may free the timer while this thread waits.
+            const auto due = next->due;
+            cv_.wait_until(lock, due);
             continue;
         }
         running_ = next;

@@ -59,7 +59,10 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
         return "unknown plugin kind " + std::to_string(out.kind);
     }
     if (!validPluginName(out.name)) {
-        return "invalid plugin name (expected kebab-case [a-z0-9-], at most 64 characters)";
+        std::string shown =
+            out.name == nullptr ? "(null)" : std::string(out.name, strnlen(out.name, 80));
+        return "invalid plugin name '" + shown +
+               "' (expected kebab-case [a-z0-9-], at most 64 characters)";
     }
     if (!boundedString(out.version, 64) || out.version[0] == '\0') {
         return "plugin '" + std::string(out.name) + "' has no version string";
@@ -67,8 +70,11 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
     if (out.description != nullptr && !boundedString(out.description, 1024)) {
         return "plugin '" + std::string(out.name) + "' has a description over 1024 characters";
     }
-    if (out.create == nullptr || out.destroy == nullptr) {
-        return "plugin '" + std::string(out.name) + "' lacks create() or destroy()";
+    if (out.create == nullptr) {
+        return "plugin '" + std::string(out.name) + "' lacks create()";
+    }
+    if (out.destroy == nullptr) {
+        return "plugin '" + std::string(out.name) + "' lacks destroy()";
     }
     if (out.kind == MP_KIND_DECODER && (out.stream_open == nullptr || out.stream_data == nullptr ||
                                         out.stream_gap == nullptr || out.stream_close == nullptr)) {

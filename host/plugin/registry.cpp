@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "plugin/descriptor.hpp"
@@ -31,6 +33,12 @@ void Registry::loadDirectory(const std::string& dir) {
     if (!std::filesystem::is_directory(dir, ec)) {
         throw LoadError("plugin directory " + dir + " does not exist or is not a directory");
     }
+    // The same directory named twice (config and --plugin-dir) is read once.
+    std::string canonical = std::filesystem::canonical(dir, ec).string();
+    if (std::find(dirs_.begin(), dirs_.end(), canonical) != dirs_.end()) {
+        return;
+    }
+    dirs_.push_back(canonical);
     std::vector<std::string> files;
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
         if (entry.is_regular_file() && entry.path().extension() == ".so") {
@@ -38,8 +46,17 @@ void Registry::loadDirectory(const std::string& dir) {
         }
     }
     std::sort(files.begin(), files.end());
+    // Every file is tried, so one run names every refused plugin (one line each).
+    std::string errors;
     for (const auto& f : files) {
-        loadFile(f);
+        try {
+            loadFile(f);
+        } catch (const LoadError& e) {
+            errors += (errors.empty() ? "" : "\n") + std::string(e.what());
+        }
+    }
+    if (!errors.empty()) {
+        throw LoadError(errors);
     }
 }
 
@@ -47,6 +64,21 @@ const LoadedPlugin& Registry::loadFile(const std::string& path) {
     auto refuse = [&](const std::string& why) -> LoadError {
         return LoadError("refusing plugin " + path + ": " + why);
     };
+    {
+        // A clearer word than the loader's for the common mistake of a non-ELF file.
+        std::FILE* f = std::fopen(path.c_str(), "rb");
+        char magic[4] = {0, 0, 0, 0};
+        size_t n = f != nullptr ? std::fread(magic, 1, sizeof magic, f) : 0;
+        if (f != nullptr) {
+            std::fclose(f);
+        }
+        if (n != 4 || std::memcmp(magic,
+                                  "\x7f"
+                                  "ELF",
+                                  4) != 0) {
+            throw refuse("not a loadable shared library (not an ELF file)");
+        }
+    }
     boost::dll::shared_library lib;
     try {
         lib.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -62,7 +94,8 @@ const LoadedPlugin& Registry::loadFile(const std::string& path) {
                              std::to_string(MP_ABI_MINOR));
             }
         }
-        throw refuse("not a mysqlprobe plugin (no " MP_ENTRY_SYMBOL " symbol)");
+        throw refuse("not a mysqlprobe plugin (no exported " MP_ENTRY_SYMBOL
+                     " symbol; plugins export it with MP_EXPORT)");
     }
     auto entry = lib.get<const mp_plugin*(const mp_host_api*)>(MP_ENTRY_SYMBOL);
     const mp_plugin* raw = nullptr;

@@ -38,6 +38,7 @@ class Registry {
   private:
     const mp_host_api* api_;
     std::deque<LoadedPlugin> plugins_;
+    std::vector<std::string> dirs_;  // canonical directories already read
 };
 
 /// The directory the built-in plugins live in: <dir of executable>/../<plugin subdir>.

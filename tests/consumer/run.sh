@@ -46,7 +46,8 @@ YAML
 "$host" -c "$work/jsonl.yaml" 2>"$work/host.log" &
 pid=$!
 for _ in $(seq 1 100); do
-  lines=$(wc -l <"$work/reports.jsonl" 2>/dev/null || echo 0)
+  lines=0
+  [ -f "$work/reports.jsonl" ] && lines=$(wc -l <"$work/reports.jsonl")
   [ "$lines" -ge 2 ] && break
   sleep 0.1
 done

@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The mysqlprobe binary, run for real: command line, configuration errors, start, HTTP,
 // signal shutdown in reverse start order, offline reading of a bundled capture.
-#include "support/process.hpp"
-
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
@@ -13,6 +11,8 @@
 
 #include <regex>
 #include <set>
+
+#include "support/process.hpp"
 
 using namespace std::chrono_literals;
 using mptest::Process;
@@ -82,15 +82,19 @@ TEST_SUITE("process") {
         Process p({mptest::binary(), "--list-plugins"});
         REQUIRE(mptest::run(p) == 0);
         std::string out = p.out();
-        for (const char* line : {"capture-pcap  capture  0.1.0  ABI 1.0",
-                                 "decoder-mysql  decoder  0.1.0  ABI 1.0",
-                                 "cluster-static  cluster  0.1.0  ABI 1.0",
-                                 "cluster-gossip  cluster  0.1.0  ABI 1.0",
-                                 "sink-websocket  sink  0.1.0  ABI 1.0"}) {
+        for (const char* line :
+             {"capture-pcap  capture  0.1.0  ABI 1.0", "decoder-mysql  decoder  0.1.0  ABI 1.0",
+              "cluster-static  cluster  0.1.0  ABI 1.0", "cluster-gossip  cluster  0.1.0  ABI 1.0",
+              "sink-websocket  sink  0.1.0  ABI 1.0"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
         }
         CHECK(out.find("snaplen                int    default \"0\" [0..262144]") !=
               std::string::npos);
+        // Naming the built-in directory again reads it once, not twice.
+        Process again({mptest::binary(), "--list-plugins", "--plugin-dir", MP_TEST_PLUGIN_DIR,
+                       "--plugin-dir", std::string(MP_TEST_PLUGIN_DIR) + "/."});
+        CHECK_MESSAGE(mptest::run(again) == 0, again.err());
+        CHECK(again.out() == out);
     }
 
     TEST_CASE("--check accepts the original probe's files and refuses bad ones") {
@@ -99,13 +103,14 @@ TEST_SUITE("process") {
             CHECK_MESSAGE(mptest::run(p) == 0, p.err());
             CHECK(p.out().find(": OK (") != std::string::npos);
         }
-        Process ex({mptest::binary(), "--check", "-c", mptest::sourceDir() + "/examples/mysqlprobe.yaml"});
+        Process ex(
+            {mptest::binary(), "--check", "-c", mptest::sourceDir() + "/examples/mysqlprobe.yaml"});
         CHECK_MESSAGE(mptest::run(ex) == 0, ex.err());
         std::string bad = config("bad", "serverport: 8667\nprobe:\n  port: x3306\n  workers: 99\n");
         Process p({mptest::binary(), "--check", "--config", bad});
         CHECK(mptest::run(p) == 2);
-        CHECK(p.err() == "mysqlprobe: " + bad +
-                             ":4: probe.workers: value 99 is out of range [1, 64]\n");
+        CHECK(p.err() ==
+              "mysqlprobe: " + bad + ":4: probe.workers: value 99 is out of range [1, 64]\n");
         Process missing({mptest::binary(), "--check", "-c", "/nonexistent.yaml"});
         CHECK(mptest::run(missing) == 2);
         CHECK(missing.err() ==
@@ -116,10 +121,11 @@ TEST_SUITE("process") {
         std::string cfg = config("run",
                                  "serverport: 0\nserveraddress: 127.0.0.1\ninterval: 1\n"
                                  "loglevel: debug\nslave: true\n"
-                                 "probe:\n  file: " + data("pcap/sysbench_text_rw_2t_20tx.pcap") +
-                                 "\n  loop: true\n"
-                                 "plugins:\n  capture:\n    plugin: capture-pcap\n"
-                                 "    config: {speed: 1}\n");
+                                 "probe:\n  file: " +
+                                     data("pcap/sysbench_text_rw_2t_20tx.pcap") +
+                                     "\n  loop: true\n"
+                                     "plugins:\n  capture:\n    plugin: capture-pcap\n"
+                                     "    config: {speed: 1}\n");
         Process p({mptest::binary(), "-c", cfg});
         REQUIRE(mptest::eventually([&] { return loggedPort(p) != 0; }));
         int port = loggedPort(p);
@@ -130,7 +136,8 @@ TEST_SUITE("process") {
         REQUIRE(plugins->size() == 4);
         std::set<std::string> names;
         for (size_t i = 0; i < plugins->size(); ++i) {
-            names.insert(plugins->getObject(static_cast<unsigned>(i))->getValue<std::string>("name"));
+            names.insert(
+                plugins->getObject(static_cast<unsigned>(i))->getValue<std::string>("name"));
             CHECK(plugins->getObject(static_cast<unsigned>(i))->getValue<bool>("running"));
         }
         CHECK(names == std::set<std::string>{"capture-pcap", "decoder-mysql", "cluster-static",
@@ -192,11 +199,12 @@ TEST_SUITE("process") {
         // The README of the captures: 826 packets, all on port 3306.
         CHECK(stats->getValue<int64_t>("capture_pcap_packets_total") == 826);
         CHECK(stats->getValue<int64_t>("host_frames_total") == 826);
-        Process other({mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"),
-                       "--port", "3307"});
+        Process other(
+            {mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"), "--port", "3307"});
         REQUIRE(mptest::run(other) == 0);
-        CHECK(parseJson(other.out())->getObject("stats")->getValue<int64_t>(
-                  "capture_pcap_packets_total") == 0);
+        CHECK(parseJson(other.out())
+                  ->getObject("stats")
+                  ->getValue<int64_t>("capture_pcap_packets_total") == 0);
     }
 
     TEST_CASE("capture errors: missing file, truncated file, bad device, bad filter") {
@@ -209,8 +217,9 @@ TEST_SUITE("process") {
         mptest::writeFile(cut, whole.substr(0, whole.size() / 2 + 7));
         Process trunc({mptest::binary(), "-r", cut});
         CHECK(mptest::run(trunc) == 0);
-        int64_t packets = parseJson(trunc.out())->getObject("stats")->getValue<int64_t>(
-            "capture_pcap_packets_total");
+        int64_t packets = parseJson(trunc.out())
+                              ->getObject("stats")
+                              ->getValue<int64_t>("capture_pcap_packets_total");
         CHECK(packets > 0);
         CHECK(packets < 826);
         CHECK(trunc.err().find("read error after") != std::string::npos);
@@ -221,15 +230,16 @@ TEST_SUITE("process") {
         CHECK(mptest::run(garbage) == 2);
         CHECK(garbage.err().find("cannot read " + notPcap) != std::string::npos);
 
-        std::string dev = config("dev", "serverport: 0\nserveraddress: 127.0.0.1\nprobe:\n"
-                                        "  device: nosuchdev0\n");
+        std::string dev = config("dev",
+                                 "serverport: 0\nserveraddress: 127.0.0.1\nprobe:\n"
+                                 "  device: nosuchdev0\n");
         Process badDev({mptest::binary(), "-c", dev});
         CHECK(mptest::run(badDev) == 2);
         CHECK(badDev.err().find("cannot capture on nosuchdev0") != std::string::npos);
 
-        std::string filt = config("filter", "probe:\n  file: " +
-                                                data("pcap/sysbench_text_rw_2t_20tx.pcap") +
-                                                "\n  filter: 'tcp and ((('\nplugins: {cluster: none, sinks: []}\n");
+        std::string filt = config(
+            "filter", "probe:\n  file: " + data("pcap/sysbench_text_rw_2t_20tx.pcap") +
+                          "\n  filter: 'tcp and ((('\nplugins: {cluster: none, sinks: []}\n");
         Process badFilter({mptest::binary(), "-c", filt});
         CHECK(mptest::run(badFilter) == 2);
         CHECK(badFilter.err().find("bad filter") != std::string::npos);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Configuration: the original probe's files, the plugins section, and every kind of bad file.
-#include "app/runtime.hpp"
 #include "config/config.hpp"
-#include "support/process.hpp"
 
 #include <doctest/doctest.h>
+
+#include "app/runtime.hpp"
+#include "support/process.hpp"
 
 using mp::host::ConfigError;
 using mp::host::HostConfig;
@@ -127,7 +128,8 @@ TEST_SUITE("config") {
     TEST_CASE("wrong types are refused") {
         CHECK(parseError("serverport: abc\n") ==
               "t.yaml:1: serverport: expected an integer, got 'abc'");
-        CHECK(parseError("slave: maybe\n") == "t.yaml:1: slave: expected true or false, got 'maybe'");
+        CHECK(parseError("slave: maybe\n") ==
+              "t.yaml:1: slave: expected true or false, got 'maybe'");
         CHECK(parseError("interval: [1]\n") == "t.yaml:1: interval: expected int, got a list");
         CHECK(parseError("websocket:\n  maxmessagesize: big\n") ==
               "t.yaml:2: websocket.maxmessagesize: expected an integer, got 'big'");
@@ -165,9 +167,11 @@ TEST_SUITE("config") {
             "plugins:\n  capture:\n    plugin: capture-pcap\n    config: {file: x, colour: 1}\n");
         CHECK(e.find("t.yaml:4: plugins.capture.config.colour: unknown key for plugin "
                      "capture-pcap (known: buffer_mb, device,") == 0);
-        e = resolveError("plugins:\n  sinks:\n    - {plugin: sink-websocket, config: {format: xml}}\n");
-        CHECK(e == "t.yaml:3: plugins.sinks[0].config.format: 'xml' is not one of "
-                   "native|mysqlprobe-v1");
+        e = resolveError(
+            "plugins:\n  sinks:\n    - {plugin: sink-websocket, config: {format: xml}}\n");
+        CHECK(e ==
+              "t.yaml:3: plugins.sinks[0].config.format: 'xml' is not one of "
+              "native|mysqlprobe-v1");
     }
 
     TEST_CASE("unknown plugins and plugins in the wrong slot are refused") {
@@ -188,8 +192,9 @@ TEST_SUITE("config") {
     }
 
     TEST_CASE("slots can be switched off and chosen explicitly") {
-        HostConfig cfg = parseConfig("cluster: {gossip: true}\nplugins:\n  cluster: none\n  sinks: []\n",
-                                     "t.yaml", Overrides{});
+        HostConfig cfg =
+            parseConfig("cluster: {gossip: true}\nplugins:\n  cluster: none\n  sinks: []\n",
+                        "t.yaml", Overrides{});
         CHECK(cfg.slots.empty());
         cfg = parseConfig("cluster: {gossip: true}\n", "t.yaml", Overrides{});
         CHECK(slotPlugin(cfg, "cluster") == "cluster-gossip");

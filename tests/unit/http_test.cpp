@@ -1,8 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
 // The host's HTTP server with the real plugins: /health, 404, bad requests, websockets.
-#include "app/runtime.hpp"
-#include "support/process.hpp"
-
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
@@ -14,6 +11,9 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+
+#include "app/runtime.hpp"
+#include "support/process.hpp"
 
 namespace {
 
@@ -43,7 +43,8 @@ Reply request(int port, const std::string& method, const std::string& uri,
 
 // Sends raw bytes and returns what the server answers (until it closes or 2 s pass).
 std::string raw(int port, const std::string& bytes) {
-    Poco::Net::StreamSocket sock(Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
+    Poco::Net::StreamSocket sock(
+        Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(port)));
     sock.setReceiveTimeout(Poco::Timespan(2, 0));
     sock.sendBytes(bytes.data(), static_cast<int>(bytes.size()));
     std::string out;
@@ -128,8 +129,8 @@ TEST_SUITE("http") {
         CHECK(raw(h.port, "GARBAGE\r\n\r\n").rfind("HTTP/1.", 0) == 0);
         CHECK(raw(h.port, "GARBAGE\r\n\r\n").find(" 400 ") != std::string::npos);
         CHECK(raw(h.port, "\x01\x02\x03\xff\r\n\r\n").find(" 400 ") != std::string::npos);
-        std::string longHeader = "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " +
-                                 std::string(100000, 'a') + "\r\n\r\n";
+        std::string longHeader =
+            "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(100000, 'a') + "\r\n\r\n";
         CHECK(raw(h.port, longHeader).find(" 400 ") != std::string::npos);
         std::string many = "GET /health HTTP/1.1\r\nHost: x\r\n";
         for (int i = 0; i < 200; ++i) {
@@ -168,7 +169,8 @@ TEST_SUITE("http") {
         CHECK(request(port, "POST", "/echo?addr=a", std::string(2048, 'x')).status == 413);
         std::string chunked =
             "POST /echo?addr=a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "800\r\n" + std::string(2048, 'y') + "\r\n0\r\n\r\n";
+            "800\r\n" +
+            std::string(2048, 'y') + "\r\n0\r\n\r\n";
         CHECK(raw(port, chunked).find(" 413 ") != std::string::npos);
         CHECK(metrics.value("mysqlprobe_http_bad_requests_total") >= 4);
         server.stop();
@@ -200,8 +202,9 @@ TEST_SUITE("http") {
             CHECK(report->getValue<int>("seq") == expected);
         }
         // A ping is answered with a pong carrying the same payload.
-        ws.sendFrame("hi", 2, static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                                  static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING));
+        ws.sendFrame("hi", 2,
+                     static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                         static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING));
         char buf[16];
         int flags = 0;
         int n = ws.receiveFrame(buf, sizeof buf, flags);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "core/timers.hpp"
-#include "support/process.hpp"
 
 #include <doctest/doctest.h>
 
 #include <atomic>
+
+#include "support/process.hpp"
 
 using namespace std::chrono_literals;
 

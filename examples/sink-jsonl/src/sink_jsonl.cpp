@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // sink-jsonl: writes every report as one JSON line, to stdout or to a file.
 // A complete third-party sink: it uses nothing but the installed SDK headers.
-#include <mp/sdk.hpp>
-
 #include <cstdio>
+#include <mp/sdk.hpp>
 #include <mutex>
 #include <string>
 

@@ -230,9 +230,9 @@ class Plugin {
 
 namespace detail {
 
-inline mp_status fail(const Host& host, const char* hook, const char* what) {
-    std::string msg = std::string(hook) + ": " + what;
-    host.api()->set_error(host.raw(), MP_ERROR, toStr(msg));
+// The host names the hook in its own message; the error text is just what went wrong.
+inline mp_status fail(const Host& host, const char* /*hook*/, const char* what) {
+    host.api()->set_error(host.raw(), MP_ERROR, toStr(what));
     return MP_ERROR;
 }
 

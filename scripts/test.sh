@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Everything CI checks: formatting, a warnings-as-errors build with all tests, the same tests
+# under ASan+UBSan, and a short run of every libFuzzer target. Exit status 0 only if all pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+fuzz_seconds=${MP_FUZZ_SECONDS:-15}
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "dependencies"
+bash scripts/deps.sh
+
+step "clang-format"
+files=$(git ls-files '*.c' '*.h' '*.cpp' '*.hpp')
+clang-format --dry-run --Werror $files
+echo "formatting: $(wc -w <<<"$files") files clean"
+
+step "build (warnings as errors) and test"
+cmake --preset ci >/dev/null
+cmake --build --preset ci -j"$jobs"
+ctest --preset ci -j"$jobs"
+
+step "build with ASan+UBSan and test"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --preset asan -j"$jobs"
+
+step "fuzz (${fuzz_seconds}s per target)"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j"$jobs" --target fuzz_config fuzz_query fuzz_descriptor
+for t in config query descriptor; do
+  work=$(mktemp -d)
+  cp tests/fuzz/corpus/$t/* "$work/"
+  build/fuzz/bin/fuzz_$t -max_total_time="$fuzz_seconds" -max_len=4096 "$work" 2>"$work.log" ||
+    { tail -50 "$work.log"; echo "fuzz_$t found a crash"; exit 1; }
+  grep -E "^Done" "$work.log" | sed "s/^/fuzz_$t: /"
+done
+
+step "all checks passed"

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+// Create-time failures: the plugin loads and validates, then its create() fails. The host must
+// exit 2 with "mysqlprobe: <slot> (<file>): create failed: <message>" as its last stderr line.
+// Also the control (good_sink runs and stops cleanly) and a slot of the wrong kind.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <string>
+
+#include "abi_support.hpp"
+
+using namespace abitest;
+
+namespace {
+
+/// The fixture passes --check (so whatever fails later is create's doing), then `-c` fails.
+void expectCreateFailure(const std::string& fixture, const std::string& plugin,
+                         const std::string& message) {
+    INFO("fixture: ", fixture);
+    std::string cfg = sinkConfig(fixture, plugin);
+
+    Result check = runHost({"--check", "-c", cfg});
+    INFO("--check stdout: ", check.out);
+    INFO("--check stderr: ", check.err);
+    CHECK(check.code == 0);
+    CHECK(contains(check.out, ": OK (sinks[0]=" + plugin + ")"));
+
+    Result run = runHost({"-c", cfg});
+    INFO("stdout: ", run.out);
+    INFO("stderr: ", run.err);
+    CHECK(run.code == 2);
+    CHECK(lastLine(run.err) ==
+          "mysqlprobe: sinks[0] (" + fixtureLib(fixture) + "): create failed: " + message);
+}
+
+}  // namespace
+
+TEST_CASE("create_fails: set_error(\"disk on fire\") and MP_ERROR") {
+    expectCreateFailure("create_fails", "abi-create-fails", "disk on fire");
+}
+
+TEST_CASE("silent_create_fail: a failing status without a message") {
+    expectCreateFailure("silent_create_fail", "abi-silent-create-fail",
+                        "status " + std::to_string(MP_ENOMEM));
+}
+
+TEST_CASE("null_instance: MP_OK without an instance") {
+    expectCreateFailure("null_instance", "abi-null-instance",
+                        "create() returned OK but no instance");
+}
+
+TEST_CASE("throws_in_create: an exception escapes a raw create()") {
+    expectCreateFailure("throws_in_create", "abi-throws-in-create",
+                        "exception escaped the plugin: boom in create");
+}
+
+TEST_CASE("sdk_throws_in_create: the SDK turns a constructor's exception into set_error") {
+    expectCreateFailure("sdk_throws_in_create", "abi-sdk-throws-in-create", "sdk boom");
+}
+
+TEST_CASE("good_sink from a plugin directory passes --check") {
+    std::string cfg = sinkConfig("good_sink", "abi-good-sink");
+    Result r = runHost({"--check", "-c", cfg});
+    INFO("stderr: ", r.err);
+    CHECK(r.code == 0);
+    CHECK(r.out == cfg + ": OK (sinks[0]=abi-good-sink)\n");
+}
+
+TEST_CASE("good_sink's properties are validated like a built-in plugin's") {
+    std::string cfg = sinkConfig("good_sink", "{plugin: abi-good-sink, config: {greting: hi}}");
+    Result r = runHost({"--check", "-c", cfg});
+    INFO("stderr: ", r.err);
+    CHECK(r.code == 2);
+    CHECK(r.out.empty());
+    CHECK(lines(r.err).size() == 1);
+    CHECK(startsWith(r.err, "mysqlprobe: "));
+    CHECK(contains(r.err, "greting"));
+}
+
+TEST_CASE("good_sink runs with its configured property and stops cleanly on SIGTERM") {
+    std::string cfg =
+        sinkConfig("good_sink", "{plugin: abi-good-sink, config: {greeting: hi there}}");
+    mptest::Process p({mptest::binary(), "-c", cfg});
+    REQUIRE(p.started());
+    bool running = mptest::eventually([&] { return contains(p.err(), "running (1 plugin"); },
+                                      std::chrono::seconds(20));
+    INFO("stderr: ", p.err());
+    REQUIRE(running);
+    CHECK(contains(p.err(), "abi-good-sink says 'hi there'"));
+    p.signal(SIGTERM);
+    REQUIRE(p.wait(std::chrono::seconds(15)));
+    CHECK(p.exitCode() == 0);
+}
+
+TEST_CASE("a plugin of the wrong kind cannot fill a slot") {
+    std::string cfg = writeConfig("wrong-kind",
+                                  "serverport: 0\n"
+                                  "serveraddress: 127.0.0.1\n"
+                                  "plugins: {capture: sink-websocket, cluster: none, sinks: []}\n");
+    Result r = runHost({"-c", cfg});
+    INFO("stdout: ", r.out);
+    INFO("stderr: ", r.err);
+    CHECK(r.code == 2);
+    CHECK(lines(r.err).size() == 1);
+    CHECK(startsWith(r.err, "mysqlprobe: " + cfg));
+    CHECK(contains(r.err,
+                   "plugin 'sink-websocket' is a sink plugin and cannot fill the capture slot"));
+}
