@@ -284,10 +284,6 @@ Runtime::Runtime(HostConfig config, RuntimeOptions options)
     : config_(std::move(config)),
       options_(std::move(options)),
       registry_(&kApi),
-      framesIn_(metrics_.get("host", "frames_total", "frames handed over by capture plugins",
-                             MP_COUNTER)),
-      frameBytesIn_(metrics_.get("host", "frame_bytes_total",
-                                 "bytes of frames handed over by capture plugins", MP_COUNTER)),
       reportsOut_(metrics_.get("host", "reports_total", "node reports produced", MP_COUNTER)),
       eventsDropped_(metrics_.get("host", "events_ignored_total",
                                   "events emitted where no stage takes them", MP_COUNTER)) {
@@ -398,7 +394,121 @@ void Runtime::create() {
     }
 }
 
+namespace {
+
+// Feeds one worker's streams to its decoder instance.
+class DecoderStreams : public StreamHandler {
+  public:
+    explicit DecoderStreams(Instance& inst) : d_(inst.plugin->desc), self_(inst.self), host_(*inst.host) {}
+
+    void* open(const mp_flow& flow) override {
+        void* s = nullptr;
+        mp_status st = MP_ERROR;
+        try {
+            st = d_.stream_open(self_, &flow, &s);
+        } catch (...) {
+            st = MP_ERROR;
+        }
+        return st == MP_OK ? s : &refused_;
+    }
+    void data(void* s, uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) override {
+        if (s != &refused_) {
+            guard([&] { d_.stream_data(self_, s, dir, mp_bytes{p, n}, ts); });
+        }
+    }
+    void gap(void* s, uint32_t dir, uint64_t len, uint64_t ts) override {
+        if (s != &refused_) {
+            guard([&] { d_.stream_gap(self_, s, dir, len, ts); });
+        }
+    }
+    void close(void* s, uint32_t reason, uint64_t ts) override {
+        if (s != &refused_) {
+            guard([&] { d_.stream_close(self_, s, reason, ts); });
+        }
+    }
+    void tick(uint64_t ts) override {
+        if (d_.on_tick != nullptr) {
+            guard([&] { d_.on_tick(self_, ts); });
+        }
+    }
+
+  private:
+    template <class F>
+    void guard(F&& f) {
+        try {
+            f();
+        } catch (...) {
+            log(MP_LOG_ERROR, host_.name, "an exception escaped a stream hook");
+        }
+    }
+    const mp_plugin& d_;
+    void* self_;
+    mp_host& host_;
+    static inline char refused_ = 0;
+};
+
+// Without a decoder the streams are only counted by the flow table.
+class NullStreams : public StreamHandler {
+  public:
+    void* open(const mp_flow&) override { return this; }
+    void data(void*, uint32_t, const uint8_t*, size_t, uint64_t) override {}
+    void gap(void*, uint32_t, uint64_t, uint64_t) override {}
+    void close(void*, uint32_t, uint64_t) override {}
+    void tick(uint64_t) override {}
+};
+
+}  // namespace
+
+void Runtime::createPipeline() {
+    for (const auto& inst : instances_) {
+        if (inst->host->kind == MP_KIND_CAPTURE) {
+            capture_ = inst.get();
+        }
+    }
+    if (capture_ == nullptr) {
+        return;
+    }
+    PipelineOptions po;
+    po.workers = static_cast<size_t>(config_.workers);
+    po.ringBytes = static_cast<size_t>(config_.stream.ringKb) * 1024;
+    po.limits.maxConnections = static_cast<size_t>(config_.stream.maxConnections);
+    po.limits.maxBufferedPerDirection = static_cast<size_t>(config_.stream.maxBufferKb) * 1024;
+    po.limits.idleTimeoutNs = static_cast<uint64_t>(config_.stream.idleTimeoutS) * 1000000000ULL;
+    // The server side of a connection is the capture's port list (3306 when it has none).
+    po.serverPorts.clear();
+    auto it = capture_->config.values.find("port");
+    if (it != capture_->config.values.end() && it->second.type == MP_PROP_STRING_LIST) {
+        for (const auto& p : it->second.list) {
+            try {
+                long n = std::stol(p);
+                if (n > 0 && n < 65536) {
+                    po.serverPorts.push_back(static_cast<uint16_t>(n));
+                }
+            } catch (const std::exception&) {
+                // the capture plugin refuses bad ports itself
+            }
+        }
+    }
+    if (po.serverPorts.empty()) {
+        po.serverPorts.push_back(3306);
+    }
+    std::vector<StreamHandler*> handlers;
+    for (auto& inst : instances_) {
+        if (inst->host->kind == MP_KIND_DECODER) {
+            handlers_.push_back(std::make_unique<DecoderStreams>(*inst));
+        }
+    }
+    while (handlers_.size() < po.workers) {
+        handlers_.push_back(std::make_unique<NullStreams>());
+    }
+    for (auto& h : handlers_) {
+        handlers.push_back(h.get());
+    }
+    pipeline_ = std::make_unique<Pipeline>(po, handlers, &metrics_);
+}
+
 void Runtime::start() {
+    createPipeline();
     if (http_) {
         try {
             http_->start();
@@ -413,6 +523,9 @@ void Runtime::start() {
     }
     // Downstream first, so nothing is emitted into a stage that is not running yet.
     for (uint32_t kind : {MP_KIND_SINK, MP_KIND_CLUSTER, MP_KIND_DECODER, MP_KIND_CAPTURE}) {
+        if (kind == MP_KIND_CAPTURE && pipeline_) {
+            pipeline_->start();  // workers run before frames arrive
+        }
         for (auto& inst : instances_) {
             if (inst->host->kind != kind) {
                 continue;
@@ -456,6 +569,9 @@ void Runtime::stop() {
     }
     for (auto it = startOrder_.rbegin(); it != startOrder_.rend(); ++it) {
         Instance* inst = *it;
+        if (inst->host->kind != MP_KIND_CAPTURE && pipeline_) {
+            pipeline_->stop();  // captures are stopped: drain, close every stream
+        }
         if (inst->plugin->desc.stop != nullptr) {
             try {
                 inst->plugin->desc.stop(inst->self);
@@ -468,6 +584,9 @@ void Runtime::stop() {
         log(MP_LOG_DEBUG, "host", "stopped " + inst->host->slot + " " + inst->host->name);
     }
     startOrder_.clear();
+    if (pipeline_) {
+        pipeline_->stop();
+    }
     for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) {
         try {
             (*it)->plugin->desc.destroy((*it)->self);
@@ -508,6 +627,9 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
         case MP_EVENT_INPUT_END:
             if (h->kind == MP_KIND_CAPTURE) {
                 log(MP_LOG_INFO, "host", h->name + ": end of input");
+                if (pipeline_) {
+                    pipeline_->endOfInput();  // every connection closed, decoders ticked
+                }
                 if (options_.printFinalReport) {
                     flushReport(true);
                     requestShutdown(0, "input finished");
@@ -534,17 +656,10 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
 }
 
 mp_status Runtime::framesFrom(mp_host* h, const mp_frame* frames, size_t count) {
-    if (!h->running.load() || h->kind != MP_KIND_CAPTURE) {
+    if (!h->running.load() || h->kind != MP_KIND_CAPTURE || !pipeline_) {
         return MP_ECLOSED;
     }
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < count; ++i) {
-        bytes += frames[i].data.len;
-    }
-    // The flow table and reassembly (issue 3) take frames from here.
-    framesIn_->value.fetch_add(static_cast<int64_t>(count), std::memory_order_relaxed);
-    frameBytesIn_->value.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
-    return MP_OK;
+    return pipeline_->onFrames(frames, count);
 }
 
 mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
@@ -659,7 +774,7 @@ void Runtime::flushReport(bool final) {
         out << "{\"version\":1,\"node\":" << jsonQuote(nodeName_) << ",\"seq\":" << seq
             << ",\"final\":" << (final ? "true" : "false")
             << ",\"interval\":{\"start_ns\":" << intervalStartNs_ << ",\"end_ns\":" << end
-            << "},\"stats\":" << metrics_.json() << "}";
+            << "},\"capture\":" << captureJson() << ",\"stats\":" << metrics_.json() << "}";
         json = out.str();
         intervalStartNs_ = end;
         lastReport_ = json;
@@ -697,6 +812,43 @@ void Runtime::deliverReport(const std::string& json, uint64_t seq, uint64_t ts) 
             inst->plugin->desc.on_event(inst->self, &ev);
         }
     }
+}
+
+std::string Runtime::captureJson() const {
+    if (!pipeline_) {
+        return "{}";
+    }
+    CaptureStats c = pipeline_->captureStats();
+    FlowStats f = pipeline_->flowStats();
+    auto gauge = [&](const char* name) -> int64_t {
+        if (capture_ == nullptr) {
+            return 0;
+        }
+        int64_t v = metrics_.value("mysqlprobe_" + metricName(capture_->host->name) + "_" + name);
+        return v < 0 ? 0 : v;
+    };
+    std::ostringstream out;
+    out << "{\"packets\":" << c.frames << ",\"bytes\":" << c.bytes
+        << ",\"tcp_segments\":" << c.tcp << ",\"kernel_dropped\":" << gauge("kernel_dropped")
+        << ",\"interface_dropped\":" << gauge("interface_dropped")
+        << ",\"probe_dropped\":" << c.queueDropped
+        << ",\"truncated_snaplen\":" << gauge("truncated_total")
+        << ",\"truncated_headers\":" << c.truncatedHeaders << ",\"not_ip\":" << c.notIp
+        << ",\"not_tcp\":" << c.notTcp << ",\"ip_fragments\":" << c.fragments
+        << ",\"malformed\":" << c.malformed << ",\"unsupported_link\":" << c.unsupportedLink
+        << ",\"not_server_port\":" << f.notServerPort
+        << ",\"connections\":{\"opened\":" << f.opened << ",\"midstream\":" << f.midstream
+        << ",\"closed_fin\":" << f.closed[MP_CLOSE_FIN]
+        << ",\"closed_rst\":" << f.closed[MP_CLOSE_RST]
+        << ",\"closed_idle\":" << f.closed[MP_CLOSE_IDLE]
+        << ",\"evicted\":" << f.closed[MP_CLOSE_EVICTED]
+        << ",\"closed_shutdown\":" << f.closed[MP_CLOSE_SHUTDOWN] << "}"
+        << ",\"stream_bytes\":" << f.reassembly.deliveredBytes
+        << ",\"gaps\":" << f.reassembly.gaps << ",\"gap_bytes\":" << f.reassembly.gapBytes
+        << ",\"retransmitted_bytes\":" << f.reassembly.retransmittedBytes
+        << ",\"out_of_order_segments\":" << f.reassembly.outOfOrder
+        << ",\"overlap_conflict_bytes\":" << f.reassembly.conflictBytes << "}";
+    return out.str();
 }
 
 std::string Runtime::healthJson() const {

@@ -16,6 +16,7 @@
 #include "core/timers.hpp"
 #include "plugin/registry.hpp"
 #include "server/http_server.hpp"
+#include "stream/pipeline.hpp"
 
 namespace mp::host {
 class Runtime;
@@ -90,6 +91,8 @@ class Runtime {
     Metrics& metrics() { return metrics_; }
     HttpServer* http() { return http_.get(); }
     const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_; }
+    /// The stream layer (null without a capture plugin).
+    Pipeline* pipeline() { return pipeline_.get(); }
 
     // Services used by the C host API.
     void logFrom(mp_host* h, int level, std::string_view msg);
@@ -111,6 +114,8 @@ class Runtime {
 
   private:
     std::string healthJson() const;
+    std::string captureJson() const;
+    void createPipeline();
     void deliverReport(const std::string& json, uint64_t seq, uint64_t ts);
     void addBuiltinRoutes();
     mp_status callHook(Instance& inst, const char* hook, mp_status st);
@@ -137,8 +142,9 @@ class Runtime {
     bool shutdownRequested_ = false;
     int exitCode_ = 0;
     uint64_t startedNs_ = 0;
-    mp_counter* framesIn_;
-    mp_counter* frameBytesIn_;
+    std::vector<std::unique_ptr<StreamHandler>> handlers_;  // one per worker
+    std::unique_ptr<Pipeline> pipeline_;
+    const Instance* capture_ = nullptr;
     mp_counter* reportsOut_;
     mp_counter* eventsDropped_;
 };

@@ -24,12 +24,13 @@ const mp_property kTop[] = {
     {"watcher", MP_PROP_STRING, 0, nullptr, "section: accepted for compatibility, unused", 0, 0, nullptr},
     {"websocket", MP_PROP_STRING, 0, nullptr, "section: websocket timings", 0, 0, nullptr},
     {"plugins", MP_PROP_STRING, 0, nullptr, "section: plugin choice and settings", 0, 0, nullptr},
+    {"stream", MP_PROP_STRING, 0, nullptr, "section: bounds of the TCP stream layer", 0, 0, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
 
-const std::set<std::string> kSections = {"cluster", "probe",     "pusher",
-                                         "watcher", "websocket", "plugins"};
+const std::set<std::string> kSections = {"cluster",   "probe",   "pusher", "watcher",
+                                         "websocket", "plugins", "stream"};
 
 // A key of the original probe that a plugin property takes over.
 struct LegacyKey {
@@ -65,6 +66,11 @@ const LegacyKey kLegacy[] = {
     {"websocket", "pingtimeouts", MP_PROP_INT, 1, 86400, MP_KIND_SINK, "ping_timeout_s"},
     {"websocket", "reconnectperiods", MP_PROP_INT, 1, 86400, MP_KIND_SINK, "reconnect_period_s"},
     {"websocket", "maxmessagesize", MP_PROP_INT, 1, 1048576, MP_KIND_SINK, "max_message_kb"},
+    // The host's stream layer (new).
+    {"stream", "max_connections", MP_PROP_INT, 1, 10000000, 0, nullptr},
+    {"stream", "max_buffer_kb", MP_PROP_INT, 4, 1048576, 0, nullptr},
+    {"stream", "idle_timeout_s", MP_PROP_INT, 1, 86400, 0, nullptr},
+    {"stream", "ring_kb", MP_PROP_INT, 64, 1048576, 0, nullptr},
     // The original's SHOW PROCESSLIST watcher: accepted so old files start, but unused: this
     // probe learns user and schema from the wire (handshake, COM_INIT_DB, session tracking).
     {"watcher", "uname", MP_PROP_STRING, 0, 0, 0, nullptr},
@@ -268,6 +274,12 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                 gossip = v.b;
             } else if (section == "probe" && key == "workers") {
                 cfg.workers = static_cast<int>(v.i);
+            } else if (section == "stream") {
+                int64_t* target = key == "max_connections" ? &cfg.stream.maxConnections
+                                  : key == "max_buffer_kb" ? &cfg.stream.maxBufferKb
+                                  : key == "idle_timeout_s" ? &cfg.stream.idleTimeoutS
+                                                            : &cfg.stream.ringKb;
+                *target = v.i;
             } else if (section == "watcher") {
                 cfg.warnings.push_back(s.keyPath +
                                        " is accepted for compatibility and not used: user and "

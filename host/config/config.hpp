@@ -28,6 +28,14 @@ struct Overrides {
     std::optional<int> serverPort;        // --serverport
 };
 
+/// Bounds of the host's stream layer (`stream:` section).
+struct StreamConfig {
+    int64_t maxConnections = 65536;  // per worker
+    int64_t maxBufferKb = 4096;      // out-of-order bytes buffered per direction
+    int64_t idleTimeoutS = 300;      // a connection silent this long (stream time) is closed
+    int64_t ringKb = 4096;           // queue between a capture thread and a worker
+};
+
 /// The host's view of the whole file.
 struct HostConfig {
     std::string file;
@@ -38,6 +46,7 @@ struct HostConfig {
     int workers = 1;
     std::string nodeName;
     std::string logLevel = "info";
+    StreamConfig stream;
     std::vector<std::string> pluginDirs;
     std::vector<SlotConfig> slots;      // capture, decoder, cluster, sinks... (as present)
     std::vector<std::string> warnings;  // printed at start

@@ -143,11 +143,12 @@ TEST_SUITE("process") {
         CHECK(names == std::set<std::string>{"capture-pcap", "decoder-mysql", "cluster-static",
                                              "sink-websocket"});
         CHECK(httpGet(port, "/missing", body) == 404);
-        // Frames flow from the capture plugin into the host.
+        // Frames flow from the capture plugin through the stream layer to the decoder.
         REQUIRE(mptest::eventually([&] {
             return httpGet(port, "/metrics", body) == 200 &&
-                   body.find("\nmysqlprobe_host_frames_total 0\n") == std::string::npos &&
-                   body.find("\nmysqlprobe_host_frames_total ") != std::string::npos;
+                   body.find("\nmysqlprobe_stream_delivered_bytes_total ") != std::string::npos &&
+                   body.find("\nmysqlprobe_stream_delivered_bytes_total 0\n") == std::string::npos &&
+                   body.find("\nmysqlprobe_decoder_mysql_bytes_total 0\n") == std::string::npos;
         }));
         auto t0 = std::chrono::steady_clock::now();
         p.signal(SIGTERM);
@@ -196,9 +197,18 @@ TEST_SUITE("process") {
         auto report = parseJson(p.out());
         CHECK(report->getValue<bool>("final"));
         auto stats = report->getObject("stats");
-        // The README of the captures: 826 packets, all on port 3306.
+        auto capture = report->getObject("capture");
+        // The README of the captures: 826 packets, 2 connections, all on port 3306; the
+        // decoder receives every payload byte (tshark: sum of tcp.len = 816746).
         CHECK(stats->getValue<int64_t>("capture_pcap_packets_total") == 826);
-        CHECK(stats->getValue<int64_t>("host_frames_total") == 826);
+        CHECK(capture->getValue<int64_t>("packets") == 826);
+        CHECK(capture->getValue<int64_t>("tcp_segments") == 826);
+        CHECK(capture->getValue<int64_t>("stream_bytes") == 816746);
+        CHECK(capture->getValue<int64_t>("gap_bytes") == 0);
+        CHECK(capture->getObject("connections")->getValue<int64_t>("opened") == 2);
+        CHECK(capture->getObject("connections")->getValue<int64_t>("closed_fin") == 2);
+        CHECK(stats->getValue<int64_t>("decoder_mysql_bytes_total") == 816746);
+        CHECK(stats->getValue<int64_t>("decoder_mysql_streams_total") == 2);
         Process other(
             {mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"), "--port", "3307"});
         REQUIRE(mptest::run(other) == 0);

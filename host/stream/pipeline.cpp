@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "stream/pipeline.hpp"
+
+#include "core/log.hpp"
+
+#include <cstring>
+
+namespace mp::host {
+
+namespace {
+
+constexpr uint32_t kRecSegment = 1;
+constexpr uint32_t kRecTick = 2;
+constexpr uint32_t kRecEnd = 3;
+
+struct RecordHeader {
+    uint32_t type;
+    uint32_t len;  // payload bytes following the header
+    Segment seg;   // payload pointer not meaningful
+};
+
+}  // namespace
+
+struct Pipeline::Producer {
+    size_t slot = 0;
+    std::vector<std::unique_ptr<SpscRing>> rings;  // one per worker
+    uint64_t lastTick = 0;
+    uint64_t lastTs = 0;
+    CaptureStats stats;      // owned by the capture thread
+    CaptureStats published;  // what has been added to the shared counters
+    CaptureStats shared;     // guarded by statsMutex_
+};
+
+struct Pipeline::Worker {
+    std::unique_ptr<FlowTable> table;
+    std::array<std::atomic<SpscRing*>, kMaxProducers> rings{};
+    std::atomic<uint32_t> wakeSeq{0};
+    std::atomic<bool> sleeping{false};
+    std::thread thread;
+    uint64_t lastTs = 0;
+    FlowStats published;  // guarded by statsMutex_
+};
+
+namespace {
+// Which producer slot the calling thread has, per pipeline.
+// Keyed by a process-unique id, not the address: a new pipeline may reuse an old one's.
+thread_local uint64_t tlPipeline = 0;
+thread_local size_t tlSlot = 0;
+std::atomic<uint64_t> gPipelineIds{0};
+}  // namespace
+
+Pipeline::Pipeline(PipelineOptions options, std::vector<StreamHandler*> handlers,
+                   Metrics* metrics)
+    : options_(std::move(options)), metrics_(metrics), id_(++gPipelineIds) {
+    if (options_.workers == 0) {
+        options_.workers = 1;
+    }
+    for (size_t i = 0; i < options_.workers; ++i) {
+        auto w = std::make_unique<Worker>();
+        StreamHandler* h = handlers.at(i);
+        w->table = std::make_unique<FlowTable>(options_.limits, options_.serverPorts, *h, i + 1,
+                                               options_.workers);
+        workers_.push_back(std::move(w));
+    }
+}
+
+Pipeline::~Pipeline() { stop(); }
+
+void Pipeline::start() {
+    if (started_) {
+        return;
+    }
+    started_ = true;
+    stopping_ = false;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        workers_[i]->thread = std::thread([this, i] { runWorker(i); });
+    }
+}
+
+void Pipeline::stop() {
+    if (!started_) {
+        return;
+    }
+    stopping_ = true;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        wake(i);
+    }
+    for (auto& w : workers_) {
+        w->thread.join();
+    }
+    started_ = false;
+}
+
+Pipeline::Producer& Pipeline::producer() {
+    if (tlPipeline == id_) {
+        return *producers_[tlSlot];
+    }
+    std::lock_guard<std::mutex> lock(producerMutex_);
+    size_t slot = producerCount_.load();
+    if (slot >= kMaxProducers) {
+        throw std::runtime_error("more than 16 capture threads");
+    }
+    auto p = std::make_unique<Producer>();
+    p->slot = slot;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        p->rings.push_back(std::make_unique<SpscRing>(options_.ringBytes));
+    }
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        workers_[i]->rings[slot].store(p->rings[i].get(), std::memory_order_release);
+    }
+    producers_[slot] = std::move(p);
+    producerCount_.store(slot + 1);
+    tlPipeline = id_;
+    tlSlot = slot;
+    return *producers_[slot];
+}
+
+void Pipeline::wake(size_t worker) {
+    Worker& w = *workers_[worker];
+    w.wakeSeq.fetch_add(1, std::memory_order_seq_cst);
+    w.wakeSeq.notify_one();
+}
+
+void Pipeline::push(Producer& p, size_t worker, uint32_t type, const Segment* s,
+                    const uint8_t* data, size_t len) {
+    SpscRing& ring = *p.rings[worker];
+    size_t n = sizeof(RecordHeader) + len;
+    uint8_t* dst = ring.reserve(n);
+    if (dst == nullptr) {
+        if (type == kRecSegment) {
+            ++p.stats.queueDropped;
+            p.stats.queueDroppedBytes += len;
+            return;
+        }
+        // Control records must arrive: wait for room (the worker is draining).
+        while ((dst = ring.reserve(n)) == nullptr) {
+            wake(worker);
+            std::this_thread::yield();
+        }
+    }
+    RecordHeader h{};
+    h.type = type;
+    h.len = static_cast<uint32_t>(len);
+    if (s != nullptr) {
+        h.seg = *s;
+        h.seg.payload = nullptr;
+    }
+    std::memcpy(dst, &h, sizeof h);
+    if (len != 0) {
+        std::memcpy(dst + sizeof h, data, len);
+    }
+    ring.commit(n);
+}
+
+mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
+    Producer& p = producer();
+    uint64_t droppedBefore = p.stats.queueDropped;
+    const size_t nw = workers_.size();
+    for (size_t i = 0; i < count; ++i) {
+        const mp_frame& f = frames[i];
+        ++p.stats.frames;
+        p.stats.bytes += f.data.len;
+        Segment s;
+        ParseResult r = parseFrame(f.link_type, f.data.data, f.data.len, s);
+        switch (r) {
+            case ParseResult::Ok:
+                break;
+            case ParseResult::UnsupportedLink:
+                ++p.stats.unsupportedLink;
+                continue;
+            case ParseResult::NotIp:
+                ++p.stats.notIp;
+                continue;
+            case ParseResult::NotTcp:
+                ++p.stats.notTcp;
+                continue;
+            case ParseResult::Fragment:
+                ++p.stats.fragments;
+                continue;
+            case ParseResult::Truncated:
+                ++p.stats.truncatedHeaders;
+                continue;
+            case ParseResult::Malformed:
+                ++p.stats.malformed;
+                continue;
+        }
+        ++p.stats.tcp;
+        s.ts = f.ts_ns;
+        // Stream time ticks go to every worker at the same place in the packet sequence,
+        // whatever the number of workers: results do not depend on it.
+        if (f.ts_ns >= p.lastTick + options_.tickIntervalNs) {
+            if (p.lastTick != 0) {
+                Segment t;
+                t.ts = f.ts_ns;
+                for (size_t w = 0; w < nw; ++w) {
+                    push(p, w, kRecTick, &t, nullptr, 0);
+                }
+                publishCapture(p);
+            }
+            p.lastTick = f.ts_ns;
+        }
+        p.lastTs = f.ts_ns;
+        size_t w = nw == 1 ? 0 : static_cast<size_t>(flowHash(s) % nw);
+        push(p, w, kRecSegment, &s, s.payload, s.captured);
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    for (size_t w = 0; w < nw; ++w) {
+        if (workers_[w]->sleeping.load(std::memory_order_seq_cst)) {
+            wake(w);
+        }
+    }
+    return p.stats.queueDropped != droppedBefore ? MP_EAGAIN : MP_OK;
+}
+
+void Pipeline::endOfInput() {
+    Producer& p = producer();
+    uint64_t target = 0;
+    {
+        std::lock_guard<std::mutex> lock(endMutex_);
+        target = endAcks_ + workers_.size();
+    }
+    Segment t;
+    t.ts = p.lastTs;
+    for (size_t w = 0; w < workers_.size(); ++w) {
+        push(p, w, kRecEnd, &t, nullptr, 0);
+        wake(w);
+    }
+    publishCapture(p);
+    std::unique_lock<std::mutex> lock(endMutex_);
+    endCv_.wait(lock, [&] { return endAcks_ >= target || !started_; });
+}
+
+void Pipeline::publishCapture(Producer& p) {
+    std::lock_guard<std::mutex> lock(statsMutex_);
+    p.shared = p.stats;
+    if (metrics_ == nullptr) {
+        return;
+    }
+    auto add = [&](const char* name, const char* help, uint64_t now, uint64_t& before) {
+        mp_counter* c = metrics_->get("stream", name, help, MP_COUNTER);
+        c->value.fetch_add(static_cast<int64_t>(now - before), std::memory_order_relaxed);
+        before = now;
+    };
+    CaptureStats& b = p.published;
+    const CaptureStats& s = p.stats;
+    add("frames_total", "frames received from capture plugins", s.frames, b.frames);
+    add("frame_bytes_total", "bytes of frames received", s.bytes, b.bytes);
+    add("tcp_segments_total", "TCP segments parsed", s.tcp, b.tcp);
+    add("unsupported_link_total", "frames of a link type the host does not parse",
+        s.unsupportedLink, b.unsupportedLink);
+    add("not_ip_total", "frames that are not IPv4/IPv6", s.notIp, b.notIp);
+    add("not_tcp_total", "IP packets that are not TCP", s.notTcp, b.notTcp);
+    add("ip_fragments_total", "IP fragments (counted and dropped, not reassembled)",
+        s.fragments, b.fragments);
+    add("truncated_headers_total", "frames whose headers were cut by the snapshot length",
+        s.truncatedHeaders, b.truncatedHeaders);
+    add("malformed_total", "frames with impossible IP/TCP lengths", s.malformed, b.malformed);
+    add("queue_dropped_total", "TCP segments dropped because a worker queue was full",
+        s.queueDropped, b.queueDropped);
+    add("queue_dropped_bytes_total", "payload bytes of those segments", s.queueDroppedBytes,
+        b.queueDroppedBytes);
+}
+
+namespace {
+
+void publishFlow(Metrics* m, const FlowStats& s, FlowStats& b) {
+    if (m == nullptr) {
+        return;
+    }
+    auto add = [&](const char* name, const char* help, uint64_t now, uint64_t& before) {
+        mp_counter* c = m->get("stream", name, help, MP_COUNTER);
+        c->value.fetch_add(static_cast<int64_t>(now - before), std::memory_order_relaxed);
+        before = now;
+    };
+    add("connections_opened_total", "TCP connections opened", s.opened, b.opened);
+    add("connections_midstream_total", "connections first seen without their SYN", s.midstream,
+        b.midstream);
+    add("connections_closed_fin_total", "connections closed by FIN", s.closed[MP_CLOSE_FIN],
+        b.closed[MP_CLOSE_FIN]);
+    add("connections_closed_rst_total", "connections closed by RST", s.closed[MP_CLOSE_RST],
+        b.closed[MP_CLOSE_RST]);
+    add("connections_closed_idle_total", "connections closed after the idle timeout",
+        s.closed[MP_CLOSE_IDLE], b.closed[MP_CLOSE_IDLE]);
+    add("connections_evicted_total", "connections evicted by the table bound or port reuse",
+        s.closed[MP_CLOSE_EVICTED], b.closed[MP_CLOSE_EVICTED]);
+    add("connections_closed_shutdown_total", "connections closed at end of input or shutdown",
+        s.closed[MP_CLOSE_SHUTDOWN], b.closed[MP_CLOSE_SHUTDOWN]);
+    add("not_server_port_total", "segments with no server port on either side", s.notServerPort,
+        b.notServerPort);
+    add("ignored_segments_total", "segments of unknown connections that cannot start one",
+        s.ignored, b.ignored);
+    const ReassemblyStats& r = s.reassembly;
+    ReassemblyStats& rb = b.reassembly;
+    add("delivered_bytes_total", "bytes delivered in order to decoders", r.deliveredBytes,
+        rb.deliveredBytes);
+    add("out_of_order_segments_total", "segments that arrived ahead of a hole", r.outOfOrder,
+        rb.outOfOrder);
+    add("retransmitted_bytes_total", "bytes seen more than once", r.retransmittedBytes,
+        rb.retransmittedBytes);
+    add("overlap_conflict_bytes_total", "overlapping bytes that differed (first copy kept)",
+        r.conflictBytes, rb.conflictBytes);
+    add("gaps_total", "gap events delivered to decoders", r.gaps, rb.gaps);
+    add("gap_bytes_total", "bytes given up as missing", r.gapBytes, rb.gapBytes);
+    add("buffer_limit_gaps_total", "gaps forced by the per-direction buffer bound",
+        r.bufferLimitGaps, rb.bufferLimitGaps);
+    add("truncated_bytes_total", "payload bytes cut by the snapshot length", r.truncatedBytes,
+        rb.truncatedBytes);
+}
+
+}  // namespace
+
+void Pipeline::runWorker(size_t index) {
+    Worker& w = *workers_[index];
+    size_t idle = 0;
+    auto publish = [&] {
+        std::lock_guard<std::mutex> lock(statsMutex_);
+        FlowStats before = w.published;
+        publishFlow(metrics_, w.table->stats(), before);
+        w.published = w.table->stats();
+    };
+    while (true) {
+        bool any = false;
+        size_t nprod = producerCount_.load(std::memory_order_acquire);
+        for (size_t slot = 0; slot < nprod; ++slot) {
+            SpscRing* ring = w.rings[slot].load(std::memory_order_acquire);
+            if (ring == nullptr) {
+                continue;
+            }
+            // A bounded batch per ring, so several capture threads are served fairly.
+            for (int batch = 0; batch < 256; ++batch) {
+                const uint8_t* rec = ring->peek();
+                if (rec == nullptr) {
+                    break;
+                }
+                any = true;
+                RecordHeader h;
+                std::memcpy(&h, rec, sizeof h);
+                if (h.type == kRecSegment) {
+                    h.seg.payload = rec + sizeof h;
+                    w.lastTs = h.seg.ts;
+                    w.table->onSegment(h.seg);
+                } else if (h.type == kRecTick) {
+                    w.lastTs = h.seg.ts;
+                    w.table->tick(h.seg.ts);
+                    publish();
+                } else if (h.type == kRecEnd) {
+                    uint64_t ts = h.seg.ts > w.lastTs ? h.seg.ts : w.lastTs;
+                    w.table->closeAll(MP_CLOSE_SHUTDOWN, ts);
+                    w.table->tick(ts);
+                    publish();
+                    {
+                        std::lock_guard<std::mutex> lock(endMutex_);
+                        ++endAcks_;
+                    }
+                    endCv_.notify_all();
+                }
+                ring->release(sizeof h + h.len);
+            }
+        }
+        if (any) {
+            idle = 0;
+            continue;
+        }
+        if (stopping_.load()) {
+            break;
+        }
+        if (++idle < 64) {
+            std::this_thread::yield();
+            continue;
+        }
+        uint32_t seq = w.wakeSeq.load(std::memory_order_seq_cst);
+        w.sleeping.store(true, std::memory_order_seq_cst);
+        bool empty = true;
+        nprod = producerCount_.load(std::memory_order_acquire);
+        for (size_t slot = 0; slot < nprod && empty; ++slot) {
+            SpscRing* ring = w.rings[slot].load(std::memory_order_acquire);
+            empty = ring == nullptr || ring->empty();
+        }
+        if (empty && !stopping_.load()) {
+            w.wakeSeq.wait(seq, std::memory_order_seq_cst);
+        }
+        w.sleeping.store(false, std::memory_order_seq_cst);
+    }
+    w.table->closeAll(MP_CLOSE_SHUTDOWN, w.lastTs);
+    publish();
+    endCv_.notify_all();
+}
+
+FlowStats Pipeline::flowStats() const {
+    std::lock_guard<std::mutex> lock(statsMutex_);
+    FlowStats total;
+    for (const auto& w : workers_) {
+        total.add(w->published);
+    }
+    return total;
+}
+
+CaptureStats Pipeline::captureStats() const {
+    std::lock_guard<std::mutex> lock(statsMutex_);
+    CaptureStats total;
+    for (size_t i = 0; i < producerCount_.load(); ++i) {
+        const CaptureStats& s = producers_[i]->shared;
+        total.frames += s.frames;
+        total.bytes += s.bytes;
+        total.tcp += s.tcp;
+        total.unsupportedLink += s.unsupportedLink;
+        total.notIp += s.notIp;
+        total.notTcp += s.notTcp;
+        total.fragments += s.fragments;
+        total.truncatedHeaders += s.truncatedHeaders;
+        total.malformed += s.malformed;
+        total.queueDropped += s.queueDropped;
+        total.queueDroppedBytes += s.queueDroppedBytes;
+    }
+    return total;
+}
+
+}  // namespace mp::host
