@@ -9,6 +9,8 @@ pkgs=(
   clang libclang-rt-14-dev clang-format
   # libraries
   libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev
+  # live tests: a real server and client
+  mariadb-server mariadb-client python3-pymysql
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,4 +24,10 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "deps: installing ${missing[*]}"
 $sudo apt-get update -qq
+# Installing mariadb-server must not start a system server on 3306: tests start their own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

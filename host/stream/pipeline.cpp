@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stream/pipeline.hpp"
 
-#include "core/log.hpp"
-
 #include <cstring>
+
+#include "core/log.hpp"
 
 namespace mp::host {
 
@@ -26,6 +26,7 @@ struct Pipeline::Producer {
     std::vector<std::unique_ptr<SpscRing>> rings;  // one per worker
     uint64_t lastTick = 0;
     uint64_t lastTs = 0;
+    uint64_t batchesSincePublish = 0;
     CaptureStats stats;      // owned by the capture thread
     CaptureStats published;  // what has been added to the shared counters
     CaptureStats shared;     // guarded by statsMutex_
@@ -49,8 +50,7 @@ thread_local size_t tlSlot = 0;
 std::atomic<uint64_t> gPipelineIds{0};
 }  // namespace
 
-Pipeline::Pipeline(PipelineOptions options, std::vector<StreamHandler*> handlers,
-                   Metrics* metrics)
+Pipeline::Pipeline(PipelineOptions options, std::vector<StreamHandler*> handlers, Metrics* metrics)
     : options_(std::move(options)), metrics_(metrics), id_(++gPipelineIds) {
     if (options_.workers == 0) {
         options_.workers = 1;
@@ -203,6 +203,12 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
         size_t w = nw == 1 ? 0 : static_cast<size_t>(flowHash(s) % nw);
         push(p, w, kRecSegment, &s, s.payload, s.captured);
     }
+    // A short batch means the capture is not saturated: keep the counters current (live
+    // traffic that pauses would otherwise show stale figures until the next tick).
+    if (count < 32 || ++p.batchesSincePublish >= 64) {
+        publishCapture(p);
+        p.batchesSincePublish = 0;
+    }
     std::atomic_thread_fence(std::memory_order_seq_cst);
     for (size_t w = 0; w < nw; ++w) {
         if (workers_[w]->sleeping.load(std::memory_order_seq_cst)) {
@@ -250,8 +256,8 @@ void Pipeline::publishCapture(Producer& p) {
         s.unsupportedLink, b.unsupportedLink);
     add("not_ip_total", "frames that are not IPv4/IPv6", s.notIp, b.notIp);
     add("not_tcp_total", "IP packets that are not TCP", s.notTcp, b.notTcp);
-    add("ip_fragments_total", "IP fragments (counted and dropped, not reassembled)",
-        s.fragments, b.fragments);
+    add("ip_fragments_total", "IP fragments (counted and dropped, not reassembled)", s.fragments,
+        b.fragments);
     add("truncated_headers_total", "frames whose headers were cut by the snapshot length",
         s.truncatedHeaders, b.truncatedHeaders);
     add("malformed_total", "frames with impossible IP/TCP lengths", s.malformed, b.malformed);
@@ -312,6 +318,7 @@ void publishFlow(Metrics* m, const FlowStats& s, FlowStats& b) {
 void Pipeline::runWorker(size_t index) {
     Worker& w = *workers_[index];
     size_t idle = 0;
+    bool dirty = false;  // processed something since the last publication
     auto publish = [&] {
         std::lock_guard<std::mutex> lock(statsMutex_);
         FlowStats before = w.published;
@@ -335,6 +342,7 @@ void Pipeline::runWorker(size_t index) {
                 any = true;
                 RecordHeader h;
                 std::memcpy(&h, rec, sizeof h);
+                dirty = true;
                 if (h.type == kRecSegment) {
                     h.seg.payload = rec + sizeof h;
                     w.lastTs = h.seg.ts;
@@ -367,6 +375,11 @@ void Pipeline::runWorker(size_t index) {
         if (++idle < 64) {
             std::this_thread::yield();
             continue;
+        }
+        if (dirty) {
+            // Live traffic paused: make the counters current before sleeping.
+            publish();
+            dirty = false;
         }
         uint32_t seq = w.wakeSeq.load(std::memory_order_seq_cst);
         w.sleeping.store(true, std::memory_order_seq_cst);

@@ -171,23 +171,90 @@ class PcapCapture : public mp::Plugin {
         return p;
     }
 
-    void run(uint32_t index) {
-        pcap_t* p = sources_[index].get();
-        const uint32_t link = static_cast<uint32_t>(pcap_datalink(p));
-        const bool offline = !file_.empty();
-        std::vector<mp_frame> batch;
-        batch.reserve(kBatch);
-        // pcap reuses its buffer per packet, so a batch keeps copies.
-        std::vector<std::vector<uint8_t>> storage(kBatch);
-        auto flush = [&] {
-            if (batch.empty()) {
+    // Frames collected for one emit_frames() call. pcap reuses its buffer per packet, so a
+    // batch keeps copies (the storage is reused, not reallocated).
+    struct Batch {
+        PcapCapture* self;
+        uint32_t link;
+        uint32_t source;
+        std::vector<mp_frame> frames;
+        std::vector<std::vector<uint8_t>> storage{kBatch};
+        uint64_t lastTs = 0;
+
+        void add(const pcap_pkthdr* hdr, const u_char* data) {
+            lastTs = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
+                     static_cast<uint64_t>(hdr->ts.tv_usec);  // nanosecond precision
+            self->packets_.add();
+            self->bytes_.add(hdr->caplen);
+            if (hdr->caplen < hdr->len) {
+                self->truncated_.add();
+            }
+            auto& buf = storage[frames.size()];
+            buf.assign(data, data + hdr->caplen);
+            mp_frame f{};
+            f.ts_ns = lastTs;
+            f.link_type = link;
+            f.orig_len = hdr->len;
+            f.source = source;
+            f.data = mp_bytes{buf.data(), buf.size()};
+            frames.push_back(f);
+            if (frames.size() == kBatch) {
+                flush();
+            }
+        }
+        void flush() {
+            if (frames.empty()) {
                 return;
             }
-            if (host().emitFrames(batch.data(), batch.size()) == MP_EAGAIN) {
-                queueDrops_.add(1);
+            if (self->host().emitFrames(frames.data(), frames.size()) == MP_EAGAIN) {
+                self->queueDrops_.add(1);
             }
-            batch.clear();
-        };
+            frames.clear();
+        }
+    };
+
+    void run(uint32_t index) {
+        pcap_t* p = sources_[index].get();
+        Batch batch{this, static_cast<uint32_t>(pcap_datalink(p)), index, {}};
+        batch.frames.reserve(kBatch);
+        if (file_.empty()) {
+            runLive(p, batch, index);
+        } else {
+            runFile(batch, index);
+        }
+        batch.flush();
+    }
+
+    void runLive(pcap_t* p, Batch& batch, uint32_t index) {
+        auto lastStats = std::chrono::steady_clock::now();
+        while (!stopping_) {
+            // Everything the kernel has ready, then hand it over: no frame waits for a full
+            // batch (in immediate mode the read blocks until traffic comes).
+            int n = pcap_dispatch(
+                p, 4096,
+                [](u_char* user, const pcap_pkthdr* hdr, const u_char* data) {
+                    reinterpret_cast<Batch*>(user)->add(hdr, data);
+                },
+                reinterpret_cast<u_char*>(&batch));
+            batch.flush();
+            if (n == PCAP_ERROR_BREAK) {
+                break;
+            }
+            if (n < 0) {
+                host().error(std::string("capture failed: ") + pcap_geterr(p));
+                host().requestShutdown(2, "capture failed");
+                break;
+            }
+            auto now = std::chrono::steady_clock::now();
+            if (index == 0 && now - lastStats > std::chrono::seconds(1)) {
+                updateStats();
+                lastStats = now;
+            }
+        }
+    }
+
+    void runFile(Batch& batch, uint32_t index) {
+        pcap_t* p = sources_[index].get();
         uint64_t firstTs = 0;
         uint64_t read = 0;
         auto wallStart = std::chrono::steady_clock::now();
@@ -196,46 +263,24 @@ class PcapCapture : public mp::Plugin {
             const u_char* data = nullptr;
             int rc = pcap_next_ex(p, &hdr, &data);
             if (rc == 1) {
-                uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
-                              static_cast<uint64_t>(hdr->ts.tv_usec);  // nano precision
-                if (offline && speed_ > 0) {
-                    pace(firstTs, ts, wallStart, batch.empty() ? nullptr : &flush);
+                if (speed_ > 0) {
+                    uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
+                                  static_cast<uint64_t>(hdr->ts.tv_usec);
+                    pace(firstTs, ts, wallStart, batch);
                 }
                 ++read;
-                packets_.add();
-                bytes_.add(hdr->caplen);
-                if (hdr->caplen < hdr->len) {
-                    truncated_.add();
-                }
-                auto& buf = storage[batch.size()];
-                buf.assign(data, data + hdr->caplen);
-                mp_frame f{};
-                f.ts_ns = ts;
-                f.link_type = link;
-                f.orig_len = hdr->len;
-                f.source = index;
-                f.data = mp_bytes{buf.data(), buf.size()};
-                batch.push_back(f);
-                if (batch.size() == kBatch) {
-                    flush();
-                }
-            } else if (rc == 0) {
-                flush();  // live timeout: deliver what we have
-                if (index == 0) {
-                    updateStats();
-                }
+                batch.add(hdr, data);
             } else if (rc == PCAP_ERROR_BREAK) {
                 break;
             } else if (rc == PCAP_ERROR) {
-                flush();
+                batch.flush();
                 corrupt_.add();
-                host().warn(std::string(offline ? "file " + file_ : "capture") +
-                            ": read error after " + std::to_string(read) +
+                host().warn("file " + file_ + ": read error after " + std::to_string(read) +
                             " packets, reporting what was read: " + pcap_geterr(p));
                 break;
-            } else {  // end of file
-                flush();
-                if (offline && loop_ && !stopping_) {
+            } else {  // end of file (0 cannot happen offline)
+                batch.flush();
+                if (loop_ && !stopping_) {
                     sources_[index] = openFile();
                     p = sources_[index].get();
                     firstTs = 0;
@@ -244,16 +289,15 @@ class PcapCapture : public mp::Plugin {
                 break;
             }
         }
-        flush();
-        if (offline && !stopping_) {
+        batch.flush();
+        if (!stopping_) {
             host().emit(MP_EVENT_INPUT_END, "", 0, 0, "");
         }
     }
 
     // Sleeps so that packet time advances at `speed` times wall time.
-    template <class F>
     void pace(uint64_t& firstTs, uint64_t ts, std::chrono::steady_clock::time_point& wallStart,
-              F* flush) {
+              Batch& batch) {
         if (firstTs == 0) {
             firstTs = ts;
             wallStart = std::chrono::steady_clock::now();
@@ -265,9 +309,7 @@ class PcapCapture : public mp::Plugin {
         auto due = wallStart + std::chrono::nanoseconds(static_cast<int64_t>(
                                    static_cast<double>(ts - firstTs) / speed_));
         if (due > std::chrono::steady_clock::now()) {
-            if (flush != nullptr) {
-                (*flush)();
-            }
+            batch.flush();
             while (!stopping_ && due > std::chrono::steady_clock::now()) {
                 std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(
                     due - std::chrono::steady_clock::now(), std::chrono::milliseconds(100)));

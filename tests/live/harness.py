@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Test harness for live tests: a throwaway mariadbd on a loopback port, and a mysqlprobe
+process with its HTTP endpoints. Real processes only; everything is removed afterwards."""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+SKIP = 77
+
+
+def skip(why):
+    print(f"SKIPPED: {why}")
+    sys.exit(SKIP)
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class MariaDB:
+    """mariadbd with a fresh datadir on 127.0.0.1:<free port>, grants off (test only)."""
+
+    def __init__(self, extra_args=()):
+        self.mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        self.install = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+        if not os.path.exists(self.mariadbd) or not os.path.exists(self.install):
+            skip("mariadbd is not installed (scripts/deps.sh installs mariadb-server)")
+        self.extra = list(extra_args)
+        self.dir = tempfile.mkdtemp(prefix="mp-mariadb-")
+        self.port = free_port()
+        self.proc = None
+
+    def __enter__(self):
+        data = os.path.join(self.dir, "data")
+        subprocess.run([self.install, "--no-defaults", f"--datadir={data}", "--user=root",
+                        "--skip-test-db", "--auth-root-authentication-method=normal"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log = open(os.path.join(self.dir, "mariadbd.log"), "w")
+        self.proc = subprocess.Popen(
+            [self.mariadbd, "--no-defaults", f"--datadir={data}", "--user=root",
+             f"--socket={self.dir}/mysqld.sock", f"--port={self.port}", "--bind-address=127.0.0.1",
+             "--skip-grant-tables", "--skip-name-resolve", "--max-allowed-packet=64M",
+             f"--pid-file={self.dir}/mysqld.pid", "--innodb-buffer-pool-size=64M",
+             "--skip-log-bin"] + self.extra,
+            stdout=self.log, stderr=subprocess.STDOUT)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("mariadbd exited: " + open(self.log.name).read()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 60, "mariadbd to listen")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Probe:
+    """mysqlprobe -c <generated config>; stderr kept; HTTP port read from its log."""
+
+    def __init__(self, binary, yaml_text):
+        self.dir = tempfile.mkdtemp(prefix="mp-probe-")
+        self.cfg = os.path.join(self.dir, "probe.yaml")
+        with open(self.cfg, "w") as f:
+            f.write(yaml_text)
+        self.binary = binary
+        self.proc = None
+
+    def __enter__(self):
+        self.err = open(os.path.join(self.dir, "stderr"), "w+")
+        self.proc = subprocess.Popen([self.binary, "-c", self.cfg], stdout=subprocess.DEVNULL,
+                                     stderr=self.err)
+
+        def running():
+            if self.proc.poll() is not None:
+                raise AssertionError("mysqlprobe exited: " + self.log())
+            m = re.search(r"serving HTTP on [0-9.]+:(\d+)", self.log())
+            return int(m.group(1)) if m and "host: running" in self.log() else None
+        self.http_port = wait_for(running, 20, "mysqlprobe to start")
+        return self
+
+    def log(self):
+        with open(self.err.name) as f:
+            return f.read()
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            return r.read().decode()
+
+    def metrics(self):
+        out = {}
+        for line in self.get("/metrics").splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = int(value)
+        return out
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
