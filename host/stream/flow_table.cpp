@@ -118,7 +118,8 @@ void FlowTable::onSegment(const Segment& s) {
     const bool ack = (s.flags & kTcpAck) != 0;
     const bool clientSyn = syn && !ack && dir == MP_DIR_TO_SERVER;
 
-    auto it = conns_.find(key);
+    // Consecutive segments usually belong to the same connection: skip the hash lookup.
+    auto it = (last_ != nullptr && last_->key == key) ? lastIt_ : conns_.find(key);
     if (it != conns_.end() && clientSyn && it->second->dir[0].started() &&
         it->second->dir[0].isn() != s.seq + 1) {
         // The client reuses the port for a new connection we never saw end.
@@ -156,11 +157,15 @@ void FlowTable::onSegment(const Segment& s) {
         }
         c->stream = handler_.open(flow);
         c->lruPos = lru_.insert(lru_.end(), c);
-        conns_.emplace(key, std::move(owned));
+        it = conns_.emplace(key, std::move(owned)).first;
     } else {
         c = it->second.get();
-        lru_.splice(lru_.end(), lru_, c->lruPos);
+        if (c->lruPos != std::prev(lru_.end())) {
+            lru_.splice(lru_.end(), lru_, c->lruPos);
+        }
     }
+    last_ = c;
+    lastIt_ = it;
     c->lastTs = s.ts;
     Reassembler& r = c->dir[dir];
     if (syn && !r.started()) {
@@ -168,8 +173,7 @@ void FlowTable::onSegment(const Segment& s) {
     }
     if (s.length > 0) {
         DirectionOut out(handler_, c->stream, dir);
-        r.add(s.seq + (syn ? 1 : 0), s.payload, s.captured, s.length, s.ts, out,
-              stats_.reassembly);
+        r.add(s.seq + (syn ? 1 : 0), s.payload, s.captured, s.length, s.ts, out, stats_.reassembly);
     } else if (!r.started() && !rst) {
         r.start(s.seq + (syn ? 1 : 0));
     }
@@ -200,6 +204,9 @@ void FlowTable::close(Conn* c, uint32_t reason, uint64_t ts) {
         ++stats_.closed[reason];
     }
     lru_.erase(c->lruPos);
+    if (last_ == c) {
+        last_ = nullptr;
+    }
     FlowKey key = c->key;
     conns_.erase(key);  // frees c
 }

@@ -3,9 +3,6 @@
 // open/data/gap/close towards a stream handler (the decoder), bounded and counted.
 #pragma once
 
-#include "stream/packet.hpp"
-#include "stream/reassembler.hpp"
-
 #include <mp/abi.h>
 
 #include <array>
@@ -14,6 +11,9 @@
 #include <memory>
 #include <unordered_map>
 #include <vector>
+
+#include "stream/packet.hpp"
+#include "stream/reassembler.hpp"
 
 namespace mp::host {
 
@@ -29,20 +29,20 @@ class StreamHandler {
 };
 
 struct FlowLimits {
-    size_t maxConnections = 65536;        // per worker
+    size_t maxConnections = 65536;  // per worker
     size_t maxBufferedPerDirection = 4 << 20;
     uint64_t idleTimeoutNs = 300ULL * 1000000000ULL;
 };
 
 /// Counters of one worker's flow table.
 struct FlowStats {
-    uint64_t segments = 0;          // TCP segments handled
-    uint64_t notServerPort = 0;     // neither port is a server port
-    uint64_t ignored = 0;           // no connection and nothing to start one (pure ACK, FIN, RST)
+    uint64_t segments = 0;       // TCP segments handled
+    uint64_t notServerPort = 0;  // neither port is a server port
+    uint64_t ignored = 0;        // no connection and nothing to start one (pure ACK, FIN, RST)
     uint64_t opened = 0;
-    uint64_t midstream = 0;         // opened without seeing the client's SYN
+    uint64_t midstream = 0;            // opened without seeing the client's SYN
     std::array<uint64_t, 6> closed{};  // by MP_CLOSE_* reason
-    uint64_t portReused = 0;        // a new SYN on a connection still open
+    uint64_t portReused = 0;           // a new SYN on a connection still open
     ReassemblyStats reassembly;
 
     void add(const FlowStats& o);
@@ -93,7 +93,10 @@ class FlowTable {
     StreamHandler& handler_;
     uint64_t nextId_;
     uint64_t idStride_;
-    std::unordered_map<FlowKey, std::unique_ptr<Conn>, FlowKeyHash> conns_;
+    using Map = std::unordered_map<FlowKey, std::unique_ptr<Conn>, FlowKeyHash>;
+    Map conns_;
+    Conn* last_ = nullptr;  // the connection of the previous segment
+    Map::iterator lastIt_;
     Lru lru_;  // least recently active first
     FlowStats stats_;
 };

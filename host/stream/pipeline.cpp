@@ -13,6 +13,14 @@ constexpr uint32_t kRecSegment = 1;
 constexpr uint32_t kRecTick = 2;
 constexpr uint32_t kRecEnd = 3;
 
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+}
+
 struct RecordHeader {
     uint32_t type;
     uint32_t len;  // payload bytes following the header
@@ -39,7 +47,8 @@ struct Pipeline::Worker {
     std::atomic<bool> sleeping{false};
     std::thread thread;
     uint64_t lastTs = 0;
-    FlowStats published;  // guarded by statsMutex_
+    FlowStats lastPublished;  // worker thread only
+    FlowStats published;      // guarded by statsMutex_
 };
 
 namespace {
@@ -51,7 +60,9 @@ std::atomic<uint64_t> gPipelineIds{0};
 }  // namespace
 
 Pipeline::Pipeline(PipelineOptions options, std::vector<StreamHandler*> handlers, Metrics* metrics)
-    : options_(std::move(options)), metrics_(metrics), id_(++gPipelineIds) {
+    : options_(std::move(options)),
+      counters_(metrics != nullptr ? std::make_unique<Counters>(*metrics) : nullptr),
+      id_(++gPipelineIds) {
     if (options_.workers == 0) {
         options_.workers = 1;
     }
@@ -122,20 +133,27 @@ void Pipeline::wake(size_t worker) {
 }
 
 void Pipeline::push(Producer& p, size_t worker, uint32_t type, const Segment* s,
-                    const uint8_t* data, size_t len) {
+                    const uint8_t* data, size_t len, bool wait) {
     SpscRing& ring = *p.rings[worker];
     size_t n = sizeof(RecordHeader) + len;
     uint8_t* dst = ring.reserve(n);
     if (dst == nullptr) {
-        if (type == kRecSegment) {
+        if (type == kRecSegment && !wait) {
             ++p.stats.queueDropped;
             p.stats.queueDroppedBytes += len;
             return;
         }
-        // Control records must arrive: wait for room (the worker is draining).
-        while ((dst = ring.reserve(n)) == nullptr) {
-            wake(worker);
-            std::this_thread::yield();
+        // Control records, and offline input that asked to wait, must arrive: wait for room
+        // (the worker is draining).
+        for (int spins = 0; (dst = ring.reserve(n)) == nullptr; ++spins) {
+            if (workers_[worker]->sleeping.load(std::memory_order_seq_cst)) {
+                wake(worker);
+            }
+            if (spins < 256) {
+                cpuRelax();
+            } else {
+                std::this_thread::yield();
+            }
         }
     }
     RecordHeader h{};
@@ -201,7 +219,7 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
         }
         p.lastTs = f.ts_ns;
         size_t w = nw == 1 ? 0 : static_cast<size_t>(flowHash(s) % nw);
-        push(p, w, kRecSegment, &s, s.payload, s.captured);
+        push(p, w, kRecSegment, &s, s.payload, s.captured, (f.flags & MP_FRAME_WAIT) != 0);
     }
     // A short batch means the capture is not saturated: keep the counters current (live
     // traffic that pauses would otherwise show stale figures until the next tick).
@@ -209,9 +227,14 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
         publishCapture(p);
         p.batchesSincePublish = 0;
     }
+    // Waking a sleeping worker costs a syscall: a capture that is keeping up (full batches)
+    // wakes it only once its ring is a quarter full; a short batch means the capture has
+    // nothing more right now, so the worker is woken at once (live latency).
     std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool urgent = count < kFullBatch;
     for (size_t w = 0; w < nw; ++w) {
-        if (workers_[w]->sleeping.load(std::memory_order_seq_cst)) {
+        if (workers_[w]->sleeping.load(std::memory_order_seq_cst) &&
+            (urgent || p.rings[w]->used() > p.rings[w]->capacity() / 4)) {
             wake(w);
         }
     }
@@ -236,94 +259,124 @@ void Pipeline::endOfInput() {
     endCv_.wait(lock, [&] { return endAcks_ >= target || !started_; });
 }
 
+// Counter handles, looked up once: publishing is a handful of atomic adds.
+struct Pipeline::Counters {
+    struct Entry {
+        mp_counter* c;
+        uint64_t CaptureStats::*capture;
+        uint64_t FlowStats::*flow;
+        uint64_t ReassemblyStats::*reassembly;
+        int closeReason;
+    };
+    std::vector<Entry> entries;
+
+    explicit Counters(Metrics& m) {
+        auto cap = [&](const char* name, const char* help, uint64_t CaptureStats::*f) {
+            entries.push_back({m.get("stream", name, help, MP_COUNTER), f, nullptr, nullptr, -1});
+        };
+        auto flow = [&](const char* name, const char* help, uint64_t FlowStats::*f) {
+            entries.push_back({m.get("stream", name, help, MP_COUNTER), nullptr, f, nullptr, -1});
+        };
+        auto re = [&](const char* name, const char* help, uint64_t ReassemblyStats::*f) {
+            entries.push_back({m.get("stream", name, help, MP_COUNTER), nullptr, nullptr, f, -1});
+        };
+        auto closed = [&](const char* name, const char* help, int reason) {
+            entries.push_back(
+                {m.get("stream", name, help, MP_COUNTER), nullptr, nullptr, nullptr, reason});
+        };
+        cap("frames_total", "frames received from capture plugins", &CaptureStats::frames);
+        cap("frame_bytes_total", "bytes of frames received", &CaptureStats::bytes);
+        cap("tcp_segments_total", "TCP segments parsed", &CaptureStats::tcp);
+        cap("unsupported_link_total", "frames of a link type the host does not parse",
+            &CaptureStats::unsupportedLink);
+        cap("not_ip_total", "frames that are not IPv4/IPv6", &CaptureStats::notIp);
+        cap("not_tcp_total", "IP packets that are not TCP", &CaptureStats::notTcp);
+        cap("ip_fragments_total", "IP fragments (counted and dropped, not reassembled)",
+            &CaptureStats::fragments);
+        cap("truncated_headers_total", "frames whose headers were cut by the snapshot length",
+            &CaptureStats::truncatedHeaders);
+        cap("malformed_total", "frames with impossible IP/TCP lengths", &CaptureStats::malformed);
+        cap("queue_dropped_total", "TCP segments dropped because a worker queue was full",
+            &CaptureStats::queueDropped);
+        cap("queue_dropped_bytes_total", "payload bytes of those segments",
+            &CaptureStats::queueDroppedBytes);
+        flow("connections_opened_total", "TCP connections opened", &FlowStats::opened);
+        flow("connections_midstream_total", "connections first seen without their SYN",
+             &FlowStats::midstream);
+        closed("connections_closed_fin_total", "connections closed by FIN", MP_CLOSE_FIN);
+        closed("connections_closed_rst_total", "connections closed by RST", MP_CLOSE_RST);
+        closed("connections_closed_idle_total", "connections closed after the idle timeout",
+               MP_CLOSE_IDLE);
+        closed("connections_evicted_total", "connections evicted by the table bound or port reuse",
+               MP_CLOSE_EVICTED);
+        closed("connections_closed_shutdown_total",
+               "connections closed at end of input or shutdown", MP_CLOSE_SHUTDOWN);
+        flow("not_server_port_total", "segments with no server port on either side",
+             &FlowStats::notServerPort);
+        flow("ignored_segments_total", "segments of unknown connections that cannot start one",
+             &FlowStats::ignored);
+        re("delivered_bytes_total", "bytes delivered in order to decoders",
+           &ReassemblyStats::deliveredBytes);
+        re("out_of_order_segments_total", "segments that arrived ahead of a hole",
+           &ReassemblyStats::outOfOrder);
+        re("retransmitted_bytes_total", "bytes seen more than once",
+           &ReassemblyStats::retransmittedBytes);
+        re("overlap_conflict_bytes_total", "overlapping bytes that differed (first copy kept)",
+           &ReassemblyStats::conflictBytes);
+        re("gaps_total", "gap events delivered to decoders", &ReassemblyStats::gaps);
+        re("gap_bytes_total", "bytes given up as missing", &ReassemblyStats::gapBytes);
+        re("buffer_limit_gaps_total", "gaps forced by the per-direction buffer bound",
+           &ReassemblyStats::bufferLimitGaps);
+        re("truncated_bytes_total", "payload bytes cut by the snapshot length",
+           &ReassemblyStats::truncatedBytes);
+    }
+
+    static void bump(mp_counter* c, uint64_t now, uint64_t before) {
+        if (now != before) {
+            c->value.fetch_add(static_cast<int64_t>(now - before), std::memory_order_relaxed);
+        }
+    }
+    void capture(const CaptureStats& now, const CaptureStats& before) const {
+        for (const auto& e : entries) {
+            if (e.capture != nullptr) {
+                bump(e.c, now.*e.capture, before.*e.capture);
+            }
+        }
+    }
+    void flow(const FlowStats& now, const FlowStats& before) const {
+        for (const auto& e : entries) {
+            if (e.flow != nullptr) {
+                bump(e.c, now.*e.flow, before.*e.flow);
+            } else if (e.reassembly != nullptr) {
+                bump(e.c, now.reassembly.*e.reassembly, before.reassembly.*e.reassembly);
+            } else if (e.closeReason >= 0) {
+                auto r = static_cast<size_t>(e.closeReason);
+                bump(e.c, now.closed[r], before.closed[r]);
+            }
+        }
+    }
+};
+
 void Pipeline::publishCapture(Producer& p) {
+    if (counters_) {
+        counters_->capture(p.stats, p.published);
+    }
+    p.published = p.stats;
     std::lock_guard<std::mutex> lock(statsMutex_);
     p.shared = p.stats;
-    if (metrics_ == nullptr) {
-        return;
-    }
-    auto add = [&](const char* name, const char* help, uint64_t now, uint64_t& before) {
-        mp_counter* c = metrics_->get("stream", name, help, MP_COUNTER);
-        c->value.fetch_add(static_cast<int64_t>(now - before), std::memory_order_relaxed);
-        before = now;
-    };
-    CaptureStats& b = p.published;
-    const CaptureStats& s = p.stats;
-    add("frames_total", "frames received from capture plugins", s.frames, b.frames);
-    add("frame_bytes_total", "bytes of frames received", s.bytes, b.bytes);
-    add("tcp_segments_total", "TCP segments parsed", s.tcp, b.tcp);
-    add("unsupported_link_total", "frames of a link type the host does not parse",
-        s.unsupportedLink, b.unsupportedLink);
-    add("not_ip_total", "frames that are not IPv4/IPv6", s.notIp, b.notIp);
-    add("not_tcp_total", "IP packets that are not TCP", s.notTcp, b.notTcp);
-    add("ip_fragments_total", "IP fragments (counted and dropped, not reassembled)", s.fragments,
-        b.fragments);
-    add("truncated_headers_total", "frames whose headers were cut by the snapshot length",
-        s.truncatedHeaders, b.truncatedHeaders);
-    add("malformed_total", "frames with impossible IP/TCP lengths", s.malformed, b.malformed);
-    add("queue_dropped_total", "TCP segments dropped because a worker queue was full",
-        s.queueDropped, b.queueDropped);
-    add("queue_dropped_bytes_total", "payload bytes of those segments", s.queueDroppedBytes,
-        b.queueDroppedBytes);
 }
-
-namespace {
-
-void publishFlow(Metrics* m, const FlowStats& s, FlowStats& b) {
-    if (m == nullptr) {
-        return;
-    }
-    auto add = [&](const char* name, const char* help, uint64_t now, uint64_t& before) {
-        mp_counter* c = m->get("stream", name, help, MP_COUNTER);
-        c->value.fetch_add(static_cast<int64_t>(now - before), std::memory_order_relaxed);
-        before = now;
-    };
-    add("connections_opened_total", "TCP connections opened", s.opened, b.opened);
-    add("connections_midstream_total", "connections first seen without their SYN", s.midstream,
-        b.midstream);
-    add("connections_closed_fin_total", "connections closed by FIN", s.closed[MP_CLOSE_FIN],
-        b.closed[MP_CLOSE_FIN]);
-    add("connections_closed_rst_total", "connections closed by RST", s.closed[MP_CLOSE_RST],
-        b.closed[MP_CLOSE_RST]);
-    add("connections_closed_idle_total", "connections closed after the idle timeout",
-        s.closed[MP_CLOSE_IDLE], b.closed[MP_CLOSE_IDLE]);
-    add("connections_evicted_total", "connections evicted by the table bound or port reuse",
-        s.closed[MP_CLOSE_EVICTED], b.closed[MP_CLOSE_EVICTED]);
-    add("connections_closed_shutdown_total", "connections closed at end of input or shutdown",
-        s.closed[MP_CLOSE_SHUTDOWN], b.closed[MP_CLOSE_SHUTDOWN]);
-    add("not_server_port_total", "segments with no server port on either side", s.notServerPort,
-        b.notServerPort);
-    add("ignored_segments_total", "segments of unknown connections that cannot start one",
-        s.ignored, b.ignored);
-    const ReassemblyStats& r = s.reassembly;
-    ReassemblyStats& rb = b.reassembly;
-    add("delivered_bytes_total", "bytes delivered in order to decoders", r.deliveredBytes,
-        rb.deliveredBytes);
-    add("out_of_order_segments_total", "segments that arrived ahead of a hole", r.outOfOrder,
-        rb.outOfOrder);
-    add("retransmitted_bytes_total", "bytes seen more than once", r.retransmittedBytes,
-        rb.retransmittedBytes);
-    add("overlap_conflict_bytes_total", "overlapping bytes that differed (first copy kept)",
-        r.conflictBytes, rb.conflictBytes);
-    add("gaps_total", "gap events delivered to decoders", r.gaps, rb.gaps);
-    add("gap_bytes_total", "bytes given up as missing", r.gapBytes, rb.gapBytes);
-    add("buffer_limit_gaps_total", "gaps forced by the per-direction buffer bound",
-        r.bufferLimitGaps, rb.bufferLimitGaps);
-    add("truncated_bytes_total", "payload bytes cut by the snapshot length", r.truncatedBytes,
-        rb.truncatedBytes);
-}
-
-}  // namespace
 
 void Pipeline::runWorker(size_t index) {
     Worker& w = *workers_[index];
     size_t idle = 0;
     bool dirty = false;  // processed something since the last publication
     auto publish = [&] {
+        if (counters_) {
+            counters_->flow(w.table->stats(), w.lastPublished);
+        }
+        w.lastPublished = w.table->stats();
         std::lock_guard<std::mutex> lock(statsMutex_);
-        FlowStats before = w.published;
-        publishFlow(metrics_, w.table->stats(), before);
-        w.published = w.table->stats();
+        w.published = w.lastPublished;
     };
     while (true) {
         bool any = false;
@@ -373,7 +426,8 @@ void Pipeline::runWorker(size_t index) {
             break;
         }
         if (++idle < 64) {
-            std::this_thread::yield();
+            // A very short busy wait; then sleep until a producer wakes this worker.
+            cpuRelax();
             continue;
         }
         if (dirty) {

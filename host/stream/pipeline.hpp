@@ -3,10 +3,6 @@
 // flow table and stream handler (a decoder instance). The capture side never blocks.
 #pragma once
 
-#include "core/metrics.hpp"
-#include "stream/flow_table.hpp"
-#include "stream/ring.hpp"
-
 #include <mp/abi.h>
 
 #include <array>
@@ -18,11 +14,15 @@
 #include <thread>
 #include <vector>
 
+#include "core/metrics.hpp"
+#include "stream/flow_table.hpp"
+#include "stream/ring.hpp"
+
 namespace mp::host {
 
 struct PipelineOptions {
     size_t workers = 1;
-    size_t ringBytes = 4 << 20;           // per (capture thread, worker) pair
+    size_t ringBytes = 4 << 20;  // per (capture thread, worker) pair
     FlowLimits limits;
     std::vector<uint16_t> serverPorts{3306};
     uint64_t tickIntervalNs = 100000000;  // stream-time ticks: idle checks, decoder on_tick
@@ -39,13 +39,15 @@ struct CaptureStats {
     uint64_t fragments = 0;
     uint64_t truncatedHeaders = 0;
     uint64_t malformed = 0;
-    uint64_t queueDropped = 0;       // segments dropped because a worker's ring was full
+    uint64_t queueDropped = 0;  // segments dropped because a worker's ring was full
     uint64_t queueDroppedBytes = 0;
 };
 
 class Pipeline {
   public:
     static constexpr size_t kMaxProducers = 16;
+    /// Batches of this many frames or more mean "more is coming" (see onFrames).
+    static constexpr size_t kFullBatch = 64;
 
     /// One handler per worker; handlers outlive the pipeline.
     Pipeline(PipelineOptions options, std::vector<StreamHandler*> handlers, Metrics* metrics);
@@ -72,15 +74,16 @@ class Pipeline {
   private:
     struct Producer;
     struct Worker;
+    struct Counters;
     Producer& producer();
     void push(Producer& p, size_t worker, uint32_t type, const Segment* s, const uint8_t* data,
-              size_t len);
+              size_t len, bool wait = true);
     void wake(size_t worker);
     void runWorker(size_t index);
     void publishCapture(Producer& p);
 
     PipelineOptions options_;
-    Metrics* metrics_;
+    std::unique_ptr<Counters> counters_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::array<std::unique_ptr<Producer>, kMaxProducers> producers_;
     std::atomic<size_t> producerCount_{0};

@@ -84,6 +84,11 @@ class SpscRing {
         return head_.load(std::memory_order_acquire) == tail_.load(std::memory_order_acquire);
     }
     size_t capacity() const { return cap_; }
+    /// Bytes queued (approximate from the producer's side).
+    size_t used() const {
+        return static_cast<size_t>(head_.load(std::memory_order_relaxed) -
+                                   tail_.load(std::memory_order_acquire));
+    }
 
     static constexpr uint32_t kWrap = 0xffffffffu;
 

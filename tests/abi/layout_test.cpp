@@ -67,7 +67,7 @@ MP_MEMBER(mp_frame, ts_ns, 0, uint64_t);
 MP_MEMBER(mp_frame, link_type, 8, uint32_t);
 MP_MEMBER(mp_frame, orig_len, 12, uint32_t);
 MP_MEMBER(mp_frame, source, 16, uint32_t);
-MP_MEMBER(mp_frame, reserved, 20, uint32_t);
+MP_MEMBER(mp_frame, flags, 20, uint32_t);
 MP_MEMBER(mp_frame, data, 24, mp_bytes);
 
 MP_SIZE(mp_flow, 64);

@@ -147,7 +147,8 @@ TEST_SUITE("process") {
         REQUIRE(mptest::eventually([&] {
             return httpGet(port, "/metrics", body) == 200 &&
                    body.find("\nmysqlprobe_stream_delivered_bytes_total ") != std::string::npos &&
-                   body.find("\nmysqlprobe_stream_delivered_bytes_total 0\n") == std::string::npos &&
+                   body.find("\nmysqlprobe_stream_delivered_bytes_total 0\n") ==
+                       std::string::npos &&
                    body.find("\nmysqlprobe_decoder_mysql_bytes_total 0\n") == std::string::npos;
         }));
         auto t0 = std::chrono::steady_clock::now();
@@ -215,6 +216,31 @@ TEST_SUITE("process") {
         CHECK(parseJson(other.out())
                   ->getObject("stats")
                   ->getValue<int64_t>("capture_pcap_packets_total") == 0);
+    }
+
+    TEST_CASE("offline: pcapng goes through libpcap, other ports with --port") {
+        // Zeek's capture: 27 packets (tshark), one MySQL 8 session on 3306.
+        Process ng({mptest::binary(), "-r",
+                    data("third-party/zeek/testing/btest/Traces/mysql/"
+                         "caching_sha2_password-after-auth-switch.pcapng")});
+        REQUIRE(mptest::run(ng) == 0);
+        auto c = parseJson(ng.out())->getObject("capture");
+        CHECK(c->getValue<int64_t>("packets") == 27);
+        CHECK(c->getValue<int64_t>("tcp_segments") == 27);
+        CHECK(c->getObject("connections")->getValue<int64_t>("opened") == 1);
+        CHECK(c->getValue<int64_t>("gap_bytes") == 0);
+        // Packetbeat's capture of a server on port 13001.
+        std::string pb =
+            data("third-party/packetbeat/tests/pcaps/mysql_int_string_operations.pcap");
+        Process wrong({mptest::binary(), "-r", pb});
+        REQUIRE(mptest::run(wrong) == 0);
+        CHECK(parseJson(wrong.out())->getObject("capture")->getValue<int64_t>("packets") == 0);
+        Process right({mptest::binary(), "-r", pb, "--port", "3306,13001"});
+        REQUIRE(mptest::run(right) == 0);
+        auto rc = parseJson(right.out())->getObject("capture");
+        CHECK(rc->getValue<int64_t>("packets") > 0);
+        CHECK(rc->getValue<int64_t>("not_server_port") == 0);
+        CHECK(rc->getValue<int64_t>("stream_bytes") > 0);
     }
 
     TEST_CASE("capture errors: missing file, truncated file, bad device, bad filter") {

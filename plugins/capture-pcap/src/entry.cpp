@@ -1,15 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
 // capture-pcap: frames from live interfaces or pcap/pcapng files, handed to the host in batches.
 // The host owns link/IP/TCP parsing; this plugin only reads, filters (BPF) and counts.
+#include <fcntl.h>
 #include <pcap/pcap.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mp/sdk.hpp>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "pcap_file.hpp"
 
 namespace {
 
@@ -65,7 +74,22 @@ class PcapCapture : public mp::Plugin {
             throw mp::Error("set either device or file, not both");
         }
         if (!file_.empty()) {
-            sources_.push_back(openFile());
+            openMapped(file_);
+            if (reader_.open(static_cast<const uint8_t*>(maps_.front().first),
+                             maps_.front().second)) {
+                // Classic pcap: frames are read in place from the mapping (no copies).
+                PcapPtr dead(pcap_open_dead_with_tstamp_precision(
+                    static_cast<int>(reader_.linkType()), 262144, PCAP_TSTAMP_PRECISION_NANO));
+                if (!dead) {
+                    throw mp::Error("cannot prepare a filter for " + file_);
+                }
+                compileFilter(dead.get(), file_, prog_);
+                haveProg_ = true;
+                useReader_ = true;
+                sources_.push_back(std::move(dead));
+            } else {
+                sources_.push_back(openFile());  // pcapng and others: libpcap
+            }
         } else {
             for (const auto& dev : devices_) {
                 sources_.push_back(openLive(dev, cfg));
@@ -77,6 +101,16 @@ class PcapCapture : public mp::Plugin {
         stopping_ = false;
         for (size_t i = 0; i < sources_.size(); ++i) {
             threads_.emplace_back([this, i] { run(static_cast<uint32_t>(i)); });
+        }
+    }
+
+    ~PcapCapture() override {
+        if (haveProg_) {
+            pcap_freecode(&prog_);
+        }
+        sources_.clear();  // pcap_close before the memory behind its FILE goes away
+        for (auto& [addr, size] : maps_) {
+            ::munmap(addr, size);
         }
     }
 
@@ -121,11 +155,15 @@ class PcapCapture : public mp::Plugin {
         return f;
     }
 
-    void applyFilter(pcap_t* p, const std::string& what) {
-        bpf_program prog{};
+    void compileFilter(pcap_t* p, const std::string& what, bpf_program& prog) {
         if (pcap_compile(p, &prog, filter_.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
             throw mp::Error("bad filter '" + filter_ + "' for " + what + ": " + pcap_geterr(p));
         }
+    }
+
+    void applyFilter(pcap_t* p, const std::string& what) {
+        bpf_program prog{};
+        compileFilter(p, what, prog);
         int rc = pcap_setfilter(p, &prog);
         pcap_freecode(&prog);
         if (rc != 0) {
@@ -135,13 +173,56 @@ class PcapCapture : public mp::Plugin {
 
     PcapPtr openFile() {
         char err[PCAP_ERRBUF_SIZE] = {0};
-        PcapPtr p(pcap_open_offline_with_tstamp_precision(file_.c_str(), PCAP_TSTAMP_PRECISION_NANO,
-                                                          err));
+        // The file is mapped once and read through an unbuffered memory FILE: libpcap's
+        // per-packet reads become one memcpy each, with no read() system calls.
+        std::FILE* fp = openMapped(file_);
+        PcapPtr p(pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_NANO, err));
         if (!p) {
+            std::fclose(fp);
             throw mp::Error("cannot read " + file_ + ": " + err);
         }
         applyFilter(p.get(), file_);
         return p;
+    }
+
+    std::FILE* openMapped(const std::string& path) {
+        if (!maps_.empty()) {  // looping: the same mapping again
+            std::FILE* fp = ::fmemopen(maps_.front().first, maps_.front().second, "rb");
+            if (fp == nullptr) {
+                throw mp::Error("cannot read " + path + ": " + std::strerror(errno));
+            }
+            std::setvbuf(fp, nullptr, _IOFBF, 1 << 16);
+            return fp;
+        }
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            throw mp::Error("cannot read " + path + ": " + std::strerror(errno));
+        }
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+            ::close(fd);
+            // Not a regular file (a pipe, a device): plain stdio.
+            std::FILE* fp = std::fopen(path.c_str(), "rb");
+            if (fp == nullptr) {
+                throw mp::Error("cannot read " + path + ": " + std::strerror(errno));
+            }
+            return fp;
+        }
+        auto size = static_cast<size_t>(st.st_size);
+        void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        ::close(fd);
+        if (addr == MAP_FAILED) {
+            throw mp::Error("cannot map " + path + ": " + std::strerror(errno));
+        }
+        ::madvise(addr, size, MADV_SEQUENTIAL);
+        std::FILE* fp = ::fmemopen(addr, size, "rb");
+        if (fp == nullptr) {
+            ::munmap(addr, size);
+            throw mp::Error("cannot read " + path + ": " + std::strerror(errno));
+        }
+        std::setvbuf(fp, nullptr, _IOFBF, 1 << 16);
+        maps_.emplace_back(addr, size);
+        return fp;
     }
 
     PcapPtr openLive(const std::string& dev, const mp::Config& cfg) {
@@ -180,23 +261,32 @@ class PcapCapture : public mp::Plugin {
         std::vector<mp_frame> frames;
         std::vector<std::vector<uint8_t>> storage{kBatch};
         uint64_t lastTs = 0;
+        bool offline = false;  // files wait for queue room; live capture never blocks
+        uint64_t packets = 0;  // counted per batch, not per packet
+        uint64_t bytes = 0;
+        uint64_t truncated = 0;
 
         void add(const pcap_pkthdr* hdr, const u_char* data) {
-            lastTs = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
-                     static_cast<uint64_t>(hdr->ts.tv_usec);  // nanosecond precision
-            self->packets_.add();
-            self->bytes_.add(hdr->caplen);
-            if (hdr->caplen < hdr->len) {
-                self->truncated_.add();
-            }
+            // pcap reuses its buffer for the next packet: keep a copy.
             auto& buf = storage[frames.size()];
             buf.assign(data, data + hdr->caplen);
+            addInPlace(static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
+                           static_cast<uint64_t>(hdr->ts.tv_usec),  // nanosecond precision
+                       buf.data(), hdr->caplen, hdr->len);
+        }
+        // `data` stays valid until flush() (mapped file, or storage).
+        void addInPlace(uint64_t ts, const uint8_t* data, uint32_t caplen, uint32_t len) {
+            lastTs = ts;
+            ++packets;
+            bytes += caplen;
+            truncated += caplen < len ? 1 : 0;
             mp_frame f{};
-            f.ts_ns = lastTs;
+            f.ts_ns = ts;
             f.link_type = link;
-            f.orig_len = hdr->len;
+            f.orig_len = len;
             f.source = source;
-            f.data = mp_bytes{buf.data(), buf.size()};
+            f.flags = offline ? MP_FRAME_WAIT : 0;
+            f.data = mp_bytes{data, caplen};
             frames.push_back(f);
             if (frames.size() == kBatch) {
                 flush();
@@ -206,6 +296,12 @@ class PcapCapture : public mp::Plugin {
             if (frames.empty()) {
                 return;
             }
+            self->packets_.add(packets);
+            self->bytes_.add(bytes);
+            if (truncated != 0) {
+                self->truncated_.add(truncated);
+            }
+            packets = bytes = truncated = 0;
             if (self->host().emitFrames(frames.data(), frames.size()) == MP_EAGAIN) {
                 self->queueDrops_.add(1);
             }
@@ -217,8 +313,12 @@ class PcapCapture : public mp::Plugin {
         pcap_t* p = sources_[index].get();
         Batch batch{this, static_cast<uint32_t>(pcap_datalink(p)), index, {}};
         batch.frames.reserve(kBatch);
+        batch.offline = !file_.empty();
         if (file_.empty()) {
             runLive(p, batch, index);
+        } else if (useReader_) {
+            batch.link = reader_.linkType();
+            runMapped(batch);
         } else {
             runFile(batch, index);
         }
@@ -250,6 +350,67 @@ class PcapCapture : public mp::Plugin {
                 updateStats();
                 lastStats = now;
             }
+        }
+    }
+
+    // Gives back the pages of the mapping already read, so RSS stays small on large files.
+    void releaseReadPages() {
+        constexpr size_t kStep = 16 << 20;
+        size_t upTo = reader_.offset() & ~(static_cast<size_t>(4095));
+        if (upTo < released_ + kStep) {
+            return;
+        }
+        auto* base = static_cast<uint8_t*>(maps_.front().first);
+        ::madvise(base + released_, upTo - released_, MADV_DONTNEED);
+        released_ = upTo;
+    }
+
+    // Classic pcap, read in place from the mapping.
+    void runMapped(Batch& batch) {
+        uint64_t firstTs = 0;
+        uint64_t read = 0;
+        auto wallStart = std::chrono::steady_clock::now();
+        const bool filter = filter_ != "";
+        mp::capture::PcapRecord r;
+        while (!stopping_) {
+            auto n = reader_.next(r);
+            if (n == mp::capture::ClassicPcapReader::Next::Packet) {
+                ++read;
+                if (filter) {
+                    pcap_pkthdr h{};
+                    h.caplen = r.caplen;
+                    h.len = r.len;
+                    if (pcap_offline_filter(&prog_, &h, r.data) == 0) {
+                        continue;
+                    }
+                }
+                if (speed_ > 0) {
+                    pace(firstTs, r.tsNs, wallStart, batch);
+                }
+                batch.addInPlace(r.tsNs, r.data, r.caplen, r.len);
+                if (batch.frames.empty()) {  // just flushed: the host has copied the frames
+                    releaseReadPages();
+                }
+                continue;
+            }
+            batch.flush();
+            if (n == mp::capture::ClassicPcapReader::Next::Corrupt) {
+                corrupt_.add();
+                host().warn("file " + file_ + ": read error after " + std::to_string(read) +
+                            " packets, reporting what was read: " + reader_.error());
+                break;
+            }
+            if (loop_ && !stopping_) {
+                reader_.rewind();
+                released_ = 0;
+                firstTs = 0;
+                continue;
+            }
+            break;
+        }
+        batch.flush();
+        if (!stopping_) {
+            host().emit(MP_EVENT_INPUT_END, "", 0, 0, "");
         }
     }
 
@@ -341,6 +502,12 @@ class PcapCapture : public mp::Plugin {
     int snaplen_ = 262144;
     std::string filter_;
     std::vector<PcapPtr> sources_;
+    std::vector<std::pair<void*, size_t>> maps_;  // mapped capture files, unmapped at the end
+    mp::capture::ClassicPcapReader reader_;
+    bool useReader_ = false;
+    size_t released_ = 0;  // bytes of the mapping given back with MADV_DONTNEED
+    bpf_program prog_{};
+    bool haveProg_ = false;
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     mp::Counter packets_;

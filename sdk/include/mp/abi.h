@@ -158,9 +158,12 @@ typedef struct mp_frame {
     uint32_t link_type; /* MP_LINK_* / DLT_* */
     uint32_t orig_len;  /* length on the wire (>= data.len when truncated by snaplen) */
     uint32_t source;    /* index of the device or file within the capture plugin */
-    uint32_t reserved;  /* zero */
+    uint32_t flags;     /* MP_FRAME_* */
     mp_bytes data;
 } mp_frame;
+
+/* mp_frame.flags */
+#define MP_FRAME_WAIT 1u /* offline input: the host waits for queue room instead of dropping */
 
 /* Directions of a stream. */
 #define MP_DIR_TO_SERVER 0
