@@ -399,7 +399,8 @@ namespace {
 // Feeds one worker's streams to its decoder instance.
 class DecoderStreams : public StreamHandler {
   public:
-    explicit DecoderStreams(Instance& inst) : d_(inst.plugin->desc), self_(inst.self), host_(*inst.host) {}
+    explicit DecoderStreams(Instance& inst)
+        : d_(inst.plugin->desc), self_(inst.self), host_(*inst.host) {}
 
     void* open(const mp_flow& flow) override {
         void* s = nullptr;
@@ -563,14 +564,23 @@ void Runtime::stop() {
         timers_->stop(reportTimer_);
         reportTimer_ = nullptr;
     }
-    // The server goes first: no handler or websocket callback runs during a plugin's stop().
-    if (http_) {
-        http_->stop();
-    }
+    // Order: captures stop; the stream layer drains; the last interval's report goes out (to
+    // websocket clients too); the server stops, so no handler or websocket callback runs during
+    // the stop() of a decoder, cluster or sink; then those stop, downstream last.
+    bool finalFlushed = startOrder_.empty();
     for (auto it = startOrder_.rbegin(); it != startOrder_.rend(); ++it) {
         Instance* inst = *it;
-        if (inst->host->kind != MP_KIND_CAPTURE && pipeline_) {
-            pipeline_->stop();  // captures are stopped: drain, close every stream
+        if (inst->host->kind != MP_KIND_CAPTURE && !finalFlushed) {
+            // Captures are stopped: drain and close every stream, then the last interval's
+            // report reaches the cluster and the sinks while they still run.
+            if (pipeline_) {
+                pipeline_->stop();
+            }
+            flushReport(true);
+            finalFlushed = true;
+            if (http_) {
+                http_->stop();
+            }
         }
         if (inst->plugin->desc.stop != nullptr) {
             try {
@@ -586,6 +596,9 @@ void Runtime::stop() {
     startOrder_.clear();
     if (pipeline_) {
         pipeline_->stop();
+    }
+    if (http_) {
+        http_->stop();
     }
     for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) {
         try {
@@ -769,6 +782,10 @@ void Runtime::flushReport(bool final) {
     uint64_t end = wallNs();
     {
         std::lock_guard<std::mutex> lock(reportMutex_);
+        if (final && finalSent_) {
+            return;  // one final report per run (end of input, then shutdown)
+        }
+        finalSent_ = finalSent_ || final;
         seq = ++reportSeq_;
         std::ostringstream out;
         out << "{\"version\":1,\"node\":" << jsonQuote(nodeName_) << ",\"seq\":" << seq
@@ -828,23 +845,22 @@ std::string Runtime::captureJson() const {
         return v < 0 ? 0 : v;
     };
     std::ostringstream out;
-    out << "{\"packets\":" << c.frames << ",\"bytes\":" << c.bytes
-        << ",\"tcp_segments\":" << c.tcp << ",\"kernel_dropped\":" << gauge("kernel_dropped")
+    out << "{\"packets\":" << c.frames << ",\"bytes\":" << c.bytes << ",\"tcp_segments\":" << c.tcp
+        << ",\"kernel_dropped\":" << gauge("kernel_dropped")
         << ",\"interface_dropped\":" << gauge("interface_dropped")
         << ",\"probe_dropped\":" << c.queueDropped
         << ",\"truncated_snaplen\":" << gauge("truncated_total")
         << ",\"truncated_headers\":" << c.truncatedHeaders << ",\"not_ip\":" << c.notIp
         << ",\"not_tcp\":" << c.notTcp << ",\"ip_fragments\":" << c.fragments
         << ",\"malformed\":" << c.malformed << ",\"unsupported_link\":" << c.unsupportedLink
-        << ",\"not_server_port\":" << f.notServerPort
-        << ",\"connections\":{\"opened\":" << f.opened << ",\"midstream\":" << f.midstream
-        << ",\"closed_fin\":" << f.closed[MP_CLOSE_FIN]
+        << ",\"not_server_port\":" << f.notServerPort << ",\"connections\":{\"opened\":" << f.opened
+        << ",\"midstream\":" << f.midstream << ",\"closed_fin\":" << f.closed[MP_CLOSE_FIN]
         << ",\"closed_rst\":" << f.closed[MP_CLOSE_RST]
         << ",\"closed_idle\":" << f.closed[MP_CLOSE_IDLE]
         << ",\"evicted\":" << f.closed[MP_CLOSE_EVICTED]
         << ",\"closed_shutdown\":" << f.closed[MP_CLOSE_SHUTDOWN] << "}"
-        << ",\"stream_bytes\":" << f.reassembly.deliveredBytes
-        << ",\"gaps\":" << f.reassembly.gaps << ",\"gap_bytes\":" << f.reassembly.gapBytes
+        << ",\"stream_bytes\":" << f.reassembly.deliveredBytes << ",\"gaps\":" << f.reassembly.gaps
+        << ",\"gap_bytes\":" << f.reassembly.gapBytes
         << ",\"retransmitted_bytes\":" << f.reassembly.retransmittedBytes
         << ",\"out_of_order_segments\":" << f.reassembly.outOfOrder
         << ",\"overlap_conflict_bytes\":" << f.reassembly.conflictBytes << "}";

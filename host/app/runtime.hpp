@@ -135,6 +135,7 @@ class Runtime {
     mp_timer* reportTimer_ = nullptr;
     std::mutex reportMutex_;
     uint64_t reportSeq_ = 0;
+    bool finalSent_ = false;
     uint64_t intervalStartNs_ = 0;
     std::string lastReport_;
     std::mutex shutdownMutex_;

@@ -275,8 +275,8 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
             } else if (section == "probe" && key == "workers") {
                 cfg.workers = static_cast<int>(v.i);
             } else if (section == "stream") {
-                int64_t* target = key == "max_connections" ? &cfg.stream.maxConnections
-                                  : key == "max_buffer_kb" ? &cfg.stream.maxBufferKb
+                int64_t* target = key == "max_connections"  ? &cfg.stream.maxConnections
+                                  : key == "max_buffer_kb"  ? &cfg.stream.maxBufferKb
                                   : key == "idle_timeout_s" ? &cfg.stream.idleTimeoutS
                                                             : &cfg.stream.ringKb;
                 *target = v.i;

@@ -170,8 +170,8 @@ ParseResult parseFrame(uint32_t link, const uint8_t* data, size_t caplen, Segmen
             }
             size_t off = 12;
             uint16_t type = be16(data + off);
-            for (int tags = 0; tags < 4 && (type == kEtherVlan || type == kEtherQinQ ||
-                                            type == kEtherQinQOld);
+            for (int tags = 0;
+                 tags < 4 && (type == kEtherVlan || type == kEtherQinQ || type == kEtherQinQOld);
                  ++tags) {
                 off += 4;
                 if (caplen < off + 2) {

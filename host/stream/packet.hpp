@@ -11,16 +11,16 @@ namespace mp::host {
 struct Segment {
     uint64_t ts = 0;
     uint8_t ipVersion = 0;
-    uint8_t flags = 0;          // TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10)
+    uint8_t flags = 0;  // TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10)
     uint16_t srcPort = 0;
     uint16_t dstPort = 0;
-    uint8_t srcIp[16] = {};     // IPv4 in the first 4 bytes
+    uint8_t srcIp[16] = {};  // IPv4 in the first 4 bytes
     uint8_t dstIp[16] = {};
     uint32_t seq = 0;
     uint32_t ack = 0;
     const uint8_t* payload = nullptr;
-    uint32_t captured = 0;      // payload bytes present in the frame
-    uint32_t length = 0;        // payload bytes on the wire (IP total length); >= captured
+    uint32_t captured = 0;  // payload bytes present in the frame
+    uint32_t length = 0;    // payload bytes on the wire (IP total length); >= captured
 };
 
 constexpr uint8_t kTcpFin = 0x01;

@@ -22,16 +22,16 @@ class StreamEvents {
 
 /// Counters of one direction (plain integers: one thread owns them).
 struct ReassemblyStats {
-    uint64_t segments = 0;           // segments with payload
-    uint64_t deliveredBytes = 0;     // bytes handed over in order
-    uint64_t outOfOrder = 0;         // segments that arrived ahead of a hole
-    uint64_t retransmittedBytes = 0; // bytes seen again (whole or partial copies)
-    uint64_t conflictBytes = 0;      // overlapping bytes that differed from the first copy
-    uint64_t gaps = 0;               // gap events
-    uint64_t gapBytes = 0;           // bytes given up as missing
-    uint64_t bufferLimitGaps = 0;    // gaps forced because the buffer bound was reached
-    uint64_t ackGaps = 0;            // gaps declared because the peer acknowledged unseen bytes
-    uint64_t truncatedBytes = 0;     // bytes cut by the snapshot length (delivered as gaps)
+    uint64_t segments = 0;            // segments with payload
+    uint64_t deliveredBytes = 0;      // bytes handed over in order
+    uint64_t outOfOrder = 0;          // segments that arrived ahead of a hole
+    uint64_t retransmittedBytes = 0;  // bytes seen again (whole or partial copies)
+    uint64_t conflictBytes = 0;       // overlapping bytes that differed from the first copy
+    uint64_t gaps = 0;                // gap events
+    uint64_t gapBytes = 0;            // bytes given up as missing
+    uint64_t bufferLimitGaps = 0;     // gaps forced because the buffer bound was reached
+    uint64_t ackGaps = 0;             // gaps declared because the peer acknowledged unseen bytes
+    uint64_t truncatedBytes = 0;      // bytes cut by the snapshot length (delivered as gaps)
 
     void add(const ReassemblyStats& o);
 };
@@ -70,8 +70,7 @@ class Reassembler {
 
     int64_t offsetOf(uint32_t seq) const;
     void deliverGap(uint64_t len, uint64_t ts, StreamEvents& out, ReassemblyStats& st);
-    void insert(uint64_t off, const uint8_t* data, uint64_t len, bool missing,
-                ReassemblyStats& st);
+    void insert(uint64_t off, const uint8_t* data, uint64_t len, bool missing, ReassemblyStats& st);
     void drain(uint64_t ts, StreamEvents& out, ReassemblyStats& st);
 
     size_t maxBuffered_;

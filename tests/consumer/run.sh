@@ -59,12 +59,16 @@ lines=$(wc -l <"$work/reports.jsonl")
 python3 - "$work/reports.jsonl" <<'PY' || fail "reports.jsonl lines are not the host's reports"
 import json, sys
 seqs = []
+finals = []
 for line in open(sys.argv[1]):
     r = json.loads(line)
     assert r["version"] == 1, r
     assert "stats" in r and "sink_jsonl_reports_written_total" in r["stats"], r
     seqs.append(r["seq"])
+    finals.append(r["final"])
 assert seqs == list(range(1, len(seqs) + 1)), seqs
+# The SIGTERM sends the last interval as the final report, and only that one is final.
+assert finals[-1] is True and not any(finals[:-1]), finals
 print(f"{len(seqs)} reports written by sink-jsonl, seq 1..{len(seqs)}")
 PY
 echo "consumer: OK"

@@ -1,22 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 // The host's stream layer: frame parsing, reassembly edge cases with crafted segments, the flow
 // table's bounds, and every bundled capture replayed with 1 and 4 workers.
-#include "stream/flow_table.hpp"
-#include "stream/packet.hpp"
-#include "stream/pipeline.hpp"
-#include "stream/reassembler.hpp"
-#include "support/process.hpp"
-
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <pcap/pcap.h>
-
-#include <arpa/inet.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+
+#include "stream/flow_table.hpp"
+#include "stream/packet.hpp"
+#include "stream/pipeline.hpp"
+#include "stream/reassembler.hpp"
+#include "support/process.hpp"
 
 using namespace mp::host;
 
@@ -173,7 +172,8 @@ struct Replay {
 Replay replay(const std::string& file, const std::vector<uint16_t>& ports, size_t workers) {
     Replay out;
     char err[PCAP_ERRBUF_SIZE] = {0};
-    pcap_t* p = pcap_open_offline_with_tstamp_precision(file.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+    pcap_t* p =
+        pcap_open_offline_with_tstamp_precision(file.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
     if (p == nullptr) {
         out.error = err;
         return out;
@@ -251,7 +251,8 @@ std::vector<uint16_t> parsePorts(const std::string& s) {
 
 // Every capture to replay: (path, ports). Our own, the permissive third-party ones copied into
 // tests/data, and the GPL/LGPL ones only from ../shared when it is there.
-std::vector<std::pair<std::string, std::vector<uint16_t>>> captures(std::vector<std::string>& skipped) {
+std::vector<std::pair<std::string, std::vector<uint16_t>>> captures(
+    std::vector<std::string>& skipped) {
     std::vector<std::pair<std::string, std::vector<uint16_t>>> out;
     std::string data = mptest::sourceDir() + "/tests/data";
     for (const auto& e : std::filesystem::directory_iterator(data + "/pcap")) {
@@ -422,7 +423,8 @@ TEST_SUITE("stream") {
         }
     }
 
-    TEST_CASE("frames: padding, fragments, truncation and garbage are classified, never read past") {
+    TEST_CASE(
+        "frames: padding, fragments, truncation and garbage are classified, never read past") {
         auto v4 = ipv4(tcp(1, 3306, 0, 0, kTcpAck, ""));
         auto f = ether(v4, 0x0800);
         f.resize(60, 0xee);  // Ethernet minimum frame: the padding is not payload
