@@ -8,7 +8,7 @@ pkgs=(
   g++ cmake ninja-build pkg-config git python3
   clang libclang-rt-14-dev clang-format
   # libraries
-  libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev
+  libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev zlib1g-dev
   # live tests: a real server and client
   mariadb-server mariadb-client python3-pymysql
 )

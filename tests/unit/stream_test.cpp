@@ -390,8 +390,8 @@ TEST_SUITE("stream") {
         auto seg = tcp(40000, 3306, 7, 9, kTcpAck, "SELECT 1");
         Segment s;
         auto v4 = ipv4(seg);
-        CHECK(parseFrame(1, ether(v4, 0x0800).data(), ether(v4, 0x0800).size(), s) ==
-              ParseResult::Ok);
+        auto eth = ether(v4, 0x0800);  // kept alive: s.payload points into it
+        CHECK(parseFrame(1, eth.data(), eth.size(), s) == ParseResult::Ok);
         CHECK(std::string(reinterpret_cast<const char*>(s.payload), s.captured) == "SELECT 1");
         CHECK(s.srcPort == 40000);
         CHECK(s.dstPort == 3306);

@@ -1,8 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// decoder-mysql: MySQL client/server protocol decoder (one instance per worker).
-// This is the plugin's frame: properties, lifecycle and the stream hooks with their counters.
-// The protocol state machine, matching and aggregation arrive with their own issue.
+// decoder-mysql: MySQL/MariaDB client/server protocol decoder (one instance per worker).
+// Done: framing (16 MiB+ packets, compression), handshake and login, every command matched to
+// its response, one transaction per command, counted per command, error code, rows.
+// To come with the rest of its issue: fingerprints, per-template aggregation with latency
+// sketches, and the report's per-template section.
+#include <array>
+#include <memory>
 #include <mp/sdk.hpp>
+#include <string>
+
+#include "session.hpp"
 
 namespace {
 
@@ -20,27 +27,86 @@ class MysqlDecoder : public mp::Plugin {
   public:
     MysqlDecoder(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
-          slowMs_(cfg.i64("slow_threshold_ms")),
           streams_(host.counter("streams_total", "TCP connections handed to the decoder")),
           bytes_(host.counter("bytes_total", "stream bytes handed to the decoder")),
-          gaps_(host.counter("gap_bytes_total", "stream bytes reported missing")) {}
+          gaps_(host.counter("gap_bytes_total", "stream bytes reported missing")),
+          errors_(host.counter("errors_total", "commands answered with an ERR packet")),
+          rows_(host.counter("rows_returned_total", "rows of result sets")),
+          lost_(host.counter("lost_responses_total",
+                             "commands whose response was lost to a gap or the connection end")),
+          tls_(host.counter("tls_sessions_total", "connections that switched to TLS (skipped)")),
+          loginErrors_(host.counter("login_errors_total", "logins refused by the server")),
+          unknownStmt_(host.counter("unknown_statements_total",
+                                    "executes of statements prepared before the capture")) {
+        limits_.maxSql = static_cast<size_t>(cfg.i64("max_sql_length"));
+        limits_.maxStatements = static_cast<size_t>(cfg.i64("max_statements_per_connection"));
+        for (int c = 0; c < 256; ++c) {
+            auto cmd = static_cast<uint8_t>(c);
+            if (c <= mp::mysql::kResetConnection || cmd == mp::mysql::kStmtBulkExecute) {
+                std::string name = "command_" + mp::mysql::commandName(cmd) + "_total";
+                commands_[c] = host.counter(name.c_str(), "client commands of this kind");
+            }
+        }
+        commands_[256] = host.counter("command_other_total", "client commands of other kinds");
+    }
 
-    void* streamOpen(const mp_flow& /*flow*/) override {
+    void* streamOpen(const mp_flow& flow) override {
         streams_.add();
-        return this;  // no per-connection state yet
+        auto* s = new Stream;
+        s->session = std::make_unique<mp::mysql::Session>(
+            limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
+            [this](const mp::mysql::Transaction& tx) { record(tx); });
+        return s;
     }
-    void streamData(void* /*s*/, uint32_t /*dir*/, mp_bytes data, uint64_t /*ts*/) override {
+    void streamData(void* s, uint32_t dir, mp_bytes data, uint64_t ts) override {
         bytes_.add(data.len);
+        static_cast<Stream*>(s)->session->data(dir, data.data, data.len, ts);
     }
-    void streamGap(void* /*s*/, uint32_t /*dir*/, uint64_t len, uint64_t /*ts*/) override {
+    void streamGap(void* s, uint32_t dir, uint64_t len, uint64_t ts) override {
         gaps_.add(len);
+        static_cast<Stream*>(s)->session->gap(dir, len, ts);
+    }
+    void streamClose(void* s, uint32_t /*reason*/, uint64_t ts) override {
+        auto* st = static_cast<Stream*>(s);
+        st->session->close(ts);
+        const auto& stats = st->session->stats();
+        tls_.add(stats.tlsSessions);
+        unknownStmt_.add(stats.unknownStatements);
+        if (st->session->login().failed) {
+            loginErrors_.add();
+        }
+        delete st;
     }
 
   private:
-    int64_t slowMs_;
+    struct Stream {
+        std::unique_ptr<mp::mysql::Session> session;
+    };
+
+    void record(const mp::mysql::Transaction& tx) {
+        bool known =
+            tx.command <= mp::mysql::kResetConnection || tx.command == mp::mysql::kStmtBulkExecute;
+        commands_[known ? tx.command : 256].add();
+        if (tx.outcome == mp::mysql::Outcome::Error) {
+            errors_.add();
+        }
+        if (tx.outcome == mp::mysql::Outcome::Lost) {
+            lost_.add();
+        }
+        rows_.add(tx.rowsReturned);
+    }
+
+    mp::mysql::SessionLimits limits_;
     mp::Counter streams_;
     mp::Counter bytes_;
     mp::Counter gaps_;
+    mp::Counter errors_;
+    mp::Counter rows_;
+    mp::Counter lost_;
+    mp::Counter tls_;
+    mp::Counter loginErrors_;
+    mp::Counter unknownStmt_;
+    std::array<mp::Counter, 257> commands_;
 };
 
 }  // namespace

@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "session.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mp::mysql {
+
+namespace {
+
+// Capability flags (client and server).
+constexpr uint32_t kClientMysql = 1;  // unset by MariaDB servers: extended caps present
+constexpr uint32_t kConnectWithDb = 8;
+constexpr uint32_t kCompress = 32;
+constexpr uint32_t kProtocol41 = 512;
+constexpr uint32_t kSsl = 2048;
+constexpr uint32_t kSecureConnection = 32768;
+constexpr uint32_t kPluginAuth = 1u << 19;
+constexpr uint32_t kPluginAuthLenenc = 1u << 21;
+constexpr uint32_t kDeprecateEof = 1u << 24;
+constexpr uint32_t kQueryAttributes = 1u << 27;
+// MariaDB extended capabilities (bits 32..63, sent in otherwise reserved bytes).
+constexpr uint32_t kMariaCacheMetadata = 1u << 4;
+// Server status flags.
+constexpr uint16_t kMoreResults = 0x0008;
+constexpr uint16_t kCursorExists = 0x0040;
+
+// A bounds-checked reader over a packet's kept bytes.
+class Reader {
+  public:
+    Reader(const uint8_t* d, size_t n) : d_(d), n_(n) {}
+    bool ok() const { return ok_; }
+    size_t left() const { return ok_ ? n_ - pos_ : 0; }
+    const uint8_t* here() const { return d_ + pos_; }
+    void skip(size_t k) {
+        if (!ok_ || k > n_ - pos_) {
+            ok_ = false;
+            return;
+        }
+        pos_ += k;
+    }
+    uint64_t le(size_t k) {
+        if (!ok_ || k > n_ - pos_) {
+            ok_ = false;
+            return 0;
+        }
+        uint64_t v = 0;
+        for (size_t i = 0; i < k; ++i) {
+            v |= static_cast<uint64_t>(d_[pos_ + i]) << (8 * i);
+        }
+        pos_ += k;
+        return v;
+    }
+    uint64_t lenenc() {
+        uint64_t first = le(1);
+        if (first < 0xfb) {
+            return first;
+        }
+        if (first == 0xfc) {
+            return le(2);
+        }
+        if (first == 0xfd) {
+            return le(3);
+        }
+        if (first == 0xfe) {
+            return le(8);
+        }
+        ok_ = false;  // 0xfb (NULL) and 0xff are not lengths
+        return 0;
+    }
+    std::string nulString(size_t max) {
+        if (!ok_) {
+            return "";
+        }
+        const void* end = std::memchr(d_ + pos_, 0, n_ - pos_);
+        size_t len = end != nullptr ? static_cast<const uint8_t*>(end) - (d_ + pos_) : n_ - pos_;
+        std::string s(reinterpret_cast<const char*>(d_ + pos_), std::min(len, max));
+        pos_ += len + (end != nullptr ? 1 : 0);
+        return s;
+    }
+    std::string rest(size_t max) {
+        if (!ok_) {
+            return "";
+        }
+        std::string s(reinterpret_cast<const char*>(d_ + pos_), std::min(n_ - pos_, max));
+        pos_ = n_;
+        return s;
+    }
+
+  private:
+    const uint8_t* d_;
+    size_t n_;
+    size_t pos_ = 0;
+    bool ok_ = true;
+};
+
+bool noResponse(uint8_t cmd) {
+    return cmd == kQuit || cmd == kStmtClose || cmd == kStmtSendLongData;
+}
+
+}  // namespace
+
+std::string commandName(uint8_t cmd) {
+    static const char* const kNames[] = {
+        "COM_SLEEP",
+        "COM_QUIT",
+        "COM_INIT_DB",
+        "COM_QUERY",
+        "COM_FIELD_LIST",
+        "COM_CREATE_DB",
+        "COM_DROP_DB",
+        "COM_REFRESH",
+        "COM_SHUTDOWN",
+        "COM_STATISTICS",
+        "COM_PROCESS_INFO",
+        "COM_CONNECT",
+        "COM_PROCESS_KILL",
+        "COM_DEBUG",
+        "COM_PING",
+        "COM_TIME",
+        "COM_DELAYED_INSERT",
+        "COM_CHANGE_USER",
+        "COM_BINLOG_DUMP",
+        "COM_TABLE_DUMP",
+        "COM_CONNECT_OUT",
+        "COM_REGISTER_SLAVE",
+        "COM_STMT_PREPARE",
+        "COM_STMT_EXECUTE",
+        "COM_STMT_SEND_LONG_DATA",
+        "COM_STMT_CLOSE",
+        "COM_STMT_RESET",
+        "COM_SET_OPTION",
+        "COM_STMT_FETCH",
+        "COM_DAEMON",
+        "COM_BINLOG_DUMP_GTID",
+        "COM_RESET_CONNECTION",
+    };
+    if (cmd < sizeof kNames / sizeof kNames[0]) {
+        return kNames[cmd];
+    }
+    if (cmd == kStmtBulkExecute) {
+        return "COM_STMT_BULK_EXECUTE";
+    }
+    static const char* hex = "0123456789abcdef";
+    return std::string("COM_UNKNOWN_0x") + hex[cmd >> 4] + hex[cmd & 15];
+}
+
+Session::Session(SessionLimits limits, bool midstream, Emit emit)
+    : limits_(limits),
+      emit_(std::move(emit)),
+      phase_(midstream ? Phase::Resync : Phase::Greeting) {}
+
+void Session::data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
+    if (phase_ == Phase::Tls || dir > 1) {
+        return;
+    }
+    if (phase_ == Phase::Resync) {
+        resync(dir, p, n, ts);
+        return;
+    }
+    bool ok = framer_[dir].feed(p, n, ts, [&](const Packet& pk) {
+        ++stats_.packetsIn;
+        if (dir == 0) {
+            clientPacket(pk);
+        } else {
+            serverPacket(pk);
+        }
+    });
+    if (!ok) {
+        stats_.decompressErrors = framer_[0].decompressErrors() + framer_[1].decompressErrors();
+        lose(ts);
+    }
+}
+
+void Session::gap(uint32_t /*dir*/, uint64_t /*len*/, uint64_t ts) {
+    if (phase_ == Phase::Tls) {
+        return;
+    }
+    lose(ts);
+}
+
+void Session::close(uint64_t ts) {
+    while (!pending_.empty()) {
+        ++stats_.lostResponses;
+        finish(Outcome::Lost, ts);
+    }
+}
+
+void Session::lose(uint64_t ts) {
+    // Bytes are missing: every command waiting for its response has lost it, and packet
+    // boundaries are unknown until a client command is recognised again.
+    while (!pending_.empty()) {
+        ++stats_.lostResponses;
+        finish(Outcome::Lost, ts);
+    }
+    framer_[0].reset();
+    framer_[1].reset();
+    if (phase_ == Phase::Command || phase_ == Phase::Auth || phase_ == Phase::Login ||
+        phase_ == Phase::Greeting) {
+        ++stats_.resyncs;
+        phase_ = Phase::Resync;
+    }
+}
+
+void Session::resync(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
+    // Server bytes are skipped until the client sends something that is, from its first byte,
+    // one complete plausible command packet (clients write one command per segment).
+    if (dir != 0 || framer_[0].compressed() || n < 5) {
+        return;
+    }
+    uint32_t len = p[0] | (p[1] << 8) | (static_cast<uint32_t>(p[2]) << 16);
+    uint8_t seq = p[3];
+    uint8_t cmd = p[4];
+    bool known = cmd <= kResetConnection || cmd == kStmtBulkExecute;
+    if (seq != 0 || len == 0 || len + 4 > n || !known || cmd == kSleep || cmd == kConnect) {
+        return;
+    }
+    phase_ = Phase::Command;
+    framer_[1].reset();
+    data(dir, p, n, ts);
+}
+
+void Session::clientPacket(const Packet& p) {
+    switch (phase_) {
+        case Phase::Greeting:
+        case Phase::Login:
+            handshakeResponse(p);
+            return;
+        case Phase::Auth:
+            return;  // auth data (scrambles, public keys): nothing to learn
+        case Phase::Command:
+            break;
+        default:
+            return;
+    }
+    if (!pending_.empty()) {
+        Pending& front = pending_.front();
+        if (front.state == Resp::Infile) {
+            front.tx.requestBytes += p.length + 4;
+            if (p.length == 0) {
+                front.state = Resp::InfileResult;  // the empty packet ends the file
+            }
+            return;
+        }
+        if (front.state == Resp::Auth) {
+            return;  // change-user auth data
+        }
+    }
+    if (p.seq != 0 || p.kept == 0) {
+        ++stats_.unexpectedPackets;
+        return;
+    }
+    command(p);
+}
+
+void Session::serverPacket(const Packet& p) {
+    switch (phase_) {
+        case Phase::Greeting:
+            greeting(p);
+            return;
+        case Phase::Login:
+        case Phase::Auth:
+            if (p.kept > 0 && p.data[0] == 0xff) {
+                Transaction t;
+                parseErr(t, p.data, p.kept);
+                login_.failed = true;
+                login_.errorCode = t.errorCode;
+                phase_ = Phase::Resync;  // the server closes the connection
+            } else if (p.kept > 0 && p.data[0] == 0x00 && phase_ == Phase::Auth) {
+                phase_ = Phase::Command;
+                if (pendingCompression_) {
+                    framer_[0].setCompressed(true);
+                    framer_[1].setCompressed(true);
+                    login_.compressed = true;
+                }
+            }
+            return;
+        case Phase::Command:
+            break;
+        default:
+            return;
+    }
+    if (pending_.empty()) {
+        ++stats_.unexpectedPackets;
+        return;
+    }
+    Transaction& tx = pending_.front().tx;
+    if (tx.firstResponseTs == 0) {
+        tx.firstResponseTs = p.ts;
+    }
+    tx.responseBytes += p.length + 4;
+    respond(pending_.front(), p);
+}
+
+void Session::greeting(const Packet& p) {
+    Reader r(p.data, p.kept);
+    uint64_t proto = r.le(1);
+    if (proto == 0xff) {  // refused before any handshake (too many connections, blocked host)
+        Transaction t;
+        parseErr(t, p.data, p.kept);
+        login_.failed = true;
+        login_.errorCode = t.errorCode;
+        phase_ = Phase::Resync;
+        return;
+    }
+    login_.serverVersion = r.nulString(64);
+    login_.connectionId = static_cast<uint32_t>(r.le(4));
+    r.skip(8 + 1);
+    serverCaps_ = static_cast<uint32_t>(r.le(2));
+    if (r.left() >= 16) {
+        r.skip(1 + 2);  // charset, status
+        serverCaps_ |= static_cast<uint32_t>(r.le(2)) << 16;
+        r.skip(1 + 6);  // auth data length, filler
+        uint32_t ext = static_cast<uint32_t>(r.le(4));
+        serverExt_ = (serverCaps_ & kClientMysql) == 0 ? ext : 0;
+    }
+    phase_ = Phase::Login;
+}
+
+void Session::handshakeResponse(const Packet& p) {
+    Reader r(p.data, p.kept);
+    uint32_t caps = static_cast<uint32_t>(r.le(2));
+    if ((caps & kProtocol41) != 0) {
+        Reader r41(p.data, p.kept);
+        caps = static_cast<uint32_t>(r41.le(4));
+        r41.skip(4 + 1 + 19);
+        uint32_t ext =
+            p.kept >= 32
+                ? static_cast<uint32_t>(p.data[28] | (p.data[29] << 8) | (p.data[30] << 16) |
+                                        (static_cast<uint32_t>(p.data[31]) << 24))
+                : 0;
+        r41.skip(4);
+        clientCaps_ = caps;
+        clientExt_ = (caps & kClientMysql) == 0 ? ext : 0;
+        if (p.length == 32 && (caps & kSsl) != 0) {
+            login_.tls = true;
+            ++stats_.tlsSessions;
+            phase_ = Phase::Tls;  // the rest is TLS records: counted, skipped
+            return;
+        }
+        login_.user = r41.nulString(128);
+        if ((caps & kPluginAuthLenenc) != 0) {
+            r41.skip(static_cast<size_t>(r41.lenenc()));
+        } else if ((caps & kSecureConnection) != 0) {
+            r41.skip(static_cast<size_t>(r41.le(1)));
+        } else {
+            r41.nulString(256);
+        }
+        if ((caps & kConnectWithDb) != 0 && r41.ok()) {
+            login_.schema = r41.nulString(256);
+        }
+        (void)kPluginAuth;
+    } else {
+        // HandshakeResponse320 (4.0 clients): caps 2, max packet 3, user, auth, [db].
+        clientCaps_ = caps;
+        r.skip(3);
+        login_.user = r.nulString(128);
+        r.nulString(256);
+        if ((caps & kConnectWithDb) != 0 && r.ok()) {
+            login_.schema = r.nulString(256);
+        }
+    }
+    uint32_t both = clientCaps_ & serverCaps_;
+    deprecateEof_ = (both & kDeprecateEof) != 0;
+    cacheMetadata_ = (clientExt_ & serverExt_ & kMariaCacheMetadata) != 0;
+    pendingCompression_ = (both & kCompress) != 0;
+    phase_ = Phase::Auth;
+}
+
+void Session::command(const Packet& p) {
+    Pending pc;
+    Transaction& tx = pc.tx;
+    tx.command = p.data[0];
+    tx.commandName = commandName(tx.command);
+    tx.requestTs = p.ts;
+    tx.requestBytes = p.length + 4;
+    tx.user = login_.user;
+    tx.schema = login_.schema;
+    Reader r(p.data + 1, p.kept - 1);
+    switch (tx.command) {
+        case kQuery:
+            if ((clientCaps_ & serverCaps_ & kQueryAttributes) != 0) {
+                uint64_t params = r.lenenc();
+                r.lenenc();  // parameter sets (always 1)
+                if (params != 0) {
+                    r = Reader(p.data + 1, 0);  // attribute values: SQL not recovered
+                }
+            }
+            tx.sql = r.rest(limits_.maxSql);
+            break;
+        case kStmtPrepare:
+            tx.sql = r.rest(limits_.maxSql);
+            break;
+        case kInitDb:
+            tx.sql = r.rest(std::min<size_t>(limits_.maxSql, 256));  // the schema
+            break;
+        case kStmtExecute:
+        case kStmtBulkExecute:
+        case kStmtFetch:
+        case kStmtClose:
+        case kStmtReset:
+        case kStmtSendLongData: {
+            uint32_t id = static_cast<uint32_t>(r.le(4));
+            if (id == 0xffffffff) {
+                id = lastPrepared_;  // MariaDB: "the statement just prepared"
+            }
+            tx.statementId = id;
+            auto it = statements_.find(id);
+            if (it != statements_.end()) {
+                tx.sql = it->second;
+            } else if (tx.command == kStmtExecute || tx.command == kStmtBulkExecute) {
+                ++stats_.unknownStatements;
+            }
+            if (tx.command == kStmtExecute) {
+                pc.cursor = (r.le(1) & 0x07) != 0;
+            }
+            if (tx.command == kStmtClose && it != statements_.end()) {
+                statements_.erase(it);
+            }
+            pc.binary = true;
+            break;
+        }
+        case kChangeUser:
+            tx.sql = r.nulString(std::min<size_t>(limits_.maxSql, 128));  // the new user
+            break;
+        default:
+            break;
+    }
+    if (noResponse(tx.command)) {
+        emit_(tx);
+        return;
+    }
+    if (pending_.size() >= limits_.maxPending) {
+        ++stats_.lostResponses;
+        finish(Outcome::Lost, p.ts);
+    }
+    pending_.push_back(std::move(pc));
+}
+
+bool Session::isEof(const Packet& p) const {
+    return p.kept >= 1 && p.data[0] == 0xfe && p.length < 9;
+}
+
+uint16_t Session::parseOk(Transaction& tx, const uint8_t* d, size_t n) {
+    Reader r(d, n);
+    r.skip(1);
+    tx.rowsAffected += r.lenenc();
+    uint64_t id = r.lenenc();
+    if (id != 0) {
+        tx.lastInsertId = id;
+    }
+    uint16_t status = 0;
+    if ((clientCaps_ & kProtocol41) != 0 || r.left() >= 4) {
+        status = static_cast<uint16_t>(r.le(2));
+        tx.warnings = static_cast<uint16_t>(tx.warnings + r.le(2));
+    }
+    tx.statusFlags |= status;  // the transaction keeps every flag it saw
+    return status;
+}
+
+void Session::parseErr(Transaction& tx, const uint8_t* d, size_t n) {
+    Reader r(d, n);
+    r.skip(1);
+    tx.errorCode = static_cast<uint16_t>(r.le(2));
+    if (r.left() >= 6 && r.here()[0] == '#') {
+        r.skip(1);
+        tx.sqlState = std::string(reinterpret_cast<const char*>(r.here()), 5);
+        r.skip(5);
+    }
+    tx.errorMessage = r.rest(512);
+}
+
+void Session::finish(Outcome o, uint64_t ts) {
+    Pending pc = std::move(pending_.front());
+    pending_.pop_front();
+    pc.tx.outcome = o;
+    if (o != Outcome::Lost) {
+        pc.tx.responseTs = ts;
+    }
+    emit_(pc.tx);
+}
+
+void Session::respond(Pending& pc, const Packet& p) {
+    Transaction& tx = pc.tx;
+    const uint8_t* d = p.data;
+    const size_t n = p.kept;
+    const uint8_t first = n > 0 ? d[0] : 0;
+    // MariaDB progress reports look like errors with code 0xffff: not an answer.
+    if (first == 0xff && n >= 3 && d[1] == 0xff && d[2] == 0xff) {
+        return;
+    }
+    switch (pc.state) {
+        case Resp::Start: {
+            if (first == 0xff) {
+                parseErr(tx, d, n);
+                finish(Outcome::Error, p.ts);
+                return;
+            }
+            switch (tx.command) {
+                case kStatistics:
+                    finish(Outcome::Ok, p.ts);
+                    return;
+                case kStmtPrepare: {
+                    Reader r(d, n);
+                    r.skip(1);
+                    uint32_t id = static_cast<uint32_t>(r.le(4));
+                    pc.columns = r.le(2);
+                    pc.params = r.le(2);
+                    r.skip(1);
+                    tx.warnings = static_cast<uint16_t>(r.le(2));
+                    tx.statementId = id;
+                    if (statements_.count(id) == 0) {
+                        if (statements_.size() >= limits_.maxStatements) {
+                            statements_.erase(statementOrder_.front());
+                            statementOrder_.pop_front();
+                            ++stats_.statementEvictions;
+                        }
+                        statementOrder_.push_back(id);
+                    }
+                    statements_[id] = tx.sql;
+                    lastPrepared_ = id;
+                    if (pc.params > 0) {
+                        pc.state = Resp::PrepareParams;
+                        pc.left = pc.params;
+                    } else if (pc.columns > 0) {
+                        pc.state = Resp::PrepareColumns;
+                        pc.left = pc.columns;
+                    } else {
+                        finish(Outcome::Prepared, p.ts);
+                    }
+                    return;
+                }
+                case kFieldList:
+                    if (isEof(p)) {
+                        finish(Outcome::Ok, p.ts);
+                    } else {
+                        pc.state = Resp::FieldList;
+                    }
+                    return;
+                case kChangeUser:
+                    if (first == 0x00) {
+                        parseOk(tx, d, n);
+                        login_.user = tx.sql;
+                        statements_.clear();
+                        statementOrder_.clear();
+                        finish(Outcome::Ok, p.ts);
+                    } else {
+                        pc.state = Resp::Auth;  // auth switch or more data
+                    }
+                    return;
+                case kQuery:
+                case kStmtExecute:
+                case kStmtBulkExecute:
+                case kStmtFetch:
+                    break;
+                default:
+                    if (first == 0x00 && n >= 3) {
+                        parseOk(tx, d, n);
+                    } else if (isEof(p)) {
+                        Reader r(d, n);
+                        r.skip(1);
+                        tx.warnings = static_cast<uint16_t>(r.le(2));
+                        tx.statusFlags |= static_cast<uint16_t>(r.le(2));
+                    }
+                    if (tx.command == kInitDb) {
+                        login_.schema = tx.sql;
+                    }
+                    if (tx.command == kResetConnection) {
+                        statements_.clear();
+                        statementOrder_.clear();
+                    }
+                    finish(Outcome::Ok, p.ts);
+                    return;
+            }
+            // Query, execute, bulk execute, fetch.
+            if (tx.command == kStmtFetch) {
+                pc.state = Resp::Rows;
+                respond(pc, p);  // this packet is already a row or the EOF
+                return;
+            }
+            if (first == 0x00 && p.length >= 7) {
+                uint16_t status = parseOk(tx, d, n);
+                if ((status & kMoreResults) != 0 && tx.command != kStmtBulkExecute) {
+                    return;  // another result follows
+                }
+                finish(tx.resultSets > 0 ? Outcome::ResultSet : Outcome::Ok, p.ts);
+                return;
+            }
+            if (first == 0xfb && tx.command == kQuery) {
+                pc.state = Resp::Infile;
+                return;
+            }
+            Reader r(d, n);
+            pc.columns = r.lenenc();
+            bool metadata = true;
+            if (cacheMetadata_ && r.left() >= 1) {
+                metadata = r.le(1) != 0;
+            }
+            if (!r.ok() || pc.columns == 0) {
+                ++stats_.unexpectedPackets;
+                finish(Outcome::Lost, p.ts);
+                return;
+            }
+            ++tx.resultSets;
+            if (metadata) {
+                pc.state = Resp::Columns;
+                pc.left = pc.columns;
+            } else {
+                pc.state = deprecateEof_ ? Resp::Rows : Resp::ColumnsEof;
+            }
+            return;
+        }
+        case Resp::Columns:
+            if (--pc.left == 0) {
+                pc.state = deprecateEof_ ? Resp::Rows : Resp::ColumnsEof;
+            }
+            return;
+        case Resp::ColumnsEof:
+            if (isEof(p)) {
+                Reader r(d, n);
+                r.skip(1 + 2);
+                uint16_t status = static_cast<uint16_t>(r.le(2));
+                if ((status & kCursorExists) != 0) {
+                    tx.statusFlags |= status;
+                    finish(Outcome::ResultSet, p.ts);  // rows come with COM_STMT_FETCH
+                    return;
+                }
+                pc.state = Resp::Rows;
+                return;
+            }
+            pc.state = Resp::Rows;
+            respond(pc, p);
+            return;
+        case Resp::Rows: {
+            if (first == 0xff) {
+                parseErr(tx, d, n);
+                finish(Outcome::Error, p.ts);
+                return;
+            }
+            bool end =
+                deprecateEof_ ? (first == 0xfe && p.length < 0xffffff && p.length >= 7) : isEof(p);
+            if (!end) {
+                ++tx.rowsReturned;
+                return;
+            }
+            uint16_t status = 0;
+            if (deprecateEof_) {
+                status = parseOk(tx, d, n);
+            } else {
+                Reader r(d, n);
+                r.skip(1);
+                tx.warnings = static_cast<uint16_t>(tx.warnings + r.le(2));
+                status = static_cast<uint16_t>(r.le(2));
+                tx.statusFlags |= status;
+            }
+            if ((status & kMoreResults) != 0) {
+                pc.state = Resp::Start;  // the next result of a multi-statement or CALL
+                return;
+            }
+            finish(Outcome::ResultSet, p.ts);
+            return;
+        }
+        case Resp::PrepareParams:
+            if (--pc.left == 0) {
+                if (!deprecateEof_) {
+                    pc.state = Resp::PrepareParamsEof;
+                } else if (pc.columns > 0) {
+                    pc.state = Resp::PrepareColumns;
+                    pc.left = pc.columns;
+                } else {
+                    finish(Outcome::Prepared, p.ts);
+                }
+            }
+            return;
+        case Resp::PrepareParamsEof:
+            if (pc.columns > 0) {
+                pc.state = Resp::PrepareColumns;
+                pc.left = pc.columns;
+            } else {
+                finish(Outcome::Prepared, p.ts);
+            }
+            return;
+        case Resp::PrepareColumns:
+            if (--pc.left == 0) {
+                if (deprecateEof_) {
+                    finish(Outcome::Prepared, p.ts);
+                } else {
+                    pc.state = Resp::PrepareColumnsEof;
+                }
+            }
+            return;
+        case Resp::PrepareColumnsEof:
+            finish(Outcome::Prepared, p.ts);
+            return;
+        case Resp::FieldList:
+            if (first == 0xff) {
+                parseErr(tx, d, n);
+                finish(Outcome::Error, p.ts);
+            } else if (isEof(p)) {
+                finish(Outcome::Ok, p.ts);
+            }
+            return;
+        case Resp::Infile:
+            ++stats_.unexpectedPackets;  // the server talks while the file is being sent
+            return;
+        case Resp::InfileResult:
+        case Resp::Auth:
+            if (first == 0xff) {
+                parseErr(tx, d, n);
+                finish(Outcome::Error, p.ts);
+            } else if (first == 0x00) {
+                parseOk(tx, d, n);
+                if (pc.state == Resp::Auth) {
+                    login_.user = tx.sql;
+                    statements_.clear();
+                    statementOrder_.clear();
+                }
+                finish(Outcome::Ok, p.ts);
+            }
+            return;
+    }
+}
+
+}  // namespace mp::mysql

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: Apache-2.0
+// One MySQL connection: handshake, login, commands matched to their responses (pipelined,
+// multi-result, cursors, LOCAL INFILE, change-user), one Transaction per client command.
+// A pure core: no plugin or host types, so tests and the fuzzer drive it directly.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include "framing.hpp"
+
+namespace mp::mysql {
+
+// Client commands (first payload byte).
+enum Command : uint8_t {
+    kSleep = 0x00,
+    kQuit = 0x01,
+    kInitDb = 0x02,
+    kQuery = 0x03,
+    kFieldList = 0x04,
+    kCreateDb = 0x05,
+    kDropDb = 0x06,
+    kRefresh = 0x07,
+    kShutdown = 0x08,
+    kStatistics = 0x09,
+    kProcessInfo = 0x0a,
+    kConnect = 0x0b,
+    kProcessKill = 0x0c,
+    kDebug = 0x0d,
+    kPing = 0x0e,
+    kTime = 0x0f,
+    kDelayedInsert = 0x10,
+    kChangeUser = 0x11,
+    kBinlogDump = 0x12,
+    kTableDump = 0x13,
+    kConnectOut = 0x14,
+    kRegisterSlave = 0x15,
+    kStmtPrepare = 0x16,
+    kStmtExecute = 0x17,
+    kStmtSendLongData = 0x18,
+    kStmtClose = 0x19,
+    kStmtReset = 0x1a,
+    kSetOption = 0x1b,
+    kStmtFetch = 0x1c,
+    kDaemon = 0x1d,
+    kBinlogDumpGtid = 0x1e,
+    kResetConnection = 0x1f,
+    kStmtBulkExecute = 0xfa,
+};
+
+/// "COM_QUERY" etc.; "COM_UNKNOWN_0x42" for others.
+std::string commandName(uint8_t cmd);
+
+/// How a command ended.
+enum class Outcome { None, Ok, Error, ResultSet, Prepared, Lost };
+
+/// One client command and its response.
+struct Transaction {
+    uint8_t command = 0;
+    std::string commandName;
+    uint64_t requestTs = 0;
+    uint64_t firstResponseTs = 0;
+    uint64_t responseTs = 0;  // end of the response (0 when none)
+    Outcome outcome = Outcome::None;
+    std::string sql;  // bounded; for executes, the prepared text
+    uint32_t statementId = 0;
+    uint16_t errorCode = 0;
+    std::string sqlState;
+    std::string errorMessage;  // bounded
+    uint64_t rowsReturned = 0;
+    uint64_t rowsAffected = 0;
+    uint64_t lastInsertId = 0;
+    uint16_t warnings = 0;
+    uint16_t statusFlags = 0;  // OR of every status seen in the response
+    uint32_t resultSets = 0;
+    uint64_t requestBytes = 0;
+    uint64_t responseBytes = 0;
+    std::string user;
+    std::string schema;
+};
+
+/// What a connection learned at login.
+struct LoginInfo {
+    std::string serverVersion;
+    uint32_t connectionId = 0;
+    std::string user;
+    std::string schema;
+    bool tls = false;
+    bool compressed = false;
+    bool failed = false;
+    uint16_t errorCode = 0;
+};
+
+struct SessionLimits {
+    size_t maxSql = 1024;         // bytes of SQL kept per transaction
+    size_t maxStatements = 1024;  // prepared statements remembered per connection
+    size_t maxPending = 256;      // pipelined commands awaiting a response
+};
+
+/// Counters of a session (plain integers; one thread).
+struct SessionStats {
+    uint64_t packetsIn = 0;
+    uint64_t unexpectedPackets = 0;  // a server packet with no command waiting
+    uint64_t resyncs = 0;            // restarts after a gap or garbage
+    uint64_t lostResponses = 0;      // commands whose response was lost to a gap
+    uint64_t unknownStatements = 0;  // executes of a statement prepared before capture
+    uint64_t statementEvictions = 0;
+    uint64_t tlsSessions = 0;
+    uint64_t decompressErrors = 0;
+};
+
+class Session {
+  public:
+    using Emit = std::function<void(const Transaction&)>;
+
+    Session(SessionLimits limits, bool midstream, Emit emit);
+
+    /// dir 0: client to server, 1: server to client.
+    void data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts);
+    void gap(uint32_t dir, uint64_t len, uint64_t ts);
+    /// Connection end: pending commands are emitted as lost.
+    void close(uint64_t ts);
+
+    const LoginInfo& login() const { return login_; }
+    const SessionStats& stats() const { return stats_; }
+    bool tls() const { return phase_ == Phase::Tls; }
+
+  private:
+    enum class Phase { Greeting, Login, Auth, Command, Tls, Resync };
+    // Where a pending command's response parser is.
+    enum class Resp {
+        Start,          // nothing yet
+        Columns,        // column definitions of a result set
+        ColumnsEof,     // the EOF after them
+        Rows,           // rows until EOF/OK
+        PrepareParams,  // prepare-OK: parameter definitions (+EOF)
+        PrepareParamsEof,
+        PrepareColumns,
+        PrepareColumnsEof,
+        FieldList,     // column definitions until EOF
+        Infile,        // LOCAL INFILE: the client is sending the file
+        InfileResult,  // the OK/ERR after the file
+        Auth,          // change-user: auth exchange
+    };
+    struct Pending {
+        Transaction tx;
+        Resp state = Resp::Start;
+        uint64_t columns = 0;
+        uint64_t left = 0;  // definitions still expected
+        uint64_t params = 0;
+        bool binary = false;  // binary protocol rows
+        bool cursor = false;
+    };
+
+    void clientPacket(const Packet& p);
+    void serverPacket(const Packet& p);
+    void greeting(const Packet& p);
+    void handshakeResponse(const Packet& p);
+    void command(const Packet& p);
+    void respond(Pending& pc, const Packet& p);
+    void finish(Outcome o, uint64_t ts);
+    uint16_t parseOk(Transaction& tx, const uint8_t* d, size_t n);  // returns its status
+    void parseErr(Transaction& tx, const uint8_t* d, size_t n);
+    bool isEof(const Packet& p) const;
+    void lose(uint64_t ts);
+    void resync(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts);
+
+    SessionLimits limits_;
+    Emit emit_;
+    Phase phase_;
+    Framer framer_[2];
+    LoginInfo login_;
+    uint32_t serverCaps_ = 0;
+    uint32_t serverExt_ = 0;  // MariaDB extended capabilities
+    uint32_t clientCaps_ = 0;
+    uint32_t clientExt_ = 0;
+    bool deprecateEof_ = false;
+    bool cacheMetadata_ = false;
+    bool pendingCompression_ = false;
+    std::deque<Pending> pending_;
+    std::unordered_map<uint32_t, std::string> statements_;
+    std::deque<uint32_t> statementOrder_;
+    uint32_t lastPrepared_ = 0xffffffff;
+    SessionStats stats_;
+};
+
+}  // namespace mp::mysql
