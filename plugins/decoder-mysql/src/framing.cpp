@@ -34,6 +34,9 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, const Sink&
             if (pos >= len) {
                 break;
             }
+            if (headerHave_ == 0 && !inPacket_) {
+                headerTs_ = ts;
+            }
             size_t take = std::min<size_t>(4 - headerHave_, len - pos);
             std::memcpy(header_ + headerHave_, data + pos, take);
             headerHave_ += take;
@@ -46,6 +49,7 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, const Sink&
             if (!inPacket_) {
                 inPacket_ = true;
                 seq_ = header_[3];
+                firstTs_ = headerTs_;
                 length_ = 0;
                 payload_.clear();
             }
@@ -72,6 +76,7 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, const Sink&
             p.data = payload_.data();
             p.kept = payload_.size();
             p.ts = ts;
+            p.firstTs = firstTs_;
             inPacket_ = false;
             sink(p);
         }

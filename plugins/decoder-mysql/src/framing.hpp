@@ -19,7 +19,8 @@ struct Packet {
     uint64_t length = 0;            // full payload length
     const uint8_t* data = nullptr;  // the first min(length, maxKeep) bytes
     size_t kept = 0;
-    uint64_t ts = 0;  // time of the data that completed it
+    uint64_t ts = 0;       // time of the data that completed it
+    uint64_t firstTs = 0;  // time of the data that started it
 };
 
 class Framer {
@@ -56,6 +57,8 @@ class Framer {
     std::vector<uint8_t> payload_;  // kept prefix of the logical packet
     uint64_t length_ = 0;
     uint8_t seq_ = 0;
+    uint64_t firstTs_ = 0;
+    uint64_t headerTs_ = 0;
     // Compressed framing state.
     std::vector<uint8_t> cbuf_;  // bytes of the current compressed frame (header + body)
     std::vector<uint8_t> inflated_;

@@ -372,7 +372,7 @@ void Session::command(const Packet& p) {
     Transaction& tx = pc.tx;
     tx.command = p.data[0];
     tx.commandName = commandName(tx.command);
-    tx.requestTs = p.ts;
+    tx.requestTs = p.firstTs != 0 ? p.firstTs : p.ts;
     tx.requestBytes = p.length + 4;
     tx.user = login_.user;
     tx.schema = login_.schema;
@@ -386,11 +386,17 @@ void Session::command(const Packet& p) {
                     r = Reader(p.data + 1, 0);  // attribute values: SQL not recovered
                 }
             }
+            [[fallthrough]];
+        case kStmtPrepare: {
+            // The fingerprint sees the whole statement (as kept by the framer), the sample only
+            // its first max_sql bytes.
+            std::string_view full(reinterpret_cast<const char*>(r.here()), r.left());
+            Fingerprint fp = fingerprint(full);
+            tx.fingerprint = std::move(fp.text);
+            tx.fingerprintId = fp.id;
             tx.sql = r.rest(limits_.maxSql);
             break;
-        case kStmtPrepare:
-            tx.sql = r.rest(limits_.maxSql);
-            break;
+        }
         case kInitDb:
             tx.sql = r.rest(std::min<size_t>(limits_.maxSql, 256));  // the schema
             break;
@@ -407,7 +413,9 @@ void Session::command(const Packet& p) {
             tx.statementId = id;
             auto it = statements_.find(id);
             if (it != statements_.end()) {
-                tx.sql = it->second;
+                tx.sql = it->second.sql;
+                tx.fingerprint = it->second.fp.text;
+                tx.fingerprintId = it->second.fp.id;
             } else if (tx.command == kStmtExecute || tx.command == kStmtBulkExecute) {
                 ++stats_.unknownStatements;
             }
@@ -517,7 +525,8 @@ void Session::respond(Pending& pc, const Packet& p) {
                         }
                         statementOrder_.push_back(id);
                     }
-                    statements_[id] = tx.sql;
+                    statements_[id] =
+                        Statement{tx.sql, Fingerprint{tx.fingerprint, tx.fingerprintId}};
                     lastPrepared_ = id;
                     if (pc.params > 0) {
                         pc.state = Resp::PrepareParams;

@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "fingerprint.hpp"
 #include "framing.hpp"
 
 namespace mp::mysql {
@@ -65,7 +66,9 @@ struct Transaction {
     uint64_t firstResponseTs = 0;
     uint64_t responseTs = 0;  // end of the response (0 when none)
     Outcome outcome = Outcome::None;
-    std::string sql;  // bounded; for executes, the prepared text
+    std::string sql;          // bounded; for executes, the prepared text
+    std::string fingerprint;  // QUERY, PREPARE, EXECUTE: see fingerprint.hpp
+    uint64_t fingerprintId = 0;
     uint32_t statementId = 0;
     uint16_t errorCode = 0;
     std::string sqlState;
@@ -181,7 +184,11 @@ class Session {
     bool cacheMetadata_ = false;
     bool pendingCompression_ = false;
     std::deque<Pending> pending_;
-    std::unordered_map<uint32_t, std::string> statements_;
+    struct Statement {
+        std::string sql;
+        Fingerprint fp;
+    };
+    std::unordered_map<uint32_t, Statement> statements_;
     std::deque<uint32_t> statementOrder_;
     uint32_t lastPrepared_ = 0xffffffff;
     SessionStats stats_;
