@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "app/runtime.hpp"
 
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -661,11 +665,51 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
                 return MP_OK;
             }
             break;
+        case MP_EVENT_PARTIAL:
+            if (h->kind == MP_KIND_DECODER) {
+                std::lock_guard<std::mutex> lock(sectionMutex_);
+                section_.assign(reinterpret_cast<const char*>(ev.payload.data), ev.payload.len);
+                return MP_OK;
+            }
+            break;
         default:
             break;
     }
     eventsDropped_->value.fetch_add(1, std::memory_order_relaxed);
     return MP_OK;
+}
+
+std::string Runtime::collectSection(uint64_t seq, uint64_t ts) {
+    // Worker 0 of the decoder gathers every worker's interval and answers with MP_EVENT_PARTIAL.
+    std::lock_guard<std::mutex> collect(collectMutex_);
+    {
+        std::lock_guard<std::mutex> lock(sectionMutex_);
+        section_.clear();
+    }
+    for (auto& inst : instances_) {
+        if (inst->host->kind == MP_KIND_DECODER && inst->host->index == 0 && inst->host->running &&
+            inst->plugin->desc.on_event != nullptr) {
+            mp_event ev{};
+            ev.struct_size = sizeof ev;
+            ev.type = MP_EVENT_COLLECT;
+            ev.ts_ns = ts;
+            ev.seq = seq;
+            try {
+                inst->plugin->desc.on_event(inst->self, &ev);
+            } catch (...) {
+                log(MP_LOG_ERROR, inst->host->name, "an exception escaped on_event");
+            }
+            break;
+        }
+    }
+    std::lock_guard<std::mutex> lock(sectionMutex_);
+    // The members of the decoder's object join the report's top level.
+    size_t open = section_.find('{');
+    size_t close = section_.rfind('}');
+    if (open == std::string::npos || close == std::string::npos || close <= open + 1) {
+        return "";
+    }
+    return section_.substr(open + 1, close - open - 1);
 }
 
 mp_status Runtime::framesFrom(mp_host* h, const mp_frame* frames, size_t count) {
@@ -783,6 +827,13 @@ void Runtime::flushReport(bool final) {
     {
         std::lock_guard<std::mutex> lock(reportMutex_);
         if (final && finalSent_) {
+            return;
+        }
+    }
+    std::string section = collectSection(reportSeq_ + 1, end);
+    {
+        std::lock_guard<std::mutex> lock(reportMutex_);
+        if (final && finalSent_) {
             return;  // one final report per run (end of input, then shutdown)
         }
         finalSent_ = finalSent_ || final;
@@ -791,7 +842,8 @@ void Runtime::flushReport(bool final) {
         out << "{\"version\":1,\"node\":" << jsonQuote(nodeName_) << ",\"seq\":" << seq
             << ",\"final\":" << (final ? "true" : "false")
             << ",\"interval\":{\"start_ns\":" << intervalStartNs_ << ",\"end_ns\":" << end
-            << "},\"capture\":" << captureJson() << ",\"stats\":" << metrics_.json() << "}";
+            << "},\"capture\":" << captureJson() << (section.empty() ? "" : ",") << section
+            << ",\"stats\":" << metrics_.json() << "}";
         json = out.str();
         intervalStartNs_ = end;
         lastReport_ = json;
@@ -799,7 +851,11 @@ void Runtime::flushReport(bool final) {
     reportsOut_->value.fetch_add(1, std::memory_order_relaxed);
     deliverReport(json, seq, end);
     if (final && options_.printFinalReport) {
-        std::cout << json << std::endl;
+        if (options_.reportFormat == "table") {
+            std::cout << reportTable(json);
+        } else {
+            std::cout << json << std::endl;
+        }
     }
 }
 
@@ -829,6 +885,60 @@ void Runtime::deliverReport(const std::string& json, uint64_t seq, uint64_t ts) 
             inst->plugin->desc.on_event(inst->self, &ev);
         }
     }
+}
+
+std::string reportTable(const std::string& json, size_t top) {
+    std::ostringstream out;
+    try {
+        Poco::JSON::Parser parser;
+        auto r = parser.parse(json).extract<Poco::JSON::Object::Ptr>();
+        auto c = r->getObject("capture");
+        if (c) {
+            out << "capture: " << c->getValue<int64_t>("packets") << " packets, "
+                << c->getObject("connections")->getValue<int64_t>("opened") << " connections, "
+                << c->getValue<int64_t>("stream_bytes") << " stream bytes, "
+                << c->getValue<int64_t>("gap_bytes") << " bytes missing\n";
+        }
+        auto totals = r->getObject("totals");
+        if (totals) {
+            out << "commands:";
+            auto cmds = totals->getObject("commands");
+            for (const auto& [k, v] : *cmds) {
+                out << ' ' << k << '=' << v.convert<std::string>();
+            }
+            out << "\nerrors: " << totals->getValue<int64_t>("errors")
+                << ", rows returned: " << totals->getValue<int64_t>("rows_returned") << "\n\n";
+        }
+        auto templates = r->getArray("templates");
+        if (!templates) {
+            return out.str() + "(no decoder: no templates)\n";
+        }
+        out << std::right << std::setw(7) << "count" << std::setw(7) << "errors" << std::setw(11)
+            << "total_ms" << std::setw(10) << "p50_us" << std::setw(10) << "p95_us" << std::setw(10)
+            << "p99_us" << std::setw(11) << "max_us" << std::setw(9) << "rows"
+            << "  fingerprint\n";
+        for (size_t i = 0; i < templates->size() && i < top; ++i) {
+            auto t = templates->getObject(static_cast<unsigned>(i));
+            auto l = t->getObject("latency_us");
+            std::string fp = t->getValue<std::string>("fingerprint");
+            if (fp.size() > 90) {
+                fp = fp.substr(0, 87) + "...";
+            }
+            out << std::setw(7) << t->getValue<int64_t>("count") << std::setw(7)
+                << t->getValue<int64_t>("errors") << std::setw(11) << std::fixed
+                << std::setprecision(1) << l->getValue<double>("sum") / 1000.0 << std::setw(10)
+                << l->getValue<double>("p50") << std::setw(10) << l->getValue<double>("p95")
+                << std::setw(10) << l->getValue<double>("p99") << std::setw(11)
+                << l->getValue<double>("max") << std::setw(9)
+                << t->getValue<int64_t>("rows_returned") << "  " << fp << "\n";
+        }
+        if (templates->size() > top) {
+            out << "(" << templates->size() - top << " more templates: use --format json)\n";
+        }
+    } catch (const std::exception& e) {
+        out << "(cannot render the report as a table: " << e.what() << ")\n";
+    }
+    return out.str();
 }
 
 std::string Runtime::captureJson() const {

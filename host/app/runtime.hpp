@@ -60,6 +60,9 @@ struct RuntimeOptions {
     std::string reportFormat = "json";  // json | table
 };
 
+/// A readable top-N table of a report (templates by total time): --format table.
+std::string reportTable(const std::string& json, size_t top = 20);
+
 /// The services table every plugin receives.
 const mp_host_api* hostApi();
 
@@ -115,6 +118,7 @@ class Runtime {
   private:
     std::string healthJson() const;
     std::string captureJson() const;
+    std::string collectSection(uint64_t seq, uint64_t ts);
     void createPipeline();
     void deliverReport(const std::string& json, uint64_t seq, uint64_t ts);
     void addBuiltinRoutes();
@@ -136,6 +140,9 @@ class Runtime {
     std::mutex reportMutex_;
     uint64_t reportSeq_ = 0;
     bool finalSent_ = false;
+    std::mutex collectMutex_;
+    std::mutex sectionMutex_;
+    std::string section_;  // the decoder's answer to MP_EVENT_COLLECT
     uint64_t intervalStartNs_ = 0;
     std::string lastReport_;
     std::mutex shutdownMutex_;

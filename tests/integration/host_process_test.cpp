@@ -210,6 +210,35 @@ TEST_SUITE("process") {
         CHECK(capture->getObject("connections")->getValue<int64_t>("closed_fin") == 2);
         CHECK(stats->getValue<int64_t>("decoder_mysql_bytes_total") == 816746);
         CHECK(stats->getValue<int64_t>("decoder_mysql_streams_total") == 2);
+        // The decoder's section: the truth of this capture is 400 COM_QUERY + 2 COM_QUIT,
+        // 6220 rows, 38 templates, no errors.
+        auto totals = report->getObject("totals");
+        REQUIRE(totals);
+        CHECK(totals->getObject("commands")->getValue<int64_t>("COM_QUERY") == 400);
+        CHECK(totals->getObject("commands")->getValue<int64_t>("COM_QUIT") == 2);
+        CHECK(totals->getValue<int64_t>("errors") == 0);
+        CHECK(totals->getValue<int64_t>("rows_returned") == 6220);
+        auto templates = report->getArray("templates");
+        REQUIRE(templates);
+        CHECK(templates->size() == 38);
+        int64_t sum = 0;
+        for (size_t i = 0; i < templates->size(); ++i) {
+            auto t = templates->getObject(static_cast<unsigned>(i));
+            sum += t->getValue<int64_t>("count");
+            CHECK(t->getValue<std::string>("id").size() == 16);
+            CHECK(t->getValue<std::string>("server") == "127.0.0.1:3306");
+            CHECK(t->getValue<std::string>("schema") == "sbtest");
+            auto l = t->getObject("latency_us");
+            CHECK(l->getValue<double>("p50") <= l->getValue<double>("p99"));
+            CHECK(l->getValue<double>("p99") <= l->getValue<double>("max"));
+        }
+        CHECK(sum == 400);
+        // The same as a table.
+        Process table({mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"),
+                       "--format", "table"});
+        REQUIRE(mptest::run(table) == 0);
+        CHECK(table.out().find("commands: COM_QUERY=400 COM_QUIT=2") != std::string::npos);
+        CHECK(table.out().find("select c from sbtest") != std::string::npos);
         Process other(
             {mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"), "--port", "3307"});
         REQUIRE(mptest::run(other) == 0);

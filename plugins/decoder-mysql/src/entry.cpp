@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // decoder-mysql: MySQL/MariaDB client/server protocol decoder (one instance per worker).
-// Done: framing (16 MiB+ packets, compression), handshake and login, every command matched to
-// its response, one transaction per command, counted per command, error code, rows.
-// To come with the rest of its issue: fingerprints, per-template aggregation with latency
-// sketches, and the report's per-template section.
+// Each worker's instance decodes its connections into transactions and aggregates them; at the
+// end of each report interval the host asks worker 0 (MP_EVENT_COLLECT), which gathers every
+// worker's aggregate and answers with the report's totals and templates (MP_EVENT_PARTIAL).
+#include <arpa/inet.h>
+
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <mp/sdk.hpp>
+#include <mutex>
 #include <string>
+#include <vector>
 
+#include "aggregate.hpp"
 #include "session.hpp"
 
 namespace {
@@ -37,7 +42,10 @@ class MysqlDecoder : public mp::Plugin {
           tls_(host.counter("tls_sessions_total", "connections that switched to TLS (skipped)")),
           loginErrors_(host.counter("login_errors_total", "logins refused by the server")),
           unknownStmt_(host.counter("unknown_statements_total",
-                                    "executes of statements prepared before the capture")) {
+                                    "executes of statements prepared before the capture")),
+          evicted_(
+              host.counter("templates_evicted_total",
+                           "transactions not aggregated because the template table was full")) {
         limits_.maxSql = static_cast<size_t>(cfg.i64("max_sql_length"));
         limits_.maxStatements = static_cast<size_t>(cfg.i64("max_statements_per_connection"));
         for (int c = 0; c < 256; ++c) {
@@ -48,15 +56,49 @@ class MysqlDecoder : public mp::Plugin {
             }
         }
         commands_[256] = host.counter("command_other_total", "client commands of other kinds");
+        AggregatorLimitsFrom(cfg);  // last: registers this instance with its siblings
+    }
+
+    ~MysqlDecoder() override {
+        std::lock_guard<std::mutex> lock(registryMutex());
+        auto& all = registry();
+        all.erase(std::remove(all.begin(), all.end(), this), all.end());
     }
 
     void* streamOpen(const mp_flow& flow) override {
         streams_.add();
         auto* s = new Stream;
+        char ip[INET6_ADDRSTRLEN] = {0};
+        inet_ntop(flow.ip_version == 6 ? AF_INET6 : AF_INET, flow.server_ip, ip, sizeof ip);
+        s->server = flow.ip_version == 6
+                        ? "[" + std::string(ip) + "]:" + std::to_string(flow.server_port)
+                        : std::string(ip) + ":" + std::to_string(flow.server_port);
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
-            [this](const mp::mysql::Transaction& tx) { record(tx); });
+            [this, s](const mp::mysql::Transaction& tx) { record(tx, s->server); });
         return s;
+    }
+
+    mp_status onEvent(const mp_event& ev) override {
+        if (ev.type != MP_EVENT_COLLECT) {
+            return MP_OK;
+        }
+        // Gather every worker's interval (each swapped out under its own lock, briefly).
+        mp::mysql::Aggregator total(aggLimits_);
+        {
+            std::lock_guard<std::mutex> lock(registryMutex());
+            for (MysqlDecoder* d : registry()) {
+                mp::mysql::Aggregator mine(aggLimits_);
+                {
+                    std::lock_guard<std::mutex> l(d->aggMutex_);
+                    std::swap(mine, d->agg_);
+                }
+                total.merge(mine);
+            }
+        }
+        evicted_.add(total.evicted());
+        std::string section = "{" + total.json() + "}";
+        return host().emit(MP_EVENT_PARTIAL, section, ev.ts_ns, ev.seq);
     }
     void streamData(void* s, uint32_t dir, mp_bytes data, uint64_t ts) override {
         bytes_.add(data.len);
@@ -80,10 +122,32 @@ class MysqlDecoder : public mp::Plugin {
 
   private:
     struct Stream {
+        std::string server;
         std::unique_ptr<mp::mysql::Session> session;
     };
 
-    void record(const mp::mysql::Transaction& tx) {
+    static std::mutex& registryMutex() {
+        static std::mutex m;
+        return m;
+    }
+    static std::vector<MysqlDecoder*>& registry() {
+        static std::vector<MysqlDecoder*> all;
+        return all;
+    }
+
+    void AggregatorLimitsFrom(const mp::Config& cfg) {
+        aggLimits_.maxTemplates = static_cast<size_t>(cfg.i64("max_templates"));
+        aggLimits_.slowThresholdUs = static_cast<double>(cfg.i64("slow_threshold_ms")) * 1000.0;
+        agg_ = mp::mysql::Aggregator(aggLimits_);
+        std::lock_guard<std::mutex> lock(registryMutex());
+        registry().push_back(this);
+    }
+
+    void record(const mp::mysql::Transaction& tx, const std::string& server) {
+        {
+            std::lock_guard<std::mutex> lock(aggMutex_);
+            agg_.add(tx, server);
+        }
         bool known =
             tx.command <= mp::mysql::kResetConnection || tx.command == mp::mysql::kStmtBulkExecute;
         commands_[known ? tx.command : 256].add();
@@ -97,6 +161,9 @@ class MysqlDecoder : public mp::Plugin {
     }
 
     mp::mysql::SessionLimits limits_;
+    mp::mysql::AggregatorLimits aggLimits_;
+    std::mutex aggMutex_;
+    mp::mysql::Aggregator agg_;
     mp::Counter streams_;
     mp::Counter bytes_;
     mp::Counter gaps_;
@@ -106,6 +173,7 @@ class MysqlDecoder : public mp::Plugin {
     mp::Counter tls_;
     mp::Counter loginErrors_;
     mp::Counter unknownStmt_;
+    mp::Counter evicted_;
     std::array<mp::Counter, 257> commands_;
 };
 

@@ -19,6 +19,7 @@
 #include <memory>
 #include <sstream>
 
+#include "aggregate.hpp"
 #include "stream/pipeline.hpp"
 
 using mp::mysql::Outcome;
@@ -259,6 +260,68 @@ TEST_SUITE("decoder-mysql") {
                                tt->getValue<double>("lat_us_max")) <= 0.5);
             }
         }
+    }
+
+    TEST_CASE("aggregated percentiles are within the sketch's 1% of the truth") {
+        for (const char* name : {"sysbench_text_rw_2t_20tx", "sysbench_ps_rw_2t_20tx"}) {
+            CAPTURE(name);
+            Totals got =
+                decode(std::string(MP_TEST_SOURCE_DIR) + "/tests/data/pcap/" + name + ".pcap", 4);
+            // Four workers' aggregates merged, as worker 0 does at the end of an interval.
+            std::vector<mp::mysql::Aggregator> perWorker(4);
+            for (size_t i = 0; i < got.all.size(); ++i) {
+                perWorker[i % 4].add(got.all[i], "127.0.0.1:3306");
+            }
+            mp::mysql::Aggregator all;
+            for (auto& a : perWorker) {
+                all.merge(a);
+            }
+            auto templates = truth(name)->getArray("templates");
+            REQUIRE(all.templates().size() == templates->size());
+            for (size_t i = 0; i < templates->size(); ++i) {
+                auto tt = templates->getObject(static_cast<unsigned>(i));
+                std::string key = tt->getValue<std::string>("fingerprint");
+                key.erase(std::remove(key.begin(), key.end(), ' '), key.end());
+                const mp::mysql::TemplateStats* match = nullptr;
+                for (const auto& [k, t] : all.templates()) {
+                    std::string f = t.fingerprint;
+                    f.erase(std::remove(f.begin(), f.end(), ' '), f.end());
+                    if (f == key) {
+                        match = &t;
+                    }
+                }
+                CAPTURE(key);
+                REQUIRE(match != nullptr);
+                CHECK(match->count == tt->getValue<uint64_t>("count"));
+                for (auto [q, field] : {std::pair<double, const char*>{0.5, "lat_us_p50"},
+                                        {0.95, "lat_us_p95"},
+                                        {0.99, "lat_us_p99"},
+                                        {1.0, "lat_us_max"}}) {
+                    double want = tt->getValue<double>(field);
+                    double have = match->latency.quantile(q);
+                    CAPTURE(field);
+                    // 1% from the sketch, plus the reference's rounding to 0.1 us.
+                    CHECK(std::abs(have - want) <= 0.01 * want + 0.2);
+                }
+            }
+        }
+    }
+
+    TEST_CASE("sketches merge exactly: merged quantiles equal the quantiles of the union") {
+        mp::mysql::LatencySketch a;
+        mp::mysql::LatencySketch b;
+        mp::mysql::LatencySketch u;
+        for (int i = 1; i <= 1000; ++i) {
+            double v = 10.0 * i * (i % 7 + 1);
+            (i % 3 == 0 ? a : b).add(v);
+            u.add(v);
+        }
+        a.merge(b);
+        for (double q : {0.5, 0.9, 0.95, 0.99, 0.999, 1.0}) {
+            CHECK(a.quantile(q) == u.quantile(q));
+        }
+        CHECK(a.count() == 1000);
+        CHECK(a.max() == u.max());
     }
 
     TEST_CASE("results do not depend on the number of workers") {
