@@ -125,12 +125,12 @@ typedef struct mp_property {
 /* Event types for emit() / on_event(). */
 #define MP_EVENT_REPORT 1    /* payload: one report, content_type "application/json" */
 #define MP_EVENT_INPUT_END 2 /* a capture has read all of its input (offline file at EOF) */
-#define MP_EVENT_PARTIAL                                               \
-    3 /* decoder -> host: its section of the interval's report: a JSON \
-        object whose members are added to the report (answer to COLLECT) */
-#define MP_EVENT_COLLECT                                                     \
-    4 /* host -> decoder (on_event of worker 0, report thread): the interval \
-        ended; emit MP_EVENT_PARTIAL for all workers now */
+/* decoder -> host: its section of the interval's report, a JSON object whose members are added
+ * to the report (the answer to MP_EVENT_COLLECT) */
+#define MP_EVENT_PARTIAL 3
+/* host -> decoder (on_event of worker 0, on the report thread): the interval ended; emit
+ * MP_EVENT_PARTIAL for all workers before returning */
+#define MP_EVENT_COLLECT 4
 
 /**
  * A generic event: a report, a partial report, an end-of-input notice.
