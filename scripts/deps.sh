@@ -10,7 +10,7 @@ pkgs=(
   # libraries
   libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev zlib1g-dev
   # live tests: a real server and client
-  mariadb-server mariadb-client python3-pymysql
+  mariadb-server mariadb-client python3-pymysql python3-websocket sysbench
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -180,6 +180,9 @@ std::vector<Token> tokenize(std::string_view s, size_t maxTokens) {
             if (w.size() > 1 && w[0] == '_' && i < s.size() && s[i] == '\'') {
                 continue;  // _utf8mb4'..': the charset introducer; the literal follows
             }
+            if (w == "distinctrow") {
+                w = "distinct";  // synonyms: one template (performance_schema does the same)
+            }
             push(Kind::Word, w);
             continue;
         }

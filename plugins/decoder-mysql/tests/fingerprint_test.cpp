@@ -43,6 +43,9 @@ TEST_SUITE("fingerprint") {
         // A list with an expression is not a literal list.
         CHECK(fp("select f(a, 1)") == "select f(a, ?)");
     }
+    TEST_CASE("synonyms share a template") {
+        CHECK(fp("SELECT DISTINCTROW c FROM t") == fp("select distinct c from t"));
+    }
     TEST_CASE("identifiers with digits stay identifiers") {
         CHECK(fp("select * from t1 join 2fa on t1.x = 2fa.y") ==
               "select * from t1 join 2fa on t1.x = 2fa.y");
