@@ -180,8 +180,26 @@ with MariaDB(["--performance-schema=ON", "--max-connections=100"]) as db:
     if os.environ.get("MP_DEBUG_DIGESTS"):
         for text, count, _, _ in digests(db):
             print("   digest:", count, text)
+    # performance_schema can miss a few statements that Com_* counted (seen: 3 of 950, at the
+    # end of a run). Such a difference is accepted only when the server's two counts disagree
+    # with each other by at least as much for that statement kind, and the probe agrees with
+    # Com_*; it is printed, never silent.
+    digest_sum = {w: sum(c for k, (c, _, _) in server.items() if k.startswith(w)) for w in kinds}
     for key, t in sorted(templates.items()):
         s = server.get(key)
+        if s is not None and s[0] != t["count"]:
+            word = next((w for w in kinds if key.startswith(w)), None)
+            server_gap = delta.get(kinds[word], 0) - digest_sum[word] if word else 0
+            probe_kind = sum(x["count"] for k, x in templates.items() if word and k.startswith(word))
+            explained = (word is not None and 0 < t["count"] - s[0] <= server_gap and
+                         probe_kind == delta.get(kinds[word], 0))
+            print(f"note template '{t['text'][:60]}': probe {t['count']}, digest {s[0]}; "
+                  f"{kinds.get(word)} {delta.get(kinds.get(word), 0)} vs digests of that kind "
+                  f"{digest_sum.get(word)}: " +
+                  ("performance_schema missed statements that Com_* counted" if explained
+                   else "NOT explained by the server's own counters"))
+            check(explained, f"template '{t['text'][:60]}' difference explained by the server")
+            continue
         check(s is not None and s[0] == t["count"],
               f"template '{t['text'][:60]}': probe {t['count']}, digest {s[0] if s else None}")
         if s is not None:

@@ -31,7 +31,7 @@ const mp_property kProps[] = {
     {"snaplen", MP_PROP_INT, 0, "0", "bytes captured per packet (0: 262144)", 0, 262144, nullptr},
     {"buffer_mb", MP_PROP_INT, 0, "32", "kernel capture buffer per device, MiB", 1, 4096, nullptr},
     {"promiscuous", MP_PROP_BOOL, 0, "false", "put devices in promiscuous mode", 0, 0, nullptr},
-    {"immediate", MP_PROP_BOOL, 0, "true", "deliver packets as they arrive (no kernel batching delay)", 0, 0, nullptr},
+    {"immediate", MP_PROP_BOOL, 0, "false", "deliver each packet at once instead of in kernel batches (costs CPU; latencies come from packet timestamps either way)", 0, 0, nullptr},
     {"loop", MP_PROP_BOOL, 0, "false", "replay the file again and again", 0, 0, nullptr},
     {"speed", MP_PROP_DOUBLE, 0, "0", "file replay speed: 0 as fast as possible, 1 recorded speed, 2 twice as fast", 0, 1000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
