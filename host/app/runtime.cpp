@@ -10,6 +10,7 @@
 #include <cstring>
 #include <iomanip>
 #include <iostream>
+#include <mp/sdk.hpp>
 #include <sstream>
 #include <thread>
 
@@ -839,7 +840,7 @@ void Runtime::flushReport(bool final) {
         finalSent_ = finalSent_ || final;
         seq = ++reportSeq_;
         std::ostringstream out;
-        out << "{\"version\":1,\"node\":" << jsonQuote(nodeName_) << ",\"seq\":" << seq
+        out << "{\"version\":1,\"node\":" << mp::jsonString(nodeName_) << ",\"seq\":" << seq
             << ",\"final\":" << (final ? "true" : "false")
             << ",\"interval\":{\"start_ns\":" << intervalStartNs_ << ",\"end_ns\":" << end
             << "},\"capture\":" << captureJson() << (section.empty() ? "" : ",") << section
@@ -979,16 +980,16 @@ std::string Runtime::captureJson() const {
 
 std::string Runtime::healthJson() const {
     std::ostringstream out;
-    out << "{\"status\":\"ok\",\"version\":" << jsonQuote(MP_HOST_VERSION)
-        << ",\"node\":" << jsonQuote(nodeName_)
+    out << "{\"status\":\"ok\",\"version\":" << mp::jsonString(MP_HOST_VERSION)
+        << ",\"node\":" << mp::jsonString(nodeName_)
         << ",\"uptime_s\":" << (wallNs() - startedNs_) / 1000000000ULL
         << ",\"interval_ms\":" << intervalMs_.load() << ",\"plugins\":[";
     bool first = true;
     for (const auto& inst : instances_) {
-        out << (first ? "" : ",") << "{\"slot\":" << jsonQuote(inst->host->slot)
-            << ",\"name\":" << jsonQuote(inst->host->name)
-            << ",\"kind\":" << jsonQuote(kindName(inst->host->kind))
-            << ",\"version\":" << jsonQuote(inst->plugin->desc.version)
+        out << (first ? "" : ",") << "{\"slot\":" << mp::jsonString(inst->host->slot)
+            << ",\"name\":" << mp::jsonString(inst->host->name)
+            << ",\"kind\":" << mp::jsonString(kindName(inst->host->kind))
+            << ",\"version\":" << mp::jsonString(inst->plugin->desc.version)
             << ",\"running\":" << (inst->host->running ? "true" : "false") << "}";
         first = false;
     }

@@ -18,6 +18,7 @@
 
 #include <cstdio>
 #include <istream>
+#include <mp/sdk.hpp>
 #include <set>
 #include <thread>
 
@@ -37,38 +38,6 @@ struct mp_ws_conn {
 };
 
 namespace mp::host {
-
-std::string jsonQuote(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    return out + "\"";
-}
 
 bool parseQuery(const std::string& query, std::multimap<std::string, std::string>& out) {
     auto decode = [](std::string_view in, std::string& res) {
@@ -172,7 +141,7 @@ void sendJson(Poco::Net::HTTPServerResponse& resp, int status, const std::string
     resp.send() << body;
 }
 
-std::string errorJson(const std::string& msg) { return "{\"error\":" + jsonQuote(msg) + "}"; }
+std::string errorJson(const std::string& msg) { return "{\"error\":" + mp::jsonString(msg) + "}"; }
 
 class RouteHandler : public Poco::Net::HTTPRequestHandler {
   public:

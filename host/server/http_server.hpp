@@ -75,7 +75,4 @@ class HttpServer {
 /// Percent-decoding of the query string of a request; false when malformed.
 bool parseQuery(const std::string& query, std::multimap<std::string, std::string>& out);
 
-/// JSON string literal with escapes.
-std::string jsonQuote(std::string_view s);
-
 }  // namespace mp::host

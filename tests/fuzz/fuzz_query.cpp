@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <mp/sdk.hpp>
 #include <string>
 
 #include "server/http_server.hpp"
@@ -20,6 +21,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             __builtin_trap();
         }
     }
-    (void)mp::host::jsonQuote(q);
+    (void)mp::jsonString(q);
     return 0;
 }

@@ -395,9 +395,7 @@ class PcapCapture : public mp::Plugin {
             }
             batch.flush();
             if (n == mp::capture::ClassicPcapReader::Next::Corrupt) {
-                corrupt_.add();
-                host().warn("file " + file_ + ": read error after " + std::to_string(read) +
-                            " packets, reporting what was read: " + reader_.error());
+                readError(batch, read, reader_.error());
                 break;
             }
             if (loop_ && !stopping_) {
@@ -408,6 +406,18 @@ class PcapCapture : public mp::Plugin {
             }
             break;
         }
+        inputEnded(batch);
+    }
+
+    // A file that ends in an error: what was read is reported, with a warning.
+    void readError(Batch& batch, uint64_t read, const std::string& why) {
+        batch.flush();
+        corrupt_.add();
+        host().warn("file " + file_ + ": read error after " + std::to_string(read) +
+                    " packets, reporting what was read: " + why);
+    }
+    // The input is done (unless the host is stopping us): the host closes every stream.
+    void inputEnded(Batch& batch) {
         batch.flush();
         if (!stopping_) {
             host().emit(MP_EVENT_INPUT_END, "", 0, 0, "");
@@ -434,10 +444,7 @@ class PcapCapture : public mp::Plugin {
             } else if (rc == PCAP_ERROR_BREAK) {
                 break;
             } else if (rc == PCAP_ERROR) {
-                batch.flush();
-                corrupt_.add();
-                host().warn("file " + file_ + ": read error after " + std::to_string(read) +
-                            " packets, reporting what was read: " + pcap_geterr(p));
+                readError(batch, read, pcap_geterr(p));
                 break;
             } else {  // end of file (0 cannot happen offline)
                 batch.flush();
@@ -450,10 +457,7 @@ class PcapCapture : public mp::Plugin {
                 break;
             }
         }
-        batch.flush();
-        if (!stopping_) {
-            host().emit(MP_EVENT_INPUT_END, "", 0, 0, "");
-        }
+        inputEnded(batch);
     }
 
     // Sleeps so that packet time advances at `speed` times wall time.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <mp/sdk.hpp>
 #include <sstream>
 
 namespace mp::mysql {
@@ -24,40 +25,6 @@ std::string num(double v) {
     return buf;
 }
 }  // namespace
-
-std::string jsonString(std::string_view s) {
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (c < 0x20 || c >= 0x80) {
-                    // Bytes outside ASCII are escaped one by one: SQL on the wire need not be
-                    // valid UTF-8, and the report must stay valid JSON.
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    return out + "\"";
-}
 
 int LatencySketch::index(double us) {
     return static_cast<int>(std::ceil(std::log(us) / kLogGamma));
@@ -283,7 +250,7 @@ std::string Aggregator::json() const {
     bool first = true;
     uint64_t total = 0;
     for (const auto& [k, v] : commands_) {
-        out << (first ? "" : ",") << jsonString(k) << ':' << v;
+        out << (first ? "" : ",") << mp::jsonString(k) << ':' << v;
         total += v;
         first = false;
     }
@@ -309,9 +276,9 @@ std::string Aggregator::json() const {
     first = true;
     for (const TemplateStats* t : order) {
         const LatencySketch& l = t->latency;
-        out << (first ? "" : ",") << "{\"fingerprint\":" << jsonString(t->fingerprint)
-            << ",\"id\":\"" << hex64(t->id) << "\",\"server\":" << jsonString(t->server)
-            << ",\"schema\":" << jsonString(t->schema) << ",\"count\":" << t->count
+        out << (first ? "" : ",") << "{\"fingerprint\":" << mp::jsonString(t->fingerprint)
+            << ",\"id\":\"" << hex64(t->id) << "\",\"server\":" << mp::jsonString(t->server)
+            << ",\"schema\":" << mp::jsonString(t->schema) << ",\"count\":" << t->count
             << ",\"errors\":" << t->errors << ",\"errors_by_code\":{";
         bool f2 = true;
         for (const auto& [code, c] : t->errorCodes) {
@@ -329,12 +296,12 @@ std::string Aggregator::json() const {
             << ",\"no_good_index_used\":" << t->noGoodIndexUsed
             << ",\"query_was_slow\":" << t->slowFlag << ",\"in_transaction\":" << t->inTransaction
             << ",\"warnings\":" << t->warnings << ",\"first_seen_ns\":" << t->firstSeen
-            << ",\"last_seen_ns\":" << t->lastSeen << ",\"sample\":" << jsonString(t->sample)
+            << ",\"last_seen_ns\":" << t->lastSeen << ",\"sample\":" << mp::jsonString(t->sample)
             << ",\"slow\":[";
         bool f3 = true;
         for (const auto& [us, sql] : t->slow) {
             out << (f3 ? "" : ",") << "{\"latency_us\":" << num(us)
-                << ",\"sql\":" << jsonString(sql) << "}";
+                << ",\"sql\":" << mp::jsonString(sql) << "}";
             f3 = false;
         }
         out << "]}";

@@ -108,7 +108,4 @@ class Aggregator {
     std::unordered_map<std::string, TemplateStats> templates_;  // key: server|schema|id
 };
 
-/// JSON string literal.
-std::string jsonString(std::string_view s);
-
 }  // namespace mp::mysql

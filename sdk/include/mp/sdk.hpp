@@ -37,6 +37,44 @@ inline mp_bytes toBytes(std::string_view s) {
     return mp_bytes{reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
+/// A JSON string literal. Control characters and every byte outside ASCII are escaped
+/// (\u00XX), so any bytes (SQL from the wire need not be UTF-8) give valid JSON.
+inline std::string jsonString(std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size() + 2);
+    out += '"';
+    for (unsigned char c : s) {
+        switch (c) {
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            default:
+                if (c < 0x20 || c >= 0x80) {
+                    out += "\\u00";
+                    out += hex[c >> 4];
+                    out += hex[c & 15];
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    out += '"';
+    return out;
+}
+
 /// Thrown by plugin code to fail a hook with a message; any std::exception works the same.
 class Error : public std::runtime_error {
   public:
