@@ -152,7 +152,8 @@ void Pipeline::push(Producer& p, size_t worker, uint32_t type, const Segment* s,
             if (spins < 256) {
                 cpuRelax();
             } else {
-                std::this_thread::yield();
+                // The worker is the bottleneck (offline input): sleep rather than burn a core.
+                std::this_thread::sleep_for(std::chrono::microseconds(50));
             }
         }
     }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fingerprint.hpp"
 
-#include <vector>
+#include <array>
 
 namespace mp::mysql {
 
@@ -25,13 +25,6 @@ bool isSpace(unsigned char c) {
 }
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-// Token kinds of the normalised stream.
-enum class Kind { Word, Literal, Punct };
-struct Token {
-    Kind kind;
-    std::string text;
-};
-
 // Skips a quoted literal starting at i (quote q); returns the index after it.
 size_t skipQuoted(std::string_view s, size_t i, char q) {
     ++i;
@@ -52,47 +45,228 @@ size_t skipQuoted(std::string_view s, size_t i, char q) {
     return s.size();
 }
 
-bool literalBefore(const std::vector<Token>& t) {
+enum class Kind { None, Word, Literal, Punct };
+
+// Writes the normalised token stream straight into the output: one pass, no token objects.
+class Writer {
+  public:
+    Writer(std::string& out, size_t maxOut) : out_(out), maxOut_(maxOut) {}
+
+    bool full() const { return full_; }
+    Kind prevKind() const { return prev_; }
+    bool prevIsCloseParen() const { return prev_ == Kind::Punct && prevPunct_ == ")"; }
+    std::string_view prevWord() const {
+        return prev_ == Kind::Word ? std::string_view(out_).substr(wordStart_) : "";
+    }
+
+    void word(std::string_view raw, bool lowercase = true) {
+        space(false, false);
+        wordStart_ = out_.size();
+        for (char c : raw) {
+            out_ += lowercase ? lower(c) : c;
+        }
+        if (out_.compare(wordStart_, std::string::npos, "distinctrow") == 0) {
+            out_.resize(wordStart_);
+            out_ += "distinct";  // synonyms: one template (performance_schema does the same)
+        }
+        after(Kind::Word, "");
+        literalSeen(false);
+    }
+
+    void literal() {
+        space(false, false);
+        out_ += '?';
+        after(Kind::Literal, "");
+        literalSeen(true);
+    }
+
+    void punct(std::string_view p) {
+        bool open = p == "(";
+        bool close = p == ")";
+        bool tight = p == "," || close || p == "." || p == ";";
+        // Lists that performance_schema collapses too: after IN, VALUES, and the next rows.
+        std::string_view w = prevWord();
+        bool listWord = open && (w == "in" || w == "values" || w == "value");
+        bool nextRow = open && prev_ == Kind::Punct && prevPunct_ == "," && commaAfterList_;
+        space(tight, open);
+        size_t at = out_.size();
+        out_ += p;
+        if (open) {
+            if (!stack_.empty()) {
+                stack_.back().onlyLiterals = false;  // a nested list is no literal
+            }
+            if (stack_.size() < stack_.capacity()) {
+                stack_.push_back({at, listWord || nextRow, nextRow, true, true, false});
+            }
+            after(Kind::Punct, p);
+            return;
+        }
+        if (close) {
+            if (!stack_.empty()) {
+                Open o = stack_.back();
+                stack_.pop_back();
+                if (o.collapsible && o.onlyLiterals && o.sawLiteral && !o.expectLiteral) {
+                    out_.resize(o.outPos);
+                    if (o.row) {
+                        // ", (?+)" after a "(?+)": the rows of VALUES are one template.
+                        out_.resize(commaPos_);
+                    } else {
+                        out_ += "(?+)";
+                    }
+                    after(Kind::Literal, "");
+                    listEnd_ = out_.size();
+                    literalSeen(true);
+                    check();
+                    return;
+                }
+            }
+            after(Kind::Punct, p);
+            literalSeen(false);
+            return;
+        }
+        commaAfterList_ = p == "," && listEnd_ == at;
+        if (commaAfterList_) {
+            commaPos_ = at;
+        }
+        if (!stack_.empty()) {
+            Open& o = stack_.back();
+            if (p == "," && !o.expectLiteral) {
+                o.expectLiteral = true;
+            } else {
+                o.onlyLiterals = false;
+            }
+        }
+        after(Kind::Punct, p);
+    }
+
+    void finish() {
+        while (!full_ && !out_.empty() && out_.back() == ';') {
+            out_.pop_back();  // trailing semicolons do not make another shape
+        }
+    }
+
+  private:
+    struct Open {
+        size_t outPos;
+        bool collapsible;
+        bool row;
+        bool onlyLiterals;
+        bool expectLiteral;
+        bool sawLiteral;
+    };
+
+    void space(bool tight, bool open) {
+        if (out_.empty() || tight) {
+            return;
+        }
+        if (prev_ == Kind::Punct && (prevPunct_ == "(" || prevPunct_ == ".")) {
+            return;
+        }
+        if (open && prev_ == Kind::Word) {
+            return;  // "name(": function calls, and IN( / VALUES( by the same token rule
+        }
+        out_ += ' ';
+    }
+    void after(Kind k, std::string_view p) {
+        prev_ = k;
+        prevPunct_ = p;
+        check();
+    }
+    void check() {
+        if (out_.size() > maxOut_) {
+            out_.resize(maxOut_);
+            out_ += "...";
+            full_ = true;
+        }
+    }
+    void literalSeen(bool isLiteral) {
+        if (stack_.empty()) {
+            return;
+        }
+        Open& o = stack_.back();
+        if (isLiteral && o.expectLiteral) {
+            o.expectLiteral = false;
+            o.sawLiteral = true;
+        } else {
+            o.onlyLiterals = false;
+        }
+    }
+
+    std::string& out_;
+    size_t maxOut_;
+    bool full_ = false;
+    Kind prev_ = Kind::None;
+    std::string_view prevPunct_;  // static strings only
+    size_t wordStart_ = 0;
+    size_t listEnd_ = std::string::npos;  // where the last collapsed list ended
+    bool commaAfterList_ = false;
+    size_t commaPos_ = 0;
+    // Bounded nesting: deeper parentheses are written but not tracked as lists.
+    struct Stack {
+        std::array<Open, 64> items{};
+        size_t n = 0;
+        bool empty() const { return n == 0; }
+        size_t size() const { return n; }
+        size_t capacity() const { return items.size(); }
+        Open& back() { return items[n - 1]; }
+        void push_back(const Open& o) { items[n++] = o; }
+        void pop_back() { --n; }
+    } stack_;
+};
+
+bool operandExpected(const Writer& w) {
     // A '-' or '+' is a sign (part of the literal) unless it follows an operand.
-    if (t.empty()) {
-        return true;
-    }
-    const Token& p = t.back();
-    if (p.kind == Kind::Literal) {
-        return false;
-    }
-    if (p.kind == Kind::Punct) {
-        return p.text != ")";
-    }
-    // Words: keywords that take an operand after them.
-    static const char* const kOps[] = {"select", "where", "and", "or",    "not",     "in",
-                                       "values", "set",   "by",  "limit", "offset",  "when",
-                                       "then",   "else",  "is",  "like",  "between", "return",
-                                       "having", "on",    "xor", "div",   "mod",     "interval"};
-    for (const char* k : kOps) {
-        if (p.text == k) {
+    switch (w.prevKind()) {
+        case Kind::None:
             return true;
+        case Kind::Literal:
+            return false;
+        case Kind::Punct:
+            return !w.prevIsCloseParen();
+        case Kind::Word: {
+            static const char* const kOps[] = {
+                "select",  "where",  "and",    "or",   "not",  "in",   "values", "set",
+                "by",      "limit",  "offset", "when", "then", "else", "is",     "like",
+                "between", "return", "having", "on",   "xor",  "div",  "mod",    "interval"};
+            std::string_view p = w.prevWord();
+            for (const char* k : kOps) {
+                if (p == k) {
+                    return true;
+                }
+            }
+            return false;
         }
     }
     return false;
 }
 
-std::vector<Token> tokenize(std::string_view s, size_t maxTokens) {
-    std::vector<Token> t;
-    size_t i = 0;
-    auto push = [&](Kind k, std::string text) {
-        if (t.size() < maxTokens) {
-            t.push_back({k, std::move(text)});
+// One-character punctuation as static strings (the writer keeps views of them).
+std::string_view punctText(char c) {
+    static const auto kTable = [] {
+        std::array<std::array<char, 2>, 256> t{};
+        for (size_t i = 0; i < t.size(); ++i) {
+            t[i][0] = static_cast<char>(i);
         }
-    };
-    while (i < s.size() && t.size() < maxTokens) {
+        return t;
+    }();
+    return std::string_view(kTable[static_cast<unsigned char>(c)].data(), 1);
+}
+
+}  // namespace
+
+Fingerprint fingerprint(std::string_view s, size_t maxOut) {
+    Fingerprint f;
+    f.text.reserve(std::min(s.size(), maxOut) + 8);
+    Writer w(f.text, maxOut);
+    size_t i = 0;
+    while (i < s.size() && !w.full()) {
         unsigned char c = static_cast<unsigned char>(s[i]);
         if (isSpace(c)) {
             ++i;
             continue;
         }
-        // Comments.
-        if (c == '#' || (c == '-' && i + 2 < s.size() + 1 && s.substr(i, 2) == "--" &&
+        // Comments (optimizer hints included).
+        if (c == '#' || (c == '-' && i + 1 < s.size() && s[i + 1] == '-' &&
                          (i + 2 == s.size() || isSpace(static_cast<unsigned char>(s[i + 2]))))) {
             size_t nl = s.find('\n', i);
             i = nl == std::string_view::npos ? s.size() : nl + 1;
@@ -106,34 +280,31 @@ std::vector<Token> tokenize(std::string_view s, size_t maxTokens) {
         // String literals.
         if (c == '\'' || c == '"') {
             i = skipQuoted(s, i, static_cast<char>(c));
-            push(Kind::Literal, "?");
+            w.literal();
             continue;
         }
         // Quoted identifiers keep their text (lower-cased), without the backticks.
         if (c == '`') {
             size_t end = skipQuoted(s, i, '`');
-            std::string id;
-            for (size_t k = i + 1; k + 1 < end; ++k) {
-                id += lower(s[k]);
-            }
-            push(Kind::Word, id);
+            size_t stop = end > i + 1 && s[end - 1] == '`' ? end - 1 : end;
+            w.word(s.substr(i + 1, stop - i - 1));
             i = end;
             continue;
         }
-        // x'..', b'..', X'..', B'..', N'..', _charset'..' literals.
+        // x'..', b'..', n'..' literals.
         if ((c == 'x' || c == 'X' || c == 'b' || c == 'B' || c == 'n' || c == 'N') &&
             i + 1 < s.size() && s[i + 1] == '\'') {
             i = skipQuoted(s, i + 1, '\'');
-            push(Kind::Literal, "?");
+            w.literal();
             continue;
         }
         // Numbers: 12, 1.5, .5, 1e-3, 0x1F, 0b101; a leading sign where it is one.
         bool sign = (c == '-' || c == '+') && i + 1 < s.size() &&
                     (isDigit(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '.') &&
-                    literalBefore(t);
+                    operandExpected(w);
         if (isDigit(c) || sign ||
             (c == '.' && i + 1 < s.size() && isDigit(static_cast<unsigned char>(s[i + 1])) &&
-             (t.empty() || t.back().kind == Kind::Punct))) {
+             (w.prevKind() == Kind::None || w.prevKind() == Kind::Punct))) {
             size_t j = i + (sign ? 1 : 0);
             if (j + 1 < s.size() && s[j] == '0' && (s[j + 1] == 'x' || s[j + 1] == 'b')) {
                 j += 2;
@@ -157,131 +328,55 @@ std::vector<Token> tokenize(std::string_view s, size_t maxTokens) {
                     }
                 }
             }
-            // "1abc" is an identifier in MySQL; treat a trailing word as part of it.
+            // "1abc" is an identifier in MySQL.
             if (j < s.size() && isWordStart(static_cast<unsigned char>(s[j])) && !sign) {
                 size_t k = i;
-                std::string w;
                 while (k < s.size() && isWord(static_cast<unsigned char>(s[k]))) {
-                    w += lower(s[k++]);
+                    ++k;
                 }
-                push(Kind::Word, w);
+                w.word(s.substr(i, k - i));
                 i = k;
                 continue;
             }
-            push(Kind::Literal, "?");
+            w.literal();
             i = j;
             continue;
         }
         if (isWordStart(c)) {
-            std::string w;
-            while (i < s.size() && isWord(static_cast<unsigned char>(s[i]))) {
-                w += lower(s[i++]);
+            size_t k = i;
+            while (k < s.size() && isWord(static_cast<unsigned char>(s[k]))) {
+                ++k;
             }
-            if (w.size() > 1 && w[0] == '_' && i < s.size() && s[i] == '\'') {
+            std::string_view word = s.substr(i, k - i);
+            i = k;
+            if (word.size() > 1 && word[0] == '_' && i < s.size() && s[i] == '\'') {
                 continue;  // _utf8mb4'..': the charset introducer; the literal follows
             }
-            if (w == "distinctrow") {
-                w = "distinct";  // synonyms: one template (performance_schema does the same)
-            }
-            push(Kind::Word, w);
+            w.word(word);
             continue;
         }
-        // A prepared statement's placeholder is a literal slot too.
-        if (c == '?') {
-            push(Kind::Literal, "?");
+        if (c == '?') {  // a prepared statement's placeholder is a literal slot too
+            w.literal();
             ++i;
             continue;
         }
-        // Operators: multi-character ones stay together.
-        static const char* const kOps[] = {
+        static const std::string_view kOps[] = {
             "<=>", "<=", ">=", "<>", "!=", ":=", "||", "&&", "<<", ">>", "->>", "->"};
         bool matched = false;
-        for (const char* op : kOps) {
-            std::string_view o(op);
-            if (s.substr(i, o.size()) == o) {
-                push(Kind::Punct, std::string(o));
-                i += o.size();
+        for (std::string_view op : kOps) {
+            if (s.substr(i, op.size()) == op) {
+                w.punct(op);
+                i += op.size();
                 matched = true;
                 break;
             }
         }
         if (!matched) {
-            push(Kind::Punct, std::string(1, static_cast<char>(c)));
+            w.punct(punctText(static_cast<char>(c)));
             ++i;
         }
     }
-    return t;
-}
-
-// Collapses "( ? , ? , ... )" into "(?+)" and repeated "(?+) , (?+)" into one.
-std::vector<Token> collapse(const std::vector<Token>& in) {
-    std::vector<Token> out;
-    for (size_t i = 0; i < in.size(); ++i) {
-        // Only lists that performance_schema also collapses: after IN, and the rows of VALUES.
-        bool afterListWord =
-            !out.empty() && out.back().kind == Kind::Word &&
-            (out.back().text == "in" || out.back().text == "values" || out.back().text == "value");
-        bool nextRow =
-            out.size() >= 2 && out.back().text == "," && out[out.size() - 2].text == "(?+)";
-        if (in[i].kind == Kind::Punct && in[i].text == "(" && (afterListWord || nextRow)) {
-            size_t j = i + 1;
-            bool list = j < in.size() && in[j].kind == Kind::Literal;
-            while (list && j < in.size() && in[j].kind == Kind::Literal) {
-                ++j;
-                if (j < in.size() && in[j].kind == Kind::Punct && in[j].text == ",") {
-                    ++j;
-                    list = j < in.size() && in[j].kind == Kind::Literal;
-                } else {
-                    break;
-                }
-            }
-            if (list && j < in.size() && in[j].kind == Kind::Punct && in[j].text == ")") {
-                // Repeated rows: drop ", (?+)" after a "(?+)".
-                if (out.size() >= 2 && out.back().text == "," &&
-                    out[out.size() - 2].text == "(?+)") {
-                    out.pop_back();
-                } else {
-                    out.push_back({Kind::Literal, "(?+)"});
-                }
-                i = j;
-                continue;
-            }
-        }
-        out.push_back(in[i]);
-    }
-    return out;
-}
-
-}  // namespace
-
-Fingerprint fingerprint(std::string_view sql, size_t maxOut) {
-    std::vector<Token> tokens = collapse(tokenize(sql, 100000));
-    // Trailing semicolons do not make another statement shape.
-    while (!tokens.empty() && tokens.back().kind == Kind::Punct && tokens.back().text == ";") {
-        tokens.pop_back();
-    }
-    Fingerprint f;
-    for (size_t i = 0; i < tokens.size(); ++i) {
-        const Token& tk = tokens[i];
-        bool noSpaceBefore = i == 0 || tk.text == "," || tk.text == ")" || tk.text == "." ||
-                             tk.text == ";" ||
-                             (tokens[i - 1].kind == Kind::Punct &&
-                              (tokens[i - 1].text == "(" || tokens[i - 1].text == "."));
-        // "name(": no space between a word and the "(" after it (function calls, and also
-        // IN(...) and VALUES(...): the rule is by tokens, so spacing in the SQL never matters).
-        if ((tk.text == "(" || tk.text == "(?+)") && i > 0 && tokens[i - 1].kind == Kind::Word) {
-            noSpaceBefore = true;
-        }
-        if (!noSpaceBefore) {
-            f.text += ' ';
-        }
-        f.text += tk.text;
-        if (f.text.size() > maxOut) {
-            f.text.resize(maxOut);
-            f.text += "...";
-            break;
-        }
-    }
+    w.finish();
     f.id = fnv1a64(f.text);
     return f;
 }

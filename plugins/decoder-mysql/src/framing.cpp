@@ -30,6 +30,23 @@ bool Framer::feed(const uint8_t* data, size_t len, uint64_t ts, const Sink& sink
 bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, const Sink& sink) {
     size_t pos = 0;
     while (true) {
+        // Fast path: a whole packet inside this chunk is handed over in place, without a copy.
+        if (headerHave_ == 0 && !inPacket_ && len - pos >= 4) {
+            uint32_t wl =
+                data[pos] | (data[pos + 1] << 8) | (static_cast<uint32_t>(data[pos + 2]) << 16);
+            if (wl != kMaxWire && len - pos - 4 >= wl) {
+                Packet p;
+                p.seq = data[pos + 3];
+                p.length = wl;
+                p.data = data + pos + 4;
+                p.kept = std::min<size_t>(wl, maxKeep_);
+                p.ts = ts;
+                p.firstTs = ts;
+                pos += 4 + static_cast<size_t>(wl);
+                sink(p);
+                continue;
+            }
+        }
         if (headerHave_ < 4) {
             if (pos >= len) {
                 break;
