@@ -15,7 +15,6 @@ constexpr uint32_t kCompress = 32;
 constexpr uint32_t kProtocol41 = 512;
 constexpr uint32_t kSsl = 2048;
 constexpr uint32_t kSecureConnection = 32768;
-constexpr uint32_t kPluginAuth = 1u << 19;
 constexpr uint32_t kPluginAuthLenenc = 1u << 21;
 constexpr uint32_t kDeprecateEof = 1u << 24;
 constexpr uint32_t kQueryAttributes = 1u << 27;
@@ -349,7 +348,6 @@ void Session::handshakeResponse(const Packet& p) {
         if ((caps & kConnectWithDb) != 0 && r41.ok()) {
             login_.schema = r41.nulString(256);
         }
-        (void)kPluginAuth;
     } else {
         // HandshakeResponse320 (4.0 clients): caps 2, max packet 3, user, auth, [db].
         clientCaps_ = caps;
