@@ -23,7 +23,13 @@ measure() {  # name, command...: prints "name wall cpu rss_kb"
   echo "$name $wall $(echo "$user + $sys" | bc) $rss"
 }
 
-probe=$(measure mysqlprobe build/release/bin/mysqlprobe -r "$big")
+# Capture and reassembly only: no decoder (bench/decoder.sh measures decoding).
+cat >"$work/capture.yaml" <<YAML
+serverport: 0
+serveraddress: 127.0.0.1
+plugins: {capture: capture-pcap, decoder: none, cluster: none, sinks: []}
+YAML
+probe=$(measure mysqlprobe build/release/bin/mysqlprobe -c "$work/capture.yaml" -r "$big")
 shark=$(measure tshark tshark -r "$big" -q -n)
 # Sanity: the probe saw every packet and delivered every payload byte of every copy.
 python3 - "$work/mysqlprobe.out" "$packets" "$copies" <<'PY'

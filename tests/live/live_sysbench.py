@@ -112,8 +112,15 @@ plugins:
             m = {k: v for k, v in probe.metrics().items() if "_http_" not in k}
             done = m == m0
             m0 = m
-            return m if done and m.get("mysqlprobe_stream_connections_closed_fin_total", 0) >= 4 else None
-        metrics = wait_for(settled, 30, "the probe to see every connection end")
+            opened = m.get("mysqlprobe_stream_connections_opened_total", 0)
+            closed = sum(v for k, v in m.items() if "_stream_connections_closed_" in k or
+                         "_stream_connections_evicted_" in k)
+            return m if done and opened >= 4 and closed == opened else None
+        try:
+            metrics = wait_for(settled, 60, "the probe to see every connection end")
+        except AssertionError:
+            print({k: v for k, v in probe.metrics().items() if "connections" in k or "drop" in k})
+            raise
         rc = probe.stop()
         t.join(10)
         stop.set()
