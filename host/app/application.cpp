@@ -263,13 +263,8 @@ int Application::runHost() {
         endSignals();
         log(MP_LOG_INFO, "host", "stopped");
         return code;
-    } catch (const ConfigError& e) {
-        std::fprintf(stderr, "mysqlprobe: %s\n", e.what());
-    } catch (const LoadError& e) {
-        std::fprintf(stderr, "mysqlprobe: %s\n", e.what());
-    } catch (const StartError& e) {
-        std::fprintf(stderr, "mysqlprobe: %s\n", e.what());
     } catch (const std::exception& e) {
+        // ConfigError, LoadError, StartError and anything else: one line, exit status 2.
         std::fprintf(stderr, "mysqlprobe: %s\n", e.what());
     }
     return 2;

@@ -132,6 +132,35 @@ struct RequestCtx {
     std::multimap<std::string, std::string> params;
 };
 
+// The strings an mp_http_request points into, taken apart once from a Poco request.
+struct RequestView {
+    std::string method;
+    std::string path;
+    std::string query;
+    std::string remote;
+    RequestCtx ctx;
+
+    explicit RequestView(const Poco::Net::HTTPServerRequest& req)
+        : method(req.getMethod()), remote(req.clientAddress().toString()) {
+        const std::string& uri = req.getURI();
+        size_t qpos = uri.find('?');
+        path = uri.substr(0, qpos);
+        query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
+    }
+    /// Valid while this view lives; `body` is borrowed too.
+    mp_http_request request(std::string_view body = {}) const {
+        mp_http_request r{};
+        r.struct_size = sizeof r;
+        r.method = mp_str{method.data(), method.size()};
+        r.path = mp_str{path.data(), path.size()};
+        r.query = mp_str{query.data(), query.size()};
+        r.body = mp_str{body.data(), body.size()};
+        r.remote_addr = mp_str{remote.data(), remote.size()};
+        r.impl = &ctx;
+        return r;
+    }
+};
+
 namespace {
 
 void sendJson(Poco::Net::HTTPServerResponse& resp, int status, const std::string& body) {
@@ -166,11 +195,14 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
         sendJson(resp, status, errorJson(msg));
     }
 
+    void tooLarge(Poco::Net::HTTPServerResponse& resp) {
+        refuse(resp, 413,
+               "request body larger than " + std::to_string(impl_.options.maxBodyBytes) + " bytes");
+    }
+
     void handle(Poco::Net::HTTPServerRequest& req, Poco::Net::HTTPServerResponse& resp) {
-        const std::string& uri = req.getURI();
-        size_t qpos = uri.find('?');
-        std::string path = uri.substr(0, qpos);
-        std::string query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
+        RequestView view(req);
+        const std::string& path = view.path;
         RouteFn fn;
         {
             std::shared_lock<std::shared_mutex> lock(impl_.routesMutex);
@@ -183,17 +215,14 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
             refuse(resp, 404, "no such path: " + path);
             return;
         }
-        RequestCtx ctx;
-        if (!parseQuery(query, ctx.params)) {
+        if (!parseQuery(view.query, view.ctx.params)) {
             refuse(resp, 400, "malformed query string");
             return;
         }
         std::string body;
         if (req.hasContentLength() &&
             req.getContentLength64() > static_cast<int64_t>(impl_.options.maxBodyBytes)) {
-            refuse(resp, 413,
-                   "request body larger than " + std::to_string(impl_.options.maxBodyBytes) +
-                       " bytes");
+            tooLarge(resp);
             return;
         }
         if (req.hasContentLength() || req.getChunkedTransferEncoding()) {
@@ -204,23 +233,12 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
                 body.append(buf.data(), static_cast<size_t>(in.gcount()));
                 if (body.size() > impl_.options.maxBodyBytes) {
                     resp.setKeepAlive(false);
-                    refuse(resp, 413,
-                           "request body larger than " +
-                               std::to_string(impl_.options.maxBodyBytes) + " bytes");
+                    tooLarge(resp);
                     return;
                 }
             }
         }
-        std::string method = req.getMethod();
-        std::string remote = req.clientAddress().toString();
-        mp_http_request r{};
-        r.struct_size = sizeof r;
-        r.method = mp_str{method.data(), method.size()};
-        r.path = mp_str{path.data(), path.size()};
-        r.query = mp_str{query.data(), query.size()};
-        r.body = mp_str{body.data(), body.size()};
-        r.remote_addr = mp_str{remote.data(), remote.size()};
-        r.impl = &ctx;
+        mp_http_request r = view.request(body);
         mp_http_response out;
         fn(r, out);
         if (out.status == 0) {
@@ -233,7 +251,7 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
         resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(out.status));
         resp.setContentType(out.contentType.empty() ? "text/plain" : out.contentType);
         resp.setContentLength(static_cast<std::streamsize>(out.body.size()));
-        if (method == "HEAD") {
+        if (view.method == "HEAD") {
             resp.send();
         } else {
             resp.send() << out.body;
@@ -300,21 +318,9 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         ws.setSendTimeout(Poco::Timespan(impl_.options.wsWriteTimeout.count() * 1000));
         ws.setReceiveTimeout(Poco::Timespan(impl_.options.wsWriteTimeout.count() * 1000));
         if (h_.on_open != nullptr) {
-            std::string method = req.getMethod();
-            const std::string& uri = req.getURI();
-            size_t qpos = uri.find('?');
-            std::string path = uri.substr(0, qpos);
-            std::string query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
-            std::string remote = req.clientAddress().toString();
-            RequestCtx ctx;
-            parseQuery(query, ctx.params);
-            mp_http_request r{};
-            r.struct_size = sizeof r;
-            r.method = mp_str{method.data(), method.size()};
-            r.path = mp_str{path.data(), path.size()};
-            r.query = mp_str{query.data(), query.size()};
-            r.remote_addr = mp_str{remote.data(), remote.size()};
-            r.impl = &ctx;
+            RequestView view(req);
+            parseQuery(view.query, view.ctx.params);
+            mp_http_request r = view.request();
             if (h_.on_open(h_.user, &conn, &r) != MP_OK) {
                 ws.shutdown(Poco::Net::WebSocket::WS_POLICY_VIOLATION, "refused");
                 return;

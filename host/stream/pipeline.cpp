@@ -29,6 +29,20 @@ struct RecordHeader {
 
 }  // namespace
 
+void CaptureStats::add(const CaptureStats& o) {
+    frames += o.frames;
+    bytes += o.bytes;
+    tcp += o.tcp;
+    unsupportedLink += o.unsupportedLink;
+    notIp += o.notIp;
+    notTcp += o.notTcp;
+    fragments += o.fragments;
+    truncatedHeaders += o.truncatedHeaders;
+    malformed += o.malformed;
+    queueDropped += o.queueDropped;
+    queueDroppedBytes += o.queueDroppedBytes;
+}
+
 struct Pipeline::Producer {
     size_t slot = 0;
     std::vector<std::unique_ptr<SpscRing>> rings;  // one per worker
@@ -467,18 +481,7 @@ CaptureStats Pipeline::captureStats() const {
     std::lock_guard<std::mutex> lock(statsMutex_);
     CaptureStats total;
     for (size_t i = 0; i < producerCount_.load(); ++i) {
-        const CaptureStats& s = producers_[i]->shared;
-        total.frames += s.frames;
-        total.bytes += s.bytes;
-        total.tcp += s.tcp;
-        total.unsupportedLink += s.unsupportedLink;
-        total.notIp += s.notIp;
-        total.notTcp += s.notTcp;
-        total.fragments += s.fragments;
-        total.truncatedHeaders += s.truncatedHeaders;
-        total.malformed += s.malformed;
-        total.queueDropped += s.queueDropped;
-        total.queueDroppedBytes += s.queueDroppedBytes;
+        total.add(producers_[i]->shared);
     }
     return total;
 }

@@ -41,6 +41,8 @@ struct CaptureStats {
     uint64_t malformed = 0;
     uint64_t queueDropped = 0;  // segments dropped because a worker's ring was full
     uint64_t queueDroppedBytes = 0;
+
+    void add(const CaptureStats& o);
 };
 
 class Pipeline {

@@ -443,6 +443,17 @@ void Session::command(const Packet& p) {
     pending_.push_back(std::move(pc));
 }
 
+void Session::forgetStatements() {
+    statements_.clear();
+    statementOrder_.clear();
+}
+
+void Session::userChanged(const std::string& user) {
+    // COM_CHANGE_USER succeeded: a new session for the server, prepared statements included.
+    login_.user = user;
+    forgetStatements();
+}
+
 bool Session::isEof(const Packet& p) const {
     return p.kept >= 1 && p.data[0] == 0xfe && p.length < 9;
 }
@@ -547,9 +558,7 @@ void Session::respond(Pending& pc, const Packet& p) {
                 case kChangeUser:
                     if (first == 0x00) {
                         parseOk(tx, d, n);
-                        login_.user = tx.sql;
-                        statements_.clear();
-                        statementOrder_.clear();
+                        userChanged(tx.sql);
                         finish(Outcome::Ok, p.ts);
                     } else {
                         pc.state = Resp::Auth;  // auth switch or more data
@@ -573,8 +582,7 @@ void Session::respond(Pending& pc, const Packet& p) {
                         login_.schema = tx.sql;
                     }
                     if (tx.command == kResetConnection) {
-                        statements_.clear();
-                        statementOrder_.clear();
+                        forgetStatements();
                     }
                     finish(Outcome::Ok, p.ts);
                     return;
@@ -718,9 +726,7 @@ void Session::respond(Pending& pc, const Packet& p) {
             } else if (first == 0x00) {
                 parseOk(tx, d, n);
                 if (pc.state == Resp::Auth) {
-                    login_.user = tx.sql;
-                    statements_.clear();
-                    statementOrder_.clear();
+                    userChanged(tx.sql);
                 }
                 finish(Outcome::Ok, p.ts);
             }

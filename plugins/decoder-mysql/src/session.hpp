@@ -168,6 +168,8 @@ class Session {
     uint16_t parseOk(Transaction& tx, const uint8_t* d, size_t n);  // returns its status
     void parseErr(Transaction& tx, const uint8_t* d, size_t n);
     bool isEof(const Packet& p) const;
+    void forgetStatements();
+    void userChanged(const std::string& user);
     void lose(uint64_t ts);
     void resync(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts);
 
