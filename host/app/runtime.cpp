@@ -498,6 +498,11 @@ void Runtime::createPipeline() {
     if (po.serverPorts.empty()) {
         po.serverPorts.push_back(3306);
     }
+    // A capture reading a file (`file` set) feeds the pipeline from one thread, losslessly:
+    // with one worker, that thread does the worker's work itself (no ring copy, no hand-off).
+    auto file = capture_->config.values.find("file");
+    po.inlineWorker = file != capture_->config.values.end() &&
+                      file->second.type == MP_PROP_STRING && !file->second.s.empty();
     std::vector<StreamHandler*> handlers;
     for (auto& inst : instances_) {
         if (inst->host->kind == MP_KIND_DECODER) {

@@ -80,6 +80,7 @@ Pipeline::Pipeline(PipelineOptions options, std::vector<StreamHandler*> handlers
     if (options_.workers == 0) {
         options_.workers = 1;
     }
+    inline_ = options_.inlineWorker && options_.workers == 1;
     for (size_t i = 0; i < options_.workers; ++i) {
         auto w = std::make_unique<Worker>();
         StreamHandler* h = handlers.at(i);
@@ -97,6 +98,9 @@ void Pipeline::start() {
     }
     started_ = true;
     stopping_ = false;
+    if (inline_) {
+        return;  // the capture thread does the work
+    }
     for (size_t i = 0; i < workers_.size(); ++i) {
         workers_[i]->thread = std::thread([this, i] { runWorker(i); });
     }
@@ -107,6 +111,15 @@ void Pipeline::stop() {
         return;
     }
     stopping_ = true;
+    if (inline_) {
+        // Captures have stopped (they are stopped before the pipeline): nothing runs here now.
+        Worker& w = *workers_[0];
+        w.table->closeAll(MP_CLOSE_SHUTDOWN, w.lastTs);
+        publishWorker(w);
+        started_ = false;
+        endCv_.notify_all();
+        return;
+    }
     for (size_t i = 0; i < workers_.size(); ++i) {
         wake(i);
     }
@@ -125,12 +138,13 @@ Pipeline::Producer& Pipeline::producer() {
     if (slot >= kMaxProducers) {
         throw std::runtime_error("more than 16 capture threads");
     }
+    if (inline_ && slot > 0) {
+        throw std::runtime_error("an inline pipeline takes one capture thread");
+    }
     auto p = std::make_unique<Producer>();
     p->slot = slot;
-    for (size_t i = 0; i < workers_.size(); ++i) {
+    for (size_t i = 0; i < workers_.size() && !inline_; ++i) {
         p->rings.push_back(std::make_unique<SpscRing>(options_.ringBytes));
-    }
-    for (size_t i = 0; i < workers_.size(); ++i) {
         workers_[i]->rings[slot].store(p->rings[i].get(), std::memory_order_release);
     }
     producers_[slot] = std::move(p);
@@ -148,6 +162,12 @@ void Pipeline::wake(size_t worker) {
 
 void Pipeline::push(Producer& p, size_t worker, uint32_t type, const Segment* s,
                     const uint8_t* data, size_t len, bool wait) {
+    if (inline_) {
+        Segment seg = s != nullptr ? *s : Segment{};
+        seg.payload = data;
+        handle(*workers_[worker], type, seg);
+        return;
+    }
     SpscRing& ring = *p.rings[worker];
     size_t n = sizeof(RecordHeader) + len;
     uint8_t* dst = ring.reserve(n);
@@ -247,7 +267,7 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
     // nothing more right now, so the worker is woken at once (live latency).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     const bool urgent = count < kFullBatch;
-    for (size_t w = 0; w < nw; ++w) {
+    for (size_t w = 0; w < nw && !inline_; ++w) {
         if (workers_[w]->sleeping.load(std::memory_order_seq_cst) &&
             (urgent || p.rings[w]->used() > p.rings[w]->capacity() / 4)) {
             wake(w);
@@ -381,18 +401,40 @@ void Pipeline::publishCapture(Producer& p) {
     p.shared = p.stats;
 }
 
+void Pipeline::publishWorker(Worker& w) {
+    if (counters_) {
+        counters_->flow(w.table->stats(), w.lastPublished);
+    }
+    w.lastPublished = w.table->stats();
+    std::lock_guard<std::mutex> lock(statsMutex_);
+    w.published = w.lastPublished;
+}
+
+void Pipeline::handle(Worker& w, uint32_t type, const Segment& s) {
+    if (type == kRecSegment) {
+        w.lastTs = s.ts;
+        w.table->onSegment(s);
+    } else if (type == kRecTick) {
+        w.lastTs = s.ts;
+        w.table->tick(s.ts);
+        publishWorker(w);
+    } else if (type == kRecEnd) {
+        uint64_t ts = s.ts > w.lastTs ? s.ts : w.lastTs;
+        w.table->closeAll(MP_CLOSE_SHUTDOWN, ts);
+        w.table->tick(ts);
+        publishWorker(w);
+        {
+            std::lock_guard<std::mutex> lock(endMutex_);
+            ++endAcks_;
+        }
+        endCv_.notify_all();
+    }
+}
+
 void Pipeline::runWorker(size_t index) {
     Worker& w = *workers_[index];
     size_t idle = 0;
     bool dirty = false;  // processed something since the last publication
-    auto publish = [&] {
-        if (counters_) {
-            counters_->flow(w.table->stats(), w.lastPublished);
-        }
-        w.lastPublished = w.table->stats();
-        std::lock_guard<std::mutex> lock(statsMutex_);
-        w.published = w.lastPublished;
-    };
     while (true) {
         bool any = false;
         size_t nprod = producerCount_.load(std::memory_order_acquire);
@@ -411,25 +453,8 @@ void Pipeline::runWorker(size_t index) {
                 RecordHeader h;
                 std::memcpy(&h, rec, sizeof h);
                 dirty = true;
-                if (h.type == kRecSegment) {
-                    h.seg.payload = rec + sizeof h;
-                    w.lastTs = h.seg.ts;
-                    w.table->onSegment(h.seg);
-                } else if (h.type == kRecTick) {
-                    w.lastTs = h.seg.ts;
-                    w.table->tick(h.seg.ts);
-                    publish();
-                } else if (h.type == kRecEnd) {
-                    uint64_t ts = h.seg.ts > w.lastTs ? h.seg.ts : w.lastTs;
-                    w.table->closeAll(MP_CLOSE_SHUTDOWN, ts);
-                    w.table->tick(ts);
-                    publish();
-                    {
-                        std::lock_guard<std::mutex> lock(endMutex_);
-                        ++endAcks_;
-                    }
-                    endCv_.notify_all();
-                }
+                h.seg.payload = rec + sizeof h;
+                handle(w, h.type, h.seg);
                 ring->release(sizeof h + h.len);
             }
         }
@@ -447,7 +472,7 @@ void Pipeline::runWorker(size_t index) {
         }
         if (dirty) {
             // Live traffic paused: make the counters current before sleeping.
-            publish();
+            publishWorker(w);
             dirty = false;
         }
         uint32_t seq = w.wakeSeq.load(std::memory_order_seq_cst);
@@ -464,7 +489,7 @@ void Pipeline::runWorker(size_t index) {
         w.sleeping.store(false, std::memory_order_seq_cst);
     }
     w.table->closeAll(MP_CLOSE_SHUTDOWN, w.lastTs);
-    publish();
+    publishWorker(w);
     endCv_.notify_all();
 }
 

@@ -26,6 +26,9 @@ struct PipelineOptions {
     FlowLimits limits;
     std::vector<uint16_t> serverPorts{3306};
     uint64_t tickIntervalNs = 100000000;  // stream-time ticks: idle checks, decoder on_tick
+    /// One worker, one capture thread (offline input): the capture thread runs the worker's
+    /// work itself; no ring, no copy, no hand-off. Results are the same as with a ring.
+    bool inlineWorker = false;
 };
 
 /// Frame-level counters of one capture thread.
@@ -82,6 +85,9 @@ class Pipeline {
               size_t len, bool wait = true);
     void wake(size_t worker);
     void runWorker(size_t index);
+    /// One record of the worker's stream (segment, tick or end); worker's thread only.
+    void handle(Worker& w, uint32_t type, const Segment& s);
+    void publishWorker(Worker& w);
     void publishCapture(Producer& p);
 
     PipelineOptions options_;
@@ -93,6 +99,7 @@ class Pipeline {
     uint64_t id_;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> started_{false};
+    bool inline_ = false;
     mutable std::mutex statsMutex_;
     std::mutex endMutex_;
     std::condition_variable endCv_;
