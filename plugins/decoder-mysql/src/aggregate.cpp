@@ -24,10 +24,53 @@ std::string num(double v) {
     std::snprintf(buf, sizeof buf, "%.1f", v);
     return buf;
 }
+
+void breakdown(std::ostream& out, const Breakdown& b) {
+    out << "\"count\":" << b.count << ",\"errors\":" << b.errors
+        << ",\"latency_sum_us\":" << num(b.latencySumUs)
+        << ",\"error_latency_sum_us\":" << num(b.errorLatencySumUs)
+        << ",\"no_index_used\":" << b.noIndexUsed << ",\"no_good_index_used\":" << b.noGoodIndexUsed
+        << ",\"query_was_slow\":" << b.slowFlag << ",\"last_seen_ns\":" << b.lastSeen;
+}
+
+// [{"addr":..., counts...}, ...] then, when the bound was reached, {"other":true, counts...}.
+template <size_t Max>
+void breakdowns(std::ostream& out, const BreakdownSet<Max>& set, const char* field) {
+    out << '[';
+    bool first = true;
+    for (const auto& [name, b] : set.named) {
+        out << (first ? "" : ",") << "{\"" << field << "\":" << mp::jsonString(name) << ',';
+        breakdown(out, b);
+        out << '}';
+        first = false;
+    }
+    if (set.other.count != 0) {
+        out << (first ? "" : ",") << "{\"other\":true,";
+        breakdown(out, set.other);
+        out << '}';
+    }
+    out << ']';
+}
 }  // namespace
 
 int LatencySketch::index(double us) {
-    return static_cast<int>(std::ceil(std::log(us) / kLogGamma));
+    double i = std::ceil(std::log(us) / kLogGamma);
+    return static_cast<int>(std::clamp(i, double(kMinIndex), double(kMaxIndex)));
+}
+
+// Makes index i part of the array (never shrinks it).
+void LatencySketch::grow(int i) {
+    if (counts_.empty()) {
+        offset_ = i;
+        counts_.assign(1, 0);
+        return;
+    }
+    if (i < offset_) {
+        counts_.insert(counts_.begin(), static_cast<size_t>(offset_ - i), 0);
+        offset_ = i;
+    } else if (i >= offset_ + static_cast<int>(counts_.size())) {
+        counts_.resize(static_cast<size_t>(i - offset_) + 1, 0);
+    }
 }
 
 double LatencySketch::value(int index) {
@@ -46,7 +89,9 @@ void LatencySketch::add(double us) {
         ++zero_;
         return;
     }
-    ++buckets_[index(us)];
+    int i = index(us);
+    grow(i);
+    ++counts_[static_cast<size_t>(i - offset_)];
 }
 
 void LatencySketch::merge(const LatencySketch& o) {
@@ -60,8 +105,13 @@ void LatencySketch::merge(const LatencySketch& o) {
     sum_ += o.sum_;
     count_ += o.count_;
     zero_ += o.zero_;
-    for (const auto& [i, c] : o.buckets_) {
-        buckets_[i] += c;
+    if (o.counts_.empty()) {
+        return;
+    }
+    grow(o.offset_);
+    grow(o.offset_ + static_cast<int>(o.counts_.size()) - 1);
+    for (size_t k = 0; k < o.counts_.size(); ++k) {
+        counts_[static_cast<size_t>(o.offset_ - offset_) + k] += o.counts_[k];
     }
 }
 
@@ -80,10 +130,10 @@ double LatencySketch::quantile(double q) const {
     if (rank <= seen) {
         return 0;
     }
-    for (const auto& [i, c] : buckets_) {
-        seen += c;
+    for (size_t k = 0; k < counts_.size(); ++k) {
+        seen += counts_[k];
         if (seen >= rank) {
-            return std::clamp(value(i), min_, max_);
+            return std::clamp(value(offset_ + static_cast<int>(k)), min_, max_);
         }
     }
     return max_;
@@ -93,12 +143,23 @@ std::string LatencySketch::json() const {
     std::ostringstream out;
     out << "{\"alpha\":" << kAlpha << ",\"zero\":" << zero_ << ",\"buckets\":[";
     bool first = true;
-    for (const auto& [i, c] : buckets_) {
+    forEach([&](int i, uint64_t c) {
         out << (first ? "" : ",") << '[' << i << ',' << c << ']';
         first = false;
-    }
+    });
     out << "]}";
     return out.str();
+}
+
+void Breakdown::merge(const Breakdown& o) {
+    count += o.count;
+    errors += o.errors;
+    latencySumUs += o.latencySumUs;
+    errorLatencySumUs += o.errorLatencySumUs;
+    noIndexUsed += o.noIndexUsed;
+    noGoodIndexUsed += o.noGoodIndexUsed;
+    slowFlag += o.slowFlag;
+    lastSeen = std::max(lastSeen, o.lastSeen);
 }
 
 void TemplateStats::merge(const TemplateStats& o) {
@@ -134,17 +195,39 @@ void TemplateStats::merge(const TemplateStats& o) {
         sample = o.sample;
     }
     slow.insert(slow.end(), o.slow.begin(), o.slow.end());
-    std::sort(slow.begin(), slow.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::sort(slow.begin(), slow.end(), [](const SlowSample& a, const SlowSample& b) {
+        return a.us != b.us ? a.us > b.us : a.ts < b.ts;
+    });
     if (slow.size() > kMaxSlow) {
         slow.resize(kMaxSlow);
     }
+    clients.merge(o.clients);
+    users.merge(o.users);
 }
 
-void Aggregator::add(const Transaction& tx, const std::string& server) {
-    ++commands_[tx.commandName];
+size_t Aggregator::KeyHash::operator()(const KeyView& k) const {
+    std::hash<std::string_view> h;
+    uint64_t x = k.id * 0x9e3779b97f4a7c15ULL;
+    x ^= h(k.server) + 0x9e3779b97f4a7c15ULL + (x << 6) + (x >> 2);
+    x ^= h(k.schema) + 0x9e3779b97f4a7c15ULL + (x << 6) + (x >> 2);
+    return static_cast<size_t>(x);
+}
+
+std::map<std::string, uint64_t> Aggregator::commands() const {
+    std::map<std::string, uint64_t> out;
+    for (size_t c = 0; c < commands_.size(); ++c) {
+        if (commands_[c] != 0) {
+            out[commandName(static_cast<uint8_t>(c))] = commands_[c];
+        }
+    }
+    return out;
+}
+
+void Aggregator::add(const Transaction& tx, std::string_view server, std::string_view client) {
+    ++commands_[tx.command];
     rows_ += tx.rowsReturned;
-    if (tx.outcome == Outcome::Error) {
+    const bool error = tx.outcome == Outcome::Error;
+    if (error) {
         ++errors_;
         ++errorCodes_[tx.errorCode];
     }
@@ -156,8 +239,7 @@ void Aggregator::add(const Transaction& tx, const std::string& server) {
     if (!execution || (tx.fingerprint.empty() && tx.sql.empty())) {
         return;
     }
-    std::string key = server + "|" + tx.schema + "|" + std::to_string(tx.fingerprintId);
-    auto it = templates_.find(key);
+    auto it = templates_.find(KeyView{server, tx.schema, tx.fingerprintId});
     if (it == templates_.end()) {
         if (templates_.size() >= limits_.maxTemplates) {
             ++evicted_;
@@ -168,11 +250,12 @@ void Aggregator::add(const Transaction& tx, const std::string& server) {
         t.id = tx.fingerprintId;
         t.server = server;
         t.schema = tx.schema;
-        it = templates_.emplace(key, std::move(t)).first;
+        it = templates_.emplace(Key{std::string(server), tx.schema, tx.fingerprintId}, std::move(t))
+                 .first;
     }
     TemplateStats& t = it->second;
     ++t.count;
-    if (tx.outcome == Outcome::Error) {
+    if (error) {
         ++t.errors;
         if (t.errorCodes.count(tx.errorCode) != 0 ||
             t.errorCodes.size() < TemplateStats::kMaxErrorCodes) {
@@ -192,9 +275,12 @@ void Aggregator::add(const Transaction& tx, const std::string& server) {
     t.rowsAffected += tx.rowsAffected;
     t.bytesIn += tx.requestBytes;
     t.bytesOut += tx.responseBytes;
-    t.noGoodIndexUsed += (tx.statusFlags & 0x0010) != 0 ? 1 : 0;
-    t.noIndexUsed += (tx.statusFlags & 0x0020) != 0 ? 1 : 0;
-    t.slowFlag += (tx.statusFlags & 0x0800) != 0 ? 1 : 0;
+    const uint64_t noGood = (tx.statusFlags & 0x0010) != 0 ? 1 : 0;
+    const uint64_t noIndex = (tx.statusFlags & 0x0020) != 0 ? 1 : 0;
+    const uint64_t slowFlag = (tx.statusFlags & 0x0800) != 0 ? 1 : 0;
+    t.noGoodIndexUsed += noGood;
+    t.noIndexUsed += noIndex;
+    t.slowFlag += slowFlag;
     t.inTransaction += (tx.statusFlags & 0x0001) != 0 ? 1 : 0;
     t.warnings += tx.warnings;
     if (t.firstSeen == 0) {
@@ -202,21 +288,37 @@ void Aggregator::add(const Transaction& tx, const std::string& server) {
         t.sample = tx.sql;
     }
     t.lastSeen = std::max(t.lastSeen, tx.requestTs);
+    for (Breakdown* b : {&t.clients.at(client), &t.users.at(tx.user)}) {
+        ++b->count;
+        b->errors += error ? 1 : 0;
+        (error ? b->errorLatencySumUs : b->latencySumUs) += us;
+        b->noGoodIndexUsed += noGood;
+        b->noIndexUsed += noIndex;
+        b->slowFlag += slowFlag;
+        b->lastSeen = std::max(b->lastSeen, tx.requestTs);
+    }
     if (us > limits_.slowThresholdUs) {
+        SlowSample* slot = nullptr;
         if (t.slow.size() < TemplateStats::kMaxSlow) {
-            t.slow.emplace_back(us, tx.sql);
+            slot = &t.slow.emplace_back();
         } else {
-            auto least = std::min_element(t.slow.begin(), t.slow.end());
-            if (least->first < us) {
-                *least = {us, tx.sql};
+            auto least = std::min_element(
+                t.slow.begin(), t.slow.end(),
+                [](const SlowSample& a, const SlowSample& b) { return a.us < b.us; });
+            if (least->us < us) {
+                slot = &*least;
             }
+        }
+        if (slot != nullptr) {
+            *slot = SlowSample{us,           tx.sql,       std::string(client), tx.user,
+                               tx.requestTs, tx.errorCode, tx.statusFlags,      tx.rowsAffected};
         }
     }
 }
 
 void Aggregator::merge(const Aggregator& o) {
-    for (const auto& [k, v] : o.commands_) {
-        commands_[k] += v;
+    for (size_t c = 0; c < commands_.size(); ++c) {
+        commands_[c] += o.commands_[c];
     }
     for (const auto& [k, v] : o.errorCodes_) {
         errorCodes_[k] += v;
@@ -238,7 +340,7 @@ void Aggregator::merge(const Aggregator& o) {
 }
 
 void Aggregator::clear() {
-    commands_.clear();
+    commands_.fill(0);
     errorCodes_.clear();
     errors_ = rows_ = lost_ = evicted_ = 0;
     templates_.clear();
@@ -249,7 +351,7 @@ std::string Aggregator::json() const {
     out << "\"totals\":{\"commands\":{";
     bool first = true;
     uint64_t total = 0;
-    for (const auto& [k, v] : commands_) {
+    for (const auto& [k, v] : commands()) {
         out << (first ? "" : ",") << mp::jsonString(k) << ':' << v;
         total += v;
         first = false;
@@ -299,12 +401,20 @@ std::string Aggregator::json() const {
             << ",\"last_seen_ns\":" << t->lastSeen << ",\"sample\":" << mp::jsonString(t->sample)
             << ",\"slow\":[";
         bool f3 = true;
-        for (const auto& [us, sql] : t->slow) {
-            out << (f3 ? "" : ",") << "{\"latency_us\":" << num(us)
-                << ",\"sql\":" << mp::jsonString(sql) << "}";
+        for (const SlowSample& x : t->slow) {
+            out << (f3 ? "" : ",") << "{\"latency_us\":" << num(x.us)
+                << ",\"sql\":" << mp::jsonString(x.sql)
+                << ",\"client\":" << mp::jsonString(x.client)
+                << ",\"user\":" << mp::jsonString(x.user) << ",\"ts_ns\":" << x.ts
+                << ",\"error_code\":" << x.errorCode << ",\"status_flags\":" << x.statusFlags
+                << ",\"rows_affected\":" << x.rowsAffected << "}";
             f3 = false;
         }
-        out << "]}";
+        out << "],\"clients\":";
+        breakdowns(out, t->clients, "addr");
+        out << ",\"users\":";
+        breakdowns(out, t->users, "user");
+        out << "}";
         first = false;
     }
     out << "]";

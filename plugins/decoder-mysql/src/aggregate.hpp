@@ -5,6 +5,7 @@
 // what they turn away is counted.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -16,7 +17,8 @@
 namespace mp::mysql {
 
 /// Log-bucketed latency sketch (DDSketch style): quantiles within `kAlpha` relative error,
-/// merges exactly (bucket counts add), at most ~2,100 buckets from 1 us to 1 day.
+/// merges exactly (bucket counts add). Buckets are one dense array over the indices seen
+/// (1 ns to 1 day: at most ~1,600; a template's latencies usually span a few hundred).
 class LatencySketch {
   public:
     static constexpr double kAlpha = 0.01;
@@ -36,13 +38,76 @@ class LatencySketch {
     static int index(double us);
     static double value(int index);
 
+    static constexpr int kMinIndex = -345;  // index(0.001 us)
+    static constexpr int kMaxIndex = 1271;  // index(1 day); longer latencies share it
+
   private:
-    std::map<int, uint64_t> buckets_;
+    void grow(int index);
+    template <class F>
+    void forEach(F f) const {
+        for (size_t k = 0; k < counts_.size(); ++k) {
+            if (counts_[k] != 0) {
+                f(offset_ + static_cast<int>(k), counts_[k]);
+            }
+        }
+    }
+
+    std::vector<uint64_t> counts_;  // counts_[k]: bucket offset_ + k
+    int offset_ = 0;
     uint64_t zero_ = 0;  // latencies under 1 ns (clock steps): counted, no bucket
     uint64_t count_ = 0;
     double min_ = 0;
     double max_ = 0;
     double sum_ = 0;
+};
+
+/// One client address's or one user's share of a template.
+struct Breakdown {
+    uint64_t count = 0;
+    uint64_t errors = 0;
+    double latencySumUs = 0;       // commands that succeeded
+    double errorLatencySumUs = 0;  // commands answered with an error
+    uint64_t noIndexUsed = 0;
+    uint64_t noGoodIndexUsed = 0;
+    uint64_t slowFlag = 0;
+    uint64_t lastSeen = 0;
+    void merge(const Breakdown& o);
+};
+
+/// Named breakdowns, at most `Max` names; the rest is summed under `other`.
+template <size_t Max>
+struct BreakdownSet {
+    std::vector<std::pair<std::string, Breakdown>> named;
+    Breakdown other;
+    Breakdown& at(std::string_view name) {
+        for (auto& [n, b] : named) {
+            if (n == name) {
+                return b;
+            }
+        }
+        if (named.size() < Max) {
+            return named.emplace_back(std::string(name), Breakdown{}).second;
+        }
+        return other;
+    }
+    void merge(const BreakdownSet& o) {
+        for (const auto& [n, b] : o.named) {
+            at(n).merge(b);
+        }
+        other.merge(o.other);
+    }
+};
+
+/// A slow command, kept as a sample.
+struct SlowSample {
+    double us = 0;
+    std::string sql;
+    std::string client;
+    std::string user;
+    uint64_t ts = 0;
+    uint16_t errorCode = 0;
+    uint16_t statusFlags = 0;
+    uint64_t rowsAffected = 0;
 };
 
 struct TemplateStats {
@@ -67,8 +132,12 @@ struct TemplateStats {
     uint64_t warnings = 0;
     uint64_t firstSeen = 0;
     uint64_t lastSeen = 0;
-    std::string sample;                                // first raw SQL of the interval
-    std::vector<std::pair<double, std::string>> slow;  // latency us, SQL (bounded)
+    std::string sample;            // first raw SQL of the interval
+    std::vector<SlowSample> slow;  // the slowest over the threshold (bounded)
+    static constexpr size_t kMaxClients = 64;
+    static constexpr size_t kMaxUsers = 16;
+    BreakdownSet<kMaxClients> clients;  // by client IP address
+    BreakdownSet<kMaxUsers> users;
 
     static constexpr size_t kMaxErrorCodes = 16;
     static constexpr size_t kMaxSlow = 5;
@@ -84,8 +153,8 @@ class Aggregator {
   public:
     explicit Aggregator(AggregatorLimits limits = {}) : limits_(limits) {}
 
-    /// One transaction of a connection to `server` ("ip:port").
-    void add(const Transaction& tx, const std::string& server);
+    /// One transaction of a connection from `client` (IP address) to `server` ("ip:port").
+    void add(const Transaction& tx, std::string_view server, std::string_view client = {});
     void merge(const Aggregator& o);
     void clear();
 
@@ -93,19 +162,54 @@ class Aggregator {
     /// "totals":{...},"templates":[...]
     std::string json() const;
 
-    const std::map<std::string, uint64_t>& commands() const { return commands_; }
-    const std::unordered_map<std::string, TemplateStats>& templates() const { return templates_; }
+    /// Commands by name ("COM_QUERY" -> count).
+    std::map<std::string, uint64_t> commands() const;
+    size_t templateCount() const { return templates_.size(); }
+    template <class F>
+    void forEachTemplate(F f) const {
+        for (const auto& [k, t] : templates_) {
+            f(t);
+        }
+    }
     uint64_t evicted() const { return evicted_; }
 
   private:
+    // (server, schema, fingerprint id); looked up by views, without building a string.
+    struct Key {
+        std::string server;
+        std::string schema;
+        uint64_t id;
+    };
+    struct KeyView {
+        std::string_view server;
+        std::string_view schema;
+        uint64_t id;
+    };
+    struct KeyHash {
+        using is_transparent = void;
+        size_t operator()(const KeyView& k) const;
+        size_t operator()(const Key& k) const { return (*this)(KeyView{k.server, k.schema, k.id}); }
+    };
+    struct KeyEq {
+        using is_transparent = void;
+        static KeyView view(const Key& k) { return {k.server, k.schema, k.id}; }
+        static KeyView view(const KeyView& k) { return k; }
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const {
+            KeyView x = view(a);
+            KeyView y = view(b);
+            return x.id == y.id && x.server == y.server && x.schema == y.schema;
+        }
+    };
+
     AggregatorLimits limits_;
-    std::map<std::string, uint64_t> commands_;
+    std::array<uint64_t, 256> commands_{};  // by command byte
     std::map<uint16_t, uint64_t> errorCodes_;
     uint64_t errors_ = 0;
     uint64_t rows_ = 0;
     uint64_t lost_ = 0;
     uint64_t evicted_ = 0;  // transactions not kept because the template table was full
-    std::unordered_map<std::string, TemplateStats> templates_;  // key: server|schema|id
+    std::unordered_map<Key, TemplateStats, KeyHash, KeyEq> templates_;
 };
 
 }  // namespace mp::mysql

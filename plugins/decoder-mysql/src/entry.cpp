@@ -68,14 +68,18 @@ class MysqlDecoder : public mp::Plugin {
     void* streamOpen(const mp_flow& flow) override {
         streams_.add();
         auto* s = new Stream;
+        const int family = flow.ip_version == 6 ? AF_INET6 : AF_INET;
         char ip[INET6_ADDRSTRLEN] = {0};
-        inet_ntop(flow.ip_version == 6 ? AF_INET6 : AF_INET, flow.server_ip, ip, sizeof ip);
+        inet_ntop(family, flow.server_ip, ip, sizeof ip);
         s->server = flow.ip_version == 6
                         ? "[" + std::string(ip) + "]:" + std::to_string(flow.server_port)
                         : std::string(ip) + ":" + std::to_string(flow.server_port);
+        char cip[INET6_ADDRSTRLEN] = {0};
+        inet_ntop(family, flow.client_ip, cip, sizeof cip);
+        s->client = cip;
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
-            [this, s](const mp::mysql::Transaction& tx) { record(tx, s->server); });
+            [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); });
         return s;
     }
 
@@ -122,7 +126,8 @@ class MysqlDecoder : public mp::Plugin {
 
   private:
     struct Stream {
-        std::string server;
+        std::string server;  // "ip:port"
+        std::string client;  // ip
         std::unique_ptr<mp::mysql::Session> session;
     };
 
@@ -143,10 +148,10 @@ class MysqlDecoder : public mp::Plugin {
         registry().push_back(this);
     }
 
-    void record(const mp::mysql::Transaction& tx, const std::string& server) {
+    void record(const mp::mysql::Transaction& tx, const Stream& s) {
         {
             std::lock_guard<std::mutex> lock(aggMutex_);
-            agg_.add(tx, server);
+            agg_.add(tx, s.server, s.client);
         }
         bool known =
             tx.command <= mp::mysql::kResetConnection || tx.command == mp::mysql::kStmtBulkExecute;

@@ -24,6 +24,12 @@ bool isSpace(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+// Short comparisons, inline: the token loop runs them for every token.
+bool is(std::string_view a, char c) { return a.size() == 1 && a[0] == c; }
+template <size_t N>
+bool is(std::string_view a, const char (&lit)[N]) {
+    return a.size() == N - 1 && __builtin_memcmp(a.data(), lit, N - 1) == 0;
+}
 
 // Skips a quoted literal starting at i (quote q); returns the index after it.
 size_t skipQuoted(std::string_view s, size_t i, char q) {
@@ -54,7 +60,7 @@ class Writer {
 
     bool full() const { return full_; }
     Kind prevKind() const { return prev_; }
-    bool prevIsCloseParen() const { return prev_ == Kind::Punct && prevPunct_ == ")"; }
+    bool prevIsCloseParen() const { return prev_ == Kind::Punct && is(prevPunct_, ')'); }
     std::string_view prevWord() const {
         return prev_ == Kind::Word ? std::string_view(out_).substr(wordStart_) : "";
     }
@@ -62,10 +68,12 @@ class Writer {
     void word(std::string_view raw, bool lowercase = true) {
         space(false, false);
         wordStart_ = out_.size();
+        out_.resize(wordStart_ + raw.size());
+        char* dst = out_.data() + wordStart_;
         for (char c : raw) {
-            out_ += lowercase ? lower(c) : c;
+            *dst++ = lowercase ? lower(c) : c;
         }
-        if (out_.compare(wordStart_, std::string::npos, "distinctrow") == 0) {
+        if (is(std::string_view(out_).substr(wordStart_), "distinctrow")) {
             out_.resize(wordStart_);
             out_ += "distinct";  // synonyms: one template (performance_schema does the same)
         }
@@ -81,13 +89,14 @@ class Writer {
     }
 
     void punct(std::string_view p) {
-        bool open = p == "(";
-        bool close = p == ")";
-        bool tight = p == "," || close || p == "." || p == ";";
+        bool open = is(p, '(');
+        bool close = is(p, ')');
+        bool comma = is(p, ',');
+        bool tight = comma || close || is(p, '.') || is(p, ';');
         // Lists that performance_schema collapses too: after IN, VALUES, and the next rows.
         std::string_view w = prevWord();
-        bool listWord = open && (w == "in" || w == "values" || w == "value");
-        bool nextRow = open && prev_ == Kind::Punct && prevPunct_ == "," && commaAfterList_;
+        bool listWord = open && (is(w, "in") || is(w, "values") || is(w, "value"));
+        bool nextRow = open && prev_ == Kind::Punct && is(prevPunct_, ',') && commaAfterList_;
         space(tight, open);
         size_t at = out_.size();
         out_ += p;
@@ -124,13 +133,13 @@ class Writer {
             literalSeen(false);
             return;
         }
-        commaAfterList_ = p == "," && listEnd_ == at;
+        commaAfterList_ = comma && listEnd_ == at;
         if (commaAfterList_) {
             commaPos_ = at;
         }
         if (!stack_.empty()) {
             Open& o = stack_.back();
-            if (p == "," && !o.expectLiteral) {
+            if (comma && !o.expectLiteral) {
                 o.expectLiteral = true;
             } else {
                 o.onlyLiterals = false;
@@ -159,7 +168,7 @@ class Writer {
         if (out_.empty() || tight) {
             return;
         }
-        if (prev_ == Kind::Punct && (prevPunct_ == "(" || prevPunct_ == ".")) {
+        if (prev_ == Kind::Punct && (is(prevPunct_, '(') || is(prevPunct_, '.'))) {
             return;
         }
         if (open && prev_ == Kind::Word) {
@@ -224,13 +233,13 @@ bool operandExpected(const Writer& w) {
         case Kind::Punct:
             return !w.prevIsCloseParen();
         case Kind::Word: {
-            static const char* const kOps[] = {
+            static const std::string_view kOps[] = {
                 "select",  "where",  "and",    "or",   "not",  "in",   "values", "set",
                 "by",      "limit",  "offset", "when", "then", "else", "is",     "like",
                 "between", "return", "having", "on",   "xor",  "div",  "mod",    "interval"};
             std::string_view p = w.prevWord();
-            for (const char* k : kOps) {
-                if (p == k) {
+            for (std::string_view k : kOps) {
+                if (p.size() == k.size() && p[0] == k[0] && p == k) {
                     return true;
                 }
             }
@@ -364,7 +373,7 @@ Fingerprint fingerprint(std::string_view s, size_t maxOut) {
             "<=>", "<=", ">=", "<>", "!=", ":=", "||", "&&", "<<", ">>", "->>", "->"};
         bool matched = false;
         for (std::string_view op : kOps) {
-            if (s.substr(i, op.size()) == op) {
+            if (op[0] == c && s.substr(i, op.size()) == op) {
                 w.punct(op);
                 i += op.size();
                 matched = true;

@@ -2,6 +2,7 @@
 #include "session.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace mp::mysql {
@@ -99,7 +100,8 @@ bool noResponse(uint8_t cmd) {
 
 }  // namespace
 
-std::string commandName(uint8_t cmd) {
+namespace {
+std::string makeCommandName(uint8_t cmd) {
     static const char* const kNames[] = {
         "COM_SLEEP",
         "COM_QUIT",
@@ -142,6 +144,18 @@ std::string commandName(uint8_t cmd) {
     }
     static const char* hex = "0123456789abcdef";
     return std::string("COM_UNKNOWN_0x") + hex[cmd >> 4] + hex[cmd & 15];
+}
+}  // namespace
+
+const std::string& commandName(uint8_t cmd) {
+    static const auto kAll = [] {
+        std::array<std::string, 256> names;
+        for (size_t c = 0; c < names.size(); ++c) {
+            names[c] = makeCommandName(static_cast<uint8_t>(c));
+        }
+        return names;
+    }();
+    return kAll[cmd];
 }
 
 Session::Session(SessionLimits limits, bool midstream, Emit emit)
@@ -369,7 +383,6 @@ void Session::command(const Packet& p) {
     Pending pc;
     Transaction& tx = pc.tx;
     tx.command = p.data[0];
-    tx.commandName = commandName(tx.command);
     tx.requestTs = p.firstTs != 0 ? p.firstTs : p.ts;
     tx.requestBytes = p.length + 4;
     tx.user = login_.user;

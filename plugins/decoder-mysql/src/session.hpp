@@ -53,7 +53,7 @@ enum Command : uint8_t {
 };
 
 /// "COM_QUERY" etc.; "COM_UNKNOWN_0x42" for others.
-std::string commandName(uint8_t cmd);
+const std::string& commandName(uint8_t cmd);
 
 /// How a command ended.
 enum class Outcome { None, Ok, Error, ResultSet, Prepared, Lost };
@@ -61,7 +61,6 @@ enum class Outcome { None, Ok, Error, ResultSet, Prepared, Lost };
 /// One client command and its response.
 struct Transaction {
     uint8_t command = 0;
-    std::string commandName;
     uint64_t requestTs = 0;
     uint64_t firstResponseTs = 0;
     uint64_t responseTs = 0;  // end of the response (0 when none)
