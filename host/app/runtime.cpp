@@ -6,6 +6,7 @@
 #include <Poco/JSON/Parser.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <iomanip>
@@ -1031,6 +1032,64 @@ void Runtime::addBuiltinRoutes() {
                         resp.contentType = "text/plain; version=0.0.4";
                         resp.body = metrics_.prometheus();
                     });
+    // Live configuration, as the original probe: /config/update?report_period_ms=N (or
+    // interval=SECONDS). Every key is checked before anything changes.
+    http_->addRoute("/config/update", [this](const mp_http_request& req, mp_http_response& resp) {
+        resp.contentType = "application/json";
+        auto fail = [&](int status, const std::string& why) {
+            resp.status = status;
+            resp.body = "{\"error\":" + mp::jsonString(why) + "}";
+        };
+        std::string_view m = sv(req.method);
+        if (m != "GET" && m != "POST") {
+            fail(405, "method not allowed: use GET or POST");
+            return;
+        }
+        std::multimap<std::string, std::string> params;
+        if (!parseQuery(std::string(sv(req.query)), params)) {
+            fail(400, "malformed query string");
+            return;
+        }
+        if (params.empty()) {
+            fail(400, "nothing to update: give report_period_ms=N or interval=SECONDS");
+            return;
+        }
+        uint64_t ms = 0;
+        for (const auto& [key, value] : params) {
+            uint64_t scale = 0;
+            if (key == "report_period_ms") {
+                scale = 1;
+            } else if (key == "interval") {
+                scale = 1000;
+            } else {
+                fail(400, "unknown key: " + key + " (known: report_period_ms, interval)");
+                return;
+            }
+            uint64_t n = 0;
+            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+            if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
+                fail(400, key + ": not a whole number: " + value);
+                return;
+            }
+            if (n > 86400000 / scale || n * scale < 100) {
+                fail(400, key + ": out of range (100 ms to 1 day): " + value);
+                return;
+            }
+            if (ms != 0 && ms != n * scale) {
+                fail(400, "report_period_ms and interval disagree");
+                return;
+            }
+            ms = n * scale;
+        }
+        uint64_t before = intervalMs_.load();
+        setIntervalMs(ms);
+        log(MP_LOG_INFO, "host",
+            "report interval changed from " + std::to_string(before) + " ms to " +
+                std::to_string(ms) + " ms (" + std::string(sv(req.remote_addr)) + ")");
+        resp.status = 200;
+        resp.body = "{\"interval_ms\":" + std::to_string(ms) +
+                    ",\"previous_interval_ms\":" + std::to_string(before) + "}";
+    });
 }
 
 }  // namespace mp::host

@@ -112,6 +112,7 @@ struct HttpServer::Impl {
     mp_counter* wsOpen;
     mp_counter* wsDropped;
     mp_counter* wsSlowClosed;
+    mp_counter* wsIdleClosed;
 
     Impl(HttpOptions o, Metrics& m)
         : options(std::move(o)),
@@ -124,7 +125,10 @@ struct HttpServer::Impl {
                           "websocket messages dropped because a client's queue was full",
                           MP_COUNTER)),
           wsSlowClosed(m.get("http", "websocket_write_timeouts_total",
-                             "websocket clients closed because a write timed out", MP_COUNTER)) {}
+                             "websocket clients closed because a write timed out", MP_COUNTER)),
+          wsIdleClosed(m.get("http", "websocket_ping_timeouts_total",
+                             "websocket clients closed because they stayed silent (no pong)",
+                             MP_COUNTER)) {}
 };
 
 // Request context behind mp_http_request::impl.
@@ -281,7 +285,7 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         }
         mp_ws_conn conn;
         conn.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        conn.maxQueue = impl_.options.wsQueueMessages;
+        conn.maxQueue = h_.queue_messages != 0 ? h_.queue_messages : impl_.options.wsQueueMessages;
         conn.dropped = impl_.wsDropped;
         if (conn.wakeFd < 0) {
             return;
@@ -314,9 +318,22 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
 
   private:
     void serve(Poco::Net::HTTPServerRequest& req, Poco::Net::WebSocket& ws, mp_ws_conn& conn) {
-        ws.setMaxPayloadSize(impl_.options.wsMaxMessageBytes);
-        ws.setSendTimeout(Poco::Timespan(impl_.options.wsWriteTimeout.count() * 1000));
-        ws.setReceiveTimeout(Poco::Timespan(impl_.options.wsWriteTimeout.count() * 1000));
+        using Clock = std::chrono::steady_clock;
+        // This endpoint's limits (ABI 1.1), else the host's.
+        const int maxMessage =
+            h_.max_message_bytes != 0
+                ? static_cast<int>(std::min<uint32_t>(h_.max_message_bytes, 1u << 30))
+                : impl_.options.wsMaxMessageBytes;
+        const auto writeTimeout = h_.write_timeout_ms != 0
+                                      ? std::chrono::milliseconds(h_.write_timeout_ms)
+                                      : impl_.options.wsWriteTimeout;
+        const auto pingEvery = std::chrono::milliseconds(h_.ping_interval_ms);
+        const auto idleLimit = std::chrono::milliseconds(h_.idle_timeout_ms);
+        ws.setMaxPayloadSize(maxMessage);
+        ws.setSendTimeout(Poco::Timespan(writeTimeout.count() * 1000));
+        ws.setReceiveTimeout(Poco::Timespan(writeTimeout.count() * 1000));
+        auto lastHeard = Clock::now();
+        auto lastPing = lastHeard;
         if (h_.on_open != nullptr) {
             RequestView view(req);
             parseQuery(view.query, view.ctx.params);
@@ -359,6 +376,23 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
                     return;
                 }
             }
+            const auto now = Clock::now();
+            if (idleLimit.count() != 0 && now - lastHeard > idleLimit) {
+                impl_.wsIdleClosed->value.fetch_add(1);
+                ws.shutdown(Poco::Net::WebSocket::WS_ENDPOINT_GOING_AWAY, "ping timeout");
+                return;
+            }
+            if (pingEvery.count() != 0 && now - lastPing >= pingEvery) {
+                lastPing = now;
+                try {
+                    ws.sendFrame("mp", 2,
+                                 static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                     static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING));
+                } catch (const Poco::TimeoutException&) {
+                    impl_.wsSlowClosed->value.fetch_add(1);
+                    return;
+                }
+            }
             if (closeNow || impl_.stopping.load()) {
                 std::string reason;
                 uint16_t code = 1001;
@@ -380,6 +414,7 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
             frame.resize(0);
             int n = ws.receiveFrame(frame, flags);
             int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
+            lastHeard = Clock::now();
             if (n == 0 && flags == 0) {
                 return;  // peer closed the TCP connection
             }
@@ -406,7 +441,7 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
                 ws.shutdown(Poco::Net::WebSocket::WS_PROTOCOL_ERROR, "unexpected frame");
                 return;
             }
-            if (message.size() > static_cast<size_t>(impl_.options.wsMaxMessageBytes)) {
+            if (message.size() > static_cast<size_t>(maxMessage)) {
                 ws.shutdown(Poco::Net::WebSocket::WS_PAYLOAD_TOO_BIG, "message too big");
                 return;
             }

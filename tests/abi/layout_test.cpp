@@ -96,13 +96,18 @@ static_assert(
     std::is_same_v<mp_http_handler, void (*)(void*, const mp_http_request*, mp_http_response*)>,
     "mp_http_handler" MP_MOVED);
 
-MP_SIZE(mp_ws_handler, 40);
+MP_SIZE(mp_ws_handler, 64);
 MP_MEMBER(mp_ws_handler, struct_size, 0, uint32_t);
 MP_MEMBER(mp_ws_handler, reserved, 4, uint32_t);
 MP_MEMBER(mp_ws_handler, user, 8, void*);
 MP_MEMBER(mp_ws_handler, on_open, 16, mp_status (*)(void*, mp_ws_conn*, const mp_http_request*));
 MP_MEMBER(mp_ws_handler, on_message, 24, void (*)(void*, mp_ws_conn*, uint32_t, mp_bytes));
 MP_MEMBER(mp_ws_handler, on_close, 32, void (*)(void*, mp_ws_conn*));
+MP_MEMBER(mp_ws_handler, ping_interval_ms, 40, uint32_t);  // 1.1
+MP_MEMBER(mp_ws_handler, idle_timeout_ms, 44, uint32_t);
+MP_MEMBER(mp_ws_handler, write_timeout_ms, 48, uint32_t);
+MP_MEMBER(mp_ws_handler, max_message_bytes, 52, uint32_t);
+MP_MEMBER(mp_ws_handler, queue_messages, 56, uint32_t);
 
 MP_SIZE(mp_host_api, 200);
 MP_MEMBER(mp_host_api, struct_size, 0, uint32_t);
@@ -354,7 +359,7 @@ TEST_CASE("abi.h struct layout is frozen") {
     CHECK(sizeof(mp_frame) == 40);
     CHECK(sizeof(mp_flow) == 64);
     CHECK(sizeof(mp_http_request) == 96);
-    CHECK(sizeof(mp_ws_handler) == 40);
+    CHECK(sizeof(mp_ws_handler) == 64);
     CHECK(sizeof(mp_host_api) == 200);
     CHECK(sizeof(mp_plugin) == 128);
     CHECK(offsetof(mp_plugin, stream_close) + sizeof(void*) == sizeof(mp_plugin));

@@ -2,57 +2,22 @@
 // The mysqlprobe binary, run for real: command line, configuration errors, start, HTTP,
 // signal shutdown in reverse start order, offline reading of a bundled capture.
 #include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/StreamCopier.h>
 #include <doctest/doctest.h>
 
-#include <regex>
 #include <set>
 
-#include "support/process.hpp"
+#include "support/node.hpp"
 
 using namespace std::chrono_literals;
 using mptest::Process;
 
 namespace {
 
-std::string data(const std::string& rel) { return mptest::sourceDir() + "/tests/data/" + rel; }
-
-// Writes a config into a fresh directory and returns its path.
-std::string config(const std::string& name, const std::string& yaml) {
-    std::string dir = mptest::tempDir(name);
-    std::string path = dir + "/probe.yaml";
-    mptest::writeFile(path, yaml);
-    return path;
-}
-
-// The port the host logged ("serving HTTP on 127.0.0.1:PORT"), or 0.
-int loggedPort(const Process& p) {
-    std::smatch m;
-    std::string err = p.err();
-    static const std::regex re("serving HTTP on [0-9.]+:([0-9]+)");
-    return std::regex_search(err, m, re) ? std::stoi(m[1]) : 0;
-}
-
-int httpGet(int port, const std::string& uri, std::string& body) {
-    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port));
-    s.setTimeout(Poco::Timespan(5, 0));
-    Poco::Net::HTTPRequest req("GET", uri, Poco::Net::HTTPMessage::HTTP_1_1);
-    s.sendRequest(req);
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = s.receiveResponse(resp);
-    body.clear();
-    Poco::StreamCopier::copyToString(in, body);
-    return resp.getStatus();
-}
-
-Poco::JSON::Object::Ptr parseJson(const std::string& text) {
-    Poco::JSON::Parser p;
-    return p.parse(text).extract<Poco::JSON::Object::Ptr>();
-}
+using mptest::config;
+using mptest::data;
+using mptest::httpGet;
+using mptest::loggedPort;
+using mptest::parseJson;
 
 // Position of `needle` in `hay`, or npos; for ordering checks on the log.
 size_t at(const std::string& hay, const std::string& needle) { return hay.find(needle); }
@@ -63,7 +28,7 @@ TEST_SUITE("process") {
     TEST_CASE("--version, --help, and usage errors") {
         Process v({mptest::binary(), "--version"});
         CHECK(mptest::run(v) == 0);
-        CHECK(v.out().find("mysqlprobe 0.1.0 (plugin ABI 1.0)") == 0);
+        CHECK(v.out().find("mysqlprobe 0.1.0 (plugin ABI 1.1)") == 0);
         Process h({mptest::binary(), "--help"});
         CHECK(mptest::run(h) == 0);
         CHECK(h.out().find("--list-plugins") != std::string::npos);
@@ -83,9 +48,9 @@ TEST_SUITE("process") {
         REQUIRE(mptest::run(p) == 0);
         std::string out = p.out();
         for (const char* line :
-             {"capture-pcap  capture  0.1.0  ABI 1.0", "decoder-mysql  decoder  0.1.0  ABI 1.0",
-              "cluster-static  cluster  0.1.0  ABI 1.0", "cluster-gossip  cluster  0.1.0  ABI 1.0",
-              "sink-websocket  sink  0.1.0  ABI 1.0"}) {
+             {"capture-pcap  capture  0.1.0  ABI 1.1", "decoder-mysql  decoder  0.1.0  ABI 1.1",
+              "cluster-static  cluster  0.1.0  ABI 1.1", "cluster-gossip  cluster  0.1.0  ABI 1.1",
+              "sink-websocket  sink  0.1.0  ABI 1.1"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
         }
         CHECK(out.find("snaplen                int    default \"0\" [0..262144]") !=

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 0
+#define MP_ABI_MINOR 1
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -249,6 +249,17 @@ typedef struct mp_ws_handler {
     void (*on_message)(void* user, mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
     /** The connection is gone; `conn` is invalid after this returns. */
     void (*on_close)(void* user, mp_ws_conn* conn);
+    /* SINCE 1.1: this endpoint's limits; 0 takes the host's default. */
+    /** Keepalive: the host pings each client this often (0: host default of no pings). */
+    uint32_t ping_interval_ms;
+    /** A client that sends nothing (pongs included) this long is closed with 1001. */
+    uint32_t idle_timeout_ms;
+    /** A send that blocks longer closes the client (counted as a slow client). */
+    uint32_t write_timeout_ms;
+    /** A larger incoming message closes the client with 1009. */
+    uint32_t max_message_bytes;
+    /** Outgoing messages queued per client; beyond it the oldest is dropped (counted). */
+    uint32_t queue_messages;
 } mp_ws_handler;
 
 /* ---------------------------------------------------------------------------------------------
