@@ -9,8 +9,10 @@ pkgs=(
   clang libclang-rt-14-dev clang-format
   # libraries
   libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev zlib1g-dev
-  # live tests: a real server and client
-  mariadb-server mariadb-client python3-pymysql python3-websocket sysbench
+  libsnappy-dev
+  # live tests: a real server and client; independent websocket clients/servers and snappy
+  mariadb-server mariadb-client python3-pymysql sysbench
+  python3-websocket python3-websockets python3-snappy
 )
 missing=()
 for p in "${pkgs[@]}"; do

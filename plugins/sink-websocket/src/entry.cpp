@@ -1,26 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
-// sink-websocket: streams every report to the clients of /collector (on the host's server).
-// Done here: the endpoint, native JSON text frames, a bounded queue per client (the host's).
-// Still to come with its own issue: the mysqlprobe-v1 format, snappy, the pusher, keepalive.
+// sink-websocket: streams every report to the clients of /collector (on the host's server) and,
+// with pusher servers configured, pushes it to one of them. Formats: native JSON (text frames,
+// or snappy in binary frames) and the original Go probe's mysqlprobe-v1 (snappy, binary).
+#include <algorithm>
+#include <memory>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <set>
+
+#include "encode.hpp"
+#include "pusher.hpp"
 
 namespace {
 
 // clang-format off
 const mp_property kProps[] = {
     {"path", MP_PROP_STRING, 0, "/collector", "websocket path on the host's server", 0, 0, nullptr},
-    {"format", MP_PROP_STRING, 0, "native", "report format", 0, 0, "native|mysqlprobe-v1"},
-    {"compression", MP_PROP_STRING, 0, "none", "compression of native reports", 0, 0, "none|snappy"},
-    {"pusher_servers", MP_PROP_STRING_LIST, 0, "", "ws://host:port servers to push reports to", 0, 0, nullptr},
-    {"pusher_path", MP_PROP_STRING, 0, "", "websocket path on the pusher servers", 0, 0, nullptr},
-    {"pusher_preconnect", MP_PROP_BOOL, 0, "false", "connect to every pusher server at start", 0, 0, nullptr},
+    {"format", MP_PROP_STRING, 0, "native", "report format: native JSON, or the original Go probe's (snappy short-key JSON)", 0, 0, "native|mysqlprobe-v1"},
+    {"compression", MP_PROP_STRING, 0, "none", "compression of native reports (mysqlprobe-v1 is always snappy)", 0, 0, "none|snappy"},
+    {"pusher_servers", MP_PROP_STRING_LIST, 0, "", "ws://host:port servers to push reports to (one at a time, next on failure)", 0, 0, nullptr},
+    {"pusher_path", MP_PROP_STRING, 0, "/", "websocket path on the pusher servers", 0, 0, nullptr},
+    {"pusher_preconnect", MP_PROP_BOOL, 0, "false", "connect to a pusher server at start, not at the first report", 0, 0, nullptr},
+    {"pusher_buffer", MP_PROP_INT, 0, "256", "reports kept until a pusher server acknowledges them; beyond, the oldest is dropped (counted)", 1, 100000, nullptr},
+    {"pusher_ack", MP_PROP_STRING, 0, "pong", "what acknowledges a pushed report: the pong to a ping sent after it, or the receiver's {\"ack\":SEQ} message", 0, 0, "pong|message"},
     {"connect_timeout_ms", MP_PROP_INT, 0, "1000", "pusher connect timeout", 1, 3600000, nullptr},
     {"write_timeout_ms", MP_PROP_INT, 0, "1000", "a client whose write blocks longer is dropped", 1, 3600000, nullptr},
-    {"ping_timeout_s", MP_PROP_INT, 0, "30", "keepalive: a client silent this long is dropped", 1, 86400, nullptr},
-    {"reconnect_period_s", MP_PROP_INT, 0, "10", "pusher reconnect period", 1, 86400, nullptr},
-    {"max_message_kb", MP_PROP_INT, 0, "16384", "largest message accepted from or sent to a client", 1, 1048576, nullptr},
+    {"ping_timeout_s", MP_PROP_INT, 0, "30", "keepalive: clients are pinged every 0.9 x this; one silent this long is dropped", 1, 86400, nullptr},
+    {"reconnect_period_s", MP_PROP_INT, 0, "10", "pusher: wait between rounds of failed connection attempts", 1, 86400, nullptr},
+    {"max_message_kb", MP_PROP_INT, 0, "16384", "largest message accepted from a client", 1, 1048576, nullptr},
+    {"queue_reports", MP_PROP_INT, 0, "64", "reports queued per /collector client; beyond, the oldest is dropped (counted)", 1, 100000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
@@ -30,17 +38,29 @@ class WebsocketSink : public mp::Plugin {
     WebsocketSink(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           path_(cfg.str("path")),
+          format_(cfg.str("format") == "mysqlprobe-v1" ? mp::ws::Format::MysqlProbeV1
+                                                       : mp::ws::Format::Native),
+          compression_(cfg.str("compression") == "snappy" ? mp::ws::Compression::Snappy
+                                                          : mp::ws::Compression::None),
           sent_(host.counter("reports_sent_total", "report messages queued to websocket clients")),
-          clients_(host.counter("clients", "connected /collector clients", MP_GAUGE)) {
+          encodeErrors_(host.counter("encode_errors_total", "reports that could not be encoded")),
+          skipped_(host.counter("reports_skipped_total",
+                                "empty reports not sent (mysqlprobe-v1 sends nothing for them)")),
+          clients_(host.counter("clients", "connected /collector clients", MP_GAUGE)),
+          pushSent_(host.counter("pusher_sent_total", "reports pushed (first attempt)")),
+          pushRetried_(host.counter("pusher_retried_total",
+                                    "reports pushed again after a failover or reconnect")),
+          pushDropped_(host.counter("pusher_dropped_total",
+                                    "reports dropped because the pusher buffer was full")),
+          pushAcked_(host.counter("pusher_acked_total", "pushed reports acknowledged")),
+          pushFailures_(
+              host.counter("pusher_failures_total", "pusher connections that failed or broke")),
+          pushConnected_(
+              host.counter("pusher_connected", "1 while connected to a pusher server", MP_GAUGE)) {
         if (path_.empty() || path_[0] != '/') {
             throw mp::Error("path must start with '/': " + path_);
         }
-        if (cfg.str("format") != "native" || cfg.str("compression") != "none") {
-            throw mp::Error("format mysqlprobe-v1 and snappy compression are not implemented yet");
-        }
-        if (!cfg.list("pusher_servers").empty()) {
-            host.warn("the pusher is not implemented yet: pusher.servers is ignored");
-        }
+        const int64_t pingS = cfg.i64("ping_timeout_s");
         mp_ws_handler h{};
         h.struct_size = sizeof h;
         h.user = this;
@@ -50,8 +70,46 @@ class WebsocketSink : public mp::Plugin {
         h.on_close = [](void* self, mp_ws_conn* c) {
             static_cast<WebsocketSink*>(self)->remove(c);
         };
+        h.ping_interval_ms = static_cast<uint32_t>(std::max<int64_t>(1, pingS * 900));
+        h.idle_timeout_ms = static_cast<uint32_t>(pingS * 1000);
+        h.write_timeout_ms = static_cast<uint32_t>(cfg.i64("write_timeout_ms"));
+        h.max_message_bytes = static_cast<uint32_t>(cfg.i64("max_message_kb") * 1024);
+        h.queue_messages = static_cast<uint32_t>(cfg.i64("queue_reports"));
         if (host.api()->ws_endpoint(host.raw(), path_.c_str(), &h) != MP_OK) {
             throw mp::Error("cannot serve websocket path " + path_);
+        }
+        std::vector<std::string> servers = cfg.list("pusher_servers");
+        servers.erase(std::remove(servers.begin(), servers.end(), std::string()), servers.end());
+        if (!servers.empty()) {
+            mp::ws::PusherOptions o;
+            o.servers = servers;
+            o.path = cfg.str("pusher_path");
+            o.preconnect = cfg.boolean("pusher_preconnect");
+            o.connectTimeout = std::chrono::milliseconds(cfg.i64("connect_timeout_ms"));
+            o.writeTimeout = std::chrono::milliseconds(cfg.i64("write_timeout_ms"));
+            o.reconnectPeriod = std::chrono::seconds(cfg.i64("reconnect_period_s"));
+            o.bufferReports = static_cast<size_t>(cfg.i64("pusher_buffer"));
+            o.ack = cfg.str("pusher_ack") == "message" ? mp::ws::AckMode::Message
+                                                       : mp::ws::AckMode::Pong;
+            try {
+                pusher_ = std::make_unique<mp::ws::Pusher>(
+                    o, [this](int level, const std::string& m) { this->host().log(level, m); },
+                    [this](const mp::ws::PusherStats& s) { publish(s); });
+            } catch (const std::invalid_argument& e) {
+                throw mp::Error(e.what());
+            }
+        }
+    }
+
+    void start() override {
+        if (pusher_) {
+            pusher_->start();
+        }
+    }
+
+    void stop() override {
+        if (pusher_) {
+            pusher_->stop();  // delivers what it can within its drain time
         }
     }
 
@@ -59,10 +117,30 @@ class WebsocketSink : public mp::Plugin {
         if (ev.type != MP_EVENT_REPORT) {
             return MP_OK;
         }
-        std::lock_guard<std::mutex> lock(mutex_);
-        for (mp_ws_conn* c : conns_) {
-            host().api()->ws_send(c, MP_WS_TEXT, ev.payload);
-            sent_.add();
+        std::optional<mp::ws::Encoded> msg;
+        try {
+            msg = mp::ws::encodeReport(
+                std::string_view(reinterpret_cast<const char*>(ev.payload.data), ev.payload.len),
+                format_, compression_);
+        } catch (const std::exception& e) {
+            encodeErrors_.add();
+            host().warn(std::string("report not sent: ") + e.what());
+            return MP_OK;
+        }
+        if (!msg) {
+            skipped_.add();
+            return MP_OK;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            mp_bytes bytes{reinterpret_cast<const uint8_t*>(msg->data.data()), msg->data.size()};
+            for (mp_ws_conn* c : conns_) {
+                host().api()->ws_send(c, msg->opcode, bytes);
+                sent_.add();
+            }
+        }
+        if (pusher_) {
+            pusher_->push(ev.seq, std::move(*msg));
         }
         return MP_OK;
     }
@@ -79,15 +157,45 @@ class WebsocketSink : public mp::Plugin {
         conns_.erase(c);
         clients_.set(static_cast<int64_t>(conns_.size()));
     }
+    // Counters follow the pusher's own figures (called from its thread).
+    void publish(const mp::ws::PusherStats& s) {
+        std::lock_guard<std::mutex> lock(statsMutex_);
+        auto bump = [](mp::Counter& c, uint64_t now, uint64_t& was) {
+            if (now > was) {
+                c.add(static_cast<int64_t>(now - was));
+            }
+            was = now;
+        };
+        bump(pushSent_, s.sent, last_.sent);
+        bump(pushRetried_, s.retried, last_.retried);
+        bump(pushDropped_, s.dropped, last_.dropped);
+        bump(pushAcked_, s.acked, last_.acked);
+        bump(pushFailures_, s.failures, last_.failures);
+        pushConnected_.set(static_cast<int64_t>(s.connected));
+    }
 
     std::string path_;
+    mp::ws::Format format_;
+    mp::ws::Compression compression_;
     std::mutex mutex_;
     std::set<mp_ws_conn*> conns_;
     mp::Counter sent_;
+    mp::Counter encodeErrors_;
+    mp::Counter skipped_;
     mp::Counter clients_;
+    mp::Counter pushSent_;
+    mp::Counter pushRetried_;
+    mp::Counter pushDropped_;
+    mp::Counter pushAcked_;
+    mp::Counter pushFailures_;
+    mp::Counter pushConnected_;
+    std::mutex statsMutex_;
+    mp::ws::PusherStats last_;
+    std::unique_ptr<mp::ws::Pusher> pusher_;
 };
 
 }  // namespace
 
 MP_DECLARE_PLUGIN(WebsocketSink, MP_KIND_SINK, "sink-websocket", "0.1.0",
-                  "Streams reports to websocket clients of /collector", kProps, 0)
+                  "Streams reports to websocket clients of /collector and pushes them to servers",
+                  kProps, 0)

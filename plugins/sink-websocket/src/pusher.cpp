@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "pusher.hpp"
+
+#include <Poco/Buffer.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/NetException.h>
+#include <Poco/Net/WebSocket.h>
+#include <mp/abi.h>
+
+#include <charconv>
+#include <stdexcept>
+
+namespace mp::ws {
+
+using Clock = std::chrono::steady_clock;
+
+Pusher::Server Pusher::parseServer(const std::string& text) {
+    std::string s = text;
+    if (s.rfind("ws://", 0) == 0) {
+        s = s.substr(5);
+    }
+    if (!s.empty() && s.back() == '/') {
+        s.pop_back();
+    }
+    size_t colon = s.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == s.size() ||
+        s.find('/') != std::string::npos) {
+        throw std::invalid_argument("pusher server must be host:port or ws://host:port: " + text);
+    }
+    Server out;
+    out.host = s.substr(0, colon);
+    if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') {
+        out.host = out.host.substr(1, out.host.size() - 2);
+    }
+    unsigned port = 0;
+    const char* b = s.data() + colon + 1;
+    const char* e = s.data() + s.size();
+    auto [end, ec] = std::from_chars(b, e, port);
+    if (ec != std::errc() || end != e || port == 0 || port > 65535) {
+        throw std::invalid_argument("pusher server has a bad port: " + text);
+    }
+    out.port = static_cast<uint16_t>(port);
+    return out;
+}
+
+Pusher::Pusher(PusherOptions options, Log log, Stats stats)
+    : options_(std::move(options)), log_(std::move(log)), statsFn_(std::move(stats)) {
+    for (const auto& s : options_.servers) {
+        servers_.push_back(parseServer(s));
+    }
+    if (servers_.empty()) {
+        throw std::invalid_argument("the pusher needs at least one server");
+    }
+    if (options_.path.empty() || options_.path[0] != '/') {
+        options_.path = "/" + options_.path;
+    }
+    if (options_.bufferReports == 0) {
+        options_.bufferReports = 1;
+    }
+}
+
+Pusher::~Pusher() { stop(); }
+
+void Pusher::start() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (started_) {
+        return;
+    }
+    started_ = true;
+    stopping_ = false;
+    thread_ = std::thread([this] { run(); });
+}
+
+void Pusher::stop() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!started_) {
+            return;
+        }
+        stopping_ = true;
+        stopDeadline_ = Clock::now() + options_.drainTimeout;
+    }
+    cv_.notify_all();
+    thread_.join();
+    std::lock_guard<std::mutex> lock(mutex_);
+    started_ = false;
+    if (!items_.empty()) {
+        log_(MP_LOG_WARN,
+             "pusher: " + std::to_string(items_.size()) + " report(s) not acknowledged at stop");
+    }
+}
+
+void Pusher::push(uint64_t seq, Encoded message) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (items_.size() >= options_.bufferReports) {
+            items_.pop_front();  // the oldest gives way (counted)
+            ++stats_.dropped;
+            if (sentOnConn_ > 0) {
+                --sentOnConn_;
+            }
+        }
+        items_.push_back(Item{seq, std::move(message), false});
+    }
+    cv_.notify_all();
+}
+
+void Pusher::publish() {
+    if (statsFn_) {
+        statsFn_(stats_);
+    }
+}
+
+bool Pusher::connect() {
+    // Every server once, starting with the current one; the first that answers wins.
+    for (size_t n = 0; n < servers_.size(); ++n) {
+        size_t i = (current_ + n) % servers_.size();
+        const Server& s = servers_[i];
+        try {
+            auto session = std::make_unique<Poco::Net::HTTPClientSession>(s.host, s.port);
+            session->setTimeout(Poco::Timespan(options_.connectTimeout.count() * 1000));
+            Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, options_.path,
+                                       Poco::Net::HTTPMessage::HTTP_1_1);
+            Poco::Net::HTTPResponse resp;
+            auto ws = std::make_unique<Poco::Net::WebSocket>(*session, req, resp);
+            ws->setSendTimeout(Poco::Timespan(options_.writeTimeout.count() * 1000));
+            ws->setReceiveTimeout(Poco::Timespan(0, 1000));
+            ws->setBlocking(true);
+            session_ = std::move(session);
+            socket_ = std::move(ws);
+            current_ = i;
+            stats_.connected = 1;
+            log_(MP_LOG_INFO,
+                 "pusher: connected to " + s.host + ":" + std::to_string(s.port) + options_.path);
+            return true;
+        } catch (const std::exception& e) {
+            ++stats_.failures;
+            log_(MP_LOG_WARN,
+                 "pusher: " + s.host + ":" + std::to_string(s.port) + " failed: " + e.what());
+        }
+    }
+    return false;
+}
+
+void Pusher::disconnect() {
+    if (socket_) {
+        try {
+            socket_->close();
+        } catch (const std::exception&) {
+            // already broken
+        }
+    }
+    socket_.reset();
+    session_.reset();
+    stats_.connected = 0;
+    sentOnConn_ = 0;  // a new connection starts again from the oldest unacknowledged report
+}
+
+void Pusher::ack(uint64_t seq) {
+    while (!items_.empty() && items_.front().seq <= seq && sentOnConn_ > 0) {
+        items_.pop_front();
+        --sentOnConn_;
+        ++stats_.acked;
+    }
+}
+
+// Reads whatever the server sent (pongs, acks) without blocking long. Throws when it broke.
+void Pusher::readAcks() {
+    Poco::Buffer<char> buf(0);
+    while (socket_ && socket_->poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ)) {
+        int flags = 0;
+        buf.resize(0);
+        int n = socket_->receiveFrame(buf, flags);
+        int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
+        if (n == 0 && flags == 0) {
+            throw Poco::Net::ConnectionResetException("server closed the connection");
+        }
+        if (op == Poco::Net::WebSocket::FRAME_OP_CLOSE) {
+            throw Poco::Net::ConnectionResetException("server sent close");
+        }
+        if (op == Poco::Net::WebSocket::FRAME_OP_PING) {
+            socket_->sendFrame(buf.begin(), n,
+                               static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                   static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PONG));
+            continue;
+        }
+        std::string_view body(buf.begin(), static_cast<size_t>(n));
+        uint64_t seq = 0;
+        if (op == Poco::Net::WebSocket::FRAME_OP_PONG && options_.ack == AckMode::Pong) {
+            std::from_chars(body.data(), body.data() + body.size(), seq);
+        } else if (op == Poco::Net::WebSocket::FRAME_OP_TEXT && options_.ack == AckMode::Message) {
+            // {"ack":SEQ}: no JSON library needed for one number.
+            size_t at = body.find("\"ack\"");
+            if (at != std::string_view::npos) {
+                at = body.find(':', at);
+                while (at != std::string_view::npos && at + 1 < body.size() &&
+                       (body[at + 1] == ' ' || body[at + 1] == ':')) {
+                    ++at;
+                }
+                if (at != std::string_view::npos && at + 1 < body.size()) {
+                    std::from_chars(body.data() + at + 1, body.data() + body.size(), seq);
+                }
+            }
+        }
+        if (seq != 0) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ack(seq);
+        }
+    }
+}
+
+// Writes every report not yet written on this connection, then a ping carrying the last seq.
+bool Pusher::sendPending(std::unique_lock<std::mutex>& lock) {
+    while (sentOnConn_ < items_.size()) {
+        Item& it = items_[sentOnConn_];
+        // Copy out: the buffer may drop the oldest while the lock is released for the write.
+        Encoded msg = it.msg;
+        uint64_t seq = it.seq;
+        bool again = it.sentBefore;
+        it.sentBefore = true;
+        ++sentOnConn_;
+        lock.unlock();
+        int flags =
+            static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+            static_cast<int>(msg.opcode == MP_WS_TEXT ? Poco::Net::WebSocket::FRAME_OP_TEXT
+                                                      : Poco::Net::WebSocket::FRAME_OP_BINARY);
+        bool ok = true;
+        try {
+            socket_->sendFrame(msg.data.data(), static_cast<int>(msg.data.size()), flags);
+            if (options_.ack == AckMode::Pong) {
+                std::string s = std::to_string(seq);
+                socket_->sendFrame(s.data(), static_cast<int>(s.size()),
+                                   static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                       static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING));
+            }
+        } catch (const std::exception& e) {
+            log_(MP_LOG_WARN, std::string("pusher: send failed: ") + e.what());
+            ok = false;
+        }
+        lock.lock();
+        if (!ok) {
+            return false;
+        }
+        ++(again ? stats_.retried : stats_.sent);
+    }
+    return true;
+}
+
+void Pusher::run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    bool tried = false;
+    while (true) {
+        const bool draining = stopping_;
+        if (draining && (items_.empty() || Clock::now() >= stopDeadline_)) {
+            break;
+        }
+        const bool want = !items_.empty() || (options_.preconnect && !draining);
+        if (!socket_ && want && (Clock::now() >= nextAttempt_ || !tried || draining)) {
+            lock.unlock();
+            bool ok = connect();
+            lock.lock();
+            tried = true;
+            if (!ok) {
+                nextAttempt_ = Clock::now() + options_.reconnectPeriod;
+            }
+            publish();
+        }
+        if (socket_) {
+            bool ok = sendPending(lock);
+            if (ok) {
+                lock.unlock();
+                try {
+                    readAcks();
+                } catch (const std::exception& e) {
+                    log_(MP_LOG_WARN, std::string("pusher: connection lost: ") + e.what());
+                    ok = false;
+                }
+                lock.lock();
+            }
+            if (!ok) {
+                // Fail over: the next server, at once; the unacknowledged reports go again.
+                ++stats_.failures;
+                disconnect();
+                current_ = (current_ + 1) % servers_.size();
+                nextAttempt_ = Clock::now();
+            }
+            publish();
+        }
+        // Wake for new reports, acks (polled), reconnect times and stop.
+        auto wait = socket_ ? std::chrono::milliseconds(20) : std::chrono::milliseconds(100);
+        cv_.wait_for(lock, wait);
+    }
+    disconnect();
+    publish();
+}
+
+}  // namespace mp::ws

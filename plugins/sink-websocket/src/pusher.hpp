@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: Apache-2.0
+// The pusher: sends every report to one reachable server of a list (ws://host:port), in order,
+// keeping what is not yet acknowledged in a bounded buffer so that a server failure loses
+// nothing: the next server gets the unacknowledged reports again (receivers drop duplicates by
+// the report's sequence number).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "encode.hpp"
+
+namespace Poco::Net {
+class WebSocket;
+class HTTPClientSession;
+}  // namespace Poco::Net
+
+namespace mp::ws {
+
+enum class AckMode {
+    Pong,     // a pong to a ping sent after a report acknowledges it (any RFC 6455 receiver)
+    Message,  // the receiver answers {"ack":SEQ} once it has kept report SEQ (exact)
+};
+
+struct PusherOptions {
+    std::vector<std::string> servers;  // host:port (a ws:// prefix is accepted)
+    std::string path = "/";
+    bool preconnect = false;
+    std::chrono::milliseconds connectTimeout{1000};
+    std::chrono::milliseconds writeTimeout{1000};
+    std::chrono::milliseconds reconnectPeriod{10000};
+    std::chrono::milliseconds drainTimeout{2000};  // at stop: time to deliver what is left
+    size_t bufferReports = 256;
+    AckMode ack = AckMode::Pong;
+};
+
+struct PusherStats {
+    uint64_t sent = 0;       // messages written (first time)
+    uint64_t retried = 0;    // messages written again after a failover or reconnect
+    uint64_t dropped = 0;    // messages dropped because the buffer was full
+    uint64_t acked = 0;      // messages acknowledged
+    uint64_t failures = 0;   // connections that failed or broke
+    uint64_t connected = 0;  // 1 while connected
+};
+
+class Pusher {
+  public:
+    using Log = std::function<void(int level, const std::string&)>;
+    using Stats = std::function<void(const PusherStats&)>;
+
+    /// Throws std::invalid_argument on a bad server address.
+    Pusher(PusherOptions options, Log log, Stats stats);
+    ~Pusher();
+    Pusher(const Pusher&) = delete;
+    Pusher& operator=(const Pusher&) = delete;
+
+    void start();
+    /// Tries to deliver what is buffered (at most drainTimeout), then stops.
+    void stop();
+    /// Queues one message; `seq` orders and acknowledges it (the report's sequence number).
+    void push(uint64_t seq, Encoded message);
+
+    struct Server {
+        std::string host;
+        uint16_t port = 0;
+    };
+    static Server parseServer(const std::string& s);
+
+  private:
+    struct Item {
+        uint64_t seq;
+        Encoded msg;
+        bool sentBefore = false;  // written on some connection already
+    };
+    void run();
+    bool connect();
+    void disconnect();
+    bool sendPending(std::unique_lock<std::mutex>& lock);
+    void readAcks();
+    void ack(uint64_t seq);
+    void publish();
+
+    PusherOptions options_;
+    std::vector<Server> servers_;
+    Log log_;
+    Stats statsFn_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<Item> items_;  // unacknowledged, oldest first
+    size_t sentOnConn_ = 0;   // items_[0..sentOnConn_) were written on this connection
+    PusherStats stats_;
+    bool stopping_ = false;
+    bool started_ = false;
+    std::chrono::steady_clock::time_point stopDeadline_;
+    std::chrono::steady_clock::time_point nextAttempt_{};
+    size_t current_ = 0;  // server index
+    std::unique_ptr<Poco::Net::HTTPClientSession> session_;
+    std::unique_ptr<Poco::Net::WebSocket> socket_;
+    std::thread thread_;
+};
+
+}  // namespace mp::ws
