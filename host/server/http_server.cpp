@@ -348,7 +348,14 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         int messageOp = 0;
         while (true) {
             pollfd fds[2] = {{ws.impl()->sockfd(), POLLIN, 0}, {conn.wakeFd, POLLIN, 0}};
-            int rc = ::poll(fds, 2, 200);
+            // Wake at least every 200 ms, and in time for the next keepalive ping.
+            int wait = 200;
+            if (pingEvery.count() != 0) {
+                auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    lastPing + pingEvery - Clock::now());
+                wait = static_cast<int>(std::clamp<int64_t>(due.count(), 0, 200));
+            }
+            int rc = ::poll(fds, 2, wait);
             if (rc < 0 && errno != EINTR) {
                 return;
             }
@@ -377,11 +384,6 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
                 }
             }
             const auto now = Clock::now();
-            if (idleLimit.count() != 0 && now - lastHeard > idleLimit) {
-                impl_.wsIdleClosed->value.fetch_add(1);
-                ws.shutdown(Poco::Net::WebSocket::WS_ENDPOINT_GOING_AWAY, "ping timeout");
-                return;
-            }
             if (pingEvery.count() != 0 && now - lastPing >= pingEvery) {
                 lastPing = now;
                 try {
@@ -392,6 +394,11 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
                     impl_.wsSlowClosed->value.fetch_add(1);
                     return;
                 }
+            }
+            if (idleLimit.count() != 0 && now - lastHeard > idleLimit) {
+                impl_.wsIdleClosed->value.fetch_add(1);
+                ws.shutdown(Poco::Net::WebSocket::WS_ENDPOINT_GOING_AWAY, "ping timeout");
+                return;
             }
             if (closeNow || impl_.stopping.load()) {
                 std::string reason;

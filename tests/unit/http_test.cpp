@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <vector>
 
 #include "app/runtime.hpp"
 #include "support/process.hpp"
@@ -72,10 +73,11 @@ Poco::JSON::Object::Ptr parseJson(const std::string& text) {
 struct Host {
     std::unique_ptr<mp::host::Runtime> rt;
     int port = 0;
-    Host() {
+    explicit Host(const std::string& sink = "sink-websocket") {
         auto cfg = mp::host::parseConfig(
             "serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: test-node\n"
-            "plugins:\n  cluster: none\n  sinks: [sink-websocket]\n",
+            "plugins:\n  cluster: none\n  sinks: [" +
+                sink + "]\n",
             "t.yaml", mp::host::Overrides{});
         rt = std::make_unique<mp::host::Runtime>(cfg, mp::host::RuntimeOptions{});
         rt->loadPlugins();
@@ -224,6 +226,77 @@ TEST_SUITE("http") {
             "Sec-WebSocket-Version: 13\r\n\r\n";
         CHECK(raw(h.port, noKey).find(" 400 ") != std::string::npos);
         CHECK(request(h.port, "GET", "/health").status == 200);
+    }
+
+    TEST_CASE("garbage websocket frames close that client only; the host keeps serving") {
+        Host h;
+        const std::string upgrade =
+            "GET /collector HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        const std::vector<std::string> garbage = {
+            std::string("\x81\x05hello", 7),             // client frame without a mask
+            std::string("\x83\x80\x01\x02\x03\x04", 6),  // reserved opcode 3
+            std::string("\x81\xff\x7f\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00",
+                        14),                              // 2^63-1 bytes
+            std::string("\x80\x81\x00\x00\x00\x00x", 7),  // continuation with no start
+            std::string("\xf1\x80\x00\x00\x00\x00", 6),   // reserved bits set
+            std::string("\x81\xfe\x00", 3),               // truncated length
+        };
+        for (const auto& g : garbage) {
+            CAPTURE(g.size());
+            std::string answer = raw(h.port, upgrade + g);
+            CHECK(answer.find(" 101 ") != std::string::npos);
+            CHECK(request(h.port, "GET", "/health").status == 200);
+        }
+        // Still serving websockets: a good client gets a report.
+        Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(h.port));
+        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/collector",
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+        Poco::Net::HTTPResponse resp;
+        Poco::Net::WebSocket ws(s, req, resp);
+        ws.setReceiveTimeout(Poco::Timespan(5, 0));
+        auto& metrics = h.rt->metrics();
+        REQUIRE(mptest::eventually(
+            [&] { return metrics.value("mysqlprobe_sink_websocket_clients") == 1; }));
+        h.rt->flushReport(false);
+        char buf[65536];
+        int flags = 0;
+        CHECK(ws.receiveFrame(buf, sizeof buf, flags) > 0);
+    }
+
+    TEST_CASE("keepalive: pings every 0.9 x ping_timeout_s; a silent client is closed") {
+        Host h("{plugin: sink-websocket, config: {ping_timeout_s: 2}}");
+        // A client that answers pings stays; one that never reads is closed after 2 s.
+        Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(h.port));
+        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/collector",
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+        Poco::Net::HTTPResponse resp;
+        Poco::Net::WebSocket ws(s, req, resp);
+        ws.setReceiveTimeout(Poco::Timespan(3, 0));
+        Poco::Net::HTTPClientSession s2("127.0.0.1", static_cast<Poco::UInt16>(h.port));
+        Poco::Net::HTTPRequest req2(Poco::Net::HTTPRequest::HTTP_GET, "/collector",
+                                    Poco::Net::HTTPMessage::HTTP_1_1);
+        Poco::Net::HTTPResponse resp2;
+        Poco::Net::WebSocket silent(s2, req2, resp2);
+        auto& metrics = h.rt->metrics();
+        int pings = 0;
+        auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
+        while (std::chrono::steady_clock::now() < until) {
+            char buf[256];
+            int flags = 0;
+            int n = ws.receiveFrame(buf, sizeof buf, flags);
+            REQUIRE(n >= 0);
+            if ((flags & Poco::Net::WebSocket::FRAME_OP_BITMASK) ==
+                Poco::Net::WebSocket::FRAME_OP_PING) {
+                ++pings;
+                ws.sendFrame(buf, n,
+                             static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                 static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PONG));
+            }
+        }
+        CHECK(pings >= 3);                                                           // every 0.9 s
+        CHECK(metrics.value("mysqlprobe_http_websocket_ping_timeouts_total") == 1);  // `silent`
+        CHECK(metrics.value("mysqlprobe_sink_websocket_clients") == 1);              // `ws` stays
     }
 
     TEST_CASE("stopping the host sends the final report, then closes websocket clients") {
