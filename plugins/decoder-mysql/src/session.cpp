@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 namespace mp::mysql {
 
@@ -98,6 +99,114 @@ bool noResponse(uint8_t cmd) {
     return cmd == kQuit || cmd == kStmtClose || cmd == kStmtSendLongData;
 }
 
+uint32_t le24(const uint8_t* p) { return p[0] | (p[1] << 8) | (static_cast<uint32_t>(p[2]) << 16); }
+
+// A whole v10 server greeting at the start of `p`: sequence 0, protocol 10, a printable
+// NUL-terminated version that starts with a digit, then at least the connection id, the first
+// 8 scramble bytes, the filler and the capabilities.
+bool looksLikeGreeting(const uint8_t* p, size_t n) {
+    if (n < 5) {
+        return false;
+    }
+    uint32_t len = le24(p);
+    if (p[3] != 0 || len + 4 > n || len < 2 || p[4] != 10 || p[5] < '0' || p[5] > '9') {
+        return false;
+    }
+    const uint8_t* v = p + 5;
+    const uint8_t* end = p + 4 + len;
+    size_t i = 0;
+    for (; v + i < end && v[i] != 0; ++i) {
+        if (v[i] < 0x20 || v[i] > 0x7e || i >= 64) {
+            return false;
+        }
+    }
+    return v + i < end && static_cast<size_t>(end - (v + i + 1)) >= 4 + 8 + 1 + 2;
+}
+
+// Skips one binary-protocol value of MySQL type `type`; false for a type that is never sent.
+bool skipBinaryValue(Reader& r, uint8_t type) {
+    switch (type) {
+        case 6:  // NULL
+            return true;
+        case 1:  // TINY
+            r.skip(1);
+            return r.ok();
+        case 2:   // SHORT
+        case 13:  // YEAR
+            r.skip(2);
+            return r.ok();
+        case 3:  // LONG
+        case 4:  // FLOAT
+        case 9:  // INT24
+            r.skip(4);
+            return r.ok();
+        case 5:  // DOUBLE
+        case 8:  // LONGLONG
+            r.skip(8);
+            return r.ok();
+        case 7:   // TIMESTAMP
+        case 10:  // DATE
+        case 11:  // TIME
+        case 12:  // DATETIME
+        case 14:  // NEWDATE
+            r.skip(static_cast<size_t>(r.le(1)));
+            return r.ok();
+        case 0:    // DECIMAL
+        case 15:   // VARCHAR
+        case 16:   // BIT
+        case 242:  // VECTOR
+        case 245:  // JSON
+        case 246:  // NEWDECIMAL
+        case 247:  // ENUM
+        case 248:  // SET
+        case 249:  // TINY_BLOB
+        case 250:  // MEDIUM_BLOB
+        case 251:  // LONG_BLOB
+        case 252:  // BLOB
+        case 253:  // VAR_STRING
+        case 254:  // STRING
+        case 255:  // GEOMETRY
+            r.skip(static_cast<size_t>(r.lenenc()));
+            return r.ok();
+        default:
+            return false;
+    }
+}
+
+// COM_QUERY with CLIENT_QUERY_ATTRIBUTES: parameter count, parameter set count, then for a
+// non-zero count a NULL bitmap, the new-params flag, (type, name) per parameter and the
+// non-NULL values. Leaves `r` at the SQL text; false when the block cannot be walked.
+bool skipQueryAttributes(Reader& r) {
+    uint64_t params = r.lenenc();
+    r.lenenc();  // parameter sets (always 1)
+    if (!r.ok() || params == 0) {
+        return r.ok();
+    }
+    if (params > r.left()) {
+        return false;
+    }
+    size_t bitmapLen = static_cast<size_t>((params + 7) / 8);
+    if (bitmapLen > r.left()) {
+        return false;
+    }
+    std::vector<uint8_t> nulls(r.here(), r.here() + bitmapLen);
+    r.skip(bitmapLen);
+    if (r.le(1) != 1) {
+        return false;  // without types the values cannot be walked
+    }
+    std::vector<uint8_t> types(static_cast<size_t>(params));
+    for (auto& t : types) {
+        t = static_cast<uint8_t>(r.le(2) & 0xff);  // the high byte is the unsigned flag
+        r.skip(static_cast<size_t>(r.lenenc()));   // name
+    }
+    for (size_t i = 0; i < types.size() && r.ok(); ++i) {
+        if ((nulls[i / 8] & (1u << (i % 8))) == 0 && !skipBinaryValue(r, types[i])) {
+            return false;
+        }
+    }
+    return r.ok();
+}
+
 }  // namespace
 
 namespace {
@@ -167,9 +276,16 @@ void Session::data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
     if (phase_ == Phase::Tls || dir > 1) {
         return;
     }
+    bool firstServerData = dir == 1 && !serverSeen_;
+    serverSeen_ = serverSeen_ || dir == 1;
     if (phase_ == Phase::Resync) {
-        resync(dir, p, n, ts);
-        return;
+        if (firstServerData && stats_.resyncs == 0 && looksLikeGreeting(p, n)) {
+            // Seen mid-stream (no SYN), but from the server's greeting on: decode the login.
+            phase_ = Phase::Greeting;
+        } else {
+            resync(dir, p, n, ts);
+            return;
+        }
     }
     bool ok = framer_[dir].feed(p, n, ts, [&](const Packet& pk) {
         ++stats_.packetsIn;
@@ -217,16 +333,33 @@ void Session::lose(uint64_t ts) {
 
 void Session::resync(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
     // Server bytes are skipped until the client sends something that is, from its first byte,
-    // one complete plausible command packet (clients write one command per segment).
-    if (dir != 0 || framer_[0].compressed() || n < 5) {
+    // one complete plausible command packet (clients write one command per segment). On the
+    // compressed protocol that packet comes in a stored frame (uncompressed length 0: small
+    // commands are not compressed), which also tells a connection seen mid-stream that it is
+    // compressed.
+    if (dir != 0 || n < 5) {
         return;
     }
-    uint32_t len = p[0] | (p[1] << 8) | (static_cast<uint32_t>(p[2]) << 16);
-    uint8_t seq = p[3];
-    uint8_t cmd = p[4];
-    bool known = cmd <= kResetConnection || cmd == kStmtBulkExecute;
-    if (seq != 0 || len == 0 || len + 4 > n || !known || cmd == kSleep || cmd == kConnect) {
+    const uint8_t* q = p;
+    size_t m = n;
+    bool stored = n >= 7 + 5 && le24(p) + 7 == n && p[3] == 0 && le24(p + 4) == 0;
+    if (stored) {
+        q = p + 7;
+        m = n - 7;
+    } else if (framer_[0].compressed()) {
         return;
+    }
+    uint32_t len = le24(q);
+    uint8_t seq = q[3];
+    uint8_t cmd = q[4];
+    bool known = cmd <= kResetConnection || cmd == kStmtBulkExecute;
+    if (seq != 0 || len == 0 || len + 4 > m || !known || cmd == kSleep || cmd == kConnect) {
+        return;
+    }
+    if (stored) {
+        framer_[0].setCompressed(true);
+        framer_[1].setCompressed(true);
+        login_.compressed = true;
     }
     phase_ = Phase::Command;
     framer_[1].reset();
@@ -390,12 +523,8 @@ void Session::command(const Packet& p) {
     Reader r(p.data + 1, p.kept - 1);
     switch (tx.command) {
         case kQuery:
-            if ((clientCaps_ & serverCaps_ & kQueryAttributes) != 0) {
-                uint64_t params = r.lenenc();
-                r.lenenc();  // parameter sets (always 1)
-                if (params != 0) {
-                    r = Reader(p.data + 1, 0);  // attribute values: SQL not recovered
-                }
+            if ((clientCaps_ & serverCaps_ & kQueryAttributes) != 0 && !skipQueryAttributes(r)) {
+                r = Reader(p.data + 1, 0);  // attributes not understood: SQL not recovered
             }
             [[fallthrough]];
         case kStmtPrepare: {
@@ -644,6 +773,14 @@ void Session::respond(Pending& pc, const Packet& p) {
             }
             return;
         case Resp::ColumnsEof:
+            if (first == 0xfe && p.length >= 7 && p.length < 9) {
+                // Not an EOF (5 bytes): the OK that ends a result without rows under
+                // CLIENT_DEPRECATE_EOF, negotiated before this connection was first seen.
+                deprecateEof_ = true;
+                pc.state = Resp::Rows;
+                respond(pc, p);
+                return;
+            }
             if (isEof(p)) {
                 Reader r(d, n);
                 r.skip(1 + 2);

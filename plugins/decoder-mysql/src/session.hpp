@@ -184,6 +184,7 @@ class Session {
     bool deprecateEof_ = false;
     bool cacheMetadata_ = false;
     bool pendingCompression_ = false;
+    bool serverSeen_ = false;  // any server bytes yet (a greeting can only be the first)
     std::deque<Pending> pending_;
     struct Statement {
         std::string sql;

@@ -9,144 +9,25 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <doctest/doctest.h>
-#include <pcap/pcap.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <memory>
 #include <sstream>
 
 #include "aggregate.hpp"
-#include "stream/pipeline.hpp"
+#include "decode_util.hpp"
 
 using mp::mysql::Outcome;
-using mp::mysql::Session;
 using mp::mysql::Transaction;
 
 namespace {
 
-struct Totals {
-    std::map<std::string, int64_t> commands;     // "QUERY" -> count
-    std::map<std::string, int64_t> outcomes;     // "ok" -> count
-    std::map<std::string, int64_t> errors;       // "QUERY:1064" -> count
-    std::map<std::string, int64_t> loginErrors;  // "connect:1045"
-    int64_t rows = 0;
-    int64_t tls = 0;
-    int64_t lost = 0;
-    std::vector<Transaction> all;
-};
-
-const char* outcomeName(Outcome o) {
-    switch (o) {
-        case Outcome::None:
-            return "none";
-        case Outcome::Ok:
-            return "ok";
-        case Outcome::Error:
-            return "error";
-        case Outcome::ResultSet:
-            return "resultset";
-        case Outcome::Prepared:
-            return "prepared";
-        case Outcome::Lost:
-            return "lost";
-    }
-    return "?";
-}
-
-// One Session per connection; transactions collected per worker, merged after the run.
-struct Decoders : mp::host::StreamHandler {
-    Totals totals;
-    void* open(const mp_flow& f) override {
-        return new Session({}, (f.flags & MP_FLOW_MIDSTREAM) != 0,
-                           [this](const Transaction& tx) { add(tx); });
-    }
-    void data(void* s, uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) override {
-        static_cast<Session*>(s)->data(dir, p, n, ts);
-    }
-    void gap(void* s, uint32_t dir, uint64_t len, uint64_t ts) override {
-        static_cast<Session*>(s)->gap(dir, len, ts);
-    }
-    void close(void* s, uint32_t, uint64_t ts) override {
-        auto* session = static_cast<Session*>(s);
-        session->close(ts);
-        totals.tls += static_cast<int64_t>(session->stats().tlsSessions);
-        if (session->login().failed) {
-            ++totals.loginErrors["connect:" + std::to_string(session->login().errorCode)];
-        }
-        delete session;
-    }
-    void tick(uint64_t) override {}
-    void add(const Transaction& tx) {
-        std::string name = mp::mysql::commandName(tx.command).substr(4);  // without "COM_"
-        ++totals.commands[name];
-        ++totals.outcomes[outcomeName(tx.outcome)];
-        if (tx.outcome == Outcome::Error) {
-            ++totals.errors[name + ":" + std::to_string(tx.errorCode)];
-        }
-        if (tx.outcome == Outcome::Lost) {
-            ++totals.lost;
-        }
-        totals.rows += static_cast<int64_t>(tx.rowsReturned);
-        totals.all.push_back(tx);
-    }
-};
-
-Totals decode(const std::string& file, size_t workers, bool inlineWorker = false) {
-    char err[PCAP_ERRBUF_SIZE] = {0};
-    pcap_t* p =
-        pcap_open_offline_with_tstamp_precision(file.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
-    REQUIRE_MESSAGE(p != nullptr, err);
-    std::vector<Decoders> handlers(workers);
-    std::vector<mp::host::StreamHandler*> hp;
-    for (auto& h : handlers) {
-        hp.push_back(&h);
-    }
-    mp::host::PipelineOptions po;
-    po.workers = workers;
-    po.inlineWorker = inlineWorker;
-    mp::host::Pipeline pipe(po, hp, nullptr);
-    pipe.start();
-    auto link = static_cast<uint32_t>(pcap_datalink(p));
-    pcap_pkthdr* hdr = nullptr;
-    const u_char* data = nullptr;
-    while (pcap_next_ex(p, &hdr, &data) == 1) {
-        mp_frame f{};
-        f.ts_ns = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
-                  static_cast<uint64_t>(hdr->ts.tv_usec);
-        f.link_type = link;
-        f.orig_len = hdr->len;
-        f.flags = MP_FRAME_WAIT;
-        f.data = mp_bytes{data, hdr->caplen};
-        pipe.onFrames(&f, 1);
-    }
-    pcap_close(p);
-    pipe.endOfInput();
-    pipe.stop();
-    Totals all;
-    for (auto& h : handlers) {
-        for (auto& [k, v] : h.totals.commands) {
-            all.commands[k] += v;
-        }
-        for (auto& [k, v] : h.totals.outcomes) {
-            all.outcomes[k] += v;
-        }
-        for (auto& [k, v] : h.totals.errors) {
-            all.errors[k] += v;
-        }
-        for (auto& [k, v] : h.totals.loginErrors) {
-            all.loginErrors[k] += v;
-        }
-        all.rows += h.totals.rows;
-        all.tls += h.totals.tls;
-        all.lost += h.totals.lost;
-        all.all.insert(all.all.end(), h.totals.all.begin(), h.totals.all.end());
-    }
-    return all;
-}
+using mptest::mysql::decode;
+using mptest::mysql::outcomeName;
+using mptest::mysql::Totals;
 
 std::map<std::string, int64_t> toMap(const Poco::JSON::Object::Ptr& o) {
     std::map<std::string, int64_t> m;
