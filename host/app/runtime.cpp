@@ -846,7 +846,8 @@ void Runtime::flushReport(bool final) {
         finalSent_ = finalSent_ || final;
         seq = ++reportSeq_;
         std::ostringstream out;
-        out << "{\"version\":1,\"node\":" << mp::jsonString(nodeName_) << ",\"seq\":" << seq
+        out << "{\"version\":1,\"node\":" << mp::jsonString(nodeName_)
+            << ",\"started_ns\":" << startedNs_ << ",\"seq\":" << seq
             << ",\"final\":" << (final ? "true" : "false")
             << ",\"interval\":{\"start_ns\":" << intervalStartNs_ << ",\"end_ns\":" << end
             << "},\"capture\":" << captureJson() << (section.empty() ? "" : ",") << section

@@ -272,6 +272,29 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
     void handleRequest(Poco::Net::HTTPServerRequest& req,
                        Poco::Net::HTTPServerResponse& resp) override {
         impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
+        mp_ws_conn conn;
+        conn.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        conn.maxQueue = h_.queue_messages != 0 ? h_.queue_messages : impl_.options.wsQueueMessages;
+        conn.dropped = impl_.wsDropped;
+        if (conn.wakeFd < 0) {
+            sendJson(resp, 503, errorJson("out of file descriptors"));
+            return;
+        }
+        // The plugin decides before the upgrade: a refusal is a plain HTTP answer (401 for
+        // MP_EPERM, 403 otherwise). What it sends from on_open is queued for after the upgrade.
+        if (h_.on_open != nullptr) {
+            RequestView view(req);
+            parseQuery(view.query, view.ctx.params);
+            mp_http_request r = view.request();
+            mp_status st = h_.on_open(h_.user, &conn, &r);
+            if (st != MP_OK) {
+                impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+                ::close(conn.wakeFd);
+                sendJson(resp, st == MP_EPERM ? 401 : 403,
+                         errorJson(st == MP_EPERM ? "not authorized" : "refused"));
+                return;
+            }
+        }
         std::unique_ptr<Poco::Net::WebSocket> ws;
         try {
             ws = std::make_unique<Poco::Net::WebSocket>(req, resp);
@@ -281,13 +304,10 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
             if (!resp.sent()) {
                 sendJson(resp, 400, errorJson(std::string("bad websocket handshake: ") + e.what()));
             }
-            return;
-        }
-        mp_ws_conn conn;
-        conn.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        conn.maxQueue = h_.queue_messages != 0 ? h_.queue_messages : impl_.options.wsQueueMessages;
-        conn.dropped = impl_.wsDropped;
-        if (conn.wakeFd < 0) {
+            if (h_.on_close != nullptr) {
+                h_.on_close(h_.user, &conn);
+            }
+            ::close(conn.wakeFd);
             return;
         }
         {
@@ -296,7 +316,7 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         }
         impl_.wsOpen->value.fetch_add(1);
         try {
-            serve(req, *ws, conn);
+            serve(*ws, conn);
         } catch (const std::exception& e) {
             log(MP_LOG_DEBUG, "http", std::string("websocket ended: ") + e.what());
         }
@@ -317,7 +337,7 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
     }
 
   private:
-    void serve(Poco::Net::HTTPServerRequest& req, Poco::Net::WebSocket& ws, mp_ws_conn& conn) {
+    void serve(Poco::Net::WebSocket& ws, mp_ws_conn& conn) {
         using Clock = std::chrono::steady_clock;
         // This endpoint's limits (ABI 1.1), else the host's.
         const int maxMessage =
@@ -334,15 +354,6 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         ws.setReceiveTimeout(Poco::Timespan(writeTimeout.count() * 1000));
         auto lastHeard = Clock::now();
         auto lastPing = lastHeard;
-        if (h_.on_open != nullptr) {
-            RequestView view(req);
-            parseQuery(view.query, view.ctx.params);
-            mp_http_request r = view.request();
-            if (h_.on_open(h_.user, &conn, &r) != MP_OK) {
-                ws.shutdown(Poco::Net::WebSocket::WS_POLICY_VIOLATION, "refused");
-                return;
-            }
-        }
         Poco::Buffer<char> frame(0);
         std::string message;
         int messageOp = 0;

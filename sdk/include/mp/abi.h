@@ -50,6 +50,7 @@ typedef int32_t mp_status;
 #define MP_ENOENT 5  /* no such key / item */
 #define MP_EAGAIN 6  /* queue full: the item was dropped and counted */
 #define MP_ECLOSED 7 /* the peer or object is closed */
+#define MP_EPERM 8   /* not authorized (SINCE 1.1) */
 
 /** A borrowed string view; NOT NUL-terminated unless stated. SINCE: 1.0 */
 typedef struct mp_str {
@@ -243,7 +244,11 @@ typedef struct mp_ws_handler {
     uint32_t struct_size;
     uint32_t reserved;
     void* user;
-    /** A client upgraded. Return MP_OK to keep it; anything else closes it with 1008. */
+    /**
+     * A client asks to upgrade; runs before the host answers. MP_OK accepts (what on_open sends
+     * is queued until the upgrade is done); MP_EPERM refuses with HTTP 401, anything else with
+     * 403 (SINCE 1.1; 1.0 hosts upgraded first and then closed with 1008).
+     */
     mp_status (*on_open)(void* user, mp_ws_conn* conn, const mp_http_request* req);
     /** A complete message arrived (may be NULL: messages are then discarded). */
     void (*on_message)(void* user, mp_ws_conn* conn, uint32_t opcode, mp_bytes data);

@@ -194,6 +194,22 @@ class Host {
         return Counter(api_, api_->counter_register(host_, name, help, kind));
     }
 
+    /// HTTP helpers: a route with a std::function-free handler (fn(user, req, resp)), the value
+    /// of a query parameter, and a JSON reply.
+    bool route(const char* path, mp_http_handler fn, void* user) const {
+        return api_->http_route(host_, path, fn, user) == MP_OK;
+    }
+    std::optional<std::string> param(const mp_http_request* req, const char* name) const {
+        mp_str out{};
+        if (api_->http_query_param(req, name, &out) != MP_OK) {
+            return std::nullopt;
+        }
+        return std::string(view(out));
+    }
+    void replyJson(mp_http_response* resp, int status, std::string_view body) const {
+        api_->http_reply(resp, status, toStr("application/json"), toStr(body));
+    }
+
     void requestShutdown(int exit_code, std::string_view reason) const {
         api_->request_shutdown(host_, exit_code, toStr(reason));
     }
