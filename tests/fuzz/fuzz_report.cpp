@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fuzz target: a report as a master receives it from a slave (cluster-static: identity, the
+// shared report model's JSON reader, the merge) and as sink-websocket re-encodes it for the
+// original probe's consumers (mysqlprobe-v1). Garbage must be refused, never crash.
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "encode.hpp"
+#include "merge.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    std::string json(reinterpret_cast<const char*>(data), size);
+    mp::cluster::Identity id;
+    (void)mp::cluster::reportIdentity(json, id);
+    std::vector<mp::cluster::Incoming> in{{"127.0.0.2:1", "n", 1, 1, json}};
+    const std::string own = R"({"version":1,"node":"m","started_ns":1,"seq":1,"final":false})";
+    mp::cluster::MergeResult r = mp::cluster::mergeReports(own, in, {"127.0.0.3:1"}, 100);
+    if (r.merged + r.rejected != 1) {
+        __builtin_trap();
+    }
+    try {
+        (void)mp::ws::toMysqlProbeV1(json);
+    } catch (const std::exception&) {
+        // not JSON, or fields of the wrong type (Poco's exceptions derive from it): refused
+    }
+    return 0;
+}
