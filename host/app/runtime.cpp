@@ -499,11 +499,16 @@ void Runtime::createPipeline() {
     if (po.serverPorts.empty()) {
         po.serverPorts.push_back(3306);
     }
-    // A capture reading a file (`file` set) feeds the pipeline from one thread, losslessly:
-    // with one worker, that thread does the worker's work itself (no ring copy, no hand-off).
+    // One capture thread (a file, or a single device) and one worker: that thread does the
+    // worker's work itself (no ring copy, no hand-off); the kernel's capture buffer is the queue.
     auto file = capture_->config.values.find("file");
-    po.inlineWorker = file != capture_->config.values.end() &&
-                      file->second.type == MP_PROP_STRING && !file->second.s.empty();
+    auto devices = capture_->config.values.find("device");
+    bool oneThread =
+        (file != capture_->config.values.end() && file->second.type == MP_PROP_STRING &&
+         !file->second.s.empty()) ||
+        (devices != capture_->config.values.end() && devices->second.type == MP_PROP_STRING_LIST &&
+         devices->second.list.size() == 1);
+    po.inlineWorker = oneThread && po.workers == 1;
     std::vector<StreamHandler*> handlers;
     for (auto& inst : instances_) {
         if (inst->host->kind == MP_KIND_DECODER) {

@@ -260,6 +260,9 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
     // traffic that pauses would otherwise show stale figures until the next tick).
     if (count < 32 || ++p.batchesSincePublish >= 64) {
         publishCapture(p);
+        if (inline_) {
+            publishWorker(*workers_[0]);  // there is no idle worker thread to do it
+        }
         p.batchesSincePublish = 0;
     }
     // Waking a sleeping worker costs a syscall: a capture that is keeping up (full batches)

@@ -26,8 +26,8 @@ struct PipelineOptions {
     FlowLimits limits;
     std::vector<uint16_t> serverPorts{3306};
     uint64_t tickIntervalNs = 100000000;  // stream-time ticks: idle checks, decoder on_tick
-    /// One worker, one capture thread (offline input): the capture thread runs the worker's
-    /// work itself; no ring, no copy, no hand-off. Results are the same as with a ring.
+    /// One worker, one capture thread (a file or a single device): the capture thread runs the
+    /// worker's work itself; no ring, no copy, no hand-off. Results are the same as with a ring.
     bool inlineWorker = false;
 };
 
