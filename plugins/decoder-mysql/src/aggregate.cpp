@@ -3,7 +3,13 @@
 
 #include <algorithm>
 
+#include "params.hpp"
+
 namespace mp::mysql {
+
+namespace {
+constexpr size_t kMaxSampleBytes = 4096;  // a sample with its parameters substituted
+}  // namespace
 
 std::map<std::string, uint64_t> Aggregator::commands() const {
     std::map<std::string, uint64_t> out;
@@ -70,9 +76,13 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     t.slowFlag += slowFlag;
     t.inTransaction += (tx.statusFlags & 0x0001) != 0 ? 1 : 0;
     t.warnings += tx.warnings;
+    // Samples are runnable SQL: an execute's placeholders get its parameters.
+    auto sampleSql = [&tx] {
+        return tx.params.empty() ? tx.sql : substituteParams(tx.sql, tx.params, kMaxSampleBytes);
+    };
     if (t.firstSeen == 0) {
         t.firstSeen = tx.requestTs;
-        t.sample = tx.sql;
+        t.sample = sampleSql();
     }
     t.lastSeen = std::max(t.lastSeen, tx.requestTs);
     for (Breakdown* b : {&t.clients.at(client), &t.users.at(tx.user)}) {
@@ -97,7 +107,7 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
             }
         }
         if (slot != nullptr) {
-            *slot = SlowSample{us,           tx.sql,       std::string(client), tx.user,
+            *slot = SlowSample{us,           sampleSql(),  std::string(client), tx.user,
                                tx.requestTs, tx.errorCode, tx.statusFlags,      tx.rowsAffected};
         }
     }

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include "params.hpp"
+
 namespace mp::mysql {
 
 namespace {
@@ -561,6 +563,24 @@ void Session::command(const Packet& p) {
             }
             if (tx.command == kStmtExecute) {
                 pc.cursor = (r.le(1) & 0x07) != 0;
+                r.skip(4);  // iteration count
+                // Parameter values for samples. With query attributes the block also carries
+                // attribute names: not decoded (the sample keeps its placeholders).
+                if (it != statements_.end() && r.ok() &&
+                    (clientCaps_ & serverCaps_ & kQueryAttributes) == 0) {
+                    Statement& st = it->second;
+                    decodeExecuteParams(r.here(), r.left(), st.params, st.types, st.longData,
+                                        tx.params);
+                    st.longData.clear();
+                }
+            }
+            if (tx.command == kStmtSendLongData && it != statements_.end()) {
+                auto param = static_cast<size_t>(r.le(2));
+                Statement& st = it->second;
+                if (r.ok() && param < st.params) {
+                    st.longData.resize(st.params);
+                    st.longData[param] = true;
+                }
             }
             if (tx.command == kStmtClose && it != statements_.end()) {
                 statements_.erase(it);
@@ -676,8 +696,11 @@ void Session::respond(Pending& pc, const Packet& p) {
                         }
                         statementOrder_.push_back(id);
                     }
-                    statements_[id] =
-                        Statement{tx.sql, Fingerprint{tx.fingerprint, tx.fingerprintId}};
+                    statements_[id] = Statement{tx.sql,
+                                                Fingerprint{tx.fingerprint, tx.fingerprintId},
+                                                static_cast<uint16_t>(pc.params),
+                                                {},
+                                                {}};
                     lastPrepared_ = id;
                     if (pc.params > 0) {
                         pc.state = Resp::PrepareParams;

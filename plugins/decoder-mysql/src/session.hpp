@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "fingerprint.hpp"
 #include "framing.hpp"
@@ -65,8 +66,9 @@ struct Transaction {
     uint64_t firstResponseTs = 0;
     uint64_t responseTs = 0;  // end of the response (0 when none)
     Outcome outcome = Outcome::None;
-    std::string sql;          // bounded; for executes, the prepared text
-    std::string fingerprint;  // QUERY, PREPARE, EXECUTE: see fingerprint.hpp
+    std::string sql;                  // bounded; for executes, the prepared text
+    std::vector<std::string> params;  // executes: the parameters as SQL literals (samples)
+    std::string fingerprint;          // QUERY, PREPARE, EXECUTE: see fingerprint.hpp
     uint64_t fingerprintId = 0;
     uint32_t statementId = 0;
     uint16_t errorCode = 0;
@@ -189,6 +191,9 @@ class Session {
     struct Statement {
         std::string sql;
         Fingerprint fp;
+        uint16_t params = 0;
+        std::vector<uint8_t> types;  // bound by the last execute that sent them (2 bytes each)
+        std::vector<bool> longData;  // parameters sent by COM_STMT_SEND_LONG_DATA
     };
     std::unordered_map<uint32_t, Statement> statements_;
     std::deque<uint32_t> statementOrder_;

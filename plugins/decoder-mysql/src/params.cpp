@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "params.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace mp::mysql {
+
+namespace {
+
+// Field types (binary protocol).
+enum : uint8_t {
+    kDecimal = 0x00,
+    kTiny = 0x01,
+    kShort = 0x02,
+    kLong = 0x03,
+    kFloat = 0x04,
+    kDouble = 0x05,
+    kNull = 0x06,
+    kTimestamp = 0x07,
+    kLongLong = 0x08,
+    kInt24 = 0x09,
+    kDate = 0x0a,
+    kTime = 0x0b,
+    kDateTime = 0x0c,
+    kYear = 0x0d,
+};
+
+struct In {
+    const uint8_t* d;
+    size_t n;
+    size_t pos = 0;
+    bool ok = true;
+    bool has(size_t k) {
+        if (!ok || k > n - pos) {
+            ok = false;
+        }
+        return ok;
+    }
+    uint64_t le(size_t k) {
+        if (!has(k)) {
+            return 0;
+        }
+        uint64_t v = 0;
+        for (size_t i = 0; i < k; ++i) {
+            v |= static_cast<uint64_t>(d[pos + i]) << (8 * i);
+        }
+        pos += k;
+        return v;
+    }
+    uint64_t lenenc() {
+        uint64_t first = le(1);
+        switch (first) {
+            case 0xfc:
+                return le(2);
+            case 0xfd:
+                return le(3);
+            case 0xfe:
+                return le(8);
+            case 0xfb:
+            case 0xff:
+                ok = false;
+                return 0;
+            default:
+                return first;
+        }
+    }
+};
+
+// The shortest text that reads back as the same float or double (3.4567, not 3.4567000000000001).
+std::string shortest(double v, bool isFloat) {
+    char buf[40];
+    for (int digits = isFloat ? 6 : 15; digits <= (isFloat ? 9 : 17); ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+        double back = std::strtod(buf, nullptr);
+        if (isFloat ? static_cast<float>(back) == static_cast<float>(v) : back == v) {
+            break;
+        }
+    }
+    return buf;
+}
+
+std::string quoted(const uint8_t* p, size_t len, size_t maxValue) {
+    std::string s = "'";
+    size_t keep = len < maxValue ? len : maxValue;
+    for (size_t i = 0; i < keep; ++i) {
+        char c = static_cast<char>(p[i]);
+        if (c == '\'' || c == '\\') {
+            s += '\\';
+        }
+        s += c;
+    }
+    s += len > keep ? "...'" : "'";
+    return s;
+}
+
+std::string temporal(In& in, uint8_t type) {
+    uint64_t len = in.le(1);
+    if (!in.has(len)) {
+        return {};
+    }
+    const uint8_t* p = in.d + in.pos;
+    in.pos += len;
+    char buf[64];
+    if (type == kTime) {
+        if (len == 0) {
+            return "'00:00:00'";
+        }
+        if (len != 8 && len != 12) {
+            in.ok = false;
+            return {};
+        }
+        uint32_t days = 0;
+        std::memcpy(&days, p + 1, 4);
+        unsigned hours = static_cast<unsigned>(days) * 24 + p[5];
+        int k = std::snprintf(buf, sizeof buf, "'%s%02u:%02u:%02u", p[0] != 0 ? "-" : "", hours,
+                              p[6], p[7]);
+        if (len == 12) {
+            uint32_t us = 0;
+            std::memcpy(&us, p + 8, 4);
+            std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), ".%06u'", us);
+        } else {
+            std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), "'");
+        }
+        return buf;
+    }
+    if (len != 0 && len != 4 && len != 7 && len != 11) {
+        in.ok = false;
+        return {};
+    }
+    unsigned year = len >= 4 ? static_cast<unsigned>(p[0] | (p[1] << 8)) : 0;
+    unsigned month = len >= 4 ? p[2] : 0;
+    unsigned day = len >= 4 ? p[3] : 0;
+    if (type == kDate || len < 7) {
+        if (type == kDate) {
+            std::snprintf(buf, sizeof buf, "'%04u-%02u-%02u'", year, month, day);
+        } else {
+            std::snprintf(buf, sizeof buf, "'%04u-%02u-%02u 00:00:00'", year, month, day);
+        }
+        return buf;
+    }
+    int k = std::snprintf(buf, sizeof buf, "'%04u-%02u-%02u %02u:%02u:%02u", year, month, day, p[4],
+                          p[5], p[6]);
+    if (len == 11) {
+        uint32_t us = 0;
+        std::memcpy(&us, p + 7, 4);
+        std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), ".%06u'", us);
+    } else {
+        std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), "'");
+    }
+    return buf;
+}
+
+std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
+    char buf[48];
+    switch (type) {
+        case kTiny: {
+            uint64_t v = in.le(1);
+            std::snprintf(buf, sizeof buf, isUnsigned ? "%" PRIu64 : "%" PRId64,
+                          isUnsigned ? v : static_cast<uint64_t>(static_cast<int8_t>(v)));
+            return buf;
+        }
+        case kShort:
+        case kYear: {
+            uint64_t v = in.le(2);
+            if (isUnsigned || type == kYear) {
+                std::snprintf(buf, sizeof buf, "%" PRIu64, v);
+            } else {
+                std::snprintf(buf, sizeof buf, "%d", static_cast<int16_t>(v));
+            }
+            return buf;
+        }
+        case kLong:
+        case kInt24: {
+            uint64_t v = in.le(4);
+            if (isUnsigned) {
+                std::snprintf(buf, sizeof buf, "%" PRIu64, v);
+            } else {
+                std::snprintf(buf, sizeof buf, "%d", static_cast<int32_t>(v));
+            }
+            return buf;
+        }
+        case kLongLong: {
+            uint64_t v = in.le(8);
+            if (isUnsigned) {
+                std::snprintf(buf, sizeof buf, "%" PRIu64, v);
+            } else {
+                std::snprintf(buf, sizeof buf, "%" PRId64, static_cast<int64_t>(v));
+            }
+            return buf;
+        }
+        case kFloat: {
+            auto bits = static_cast<uint32_t>(in.le(4));
+            float f = 0;
+            std::memcpy(&f, &bits, 4);
+            return shortest(static_cast<double>(f), true);
+        }
+        case kDouble: {
+            uint64_t bits = in.le(8);
+            double v = 0;
+            std::memcpy(&v, &bits, 8);
+            return shortest(v, false);
+        }
+        case kNull:
+            return "NULL";
+        case kDate:
+        case kDateTime:
+        case kTimestamp:
+        case kTime:
+            return temporal(in, type);
+        default: {  // decimal, strings, blobs, enum, set, json, bit, geometry: length-encoded
+            uint64_t len = in.lenenc();
+            if (!in.has(len)) {
+                return {};
+            }
+            const uint8_t* p = in.d + in.pos;
+            in.pos += len;
+            if (type == kDecimal || type == 0xf6) {  // NEWDECIMAL: digits, unquoted
+                return std::string(reinterpret_cast<const char*>(p), len < 66 ? len : 66);
+            }
+            return quoted(p, len, maxValue);
+        }
+    }
+}
+
+}  // namespace
+
+bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
+                         const std::vector<bool>& longData, std::vector<std::string>& out,
+                         size_t maxValue) {
+    out.clear();
+    if (count == 0) {
+        return true;
+    }
+    In in{d, n};
+    size_t bitmapLen = (static_cast<size_t>(count) + 7) / 8;
+    if (!in.has(bitmapLen + 1)) {
+        return false;
+    }
+    const uint8_t* bitmap = d;
+    in.pos += bitmapLen;
+    if (in.le(1) == 1) {  // new parameters bound: their types follow
+        if (!in.has(2 * static_cast<size_t>(count))) {
+            return false;
+        }
+        types.assign(d + in.pos, d + in.pos + 2 * static_cast<size_t>(count));
+        in.pos += 2 * static_cast<size_t>(count);
+    }
+    if (types.size() != 2 * static_cast<size_t>(count)) {
+        return false;  // types were bound by an execute we did not see
+    }
+    out.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+        if ((bitmap[i / 8] >> (i % 8)) & 1) {
+            out.emplace_back("NULL");
+            continue;
+        }
+        if (i < longData.size() && longData[i]) {
+            out.emplace_back("'<long data>'");
+            continue;
+        }
+        std::string v = value(in, types[2 * i], (types[2 * i + 1] & 0x80) != 0, maxValue);
+        if (!in.ok || v.empty()) {
+            out.clear();
+            return false;
+        }
+        out.push_back(std::move(v));
+    }
+    return true;
+}
+
+std::string substituteParams(std::string_view sql, const std::vector<std::string>& values,
+                             size_t maxOut) {
+    std::string out;
+    out.reserve(sql.size() + 16);
+    size_t next = 0;
+    char quote = 0;
+    for (size_t i = 0; i < sql.size() && out.size() < maxOut; ++i) {
+        char c = sql[i];
+        if (quote != 0) {
+            out += c;
+            if (c == '\\' && quote != '`' && i + 1 < sql.size()) {
+                out += sql[++i];
+            } else if (c == quote) {
+                quote = 0;
+            }
+            continue;
+        }
+        if (c == '\'' || c == '"' || c == '`') {
+            quote = c;
+            out += c;
+            continue;
+        }
+        if (c == '?' && next < values.size()) {
+            out += values[next++];
+            continue;
+        }
+        out += c;
+    }
+    if (out.size() > maxOut) {
+        out.resize(maxOut);
+    }
+    return out;
+}
+
+}  // namespace mp::mysql

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
+// The parameters of COM_STMT_EXECUTE (binary protocol), rendered as SQL literals for samples:
+// "SELECT c FROM t WHERE id=?" + [42] -> "SELECT c FROM t WHERE id=42".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mp::mysql {
+
+/// Decodes the parameter block of an execute: `d` points after the statement id, flags and
+/// iteration count. `types` holds the 2-byte types bound by an earlier execute of the statement
+/// and is replaced when this one binds new ones; `longData` marks parameters sent by
+/// COM_STMT_SEND_LONG_DATA (not in the packet). Each rendered value is at most `maxValue`
+/// bytes. False (and `out` cleared) when the block does not parse.
+bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
+                         const std::vector<bool>& longData, std::vector<std::string>& out,
+                         size_t maxValue = 256);
+
+/// The statement text with each '?' placeholder (outside quotes and comments) replaced by the
+/// next value; at most `maxOut` bytes.
+std::string substituteParams(std::string_view sql, const std::vector<std::string>& values,
+                             size_t maxOut);
+
+}  // namespace mp::mysql

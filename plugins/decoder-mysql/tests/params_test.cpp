@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// Execute parameters against the values pcap2mysql-log's own transcripts expect (MIT, copied in
+// tests/data/third-party): strings, NULLs, integers at their limits (signed and unsigned),
+// floats, doubles, and statements executed several times with and without new types.
+#include "params.hpp"
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "decode_util.hpp"
+
+using mptest::mysql::decode;
+using mptest::mysql::Totals;
+using mptest::mysql::Transaction;
+
+namespace {
+
+// The parameters of every "Execute" message of an .expected transcript, in order (none when
+// its Params is null).
+void collect(const Poco::Dynamic::Var& v, std::vector<Poco::JSON::Array::Ptr>& out) {
+    if (v.type() == typeid(Poco::JSON::Object::Ptr)) {
+        auto o = v.extract<Poco::JSON::Object::Ptr>();
+        if (o->has("Type") && o->get("Type").isString() &&
+            o->getValue<std::string>("Type") == "Execute") {
+            Poco::JSON::Array::Ptr a = o->getArray("Params");
+            out.push_back(a.isNull() ? Poco::JSON::Array::Ptr(new Poco::JSON::Array) : a);
+            return;
+        }
+        for (const auto& name : o->getNames()) {
+            collect(o->get(name), out);
+        }
+    } else if (v.type() == typeid(Poco::JSON::Array::Ptr)) {
+        auto a = v.extract<Poco::JSON::Array::Ptr>();
+        for (size_t i = 0; i < a->size(); ++i) {
+            collect(a->get(static_cast<unsigned>(i)), out);
+        }
+    }
+}
+
+// The literal this decoder writes for an expected value.
+std::string literal(const Poco::Dynamic::Var& v) {
+    if (v.isEmpty()) {
+        return "NULL";
+    }
+    if (v.isString()) {
+        std::string s = v.convert<std::string>();
+        std::string q = "'";
+        for (size_t i = 0; i < s.size() && i < 256; ++i) {
+            if (s[i] == '\'' || s[i] == '\\') {
+                q += '\\';
+            }
+            q += s[i];
+        }
+        return q + (s.size() > 256 ? "...'" : "'");
+    }
+    if (v.isInteger()) {
+        return v.isSigned() ? std::to_string(v.convert<int64_t>())
+                            : std::to_string(v.convert<uint64_t>());
+    }
+    std::ostringstream out;
+    out << v.convert<std::string>();  // Poco prints doubles in their shortest form
+    return out.str();
+}
+
+}  // namespace
+
+TEST_SUITE("decoder-mysql") {
+    TEST_CASE("execute parameters equal pcap2mysql-log's transcripts") {
+        std::string dir = std::string(MP_TEST_SOURCE_DIR) +
+                          "/tests/data/third-party/pcap2mysql-log/test/captures/";
+        size_t compared = 0;
+        for (std::string name : {"execute", "numeric-types", "date-types", "big-data"}) {
+            CAPTURE(name);
+            std::ifstream in(dir + name + ".expected");
+            REQUIRE(in);
+            std::stringstream text;
+            text << in.rdbuf();
+            Poco::JSON::Parser parser;
+            std::vector<Poco::JSON::Array::Ptr> want;
+            collect(parser.parse(text.str()), want);
+            REQUIRE(!want.empty());
+            Totals got = decode(dir + name + ".pcap", 1);
+            std::vector<const Transaction*> executes;
+            for (const auto& tx : got.all) {
+                if (tx.command == mp::mysql::kStmtExecute) {
+                    executes.push_back(&tx);
+                }
+            }
+            std::sort(executes.begin(), executes.end(),
+                      [](auto* a, auto* b) { return a->requestTs < b->requestTs; });
+            REQUIRE(executes.size() == want.size());
+            for (size_t i = 0; i < want.size(); ++i) {
+                REQUIRE(executes[i]->params.size() == want[i]->size());
+                for (size_t k = 0; k < want[i]->size(); ++k) {
+                    CAPTURE(k);
+                    CHECK(executes[i]->params[k] ==
+                          literal(want[i]->get(static_cast<unsigned>(k))));
+                    ++compared;
+                }
+            }
+        }
+        MESSAGE("execute parameters compared with the transcripts: " << compared);
+        CHECK(compared >= 40);
+    }
+
+    TEST_CASE("samples substitute parameters; garbage parameter blocks are refused") {
+        CHECK(mp::mysql::substituteParams("SELECT c FROM t WHERE id=? AND s='?' AND x=?",
+                                          {"42", "'a'"}, 100) ==
+              "SELECT c FROM t WHERE id=42 AND s='?' AND x='a'");
+        std::vector<uint8_t> types;
+        std::vector<std::string> out;
+        const uint8_t truncated[] = {0x00, 0x01, 0x08, 0x00, 0x01};  // LONGLONG, value cut
+        CHECK_FALSE(mp::mysql::decodeExecuteParams(truncated, sizeof truncated, 1, types, {}, out));
+        CHECK(out.empty());
+        const uint8_t unbound[] = {0x00, 0x00, 0x2a};  // types never bound
+        types.clear();
+        CHECK_FALSE(mp::mysql::decodeExecuteParams(unbound, sizeof unbound, 1, types, {}, out));
+        const uint8_t ok[] = {0x00, 0x01, 0x03, 0x80, 0xff, 0xff, 0xff, 0xff};  // unsigned LONG
+        CHECK(mp::mysql::decodeExecuteParams(ok, sizeof ok, 1, types, {}, out));
+        CHECK(out == std::vector<std::string>{"4294967295"});
+    }
+}
