@@ -37,6 +37,7 @@ PCAPS = [os.path.join(source, "tests", "data", "pcap", f) for f in
          ("sysbench_text_rw_2t_20tx.pcap", "sysbench_ps_rw_2t_20tx.pcap", "edge_cases_small.pcap")]
 WORK = tempfile.mkdtemp(prefix="mp-cluster-")
 failures = []
+NODES = []  # every node started, killed at exit whatever happened
 
 
 def check(cond, what):
@@ -63,6 +64,7 @@ class Node:
             f.write(f"serverport: {self.port}\nserveraddress: {host}\nnodename: {name}\n"
                     f"interval: 1\n{yaml_extra}")
         self.proc = None
+        NODES.append(self)
 
     def start(self):
         self.err = open(os.path.join(WORK, self.name + ".err"), "a")
@@ -304,6 +306,10 @@ def main():
 try:
     main()
 finally:
+    for node in NODES:
+        if node.proc and node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait()
     shutil.rmtree(WORK, ignore_errors=True)
 if failures:
     print(f"{len(failures)} check(s) failed")
