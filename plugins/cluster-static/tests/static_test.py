@@ -108,7 +108,7 @@ class Recorder(threading.Thread):
         while not self.stopping:
             try:
                 ws = websocket.create_connection(f"ws://{self.node.addr}/collector", timeout=1)
-            except OSError:
+            except Exception:  # refused, or closed during the handshake (the node restarts)
                 time.sleep(0.05)
                 continue
             self.connected.set()
