@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "pcap_file.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mp::capture {
@@ -73,6 +74,10 @@ ClassicPcapReader::Next ClassicPcapReader::next(PcapRecord& r) {
     r.len = orig < incl ? incl : orig;
     r.data = base_ + off_ + 16;
     off_ += 16 + static_cast<size_t>(incl);
+    // The next record header, and the stream further on: the page and cache-line misses of a
+    // mapped file otherwise stall every record (hardware prefetch stops at page boundaries).
+    __builtin_prefetch(base_ + std::min(off_, size_ - 1));
+    __builtin_prefetch(base_ + std::min(off_ + 4096, size_ - 1));
     return Next::Packet;
 }
 

@@ -60,6 +60,10 @@ class MysqlDecoder : public mp::Plugin {
     }
 
     ~MysqlDecoder() override {
+        {
+            std::lock_guard<std::mutex> l(aggMutex_);
+            flushCounts();
+        }
         std::lock_guard<std::mutex> lock(registryMutex());
         auto& all = registry();
         all.erase(std::remove(all.begin(), all.end(), this), all.end());
@@ -96,6 +100,7 @@ class MysqlDecoder : public mp::Plugin {
                 {
                     std::lock_guard<std::mutex> l(d->aggMutex_);
                     std::swap(mine, d->agg_);
+                    d->flushCounts();
                 }
                 total.merge(mine);
             }
@@ -115,6 +120,10 @@ class MysqlDecoder : public mp::Plugin {
     void streamClose(void* s, uint32_t /*reason*/, uint64_t ts) override {
         auto* st = static_cast<Stream*>(s);
         st->session->close(ts);
+        {
+            std::lock_guard<std::mutex> lock(aggMutex_);
+            flushCounts();
+        }
         const auto& stats = st->session->stats();
         tls_.add(stats.tlsSessions);
         unknownStmt_.add(stats.unknownStatements);
@@ -149,20 +158,37 @@ class MysqlDecoder : public mp::Plugin {
     }
 
     void record(const mp::mysql::Transaction& tx, const Stream& s) {
-        {
-            std::lock_guard<std::mutex> lock(aggMutex_);
-            agg_.add(tx, s.server, s.client);
-        }
+        std::lock_guard<std::mutex> lock(aggMutex_);
+        agg_.add(tx, s.server, s.client);
+        // Metric counters are shared atomics: counted here and added every 256 commands and
+        // at each report interval (the collector flushes every worker under this lock).
         bool known =
             tx.command <= mp::mysql::kResetConnection || tx.command == mp::mysql::kStmtBulkExecute;
-        commands_[known ? tx.command : 256].add();
-        if (tx.outcome == mp::mysql::Outcome::Error) {
-            errors_.add();
+        ++counts_.commands[known ? tx.command : 256];
+        counts_.errors += tx.outcome == mp::mysql::Outcome::Error ? 1 : 0;
+        counts_.lost += tx.outcome == mp::mysql::Outcome::Lost ? 1 : 0;
+        counts_.rows += tx.rowsReturned;
+        if (++counts_.pending >= 256) {
+            flushCounts();
         }
-        if (tx.outcome == mp::mysql::Outcome::Lost) {
-            lost_.add();
+    }
+    void flushCounts() {  // under aggMutex_
+        if (counts_.pending == 0) {
+            return;
         }
-        rows_.add(tx.rowsReturned);
+        for (size_t c = 0; c < counts_.commands.size(); ++c) {
+            if (counts_.commands[c] != 0) {
+                commands_[c].add(counts_.commands[c]);
+            }
+        }
+        if (counts_.errors != 0) {
+            errors_.add(counts_.errors);
+        }
+        if (counts_.lost != 0) {
+            lost_.add(counts_.lost);
+        }
+        rows_.add(counts_.rows);
+        counts_ = Counts{};
     }
 
     mp::mysql::SessionLimits limits_;
@@ -180,6 +206,13 @@ class MysqlDecoder : public mp::Plugin {
     mp::Counter unknownStmt_;
     mp::Counter evicted_;
     std::array<mp::Counter, 257> commands_;
+    struct Counts {
+        std::array<uint64_t, 257> commands{};
+        uint64_t errors = 0;
+        uint64_t lost = 0;
+        uint64_t rows = 0;
+        uint32_t pending = 0;
+    } counts_;  // not yet added to the counters (under aggMutex_)
 };
 
 }  // namespace

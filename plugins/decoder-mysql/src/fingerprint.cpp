@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "fingerprint.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 
 namespace mp::mysql {
 
@@ -15,14 +17,25 @@ uint64_t fnv1a64(std::string_view s) {
 
 namespace {
 
-bool isWordStart(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' || c >= 0x80;
-}
-bool isWord(unsigned char c) { return isWordStart(c) || (c >= '0' && c <= '9'); }
-bool isDigit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool isSpace(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
+// Character classes by table: the tokenizer asks for every byte of every statement.
+enum : uint8_t { kWordStart = 1, kDigit = 2, kSpace = 4 };
+constexpr std::array<uint8_t, 256> kClass = [] {
+    std::array<uint8_t, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' || c >= 0x80) {
+            t[c] = kWordStart;
+        } else if (c >= '0' && c <= '9') {
+            t[c] = kDigit;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v') {
+            t[c] = kSpace;
+        }
+    }
+    return t;
+}();
+bool isWordStart(unsigned char c) { return (kClass[c] & kWordStart) != 0; }
+bool isWord(unsigned char c) { return (kClass[c] & (kWordStart | kDigit)) != 0; }
+bool isDigit(unsigned char c) { return (kClass[c] & kDigit) != 0; }
+bool isSpace(unsigned char c) { return (kClass[c] & kSpace) != 0; }
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 // Short comparisons, inline: the token loop runs them for every token.
 bool is(std::string_view a, char c) { return a.size() == 1 && a[0] == c; }
@@ -54,28 +67,38 @@ size_t skipQuoted(std::string_view s, size_t i, char q) {
 enum class Kind { None, Word, Literal, Punct };
 
 // Writes the normalised token stream straight into the output: one pass, no token objects.
+// The output string is used as a plain buffer (sized up front, grown when needed, cut to
+// length at the end), so a token costs a bounds check and a copy, not string calls.
 class Writer {
   public:
-    Writer(std::string& out, size_t maxOut) : out_(out), maxOut_(maxOut) {}
+    Writer(std::string& out, size_t maxOut, size_t hint) : out_(out), maxOut_(maxOut) {
+        out_.resize(std::max<size_t>(hint, 32));
+        buf_ = out_.data();
+        cap_ = out_.size();
+    }
+    ~Writer() { out_.resize(n_); }
+    Writer(const Writer&) = delete;
+    Writer& operator=(const Writer&) = delete;
 
     bool full() const { return full_; }
     Kind prevKind() const { return prev_; }
     bool prevIsCloseParen() const { return prev_ == Kind::Punct && is(prevPunct_, ')'); }
     std::string_view prevWord() const {
-        return prev_ == Kind::Word ? std::string_view(out_).substr(wordStart_) : "";
+        return prev_ == Kind::Word ? std::string_view(buf_ + wordStart_, n_ - wordStart_) : "";
     }
 
-    void word(std::string_view raw, bool lowercase = true) {
+    void word(std::string_view raw) {
         space(false, false);
-        wordStart_ = out_.size();
-        out_.resize(wordStart_ + raw.size());
-        char* dst = out_.data() + wordStart_;
+        ensure(raw.size());
+        wordStart_ = n_;
+        char* dst = buf_ + n_;
         for (char c : raw) {
-            *dst++ = lowercase ? lower(c) : c;
+            *dst++ = lower(c);
         }
-        if (is(std::string_view(out_).substr(wordStart_), "distinctrow")) {
-            out_.resize(wordStart_);
-            out_ += "distinct";  // synonyms: one template (performance_schema does the same)
+        n_ += raw.size();
+        if (is(std::string_view(buf_ + wordStart_, raw.size()), "distinctrow")) {
+            n_ = wordStart_;
+            put("distinct");  // synonyms: one template (performance_schema does the same)
         }
         after(Kind::Word, "");
         literalSeen(false);
@@ -83,7 +106,7 @@ class Writer {
 
     void literal() {
         space(false, false);
-        out_ += '?';
+        put('?');
         after(Kind::Literal, "");
         literalSeen(true);
     }
@@ -98,8 +121,8 @@ class Writer {
         bool listWord = open && (is(w, "in") || is(w, "values") || is(w, "value"));
         bool nextRow = open && prev_ == Kind::Punct && is(prevPunct_, ',') && commaAfterList_;
         space(tight, open);
-        size_t at = out_.size();
-        out_ += p;
+        size_t at = n_;
+        put(p);
         if (open) {
             if (!stack_.empty()) {
                 stack_.back().onlyLiterals = false;  // a nested list is no literal
@@ -115,15 +138,15 @@ class Writer {
                 Open o = stack_.back();
                 stack_.pop_back();
                 if (o.collapsible && o.onlyLiterals && o.sawLiteral && !o.expectLiteral) {
-                    out_.resize(o.outPos);
+                    n_ = o.outPos;
                     if (o.row) {
                         // ", (?+)" after a "(?+)": the rows of VALUES are one template.
-                        out_.resize(commaPos_);
+                        n_ = commaPos_;
                     } else {
-                        out_ += "(?+)";
+                        put("(?+)");
                     }
                     after(Kind::Literal, "");
-                    listEnd_ = out_.size();
+                    listEnd_ = n_;
                     literalSeen(true);
                     check();
                     return;
@@ -149,8 +172,8 @@ class Writer {
     }
 
     void finish() {
-        while (!full_ && !out_.empty() && out_.back() == ';') {
-            out_.pop_back();  // trailing semicolons do not make another shape
+        while (!full_ && n_ > 0 && buf_[n_ - 1] == ';') {
+            --n_;  // trailing semicolons do not make another shape
         }
     }
 
@@ -164,8 +187,24 @@ class Writer {
         bool sawLiteral;
     };
 
+    void ensure(size_t more) {
+        if (n_ + more > cap_) {
+            out_.resize(std::max(cap_ * 2, n_ + more));
+            buf_ = out_.data();
+            cap_ = out_.size();
+        }
+    }
+    void put(char c) {
+        ensure(1);
+        buf_[n_++] = c;
+    }
+    void put(std::string_view v) {
+        ensure(v.size());
+        std::memcpy(buf_ + n_, v.data(), v.size());
+        n_ += v.size();
+    }
     void space(bool tight, bool open) {
-        if (out_.empty() || tight) {
+        if (n_ == 0 || tight) {
             return;
         }
         if (prev_ == Kind::Punct && (is(prevPunct_, '(') || is(prevPunct_, '.'))) {
@@ -174,7 +213,7 @@ class Writer {
         if (open && prev_ == Kind::Word) {
             return;  // "name(": function calls, and IN( / VALUES( by the same token rule
         }
-        out_ += ' ';
+        put(' ');
     }
     void after(Kind k, std::string_view p) {
         prev_ = k;
@@ -182,9 +221,9 @@ class Writer {
         check();
     }
     void check() {
-        if (out_.size() > maxOut_) {
-            out_.resize(maxOut_);
-            out_ += "...";
+        if (n_ > maxOut_) {
+            n_ = maxOut_;
+            put("...");
             full_ = true;
         }
     }
@@ -202,6 +241,9 @@ class Writer {
     }
 
     std::string& out_;
+    char* buf_ = nullptr;
+    size_t n_ = 0;
+    size_t cap_ = 0;
     size_t maxOut_;
     bool full_ = false;
     Kind prev_ = Kind::None;
@@ -210,9 +252,10 @@ class Writer {
     size_t listEnd_ = std::string::npos;  // where the last collapsed list ended
     bool commaAfterList_ = false;
     size_t commaPos_ = 0;
-    // Bounded nesting: deeper parentheses are written but not tracked as lists.
+    // Bounded nesting: deeper parentheses are written but not tracked as lists. Entries are
+    // written before they are read, so the array is left uninitialised.
     struct Stack {
-        std::array<Open, 64> items{};
+        std::array<Open, 64> items;
         size_t n = 0;
         bool empty() const { return n == 0; }
         size_t size() const { return n; }
@@ -261,12 +304,27 @@ std::string_view punctText(char c) {
     return std::string_view(kTable[static_cast<unsigned char>(c)].data(), 1);
 }
 
+void tokenize(std::string_view s, Writer& w);
+
 }  // namespace
 
 Fingerprint fingerprint(std::string_view s, size_t maxOut) {
     Fingerprint f;
-    f.text.reserve(std::min(s.size(), maxOut) + 8);
-    Writer w(f.text, maxOut);
+    f.id = fingerprintInto(s, f.text, maxOut);
+    return f;
+}
+
+uint64_t fingerprintInto(std::string_view s, std::string& out, size_t maxOut) {
+    {
+        Writer w(out, maxOut, std::min(s.size() * 2, maxOut) + 16);
+        tokenize(s, w);
+    }
+    return fnv1a64(out);
+}
+
+namespace {
+
+void tokenize(std::string_view s, Writer& w) {
     size_t i = 0;
     while (i < s.size() && !w.full()) {
         unsigned char c = static_cast<unsigned char>(s[i]);
@@ -386,8 +444,8 @@ Fingerprint fingerprint(std::string_view s, size_t maxOut) {
         }
     }
     w.finish();
-    f.id = fnv1a64(f.text);
-    return f;
 }
+
+}  // namespace
 
 }  // namespace mp::mysql

@@ -25,6 +25,9 @@ struct Fingerprint {
 /// `maxOut` bounds the text (a longer one ends with "..." and still gets a stable id).
 Fingerprint fingerprint(std::string_view sql, size_t maxOut = 4096);
 
+/// The same, written into `out` (cleared first, its capacity reused); returns the id.
+uint64_t fingerprintInto(std::string_view sql, std::string& out, size_t maxOut = 4096);
+
 uint64_t fnv1a64(std::string_view s);
 
 }  // namespace mp::mysql

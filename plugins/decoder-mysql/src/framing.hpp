@@ -5,9 +5,10 @@
 // still known), so a 1 GiB row costs nothing.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,6 @@ struct Packet {
 
 class Framer {
   public:
-    using Sink = std::function<void(const Packet&)>;
-
     explicit Framer(size_t maxKeep = 1 << 20) : maxKeep_(maxKeep) {}
 
     /// Switch to the compressed protocol (after the handshake, when negotiated).
@@ -36,15 +35,25 @@ class Framer {
     /// Feeds stream bytes; calls `sink` for each complete logical packet.
     /// Returns false when the bytes cannot be MySQL framing (corrupt compression): the caller
     /// resynchronises.
-    bool feed(const uint8_t* data, size_t len, uint64_t ts, const Sink& sink);
+    /// `sink` is any callable taking `const Packet&` (inlined: it runs once per packet).
+    template <class Sink>
+    bool feed(const uint8_t* data, size_t len, uint64_t ts, Sink&& sink) {
+        return compressed_ ? feedCompressed(data, len, ts, sink) : feedPlain(data, len, ts, sink);
+    }
     /// Forgets any partial packet (after a gap).
     void reset();
 
     uint64_t decompressErrors() const { return decompressErrors_; }
 
   private:
-    bool feedPlain(const uint8_t* data, size_t len, uint64_t ts, const Sink& sink);
-    bool feedCompressed(const uint8_t* data, size_t len, uint64_t ts, const Sink& sink);
+    static constexpr uint32_t kMaxWire = 0xffffff;
+    static constexpr size_t kMaxCompressedFrame = 0xffffff + 7;
+
+    template <class Sink>
+    bool feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink);
+    template <class Sink>
+    bool feedCompressed(const uint8_t* data, size_t len, uint64_t ts, Sink& sink);
+    bool inflate(const uint8_t* body, uint32_t clen, uint32_t ulen);  // into inflated_
 
     size_t maxKeep_;
     bool compressed_ = false;
@@ -64,5 +73,122 @@ class Framer {
     std::vector<uint8_t> inflated_;
     uint64_t decompressErrors_ = 0;
 };
+
+template <class Sink>
+bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink) {
+    size_t pos = 0;
+    while (true) {
+        // Fast path: a whole packet inside this chunk is handed over in place, without a copy.
+        if (headerHave_ == 0 && !inPacket_ && len - pos >= 4) {
+            uint32_t wl =
+                data[pos] | (data[pos + 1] << 8) | (static_cast<uint32_t>(data[pos + 2]) << 16);
+            if (wl != kMaxWire && len - pos - 4 >= wl) {
+                Packet p;
+                p.seq = data[pos + 3];
+                p.length = wl;
+                p.data = data + pos + 4;
+                p.kept = std::min<size_t>(wl, maxKeep_);
+                p.ts = ts;
+                p.firstTs = ts;
+                pos += 4 + static_cast<size_t>(wl);
+                sink(p);
+                continue;
+            }
+        }
+        if (headerHave_ < 4) {
+            if (pos >= len) {
+                break;
+            }
+            if (headerHave_ == 0 && !inPacket_) {
+                headerTs_ = ts;
+            }
+            size_t take = std::min<size_t>(4 - headerHave_, len - pos);
+            std::memcpy(header_ + headerHave_, data + pos, take);
+            headerHave_ += take;
+            pos += take;
+            if (headerHave_ < 4) {
+                break;
+            }
+            uint32_t wl =
+                header_[0] | (header_[1] << 8) | (static_cast<uint32_t>(header_[2]) << 16);
+            if (!inPacket_) {
+                inPacket_ = true;
+                seq_ = header_[3];
+                firstTs_ = headerTs_;
+                length_ = 0;
+                payload_.clear();
+            }
+            wireLeft_ = wl;
+            continues_ = wl == kMaxWire;
+        }
+        size_t take = std::min<size_t>(wireLeft_, len - pos);
+        if (take > 0) {
+            size_t room = maxKeep_ > payload_.size() ? maxKeep_ - payload_.size() : 0;
+            size_t keep = std::min(room, take);
+            payload_.insert(payload_.end(), data + pos, data + pos + keep);
+            length_ += take;
+            wireLeft_ -= static_cast<uint32_t>(take);
+            pos += take;
+        }
+        if (wireLeft_ > 0) {
+            break;  // the rest of this wire packet comes with later data
+        }
+        headerHave_ = 0;
+        if (!continues_) {
+            Packet p;
+            p.seq = seq_;
+            p.length = length_;
+            p.data = payload_.data();
+            p.kept = payload_.size();
+            p.ts = ts;
+            p.firstTs = firstTs_;
+            inPacket_ = false;
+            sink(p);
+        }
+        // else: a 0xffffff wire packet; the logical packet goes on in the next one.
+    }
+    return true;
+}
+
+template <class Sink>
+bool Framer::feedCompressed(const uint8_t* data, size_t len, uint64_t ts, Sink& sink) {
+    size_t pos = 0;
+    while (pos < len) {
+        if (cbuf_.size() < 7) {
+            size_t take = std::min<size_t>(7 - cbuf_.size(), len - pos);
+            cbuf_.insert(cbuf_.end(), data + pos, data + pos + take);
+            pos += take;
+            if (cbuf_.size() < 7) {
+                break;
+            }
+        }
+        uint32_t clen = cbuf_[0] | (cbuf_[1] << 8) | (static_cast<uint32_t>(cbuf_[2]) << 16);
+        size_t need = 7 + static_cast<size_t>(clen);
+        if (need > kMaxCompressedFrame) {
+            ++decompressErrors_;
+            cbuf_.clear();
+            return false;
+        }
+        size_t take = std::min(need - cbuf_.size(), len - pos);
+        cbuf_.insert(cbuf_.end(), data + pos, data + pos + take);
+        pos += take;
+        if (cbuf_.size() < need) {
+            break;
+        }
+        uint32_t ulen = cbuf_[4] | (cbuf_[5] << 8) | (static_cast<uint32_t>(cbuf_[6]) << 16);
+        const uint8_t* body = cbuf_.data() + 7;
+        if (ulen == 0) {
+            // Stored: the body is plain framing.
+            feedPlain(body, clen, ts, sink);
+        } else {
+            if (!inflate(body, clen, ulen)) {
+                return false;
+            }
+            feedPlain(inflated_.data(), ulen, ts, sink);
+        }
+        cbuf_.clear();
+    }
+    return true;
+}
 
 }  // namespace mp::mysql

@@ -81,6 +81,13 @@ class Reader {
         pos_ += len + (end != nullptr ? 1 : 0);
         return s;
     }
+    void restInto(std::string& out, size_t max) {
+        out.clear();
+        if (ok_) {
+            out.append(reinterpret_cast<const char*>(d_ + pos_), std::min(n_ - pos_, max));
+            pos_ = n_;
+        }
+    }
     std::string rest(size_t max) {
         if (!ok_) {
             return "";
@@ -293,9 +300,26 @@ void Session::data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
         ++stats_.packetsIn;
         if (dir == 0) {
             clientPacket(pk);
-        } else {
-            serverPacket(pk);
+            return;
         }
+        // Fast path for the bulk of a response, column definitions and rows: inline here, no
+        // call per packet. Anything that may end a result (0xfe, 0xff) takes the full path.
+        if (phase_ == Phase::Command && !pending_.empty() && pk.kept > 0 && pk.data[0] < 0xfe) {
+            Pending& pc = pending_.front();
+            if (pc.state == Resp::Rows) {
+                ++pc.tx.rowsReturned;
+                pc.tx.responseBytes += pk.length + 4;
+                return;
+            }
+            if (pc.state == Resp::Columns) {
+                pc.tx.responseBytes += pk.length + 4;
+                if (--pc.left == 0) {
+                    pc.state = deprecateEof_ ? Resp::Rows : Resp::ColumnsEof;
+                }
+                return;
+            }
+        }
+        serverPacket(pk);
     });
     if (!ok) {
         stats_.decompressErrors = framer_[0].decompressErrors() + framer_[1].decompressErrors();
@@ -514,8 +538,50 @@ void Session::handshakeResponse(const Packet& p) {
     phase_ = Phase::Auth;
 }
 
+void Transaction::reset() {
+    command = 0;
+    requestTs = firstResponseTs = responseTs = 0;
+    outcome = Outcome::None;
+    sql.clear();
+    params.clear();
+    fingerprint.clear();
+    fingerprintId = 0;
+    statementId = 0;
+    errorCode = 0;
+    sqlState.clear();
+    errorMessage.clear();
+    rowsReturned = rowsAffected = lastInsertId = 0;
+    warnings = statusFlags = 0;
+    resultSets = 0;
+    requestBytes = responseBytes = 0;
+    user.clear();
+    schema.clear();
+}
+
+Session::Pending& Session::PendingQueue::pushBack() {
+    if (n_ == slots_.size()) {
+        std::vector<Pending> grown(std::max<size_t>(4, slots_.size() * 2));
+        for (size_t i = 0; i < n_; ++i) {
+            grown[i] = std::move(slots_[(head_ + i) % slots_.size()]);
+        }
+        slots_ = std::move(grown);
+        head_ = 0;
+    }
+    Pending& pc = slots_[(head_ + n_) % slots_.size()];
+    ++n_;
+    pc.tx.reset();
+    pc.state = Resp::Start;
+    pc.columns = pc.left = pc.params = 0;
+    pc.binary = pc.cursor = false;
+    return pc;
+}
+
 void Session::command(const Packet& p) {
-    Pending pc;
+    if (!noResponse(p.data[0]) && pending_.size() >= limits_.maxPending) {
+        ++stats_.lostResponses;
+        finish(Outcome::Lost, p.ts);
+    }
+    Pending& pc = pending_.pushBack();
     Transaction& tx = pc.tx;
     tx.command = p.data[0];
     tx.requestTs = p.firstTs != 0 ? p.firstTs : p.ts;
@@ -533,14 +599,12 @@ void Session::command(const Packet& p) {
             // The fingerprint sees the whole statement (as kept by the framer), the sample only
             // its first max_sql bytes.
             std::string_view full(reinterpret_cast<const char*>(r.here()), r.left());
-            Fingerprint fp = fingerprint(full);
-            tx.fingerprint = std::move(fp.text);
-            tx.fingerprintId = fp.id;
-            tx.sql = r.rest(limits_.maxSql);
+            tx.fingerprintId = fingerprintInto(full, tx.fingerprint);
+            r.restInto(tx.sql, limits_.maxSql);
             break;
         }
         case kInitDb:
-            tx.sql = r.rest(std::min<size_t>(limits_.maxSql, 256));  // the schema
+            r.restInto(tx.sql, std::min<size_t>(limits_.maxSql, 256));  // the schema
             break;
         case kStmtExecute:
         case kStmtBulkExecute:
@@ -596,13 +660,8 @@ void Session::command(const Packet& p) {
     }
     if (noResponse(tx.command)) {
         emit_(tx);
-        return;
+        pending_.popBack();
     }
-    if (pending_.size() >= limits_.maxPending) {
-        ++stats_.lostResponses;
-        finish(Outcome::Lost, p.ts);
-    }
-    pending_.push_back(std::move(pc));
 }
 
 void Session::forgetStatements() {
@@ -650,13 +709,13 @@ void Session::parseErr(Transaction& tx, const uint8_t* d, size_t n) {
 }
 
 void Session::finish(Outcome o, uint64_t ts) {
-    Pending pc = std::move(pending_.front());
-    pending_.pop_front();
-    pc.tx.outcome = o;
+    Transaction& tx = pending_.front().tx;
+    tx.outcome = o;
     if (o != Outcome::Lost) {
-        pc.tx.responseTs = ts;
+        tx.responseTs = ts;
     }
-    emit_(pc.tx);
+    emit_(tx);
+    pending_.popFront();
 }
 
 void Session::respond(Pending& pc, const Packet& p) {

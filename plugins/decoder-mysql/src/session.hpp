@@ -84,6 +84,9 @@ struct Transaction {
     uint64_t responseBytes = 0;
     std::string user;
     std::string schema;
+
+    /// Back to a default-constructed state, keeping the strings' capacity.
+    void reset();
 };
 
 /// What a connection learned at login.
@@ -187,7 +190,26 @@ class Session {
     bool cacheMetadata_ = false;
     bool pendingCompression_ = false;
     bool serverSeen_ = false;  // any server bytes yet (a greeting can only be the first)
-    std::deque<Pending> pending_;
+    // Commands awaiting their response, oldest first. Slots are reused, so their strings keep
+    // their capacity: steady traffic allocates nothing per command.
+    class PendingQueue {
+      public:
+        bool empty() const { return n_ == 0; }
+        size_t size() const { return n_; }
+        Pending& front() { return slots_[head_]; }
+        Pending& pushBack();  // a reset slot at the back
+        void popBack() { --n_; }
+        void popFront() {
+            head_ = head_ + 1 == slots_.size() ? 0 : head_ + 1;
+            --n_;
+        }
+
+      private:
+        std::vector<Pending> slots_;
+        size_t head_ = 0;
+        size_t n_ = 0;
+    };
+    PendingQueue pending_;
     struct Statement {
         std::string sql;
         Fingerprint fp;
