@@ -515,7 +515,9 @@ TEST_SUITE("stream") {
         }
         REQUIRE(list.size() >= 60);
         size_t conns = 0;
-        for (const auto& [file, ports] : list) {
+        for (const auto& fp : list) {
+            const auto& file = fp.first;  // plain variables: CAPTURE takes them
+            const auto& ports = fp.second;
             CAPTURE(file);
             Replay one = replay(file, ports, 1);
             Replay four = replay(file, ports, 4);
@@ -543,7 +545,9 @@ TEST_SUITE("stream") {
             {"sysbench_ps_rw_2t_20tx.pcap", 820304},
             {"sysbench_text_rw_2t_20tx.pcap", 816746},
         };
-        for (const auto& [name, bytesExpected] : expected) {
+        for (const auto& nb : expected) {
+            const auto& name = nb.first;
+            const auto& bytesExpected = nb.second;
             CAPTURE(name);
             Replay r = replay(mptest::sourceDir() + "/tests/data/pcap/" + name, {3306}, 2);
             CHECK(r.flow.reassembly.deliveredBytes == bytesExpected);

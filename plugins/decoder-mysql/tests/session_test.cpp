@@ -175,10 +175,12 @@ TEST_SUITE("decoder-mysql") {
                 CAPTURE(key);
                 REQUIRE(match != nullptr);
                 CHECK(match->count == tt->getValue<uint64_t>("count"));
-                for (auto [q, field] : {std::pair<double, const char*>{0.5, "lat_us_p50"},
-                                        {0.95, "lat_us_p95"},
-                                        {0.99, "lat_us_p99"},
-                                        {1.0, "lat_us_max"}}) {
+                for (auto qf : {std::pair<double, const char*>{0.5, "lat_us_p50"},
+                                {0.95, "lat_us_p95"},
+                                {0.99, "lat_us_p99"},
+                                {1.0, "lat_us_max"}}) {
+                    double q = qf.first;
+                    const char* field = qf.second;  // a plain variable: CAPTURE takes it
                     double want = tt->getValue<double>(field);
                     double have = match->latency.quantile(q);
                     CAPTURE(field);

@@ -310,11 +310,13 @@ TEST_SUITE("sink-websocket") {
     }
 
     TEST_CASE("bad sink settings are refused at start with the reason") {
-        for (const auto& [cfg, why] : std::vector<std::pair<std::string, std::string>>{
+        for (const auto& cw : std::vector<std::pair<std::string, std::string>>{
                  {"pusher_servers: 'nohostport'", "pusher server must be host:port"},
                  {"pusher_servers: 'h:99999'", "bad port"},
                  {"path: 'nopath'", "path must start with '/'"},
                  {"format: 'xml'", "format"}}) {
+            const std::string& cfg = cw.first;  // plain variables: CAPTURE takes them
+            const std::string& why = cw.second;
             CAPTURE(cfg);
             std::string path = mptest::config(
                 "bad", "serverport: 0\nserveraddress: 127.0.0.1\n" + fileConfig(cfg));
