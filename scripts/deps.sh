@@ -9,10 +9,12 @@ pkgs=(
   clang libclang-rt-14-dev clang-format
   # libraries
   libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev zlib1g-dev
-  libsnappy-dev
+  libsnappy-dev libmsgpack-cxx-dev libssl-dev
   # live tests: a real server and client; independent websocket clients/servers and snappy
   mariadb-server mariadb-client python3-pymysql sysbench
   python3-websocket python3-websockets python3-snappy
+  # gossip: HashiCorp's serf agent (memberlist) as the reference peer
+  serf
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,8 +1,36 @@
 // SPDX-License-Identifier: Apache-2.0
-// cluster-gossip: SWIM membership (memberlist-compatible) with automatic master failover.
-// This is the plugin's frame: properties and lifecycle. A node forwards its own reports to the
-// sinks unchanged, which is what a single node does; membership arrives with its own issue.
+// cluster-gossip: SWIM membership on HashiCorp memberlist's wire (membership.hpp), so probes,
+// serf agents and anything else built on memberlist can share one cluster; a deterministic
+// master among the master-eligible members.
+//
+// Tags each probe gossips in its node meta (serf's format, so `serf members` shows them):
+//   mp_role  master | slave   (master: eligible to be the master)
+//   mp_http  HOST:PORT        its HTTP server (/collector, /cluster/*)
+//   mp_epoch N                when this run started (ms since the epoch)
+//   group    NAME             with `group` set, members without the same tag are refused
+// The master of a connected partition is, among its alive members whose mp_role is
+// `master`, the one with the smallest (mp_epoch, name): the longest-running eligible member,
+// so a restarted node never takes the role back from a healthy one.
+//
+// Endpoints: /cluster/join?addr=HOST:PORT, /cluster/leave, /cluster/listnodes.
+// Still to come (issue 7): slaves' reports merged by the master across a failover.
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
 #include <mp/sdk.hpp>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "membership.hpp"
 
 namespace {
 
@@ -10,21 +38,167 @@ namespace {
 const mp_property kProps[] = {
     {"slave", MP_PROP_BOOL, 0, "false", "this node is a slave (never master-eligible)", 0, 0, nullptr},
     {"group", MP_PROP_STRING, 0, "", "cluster name: nodes of another group are refused", 0, 0, nullptr},
-    {"port", MP_PROP_INT, 0, "0", "gossip bind port (0: random)", 0, 65535, nullptr},
+    {"port", MP_PROP_INT, 0, "0", "gossip bind port, UDP and TCP (0: random)", 0, 65535, nullptr},
+    {"bind", MP_PROP_STRING, 0, "", "gossip bind address (IPv4; default: serveraddress, or 127.0.0.1 when that is 0.0.0.0)", 0, 0, nullptr},
+    {"name", MP_PROP_STRING, 0, "", "member name, unique in the cluster (default: BIND:PORT)", 0, 0, nullptr},
+    {"profile", MP_PROP_STRING, 0, "lan", "memberlist timings: lan, wan or local", 0, 0, nullptr},
     {"keys", MP_PROP_STRING_LIST, MP_PROP_SECRET, "", "base64 AES keys (16/24/32 bytes), first one primary", 0, 0, nullptr},
     {"token", MP_PROP_STRING, MP_PROP_SECRET, "", "shared token for the management endpoints", 0, 0, nullptr},
-    {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: next to the config file)", 0, 0, nullptr},
-    {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a lost report link is redialled", 1, 86400, nullptr},
+    {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds.txt next to the config file)", 0, 0, nullptr},
+    {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a node alone in its cluster rejoins through its seeds", 1, 86400, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
 
+std::string errorJson(const std::string& why) { return "{\"error\":" + mp::jsonString(why) + "}"; }
+
+bool parseHostPort(const std::string& addr, std::string& ip, uint16_t& port) {
+    size_t colon = addr.rfind(':');
+    if (colon == std::string::npos || colon == 0 || addr.size() > 64) {
+        return false;
+    }
+    ip = addr.substr(0, colon);
+    in_addr a{};
+    if (inet_pton(AF_INET, ip.c_str(), &a) != 1) {
+        return false;
+    }
+    unsigned p = 0;
+    const char* b = addr.data() + colon + 1;
+    const char* e = addr.data() + addr.size();
+    auto [end, ec] = std::from_chars(b, e, p);
+    if (ec != std::errc() || end != e || p == 0 || p > 65535) {
+        return false;
+    }
+    port = static_cast<uint16_t>(p);
+    return true;
+}
+
+const char* stateName(mp::gossip::State s) {
+    switch (s) {
+        case mp::gossip::State::Alive:
+            return "alive";
+        case mp::gossip::State::Suspect:
+            return "suspect";
+        case mp::gossip::State::Dead:
+            return "dead";
+        case mp::gossip::State::Left:
+            return "left";
+    }
+    return "unknown";
+}
+
+uint64_t epochMs() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
+
 class GossipCluster : public mp::Plugin {
   public:
     GossipCluster(mp::Host host, const mp::Config& cfg)
-        : Plugin(host), slave_(cfg.boolean("slave")) {}
+        : Plugin(host),
+          slave_(cfg.boolean("slave")),
+          token_(cfg.str("token")),
+          reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))) {
+        opt_.group = cfg.str("group");
+        opt_.port = static_cast<uint16_t>(cfg.i64("port"));
+        opt_.name = cfg.str("name");
+        opt_.bindIp = cfg.str("bind");
+        if (opt_.bindIp.empty()) {
+            std::string sa = host.get("server.address").value_or("");
+            opt_.bindIp = sa.empty() || sa == "0.0.0.0" ? "127.0.0.1" : sa;
+        }
+        in_addr a{};
+        if (inet_pton(AF_INET, opt_.bindIp.c_str(), &a) != 1) {
+            throw mp::Error("cluster bind '" + opt_.bindIp + "' is not an IPv4 address");
+        }
+        std::string profile = cfg.str("profile");
+        if (profile == "local") {
+            opt_.timing.probeTimeout = mp::gossip::Ms(200);
+            opt_.timing.indirectChecks = 1;
+            opt_.timing.suspicionMult = 3;
+            opt_.timing.retransmitMult = 2;
+            opt_.timing.gossipInterval = mp::gossip::Ms(100);
+            opt_.timing.gossipToTheDead = mp::gossip::Ms(15000);
+            opt_.timing.pushPullInterval = mp::gossip::Ms(15000);
+            opt_.timing.tcpTimeout = mp::gossip::Ms(1000);
+        } else if (profile == "wan") {
+            opt_.timing.probeInterval = mp::gossip::Ms(5000);
+            opt_.timing.probeTimeout = mp::gossip::Ms(3000);
+            opt_.timing.suspicionMult = 6;
+            opt_.timing.gossipInterval = mp::gossip::Ms(500);
+            opt_.timing.gossipNodes = 4;
+            opt_.timing.gossipToTheDead = mp::gossip::Ms(60000);
+            opt_.timing.pushPullInterval = mp::gossip::Ms(60000);
+            opt_.timing.tcpTimeout = mp::gossip::Ms(10000);
+        } else if (profile != "lan") {
+            throw mp::Error("cluster profile must be lan, wan or local, not '" + profile + "'");
+        }
+        for (const std::string& k : cfg.list("keys")) {
+            if (!k.empty() && !opt_.keys.addBase64(k)) {
+                throw mp::Error("cluster keys: each key is base64 of 16, 24 or 32 bytes");
+            }
+        }
+        seedsFile_ = cfg.str("seeds_file");
+        if (seedsFile_.empty()) {
+            std::string conf = host.get("config.file").value_or("");
+            size_t slash = conf.rfind('/');
+            seedsFile_ = (slash == std::string::npos ? std::string(".") : conf.substr(0, slash)) +
+                         "/gossip-seeds.txt";
+        }
+        addRoute("/cluster/join", &GossipCluster::join);
+        addRoute("/cluster/leave", &GossipCluster::leave);
+        addRoute("/cluster/listnodes", &GossipCluster::listNodes);
+    }
 
-    void start() override { host().info(slave_ ? "role: slave" : "role: master-eligible"); }
+    ~GossipCluster() override { stop(); }
+
+    void start() override {
+        opt_.tags["mp_role"] = slave_ ? "slave" : "master";
+        opt_.tags["mp_epoch"] = std::to_string(epochMs());
+        std::string http = host().get("server.port").value_or("0");
+        opt_.tags["mp_http"] = opt_.bindIp + ":" + http;
+        if (!opt_.group.empty()) {
+            opt_.tags["group"] = opt_.group;
+        }
+        if (opt_.port == 0) {
+            opt_.port = freePort();  // the default name includes it, so it is chosen here
+        }
+        if (opt_.name.empty()) {
+            opt_.name = opt_.bindIp + ":" + std::to_string(opt_.port);
+        }
+        ml_ = std::make_unique<mp::gossip::Membership>(opt_,
+                                                       [this](int level, const std::string& msg) {
+                                                           if (level == 0) {
+                                                               host().info(msg);
+                                                           } else {
+                                                               host().warn(msg);
+                                                           }
+                                                       });
+        ml_->onChange([this] { membershipChanged(); });
+        try {
+            ml_->start();
+        } catch (const std::exception& e) {
+            throw mp::Error(e.what());
+        }
+        host().info("gossip member " + ml_->name() + " on " + opt_.bindIp + ":" +
+                    std::to_string(ml_->port()) + (slave_ ? " (slave)" : " (master-eligible)") +
+                    (opt_.keys.empty() ? "" : ", encrypted"));
+        running_ = true;
+        seeder_ = std::thread([this] { seedLoop(); });
+    }
+
+    void stop() override {
+        if (!running_.exchange(false)) {
+            return;
+        }
+        if (seeder_.joinable()) {
+            seeder_.join();
+        }
+        if (ml_) {
+            ml_->stop(!left_.load());
+        }
+    }
 
     mp_status onEvent(const mp_event& ev) override {
         if (ev.type != MP_EVENT_REPORT) {
@@ -34,10 +208,253 @@ class GossipCluster : public mp::Plugin {
     }
 
   private:
+    using Handler = void (GossipCluster::*)(const mp_http_request*, mp_http_response*);
+
+    static uint16_t freePort() {
+        // The kernel's choice of a free TCP port; the membership binds UDP and TCP to it.
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        socklen_t len = sizeof sa;
+        uint16_t port = 0;
+        if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) == 0) {
+            port = ntohs(sa.sin_port);
+        }
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        return port;
+    }
+
+    void addRoute(const char* path, Handler h) {
+        routes_[path] = h;
+        bool ok = host().route(
+            path,
+            [](void* self, const mp_http_request* req, mp_http_response* resp) {
+                auto* me = static_cast<GossipCluster*>(self);
+                std::string p(mp::view(req->path));
+                auto it = me->routes_.find(p);
+                if (it == me->routes_.end()) {
+                    me->host().replyJson(resp, 404, errorJson("no such endpoint"));
+                    return;
+                }
+                if (!me->token_.empty() && me->host().param(req, "token") != me->token_) {
+                    me->host().replyJson(resp, 401, errorJson("a valid token= is required"));
+                    return;
+                }
+                if (!me->ml_) {
+                    me->host().replyJson(resp, 503, errorJson("not started"));
+                    return;
+                }
+                (me->*(it->second))(req, resp);
+            },
+            this);
+        if (!ok) {
+            throw mp::Error(std::string("cannot serve ") + path);
+        }
+    }
+
+    void join(const mp_http_request* req, mp_http_response* resp) {
+        std::string addr = host().param(req, "addr").value_or("");
+        std::string ip;
+        uint16_t port = 0;
+        if (!parseHostPort(addr, ip, port)) {
+            host().replyJson(resp, 400, errorJson("addr must be IPv4:PORT (the gossip port)"));
+            return;
+        }
+        std::string error;
+        if (!ml_->join(ip, port, error)) {
+            host().replyJson(resp, 502, errorJson("join through " + addr + " failed: " + error));
+            return;
+        }
+        left_ = false;
+        saveSeeds();
+        host().replyJson(resp, 200,
+                         "{\"joined\":" + mp::jsonString(addr) +
+                             ",\"members\":" + std::to_string(ml_->members().size()) + "}");
+    }
+
+    void leave(const mp_http_request* /*req*/, mp_http_response* resp) {
+        if (!left_.exchange(true)) {
+            ml_->leave();
+        }
+        host().replyJson(resp, 200, "{\"left\":true}");
+    }
+
+    void listNodes(const mp_http_request* /*req*/, mp_http_response* resp) {
+        auto members = ml_->members();
+        std::string master = masterOf(members);
+        auto st = ml_->stats();
+        std::ostringstream o;
+        o << "{\"self\":" << mp::jsonString(ml_->name())
+          << ",\"group\":" << mp::jsonString(opt_.group)
+          << ",\"gossip\":" << mp::jsonString(opt_.bindIp + ":" + std::to_string(ml_->port()))
+          << ",\"encrypted\":" << (opt_.keys.empty() ? "false" : "true") << ",\"role\":"
+          << mp::jsonString(master == ml_->name() ? "master"
+                            : slave_              ? "slave"
+                                                  : "standby")
+          << ",\"master\":" << (master.empty() ? "null" : mp::jsonString(master))
+          << ",\"members\":[";
+        bool first = true;
+        for (const auto& m : members) {
+            o << (first ? "" : ",") << "{\"name\":" << mp::jsonString(m.name)
+              << ",\"gossip\":" << mp::jsonString(m.ip + ":" + std::to_string(m.port))
+              << ",\"state\":\"" << stateName(m.state) << "\",\"incarnation\":" << m.incarnation
+              << ",\"since_ms\":" << m.sinceMs << ",\"self\":" << (m.self ? "true" : "false")
+              << ",\"master\":" << (m.name == master ? "true" : "false") << ",\"tags\":{";
+            bool ft = true;
+            for (const auto& [k, v] : m.tags) {
+                o << (ft ? "" : ",") << mp::jsonString(k) << ":" << mp::jsonString(v);
+                ft = false;
+            }
+            o << "}}";
+            first = false;
+        }
+        o << "],\"stats\":{\"udp_in\":" << st.udpIn << ",\"udp_out\":" << st.udpOut
+          << ",\"tcp_in\":" << st.tcpIn << ",\"tcp_out\":" << st.tcpOut
+          << ",\"bad_packets\":" << st.badPackets << ",\"decrypt_failures\":" << st.decryptFailures
+          << ",\"refused_group\":" << st.refusedGroup << ",\"probes\":" << st.probes
+          << ",\"probe_failures\":" << st.probeFailures
+          << ",\"tcp_fallback_ok\":" << st.tcpFallbackOk << ",\"suspicions\":" << st.suspicions
+          << ",\"refutations\":" << st.refutations << ",\"deaths\":" << st.deaths
+          << ",\"push_pulls\":" << st.pushPulls << ",\"awareness\":" << st.awareness << "}}";
+        host().replyJson(resp, 200, o.str());
+    }
+
+    static std::string masterOf(const std::vector<mp::gossip::MemberInfo>& members) {
+        const mp::gossip::MemberInfo* best = nullptr;
+        uint64_t bestEpoch = 0;
+        for (const auto& m : members) {
+            if (m.state != mp::gossip::State::Alive) {  // a suspect master hands over at once
+                continue;
+            }
+            auto role = m.tags.find("mp_role");
+            if (role == m.tags.end() || role->second != "master") {
+                continue;
+            }
+            uint64_t epoch = UINT64_MAX;
+            auto e = m.tags.find("mp_epoch");
+            if (e != m.tags.end()) {
+                std::from_chars(e->second.data(), e->second.data() + e->second.size(), epoch);
+            }
+            if (best == nullptr || epoch < bestEpoch ||
+                (epoch == bestEpoch && m.name < best->name)) {
+                best = &m;
+                bestEpoch = epoch;
+            }
+        }
+        return best == nullptr ? "" : best->name;
+    }
+
+    void membershipChanged() {
+        auto members = ml_->members();
+        std::string master = masterOf(members);
+        std::lock_guard<std::mutex> lock(mu_);
+        if (master != lastMaster_) {
+            host().info("master: " + (master.empty() ? std::string("none") : master) +
+                        (master == ml_->name() ? " (this node)" : ""));
+            lastMaster_ = master;
+        }
+        dirtySeeds_ = true;
+    }
+
+    // Seeds: the gossip addresses of the other alive members, written atomically.
+    void saveSeeds() {
+        std::set<std::string> seeds;
+        for (const auto& m : ml_->members()) {
+            if (!m.self && m.state == mp::gossip::State::Alive) {
+                seeds.insert(m.ip + ":" + std::to_string(m.port));
+            }
+        }
+        if (seeds.empty()) {
+            return;  // alone: keep the old seeds, they are how this node gets back
+        }
+        std::string tmp = seedsFile_ + ".tmp";
+        {
+            std::ofstream f(tmp, std::ios::trunc);
+            if (!f) {
+                host().warn("cannot write " + tmp);
+                return;
+            }
+            for (const auto& s : seeds) {
+                f << "seed " << s << "\n";
+            }
+        }
+        if (std::rename(tmp.c_str(), seedsFile_.c_str()) != 0) {
+            host().warn("cannot rename " + tmp + " to " + seedsFile_);
+        }
+    }
+
+    std::vector<std::string> loadSeeds() {
+        std::vector<std::string> out;
+        std::ifstream f(seedsFile_);
+        std::string line;
+        while (std::getline(f, line)) {
+            if (line.rfind("seed ", 0) == 0) {
+                out.push_back(line.substr(5));
+            }
+        }
+        return out;
+    }
+
+    // A node alone in its cluster (just started, or cut off) rejoins through its saved seeds.
+    void seedLoop() {
+        auto next = std::chrono::steady_clock::now();
+        while (running_.load()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            bool dirty = false;
+            {
+                std::lock_guard<std::mutex> lock(mu_);
+                std::swap(dirty, dirtySeeds_);
+            }
+            if (dirty) {
+                saveSeeds();
+            }
+            if (std::chrono::steady_clock::now() < next || left_.load()) {
+                continue;
+            }
+            next = std::chrono::steady_clock::now() + reconnect_;
+            size_t alive = 0;
+            for (const auto& m : ml_->members()) {
+                alive += m.state == mp::gossip::State::Alive ? 1 : 0;
+            }
+            if (alive > 1) {
+                continue;
+            }
+            for (const std::string& s : loadSeeds()) {
+                std::string ip;
+                uint16_t port = 0;
+                std::string error;
+                if (!running_.load() || !parseHostPort(s, ip, port) ||
+                    (ip == opt_.bindIp && port == ml_->port())) {
+                    continue;
+                }
+                if (ml_->join(ip, port, error)) {
+                    host().info("rejoined through seed " + s);
+                    break;
+                }
+            }
+        }
+    }
+
     bool slave_;
+    std::string token_;
+    std::chrono::seconds reconnect_;
+    mp::gossip::Options opt_;
+    std::string seedsFile_;
+    std::unique_ptr<mp::gossip::Membership> ml_;
+    std::map<std::string, Handler> routes_;
+    std::atomic<bool> running_{false};
+    std::atomic<bool> left_{false};
+    std::thread seeder_;
+    std::mutex mu_;
+    std::string lastMaster_;
+    bool dirtySeeds_ = false;
 };
 
 }  // namespace
 
-MP_DECLARE_PLUGIN(GossipCluster, MP_KIND_CLUSTER, "cluster-gossip", "0.1.0",
-                  "Gossip cluster: SWIM membership and automatic master failover", kProps, 0)
+MP_DECLARE_PLUGIN(GossipCluster, MP_KIND_CLUSTER, "cluster-gossip", "0.2.0",
+                  "Gossip cluster: SWIM membership (memberlist wire) and master election", kProps,
+                  0)
