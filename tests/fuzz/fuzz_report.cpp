@@ -8,7 +8,7 @@
 #include <string>
 
 #include "encode.hpp"
-#include "merge.hpp"
+#include <mp/report_merge.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string json(reinterpret_cast<const char*>(data), size);

@@ -31,7 +31,7 @@
 #include <thread>
 #include <vector>
 
-#include "merge.hpp"
+#include <mp/report_merge.hpp>
 
 namespace {
 

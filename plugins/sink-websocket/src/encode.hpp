@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mp/pusher.hpp>  // Encoded
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,12 +13,6 @@ namespace mp::ws {
 
 enum class Format { Native, MysqlProbeV1 };
 enum class Compression { None, Snappy };
-
-/// One message ready for the wire.
-struct Encoded {
-    uint32_t opcode = 0;  // MP_WS_TEXT or MP_WS_BINARY
-    std::string data;
-};
 
 /// Converts a native report (docs/report-format.md) into the original probe's report: a JSON
 /// object schema -> {a schema, b server IP, c last seen ns, d [summary per template],

@@ -4,12 +4,12 @@
 // or snappy in binary frames) and the original Go probe's mysqlprobe-v1 (snappy, binary).
 #include <algorithm>
 #include <memory>
+#include <mp/pusher.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <set>
 
 #include "encode.hpp"
-#include "pusher.hpp"
 
 namespace {
 

@@ -1,6 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "pusher.hpp"
-
 #include <Poco/Buffer.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
@@ -9,7 +7,9 @@
 #include <Poco/Net/WebSocket.h>
 #include <mp/abi.h>
 
+#include <algorithm>
 #include <charconv>
+#include <mp/pusher.hpp>
 #include <stdexcept>
 
 namespace mp::ws {
@@ -49,9 +49,6 @@ Pusher::Pusher(PusherOptions options, Log log, Stats stats)
     : options_(std::move(options)), log_(std::move(log)), statsFn_(std::move(stats)) {
     for (const auto& s : options_.servers) {
         servers_.push_back(parseServer(s));
-    }
-    if (servers_.empty()) {
-        throw std::invalid_argument("the pusher needs at least one server");
     }
     if (options_.path.empty() || options_.path[0] != '/') {
         options_.path = "/" + options_.path;
@@ -107,6 +104,34 @@ void Pusher::push(uint64_t seq, Encoded message) {
     cv_.notify_all();
 }
 
+void Pusher::setServers(const std::vector<std::string>& servers) {
+    std::vector<Server> parsed;
+    for (const auto& s : servers) {
+        parsed.push_back(parseServer(s));
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        bool same = parsed.size() == servers_.size() &&
+                    std::equal(parsed.begin(), parsed.end(), servers_.begin(),
+                               [](const Server& a, const Server& b) {
+                                   return a.host == b.host && a.port == b.port;
+                               });
+        if (same) {
+            return;
+        }
+        servers_ = std::move(parsed);
+        current_ = 0;
+        retarget_ = true;
+        nextAttempt_ = Clock::now();
+    }
+    cv_.notify_all();
+}
+
+PusherStats Pusher::stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+}
+
 void Pusher::publish() {
     if (statsFn_) {
         statsFn_(stats_);
@@ -115,9 +140,16 @@ void Pusher::publish() {
 
 bool Pusher::connect() {
     // Every server once, starting with the current one; the first that answers wins.
-    for (size_t n = 0; n < servers_.size(); ++n) {
-        size_t i = (current_ + n) % servers_.size();
-        const Server& s = servers_[i];
+    std::vector<Server> servers;
+    size_t current = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        servers = servers_;
+        current = current_;
+    }
+    for (size_t n = 0; n < servers.size(); ++n) {
+        size_t i = (current + n) % servers.size();
+        const Server& s = servers[i];
         try {
             auto session = std::make_unique<Poco::Net::HTTPClientSession>(s.host, s.port);
             session->setTimeout(Poco::Timespan(options_.connectTimeout.count() * 1000));
@@ -128,6 +160,7 @@ bool Pusher::connect() {
             ws->setSendTimeout(Poco::Timespan(options_.writeTimeout.count() * 1000));
             ws->setReceiveTimeout(Poco::Timespan(0, 1000));
             ws->setBlocking(true);
+            std::lock_guard<std::mutex> lock(mutex_);
             session_ = std::move(session);
             socket_ = std::move(ws);
             current_ = i;
@@ -136,6 +169,7 @@ bool Pusher::connect() {
                  "pusher: connected to " + s.host + ":" + std::to_string(s.port) + options_.path);
             return true;
         } catch (const std::exception& e) {
+            std::lock_guard<std::mutex> lock(mutex_);
             ++stats_.failures;
             log_(MP_LOG_WARN,
                  "pusher: " + s.host + ":" + std::to_string(s.port) + " failed: " + e.what());
@@ -256,7 +290,15 @@ void Pusher::run() {
         if (draining && (items_.empty() || Clock::now() >= stopDeadline_)) {
             break;
         }
-        const bool want = !items_.empty() || (options_.preconnect && !draining);
+        if (retarget_) {
+            retarget_ = false;
+            if (socket_) {
+                log_(MP_LOG_INFO, "pusher: server list changed: reconnecting");
+                disconnect();
+            }
+        }
+        const bool want =
+            !servers_.empty() && (!items_.empty() || (options_.preconnect && !draining));
         if (!socket_ && want && (Clock::now() >= nextAttempt_ || !tried || draining)) {
             lock.unlock();
             bool ok = connect();
@@ -283,7 +325,7 @@ void Pusher::run() {
                 // Fail over: the next server, at once; the unacknowledged reports go again.
                 ++stats_.failures;
                 disconnect();
-                current_ = (current_ + 1) % servers_.size();
+                current_ = servers_.empty() ? 0 : (current_ + 1) % servers_.size();
                 nextAttempt_ = Clock::now();
             }
             publish();

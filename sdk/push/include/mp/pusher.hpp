@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
+// Shared by sink-websocket (pushing reports to collectors) and cluster-gossip (a slave pushing
+// to the current master, which changes with setServers()).
 // The pusher: sends every report to one reachable server of a list (ws://host:port), in order,
 // keeping what is not yet acknowledged in a bounded buffer so that a server failure loses
 // nothing: the next server gets the unacknowledged reports again (receivers drop duplicates by
@@ -16,14 +18,18 @@
 #include <thread>
 #include <vector>
 
-#include "encode.hpp"
-
 namespace Poco::Net {
 class WebSocket;
 class HTTPClientSession;
 }  // namespace Poco::Net
 
 namespace mp::ws {
+
+/// One message ready for the wire.
+struct Encoded {
+    uint32_t opcode = 0;  // MP_WS_TEXT or MP_WS_BINARY
+    std::string data;
+};
 
 enum class AckMode {
     Pong,     // a pong to a ping sent after a report acknowledges it (any RFC 6455 receiver)
@@ -56,7 +62,8 @@ class Pusher {
     using Log = std::function<void(int level, const std::string&)>;
     using Stats = std::function<void(const PusherStats&)>;
 
-    /// Throws std::invalid_argument on a bad server address.
+    /// Throws std::invalid_argument on a bad server address (an empty list is allowed: see
+    /// setServers).
     Pusher(PusherOptions options, Log log, Stats stats);
     ~Pusher();
     Pusher(const Pusher&) = delete;
@@ -67,6 +74,11 @@ class Pusher {
     void stop();
     /// Queues one message; `seq` orders and acknowledges it (the report's sequence number).
     void push(uint64_t seq, Encoded message);
+    /// Replaces the server list (throws std::invalid_argument on a bad address). When the
+    /// connected server is not the new first one, the connection is dropped and everything
+    /// unacknowledged goes to the new server. An empty list: keep buffering, connect nowhere.
+    void setServers(const std::vector<std::string>& servers);
+    PusherStats stats();
 
     struct Server {
         std::string host;
@@ -101,7 +113,8 @@ class Pusher {
     bool started_ = false;
     std::chrono::steady_clock::time_point stopDeadline_;
     std::chrono::steady_clock::time_point nextAttempt_{};
-    size_t current_ = 0;  // server index
+    size_t current_ = 0;     // server index
+    bool retarget_ = false;  // setServers() changed the list: reconnect
     std::unique_ptr<Poco::Net::HTTPClientSession> session_;
     std::unique_ptr<Poco::Net::WebSocket> socket_;
     std::thread thread_;

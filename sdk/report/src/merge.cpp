@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "merge.hpp"
+#include <mp/report_merge.hpp>
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
