@@ -12,8 +12,17 @@
 // `master`, the one with the smallest (mp_epoch, name): the longest-running eligible member,
 // so a restarted node never takes the role back from a healthy one.
 //
-// Endpoints: /cluster/join?addr=HOST:PORT, /cluster/leave, /cluster/listnodes.
-// Still to come (issue 7): slaves' reports merged by the master across a failover.
+// Endpoints: /cluster/join?addr=HOST:PORT, /cluster/leave, /cluster/listnodes, and the
+// websocket /cluster/push on master-eligible nodes.
+//
+// Reports: a slave pushes each of its reports to the current master's /cluster/push (mp::push:
+// a bounded buffer of unacknowledged reports; on a new master the connection moves and what is
+// unacknowledged goes again). A master-eligible node that receives reports merges them into its
+// own next report (counts add, sketches merge: mp/report_merge.hpp), emits that, and only then
+// acknowledges them ({"ack":SEQ}); reports of a connection that closes before that are
+// forgotten (the slave sends them again to whoever is master), and (node, run, seq) already
+// merged are acknowledged again but not counted twice. So a master's death loses nothing: what
+// it had not yet emitted was not acknowledged.
 #include <arpa/inet.h>
 #include <unistd.h>
 
@@ -22,13 +31,17 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <memory>
+#include <mp/pusher.hpp>
+#include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "membership.hpp"
 
@@ -46,6 +59,8 @@ const mp_property kProps[] = {
     {"token", MP_PROP_STRING, MP_PROP_SECRET, "", "shared token for the management endpoints", 0, 0, nullptr},
     {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds.txt next to the config file)", 0, 0, nullptr},
     {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a node alone in its cluster rejoins through its seeds", 1, 86400, nullptr},
+    {"buffer_reports", MP_PROP_INT, 0, "600", "a slave's reports kept until a master acknowledges them", 1, 100000, nullptr},
+    {"max_templates", MP_PROP_INT, 0, "10000", "templates in a merged report; further ones are counted as evicted", 1, 10000000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
@@ -99,7 +114,18 @@ class GossipCluster : public mp::Plugin {
         : Plugin(host),
           slave_(cfg.boolean("slave")),
           token_(cfg.str("token")),
-          reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))) {
+          reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
+          bufferReports_(static_cast<size_t>(cfg.i64("buffer_reports"))),
+          maxTemplates_(static_cast<size_t>(cfg.i64("max_templates"))),
+          merged_(host.counter("slave_reports_merged_total",
+                               "slave reports merged into this node's reports")),
+          duplicates_(host.counter(
+              "slave_reports_duplicate_total",
+              "slave reports received again after they were merged (acknowledged, not counted)")),
+          rejected_(host.counter("slave_reports_rejected_total",
+                                 "pushed messages that were not a report")),
+          pushed_(host.counter("reports_pushed_total",
+                               "this slave's reports acknowledged by a master")) {
         opt_.group = cfg.str("group");
         opt_.port = static_cast<uint16_t>(cfg.i64("port"));
         opt_.name = cfg.str("name");
@@ -146,6 +172,25 @@ class GossipCluster : public mp::Plugin {
             seedsFile_ = (slash == std::string::npos ? std::string(".") : conf.substr(0, slash)) +
                          "/gossip-seeds.txt";
         }
+        if (!slave_) {
+            mp_ws_handler h{};
+            h.struct_size = sizeof h;
+            h.user = this;
+            h.on_open = [](void* self, mp_ws_conn* c, const mp_http_request* r) -> mp_status {
+                return static_cast<GossipCluster*>(self)->pushOpen(c, r);
+            };
+            h.on_message = [](void* self, mp_ws_conn* c, uint32_t op, mp_bytes data) {
+                static_cast<GossipCluster*>(self)->pushMessage(c, op, data);
+            };
+            h.on_close = [](void* self, mp_ws_conn* c) {
+                static_cast<GossipCluster*>(self)->pushClose(c);
+            };
+            h.max_message_bytes = 64 << 20;
+            h.idle_timeout_ms = 60000;
+            if (host.api()->ws_endpoint(host.raw(), "/cluster/push", &h) != MP_OK) {
+                throw mp::Error("cannot serve /cluster/push");
+            }
+        }
         addRoute("/cluster/join", &GossipCluster::join);
         addRoute("/cluster/leave", &GossipCluster::leave);
         addRoute("/cluster/listnodes", &GossipCluster::listNodes);
@@ -167,6 +212,27 @@ class GossipCluster : public mp::Plugin {
         if (opt_.name.empty()) {
             opt_.name = opt_.bindIp + ":" + std::to_string(opt_.port);
         }
+        if (slave_) {
+            mp::ws::PusherOptions po;
+            po.path = "/cluster/push" + (token_.empty() ? "" : "?token=" + token_);
+            po.bufferReports = bufferReports_;
+            po.ack = mp::ws::AckMode::Message;
+            po.reconnectPeriod = std::chrono::milliseconds(500);
+            po.drainTimeout = std::chrono::milliseconds(2000);
+            pusher_ = std::make_unique<mp::ws::Pusher>(
+                po,
+                [this](int level, const std::string& msg) {
+                    level == MP_LOG_WARN ? host().warn(msg) : host().info(msg);
+                },
+                [this](const mp::ws::PusherStats& s) {
+                    uint64_t acked = s.acked;
+                    uint64_t before = ackedSeen_.exchange(acked);
+                    if (acked > before) {
+                        pushed_.add(acked - before);
+                    }
+                });
+            pusher_->start();
+        }
         ml_ = std::make_unique<mp::gossip::Membership>(opt_,
                                                        [this](int level, const std::string& msg) {
                                                            if (level == 0) {
@@ -184,6 +250,7 @@ class GossipCluster : public mp::Plugin {
         host().info("gossip member " + ml_->name() + " on " + opt_.bindIp + ":" +
                     std::to_string(ml_->port()) + (slave_ ? " (slave)" : " (master-eligible)") +
                     (opt_.keys.empty() ? "" : ", encrypted"));
+        membershipChanged();  // the master known so far (none yet, alone)
         running_ = true;
         seeder_ = std::thread([this] { seedLoop(); });
     }
@@ -195,6 +262,9 @@ class GossipCluster : public mp::Plugin {
         if (seeder_.joinable()) {
             seeder_.join();
         }
+        if (pusher_) {
+            pusher_->stop();  // drains what the master has not acknowledged yet (2 s at most)
+        }
         if (ml_) {
             ml_->stop(!left_.load());
         }
@@ -204,10 +274,119 @@ class GossipCluster : public mp::Plugin {
         if (ev.type != MP_EVENT_REPORT) {
             return MP_OK;
         }
-        return host().emit(MP_EVENT_REPORT, mp::view(ev.payload), ev.ts_ns, ev.seq);
+        std::string own(mp::view(ev.payload));
+        if (slave_) {
+            if (pusher_) {
+                pusher_->push(ev.seq, mp::ws::Encoded{MP_WS_TEXT, own});
+            }
+            return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
+        }
+        // Master-eligible: this node's report with every slave report received since the last.
+        std::vector<Pending> taken;
+        {
+            std::lock_guard<std::mutex> lock(pushMu_);
+            taken.swap(pending_);
+        }
+        if (taken.empty()) {
+            return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
+        }
+        std::vector<mp::cluster::Incoming> in;
+        in.reserve(taken.size());
+        for (const Pending& p : taken) {
+            in.push_back(p.in);
+        }
+        mp::cluster::MergeResult r;
+        try {
+            r = mp::cluster::mergeReports(own, in, {}, maxTemplates_);
+        } catch (const std::exception& e) {
+            host().warn(std::string("cannot merge: ") + e.what());
+            return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
+        }
+        merged_.add(r.merged);
+        rejected_.add(r.rejected);
+        mp_status st = host().emit(MP_EVENT_REPORT, r.json, ev.ts_ns, ev.seq);
+        // Emitted: now the slaves may forget them.
+        std::lock_guard<std::mutex> lock(pushMu_);
+        for (const Pending& p : taken) {
+            remember(p.in.node, p.in.started, p.in.seq);
+            if (conns_.count(p.conn) != 0) {
+                sendAck(p.conn, p.in.seq);
+            }
+        }
+        return st;
     }
 
   private:
+    struct Pending {
+        mp_ws_conn* conn = nullptr;
+        mp::cluster::Incoming in;
+    };
+
+    mp_status pushOpen(mp_ws_conn* c, const mp_http_request* req) {
+        if (!token_.empty() && host().param(req, "token") != token_) {
+            return MP_EPERM;
+        }
+        std::lock_guard<std::mutex> lock(pushMu_);
+        conns_.insert(c);
+        return MP_OK;
+    }
+
+    void pushMessage(mp_ws_conn* c, uint32_t /*op*/, mp_bytes data) {
+        std::string json(reinterpret_cast<const char*>(data.data), data.len);
+        mp::cluster::Identity id;
+        if (!mp::cluster::reportIdentity(json, id)) {
+            rejected_.add();
+            return;
+        }
+        std::lock_guard<std::mutex> lock(pushMu_);
+        if (merged(id.node, id.started, id.seq)) {
+            duplicates_.add();
+            sendAck(c, id.seq);  // merged before: the slave missed the acknowledgement
+            return;
+        }
+        for (const Pending& p : pending_) {
+            if (p.in.node == id.node && p.in.started == id.started && p.in.seq == id.seq) {
+                return;  // already waiting for the next report
+            }
+        }
+        mp::cluster::Incoming in;
+        in.addr = id.node;
+        in.node = id.node;
+        in.started = id.started;
+        in.seq = id.seq;
+        in.json = std::move(json);
+        pending_.push_back(Pending{c, std::move(in)});
+    }
+
+    void pushClose(mp_ws_conn* c) {
+        std::lock_guard<std::mutex> lock(pushMu_);
+        conns_.erase(c);
+        // Not merged yet and now not acknowledgeable: the slave sends them to the master again.
+        pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                      [c](const Pending& p) { return p.conn == c; }),
+                       pending_.end());
+    }
+
+    void sendAck(mp_ws_conn* c, uint64_t seq) {  // under pushMu_
+        std::string a = "{\"ack\":" + std::to_string(seq) + "}";
+        host().api()->ws_send(c, MP_WS_TEXT,
+                              mp_bytes{reinterpret_cast<const uint8_t*>(a.data()), a.size()});
+    }
+
+    // (node, run, seq) merged here, bounded: the oldest are forgotten first.
+    void remember(const std::string& node, uint64_t started, uint64_t seq) {
+        auto key = std::make_tuple(node, started, seq);
+        if (mergedSet_.insert(key).second) {
+            mergedOrder_.push_back(key);
+            if (mergedOrder_.size() > 100000) {
+                mergedSet_.erase(mergedOrder_.front());
+                mergedOrder_.pop_front();
+            }
+        }
+    }
+    bool merged(const std::string& node, uint64_t started, uint64_t seq) const {
+        return mergedSet_.count(std::make_tuple(node, started, seq)) != 0;
+    }
     using Handler = void (GossipCluster::*)(const mp_http_request*, mp_http_response*);
 
     static uint16_t freePort() {
@@ -350,6 +529,20 @@ class GossipCluster : public mp::Plugin {
     void membershipChanged() {
         auto members = ml_->members();
         std::string master = masterOf(members);
+        if (pusher_) {
+            std::vector<std::string> servers;
+            for (const auto& m : members) {
+                auto http = m.tags.find("mp_http");
+                if (m.name == master && http != m.tags.end()) {
+                    servers.push_back(http->second);
+                }
+            }
+            try {
+                pusher_->setServers(servers);
+            } catch (const std::exception& e) {
+                host().warn(std::string("master's mp_http tag: ") + e.what());
+            }
+        }
         std::lock_guard<std::mutex> lock(mu_);
         if (master != lastMaster_) {
             host().info("master: " + (master.empty() ? std::string("none") : master) +
@@ -451,6 +644,16 @@ class GossipCluster : public mp::Plugin {
     std::mutex mu_;
     std::string lastMaster_;
     bool dirtySeeds_ = false;
+    size_t bufferReports_;
+    size_t maxTemplates_;
+    mp::Counter merged_, duplicates_, rejected_, pushed_;
+    std::unique_ptr<mp::ws::Pusher> pusher_;
+    std::atomic<uint64_t> ackedSeen_{0};
+    std::mutex pushMu_;
+    std::set<mp_ws_conn*> conns_;
+    std::vector<Pending> pending_;
+    std::set<std::tuple<std::string, uint64_t, uint64_t>> mergedSet_;
+    std::deque<std::tuple<std::string, uint64_t, uint64_t>> mergedOrder_;
 };
 
 }  // namespace

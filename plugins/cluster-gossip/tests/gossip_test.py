@@ -5,6 +5,9 @@
  - 5 probes (2 master-eligible, 3 slaves replaying captures) joined through /cluster/join
    converge; all agree on one master; bad requests get 4xx with a JSON error;
  - kill -9 of the master: the standby becomes master on every node; the time is printed;
+   the slaves push their reports to the master of the moment: across the failover every slave
+   report (node, run, seq) is merged exactly once by m1 or m2, and every merged report's totals
+   equal the sum of the slave reports it lists (recorded independently on each slave);
  - a graceful leave (/cluster/leave) shows `left` with no new suspicion anywhere;
  - the killed node, restarted, rejoins by itself from its seeds file (and stays standby);
  - serf interop: a serf agent joins the probes; `serf members` lists every probe alive with
@@ -14,6 +17,7 @@
 Usage: gossip_test.py MYSQLPROBE SOURCE_DIR"""
 import base64
 import json
+import threading
 import os
 import shutil
 import signal
@@ -28,6 +32,11 @@ import urllib.request
 binary, source = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(source, "tests", "live"))
 from harness import skip, wait_for  # noqa: E402
+
+try:
+    import websocket
+except ImportError:
+    skip("python3-websocket missing (scripts/deps.sh installs it)")
 
 SERF = shutil.which("serf")
 PCAPS = [os.path.join(source, "tests", "data", "pcap", f) for f in
@@ -103,6 +112,40 @@ class Node:
         st, body = self.get("/cluster/listnodes")
         assert st == 200, (st, body)
         return {m["name"]: m["state"] for m in body["members"]}, body["master"], body
+
+
+class Recorder(threading.Thread):
+    """Keeps every report a node's /collector sends (Python websocket-client)."""
+
+    def __init__(self, node):
+        super().__init__(daemon=True)
+        self.node, self.reports, self.stopping = node, [], False
+        self.connected = threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stopping:
+            try:
+                ws = websocket.create_connection(f"ws://{self.node.addr}/collector", timeout=1)
+            except Exception:
+                time.sleep(0.05)
+                continue
+            self.connected.set()
+            while not self.stopping:
+                try:
+                    msg = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                except Exception:
+                    break
+                if not msg:
+                    break
+                self.reports.append(json.loads(msg))
+            self.connected.clear()
+
+
+def ident(r):
+    return (r["node"], r["started_ns"], r["seq"])
 
 
 class Serf:
@@ -192,6 +235,11 @@ def main():
     check(all(after[k] == before[k] for k in after), f"graceful leave: no suspicion ({after})")
     s3.kill(signal.SIGTERM)
 
+    # ---- reports: slaves push to m1; then m1 dies and they push to m2 ----
+    recs = {n.name: Recorder(n) for n in (m1, m2, slaves[0], slaves[1])}
+    for r in recs.values():
+        r.connected.wait(10)
+    time.sleep(4)
     # ---- kill -9 the master: the standby takes over ----
     t0 = time.time()
     m1.kill()
@@ -203,6 +251,50 @@ def main():
     wait_for(lambda: all(n.view()[0].get("m1") in ("dead", None) for n in survivors), 40,
              "m1 dead everywhere")
     check(True, "m1 declared dead by every survivor")
+
+    # Accounting: give m2 a few intervals, then compare with the slaves' own reports.
+    time.sleep(4)
+    own = {}
+    for s in slaves[:2]:
+        for r in list(recs[s.name].reports):
+            own[ident(r)] = r
+    contributed = {}
+    merged_reports = 0
+    bad_totals = 0
+    for name in ("m1", "m2"):
+        for r in list(recs[name].reports):
+            cl = r.get("cluster", {})
+            ids = [(c["node"], c["started_ns"], c["seq"]) for c in cl.get("contributors", [])]
+            if not ids:
+                continue
+            merged_reports += 1
+            for i in ids:
+                contributed.setdefault(i, []).append(name)
+            if all(i in own for i in ids):
+                want = sum(own[i]["totals"]["commands_total"] for i in ids)
+                if r["totals"]["commands_total"] != want:
+                    bad_totals += 1
+    doubled = {i: v for i, v in contributed.items() if len(v) > 1}
+    by_m = {n: sum(1 for v in contributed.values() if n in v) for n in ("m1", "m2")}
+    print(f"reports: {len(contributed)} slave reports merged in {merged_reports} master reports "
+          f"(m1 {by_m['m1']}, m2 {by_m['m2']}), {len(doubled)} twice", flush=True)
+    check(by_m["m1"] > 0 and by_m["m2"] > 0, "slave reports merged by m1, then by m2")
+    check(not doubled, f"no slave report merged twice ({list(doubled.items())[:3]})")
+    check(bad_totals == 0, f"merged totals = sum of the listed slave reports ({bad_totals} differ)")
+    for s in slaves[:2]:
+        runs = {i[1] for i in contributed if i[0] == s.name}
+        check(len(runs) == 1, f"{s.name}: one run")
+        seqs = sorted(i[2] for i in contributed if i[0] == s.name)
+        last = seqs[-1] if seqs else 0
+        newest = max((i[2] for i in own if i[0] == s.name), default=0)
+        # Merged before the recorders connected: not seen. From the first one seen on, every
+        # report is there once, through the failover.
+        first = seqs[0] if seqs else 0
+        ok = seqs == list(range(first, last + 1)) and newest - last <= 2
+        check(ok, f"{s.name}: reports {first}..{last} merged exactly once, none missing across "
+              f"the failover, newest produced {newest} ({len(seqs) if ok else seqs})")
+    for r in recs.values():
+        r.stopping = True
 
     # ---- restart m1: it rejoins from its seeds file, and m2 stays master ----
     m1.start()
