@@ -31,8 +31,10 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
@@ -216,6 +218,7 @@ class GossipCluster : public mp::Plugin {
             mp::ws::PusherOptions po;
             po.path = "/cluster/push" + (token_.empty() ? "" : "?token=" + token_);
             po.bufferReports = bufferReports_;
+            po.sourceIp = opt_.bindIp;  // from this node's address, as its gossip
             po.ack = mp::ws::AckMode::Message;
             po.reconnectPeriod = std::chrono::milliseconds(500);
             po.drainTimeout = std::chrono::milliseconds(2000);
@@ -609,8 +612,33 @@ class GossipCluster : public mp::Plugin {
             }
             next = std::chrono::steady_clock::now() + reconnect_;
             size_t alive = 0;
-            for (const auto& m : ml_->members()) {
+            auto members = ml_->members();
+            auto now = std::chrono::steady_clock::now();
+            for (const auto& m : members) {
                 alive += m.state == mp::gossip::State::Alive ? 1 : 0;
+                if (m.state == mp::gossip::State::Dead) {
+                    failed_.try_emplace(m.name, m.ip + ":" + std::to_string(m.port), now);
+                } else if (!m.self) {
+                    failed_.erase(m.name);
+                }
+            }
+            // Failed members are dialled again, as serf does: after a partition heals, one
+            // push-pull across it merges the two views (each side refutes its death).
+            for (auto it = failed_.begin(); it != failed_.end();) {
+                bool gone = now - it->second.second > std::chrono::hours(24) ||
+                            (failed_.size() > 1024 && it == failed_.begin());
+                it = gone ? failed_.erase(it) : std::next(it);
+            }
+            if (!failed_.empty()) {
+                auto it = failed_.begin();
+                std::advance(it,
+                             static_cast<long>(static_cast<size_t>(std::rand()) % failed_.size()));
+                std::string ip;
+                uint16_t port = 0;
+                std::string error;
+                if (parseHostPort(it->second.first, ip, port) && ml_->join(ip, port, error)) {
+                    host().info("reconnected to failed member " + it->first);
+                }
             }
             if (alive > 1) {
                 continue;
@@ -643,6 +671,8 @@ class GossipCluster : public mp::Plugin {
     std::thread seeder_;
     std::mutex mu_;
     std::string lastMaster_;
+    // Members seen dead (not left): name -> (gossip address, since); the seed thread's only.
+    std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> failed_;
     bool dirtySeeds_ = false;
     size_t bufferReports_;
     size_t maxTemplates_;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <memory>
@@ -28,7 +29,7 @@ namespace {
 
 constexpr size_t kMaxEntries = 4096;  // msgpack array / map entries; push-pull nodes
 constexpr size_t kMaxStr = 1u << 20;  // msgpack str / bin / ext bytes
-constexpr size_t kMaxDepth = 32;      // msgpack nesting
+constexpr size_t kMaxDepth = 16;      // msgpack nesting (serf needs 5)
 
 // ------------------------------------------------------------------------------------ writing
 
@@ -767,6 +768,9 @@ class StreamParser {
             }
             pp.nodes.push_back(std::move(s));
         }
+        if (off > max_ || h.userStateLen > max_ - off) {
+            return bad("message larger than " + std::to_string(max_) + " bytes");
+        }
         if (n - off < h.userStateLen) {
             return more(complete, n);
         }
@@ -785,8 +789,8 @@ class StreamParser {
         if (!readUserMsgHeader(oh.get(), len)) {
             return bad("malformed user message header");
         }
-        if (len > max_) {
-            return bad("user message larger than the limit");
+        if (off > max_ || len > max_ - off) {
+            return bad("message larger than " + std::to_string(max_) + " bytes");
         }
         if (n - off < len) {
             return more(complete, n);
@@ -1075,9 +1079,14 @@ Bytes lzwCompress(const uint8_t* p, size_t n) {
         w.flush();
         return out;
     }
-    constexpr uint32_t kTableSize = 4 * (1u << kMaxWidth);
-    constexpr uint32_t kTableMask = kTableSize - 1;
-    std::vector<uint32_t> table(kTableSize, 0);  // 0: empty (codes stored are >= 258)
+    // At most min(n, 4096) entries: a table twice that size (Go always uses 16384 slots; the
+    // size changes where entries sit, never which codes come out).
+    uint32_t tableSize = 64;
+    while (tableSize < 4 * (1u << kMaxWidth) && tableSize < 2 * n) {
+        tableSize <<= 1;
+    }
+    const uint32_t tableMask = tableSize - 1;
+    auto table = std::make_unique<uint32_t[]>(tableSize);  // 0: empty (codes are >= 258)
     uint32_t hi = kEof;
     uint32_t overflow = 1u << 9;
     auto incHi = [&]() {  // false: the table was full and has been reset
@@ -1091,7 +1100,7 @@ Bytes lzwCompress(const uint8_t* p, size_t n) {
             w.width = 9;
             hi = kEof;
             overflow = 1u << 9;
-            std::fill(table.begin(), table.end(), 0);
+            std::memset(table.get(), 0, tableSize * sizeof(uint32_t));
             return false;
         }
         return true;
@@ -1100,7 +1109,7 @@ Bytes lzwCompress(const uint8_t* p, size_t n) {
     for (size_t i = 1; i < n; ++i) {
         const uint32_t literal = p[i];
         const uint32_t key = code << 8 | literal;
-        uint32_t hash = ((key >> 12) ^ key) & kTableMask;
+        uint32_t hash = ((key >> 12) ^ key) & tableMask;
         bool hit = false;
         for (uint32_t h = hash, t = table[hash]; t != 0;) {
             if (key == t >> 12) {
@@ -1108,7 +1117,7 @@ Bytes lzwCompress(const uint8_t* p, size_t n) {
                 hit = true;
                 break;
             }
-            h = (h + 1) & kTableMask;
+            h = (h + 1) & tableMask;
             t = table[h];
         }
         if (hit) {
@@ -1120,7 +1129,7 @@ Bytes lzwCompress(const uint8_t* p, size_t n) {
             continue;
         }
         while (table[hash] != 0) {
-            hash = (hash + 1) & kTableMask;
+            hash = (hash + 1) & tableMask;
         }
         table[hash] = key << 12 | hi;
     }

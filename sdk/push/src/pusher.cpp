@@ -4,6 +4,8 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/Net/StreamSocket.h>
 #include <Poco/Net/WebSocket.h>
 #include <mp/abi.h>
 
@@ -151,10 +153,20 @@ bool Pusher::connect() {
         size_t i = (current + n) % servers.size();
         const Server& s = servers[i];
         try {
-            auto session = std::make_unique<Poco::Net::HTTPClientSession>(s.host, s.port);
+            std::unique_ptr<Poco::Net::HTTPClientSession> session;
+            if (options_.sourceIp.empty()) {
+                session = std::make_unique<Poco::Net::HTTPClientSession>(s.host, s.port);
+            } else {
+                Poco::Net::StreamSocket sock(Poco::Net::SocketAddress::IPv4);
+                sock.impl()->bind(Poco::Net::SocketAddress(options_.sourceIp, 0));
+                sock.connect(Poco::Net::SocketAddress(s.host, s.port),
+                             Poco::Timespan(options_.connectTimeout.count() * 1000));
+                session = std::make_unique<Poco::Net::HTTPClientSession>(sock);
+            }
             session->setTimeout(Poco::Timespan(options_.connectTimeout.count() * 1000));
             Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, options_.path,
                                        Poco::Net::HTTPMessage::HTTP_1_1);
+            req.setHost(s.host, s.port);  // a session made from a socket knows no host
             Poco::Net::HTTPResponse resp;
             auto ws = std::make_unique<Poco::Net::WebSocket>(*session, req, resp);
             ws->setSendTimeout(Poco::Timespan(options_.writeTimeout.count() * 1000));

@@ -39,6 +39,7 @@ enum class AckMode {
 struct PusherOptions {
     std::vector<std::string> servers;  // host:port (a ws:// prefix is accepted)
     std::string path = "/";
+    std::string sourceIp;  // bind outgoing connections to this address ("" : the kernel's choice)
     bool preconnect = false;
     std::chrono::milliseconds connectTimeout{1000};
     std::chrono::milliseconds writeTimeout{1000};
