@@ -24,14 +24,13 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <mp/report_merge.hpp>
 
 namespace {
 

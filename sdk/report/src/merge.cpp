@@ -1,12 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <mp/report_merge.hpp>
-
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
 
 #include <mp/report.hpp>
+#include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <sstream>
 
