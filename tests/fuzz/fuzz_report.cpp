@@ -4,11 +4,11 @@
 // original probe's consumers (mysqlprobe-v1). Garbage must be refused, never crash.
 #include <cstddef>
 #include <cstdint>
+#include <mp/report_merge.hpp>
 #include <stdexcept>
 #include <string>
 
 #include "encode.hpp"
-#include <mp/report_merge.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string json(reinterpret_cast<const char*>(data), size);
