@@ -67,6 +67,8 @@ const mp_property kProps[] = {
 };
 // clang-format on
 
+constexpr size_t kMaxPending = 10000;  // slave reports waiting for this node's next report
+
 std::string errorJson(const std::string& why) { return "{\"error\":" + mp::jsonString(why) + "}"; }
 
 bool parseHostPort(const std::string& addr, std::string& ip, uint16_t& port) {
@@ -352,6 +354,10 @@ class GossipCluster : public mp::Plugin {
                 return;  // already waiting for the next report
             }
         }
+        if (pending_.size() >= kMaxPending) {
+            rejected_.add();  // not acknowledged: the slave keeps it and sends it again
+            return;
+        }
         mp::cluster::Incoming in;
         in.addr = id.node;
         in.node = id.node;
@@ -496,8 +502,8 @@ class GossipCluster : public mp::Plugin {
         o << "],\"stats\":{\"udp_in\":" << st.udpIn << ",\"udp_out\":" << st.udpOut
           << ",\"tcp_in\":" << st.tcpIn << ",\"tcp_out\":" << st.tcpOut
           << ",\"bad_packets\":" << st.badPackets << ",\"decrypt_failures\":" << st.decryptFailures
-          << ",\"refused_group\":" << st.refusedGroup << ",\"probes\":" << st.probes
-          << ",\"probe_failures\":" << st.probeFailures
+          << ",\"refused_group\":" << st.refusedGroup << ",\"refused_full\":" << st.refusedFull
+          << ",\"probes\":" << st.probes << ",\"probe_failures\":" << st.probeFailures
           << ",\"tcp_fallback_ok\":" << st.tcpFallbackOk << ",\"suspicions\":" << st.suspicions
           << ",\"refutations\":" << st.refutations << ",\"deaths\":" << st.deaths
           << ",\"push_pulls\":" << st.pushPulls << ",\"awareness\":" << st.awareness << "}}";

@@ -25,6 +25,7 @@ constexpr size_t kMaxDecompressed = 1 << 20;  // largest UDP message after LZW
 constexpr int kMaxDepth = 4;                  // nesting of compound/compress/crc
 constexpr size_t kMaxRelays = 1024;           // indirect pings run for others at once
 constexpr int kMaxTcpJobs = 16;               // outgoing TCP exchanges at once
+constexpr size_t kMaxMembers = 16384;         // members known at once (further ones refused)
 
 bool ipBytes(const std::string& ip, Bytes& out) {
     in_addr a{};
@@ -671,9 +672,10 @@ void Membership::onAlive(const Alive& a, bool /*bootstrap*/) {
     }
     std::map<std::string, std::string> tags;
     decodeTags(a.meta, tags);
-    if (!opt_.group.empty() && a.node != opt_.name) {
+    if (a.node != opt_.name) {
+        // Groups isolate clusters both ways; a member without the tag (a serf agent) is in "".
         auto g = tags.find("group");
-        if (g == tags.end() || g->second != opt_.group) {
+        if ((g == tags.end() ? std::string() : g->second) != opt_.group) {
             ++stats_.refusedGroup;
             return;
         }
@@ -692,6 +694,10 @@ void Membership::onAlive(const Alive& a, bool /*bootstrap*/) {
     Member* m = find(a.node);
     auto now = Clock::now();
     if (m == nullptr) {
+        if (members_.size() >= kMaxMembers) {
+            ++stats_.refusedFull;
+            return;
+        }
         Member n;
         n.name = a.node;
         n.addr = a.addr;

@@ -50,7 +50,7 @@ struct Options {
     std::string name;    // unique member name
     std::string bindIp;  // IPv4 dotted quad
     uint16_t port = 0;   // 0: any free port (the same for UDP and TCP)
-    std::string group;   // "" accepts members of any group; else only tag group=<this>
+    std::string group;   // members whose `group` tag differs are refused (no tag: "")
     std::map<std::string, std::string> tags;
     Keyring keys;  // empty: no encryption
     Timing timing;
@@ -72,6 +72,7 @@ struct Stats {
     uint64_t badPackets = 0;       // garbage, bad CRC, undecodable
     uint64_t decryptFailures = 0;  // not authenticated by any key (or plain when keys are set)
     uint64_t refusedGroup = 0;     // members of another group
+    uint64_t refusedFull = 0;      // new members beyond the member table's bound
     uint64_t probes = 0, probeFailures = 0, tcpFallbackOk = 0;
     uint64_t suspicions = 0, refutations = 0, deaths = 0;
     uint64_t pushPulls = 0;

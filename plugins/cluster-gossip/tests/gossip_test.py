@@ -8,6 +8,7 @@
    the slaves push their reports to the master of the moment: across the failover every slave
    report (node, run, seq) is merged exactly once by m1 or m2, and every merged report's totals
    equal the sum of the slave reports it lists (recorded independently on each slave);
+ - a member of another group is refused both ways (and counted);
  - a graceful leave (/cluster/leave) shows `left` with no new suspicion anywhere;
  - the killed node, restarted, rejoins by itself from its seeds file (and stays standby);
  - serf interop: a serf agent joins the probes; `serf members` lists every probe alive with
@@ -223,6 +224,17 @@ def main():
     tags = {m["name"]: m["tags"] for m in body["members"]}
     check(tags["s1"]["mp_role"] == "slave" and tags["m2"]["mp_role"] == "master" and
           tags["m1"]["mp_http"] == m1.addr, "tags: role and HTTP address gossiped")
+
+    # ---- groups isolate clusters, both ways ----
+    blue = Node("blue1", "127.0.1.40", False, extra="      group: blue\n").start()
+    st, body = blue.get(f"/cluster/join?addr={m2.gossip}")
+    time.sleep(2)
+    bm, _, bb = blue.view()
+    check(set(bm) == {"blue1"} and bb["stats"]["refused_group"] > 0,
+          f"a member of group blue refuses the others ({sorted(bm)})")
+    check("blue1" not in m2.view()[0] and m2.view()[2]["stats"]["refused_group"] > 0,
+          "the others refuse the member of group blue")
+    blue.kill()
 
     # ---- graceful leave: `left`, no suspicion anywhere ----
     before = {n.name: n.view()[2]["stats"]["suspicions"] for n in nodes}
