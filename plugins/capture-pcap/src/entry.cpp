@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mp/sdk.hpp>
@@ -67,6 +68,7 @@ class PcapCapture : public mp::Plugin {
         snaplen_ = snaplen == 0 ? 262144 : snaplen;
         filter_ = buildFilter(cfg.list("port"), cfg.str("filter"));
         extraFilter_ = !cfg.str("filter").empty();
+        workers_ = std::atoi(host.get("probe.workers").value_or("1").c_str());
         if (file_.empty() && devices_.empty()) {
             throw mp::Error(
                 "nothing to capture: set device (probe.device) or file (probe.file / -r)");
@@ -263,17 +265,39 @@ class PcapCapture : public mp::Plugin {
         std::vector<std::vector<uint8_t>> storage{kBatch};
         uint64_t lastTs = 0;
         bool offline = false;  // files wait for queue room; live capture never blocks
+        bool direct = false;   // each live packet handed over at once, from libpcap's buffer
         uint64_t packets = 0;  // counted per batch, not per packet
         uint64_t bytes = 0;
         uint64_t truncated = 0;
 
         void add(const pcap_pkthdr* hdr, const u_char* data) {
+            const uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
+                                static_cast<uint64_t>(hdr->ts.tv_usec);  // nanosecond precision
+            if (direct) {
+                // The host works on the frame inside emitFrames (one worker, this thread), so
+                // libpcap's buffer is good for that long: no copy. Counters still go per batch.
+                lastTs = ts;
+                ++packets;
+                bytes += hdr->caplen;
+                truncated += hdr->caplen < hdr->len ? 1 : 0;
+                mp_frame f{};
+                f.ts_ns = ts;
+                f.link_type = link;
+                f.orig_len = hdr->len;
+                f.source = source;
+                f.data = mp_bytes{data, hdr->caplen};
+                if (self->host().emitFrames(&f, 1) == MP_EAGAIN) {
+                    self->queueDrops_.add(1);
+                }
+                if (packets >= kBatch) {
+                    flush();
+                }
+                return;
+            }
             // pcap reuses its buffer for the next packet: keep a copy.
             auto& buf = storage[frames.size()];
             buf.assign(data, data + hdr->caplen);
-            addInPlace(static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
-                           static_cast<uint64_t>(hdr->ts.tv_usec),  // nanosecond precision
-                       buf.data(), hdr->caplen, hdr->len);
+            addInPlace(ts, buf.data(), hdr->caplen, hdr->len);
         }
         // `data` stays valid until flush() (mapped file, or storage).
         void addInPlace(uint64_t ts, const uint8_t* data, uint32_t caplen, uint32_t len) {
@@ -295,6 +319,12 @@ class PcapCapture : public mp::Plugin {
         }
         void flush() {
             if (frames.empty()) {
+                if (packets != 0) {  // direct mode: only the counters are left
+                    self->packets_.add(packets);
+                    self->bytes_.add(bytes);
+                    self->truncated_.add(truncated);
+                    packets = bytes = truncated = 0;
+                }
                 return;
             }
             self->packets_.add(packets);
@@ -315,6 +345,9 @@ class PcapCapture : public mp::Plugin {
         Batch batch{this, static_cast<uint32_t>(pcap_datalink(p)), index, {}};
         batch.frames.reserve(kBatch);
         batch.offline = !file_.empty();
+        // One device and one host worker: the host decodes on this thread (see the host's
+        // pipeline), so live frames need not be copied out of libpcap's buffer.
+        batch.direct = file_.empty() && sources_.size() == 1 && workers_ == 1;
         if (file_.empty()) {
             runLive(p, batch, index);
         } else if (useReader_) {
@@ -517,6 +550,7 @@ class PcapCapture : public mp::Plugin {
     bpf_program prog_{};
     bool haveProg_ = false;
     bool extraFilter_ = false;  // `filter` set: BPF runs on mapped files too
+    int workers_ = 1;           // the host's worker threads
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     mp::Counter packets_;
