@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Test harness for live tests: a throwaway mariadbd on a loopback port, and a mysqlprobe
 process with its HTTP endpoints. Real processes only; everything is removed afterwards."""
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -135,3 +137,35 @@ class Probe:
             self.proc.wait()
         self.err.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Recorder(threading.Thread):
+    """Keeps every report a node's /collector sends (Python websocket-client), reconnecting
+    while the node restarts. `node.addr` is its HTTP host:port."""
+
+    def __init__(self, node):
+        super().__init__(daemon=True)
+        self.node, self.reports, self.stopping = node, [], False
+        self.connected = threading.Event()
+        self.start()
+
+    def run(self):
+        import websocket  # python3-websocket; the tests that record skip without it
+        while not self.stopping:
+            try:
+                ws = websocket.create_connection(f"ws://{self.node.addr}/collector", timeout=1)
+            except Exception:  # refused, or closed during the handshake (the node restarts)
+                time.sleep(0.05)
+                continue
+            self.connected.set()
+            while not self.stopping:
+                try:
+                    msg = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                except Exception:
+                    break
+                if not msg:
+                    break
+                self.reports.append(json.loads(msg))
+            self.connected.clear()

@@ -497,76 +497,45 @@ const EVP_CIPHER* gcmCipher(size_t keyLen) {
 
 using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
 
-/// AES-GCM seal: `ct` gets n bytes, `tag` 16.
-bool gcmSeal(const Bytes& key, const uint8_t* nonce, const uint8_t* pt, size_t n,
-             const uint8_t* aad, size_t aadLen, uint8_t* ct, uint8_t* tag) {
+/// AES-GCM, one pass either way: sealing writes n bytes of ciphertext to `out` and the 16-byte
+/// tag to `tag`; opening writes n bytes of plaintext and is false unless `tag` authenticates.
+bool gcm(bool seal, const Bytes& key, const uint8_t* nonce, const uint8_t* in, size_t n,
+         const uint8_t* aad, size_t aadLen, uint8_t* tag, uint8_t* out) {
     const EVP_CIPHER* cipher = gcmCipher(key.size());
     if (cipher == nullptr || n > kMaxCrypt) {
         return false;
     }
+    const int enc = seal ? 1 : 0;
     CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
     int len = 0;
-    if (!ctx || EVP_EncryptInit_ex(ctx.get(), cipher, nullptr, nullptr, nullptr) != 1 ||
+    if (!ctx || EVP_CipherInit_ex(ctx.get(), cipher, nullptr, nullptr, nullptr, enc) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(kNonce), nullptr) !=
             1 ||
-        EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce) != 1) {
+        EVP_CipherInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce, enc) != 1) {
         return false;
     }
     if (aadLen > 0 &&
-        EVP_EncryptUpdate(ctx.get(), nullptr, &len, aad, static_cast<int>(aadLen)) != 1) {
+        EVP_CipherUpdate(ctx.get(), nullptr, &len, aad, static_cast<int>(aadLen)) != 1) {
         return false;
     }
     int total = 0;
     if (n > 0) {
-        if (EVP_EncryptUpdate(ctx.get(), ct, &len, pt, static_cast<int>(n)) != 1) {
+        if (EVP_CipherUpdate(ctx.get(), out, &len, in, static_cast<int>(n)) != 1) {
             return false;
         }
         total = len;
     }
+    if (!seal &&
+        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(kTag), tag) != 1) {
+        return false;
+    }
     uint8_t last[16];
-    if (EVP_EncryptFinal_ex(ctx.get(), n > 0 ? ct + total : last, &len) != 1 ||
-        static_cast<size_t>(total + len) != n ||
-        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kTag), tag) != 1) {
+    if (EVP_CipherFinal_ex(ctx.get(), n > 0 ? out + total : last, &len) != 1 ||
+        static_cast<size_t>(total + len) != n) {
         return false;
     }
-    return true;
-}
-
-/// AES-GCM open: `pt` gets n bytes; false when the tag does not authenticate.
-bool gcmOpen(const Bytes& key, const uint8_t* nonce, const uint8_t* ct, size_t n,
-             const uint8_t* aad, size_t aadLen, const uint8_t* tag, uint8_t* pt) {
-    const EVP_CIPHER* cipher = gcmCipher(key.size());
-    if (cipher == nullptr || n > kMaxCrypt) {
-        return false;
-    }
-    CipherCtx ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
-    int len = 0;
-    if (!ctx || EVP_DecryptInit_ex(ctx.get(), cipher, nullptr, nullptr, nullptr) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(kNonce), nullptr) !=
-            1 ||
-        EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key.data(), nonce) != 1) {
-        return false;
-    }
-    if (aadLen > 0 &&
-        EVP_DecryptUpdate(ctx.get(), nullptr, &len, aad, static_cast<int>(aadLen)) != 1) {
-        return false;
-    }
-    int total = 0;
-    if (n > 0) {
-        if (EVP_DecryptUpdate(ctx.get(), pt, &len, ct, static_cast<int>(n)) != 1) {
-            return false;
-        }
-        total = len;
-    }
-    uint8_t tagCopy[kTag];
-    std::copy(tag, tag + kTag, tagCopy);
-    uint8_t last[16];
-    if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(kTag), tagCopy) !=
-            1 ||
-        EVP_DecryptFinal_ex(ctx.get(), n > 0 ? pt + total : last, &len) != 1) {
-        return false;
-    }
-    return static_cast<size_t>(total + len) == n;
+    return !seal ||
+           EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kTag), tag) == 1;
 }
 
 /// memberlist's encryptPayload, version 1: vsn | nonce | ciphertext | tag, appended to `out`.
@@ -580,7 +549,7 @@ bool sealPayload(const Bytes& key, const uint8_t* p, size_t n, const uint8_t* aa
     uint8_t* dst = out.data() + at;
     dst[0] = 1;
     if (RAND_bytes(dst + 1, static_cast<int>(kNonce)) != 1 ||
-        !gcmSeal(key, dst + 1, p, n, aad, aadLen, dst + 1 + kNonce, dst + 1 + kNonce + n)) {
+        !gcm(true, key, dst + 1, p, n, aad, aadLen, dst + 1 + kNonce + n, dst + 1 + kNonce)) {
         return false;
     }
     return true;
@@ -598,8 +567,10 @@ bool openPayload(const std::vector<Bytes>& keys, const uint8_t* p, size_t n, con
     }
     const size_t ctLen = n - kVsnOverhead;
     Bytes plain(ctLen);
+    uint8_t tag[kTag];  // OpenSSL takes the expected tag as writable
+    std::copy(p + n - kTag, p + n, tag);
     for (const Bytes& key : keys) {
-        if (!gcmOpen(key, p + 1, p + 1 + kNonce, ctLen, aad, aadLen, p + n - kTag, plain.data())) {
+        if (!gcm(false, key, p + 1, p + 1 + kNonce, ctLen, aad, aadLen, tag, plain.data())) {
             continue;
         }
         if (padded) {

@@ -18,7 +18,6 @@
 Usage: gossip_test.py MYSQLPROBE SOURCE_DIR"""
 import base64
 import json
-import threading
 import os
 import shutil
 import signal
@@ -32,7 +31,7 @@ import urllib.request
 
 binary, source = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(source, "tests", "live"))
-from harness import skip, wait_for  # noqa: E402
+from harness import Recorder, skip, wait_for  # noqa: E402
 
 try:
     import websocket
@@ -113,36 +112,6 @@ class Node:
         st, body = self.get("/cluster/listnodes")
         assert st == 200, (st, body)
         return {m["name"]: m["state"] for m in body["members"]}, body["master"], body
-
-
-class Recorder(threading.Thread):
-    """Keeps every report a node's /collector sends (Python websocket-client)."""
-
-    def __init__(self, node):
-        super().__init__(daemon=True)
-        self.node, self.reports, self.stopping = node, [], False
-        self.connected = threading.Event()
-        self.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                ws = websocket.create_connection(f"ws://{self.node.addr}/collector", timeout=1)
-            except Exception:
-                time.sleep(0.05)
-                continue
-            self.connected.set()
-            while not self.stopping:
-                try:
-                    msg = ws.recv()
-                except websocket.WebSocketTimeoutException:
-                    continue
-                except Exception:
-                    break
-                if not msg:
-                    break
-                self.reports.append(json.loads(msg))
-            self.connected.clear()
 
 
 def ident(r):

@@ -19,14 +19,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 
 binary, source = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(source, "tests", "live"))
-from harness import skip, wait_for  # noqa: E402
+from harness import Recorder, skip, wait_for  # noqa: E402
 
 try:
     import websocket
@@ -93,36 +92,6 @@ class Node:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
-
-
-class Recorder(threading.Thread):
-    """Keeps every report a node's /collector sends (reconnects while the node restarts)."""
-
-    def __init__(self, node):
-        super().__init__(daemon=True)
-        self.node, self.reports, self.stopping = node, [], False
-        self.connected = threading.Event()
-        self.start()
-
-    def run(self):
-        while not self.stopping:
-            try:
-                ws = websocket.create_connection(f"ws://{self.node.addr}/collector", timeout=1)
-            except Exception:  # refused, or closed during the handshake (the node restarts)
-                time.sleep(0.05)
-                continue
-            self.connected.set()
-            while not self.stopping:
-                try:
-                    msg = ws.recv()
-                except websocket.WebSocketTimeoutException:
-                    continue
-                except Exception:
-                    break
-                if not msg:
-                    break
-                self.reports.append(json.loads(msg))
-            self.connected.clear()
 
 
 def slave_yaml(pcap, token=""):
