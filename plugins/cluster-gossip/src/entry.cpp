@@ -198,6 +198,7 @@ class GossipCluster : public mp::Plugin {
         addRoute("/cluster/join", &GossipCluster::join);
         addRoute("/cluster/leave", &GossipCluster::leave);
         addRoute("/cluster/listnodes", &GossipCluster::listNodes);
+        addRoute("/cluster/keys", &GossipCluster::keys);
     }
 
     ~GossipCluster() override { stop(); }
@@ -468,6 +469,53 @@ class GossipCluster : public mp::Plugin {
             ml_->leave();
         }
         host().replyJson(resp, 200, "{\"left\":true}");
+    }
+
+    // Key rotation at run time, as `serf keys` does it (the probes do not answer serf's key
+    // queries: each node gets the calls): install, use, remove; without an operation, the count.
+    void keys(const mp_http_request* req, mp_http_response* resp) {
+        if (opt_.keys.empty()) {
+            host().replyJson(resp, 409, errorJson("this node runs without encryption (keys)"));
+            return;
+        }
+        mp::gossip::Keyring ring = ml_->keys();
+        const char* ops[] = {"install", "use", "remove"};
+        std::string op;
+        std::string value;
+        for (const char* o : ops) {
+            if (auto v = host().param(req, o)) {
+                if (!op.empty()) {
+                    host().replyJson(resp, 400, errorJson("one of install, use, remove at a time"));
+                    return;
+                }
+                op = o;
+                value = *v;
+            }
+        }
+        if (!op.empty()) {
+            mp::gossip::Bytes key;
+            if (!mp::gossip::Keyring::fromBase64(value, key) ||
+                (key.size() != 16 && key.size() != 24 && key.size() != 32)) {
+                host().replyJson(resp, 400,
+                                 errorJson("a key is base64 of 16, 24 or 32 bytes (serf keygen)"));
+                return;
+            }
+            bool ok = op == "install" ? ring.add(key)
+                      : op == "use"   ? ring.use(key)
+                                      : ring.remove(key);
+            if (!ok) {
+                host().replyJson(
+                    resp, 409,
+                    errorJson(op == "use" ? "that key is not installed"
+                                          : "that key is not installed, or is the primary"));
+                return;
+            }
+            ml_->setKeys(ring);
+            host().info("gossip keyring: " + op + " (" + std::to_string(ring.size()) + " keys)");
+        }
+        host().replyJson(resp, 200,
+                         "{\"keys\":" + std::to_string(ring.size()) +
+                             (op.empty() ? "" : ",\"done\":" + mp::jsonString(op)) + "}");
     }
 
     void listNodes(const mp_http_request* /*req*/, mp_http_response* resp) {

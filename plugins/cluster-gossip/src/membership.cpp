@@ -120,7 +120,20 @@ Parse readMessage(int fd, const Keyring* keys, Clock::time_point deadline, Strea
 }  // namespace
 
 Membership::Membership(Options opt, Log log)
-    : opt_(std::move(opt)), log_(std::move(log)), rng_(std::random_device{}()) {}
+    : opt_(std::move(opt)),
+      log_(std::move(log)),
+      keys_(std::make_shared<const Keyring>(opt_.keys)),
+      rng_(std::random_device{}()) {}
+
+bool Membership::setKeys(const Keyring& keys) {
+    if (opt_.keys.empty() || keys.empty()) {
+        return false;  // encryption is chosen at start, as memberlist does
+    }
+    std::atomic_store(&keys_, std::make_shared<const Keyring>(keys));
+    return true;
+}
+
+Keyring Membership::keys() const { return *keyring(); }
 
 Membership::~Membership() { stop(false); }
 
@@ -319,7 +332,7 @@ void Membership::udpLoop() {
         ++stats_.udpIn;
         if (!opt_.keys.empty()) {
             Bytes plain;
-            if (!opt_.keys.decryptUdp(buf.data(), static_cast<size_t>(n), plain)) {
+            if (!keyring()->decryptUdp(buf.data(), static_cast<size_t>(n), plain)) {
                 ++stats_.decryptFailures;
                 continue;
             }
@@ -492,7 +505,7 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
 void Membership::sendUdp(const std::string& ip, uint16_t port, const Bytes& msg, bool crc) {
     Bytes out = crc ? withCrc(msg) : msg;
     if (!opt_.keys.empty()) {
-        out = opt_.keys.encryptUdp(out.data(), out.size());
+        out = keyring()->encryptUdp(out.data(), out.size());
     }
     sockaddr_in sa = sockAddr(ip, port);
     if (::sendto(udp_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa) >
@@ -519,10 +532,11 @@ void Membership::tcpLoop() {
 void Membership::handleTcp(int fd) {
     StreamMsg msg;
     std::string error;
-    const Keyring* keys = opt_.keys.empty() ? nullptr : &opt_.keys;
+    auto ring = keyring();
+    const Keyring* keys = opt_.keys.empty() ? nullptr : ring.get();
     Parse r = readMessage(fd, keys, Clock::now() + opt_.timing.tcpTimeout, msg, error);
     auto wrap = [&](const Bytes& m) {
-        return keys != nullptr ? opt_.keys.encryptTcp(m.data(), m.size()) : m;
+        return keys != nullptr ? keys->encryptTcp(m.data(), m.size()) : m;
     };
     std::unique_lock<std::mutex> lock(mu_);
     ++stats_.tcpIn;
@@ -603,8 +617,9 @@ bool Membership::tcpExchange(const std::string& ip, uint16_t port, const Bytes& 
     }
     int flags = ::fcntl(fd, F_GETFL);
     ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    const Keyring* keys = opt_.keys.empty() ? nullptr : &opt_.keys;
-    Bytes out = keys != nullptr ? opt_.keys.encryptTcp(request.data(), request.size()) : request;
+    auto ring = keyring();
+    const Keyring* keys = opt_.keys.empty() ? nullptr : ring.get();
+    Bytes out = keys != nullptr ? keys->encryptTcp(request.data(), request.size()) : request;
     bool ok = sendAll(fd, out);
     if (!ok) {
         error = "send failed";

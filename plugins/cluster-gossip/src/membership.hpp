@@ -102,6 +102,10 @@ class Membership {
     const std::string& name() const { return opt_.name; }
     std::vector<MemberInfo> members() const;
     Stats stats() const;
+    /// Replaces the keyring (rotation). Only for a member started with keys: false otherwise,
+    /// or when `keys` is empty.
+    bool setKeys(const Keyring& keys);
+    Keyring keys() const;
     /// Called (outside the lock) when a member joins, changes state or tags, or goes away.
     void onChange(Change fn) { change_ = std::move(fn); }
 
@@ -187,8 +191,11 @@ class Membership {
     void awarenessDelta(int d);
     Ms probeIntervalNow() const;
 
+    std::shared_ptr<const Keyring> keyring() const { return std::atomic_load(&keys_); }
+
     Options opt_;
     Log log_;
+    std::shared_ptr<const Keyring> keys_;  // read by every thread, swapped whole by setKeys
     Change change_;
     uint16_t port_ = 0;
     Bytes selfAddr_;

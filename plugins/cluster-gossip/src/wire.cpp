@@ -1260,6 +1260,26 @@ bool Keyring::add(const Bytes& key) {
     return true;
 }
 
+bool Keyring::use(const Bytes& key) {
+    auto it = std::find(keys_.begin(), keys_.end(), key);
+    if (it == keys_.end()) {
+        return false;
+    }
+    std::rotate(keys_.begin(), it, it + 1);  // to the front, the others in their order
+    return true;
+}
+
+bool Keyring::remove(const Bytes& key) {
+    auto it = std::find(keys_.begin(), keys_.end(), key);
+    if (it == keys_.end() || it == keys_.begin()) {
+        return false;
+    }
+    keys_.erase(it);
+    return true;
+}
+
+bool Keyring::fromBase64(const std::string& b64, Bytes& key) { return base64Decode(b64, key); }
+
 bool Keyring::addBase64(const std::string& b64) {
     Bytes key;
     return base64Decode(b64, key) && add(key);

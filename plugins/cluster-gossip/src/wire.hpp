@@ -162,6 +162,14 @@ class Keyring {
     bool addBase64(const std::string& b64);
     bool empty() const { return keys_.empty(); }
     size_t size() const { return keys_.size(); }
+    /// Rotation, as memberlist's keyring does it: install a key everywhere, make it the
+    /// primary (the one that encrypts) everywhere, then remove the old one. `use` is false for
+    /// a key not installed, `remove` for a key not installed or the primary.
+    bool use(const Bytes& key);
+    bool remove(const Bytes& key);
+    const std::vector<Bytes>& keys() const { return keys_; }
+    /// Standard base64 (what `serf keygen` prints); false when it is not.
+    static bool fromBase64(const std::string& b64, Bytes& key);
 
     /// UDP: version 1 | nonce(12) | ciphertext | tag(16); no additional data.
     Bytes encryptUdp(const uint8_t* p, size_t n) const;

@@ -14,7 +14,9 @@
  - serf interop: a serf agent joins the probes; `serf members` lists every probe alive with
    its tags; kill -9 of the serf agent is detected by the probes, kill -9 of a probe by serf;
  - encryption: probes and a serf agent with the same key form one cluster; a probe without
-   the key cannot join.
+   the key cannot join; the key is rotated at run time (install, use, remove on the probes'
+   /cluster/keys and with `serf keys`) with every member alive throughout, after which a
+   probe with the old key cannot join and one with the new key can.
 Usage: gossip_test.py MYSQLPROBE SOURCE_DIR"""
 import base64
 import json
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 binary, source = sys.argv[1], sys.argv[2]
@@ -335,6 +338,32 @@ def main():
         st, body = plain.get(f"/cluster/join?addr={e1.gossip}")
         check(st == 502, f"a probe without the key cannot join: {st} {body.get('error')}")
         check(e1.view()[2]["stats"]["decrypt_failures"] > 0, "the encrypted probe counted the plain stream")
+
+        # Key rotation at run time across probes and serf: install, use, remove.
+        key2 = base64.b64encode(os.urandom(32)).decode()
+        q2, q1 = urllib.parse.quote(key2, safe=""), urllib.parse.quote(key, safe="")
+        check(e1.get("/cluster/keys?install=bad")[0] == 400, "keys: a bad key is refused (400)")
+        check(e1.get(f"/cluster/keys?use={q2}")[0] == 409, "keys: use of a key not installed: 409")
+        check(plain.get("/cluster/keys")[0] == 409, "keys: a node without encryption: 409")
+        for op, q in (("install", q2), ("use", q2), ("remove", q1)):
+            for n in (e1, e2):
+                st, body = n.get(f"/cluster/keys?{op}={q}")
+                check(st == 200 and body.get("done") == op, f"{n.name} keys {op}: {st} {body}")
+            enc.run("keys", f"-{op}", key2 if op != "remove" else key)  # serf's own nodes
+            time.sleep(1)
+        check(e1.get("/cluster/keys")[1].get("keys") == 1, "after rotation one key is left")
+        time.sleep(3)
+        check(all(e.view()[0].get(x) == "alive" for e in (e1, e2) for x in ("e1", "e2", "serf3")),
+              "after rotation every member is still alive on the probes")
+        sm = enc.members()
+        check(sm.get("e1", ("",))[0] == "alive" and sm.get("e2", ("",))[0] == "alive",
+              f"after rotation serf still lists both probes alive ({sm})")
+        old = Node("old1", "127.0.1.34", False, keys=[key]).start()
+        st, body = old.get(f"/cluster/join?addr={e1.gossip}")
+        check(st == 502, f"a probe with the removed key cannot join: {st}")
+        new = Node("new1", "127.0.1.35", False, keys=[key2]).start()
+        st, body = new.get(f"/cluster/join?addr={e1.gossip}")
+        check(st == 200, f"a probe with the new key joins: {st} {body}")
         enc.kill()
 
 
