@@ -7,7 +7,7 @@
 //   mp_role  master | slave   (master: eligible to be the master)
 //   mp_http  HOST:PORT        its HTTP server (/collector, /cluster/*)
 //   mp_epoch N                when this run started (ms since the epoch)
-//   group    NAME             with `group` set, members without the same tag are refused
+//   group    NAME             when set; members whose group differs are refused, both ways
 // The master of a connected partition is, among its alive members whose mp_role is
 // `master`, the one with the smallest (mp_epoch, name): the longest-running eligible member,
 // so a restarted node never takes the role back from a healthy one.
@@ -60,7 +60,7 @@ const mp_property kProps[] = {
     {"keys", MP_PROP_STRING_LIST, MP_PROP_SECRET, "", "base64 AES keys (16/24/32 bytes), first one primary", 0, 0, nullptr},
     {"token", MP_PROP_STRING, MP_PROP_SECRET, "", "shared token for the management endpoints", 0, 0, nullptr},
     {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds.txt next to the config file)", 0, 0, nullptr},
-    {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a node alone in its cluster rejoins through its seeds", 1, 86400, nullptr},
+    {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often failed members are redialled, and a node alone rejoins through its seeds", 1, 86400, nullptr},
     {"buffer_reports", MP_PROP_INT, 0, "600", "a slave's reports kept until a master acknowledges them", 1, 100000, nullptr},
     {"max_templates", MP_PROP_INT, 0, "10000", "templates in a merged report; further ones are counted as evicted", 1, 10000000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
@@ -224,6 +224,10 @@ class GossipCluster : public mp::Plugin {
             po.sourceIp = opt_.bindIp;  // from this node's address, as its gossip
             po.ack = mp::ws::AckMode::Message;
             po.reconnectPeriod = std::chrono::milliseconds(500);
+            // A master that is still alive (a view change, a healed partition) acknowledges
+            // after its next report: wait for that before the new master gets the rest.
+            po.retargetGrace = std::chrono::milliseconds(std::max<int64_t>(
+                2000, 2 * std::stoll(host().get("interval.ms").value_or("1000"))));
             po.drainTimeout = std::chrono::milliseconds(2000);
             pusher_ = std::make_unique<mp::ws::Pusher>(
                 po,

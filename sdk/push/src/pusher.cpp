@@ -303,7 +303,31 @@ void Pusher::run() {
             break;
         }
         if (retarget_) {
+            // The old server may still acknowledge what it has (it answers after it has kept
+            // the reports): listen for that a while before moving, so that a server that is
+            // alive does not see its reports again elsewhere.
+            auto now = Clock::now();
+            if (socket_ && sentOnConn_ > 0 && options_.retargetGrace.count() > 0) {
+                if (retargetDeadline_ == Clock::time_point{}) {
+                    retargetDeadline_ = now + options_.retargetGrace;
+                }
+                if (now < retargetDeadline_) {
+                    bool broken = false;
+                    lock.unlock();
+                    try {
+                        readAcks();
+                    } catch (const std::exception&) {
+                        broken = true;
+                    }
+                    lock.lock();
+                    if (!broken && sentOnConn_ > 0) {
+                        cv_.wait_for(lock, std::chrono::milliseconds(20));
+                        continue;
+                    }
+                }
+            }
             retarget_ = false;
+            retargetDeadline_ = Clock::time_point{};
             if (socket_) {
                 log_(MP_LOG_INFO, "pusher: server list changed: reconnecting");
                 disconnect();

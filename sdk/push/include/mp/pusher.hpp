@@ -46,6 +46,9 @@ struct PusherOptions {
     std::chrono::milliseconds reconnectPeriod{10000};
     std::chrono::milliseconds drainTimeout{2000};  // at stop: time to deliver what is left
     size_t bufferReports = 256;
+    /// After setServers() moves away from the connected server: how long to keep reading its
+    /// acknowledgements (nothing new is sent meanwhile) before connecting to the new one.
+    std::chrono::milliseconds retargetGrace{0};
     AckMode ack = AckMode::Pong;
 };
 
@@ -116,6 +119,7 @@ class Pusher {
     std::chrono::steady_clock::time_point nextAttempt_{};
     size_t current_ = 0;     // server index
     bool retarget_ = false;  // setServers() changed the list: reconnect
+    std::chrono::steady_clock::time_point retargetDeadline_{};  // end of the retarget grace
     std::unique_ptr<Poco::Net::HTTPClientSession> session_;
     std::unique_ptr<Poco::Net::WebSocket> socket_;
     std::thread thread_;
