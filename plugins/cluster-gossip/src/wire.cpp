@@ -779,15 +779,17 @@ class StreamParser {
 
 // ------------------------------------------------------------------------------------ encoders
 
-Bytes encode(const Ping& m) {
-    Bytes out = withType(MsgType::Ping);
-    Writer w(out);
-    w.map(2u + (m.sourceAddr.empty() ? 0u : 1u) + (m.sourceNode.empty() ? 0u : 1u) +
-          (m.sourcePort == 0 ? 0u : 1u));
-    w.str("Node");
-    w.str(m.node);
-    w.str("SeqNo");
-    w.uint(m.seqNo);
+namespace {
+
+// Ping and IndirectPing end with the same omitempty fields (Go: SourceAddr, SourceNode,
+// SourcePort, in key order), written only when set.
+template <class M>
+size_t sourceFields(const M& m) {
+    return (m.sourceAddr.empty() ? 0u : 1u) + (m.sourceNode.empty() ? 0u : 1u) +
+           (m.sourcePort == 0 ? 0u : 1u);
+}
+template <class M>
+void writeSource(Writer& w, const M& m) {
     if (!m.sourceAddr.empty()) {
         w.str("SourceAddr");
         w.bytes(m.sourceAddr);
@@ -800,14 +802,26 @@ Bytes encode(const Ping& m) {
         w.str("SourcePort");
         w.uint(m.sourcePort);
     }
+}
+
+}  // namespace
+
+Bytes encode(const Ping& m) {
+    Bytes out = withType(MsgType::Ping);
+    Writer w(out);
+    w.map(2u + sourceFields(m));
+    w.str("Node");
+    w.str(m.node);
+    w.str("SeqNo");
+    w.uint(m.seqNo);
+    writeSource(w, m);
     return out;
 }
 
 Bytes encode(const IndirectPing& m) {
     Bytes out = withType(MsgType::IndirectPing);
     Writer w(out);
-    w.map(5u + (m.sourceAddr.empty() ? 0u : 1u) + (m.sourceNode.empty() ? 0u : 1u) +
-          (m.sourcePort == 0 ? 0u : 1u));
+    w.map(5u + sourceFields(m));
     w.str("Nack");
     w.boolean(m.nack);
     w.str("Node");
@@ -816,18 +830,7 @@ Bytes encode(const IndirectPing& m) {
     w.uint(m.port);
     w.str("SeqNo");
     w.uint(m.seqNo);
-    if (!m.sourceAddr.empty()) {
-        w.str("SourceAddr");
-        w.bytes(m.sourceAddr);
-    }
-    if (!m.sourceNode.empty()) {
-        w.str("SourceNode");
-        w.str(m.sourceNode);
-    }
-    if (m.sourcePort != 0) {
-        w.str("SourcePort");
-        w.uint(m.sourcePort);
-    }
+    writeSource(w, m);
     w.str("Target");
     w.bytes(m.target);
     return out;

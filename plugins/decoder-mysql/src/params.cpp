@@ -96,6 +96,19 @@ std::string quoted(const uint8_t* p, size_t len, size_t maxValue) {
     return s;
 }
 
+// Ends a TIME or DATETIME literal written up to buf[k]: ".micros'" when `micros` points at the
+// 4-byte microseconds, else "'".
+std::string closeTemporal(char (&buf)[64], int k, const uint8_t* micros) {
+    if (micros != nullptr) {
+        uint32_t us = 0;
+        std::memcpy(&us, micros, 4);
+        std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), ".%06u'", us);
+    } else {
+        std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), "'");
+    }
+    return buf;
+}
+
 std::string temporal(In& in, uint8_t type) {
     uint64_t len = in.le(1);
     if (!in.has(len)) {
@@ -117,14 +130,7 @@ std::string temporal(In& in, uint8_t type) {
         unsigned hours = static_cast<unsigned>(days) * 24 + p[5];
         int k = std::snprintf(buf, sizeof buf, "'%s%02u:%02u:%02u", p[0] != 0 ? "-" : "", hours,
                               p[6], p[7]);
-        if (len == 12) {
-            uint32_t us = 0;
-            std::memcpy(&us, p + 8, 4);
-            std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), ".%06u'", us);
-        } else {
-            std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), "'");
-        }
-        return buf;
+        return closeTemporal(buf, k, len == 12 ? p + 8 : nullptr);
     }
     if (len != 0 && len != 4 && len != 7 && len != 11) {
         in.ok = false;
@@ -143,14 +149,7 @@ std::string temporal(In& in, uint8_t type) {
     }
     int k = std::snprintf(buf, sizeof buf, "'%04u-%02u-%02u %02u:%02u:%02u", year, month, day, p[4],
                           p[5], p[6]);
-    if (len == 11) {
-        uint32_t us = 0;
-        std::memcpy(&us, p + 7, 4);
-        std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), ".%06u'", us);
-    } else {
-        std::snprintf(buf + k, sizeof buf - static_cast<size_t>(k), "'");
-    }
-    return buf;
+    return closeTemporal(buf, k, len == 11 ? p + 7 : nullptr);
 }
 
 std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
