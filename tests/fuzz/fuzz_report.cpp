@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fuzz target: a report as a master receives it from a slave (cluster-static: identity, the
-// shared report model's JSON reader, the merge) and as sink-websocket re-encodes it for the
-// original probe's consumers (mysqlprobe-v1). Garbage must be refused, never crash.
+// shared report model's JSON reader, the merge; cluster-gossip: the resent notice) and as
+// sink-websocket re-encodes it for the original probe's consumers (mysqlprobe-v1). Garbage must
+// be refused, never crash.
 #include <cstddef>
 #include <cstdint>
 #include <mp/report_merge.hpp>
@@ -14,6 +15,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string json(reinterpret_cast<const char*>(data), size);
     mp::cluster::Identity id;
     (void)mp::cluster::reportIdentity(json, id);
+    mp::cluster::ResentNotice notice;
+    if (mp::cluster::parseResentNotice(json, notice)) {
+        if (notice.seq == 0 || notice.unackedBy.size() > 8) {
+            __builtin_trap();
+        }
+        mp::cluster::ResentNotice again;  // what is accepted re-encodes to the same notice
+        if (!mp::cluster::parseResentNotice(mp::cluster::encodeResentNotice(notice), again) ||
+            again.seq != notice.seq || again.unackedBy != notice.unackedBy) {
+            __builtin_trap();
+        }
+    }
     std::vector<mp::cluster::Incoming> in{{"127.0.0.2:1", "n", 1, 1, json}};
     const std::string own = R"({"version":1,"node":"m","started_ns":1,"seq":1,"final":false})";
     mp::cluster::MergeResult r = mp::cluster::mergeReports(own, in, {"127.0.0.3:1"}, 100);

@@ -49,7 +49,7 @@ TEST_SUITE("process") {
         std::string out = p.out();
         for (const char* line :
              {"capture-pcap  capture  0.1.0  ABI 1.1", "decoder-mysql  decoder  0.1.0  ABI 1.1",
-              "cluster-static  cluster  0.1.0  ABI 1.1", "cluster-gossip  cluster  0.2.0  ABI 1.1",
+              "cluster-static  cluster  0.1.0  ABI 1.1", "cluster-gossip  cluster  0.3.0  ABI 1.1",
               "sink-websocket  sink  0.1.0  ABI 1.1"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
         }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <charconv>
 #include <mp/pusher.hpp>
+#include <mp/report_merge.hpp>
 #include <stdexcept>
 
 namespace mp::ws {
@@ -101,7 +102,7 @@ void Pusher::push(uint64_t seq, Encoded message) {
                 --sentOnConn_;
             }
         }
-        items_.push_back(Item{seq, std::move(message), false});
+        items_.push_back(Item{seq, std::move(message), false, {}});
     }
     cv_.notify_all();
 }
@@ -176,6 +177,7 @@ bool Pusher::connect() {
             session_ = std::move(session);
             socket_ = std::move(ws);
             current_ = i;
+            connectedTo_ = s.host + ":" + std::to_string(s.port);
             stats_.connected = 1;
             log_(MP_LOG_INFO,
                  "pusher: connected to " + s.host + ":" + std::to_string(s.port) + options_.path);
@@ -266,6 +268,19 @@ bool Pusher::sendPending(std::unique_lock<std::mutex>& lock) {
         uint64_t seq = it.seq;
         bool again = it.sentBefore;
         it.sentBefore = true;
+        mp::cluster::ResentNotice notice{seq, {}};
+        if (options_.announceResends) {
+            for (const std::string& s : it.writtenTo) {
+                if (s != connectedTo_) {
+                    notice.unackedBy.push_back(s);
+                }
+            }
+            if (std::find(it.writtenTo.begin(), it.writtenTo.end(), connectedTo_) ==
+                    it.writtenTo.end() &&
+                it.writtenTo.size() < 8) {
+                it.writtenTo.push_back(connectedTo_);
+            }
+        }
         ++sentOnConn_;
         lock.unlock();
         int flags =
@@ -274,6 +289,12 @@ bool Pusher::sendPending(std::unique_lock<std::mutex>& lock) {
                                                       : Poco::Net::WebSocket::FRAME_OP_BINARY);
         bool ok = true;
         try {
+            if (!notice.unackedBy.empty()) {
+                std::string n = mp::cluster::encodeResentNotice(notice);
+                socket_->sendFrame(n.data(), static_cast<int>(n.size()),
+                                   static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
+                                       static_cast<int>(Poco::Net::WebSocket::FRAME_OP_TEXT));
+            }
             socket_->sendFrame(msg.data.data(), static_cast<int>(msg.data.size()), flags);
             if (options_.ack == AckMode::Pong) {
                 std::string s = std::to_string(seq);

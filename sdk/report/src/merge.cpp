@@ -41,6 +41,45 @@ bool reportIdentity(const std::string& json, Identity& id) {
     }
 }
 
+std::string encodeResentNotice(const ResentNotice& n) {
+    std::string out = "{\"resent\":" + std::to_string(n.seq) + ",\"unacked_by\":[";
+    for (size_t i = 0; i < n.unackedBy.size(); ++i) {
+        out += (i == 0 ? "" : ",") + mp::jsonString(n.unackedBy[i]);
+    }
+    return out + "]}";
+}
+
+bool parseResentNotice(const std::string& json, ResentNotice& n) {
+    if (json.rfind("{\"resent\":", 0) != 0 || json.size() > 4096) {
+        return false;  // reports start with {"version": only notices are parsed here
+    }
+    try {
+        Poco::JSON::Object::Ptr o = parse(json);
+        if (o.isNull() || !o->has("resent") || !o->get("resent").isInteger()) {
+            return false;
+        }
+        Poco::JSON::Array::Ptr by = o->getArray("unacked_by");
+        if (by.isNull() || by->size() > 8) {
+            return false;
+        }
+        n.seq = o->getValue<uint64_t>("resent");
+        n.unackedBy.clear();
+        for (size_t i = 0; i < by->size(); ++i) {
+            if (!by->get(i).isString()) {
+                return false;
+            }
+            std::string s = by->getElement<std::string>(static_cast<unsigned>(i));
+            if (s.empty() || s.size() > 256) {
+                return false;
+            }
+            n.unackedBy.push_back(std::move(s));
+        }
+        return n.seq != 0;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
 MergeResult mergeReports(const std::string& own, const std::vector<Incoming>& in,
                          const std::vector<std::string>& missing, size_t maxTemplates) {
     MergeResult r;

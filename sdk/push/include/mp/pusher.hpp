@@ -50,6 +50,10 @@ struct PusherOptions {
     /// acknowledgements (nothing new is sent meanwhile) before connecting to the new one.
     std::chrono::milliseconds retargetGrace{0};
     AckMode ack = AckMode::Pong;
+    /// Before a report that was written earlier to other servers which did not acknowledge it,
+    /// send the notice {"resent":SEQ,"unacked_by":[...]} (mp/report_merge.hpp), so that the new
+    /// server can ask them whether they kept it (cluster-gossip). Off: plain resends.
+    bool announceResends = false;
 };
 
 struct PusherStats {
@@ -94,7 +98,8 @@ class Pusher {
     struct Item {
         uint64_t seq;
         Encoded msg;
-        bool sentBefore = false;  // written on some connection already
+        bool sentBefore = false;             // written on some connection already
+        std::vector<std::string> writtenTo;  // servers it was written to (at most 8)
     };
     void run();
     bool connect();
@@ -117,8 +122,9 @@ class Pusher {
     bool started_ = false;
     std::chrono::steady_clock::time_point stopDeadline_;
     std::chrono::steady_clock::time_point nextAttempt_{};
-    size_t current_ = 0;     // server index
-    bool retarget_ = false;  // setServers() changed the list: reconnect
+    size_t current_ = 0;       // server index
+    std::string connectedTo_;  // host:port of the connection
+    bool retarget_ = false;    // setServers() changed the list: reconnect
     std::chrono::steady_clock::time_point retargetDeadline_{};  // end of the retarget grace
     std::unique_ptr<Poco::Net::HTTPClientSession> session_;
     std::unique_ptr<Poco::Net::WebSocket> socket_;

@@ -36,6 +36,18 @@ struct MergeResult {
     size_t rejected = 0;  // slave reports that were not a valid native report (skipped)
 };
 
+/// The notice a pusher sends before a report that it wrote earlier to other servers which did not
+/// acknowledge it (PusherOptions::announceResends): {"resent":SEQ,"unacked_by":["host:port",..]}.
+/// A receiver that can ask those servers whether they kept the report holds it until they answer,
+/// so that a report whose acknowledgement was lost is not counted twice.
+struct ResentNotice {
+    uint64_t seq = 0;
+    std::vector<std::string> unackedBy;  // at most 8, each at most 256 characters
+};
+std::string encodeResentNotice(const ResentNotice& n);
+/// False when `json` is not such a notice (or is malformed, or exceeds the bounds).
+bool parseResentNotice(const std::string& json, ResentNotice& n);
+
 /// `own`: this node's report for the interval. `missing`: slaves that delivered nothing in it.
 MergeResult mergeReports(const std::string& own, const std::vector<Incoming>& in,
                          const std::vector<std::string>& missing, size_t maxTemplates);
