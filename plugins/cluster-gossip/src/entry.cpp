@@ -24,26 +24,9 @@
 // merged are acknowledged again but not counted twice. So a master's death loses nothing: what
 // it had not yet emitted was not acknowledged.
 //
-// Exactly once when an acknowledgement is lost (a partition cut it, or the slave moved on before
-// it arrived): the slave announces a report it sent to other masters without an acknowledgement
-// ({"resent":SEQ,"unacked_by":[...]}, mp/report_merge.hpp). The new master holds such a report
-// and asks those masters (/cluster/merged): "merged" (it is counted there: acknowledge, drop),
-// "pending" (ask again), "released" (it was not, and that master promises never to merge it:
-// merge here). A master whose port refuses the connection is gone and merged nothing more:
-// merge here. One that cannot be reached (a partition) is asked again until in_doubt_hold_s;
-// when the partition heals first, the slave moves back to the master that kept the report and
-// nothing was counted twice. Acknowledgements are cumulative, so a held report also holds the
-// acknowledgement of every later report of its connection.
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/SocketAddress.h>
-#include <Poco/Net/StreamSocket.h>
-#include <Poco/URI.h>
+// Exactly once also when an acknowledgement is lost (a partition cut it, the slave moved on
+// first): the report comes to the next master announced as resent, and is held there until the
+// earlier master says whether it merged it. The inbox (inbox.hpp) does all of that.
 #include <arpa/inet.h>
 #include <unistd.h>
 
@@ -51,7 +34,6 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -68,6 +50,7 @@
 #include <thread>
 #include <tuple>
 
+#include "inbox.hpp"
 #include "membership.hpp"
 
 namespace {
@@ -91,33 +74,9 @@ const mp_property kProps[] = {
 };
 // clang-format on
 
-constexpr size_t kMaxPending = 10000;  // slave reports waiting for this node's next report
-constexpr size_t kMaxAskSeqs = 256;    // sequence numbers in one /cluster/merged question
-
-using Clock = std::chrono::steady_clock;
+using mp::gossip::parseHostPort;
 
 std::string errorJson(const std::string& why) { return "{\"error\":" + mp::jsonString(why) + "}"; }
-
-bool parseHostPort(const std::string& addr, std::string& ip, uint16_t& port) {
-    size_t colon = addr.rfind(':');
-    if (colon == std::string::npos || colon == 0 || addr.size() > 64) {
-        return false;
-    }
-    ip = addr.substr(0, colon);
-    in_addr a{};
-    if (inet_pton(AF_INET, ip.c_str(), &a) != 1) {
-        return false;
-    }
-    unsigned p = 0;
-    const char* b = addr.data() + colon + 1;
-    const char* e = addr.data() + addr.size();
-    auto [end, ec] = std::from_chars(b, e, p);
-    if (ec != std::errc() || end != e || p == 0 || p > 65535) {
-        return false;
-    }
-    port = static_cast<uint16_t>(p);
-    return true;
-}
 
 const char* stateName(mp::gossip::State s) {
     switch (s) {
@@ -213,6 +172,42 @@ class GossipCluster : public mp::Plugin {
                          "/gossip-seeds.txt";
         }
         if (!slave_) {
+            mp::gossip::InboxOptions io;
+            io.bindIp = opt_.bindIp;
+            io.token = token_;
+            io.holdLimit = holdLimit_;
+            inbox_ = std::make_unique<mp::gossip::Inbox>(
+                io,
+                mp::gossip::InboxCounters{merged_, duplicates_, rejected_, inDoubt_,
+                                          settledElsewhere_, forced_},
+                [this](mp_ws_conn* c, const std::string& text) {
+                    this->host().api()->ws_send(
+                        c, MP_WS_TEXT,
+                        mp_bytes{reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+                },
+                [this](mp_ws_conn* c) {
+                    const char why[] = "inbox full: send again later";
+                    this->host().api()->ws_close(c, 1013, mp_str{why, sizeof why - 1});
+                },
+                [this](int level, const std::string& msg) {
+                    level == 0 ? this->host().info(msg) : this->host().warn(msg);
+                },
+                [this](const std::string& http) {
+                    if (!ml_) {
+                        return false;
+                    }
+                    for (const auto& m : ml_->members()) {
+                        auto role = m.tags.find("mp_role");
+                        auto h = m.tags.find("mp_http");
+                        if (role != m.tags.end() && role->second == "master" && h != m.tags.end() &&
+                            h->second == http) {
+                            return true;
+                        }
+                    }
+                    return false;
+                });
+        }
+        if (!slave_) {
             mp_ws_handler h{};
             h.struct_size = sizeof h;
             h.user = this;
@@ -247,7 +242,7 @@ class GossipCluster : public mp::Plugin {
         opt_.tags["mp_epoch"] = std::to_string(epochMs());
         std::string http = host().get("server.port").value_or("0");
         opt_.tags["mp_http"] = opt_.bindIp + ":" + http;
-        selfHttp_ = opt_.tags["mp_http"];
+
         if (!opt_.group.empty()) {
             opt_.tags["group"] = opt_.group;
         }
@@ -302,11 +297,12 @@ class GossipCluster : public mp::Plugin {
                     std::to_string(ml_->port()) + (slave_ ? " (slave)" : " (master-eligible)") +
                     (opt_.keys.empty() ? "" : ", encrypted"));
         membershipChanged();  // the master known so far (none yet, alone)
+        if (inbox_) {
+            inbox_->setSelf(opt_.tags["mp_http"]);
+            inbox_->start();
+        }
         running_ = true;
         seeder_ = std::thread([this] { seedLoop(); });
-        if (!slave_) {
-            resolver_ = std::thread([this] { resolveLoop(); });
-        }
     }
 
     void stop() override {
@@ -316,9 +312,8 @@ class GossipCluster : public mp::Plugin {
         if (seeder_.joinable()) {
             seeder_.join();
         }
-        resolverCv_.notify_all();
-        if (resolver_.joinable()) {
-            resolver_.join();
+        if (inbox_) {
+            inbox_->stop();
         }
         if (pusher_) {
             pusher_->stop();  // drains what the master has not acknowledged yet (2 s at most)
@@ -340,456 +335,62 @@ class GossipCluster : public mp::Plugin {
             return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
         }
         // Master-eligible: this node's report with every slave report received since the last.
-        std::vector<Pending> taken;
-        {
-            std::lock_guard<std::mutex> lock(pushMu_);
-            taken.swap(pending_);
-        }
-        if (taken.empty()) {
+        std::vector<mp::cluster::Incoming> in = inbox_->take();
+        if (in.empty()) {
             return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
-        }
-        std::vector<mp::cluster::Incoming> in;
-        in.reserve(taken.size());
-        for (const Pending& p : taken) {
-            in.push_back(p.in);
         }
         mp::cluster::MergeResult r;
         try {
             r = mp::cluster::mergeReports(own, in, {}, maxTemplates_);
         } catch (const std::exception& e) {
             host().warn(std::string("cannot merge: ") + e.what());
+            inbox_->putBack();  // they wait for the next report
             return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
         }
         merged_.add(r.merged);
         rejected_.add(r.rejected);
         mp_status st = host().emit(MP_EVENT_REPORT, r.json, ev.ts_ns, ev.seq);
-        // Emitted: now the slaves may forget them.
-        std::lock_guard<std::mutex> lock(pushMu_);
-        for (const Pending& p : taken) {
-            remember(p.in.node, p.in.started, p.in.seq);
-            auto it = conns_.find(p.conn);
-            if (it != conns_.end()) {
-                it->second.open.erase(p.in.seq);
-                ackUpTo(p.conn, it->second, p.in.seq);
-            }
-        }
+        inbox_->emitted();  // now the slaves may forget them
         return st;
     }
 
   private:
-    using Key = std::tuple<std::string, uint64_t, uint64_t>;  // (node, run, seq)
-    struct Pending {
-        mp_ws_conn* conn = nullptr;
-        mp::cluster::Incoming in;
-    };
-    // A resent report held until the masters that may have merged it answer.
-    struct Held {
-        mp_ws_conn* conn = nullptr;
-        mp::cluster::Incoming in;
-        std::vector<std::string> ask;  // their mp_http, asked in order
-        Clock::time_point since;
-        Clock::time_point next;  // when to ask again
-    };
-    // A slave's connection to /cluster/push.
-    struct Conn {
-        std::set<uint64_t> open;  // received, not yet emitted or settled: bounds the ack
-        uint64_t ackable = 0;     // highest seq emitted or settled
-        uint64_t acked = 0;       // highest acknowledgement sent
-        std::map<uint64_t, std::vector<std::string>> notices;  // resent notices, by seq
-    };
-    enum class Answer { Merged, Pending, Released, Gone, Unreachable };
-
     mp_status pushOpen(mp_ws_conn* c, const mp_http_request* req) {
         if (!token_.empty() && host().param(req, "token") != token_) {
             return MP_EPERM;
         }
-        std::lock_guard<std::mutex> lock(pushMu_);
-        conns_.emplace(c, Conn{});
+        if (!inbox_) {
+            return MP_EAGAIN;
+        }
+        inbox_->opened(c);
         return MP_OK;
     }
 
     void pushMessage(mp_ws_conn* c, uint32_t /*op*/, mp_bytes data) {
-        std::string json(reinterpret_cast<const char*>(data.data), data.len);
-        mp::cluster::ResentNotice notice;
-        if (mp::cluster::parseResentNotice(json, notice)) {
-            std::lock_guard<std::mutex> lock(pushMu_);
-            auto it = conns_.find(c);
-            if (it != conns_.end()) {
-                auto& n = it->second.notices;
-                if (n.size() >= 1024) {
-                    n.erase(n.begin());
-                }
-                n[notice.seq] = std::move(notice.unackedBy);
-            }
-            return;
-        }
-        mp::cluster::Identity id;
-        if (!mp::cluster::reportIdentity(json, id)) {
-            rejected_.add();
-            return;
-        }
-        std::lock_guard<std::mutex> lock(pushMu_);
-        auto cit = conns_.find(c);
-        if (cit == conns_.end()) {
-            return;
-        }
-        Conn& conn = cit->second;
-        std::vector<std::string> ask;
-        if (auto n = conn.notices.find(id.seq); n != conn.notices.end()) {
-            ask = std::move(n->second);
-            conn.notices.erase(n);
-        }
-        Key key{id.node, id.started, id.seq};
-        if (mergedSet_.count(key) != 0) {
-            duplicates_.add();
-            ackUpTo(c, conn, id.seq);  // merged before: the slave missed the acknowledgement
-            return;
-        }
-        if (auto r = released_.find(key); r != released_.end()) {
-            ask.push_back(r->second);  // promised to that master: it may have merged it
-        }
-        ask.erase(std::remove(ask.begin(), ask.end(), selfHttp_), ask.end());
-        std::sort(ask.begin(), ask.end());
-        ask.erase(std::unique(ask.begin(), ask.end()), ask.end());
-        auto now = Clock::now();
-        if (mp_ws_conn** owner = openOwner(key)) {
-            // Already waiting for the next report, or for an answer. When it came on an older
-            // connection of that slave (not closed yet here), the newest one owns it now, and
-            // what the slave announces now is asked too.
-            if (*owner != c) {
-                auto old = conns_.find(*owner);
-                if (old != conns_.end()) {
-                    old->second.open.erase(id.seq);
-                }
-                *owner = c;
-                conn.open.insert(id.seq);
-            }
-            if (!ask.empty()) {
-                hold(key, std::move(ask), now);
-            }
-            return;
-        }
-        if (pending_.size() + held_.size() >= kMaxPending) {
-            rejected_.add();  // not acknowledged: the slave keeps it and sends it again
-            return;
-        }
-        mp::cluster::Incoming in;
-        in.addr = id.node;
-        in.node = id.node;
-        in.started = id.started;
-        in.seq = id.seq;
-        in.json = std::move(json);
-        conn.open.insert(id.seq);
-        pending_.push_back(Pending{c, std::move(in)});
-        if (!ask.empty()) {
-            hold(key, std::move(ask), now);
-        }
-    }
-
-    // A waiting report (pending or held) must first be asked about at `ask` too.
-    void hold(const Key& key, std::vector<std::string> ask, Clock::time_point now) {
-        auto same = [&key](const mp::cluster::Incoming& in) { return keyOf(in) == key; };
-        auto p = std::find_if(pending_.begin(), pending_.end(),
-                              [&](const Pending& x) { return same(x.in); });
-        if (p != pending_.end()) {
-            held_.push_back(Held{p->conn, std::move(p->in), std::move(ask), now, now});
-            pending_.erase(p);
-            inDoubt_.add();
-            ++nInDoubt_;
-            resolverCv_.notify_all();
-            return;
-        }
-        for (Held& h : held_) {
-            if (same(h.in)) {
-                for (std::string& a : ask) {
-                    if (std::find(h.ask.begin(), h.ask.end(), a) == h.ask.end()) {
-                        h.ask.push_back(std::move(a));
-                    }
-                }
-                return;
-            }
+        if (inbox_) {
+            inbox_->message(c, std::string(reinterpret_cast<const char*>(data.data), data.len));
         }
     }
 
     void pushClose(mp_ws_conn* c) {
-        std::lock_guard<std::mutex> lock(pushMu_);
-        conns_.erase(c);
-        // Not merged yet and now not acknowledgeable: the slave sends them to the master again.
-        pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                      [c](const Pending& p) { return p.conn == c; }),
-                       pending_.end());
-        held_.erase(
-            std::remove_if(held_.begin(), held_.end(), [c](const Held& h) { return h.conn == c; }),
-            held_.end());
-    }
-
-    static Key keyOf(const mp::cluster::Incoming& in) { return Key{in.node, in.started, in.seq}; }
-
-    // The connection of a report waiting here (pending or held), or null.
-    mp_ws_conn** openOwner(const Key& key) {  // under pushMu_
-        auto same = [&key](const mp::cluster::Incoming& in) { return keyOf(in) == key; };
-        for (Pending& p : pending_) {
-            if (same(p.in)) {
-                return &p.conn;
-            }
-        }
-        for (Held& h : held_) {
-            if (same(h.in)) {
-                return &h.conn;
-            }
-        }
-        return nullptr;
-    }
-
-    // Acknowledgements are cumulative: never past a report of this connection that is open.
-    void ackUpTo(mp_ws_conn* c, Conn& conn, uint64_t seq) {  // under pushMu_
-        conn.ackable = std::max(conn.ackable, seq);
-        uint64_t upTo = conn.ackable;
-        if (!conn.open.empty()) {
-            upTo = std::min(upTo, *conn.open.begin() - 1);
-        }
-        if (upTo > conn.acked) {
-            conn.acked = upTo;
-            std::string a = "{\"ack\":" + std::to_string(upTo) + "}";
-            host().api()->ws_send(c, MP_WS_TEXT,
-                                  mp_bytes{reinterpret_cast<const uint8_t*>(a.data()), a.size()});
+        if (inbox_) {
+            inbox_->closed(c);
         }
     }
 
-    // /cluster/merged?node=&started=&seqs=1,2,..&asker=HOST:PORT - another master holds these
-    // reports of a slave and asks whether this one merged them. "released" is a promise: this
-    // node will not merge them (if they come here, it asks the asker first).
+    // /cluster/merged?node=&started=&seqs=1,2,..&asker=HOST:PORT (inbox.hpp).
     void mergedQuery(const mp_http_request* req, mp_http_response* resp) {
-        std::string node = host().param(req, "node").value_or("");
-        std::string started = host().param(req, "started").value_or("");
-        std::string seqs = host().param(req, "seqs").value_or("");
-        std::string asker = host().param(req, "asker").value_or("");
-        uint64_t run = 0;
-        auto [e1, ec1] = std::from_chars(started.data(), started.data() + started.size(), run);
-        std::vector<uint64_t> list;
-        std::string askerIp;
-        uint16_t askerPort = 0;
-        bool ok = !node.empty() && node.size() <= 256 && parseHostPort(asker, askerIp, askerPort) &&
-                  ec1 == std::errc() && e1 == started.data() + started.size();
-        for (size_t at = 0; ok && at <= seqs.size();) {
-            size_t comma = std::min(seqs.find(',', at), seqs.size());
-            uint64_t v = 0;
-            auto [e, ec] = std::from_chars(seqs.data() + at, seqs.data() + comma, v);
-            ok = ec == std::errc() && e == seqs.data() + comma && v != 0 &&
-                 list.size() < kMaxAskSeqs;
-            list.push_back(v);
-            at = comma + 1;
-        }
-        if (!ok) {
-            host().replyJson(resp, 400,
-                             errorJson("node, started, asker (IPv4:PORT) and seqs (up to 256 "
-                                       "numbers, comma separated) are required"));
+        if (!inbox_) {
+            host().replyJson(resp, 503, errorJson("not started"));
             return;
         }
-        std::string out[3];
-        {
-            std::lock_guard<std::mutex> lock(pushMu_);
-            for (uint64_t seq : list) {
-                Key key{node, run, seq};
-                int k = mergedSet_.count(key) != 0 ? 0 : openOwner(key) != nullptr ? 1 : 2;
-                if (k == 2) {
-                    release(key, asker);
-                }
-                out[k] += (out[k].empty() ? "" : ",") + std::to_string(seq);
-            }
-        }
-        host().replyJson(resp, 200,
-                         "{\"merged\":[" + out[0] + "],\"pending\":[" + out[1] +
-                             "],\"released\":[" + out[2] + "]}");
+        std::string out;
+        int status = inbox_->answer(
+            host().param(req, "node").value_or(""), host().param(req, "started").value_or(""),
+            host().param(req, "seqs").value_or(""), host().param(req, "asker").value_or(""), out);
+        host().replyJson(resp, status, status == 200 ? out : errorJson(out));
     }
 
-    void release(const Key& key, const std::string& asker) {  // under pushMu_
-        if (released_.emplace(key, asker).second) {
-            releasedOrder_.push_back(key);
-            if (releasedOrder_.size() > 100000) {
-                released_.erase(releasedOrder_.front());
-                releasedOrder_.pop_front();
-            }
-        }
-    }
-
-    // Asks `server` about some held reports of one slave run.
-    std::map<uint64_t, Answer> askMaster(const std::string& server, const std::string& node,
-                                         uint64_t started, const std::vector<uint64_t>& seqs) {
-        std::map<uint64_t, Answer> out;
-        auto all = [&](Answer a) {
-            for (uint64_t s : seqs) {
-                out[s] = a;
-            }
-            return out;
-        };
-        std::string ip;
-        uint16_t port = 0;
-        if (!parseHostPort(server, ip, port)) {
-            return all(Answer::Gone);
-        }
-        std::string path = "/cluster/merged?started=" + std::to_string(started) + "&node=";
-        Poco::URI::encode(node, "&=+#%?/", path);
-        path += "&asker=" + selfHttp_ + "&seqs=";
-        for (size_t i = 0; i < seqs.size(); ++i) {
-            path += (i == 0 ? "" : ",") + std::to_string(seqs[i]);
-        }
-        if (!token_.empty()) {
-            path += "&token=" + token_;
-        }
-        std::string body;
-        try {
-            // From this node's address, as its gossip and its pushes.
-            Poco::Net::StreamSocket sock(Poco::Net::SocketAddress::IPv4);
-            sock.impl()->bind(Poco::Net::SocketAddress(opt_.bindIp, 0));
-            sock.connect(Poco::Net::SocketAddress(ip, port), Poco::Timespan(1, 0));
-            Poco::Net::HTTPClientSession session(sock);
-            session.setTimeout(Poco::Timespan(2, 0));
-            Poco::Net::HTTPRequest rq(Poco::Net::HTTPRequest::HTTP_GET, path,
-                                      Poco::Net::HTTPMessage::HTTP_1_1);
-            rq.setHost(ip, port);
-            session.sendRequest(rq);
-            Poco::Net::HTTPResponse rs;
-            std::istream& is = session.receiveResponse(rs);
-            if (rs.getStatus() != Poco::Net::HTTPResponse::HTTP_OK) {
-                host().warn("in-doubt reports: " + server + " answered " +
-                            std::to_string(static_cast<int>(rs.getStatus())) + ": taken as gone");
-                return all(Answer::Gone);
-            }
-            char buf[4096];
-            while (is.read(buf, sizeof buf) || is.gcount() > 0) {
-                body.append(buf, static_cast<size_t>(is.gcount()));
-                if (body.size() > (1 << 20)) {
-                    return all(Answer::Gone);
-                }
-            }
-        } catch (const Poco::Net::ConnectionRefusedException&) {
-            return all(Answer::Gone);  // nobody listens there: that master is gone
-        } catch (const std::exception&) {
-            return all(Answer::Unreachable);  // timed out, reset: ask again later
-        }
-        try {
-            Poco::JSON::Object::Ptr o =
-                Poco::JSON::Parser().parse(body).extract<Poco::JSON::Object::Ptr>();
-            const std::pair<const char*, Answer> kinds[] = {{"merged", Answer::Merged},
-                                                            {"pending", Answer::Pending},
-                                                            {"released", Answer::Released}};
-            for (const auto& [name, answer] : kinds) {
-                Poco::JSON::Array::Ptr a = o->getArray(name);
-                for (size_t i = 0; !a.isNull() && i < a->size(); ++i) {
-                    out[a->getElement<uint64_t>(static_cast<unsigned>(i))] = answer;
-                }
-            }
-        } catch (const std::exception&) {
-            return all(Answer::Gone);
-        }
-        return out;
-    }
-
-    // Resolves held reports: groups them by (server to ask, slave run), asks, applies.
-    void resolveLoop() {
-        while (running_.load()) {
-            struct Question {
-                std::string server, node;
-                uint64_t started = 0;
-                std::vector<uint64_t> seqs;
-            };
-            std::vector<Question> questions;
-            {
-                std::unique_lock<std::mutex> lock(pushMu_);
-                resolverCv_.wait_for(lock, std::chrono::milliseconds(200));
-                auto now = Clock::now();
-                for (const Held& h : held_) {
-                    if (h.next > now) {
-                        continue;
-                    }
-                    auto q = std::find_if(questions.begin(), questions.end(), [&](auto& x) {
-                        return x.server == h.ask.front() && x.node == h.in.node &&
-                               x.started == h.in.started && x.seqs.size() < kMaxAskSeqs;
-                    });
-                    if (q == questions.end()) {
-                        questions.push_back(Question{h.ask.front(), h.in.node, h.in.started, {}});
-                        q = std::prev(questions.end());
-                    }
-                    q->seqs.push_back(h.in.seq);
-                }
-            }
-            for (const Question& q : questions) {
-                if (!running_.load()) {
-                    break;
-                }
-                auto answers = askMaster(q.server, q.node, q.started, q.seqs);
-                std::lock_guard<std::mutex> lock(pushMu_);
-                settle(q.server, q.node, q.started, answers);
-            }
-        }
-    }
-
-    void settle(const std::string& server, const std::string& node, uint64_t started,
-                const std::map<uint64_t, Answer>& answers) {  // under pushMu_
-        auto now = Clock::now();
-        for (auto it = held_.begin(); it != held_.end();) {
-            Held& h = *it;
-            auto a = answers.find(h.in.seq);
-            if (h.in.node != node || h.in.started != started || h.ask.empty() ||
-                h.ask.front() != server || a == answers.end()) {
-                ++it;
-                continue;
-            }
-            bool mergeHere = false;
-            switch (a->second) {
-                case Answer::Merged: {
-                    settledElsewhere_.add();
-                    ++nSettledElsewhere_;
-                    auto c = conns_.find(h.conn);
-                    if (c != conns_.end()) {
-                        c->second.open.erase(h.in.seq);
-                        ackUpTo(h.conn, c->second, h.in.seq);
-                    }
-                    it = held_.erase(it);
-                    continue;
-                }
-                case Answer::Pending:
-                    h.next = now + std::chrono::milliseconds(500);
-                    break;
-                case Answer::Released:
-                case Answer::Gone:
-                    h.ask.erase(h.ask.begin());
-                    mergeHere = h.ask.empty();
-                    break;
-                case Answer::Unreachable:
-                    h.next = now + std::chrono::seconds(1);
-                    if (now - h.since >= holdLimit_) {
-                        host().warn("in-doubt report " + h.in.node + "#" +
-                                    std::to_string(h.in.seq) + ": " + server +
-                                    " unreachable for in_doubt_hold_s: merged here");
-                        forced_.add();
-                        ++nForced_;
-                        mergeHere = true;
-                    }
-                    break;
-            }
-            if (mergeHere) {  // stays open on its connection until emitted
-                ++nSettledHere_;
-                pending_.push_back(Pending{h.conn, std::move(h.in)});
-                it = held_.erase(it);
-                continue;
-            }
-            ++it;
-        }
-    }
-
-    // (node, run, seq) merged here, bounded: the oldest are forgotten first.
-    void remember(const std::string& node, uint64_t started, uint64_t seq) {
-        auto key = std::make_tuple(node, started, seq);
-        if (mergedSet_.insert(key).second) {
-            mergedOrder_.push_back(key);
-            if (mergedOrder_.size() > 100000) {
-                mergedSet_.erase(mergedOrder_.front());
-                mergedOrder_.pop_front();
-            }
-        }
-    }
     using Handler = void (GossipCluster::*)(const mp_http_request*, mp_http_response*);
 
     static uint16_t freePort() {
@@ -948,12 +549,12 @@ class GossipCluster : public mp::Plugin {
           << ",\"tcp_fallback_ok\":" << st.tcpFallbackOk << ",\"suspicions\":" << st.suspicions
           << ",\"refutations\":" << st.refutations << ",\"deaths\":" << st.deaths
           << ",\"push_pulls\":" << st.pushPulls << ",\"awareness\":" << st.awareness << "}";
-        {
-            std::lock_guard<std::mutex> lock(pushMu_);
-            o << ",\"reports\":{\"pending\":" << pending_.size() << ",\"held\":" << held_.size()
-              << ",\"in_doubt\":" << nInDoubt_ << ",\"settled_elsewhere\":" << nSettledElsewhere_
-              << ",\"settled_here\":" << nSettledHere_ << ",\"forced\":" << nForced_
-              << ",\"released\":" << released_.size() << "}";
+        if (inbox_) {
+            auto r = inbox_->stats();
+            o << ",\"reports\":{\"pending\":" << r.pending << ",\"held\":" << r.held
+              << ",\"in_doubt\":" << r.inDoubt << ",\"settled_elsewhere\":" << r.settledElsewhere
+              << ",\"settled_here\":" << r.settledHere << ",\"forced\":" << r.forced
+              << ",\"released\":" << r.released << ",\"overloaded\":" << r.overloaded << "}";
         }
         o << "}";
         host().replyJson(resp, 200, o.str());
@@ -1133,20 +734,9 @@ class GossipCluster : public mp::Plugin {
     size_t maxTemplates_;
     std::chrono::seconds holdLimit_;
     mp::Counter merged_, duplicates_, rejected_, pushed_, inDoubt_, settledElsewhere_, forced_;
-    std::string selfHttp_;
     std::unique_ptr<mp::ws::Pusher> pusher_;
     std::atomic<uint64_t> ackedSeen_{0};
-    std::mutex pushMu_;
-    std::map<mp_ws_conn*, Conn> conns_;
-    std::vector<Pending> pending_;
-    std::vector<Held> held_;
-    uint64_t nInDoubt_ = 0, nSettledElsewhere_ = 0, nSettledHere_ = 0, nForced_ = 0;
-    std::set<Key> mergedSet_;
-    std::deque<Key> mergedOrder_;
-    std::map<Key, std::string> released_;  // promised not to merge: key -> the asker
-    std::deque<Key> releasedOrder_;
-    std::condition_variable resolverCv_;
-    std::thread resolver_;
+    std::unique_ptr<mp::gossip::Inbox> inbox_;
 };
 
 }  // namespace

@@ -225,13 +225,15 @@ def main():
         r.connected.wait(10)
     time.sleep(4)
     # /cluster/merged: how a master asks another whether it merged a slave report it holds.
-    ask = "/cluster/merged?node={}&started={}&seqs={}&asker=127.0.1.2:1"
+    ask = "/cluster/merged?node={}&started={}&seqs={}&asker=" + m2.addr
     check(m1.get(ask.format("s1", 1, "1,x"))[0] == 400, "merged: a bad seq list is refused (400)")
     check(m1.get(ask.format("s1", 1, ",".join(["1"] * 257)))[0] == 400,
           "merged: more than 256 seqs are refused (400)")
     check(m1.get("/cluster/merged?node=s1&started=1&seqs=1")[0] == 400,
           "merged: without asker: 400")
     check(slaves[0].get(ask.format("s1", 1, "1"))[0] == 404, "merged: a slave has no such endpoint")
+    st, body = m1.get("/cluster/merged?node=s1&started=1&seqs=1&asker=127.0.1.99:1")
+    check(st == 403 and "error" in body, "merged: an asker that is no master-eligible member: 403")
     merged_by_m1 = [(c["node"], c["started_ns"], c["seq"]) for r in list(recs["m1"].reports)
                     for c in r.get("cluster", {}).get("contributors", [])]
     check(bool(merged_by_m1), "m1 merged slave reports before the failover")
