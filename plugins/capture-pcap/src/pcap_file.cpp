@@ -48,8 +48,6 @@ bool ClassicPcapReader::open(const uint8_t* base, size_t size) {
     return true;
 }
 
-constexpr size_t kPrefetchAhead = 2048;
-
 ClassicPcapReader::Next ClassicPcapReader::next(PcapRecord& r) {
     if (off_ == size_) {
         return Next::End;
@@ -76,15 +74,10 @@ ClassicPcapReader::Next ClassicPcapReader::next(PcapRecord& r) {
     r.len = orig < incl ? incl : orig;
     r.data = base_ + off_ + 16;
     off_ += 16 + static_cast<size_t>(incl);
-    // Every cache line of the stream, a fixed distance ahead: the line misses of a mapped file
-    // otherwise stall each record (hardware prefetch stops at page boundaries and learns late).
-    size_t ahead = std::min(off_ + kPrefetchAhead, size_);
-    if (pf_ < off_) {
-        pf_ = off_ & ~static_cast<size_t>(63);
-    }
-    for (; pf_ < ahead; pf_ += 64) {
-        __builtin_prefetch(base_ + pf_);
-    }
+    // The next record header, and the stream further on: the page and cache-line misses of a
+    // mapped file otherwise stall every record (hardware prefetch stops at page boundaries).
+    __builtin_prefetch(base_ + std::min(off_, size_ - 1));
+    __builtin_prefetch(base_ + std::min(off_ + 4096, size_ - 1));
     return Next::Packet;
 }
 

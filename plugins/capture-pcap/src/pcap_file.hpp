@@ -25,10 +25,7 @@ class ClassicPcapReader {
     bool open(const uint8_t* base, size_t size);
     Next next(PcapRecord& r);
     /// Rewinds to the first record (for looping).
-    void rewind() {
-        off_ = 24;
-        pf_ = 0;
-    }
+    void rewind() { off_ = 24; }
 
     uint32_t linkType() const { return link_; }
     bool nanosecond() const { return nano_; }
@@ -40,7 +37,6 @@ class ClassicPcapReader {
     const uint8_t* base_ = nullptr;
     size_t size_ = 0;
     size_t off_ = 0;
-    size_t pf_ = 0;  // bytes prefetched up to
     bool swapped_ = false;
     bool nano_ = false;
     uint32_t link_ = 0;
