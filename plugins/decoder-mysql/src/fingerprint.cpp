@@ -448,4 +448,174 @@ void tokenize(std::string_view s, Writer& w) {
 
 }  // namespace
 
+namespace {
+
+// Shape scan classes: what a byte can start.
+enum : uint8_t {
+    kPlain = 0,
+    kWordByte = 1,
+    kDigitByte = 2,
+    kQuote = 3,
+    kBail = 4,
+    kDash = 5,
+    kSlash = 6
+};
+constexpr std::array<uint8_t, 256> kShapeClass = [] {
+    std::array<uint8_t, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' || c >= 0x80) {
+            t[c] = kWordByte;
+        } else if (c >= '0' && c <= '9') {
+            t[c] = kDigitByte;
+        }
+    }
+    t['\''] = kQuote;
+    t['"'] = kBail;
+    t['`'] = kBail;
+    t['#'] = kBail;
+    t['\\'] = kBail;
+    t['-'] = kDash;
+    t['/'] = kSlash;
+    return t;
+}();
+
+uint64_t mix(uint64_t h) {
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+// A run of plain bytes: its length, then its bytes 8 at a time (so segments cannot be confused).
+uint64_t mixBytes(uint64_t h, const char* p, size_t n) {
+    h = mix(h ^ (n * 0x9e3779b97f4a7c15ULL));
+    while (n >= 8) {
+        uint64_t w = 0;
+        std::memcpy(&w, p, 8);
+        h = mix(h ^ w);
+        p += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        uint64_t w = 0;
+        std::memcpy(&w, p, n);
+        h = mix(h ^ w ^ 0xa0761d6478bd642fULL);
+    }
+    return h;
+}
+
+constexpr uint64_t kNumberMark = 0xe7037ed1a0b428dbULL;
+constexpr uint64_t kStringMark = 0x8ebc6af09c88c6e3ULL;
+
+}  // namespace
+
+bool FingerprintCache::shape(std::string_view s, size_t maxOut, uint64_t& hash) {
+    uint64_t h = mix(maxOut ^ 0x589965cc75374cc3ULL);
+    const char* d = s.data();
+    const size_t n = s.size();
+    size_t seg = 0;  // start of the plain run not hashed yet
+    size_t i = 0;
+    while (i < n) {
+        switch (kShapeClass[static_cast<unsigned char>(d[i])]) {
+            case kPlain:
+                ++i;
+                break;
+            case kWordByte:  // a whole word, digits included (sbtest1 is a name)
+                ++i;
+                while (i < n && (kShapeClass[static_cast<unsigned char>(d[i])] == kWordByte ||
+                                 kShapeClass[static_cast<unsigned char>(d[i])] == kDigitByte)) {
+                    ++i;
+                }
+                break;
+            case kDigitByte: {
+                // The tokenizer's number: digits and dots (1.5, 1.2.3); what follows decides.
+                size_t j = i + 1;
+                while (j < n && (kShapeClass[static_cast<unsigned char>(d[j])] == kDigitByte ||
+                                 d[j] == '.')) {
+                    ++j;
+                }
+                if (j < n && kShapeClass[static_cast<unsigned char>(d[j])] == kWordByte) {
+                    return false;  // 1e5, 0x1F, 1abc, 5.x: forms left to the tokenizer
+                }
+                h = mix(mixBytes(h, d + seg, i - seg) ^ kNumberMark);
+                seg = i = j;
+                break;
+            }
+            case kQuote: {
+                if (i > 0 && kShapeClass[static_cast<unsigned char>(d[i - 1])] == kWordByte) {
+                    return false;  // x'..', b'..', n'..', _utf8mb4'..'
+                }
+                size_t j = i + 1;
+                while (true) {
+                    if (j >= n || d[j] == '\\') {
+                        return false;  // unterminated, or escapes
+                    }
+                    if (d[j] == '\'') {
+                        if (j + 1 < n && d[j + 1] == '\'') {
+                            j += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    ++j;
+                }
+                h = mix(mixBytes(h, d + seg, i + 1 - seg) ^ kStringMark);
+                seg = j;  // the closing quote starts the next plain run
+                i = j + 1;
+                break;
+            }
+            case kDash:
+                if (i + 1 < n && d[i + 1] == '-') {
+                    return false;  // a -- comment, or what may look like one
+                }
+                ++i;
+                break;
+            case kSlash:
+                if (i + 1 < n && d[i + 1] == '*') {
+                    return false;  // a comment or an optimizer hint
+                }
+                ++i;
+                break;
+            default:
+                return false;
+        }
+    }
+    hash = mixBytes(h, d + seg, n - seg);
+    return true;
+}
+
+FingerprintCache::FingerprintCache(size_t slots) {
+    size_t n = 1;
+    while (n < slots) {
+        n <<= 1;
+    }
+    slots_.resize(n);
+}
+
+uint64_t FingerprintCache::fingerprintInto(std::string_view sql, std::string& out, size_t maxOut) {
+    uint64_t h = 0;
+    if (!shape(sql, maxOut, h)) {
+        ++stats_.unmemoisable;
+        return mysql::fingerprintInto(sql, out, maxOut);
+    }
+    Slot& slot = slots_[h & (slots_.size() - 1)];
+    if (slot.used && slot.shape == h) {
+        ++stats_.hits;
+        out.assign(slot.text);
+        return slot.id;
+    }
+    ++stats_.misses;
+    uint64_t id = mysql::fingerprintInto(sql, out, maxOut);
+    slot.used = true;
+    slot.shape = h;
+    slot.id = id;
+    slot.text.assign(out);
+    return id;
+}
+
+FingerprintCache& threadFingerprintCache() {
+    thread_local FingerprintCache cache;
+    return cache;
+}
+
 }  // namespace mp::mysql

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mp::mysql {
 
@@ -29,5 +30,42 @@ Fingerprint fingerprint(std::string_view sql, size_t maxOut = 4096);
 uint64_t fingerprintInto(std::string_view sql, std::string& out, size_t maxOut = 4096);
 
 uint64_t fnv1a64(std::string_view s);
+
+/// A memo of fingerprints by statement shape: the statement's bytes with the digits of plain
+/// numbers and the contents of plain '...' strings masked. The tokenizer classifies those
+/// regions as literals whatever they hold, so statements of one shape have one fingerprint, and
+/// an application's statements, which differ in their literals, are tokenized once per shape.
+/// Statements the shape scan does not fully understand (comments, backticks, double quotes,
+/// backslashes, x'..'/b'..'/n'..'/_charset'..', 0x.., 1e5, 1abc) are fingerprinted each time.
+/// Direct-mapped, bounded; one per thread (not thread-safe).
+class FingerprintCache {
+  public:
+    explicit FingerprintCache(size_t slots = 4096);
+    /// fingerprintInto(sql, out, maxOut), memoised.
+    uint64_t fingerprintInto(std::string_view sql, std::string& out, size_t maxOut = 4096);
+
+    struct Stats {
+        uint64_t hits = 0;
+        uint64_t misses = 0;
+        uint64_t unmemoisable = 0;
+    };
+    const Stats& stats() const { return stats_; }
+
+    /// The shape hash of `sql` (seeded with maxOut); false when the statement is unmemoisable.
+    static bool shape(std::string_view sql, size_t maxOut, uint64_t& hash);
+
+  private:
+    struct Slot {
+        uint64_t shape = 0;
+        uint64_t id = 0;
+        bool used = false;
+        std::string text;
+    };
+    std::vector<Slot> slots_;
+    Stats stats_;
+};
+
+/// The calling thread's cache (the decoder's sessions of one worker share it).
+FingerprintCache& threadFingerprintCache();
 
 }  // namespace mp::mysql

@@ -599,7 +599,7 @@ void Session::command(const Packet& p) {
             // The fingerprint sees the whole statement (as kept by the framer), the sample only
             // its first max_sql bytes.
             std::string_view full(reinterpret_cast<const char*>(r.here()), r.left());
-            tx.fingerprintId = fingerprintInto(full, tx.fingerprint);
+            tx.fingerprintId = threadFingerprintCache().fingerprintInto(full, tx.fingerprint);
             r.restInto(tx.sql, limits_.maxSql);
             break;
         }

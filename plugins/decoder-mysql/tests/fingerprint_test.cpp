@@ -3,6 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <random>
+#include <string>
+#include <vector>
+
 using mp::mysql::fingerprint;
 
 namespace {
@@ -62,4 +66,83 @@ TEST_SUITE("fingerprint") {
         }
         CHECK_NOTHROW(fingerprint(weird));
     }
+}
+
+// The memo by shape must never change a fingerprint: statements built from the same pieces with
+// other literal values (numbers of other lengths, other string contents, escapes) and random
+// strings over SQL's awkward characters, each fingerprinted through one warm cache and directly.
+TEST_CASE("fingerprint cache: the memo by shape gives the tokenizer's fingerprint") {
+    std::mt19937_64 rng(20261123);
+    auto pick = [&](size_t n) { return static_cast<size_t>(rng() % n); };
+    const std::vector<std::string> pieces = {
+        "SELECT",  "select", " ",      "  ",   "\n",      "c",           "FROM",
+        "sbtest1", "WHERE",  "id",     "=",    "-",       "+",           "(",
+        ")",       ",",      ".",      "IN",   "VALUES",  "BETWEEN",     "AND",
+        "x",       "e",      "0x",     "b",    "n",       "_utf8mb4",    "`t`",
+        "\"q\"",   "--",     "-- c\n", "#h\n", "/* k */", "/*+ h */",    "?",
+        "*",       "'",      "\\",     "''",   "$",       "t.",          ".",
+        "1",       "12",     "1.5",    "1e5",  "5x",      "distinctrow", "ORDER BY"};
+    auto literal = [&]() -> std::string {
+        switch (pick(4)) {
+            case 0:
+                return std::to_string(rng() % 100000);
+            case 1:
+                return std::to_string(rng() % 100) + "." + std::to_string(rng() % 1000);
+            case 2: {
+                std::string s = "'";
+                for (size_t k = pick(12); k > 0; --k) {
+                    const char* cs[] = {"a", "Z", "1", " ", "''", "\\'", "\"", "`", "#", "--", "é"};
+                    s += cs[pick(11)];
+                }
+                return s + "'";
+            }
+            default:
+                return pick(2) == 0 ? "-" + std::to_string(rng() % 50) : ".5";
+        }
+    };
+    mp::mysql::FingerprintCache cache(64);  // small: slots are overwritten often
+    size_t checked = 0;
+    // Pairs that only look alike: what follows a number decides what it is.
+    for (auto [x, y] : {std::pair{"select 5.x", "select 6.x"},
+                        {"select 1e5", "select 2e5"},
+                        {"select 0x1F", "select 1x1F"},
+                        {"select 'a'", "select n'a'"},
+                        {"select 1 -- 2\n", "select 1 -- 3\n"}}) {
+        std::string out;
+        cache.fingerprintInto(x, out);
+        cache.fingerprintInto(y, out);
+        CHECK(out == mp::mysql::fingerprint(y).text);
+    }
+    for (int round = 0; round < 50000; ++round) {
+        // Half the rounds only from the pieces the shape scan understands (the first 21).
+        size_t vocabulary = round % 2 == 0 ? 21 : pieces.size();
+        std::vector<int> shape;
+        for (size_t k = 2 + pick(14); k > 0; --k) {
+            shape.push_back(pick(4) == 0 ? -1 : static_cast<int>(pick(vocabulary)));
+        }
+        for (int variant = 0; variant < 4; ++variant) {
+            std::string sql;
+            for (int p : shape) {
+                sql += p < 0 ? literal() : pieces[static_cast<size_t>(p)];
+            }
+            for (size_t maxOut : {size_t{4096}, size_t{24}}) {
+                std::string viaCache;
+                std::string direct;
+                uint64_t a = cache.fingerprintInto(sql, viaCache, maxOut);
+                uint64_t b = mp::mysql::fingerprintInto(sql, direct, maxOut);
+                if (a != b || viaCache != direct) {
+                    CAPTURE(sql);
+                    CAPTURE(maxOut);
+                    CHECK(viaCache == direct);
+                    CHECK(a == b);
+                }
+                ++checked;
+            }
+        }
+    }
+    const auto& st = cache.stats();
+    MESSAGE("fingerprint cache: " << checked << " statements, " << st.hits << " hits, " << st.misses
+                                  << " misses, " << st.unmemoisable << " unmemoisable");
+    CHECK(st.hits > 20000);  // the test exercised the memo, not only the tokenizer
+    CHECK(st.unmemoisable > 1000);
 }

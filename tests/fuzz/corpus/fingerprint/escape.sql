@@ -1,0 +1,1 @@
+UPDATE t SET c='a\'b' WHERE id IN (1,2,3)

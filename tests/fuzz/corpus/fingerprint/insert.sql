@@ -1,0 +1,1 @@
+INSERT INTO sbtest1 (id, k, c, pad) VALUES (5012, 4999, '8386-2877', 'a''b')
