@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mp/sdk.hpp>
 #include <sstream>
 #include <stdexcept>
@@ -216,11 +217,28 @@ void TemplateStats::merge(const TemplateStats& o) {
     users.merge(o.users);
 }
 
+namespace {
+// A server or schema name for the template table's hash: its length and its first and last
+// 8 bytes, in constant time (every lookup of every command hashes two of them; equality still
+// compares them whole, so names alike at both ends only share a bucket).
+uint64_t nameHash(std::string_view s) {
+    uint64_t head = 0;
+    uint64_t tail = 0;
+    std::memcpy(&head, s.data(), std::min<size_t>(s.size(), 8));
+    if (s.size() > 8) {
+        std::memcpy(&tail, s.data() + s.size() - std::min<size_t>(s.size() - 8, 8),
+                    std::min<size_t>(s.size() - 8, 8));
+    }
+    uint64_t x = (head ^ (s.size() * 0x9e3779b97f4a7c15ULL)) * 0xd6e8feb86659fd93ULL;
+    x = (x ^ (x >> 32) ^ tail) * 0xd6e8feb86659fd93ULL;
+    return x ^ (x >> 32);
+}
+}  // namespace
+
 size_t Section::KeyHash::operator()(const KeyView& k) const {
-    std::hash<std::string_view> h;
     uint64_t x = k.id * 0x9e3779b97f4a7c15ULL;
-    x ^= h(k.server) + 0x9e3779b97f4a7c15ULL + (x << 6) + (x >> 2);
-    x ^= h(k.schema) + 0x9e3779b97f4a7c15ULL + (x << 6) + (x >> 2);
+    x ^= nameHash(k.server) + 0x9e3779b97f4a7c15ULL + (x << 6) + (x >> 2);
+    x ^= nameHash(k.schema) + 0x9e3779b97f4a7c15ULL + (x << 6) + (x >> 2);
     return static_cast<size_t>(x);
 }
 
