@@ -228,24 +228,49 @@ std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
 
 bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
                          const std::vector<bool>& longData, std::vector<std::string>& out,
-                         size_t maxValue) {
+                         size_t maxValue, const QueryAttributes* qa) {
     out.clear();
-    if (count == 0) {
+    In in{d, n};
+    // With query attributes (MySQL 8.0.23+): the number of values comes first (the statement's
+    // parameters, then the attributes), and each bound type is followed by a name.
+    size_t total = count;
+    if (qa != nullptr) {
+        total = count > 0 || qa->countPresent ? static_cast<size_t>(in.lenenc()) : 0;
+        if (!in.ok || total < count || total > in.n) {
+            return false;
+        }
+    }
+    if (total == 0) {
         return true;
     }
-    In in{d, n};
-    size_t bitmapLen = (static_cast<size_t>(count) + 7) / 8;
+    size_t bitmapLen = (total + 7) / 8;
     if (!in.has(bitmapLen + 1)) {
         return false;
     }
-    const uint8_t* bitmap = d;
+    const uint8_t* bitmap = d + in.pos;
     in.pos += bitmapLen;
-    if (in.le(1) == 1) {  // new parameters bound: their types follow
-        if (!in.has(2 * static_cast<size_t>(count))) {
-            return false;
+    if (in.le(1) == 1) {  // new parameters bound: their types (and names) follow
+        types.clear();
+        for (size_t i = 0; i < total; ++i) {
+            if (!in.has(2)) {
+                return false;
+            }
+            if (i < count) {  // the attributes' types are not kept: their values come last
+                types.push_back(d[in.pos]);
+                types.push_back(d[in.pos + 1]);
+            }
+            in.pos += 2;
+            if (qa != nullptr) {
+                uint64_t name = in.lenenc();
+                if (!in.has(static_cast<size_t>(std::min<uint64_t>(name, in.n)))) {
+                    return false;
+                }
+                in.pos += static_cast<size_t>(name);
+            }
         }
-        types.assign(d + in.pos, d + in.pos + 2 * static_cast<size_t>(count));
-        in.pos += 2 * static_cast<size_t>(count);
+    }
+    if (count == 0) {
+        return true;  // attributes only
     }
     if (types.size() != 2 * static_cast<size_t>(count)) {
         return false;  // types were bound by an execute we did not see

@@ -15,9 +15,16 @@ namespace mp::mysql {
 /// and is replaced when this one binds new ones; `longData` marks parameters sent by
 /// COM_STMT_SEND_LONG_DATA (not in the packet). Each rendered value is at most `maxValue`
 /// bytes. False (and `out` cleared) when the block does not parse.
+/// With CLIENT_QUERY_ATTRIBUTES negotiated, `qa` says whether the execute's flags carry
+/// PARAMETER_COUNT_AVAILABLE (0x08); the block then starts with the number of values (the
+/// statement's parameters, then the attributes) and names follow the types; attributes are
+/// skipped.
+struct QueryAttributes {
+    bool countPresent = false;
+};
 bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
                          const std::vector<bool>& longData, std::vector<std::string>& out,
-                         size_t maxValue = 256);
+                         size_t maxValue = 256, const QueryAttributes* qa = nullptr);
 
 /// The statement text with each '?' placeholder (outside quotes and comments) replaced by the
 /// next value; at most `maxOut` bytes.

@@ -626,15 +626,16 @@ void Session::command(const Packet& p) {
                 ++stats_.unknownStatements;
             }
             if (tx.command == kStmtExecute) {
-                pc.cursor = (r.le(1) & 0x07) != 0;
+                auto flags = static_cast<uint8_t>(r.le(1));
+                pc.cursor = (flags & 0x07) != 0;
                 r.skip(4);  // iteration count
-                // Parameter values for samples. With query attributes the block also carries
-                // attribute names: not decoded (the sample keeps its placeholders).
-                if (it != statements_.end() && r.ok() &&
-                    (clientCaps_ & serverCaps_ & kQueryAttributes) == 0) {
+                // Parameter values for samples (with query attributes: those skipped).
+                if (it != statements_.end() && r.ok()) {
                     Statement& st = it->second;
+                    QueryAttributes qa{(flags & 0x08) != 0};  // PARAMETER_COUNT_AVAILABLE
+                    bool withQa = (clientCaps_ & serverCaps_ & kQueryAttributes) != 0;
                     decodeExecuteParams(r.here(), r.left(), st.params, st.types, st.longData,
-                                        tx.params);
+                                        tx.params, 256, withQa ? &qa : nullptr);
                     st.longData.clear();
                 }
             }

@@ -124,4 +124,45 @@ TEST_SUITE("decoder-mysql") {
         CHECK(mp::mysql::decodeExecuteParams(ok, sizeof ok, 1, types, {}, out));
         CHECK(out == std::vector<std::string>{"4294967295"});
     }
+
+    // COM_STMT_EXECUTE with CLIENT_QUERY_ATTRIBUTES (MySQL 8.0.23+, after the iteration count):
+    // lenenc number of values, NULL bitmap over all of them, bind flag, (type, lenenc name) each,
+    // then the values: the statement's parameters first, the attributes after.
+    TEST_CASE("execute parameters with query attributes: names skipped, attributes ignored") {
+        std::vector<uint8_t> types;
+        std::vector<std::string> out;
+        mp::mysql::QueryAttributes qa{true};
+        const uint8_t withAttr[] = {0x03,              // 3 values: 2 parameters, 1 attribute
+                                    0x02,              // NULL bitmap: the second is NULL
+                                    0x01,              // new types bound
+                                    0x08, 0x00, 0x00,  // LONGLONG, name ""
+                                    0x0f, 0x00, 0x00,  // VARCHAR, name "" (NULL)
+                                    0xfe, 0x00, 0x02, 'i', 'd',           // STRING attribute "id"
+                                    0x2a, 0,    0,    0,   0,   0, 0, 0,  // 42
+                                    0x03, 'a',  'b',  'c'};               // the attribute's value
+        CHECK(
+            mp::mysql::decodeExecuteParams(withAttr, sizeof withAttr, 2, types, {}, out, 256, &qa));
+        CHECK(out == std::vector<std::string>{"42", "NULL"});
+        CHECK(types.size() == 4);  // the statement's two types, kept for the next execute
+        // The next execute binds no new types: the kept ones apply.
+        const uint8_t again[] = {0x02, 0x00, 0x00, 0x07, 0, 0, 0, 0, 0, 0, 0, 0x01, 'x'};
+        CHECK(mp::mysql::decodeExecuteParams(again, sizeof again, 2, types, {}, out, 256, &qa));
+        CHECK(out == std::vector<std::string>{"7", "'x'"});
+        // No parameters and no PARAMETER_COUNT_AVAILABLE: nothing follows.
+        mp::mysql::QueryAttributes none{false};
+        CHECK(mp::mysql::decodeExecuteParams(nullptr, 0, 0, types, {}, out, 256, &none));
+        CHECK(out.empty());
+        // Attributes only, on a statement without parameters.
+        const uint8_t attrsOnly[] = {0x01, 0x00, 0x01, 0xfe, 0x00, 0x01, 'k', 0x01, 'v'};
+        CHECK(mp::mysql::decodeExecuteParams(attrsOnly, sizeof attrsOnly, 0, types, {}, out, 256,
+                                             &qa));
+        CHECK(out.empty());
+        // Garbage: fewer values than parameters, a name running past the end.
+        const uint8_t fewer[] = {0x01, 0x00, 0x01, 0x08, 0x00, 0x00};
+        CHECK_FALSE(
+            mp::mysql::decodeExecuteParams(fewer, sizeof fewer, 2, types, {}, out, 256, &qa));
+        const uint8_t longName[] = {0x01, 0x00, 0x01, 0x08, 0x00, 0xfc, 0xff, 0xff};
+        CHECK_FALSE(
+            mp::mysql::decodeExecuteParams(longName, sizeof longName, 1, types, {}, out, 256, &qa));
+    }
 }
