@@ -522,8 +522,7 @@ bool FingerprintCache::shape(std::string_view s, size_t maxOut, uint64_t& hash) 
                 break;
             case kWordByte:  // a whole word, digits included (sbtest1 is a name)
                 ++i;
-                while (i < n && (kShapeClass[static_cast<unsigned char>(d[i])] == kWordByte ||
-                                 kShapeClass[static_cast<unsigned char>(d[i])] == kDigitByte)) {
+                while (i < n && isWord(static_cast<unsigned char>(d[i]))) {
                     ++i;
                 }
                 break;
@@ -546,18 +545,19 @@ bool FingerprintCache::shape(std::string_view s, size_t maxOut, uint64_t& hash) 
                     return false;  // x'..', b'..', n'..', _utf8mb4'..'
                 }
                 size_t j = i + 1;
-                while (true) {
-                    if (j >= n || d[j] == '\\') {
+                while (true) {  // to the closing quote ('' is a quote inside), by memchr
+                    const void* q = std::memchr(d + j, '\'', n - j);
+                    size_t end =
+                        q == nullptr ? n : static_cast<size_t>(static_cast<const char*>(q) - d);
+                    if (end == n || std::memchr(d + j, '\\', end - j) != nullptr) {
                         return false;  // unterminated, or escapes
                     }
-                    if (d[j] == '\'') {
-                        if (j + 1 < n && d[j + 1] == '\'') {
-                            j += 2;
-                            continue;
-                        }
-                        break;
+                    if (end + 1 < n && d[end + 1] == '\'') {
+                        j = end + 2;
+                        continue;
                     }
-                    ++j;
+                    j = end;
+                    break;
                 }
                 h = mix(mixBytes(h, d + seg, i + 1 - seg) ^ kStringMark);
                 seg = j;  // the closing quote starts the next plain run
