@@ -24,9 +24,22 @@ struct Packet {
     uint64_t firstTs = 0;  // time of the data that started it
 };
 
+/// Where a run of result-set rows is counted when the framer skips it without packets: set by
+/// the session while its current response is in its rows (null counters: off).
+struct RowRun {
+    uint64_t* rows = nullptr;
+    uint64_t* bytes = nullptr;    // wire bytes, headers included
+    uint64_t* packets = nullptr;  // packets seen
+};
+
 class Framer {
   public:
     explicit Framer(size_t maxKeep = 1 << 20) : maxKeep_(maxKeep) {}
+
+    /// Rows arrive by the hundred: while `run->rows` is set, whole packets that can only be
+    /// rows (not empty, first byte below 0xfe, under 16 MiB) are counted there in one tight
+    /// loop instead of being handed over one by one. Anything else goes to the sink as usual.
+    void setRowRun(const RowRun* run) { rowRun_ = run; }
 
     /// Switch to the compressed protocol (after the handshake, when negotiated).
     void setCompressed(bool on) { compressed_ = on; }
@@ -56,6 +69,7 @@ class Framer {
     bool inflate(const uint8_t* body, uint32_t clen, uint32_t ulen);  // into inflated_
 
     size_t maxKeep_;
+    const RowRun* rowRun_ = nullptr;
     bool compressed_ = false;
     // Plain framing state.
     uint8_t header_[4] = {0, 0, 0, 0};
@@ -78,6 +92,24 @@ template <class Sink>
 bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink) {
     size_t pos = 0;
     while (true) {
+        // Fastest path: a run of rows, counted without a packet each.
+        if (rowRun_ != nullptr && rowRun_->rows != nullptr && headerHave_ == 0 && !inPacket_) {
+            uint64_t rows = 0;
+            uint64_t bytes = 0;
+            while (len - pos >= 5) {
+                uint32_t wl =
+                    data[pos] | (data[pos + 1] << 8) | (static_cast<uint32_t>(data[pos + 2]) << 16);
+                if (wl == 0 || wl == kMaxWire || len - pos - 4 < wl || data[pos + 4] >= 0xfe) {
+                    break;
+                }
+                ++rows;
+                bytes += wl + 4;
+                pos += 4 + static_cast<size_t>(wl);
+            }
+            *rowRun_->rows += rows;
+            *rowRun_->bytes += bytes;
+            *rowRun_->packets += rows;
+        }
         // Fast path: a whole packet inside this chunk is handed over in place, without a copy.
         if (headerHave_ == 0 && !inPacket_ && len - pos >= 4) {
             uint32_t wl =

@@ -296,6 +296,10 @@ void Session::data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
             return;
         }
     }
+    if (dir == 1) {
+        framer_[1].setRowRun(&rowRun_);
+        armRowRun();  // the rows of the current response, if it is in them
+    }
     bool ok = framer_[dir].feed(p, n, ts, [&](const Packet& pk) {
         ++stats_.packetsIn;
         if (dir == 0) {
@@ -315,15 +319,27 @@ void Session::data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
                 pc.tx.responseBytes += pk.length + 4;
                 if (--pc.left == 0) {
                     pc.state = deprecateEof_ ? Resp::Rows : Resp::ColumnsEof;
+                    armRowRun();
                 }
                 return;
             }
         }
         serverPacket(pk);
+        armRowRun();  // the response may have moved on (rows begin, or it ended)
     });
+    rowRun_.rows = nullptr;  // the pending queue may grow before the next server data
     if (!ok) {
         stats_.decompressErrors = framer_[0].decompressErrors() + framer_[1].decompressErrors();
         lose(ts);
+    }
+}
+
+void Session::armRowRun() {
+    if (phase_ == Phase::Command && !pending_.empty() && pending_.front().state == Resp::Rows) {
+        Pending& pc = pending_.front();
+        rowRun_ = RowRun{&pc.tx.rowsReturned, &pc.tx.responseBytes, &stats_.packetsIn};
+    } else {
+        rowRun_.rows = nullptr;
     }
 }
 

@@ -175,12 +175,14 @@ class Session {
     void forgetStatements();
     void userChanged(const std::string& user);
     void lose(uint64_t ts);
+    void armRowRun();
     void resync(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts);
 
     SessionLimits limits_;
     Emit emit_;
     Phase phase_;
     Framer framer_[2];
+    RowRun rowRun_;  // the server framer counts runs of rows here (armRowRun)
     LoginInfo login_;
     uint32_t serverCaps_ = 0;
     uint32_t serverExt_ = 0;  // MariaDB extended capabilities
