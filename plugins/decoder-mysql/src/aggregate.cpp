@@ -38,7 +38,7 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     if (!execution || (tx.fingerprint.empty() && tx.sql.empty())) {
         return;
     }
-    TemplateStats* found = r.findOrAdd(server, tx.schema, tx.fingerprintId);
+    TemplateStats* found = findOrAdd(server, tx.schema, tx.fingerprintId);
     if (found == nullptr) {
         ++r.evicted;
         return;
@@ -113,6 +113,22 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     }
 }
 
+TemplateStats* Aggregator::findOrAdd(std::string_view server, std::string_view schema,
+                                     uint64_t id) {
+    Hot& h = hot_[id & (hot_.size() - 1)];
+    if (h.stats != nullptr && h.id == id && h.server == server && h.schema == schema) {
+        return h.stats;
+    }
+    TemplateStats* t = section_.findOrAdd(server, schema, id);
+    if (t != nullptr) {
+        h.id = id;
+        h.server.assign(server);
+        h.schema.assign(schema);
+        h.stats = t;
+    }
+    return t;
+}
+
 void Aggregator::merge(const Aggregator& o) {
     for (size_t c = 0; c < commands_.size(); ++c) {
         commands_[c] += o.commands_[c];
@@ -122,6 +138,7 @@ void Aggregator::merge(const Aggregator& o) {
 
 void Aggregator::clear() {
     commands_.fill(0);
+    forgetHot();  // the table goes
     section_ = report::Section();
     section_.maxTemplates = limits_.maxTemplates;
 }

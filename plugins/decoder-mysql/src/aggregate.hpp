@@ -29,6 +29,33 @@ class Aggregator {
     explicit Aggregator(AggregatorLimits limits = {}) : limits_(limits) {
         section_.maxTemplates = limits.maxTemplates;
     }
+    // Copies and moves never carry the hot entries (they point into one table's nodes).
+    Aggregator(const Aggregator& o)
+        : limits_(o.limits_), commands_(o.commands_), section_(o.section_) {}
+    Aggregator(Aggregator&& o) noexcept
+        : limits_(o.limits_), commands_(o.commands_), section_(std::move(o.section_)) {
+        o.forgetHot();
+    }
+    Aggregator& operator=(const Aggregator& o) {
+        if (this != &o) {
+            limits_ = o.limits_;
+            commands_ = o.commands_;
+            section_ = o.section_;
+            forgetHot();
+        }
+        return *this;
+    }
+    Aggregator& operator=(Aggregator&& o) noexcept {
+        if (this != &o) {
+            limits_ = o.limits_;
+            commands_ = o.commands_;
+            section_ = std::move(o.section_);
+            forgetHot();
+            o.forgetHot();
+        }
+        return *this;
+    }
+    ~Aggregator() = default;
 
     /// One transaction of a connection from `client` (IP address) to `server` ("ip:port").
     void add(const Transaction& tx, std::string_view server, std::string_view client = {});
@@ -52,6 +79,21 @@ class Aggregator {
     AggregatorLimits limits_;
     std::array<uint64_t, 256> commands_{};  // by command byte; names at json()
     report::Section section_;
+    // The templates met last, by id (direct-mapped): most commands skip the table's hash and
+    // probe. Valid until clear() (the table never erases otherwise).
+    struct Hot {
+        uint64_t id = 0;
+        std::string server;
+        std::string schema;
+        report::TemplateStats* stats = nullptr;
+    };
+    std::array<Hot, 64> hot_{};
+    report::TemplateStats* findOrAdd(std::string_view server, std::string_view schema, uint64_t id);
+    void forgetHot() {
+        for (Hot& h : hot_) {
+            h.stats = nullptr;
+        }
+    }
 };
 
 }  // namespace mp::mysql
