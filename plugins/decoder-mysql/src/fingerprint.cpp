@@ -504,6 +504,7 @@ uint64_t mixBytes(uint64_t h, const char* p, size_t n) {
     return h;
 }
 
+constexpr size_t kMaxMemoText = 512;  // longer fingerprints are not memoised
 constexpr uint64_t kNumberMark = 0xe7037ed1a0b428dbULL;
 constexpr uint64_t kStringMark = 0x8ebc6af09c88c6e3ULL;
 
@@ -606,6 +607,9 @@ uint64_t FingerprintCache::fingerprintInto(std::string_view sql, std::string& ou
     }
     ++stats_.misses;
     uint64_t id = mysql::fingerprintInto(sql, out, maxOut);
+    if (out.size() > kMaxMemoText) {
+        return id;  // memory stays small: 4096 slots of at most 512 bytes
+    }
     slot.used = true;
     slot.shape = h;
     slot.id = id;

@@ -37,7 +37,8 @@ uint64_t fnv1a64(std::string_view s);
 /// an application's statements, which differ in their literals, are tokenized once per shape.
 /// Statements the shape scan does not fully understand (comments, backticks, double quotes,
 /// backslashes, x'..'/b'..'/n'..'/_charset'..', 0x.., 1e5, 1abc) are fingerprinted each time.
-/// Direct-mapped, bounded; one per thread (not thread-safe).
+/// Direct-mapped, bounded (fingerprints over 512 bytes are not kept: at most 2 MiB of text per
+/// cache); one per thread (not thread-safe).
 class FingerprintCache {
   public:
     explicit FingerprintCache(size_t slots = 4096);

@@ -146,3 +146,22 @@ TEST_CASE("fingerprint cache: the memo by shape gives the tokenizer's fingerprin
     CHECK(st.hits > 20000);  // the test exercised the memo, not only the tokenizer
     CHECK(st.unmemoisable > 1000);
 }
+
+TEST_CASE("fingerprint cache: long fingerprints are computed each time, not kept") {
+    std::string sql = "select c0";
+    for (int i = 1; i < 200; ++i) {
+        sql += ", c" + std::to_string(i);
+    }
+    sql += " from t where id = 5";
+    mp::mysql::FingerprintCache cache(16);
+    std::string a;
+    std::string b;
+    uint64_t x = cache.fingerprintInto(sql, a);
+    uint64_t y = cache.fingerprintInto(sql, b);
+    CHECK(a.size() > 512);
+    CHECK(x == y);
+    CHECK(a == b);
+    CHECK(a == mp::mysql::fingerprint(sql).text);
+    CHECK(cache.stats().hits == 0);
+    CHECK(cache.stats().misses == 2);
+}
