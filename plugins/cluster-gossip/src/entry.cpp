@@ -36,7 +36,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -48,7 +47,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-#include <tuple>
 
 #include "inbox.hpp"
 #include "membership.hpp"

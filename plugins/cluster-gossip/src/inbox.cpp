@@ -8,14 +8,13 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/NetException.h>
-#include <Poco/Net/SocketAddress.h>
-#include <Poco/Net/StreamSocket.h>
 #include <Poco/URI.h>
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <charconv>
 #include <iterator>
+#include <mp/pusher.hpp>
 
 namespace mp::gossip {
 
@@ -404,17 +403,14 @@ std::map<uint64_t, Inbox::Answer> Inbox::ask(const std::string& self, const std:
     std::string body;
     try {
         // From this node's address, as its gossip and its pushes.
-        Poco::Net::StreamSocket sock(Poco::Net::SocketAddress::IPv4);
-        sock.impl()->bind(Poco::Net::SocketAddress(opt_.bindIp, 0));
-        sock.connect(Poco::Net::SocketAddress(ip, port), Poco::Timespan(1, 0));
-        Poco::Net::HTTPClientSession session(sock);
-        session.setTimeout(Poco::Timespan(2, 0));
+        auto session = mp::ws::openHttpSession(opt_.bindIp, ip, port, std::chrono::seconds(1),
+                                               std::chrono::seconds(2));
         Poco::Net::HTTPRequest rq(Poco::Net::HTTPRequest::HTTP_GET, path,
                                   Poco::Net::HTTPMessage::HTTP_1_1);
         rq.setHost(ip, port);
-        session.sendRequest(rq);
+        session->sendRequest(rq);
         Poco::Net::HTTPResponse rs;
-        std::istream& is = session.receiveResponse(rs);
+        std::istream& is = session->receiveResponse(rs);
         char buf[4096];
         while (is.read(buf, sizeof buf) || is.gcount() > 0) {
             body.append(buf, static_cast<size_t>(is.gcount()));

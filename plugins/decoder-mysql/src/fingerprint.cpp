@@ -460,14 +460,13 @@ enum : uint8_t {
     kDash = 5,
     kSlash = 6
 };
+// Word and digit bytes are the tokenizer's own (kClass): the scan must agree with it.
 constexpr std::array<uint8_t, 256> kShapeClass = [] {
     std::array<uint8_t, 256> t{};
-    for (int c = 0; c < 256; ++c) {
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' || c >= 0x80) {
-            t[c] = kWordByte;
-        } else if (c >= '0' && c <= '9') {
-            t[c] = kDigitByte;
-        }
+    for (size_t c = 0; c < t.size(); ++c) {
+        t[c] = (kClass[c] & kWordStart) != 0 ? kWordByte
+               : (kClass[c] & kDigit) != 0   ? kDigitByte
+                                             : kPlain;
     }
     t['\''] = kQuote;
     t['"'] = kBail;

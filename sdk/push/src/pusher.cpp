@@ -19,6 +19,23 @@ namespace mp::ws {
 
 using Clock = std::chrono::steady_clock;
 
+std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
+    const std::string& sourceIp, const std::string& host, uint16_t port,
+    std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout) {
+    std::unique_ptr<Poco::Net::HTTPClientSession> session;
+    if (sourceIp.empty()) {
+        session = std::make_unique<Poco::Net::HTTPClientSession>(host, port);
+    } else {
+        Poco::Net::StreamSocket sock(Poco::Net::SocketAddress::IPv4);
+        sock.impl()->bind(Poco::Net::SocketAddress(sourceIp, 0));
+        sock.connect(Poco::Net::SocketAddress(host, port),
+                     Poco::Timespan(connectTimeout.count() * 1000));
+        session = std::make_unique<Poco::Net::HTTPClientSession>(sock);
+    }
+    session->setTimeout(Poco::Timespan(ioTimeout.count() * 1000));
+    return session;
+}
+
 Pusher::Server Pusher::parseServer(const std::string& text) {
     std::string s = text;
     if (s.rfind("ws://", 0) == 0) {
@@ -154,17 +171,9 @@ bool Pusher::connect() {
         size_t i = (current + n) % servers.size();
         const Server& s = servers[i];
         try {
-            std::unique_ptr<Poco::Net::HTTPClientSession> session;
-            if (options_.sourceIp.empty()) {
-                session = std::make_unique<Poco::Net::HTTPClientSession>(s.host, s.port);
-            } else {
-                Poco::Net::StreamSocket sock(Poco::Net::SocketAddress::IPv4);
-                sock.impl()->bind(Poco::Net::SocketAddress(options_.sourceIp, 0));
-                sock.connect(Poco::Net::SocketAddress(s.host, s.port),
-                             Poco::Timespan(options_.connectTimeout.count() * 1000));
-                session = std::make_unique<Poco::Net::HTTPClientSession>(sock);
-            }
-            session->setTimeout(Poco::Timespan(options_.connectTimeout.count() * 1000));
+            std::unique_ptr<Poco::Net::HTTPClientSession> session =
+                openHttpSession(options_.sourceIp, s.host, s.port, options_.connectTimeout,
+                                options_.connectTimeout);
             Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, options_.path,
                                        Poco::Net::HTTPMessage::HTTP_1_1);
             req.setHost(s.host, s.port);  // a session made from a socket knows no host

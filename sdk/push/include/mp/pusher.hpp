@@ -31,6 +31,14 @@ struct Encoded {
     std::string data;
 };
 
+/// An HTTP session to host:port, its connection from `sourceIp` ("" : the kernel's choice),
+/// bounded by `connectTimeout` (when a source is given) and `ioTimeout`. Throws Poco's exceptions
+/// (ConnectionRefusedException when nothing listens there). Shared by the pusher and
+/// cluster-gossip's questions to masters.
+std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
+    const std::string& sourceIp, const std::string& host, uint16_t port,
+    std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout);
+
 enum class AckMode {
     Pong,     // a pong to a ping sent after a report acknowledges it (any RFC 6455 receiver)
     Message,  // the receiver answers {"ack":SEQ} once it has kept report SEQ (exact)
