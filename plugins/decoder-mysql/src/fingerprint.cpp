@@ -5,6 +5,10 @@
 #include <array>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace mp::mysql {
 
 uint64_t fnv1a64(std::string_view s) {
@@ -486,8 +490,12 @@ uint64_t mix(uint64_t h) {
 }
 
 // A run of plain bytes: its length, then its bytes 8 at a time (so segments cannot be confused).
+// The last partial word is read with fixed-size loads: the last 8 bytes of the run again
+// (overlapping; the length is in the hash), or two overlapping halves, or three bytes.
 uint64_t mixBytes(uint64_t h, const char* p, size_t n) {
     h = mix(h ^ (n * 0x9e3779b97f4a7c15ULL));
+    const char* end = p + n;
+    const bool wide = n >= 8;
     while (n >= 8) {
         uint64_t w = 0;
         std::memcpy(&w, p, 8);
@@ -497,7 +505,19 @@ uint64_t mixBytes(uint64_t h, const char* p, size_t n) {
     }
     if (n > 0) {
         uint64_t w = 0;
-        std::memcpy(&w, p, n);
+        if (wide) {
+            std::memcpy(&w, end - 8, 8);
+        } else if (n >= 4) {
+            uint32_t a = 0;
+            uint32_t b = 0;
+            std::memcpy(&a, p, 4);
+            std::memcpy(&b, end - 4, 4);
+            w = a | (static_cast<uint64_t>(b) << 32);
+        } else {
+            w = static_cast<uint8_t>(p[0]) |
+                (static_cast<uint64_t>(static_cast<uint8_t>(p[n / 2])) << 8) |
+                (static_cast<uint64_t>(static_cast<uint8_t>(end[-1])) << 16);
+        }
         h = mix(h ^ w ^ 0xa0761d6478bd642fULL);
     }
     return h;
@@ -507,6 +527,74 @@ constexpr size_t kMaxMemoText = 512;  // longer fingerprints are not memoised
 constexpr uint64_t kNumberMark = 0xe7037ed1a0b428dbULL;
 constexpr uint64_t kStringMark = 0x8ebc6af09c88c6e3ULL;
 
+// The bytes the shape scan stops at: everything but plain and word bytes (digits, quotes,
+// comment starts, bail bytes). The vector scan below tests exactly this set.
+constexpr bool scanStop(unsigned char c) {
+    return (c >= '0' && c <= '9') || c == '\'' || c == '-' || c == '/' || c == '"' || c == '`' ||
+           c == '#' || c == '\\';
+}
+static_assert([] {
+    for (size_t c = 0; c < 256; ++c) {
+        if (scanStop(static_cast<unsigned char>(c)) != (kShapeClass[c] > kWordByte)) {
+            return false;
+        }
+    }
+    return true;
+}());
+
+// Finds the stops of one statement, 16 bytes at a time: the mask of a block serves every stop
+// in it. Blocks never reach past the statement (the last one overlaps the one before).
+class StopScanner {
+  public:
+    StopScanner(const char* d, size_t n) : d_(d), n_(n), base_(n) {}
+
+    // The first stop at or after i (n when none).
+    size_t next(size_t i) {
+#if defined(__SSE2__)
+        if (n_ >= 16) {
+            while (i < n_) {
+                if (i < base_ || i >= base_ + 16) {
+                    base_ = std::min(i, n_ - 16);
+                    mask_ = blockMask(d_ + base_);
+                }
+                unsigned bits = mask_ >> (i - base_);
+                if (bits != 0) {
+                    return i + static_cast<size_t>(__builtin_ctz(bits));
+                }
+                i = base_ + 16;
+            }
+            return n_;
+        }
+#endif
+        while (i < n_ && kShapeClass[static_cast<unsigned char>(d_[i])] <= kWordByte) {
+            ++i;
+        }
+        return i;
+    }
+
+  private:
+#if defined(__SSE2__)
+    static unsigned blockMask(const char* p) {
+        const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        // Signed compares: bytes from 0x80 are negative, never digits.
+        __m128i m = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
+                                  _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1)));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('\'')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('/')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('"')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('`')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('#')));
+        m = _mm_or_si128(m, _mm_cmpeq_epi8(x, _mm_set1_epi8('\\')));
+        return static_cast<unsigned>(_mm_movemask_epi8(m));
+    }
+#endif
+    const char* d_;
+    size_t n_;
+    size_t base_;  // start of the block in mask_ (n_: none yet)
+    unsigned mask_ = 0;
+};
+
 }  // namespace
 
 bool FingerprintCache::shape(std::string_view s, size_t maxOut, uint64_t& hash) {
@@ -515,18 +603,20 @@ bool FingerprintCache::shape(std::string_view s, size_t maxOut, uint64_t& hash) 
     const size_t n = s.size();
     size_t seg = 0;  // start of the plain run not hashed yet
     size_t i = 0;
-    while (i < n) {
+    // Plain and word bytes are skipped (they are hashed by runs); the scan looks only at the
+    // stops. A word is never split: a digit right after a word byte belongs to the word
+    // (sbtest1), as the tokenizer has it; a number never ends in a word byte (that bails).
+    StopScanner stops(d, n);
+    while ((i = stops.next(i)) < n) {
         switch (kShapeClass[static_cast<unsigned char>(d[i])]) {
-            case kPlain:
-                ++i;
-                break;
-            case kWordByte:  // a whole word, digits included (sbtest1 is a name)
-                ++i;
-                while (i < n && isWord(static_cast<unsigned char>(d[i]))) {
-                    ++i;
-                }
-                break;
             case kDigitByte: {
+                if (i > 0 && isWord(static_cast<unsigned char>(d[i - 1]))) {
+                    ++i;
+                    while (i < n && isWord(static_cast<unsigned char>(d[i]))) {
+                        ++i;
+                    }
+                    break;
+                }
                 // The tokenizer's number: digits and dots (1.5, 1.2.3); what follows decides.
                 size_t j = i + 1;
                 while (j < n && (kShapeClass[static_cast<unsigned char>(d[j])] == kDigitByte ||
