@@ -78,7 +78,11 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     t.warnings += tx.warnings;
     // Samples are runnable SQL: an execute's placeholders get its parameters.
     auto sampleSql = [&tx] {
-        return tx.params.empty() ? tx.sql : substituteParams(tx.sql, tx.params, kMaxSampleBytes);
+        if (tx.params.empty() && !tx.executeParams.present) {
+            return tx.sql;
+        }
+        std::vector<std::string> values = tx.paramValues();
+        return values.empty() ? tx.sql : substituteParams(tx.sql, values, kMaxSampleBytes);
     };
     if (t.firstSeen == 0) {
         t.firstSeen = tx.requestTs;

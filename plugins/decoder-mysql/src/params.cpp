@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "params.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -226,11 +227,13 @@ std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
 
 }  // namespace
 
-bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
-                         const std::vector<bool>& longData, std::vector<std::string>& out,
-                         size_t maxValue, const QueryAttributes* qa) {
-    out.clear();
-    In in{d, n};
+namespace {
+
+// The block's head: the value count (with query attributes), the null bitmap, the
+// new-params-bound flag and the types (and names) it binds. `in` is left at the values.
+bool readHead(In& in, uint16_t count, std::vector<uint8_t>& types, const QueryAttributes* qa,
+              const uint8_t*& bitmap) {
+    const uint8_t* d = in.d;
     // With query attributes (MySQL 8.0.23+): the number of values comes first (the statement's
     // parameters, then the attributes), and each bound type is followed by a name.
     size_t total = count;
@@ -240,6 +243,7 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
             return false;
         }
     }
+    bitmap = nullptr;
     if (total == 0) {
         return true;
     }
@@ -247,7 +251,7 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
     if (!in.has(bitmapLen + 1)) {
         return false;
     }
-    const uint8_t* bitmap = d + in.pos;
+    bitmap = d + in.pos;
     in.pos += bitmapLen;
     if (in.le(1) == 1) {  // new parameters bound: their types (and names) follow
         types.clear();
@@ -269,8 +273,29 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
             }
         }
     }
-    if (count == 0) {
-        return true;  // attributes only
+    return true;
+}
+
+}  // namespace
+
+bool bindExecuteTypes(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
+                      const QueryAttributes* qa) {
+    In in{d, n};
+    const uint8_t* bitmap = nullptr;
+    return readHead(in, count, types, qa, bitmap);
+}
+
+bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
+                         const std::vector<bool>& longData, std::vector<std::string>& out,
+                         size_t maxValue, const QueryAttributes* qa) {
+    out.clear();
+    In in{d, n};
+    const uint8_t* bitmap = nullptr;
+    if (!readHead(in, count, types, qa, bitmap)) {
+        return false;
+    }
+    if (count == 0 || bitmap == nullptr) {
+        return true;  // nothing, or attributes only
     }
     if (types.size() != 2 * static_cast<size_t>(count)) {
         return false;  // types were bound by an execute we did not see
@@ -293,6 +318,29 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
         out.push_back(std::move(v));
     }
     return true;
+}
+
+void ExecuteParams::keep(const uint8_t* d, size_t n, uint16_t paramCount,
+                         const std::vector<uint8_t>& boundTypes, const std::vector<bool>& sentLong,
+                         const QueryAttributes* qa) {
+    present = true;
+    count = paramCount;
+    attributes = qa != nullptr;
+    countPresent = qa != nullptr && qa->countPresent;
+    raw.assign(reinterpret_cast<const char*>(d), n);
+    types.assign(boundTypes.begin(), boundTypes.end());
+    longData.assign(sentLong.begin(), sentLong.end());
+}
+
+bool ExecuteParams::decode(std::vector<std::string>& out, size_t maxValue) const {
+    out.clear();
+    if (!present) {
+        return false;
+    }
+    std::vector<uint8_t> bound = types;  // the block may bind them again: same values
+    QueryAttributes qa{countPresent};
+    return decodeExecuteParams(reinterpret_cast<const uint8_t*>(raw.data()), raw.size(), count,
+                               bound, longData, out, maxValue, attributes ? &qa : nullptr);
 }
 
 std::string substituteParams(std::string_view sql, const std::vector<std::string>& values,

@@ -26,6 +26,30 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
                          const std::vector<bool>& longData, std::vector<std::string>& out,
                          size_t maxValue = 256, const QueryAttributes* qa = nullptr);
 
+/// Only the head of the block: replaces `types` when the execute binds new ones (what every
+/// execute must do for the next one); the values are left alone. False when it does not parse.
+bool bindExecuteTypes(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
+                      const QueryAttributes* qa = nullptr);
+
+/// An execute's parameter block, kept undecoded: formatting values costs more than the rest of
+/// the execute, and only samples need them. Bounded by the caller (see Session).
+struct ExecuteParams {
+    bool present = false;
+    bool attributes = false;    // CLIENT_QUERY_ATTRIBUTES negotiated
+    bool countPresent = false;  // PARAMETER_COUNT_AVAILABLE
+    uint16_t count = 0;
+    std::string raw;             // the block (after the iteration count)
+    std::vector<uint8_t> types;  // the statement's bound types
+    std::vector<bool> longData;
+
+    void keep(const uint8_t* d, size_t n, uint16_t paramCount,
+              const std::vector<uint8_t>& boundTypes, const std::vector<bool>& sentLong,
+              const QueryAttributes* qa);
+    void clear() { present = false; }
+    /// decodeExecuteParams() of the kept block.
+    bool decode(std::vector<std::string>& out, size_t maxValue = 256) const;
+};
+
 /// The statement text with each '?' placeholder (outside quotes and comments) replaced by the
 /// next value; at most `maxOut` bytes.
 std::string substituteParams(std::string_view sql, const std::vector<std::string>& values,

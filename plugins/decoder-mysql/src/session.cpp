@@ -24,6 +24,9 @@ constexpr uint32_t kDeprecateEof = 1u << 24;
 constexpr uint32_t kQueryAttributes = 1u << 27;
 // MariaDB extended capabilities (bits 32..63, sent in otherwise reserved bytes).
 constexpr uint32_t kMariaCacheMetadata = 1u << 4;
+// Execute parameter blocks up to this size are kept undecoded per pending command (see
+// ExecuteParams); larger ones are decoded at once, each value cut to 256 bytes.
+constexpr size_t kMaxKeptParamBytes = 4096;
 // Server status flags.
 constexpr uint16_t kMoreResults = 0x0008;
 constexpr uint16_t kCursorExists = 0x0040;
@@ -554,12 +557,23 @@ void Session::handshakeResponse(const Packet& p) {
     phase_ = Phase::Auth;
 }
 
+std::vector<std::string> Transaction::paramValues() const {
+    std::vector<std::string> out;
+    if (!params.empty()) {
+        out = params;
+    } else if (executeParams.present) {
+        executeParams.decode(out);
+    }
+    return out;
+}
+
 void Transaction::reset() {
     command = 0;
     requestTs = firstResponseTs = responseTs = 0;
     outcome = Outcome::None;
     sql.clear();
     params.clear();
+    executeParams.clear();
     fingerprint.clear();
     fingerprintId = 0;
     statementId = 0;
@@ -646,12 +660,21 @@ void Session::command(const Packet& p) {
                 pc.cursor = (flags & 0x07) != 0;
                 r.skip(4);  // iteration count
                 // Parameter values for samples (with query attributes: those skipped).
+                // They are kept undecoded when small (formatted only for a sample), else
+                // decoded now, each value cut to 256 bytes.
                 if (it != statements_.end() && r.ok()) {
                     Statement& st = it->second;
                     QueryAttributes qa{(flags & 0x08) != 0};  // PARAMETER_COUNT_AVAILABLE
-                    bool withQa = (clientCaps_ & serverCaps_ & kQueryAttributes) != 0;
-                    decodeExecuteParams(r.here(), r.left(), st.params, st.types, st.longData,
-                                        tx.params, 256, withQa ? &qa : nullptr);
+                    const QueryAttributes* withQa =
+                        (clientCaps_ & serverCaps_ & kQueryAttributes) != 0 ? &qa : nullptr;
+                    if (r.left() <= kMaxKeptParamBytes) {
+                        tx.executeParams.keep(r.here(), r.left(), st.params, st.types, st.longData,
+                                              withQa);
+                        bindExecuteTypes(r.here(), r.left(), st.params, st.types, withQa);
+                    } else {
+                        decodeExecuteParams(r.here(), r.left(), st.params, st.types, st.longData,
+                                            tx.params, 256, withQa);
+                    }
                     st.longData.clear();
                 }
             }

@@ -13,6 +13,7 @@
 
 #include "fingerprint.hpp"
 #include "framing.hpp"
+#include "params.hpp"
 
 namespace mp::mysql {
 
@@ -66,9 +67,12 @@ struct Transaction {
     uint64_t firstResponseTs = 0;
     uint64_t responseTs = 0;  // end of the response (0 when none)
     Outcome outcome = Outcome::None;
-    std::string sql;                  // bounded; for executes, the prepared text
-    std::vector<std::string> params;  // executes: the parameters as SQL literals (samples)
-    std::string fingerprint;          // QUERY, PREPARE, EXECUTE: see fingerprint.hpp
+    std::string sql;  // bounded; for executes, the prepared text
+    // Executes: the parameters, for samples. Usually kept undecoded (`executeParams`); blocks
+    // too large to keep are decoded at once into `params`. Read both through paramValues().
+    std::vector<std::string> params;
+    ExecuteParams executeParams;
+    std::string fingerprint;  // QUERY, PREPARE, EXECUTE: see fingerprint.hpp
     uint64_t fingerprintId = 0;
     uint32_t statementId = 0;
     uint16_t errorCode = 0;
@@ -85,6 +89,8 @@ struct Transaction {
     std::string user;
     std::string schema;
 
+    /// The parameters as SQL literals (empty when none or when they do not decode).
+    std::vector<std::string> paramValues() const;
     /// Back to a default-constructed state, keeping the strings' capacity.
     void reset();
 };

@@ -95,11 +95,11 @@ TEST_SUITE("decoder-mysql") {
                       [](auto* a, auto* b) { return a->requestTs < b->requestTs; });
             REQUIRE(executes.size() == want.size());
             for (size_t i = 0; i < want.size(); ++i) {
-                REQUIRE(executes[i]->params.size() == want[i]->size());
+                const std::vector<std::string> values = executes[i]->paramValues();
+                REQUIRE(values.size() == want[i]->size());
                 for (size_t k = 0; k < want[i]->size(); ++k) {
                     CAPTURE(k);
-                    CHECK(executes[i]->params[k] ==
-                          literal(want[i]->get(static_cast<unsigned>(k))));
+                    CHECK(values[k] == literal(want[i]->get(static_cast<unsigned>(k))));
                     ++compared;
                 }
             }
@@ -164,5 +164,47 @@ TEST_SUITE("decoder-mysql") {
         const uint8_t longName[] = {0x01, 0x00, 0x01, 0x08, 0x00, 0xfc, 0xff, 0xff};
         CHECK_FALSE(
             mp::mysql::decodeExecuteParams(longName, sizeof longName, 1, types, {}, out, 256, &qa));
+    }
+
+    // Executes keep their blocks undecoded (ExecuteParams) and only bind the types at once: the
+    // values are formatted when a sample needs them. Both ways must give the same values.
+    TEST_CASE("kept parameter blocks decode as decoded ones; binding carries to the next") {
+        mp::mysql::QueryAttributes qa{true};
+        const uint8_t bind[] = {0x02, 0x00, 0x01, 0x08, 0x00, 0x00, 0x0f, 0x00, 0x00, 0x2a,
+                                0,    0,    0,    0,    0,    0,    0,    0x01, 'a'};
+        const uint8_t next[] = {0x02, 0x02, 0x00, 0x07, 0, 0, 0, 0, 0, 0, 0};  // 7, NULL
+        std::vector<uint8_t> statementTypes;
+        std::vector<std::string> direct;
+        std::vector<std::string> lazy;
+        mp::mysql::ExecuteParams first;
+        first.keep(bind, sizeof bind, 2, statementTypes, {}, &qa);
+        REQUIRE(mp::mysql::bindExecuteTypes(bind, sizeof bind, 2, statementTypes, &qa));
+        CHECK(statementTypes.size() == 4);
+        mp::mysql::ExecuteParams second;
+        second.keep(next, sizeof next, 2, statementTypes, {}, &qa);
+        CHECK(mp::mysql::bindExecuteTypes(next, sizeof next, 2, statementTypes, &qa));
+        CHECK(statementTypes.size() == 4);  // not bound again: kept
+        std::vector<uint8_t> types;
+        CHECK(mp::mysql::decodeExecuteParams(bind, sizeof bind, 2, types, {}, direct, 256, &qa));
+        CHECK(first.decode(lazy));
+        CHECK(lazy == direct);
+        CHECK(lazy == std::vector<std::string>{"42", "'a'"});
+        CHECK(mp::mysql::decodeExecuteParams(next, sizeof next, 2, types, {}, direct, 256, &qa));
+        CHECK(second.decode(lazy));
+        CHECK(lazy == direct);
+        CHECK(lazy == std::vector<std::string>{"7", "NULL"});
+        // Long data: the value is not in the packet.
+        const uint8_t longData[] = {0x00, 0x01, 0xfc, 0x00};
+        mp::mysql::ExecuteParams sent;
+        sent.keep(longData, sizeof longData, 1, {}, {true}, nullptr);
+        CHECK(sent.decode(lazy));
+        CHECK(lazy == std::vector<std::string>{"'<long data>'"});
+        // Unbound types: nothing to decode with, as with decodeExecuteParams.
+        mp::mysql::ExecuteParams unbound;
+        unbound.keep(next, sizeof next, 2, {}, {}, &qa);
+        CHECK_FALSE(unbound.decode(lazy));
+        CHECK(lazy.empty());
+        mp::mysql::ExecuteParams none;
+        CHECK_FALSE(none.decode(lazy));
     }
 }
