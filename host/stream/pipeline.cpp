@@ -256,6 +256,11 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
         size_t w = nw == 1 ? 0 : static_cast<size_t>(flowHash(s) % nw);
         push(p, w, kRecSegment, &s, s.payload, s.captured, (f.flags & MP_FRAME_WAIT) != 0);
     }
+    // The capture says more frames of this read follow at once (it hands them over one by
+    // one): the per-call work below waits for the call that ends the read.
+    if (count > 0 && (frames[count - 1].flags & MP_FRAME_MORE) != 0) {
+        return p.stats.queueDropped != droppedBefore ? MP_EAGAIN : MP_OK;
+    }
     // A short batch means the capture is not saturated: keep the counters current (live
     // traffic that pauses would otherwise show stale figures until the next tick).
     if (count < 32 || ++p.batchesSincePublish >= 64) {

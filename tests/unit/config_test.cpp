@@ -166,7 +166,7 @@ TEST_SUITE("config") {
         std::string e = resolveError(
             "plugins:\n  capture:\n    plugin: capture-pcap\n    config: {file: x, colour: 1}\n");
         CHECK(e.find("t.yaml:4: plugins.capture.config.colour: unknown key for plugin "
-                     "capture-pcap (known: buffer_mb, device,") == 0);
+                     "capture-pcap (known: batch_ms, buffer_mb, device,") == 0);
         e = resolveError(
             "plugins:\n  sinks:\n    - {plugin: sink-websocket, config: {format: xml}}\n");
         CHECK(e ==

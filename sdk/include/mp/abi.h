@@ -170,6 +170,10 @@ typedef struct mp_frame {
 
 /* mp_frame.flags */
 #define MP_FRAME_WAIT 1u /* offline input: the host waits for queue room instead of dropping */
+/* SINCE 1.1: more frames of the same read follow at once (a capture handing frames over one at
+ * a time): the host puts off its per-call work (publishing counters, waking workers) until a
+ * call whose last frame has no MP_FRAME_MORE; emit_frames(host, NULL, 0) ends such a read. */
+#define MP_FRAME_MORE 2u
 
 /* Directions of a stream. */
 #define MP_DIR_TO_SERVER 0
