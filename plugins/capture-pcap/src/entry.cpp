@@ -82,10 +82,8 @@ class PcapCapture : public mp::Plugin {
             throw mp::Error("set either device or file, not both");
         }
         if (!file_.empty()) {
-            openMapped(file_);
-            if (reader_.open(static_cast<const uint8_t*>(maps_.front().first),
-                             maps_.front().second)) {
-                // Classic pcap: frames are read in place from the mapping (no copies).
+            if (openClassic(file_)) {
+                // Classic pcap: read through one buffer, frames handed over in place.
                 PcapPtr dead(pcap_open_dead_with_tstamp_precision(
                     static_cast<int>(reader_.linkType()), 262144, PCAP_TSTAMP_PRECISION_NANO));
                 if (!dead) {
@@ -119,6 +117,9 @@ class PcapCapture : public mp::Plugin {
         sources_.clear();  // pcap_close before the memory behind its FILE goes away
         for (auto& [addr, size] : maps_) {
             ::munmap(addr, size);
+        }
+        if (fileFd_ >= 0) {
+            ::close(fileFd_);
         }
     }
 
@@ -191,6 +192,31 @@ class PcapCapture : public mp::Plugin {
         }
         applyFilter(p.get(), file_);
         return p;
+    }
+
+    // A regular file that starts as classic pcap: read by our reader through a buffer of 1 MiB
+    // refilled by read(2). The kernel's copy lands in a buffer that stays in cache, where a
+    // mapping costs page faults, page-table work and a cache miss at every page.
+    bool openClassic(const std::string& path) {
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            throw mp::Error("cannot read " + path + ": " + std::strerror(errno));
+        }
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd);
+            return false;
+        }
+        ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        if (!reader_.openFd(fd)) {
+            ::close(fd);
+            if (!reader_.error().empty()) {
+                throw mp::Error("cannot read " + path + ": " + reader_.error());
+            }
+            return false;
+        }
+        fileFd_ = fd;
+        return true;
     }
 
     std::FILE* openMapped(const std::string& path) {
@@ -362,7 +388,7 @@ class PcapCapture : public mp::Plugin {
             runLive(p, batch, index);
         } else if (useReader_) {
             batch.link = reader_.linkType();
-            runMapped(batch);
+            runClassic(batch);
         } else {
             runFile(batch, index);
         }
@@ -415,20 +441,8 @@ class PcapCapture : public mp::Plugin {
         }
     }
 
-    // Gives back the pages of the mapping already read, so RSS stays small on large files.
-    void releaseReadPages() {
-        constexpr size_t kStep = 16 << 20;
-        size_t upTo = reader_.offset() & ~(static_cast<size_t>(4095));
-        if (upTo < released_ + kStep) {
-            return;
-        }
-        auto* base = static_cast<uint8_t*>(maps_.front().first);
-        ::madvise(base + released_, upTo - released_, MADV_DONTNEED);
-        released_ = upTo;
-    }
-
-    // Classic pcap, read in place from the mapping.
-    void runMapped(Batch& batch) {
+    // Classic pcap, read in place from the reader's buffer.
+    void runClassic(Batch& batch) {
         uint64_t firstTs = 0;
         uint64_t read = 0;
         auto wallStart = std::chrono::steady_clock::now();
@@ -438,6 +452,9 @@ class PcapCapture : public mp::Plugin {
         const bool filter = extraFilter_;
         mp::capture::PcapRecord r;
         while (!stopping_) {
+            if (!batch.frames.empty() && reader_.needsRefill()) {
+                batch.flush();  // the frames point into the buffer the refill overwrites
+            }
             auto n = reader_.next(r);
             if (n == mp::capture::ClassicPcapReader::Next::Packet) {
                 ++read;
@@ -453,9 +470,6 @@ class PcapCapture : public mp::Plugin {
                     pace(firstTs, r.tsNs, wallStart, batch);
                 }
                 batch.addInPlace(r.tsNs, r.data, r.caplen, r.len);
-                if (batch.frames.empty()) {  // just flushed: the host has copied the frames
-                    releaseReadPages();
-                }
                 continue;
             }
             batch.flush();
@@ -464,8 +478,10 @@ class PcapCapture : public mp::Plugin {
                 break;
             }
             if (loop_ && !stopping_) {
-                reader_.rewind();
-                released_ = 0;
+                if (!reader_.rewind()) {
+                    readError(batch, read, reader_.error());
+                    break;
+                }
                 firstTs = 0;
                 continue;
             }
@@ -577,7 +593,7 @@ class PcapCapture : public mp::Plugin {
     std::vector<std::pair<void*, size_t>> maps_;  // mapped capture files, unmapped at the end
     mp::capture::ClassicPcapReader reader_;
     bool useReader_ = false;
-    size_t released_ = 0;  // bytes of the mapping given back with MADV_DONTNEED
+    int fileFd_ = -1;  // the classic pcap file behind reader_
     bpf_program prog_{};
     bool haveProg_ = false;
     bool extraFilter_ = false;  // `filter` set: BPF runs on mapped files too
