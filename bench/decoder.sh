@@ -5,11 +5,12 @@
 #     (1) the sysbench capture of tests/data repeated COPIES times and (2) a larger sysbench
 #     capture this script records itself (real mariadbd on loopback, tcpdump);
 #   live: the probe's CPU per 1000 queries and peak RSS while sysbench runs.
-# Usage: bench/decoder.sh [COPIES] [SECONDS]
+# Usage: [RUNS=5] bench/decoder.sh [COPIES] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 copies=${1:-200}
 seconds=${2:-20}
+runs=${RUNS:-5}  # mysqlprobe's offline runs per file (median)
 need=()
 for p in tshark percona-toolkit tcpdump sysbench mariadb-server python3-pymysql; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -43,9 +44,17 @@ offline() {  # name file port
   local name=$1 file=$2 port=$3
   echo "== offline: $name ($(($(stat -c %s "$file") / 1048576)) MB)"
   printf "%-16s %10s %12s %14s %8s %8s\n" tool queries "queries/s" "cpu_s/1000q" cpu_s rss_MB
-  read -r pcpu rss < <(measure "$work/probe.json" "$probe" -r "$file" --port "$port")
+  # mysqlprobe takes well under a second here, where this VM's timing swings by 20-30%: it
+  # runs RUNS times and the median counts (the minimum is printed beside it).
+  local cpus=() r
+  for ((r = 0; r < runs; r++)); do
+    read -r c rss < <(measure "$work/probe.json" "$probe" -r "$file" --port "$port")
+    cpus+=("$c")
+  done
+  read -r pcpu pmin < <(printf "%s\n" "${cpus[@]}" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)], v[1]}')
   pq=$(python3 -c "import json;t=json.load(open('$work/probe.json'))['totals']['commands'];print(t.get('COM_QUERY',0)+t.get('COM_STMT_EXECUTE',0))")
   row mysqlprobe "$pq" "$pcpu" "$rss"
+  echo "  (median of $runs runs; CPU s of each: ${cpus[*]}; best $(echo "$pq / $pmin" | bc) queries/s)"
   read -r tcpu rss < <(measure "$work/tshark.txt" tshark -r "$file" -n -d "tcp.port==$port,mysql" -Y mysql.command -T fields -e mysql.command)
   q=$(grep -cE '^(3|23)$' "$work/tshark.txt" || true)
   row "tshark -Y" "$q" "$tcpu" "$rss"
@@ -80,28 +89,33 @@ with MariaDB() as db:
     dump = subprocess.Popen(["tcpdump", "-i", "lo", "-s", "0", "-B", "65536", "-w",
                              f"{work}/recorded.pcap", f"tcp port {db.port}"],
                             stderr=subprocess.DEVNULL)
-    yaml = f"serverport: 0\nserveraddress: 127.0.0.1\nprobe: {{device: lo, port: {db.port}}}\nplugins: {{cluster: none, sinks: []}}\n"
-    with Probe(probe, yaml) as p:
-        time.sleep(1)
-        pid = p.proc.pid
-        def cpu():
-            f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
-            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-        c0 = cpu()
-        out = subprocess.run(sb + [f"--time={seconds}", "run"], capture_output=True, text=True)
-        time.sleep(1)
-        c1 = cpu()
-        m = p.metrics()
-        rss = int([l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")][0].split()[1]) // 1024
-        q = (m.get("mysqlprobe_decoder_mysql_command_com_query_total", 0) +
-             m.get("mysqlprobe_decoder_mysql_command_com_stmt_execute_total", 0))
-        print(f"== live: sysbench oltp_read_write, 4 threads, {seconds} s, unthrottled")
-        print(f"queries (text + executes) seen by the probe: {q} ({q / seconds:.0f}/s); probe CPU {c1 - c0:.2f} s = "
-              f"{(c1 - c0) * 1e6 / max(q, 1):.2f} us per query; peak RSS {rss} MB; "
-              f"kernel drops {m.get('mysqlprobe_capture_pcap_kernel_dropped')}, "
-              f"queue drops {m.get('mysqlprobe_stream_queue_dropped_total')}, "
-              f"gap bytes {m.get('mysqlprobe_stream_gap_bytes_total')}")
-    dump.terminate()
+    def live(batch_ms, note):
+      yaml = (f"serverport: 0\nserveraddress: 127.0.0.1\nprobe: {{device: lo, port: {db.port}}}\n"
+              f"plugins:\n  cluster: none\n  sinks: []\n"
+              f"  capture: {{plugin: capture-pcap, config: {{batch_ms: {batch_ms}}}}}\n")
+      with Probe(probe, yaml) as p:
+          time.sleep(1)
+          pid = p.proc.pid
+          def cpu():
+              f = open(f"/proc/{pid}/stat").read().split(")")[1].split()
+              return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+          c0 = cpu()
+          out = subprocess.run(sb + [f"--time={seconds}", "run"], capture_output=True, text=True)
+          time.sleep(1)
+          c1 = cpu()
+          m = p.metrics()
+          rss = int([l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")][0].split()[1]) // 1024
+          q = (m.get("mysqlprobe_decoder_mysql_command_com_query_total", 0) +
+               m.get("mysqlprobe_decoder_mysql_command_com_stmt_execute_total", 0))
+          print(f"== live: sysbench oltp_read_write, 4 threads, {seconds} s, unthrottled; capture batch_ms {batch_ms} ({note})")
+          print(f"queries (text + executes) seen by the probe: {q} ({q / seconds:.0f}/s); probe CPU {c1 - c0:.2f} s = "
+                f"{(c1 - c0) * 1e6 / max(q, 1):.2f} us per query; peak RSS {rss} MB; "
+                f"kernel drops {m.get('mysqlprobe_capture_pcap_kernel_dropped')}, "
+                f"queue drops {m.get('mysqlprobe_stream_queue_dropped_total')}, "
+                f"gap bytes {m.get('mysqlprobe_stream_gap_bytes_total')}")
+    live(50, "the default")
+    dump.terminate()  # the recorded capture is the first run's traffic
     dump.wait()
+    live(0, "a read for every kernel block, as before batch_ms")
 PY
 offline "recorded sysbench capture" "$work/recorded.pcap" "$(cat "$work/port")"
