@@ -596,7 +596,7 @@ class PcapCapture : public mp::Plugin {
     int fileFd_ = -1;  // the classic pcap file behind reader_
     bpf_program prog_{};
     bool haveProg_ = false;
-    bool extraFilter_ = false;  // `filter` set: BPF runs on mapped files too
+    bool extraFilter_ = false;  // `filter` set: BPF runs on classic pcap files too
     int workers_ = 1;           // the host's worker threads
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};

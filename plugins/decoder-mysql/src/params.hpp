@@ -45,7 +45,13 @@ struct ExecuteParams {
     void keep(const uint8_t* d, size_t n, uint16_t paramCount,
               const std::vector<uint8_t>& boundTypes, const std::vector<bool>& sentLong,
               const QueryAttributes* qa);
-    void clear() { present = false; }
+    /// Forgets the block; a large one's memory goes too (idle connections keep little).
+    void clear() {
+        present = false;
+        if (raw.capacity() > 512) {
+            std::string().swap(raw);
+        }
+    }
     /// decodeExecuteParams() of the kept block.
     bool decode(std::vector<std::string>& out, size_t maxValue = 256) const;
 };
