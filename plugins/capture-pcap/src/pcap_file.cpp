@@ -160,10 +160,6 @@ ClassicPcapReader::Next ClassicPcapReader::next(PcapRecord& r) {
     r.len = orig < incl ? incl : orig;
     r.data = base_ + off_ + 16;
     off_ += 16 + static_cast<size_t>(incl);
-    // The next record header, and the stream further on: the page and cache-line misses of a
-    // mapped file otherwise stall every record (hardware prefetch stops at page boundaries).
-    __builtin_prefetch(base_ + std::min(off_, size_ - 1));
-    __builtin_prefetch(base_ + std::min(off_ + 4096, size_ - 1));
     return Next::Packet;
 }
 
