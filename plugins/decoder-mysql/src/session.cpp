@@ -590,8 +590,8 @@ void Transaction::reset() {
 
 Session::Pending& Session::PendingQueue::pushBack() {
     if (n_ == slots_.size()) {
-        std::vector<Pending> grown(
-            std::max<size_t>(1, slots_.size() * 2));  // most clients never pipeline
+        // One slot first: most clients never pipeline.
+        std::vector<Pending> grown(std::max<size_t>(1, slots_.size() * 2));
         for (size_t i = 0; i < n_; ++i) {
             grown[i] = std::move(slots_[(head_ + i) % slots_.size()]);
         }
