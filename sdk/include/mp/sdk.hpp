@@ -37,14 +37,50 @@ inline mp_bytes toBytes(std::string_view s) {
     return mp_bytes{reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-/// A JSON string literal. Control characters and every byte outside ASCII are escaped
-/// (\u00XX), so any bytes (SQL from the wire need not be UTF-8) give valid JSON.
+/// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no
+/// surrogates, nothing above U+10FFFF), or 0 when the bytes there are not one.
+inline size_t utf8SequenceLength(std::string_view s, size_t i) {
+    const auto at = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char c = at(i);
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the range allowed for the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (s.size() - i < n || at(i + 1) < lo || at(i + 1) > hi) {
+        return 0;
+    }
+    for (size_t k = 2; k < n; ++k) {
+        if ((at(i + k) & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+/// A JSON string literal, valid whatever the bytes (SQL from the wire need not be UTF-8).
+/// Well-formed UTF-8 is kept as it is; control characters are escaped, and so is every byte
+/// that is not part of a well-formed UTF-8 sequence, as \u00XX: it reads as Latin-1, MySQL's
+/// old default character set. Text that went through a JSON parser once is therefore UTF-8,
+/// and encodes and parses back to itself from then on (a master re-encoding its slaves'
+/// reports changes nothing).
 inline std::string jsonString(std::string_view s) {
     static const char* hex = "0123456789abcdef";
     std::string out;
     out.reserve(s.size() + 2);
     out += '"';
-    for (unsigned char c : s) {
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
         switch (c) {
             case '"':
                 out += "\\\"";
@@ -62,12 +98,15 @@ inline std::string jsonString(std::string_view s) {
                 out += "\\t";
                 break;
             default:
-                if (c < 0x20 || c >= 0x80) {
+                if (c >= 0x20 && c < 0x80) {
+                    out += static_cast<char>(c);
+                } else if (size_t n = c >= 0x80 ? utf8SequenceLength(s, i) : 0; n != 0) {
+                    out.append(s.substr(i, n));
+                    i += n - 1;
+                } else {
                     out += "\\u00";
                     out += hex[c >> 4];
                     out += hex[c & 15];
-                } else {
-                    out += static_cast<char>(c);
                 }
         }
     }

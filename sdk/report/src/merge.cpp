@@ -72,6 +72,11 @@ bool parseResentNotice(const std::string& json, ResentNotice& n) {
             if (s.empty() || s.size() > 256) {
                 return false;
             }
+            for (char c : s) {  // a server address (host:port): printable ASCII, no spaces
+                if (c <= ' ' || c > '~') {
+                    return false;
+                }
+            }
             n.unackedBy.push_back(std::move(s));
         }
         return n.seq != 0;

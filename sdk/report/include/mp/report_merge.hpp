@@ -42,7 +42,7 @@ struct MergeResult {
 /// so that a report whose acknowledgement was lost is not counted twice.
 struct ResentNotice {
     uint64_t seq = 0;
-    std::vector<std::string> unackedBy;  // at most 8, each at most 256 characters
+    std::vector<std::string> unackedBy;  // at most 8, each 1-256 printable ASCII characters
 };
 std::string encodeResentNotice(const ResentNotice& n);
 /// False when `json` is not such a notice (or is malformed, or exceeds the bounds).
