@@ -573,12 +573,20 @@ void Runtime::start() {
     }
     auto period = std::chrono::milliseconds(intervalMs_.load());
     reportTimer_ = timers_->start(period, period, [this] { flushReport(false); });
+    if (pipeline_) {
+        // A capture that went quiet right after a full batch left it queued for a sleeping
+        // worker (see Pipeline::wakeStalled): at most this long.
+        wakeTimer_ = timers_->start(kWakeStalledEvery, kWakeStalledEvery,
+                                    [this] { pipeline_->wakeStalled(); });
+    }
 }
 
 void Runtime::stop() {
-    if (reportTimer_ != nullptr && timers_) {
-        timers_->stop(reportTimer_);
-        reportTimer_ = nullptr;
+    for (mp_timer** t : {&reportTimer_, &wakeTimer_}) {
+        if (*t != nullptr && timers_) {
+            timers_->stop(*t);
+            *t = nullptr;
+        }
     }
     // Order: captures stop; the stream layer drains; the last interval's report goes out (to
     // websocket clients too); the server stops, so no handler or websocket callback runs during

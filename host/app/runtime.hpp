@@ -5,6 +5,7 @@
 #include <mp/abi.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -137,6 +138,8 @@ class Runtime {
     std::string workersText_;
     std::atomic<uint64_t> intervalMs_{5000};
     mp_timer* reportTimer_ = nullptr;
+    mp_timer* wakeTimer_ = nullptr;  // Pipeline::wakeStalled
+    static constexpr std::chrono::milliseconds kWakeStalledEvery{100};
     std::mutex reportMutex_;
     uint64_t reportSeq_ = 0;
     bool finalSent_ = false;

@@ -160,6 +160,26 @@ void Pipeline::wake(size_t worker) {
     w.wakeSeq.notify_one();
 }
 
+void Pipeline::wakeStalled() {
+    if (inline_ || !started_.load()) {
+        return;
+    }
+    const size_t nprod = producerCount_.load(std::memory_order_acquire);
+    for (size_t i = 0; i < workers_.size(); ++i) {
+        Worker& w = *workers_[i];
+        if (!w.sleeping.load(std::memory_order_seq_cst)) {
+            continue;
+        }
+        for (size_t slot = 0; slot < nprod; ++slot) {
+            const SpscRing* ring = w.rings[slot].load(std::memory_order_acquire);
+            if (ring != nullptr && !ring->empty()) {
+                wake(i);
+                break;
+            }
+        }
+    }
+}
+
 void Pipeline::push(Producer& p, size_t worker, uint32_t type, const Segment* s,
                     const uint8_t* data, size_t len, bool wait) {
     if (inline_) {

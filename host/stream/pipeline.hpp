@@ -71,6 +71,12 @@ class Pipeline {
     /// connections and ticks with the last stream time; returns when all have done so.
     void endOfInput();
 
+    /// Wakes every sleeping worker that has records queued. A capture wakes the workers itself
+    /// after a short batch; after a full one it does not (more is coming), so a capture that
+    /// goes quiet right after a full batch would leave it queued until its next frame. The
+    /// host calls this from a timer (any thread), which bounds that wait.
+    void wakeStalled();
+
     /// Sums of all workers and capture threads, as of their last publication.
     FlowStats flowStats() const;
     CaptureStats captureStats() const;

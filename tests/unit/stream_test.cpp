@@ -5,11 +5,14 @@
 #include <doctest/doctest.h>
 #include <pcap/pcap.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "stream/flow_table.hpp"
 #include "stream/packet.hpp"
@@ -505,6 +508,60 @@ TEST_SUITE("stream") {
         CHECK(h.done.back()->closeReason == MP_CLOSE_IDLE);
         CHECK(t.stats().closed[MP_CLOSE_IDLE] == 2);
         CHECK(h.ticks == 1);
+    }
+
+    TEST_CASE("a full batch followed by silence reaches the workers (wakeStalled, end of read)") {
+        // Live capture: a read that ends on exactly a full batch. The pipeline takes a full
+        // batch to mean that more follows, and leaves its sleeping workers asleep; found by
+        // the live sysbench test, whose last FINs sat queued for good (about 1 read in 64).
+        struct Counting : StreamHandler {
+            std::atomic<uint64_t> bytes{0};
+            void* open(const mp_flow&) override { return this; }
+            void data(void*, uint32_t, const uint8_t*, size_t n, uint64_t) override { bytes += n; }
+            void gap(void*, uint32_t, uint64_t, uint64_t) override {}
+            void close(void*, uint32_t, uint64_t) override {}
+            void tick(uint64_t) override {}
+        };
+        std::vector<std::vector<uint8_t>> store;
+        uint32_t seq = 101;
+        store.push_back(ipv4(tcp(5000, 3306, 100, 0, kTcpSyn, "")));
+        store.push_back(
+            ipv4(tcp(3306, 5000, 900, 101, kTcpSyn | kTcpAck, ""), 6, 0, 0x7f000002, 0x7f000001));
+        while (store.size() < Pipeline::kFullBatch) {
+            store.push_back(ipv4(tcp(5000, 3306, seq, 901, kTcpAck, "0123456789")));
+            seq += 10;
+        }
+        const uint64_t sent = 10 * (Pipeline::kFullBatch - 2);
+        std::vector<mp_frame> frames;
+        for (auto& f : store) {
+            mp_frame m{};
+            m.ts_ns = 1000 + frames.size();
+            m.link_type = 101;  // raw IP
+            m.orig_len = static_cast<uint32_t>(f.size());
+            m.data = mp_bytes{f.data(), f.size()};
+            frames.push_back(m);
+        }
+        for (bool endOfRead : {false, true}) {
+            CAPTURE(endOfRead);
+            Counting h1, h2;
+            PipelineOptions po;
+            po.workers = 2;
+            po.serverPorts = {3306};
+            po.ringBytes = 1 << 20;
+            Pipeline pipe(po, {&h1, &h2}, nullptr);
+            pipe.start();
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));  // workers sleep
+            REQUIRE(pipe.onFrames(frames.data(), frames.size()) == MP_OK);
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            CHECK(h1.bytes + h2.bytes == 0);  // queued, not worked on: the stall
+            if (endOfRead) {
+                pipe.onFrames(nullptr, 0);  // what capture-pcap sends after such a read
+            } else {
+                pipe.wakeStalled();  // what the host's timer calls every 100 ms
+            }
+            CHECK(mptest::eventually([&] { return h1.bytes + h2.bytes == sent; }));
+            pipe.stop();
+        }
     }
 
     TEST_CASE("every bundled capture replays identically with 1 and 4 workers") {

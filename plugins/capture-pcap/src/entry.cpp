@@ -301,6 +301,7 @@ class PcapCapture : public mp::Plugin {
         uint64_t bytes = 0;
         uint64_t truncated = 0;
         uint64_t readSinceWake = 0;  // live: bytes since the capture thread last woke
+        bool fullLast = false;       // the last emit_frames() call was a full batch
 
         void add(const pcap_pkthdr* hdr, const u_char* data) {
             const uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1000000000ULL +
@@ -372,7 +373,18 @@ class PcapCapture : public mp::Plugin {
             if (self->host().emitFrames(frames.data(), frames.size()) == MP_EAGAIN) {
                 self->queueDrops_.add(1);
             }
+            fullLast = frames.size() == kBatch;
             frames.clear();
+        }
+        // Live: the end of one read. A host takes a full batch to mean that more follows at
+        // once and may leave it queued (it wakes its workers for short batches); when the read
+        // ended on a full batch, an empty call says that nothing does.
+        void endRead() {
+            flush();
+            if (fullLast) {
+                self->host().emitFrames(nullptr, 0);
+                fullLast = false;
+            }
         }
     };
 
@@ -410,7 +422,7 @@ class PcapCapture : public mp::Plugin {
                     reinterpret_cast<Batch*>(user)->add(hdr, data);
                 },
                 reinterpret_cast<u_char*>(&batch));
-            batch.flush();
+            batch.endRead();
             if (n == PCAP_ERROR_BREAK) {
                 break;
             }
