@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -61,6 +62,16 @@ class Framer {
   private:
     static constexpr uint32_t kMaxWire = 0xffffff;
     static constexpr size_t kMaxCompressedFrame = 0xffffff + 7;
+    /// The 3-byte little-endian length at p (4 bytes must be readable there).
+    static uint32_t le24(const uint8_t* p) {
+        if constexpr (std::endian::native == std::endian::little) {
+            uint32_t w;
+            std::memcpy(&w, p, sizeof w);
+            return w & kMaxWire;
+        } else {
+            return p[0] | (p[1] << 8) | (static_cast<uint32_t>(p[2]) << 16);
+        }
+    }
 
     template <class Sink>
     bool feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink);
@@ -94,26 +105,29 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink)
     while (true) {
         // Fastest path: a run of rows, counted without a packet each.
         if (rowRun_ != nullptr && rowRun_->rows != nullptr && headerHave_ == 0 && !inPacket_) {
+            // A row is a whole packet here, 1 to 0xfffffe bytes long, whose first byte is not
+            // 0xfe or 0xff (EOF, OK or ERR, or a long length-encoded value: the packet path
+            // decides those). Its bytes are the distance covered.
+            const uint8_t* p = data + pos;
+            const uint8_t* const end = data + len;
             uint64_t rows = 0;
-            uint64_t bytes = 0;
-            while (len - pos >= 5) {
-                uint32_t wl =
-                    data[pos] | (data[pos + 1] << 8) | (static_cast<uint32_t>(data[pos + 2]) << 16);
-                if (wl == 0 || wl == kMaxWire || len - pos - 4 < wl || data[pos + 4] >= 0xfe) {
+            while (end - p >= 5) {
+                const uint32_t wl = le24(p);
+                if (wl - 1 >= kMaxWire - 1 || static_cast<size_t>(end - p) - 4 < wl ||
+                    p[4] >= 0xfe) {
                     break;
                 }
                 ++rows;
-                bytes += wl + 4;
-                pos += 4 + static_cast<size_t>(wl);
+                p += 4 + static_cast<size_t>(wl);
             }
             *rowRun_->rows += rows;
-            *rowRun_->bytes += bytes;
+            *rowRun_->bytes += static_cast<uint64_t>(p - (data + pos));
             *rowRun_->packets += rows;
+            pos = static_cast<size_t>(p - data);
         }
         // Fast path: a whole packet inside this chunk is handed over in place, without a copy.
         if (headerHave_ == 0 && !inPacket_ && len - pos >= 4) {
-            uint32_t wl =
-                data[pos] | (data[pos + 1] << 8) | (static_cast<uint32_t>(data[pos + 2]) << 16);
+            const uint32_t wl = le24(data + pos);
             if (wl != kMaxWire && len - pos - 4 >= wl) {
                 Packet p;
                 p.seq = data[pos + 3];
