@@ -14,13 +14,14 @@ big="$work/big.pcap"
 python3 bench/make_capture.py tests/data/pcap/sysbench_text_rw_2t_20tx.pcap "$big" "$copies" >/dev/null
 packets=$(( copies * 826 ))
 bytes=$(stat -c %s "$big")
+sync "$big"            # not while the kernel still writes the new file back
 cat "$big" >/dev/null  # both tools read from the page cache
 
 measure() {  # name, command...: prints "name wall cpu rss_kb"
   local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err"
-  read -r wall user sys rss <"$work/$name.time"
-  echo "$name $wall $(echo "$user + $sys" | bc) $rss"
+  python3 bench/rusage.py "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err"
+  read -r wall cpu rss <"$work/$name.time"
+  echo "$name $wall $cpu $rss"
 }
 
 # Capture and reassembly only: no decoder (bench/decoder.sh measures decoding).

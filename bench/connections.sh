@@ -14,11 +14,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 file="$work/connections.pcap"
 python3 bench/make_connections.py tests/data/pcap/sysbench_text_rw_2t_20tx.pcap "$file" "$copies" "$head" >/dev/null
+sync "$file"  # not while the kernel still writes the new file back
 measure() {  # name command...: prints "name cpu_s rss_mb"
   local name=$1; shift
-  /usr/bin/time -f "%U %S %M" -o "$work/time" "$@" >"$work/$name.out" 2>"$work/$name.err"
-  read -r user sys rss <"$work/time"
-  echo "$name $(echo "$user + $sys" | bc) $((rss / 1024))"
+  python3 bench/rusage.py "$work/time" "$@" >"$work/$name.out" 2>"$work/$name.err"
+  read -r _ cpu rss <"$work/time"
+  echo "$name $cpu $((rss / 1024))"
 }
 read -r _ pcpu prss < <(measure mysqlprobe build/release/bin/mysqlprobe -r "$file" --port 3306)
 conns=$(python3 -c "import json;print(json.load(open('$work/mysqlprobe.out'))['capture']['connections']['opened'])")

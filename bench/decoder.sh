@@ -5,12 +5,12 @@
 #     (1) the sysbench capture of tests/data repeated COPIES times and (2) a larger sysbench
 #     capture this script records itself (real mariadbd on loopback, tcpdump);
 #   live: the probe's CPU per 1000 queries and peak RSS while sysbench runs.
-# Usage: [RUNS=5] bench/decoder.sh [COPIES] [SECONDS]
+# Usage: [RUNS=9] bench/decoder.sh [COPIES] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 copies=${1:-200}
 seconds=${2:-20}
-runs=${RUNS:-5}  # mysqlprobe's offline runs per file (median)
+runs=${RUNS:-9}  # mysqlprobe's offline runs per file (median)
 need=()
 for p in tshark percona-toolkit tcpdump sysbench mariadb-server python3-pymysql; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -25,9 +25,9 @@ trap 'rm -rf "$work"' EXIT
 
 measure() {  # out-file command...: prints "cpu_s rss_mb"
   local out=$1; shift
-  /usr/bin/time -f "%U %S %M" -o "$work/time" "$@" >"$out" 2>"$out.err" || true
-  read -r user sys rss <"$work/time"
-  echo "$(echo "$user + $sys" | bc) $((rss / 1024))"
+  python3 bench/rusage.py "$work/time" "$@" >"$out" 2>"$out.err" || true
+  read -r _ cpu rss <"$work/time"
+  echo "$cpu $((rss / 1024))"
 }
 
 row() {  # tool queries cpu rss
@@ -42,6 +42,10 @@ row() {  # tool queries cpu rss
 
 offline() {  # name file port
   local name=$1 file=$2 port=$3
+  # Every tool reads the file from the page cache, and none runs while the kernel still writes
+  # it back (a file written just before made the first timings swing by 50%).
+  sync "$file"
+  cat "$file" >/dev/null
   echo "== offline: $name ($(($(stat -c %s "$file") / 1048576)) MB)"
   printf "%-16s %10s %12s %14s %8s %8s\n" tool queries "queries/s" "cpu_s/1000q" cpu_s rss_MB
   # mysqlprobe takes well under a second here, where this VM's timing swings by 20-30%: it
