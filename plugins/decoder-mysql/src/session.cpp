@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "params.hpp"
@@ -20,6 +22,7 @@ constexpr uint32_t kProtocol41 = 512;
 constexpr uint32_t kSsl = 2048;
 constexpr uint32_t kSecureConnection = 32768;
 constexpr uint32_t kPluginAuthLenenc = 1u << 21;
+constexpr uint32_t kSessionTrack = 1u << 23;
 constexpr uint32_t kDeprecateEof = 1u << 24;
 constexpr uint32_t kQueryAttributes = 1u << 27;
 // MariaDB extended capabilities (bits 32..63, sent in otherwise reserved bytes).
@@ -30,6 +33,9 @@ constexpr size_t kMaxKeptParamBytes = 4096;
 // Server status flags.
 constexpr uint16_t kMoreResults = 0x0008;
 constexpr uint16_t kCursorExists = 0x0040;
+constexpr uint16_t kSessionStateChanged = 0x4000;
+// Session-state change types (OK packets under CLIENT_SESSION_TRACK).
+constexpr uint8_t kTrackSchema = 1;
 
 // A bounds-checked reader over a packet's kept bytes.
 class Reader {
@@ -74,6 +80,18 @@ class Reader {
         ok_ = false;  // 0xfb (NULL) and 0xff are not lengths
         return 0;
     }
+    /// A length-encoded string, cut to `max` bytes (the whole length is consumed).
+    std::string lenencString(size_t max) {
+        uint64_t len = lenenc();
+        if (!ok_ || len > n_ - pos_) {
+            ok_ = false;
+            return "";
+        }
+        std::string s(reinterpret_cast<const char*>(d_ + pos_),
+                      std::min(static_cast<size_t>(len), max));
+        pos_ += static_cast<size_t>(len);
+        return s;
+    }
     std::string nulString(size_t max) {
         if (!ok_) {
             return "";
@@ -109,6 +127,57 @@ class Reader {
 
 bool noResponse(uint8_t cmd) {
     return cmd == kQuit || cmd == kStmtClose || cmd == kStmtSendLongData;
+}
+
+// The database a plain `USE name` statement selects, backquoted or not, with an optional ';'
+// ("" when the statement is anything else).
+std::string useStatementSchema(std::string_view sql) {
+    const size_t n = sql.size();
+    size_t i = 0;
+    auto space = [&] {
+        while (i < n && std::isspace(static_cast<unsigned char>(sql[i])) != 0) {
+            ++i;
+        }
+    };
+    space();
+    if (n - i < 4 || (sql[i] | 0x20) != 'u' || (sql[i + 1] | 0x20) != 's' ||
+        (sql[i + 2] | 0x20) != 'e' || std::isspace(static_cast<unsigned char>(sql[i + 3])) == 0) {
+        return "";
+    }
+    i += 3;
+    space();
+    std::string name;
+    if (i < n && sql[i] == '`') {
+        for (++i;; ++i) {
+            if (i >= n) {
+                return "";  // unterminated
+            }
+            if (sql[i] == '`') {
+                if (i + 1 < n && sql[i + 1] == '`') {
+                    name += '`';
+                    ++i;
+                    continue;
+                }
+                ++i;
+                break;
+            }
+            name += sql[i];
+        }
+    } else {
+        while (i < n) {
+            auto c = static_cast<unsigned char>(sql[i]);
+            if (std::isalnum(c) == 0 && c != '_' && c != '$' && c < 0x80) {
+                break;
+            }
+            name += sql[i++];
+        }
+    }
+    space();
+    if (i < n && sql[i] == ';') {
+        ++i;
+        space();
+    }
+    return i == n && name.size() <= 256 ? name : "";
 }
 
 uint32_t le24(const uint8_t* p) { return p[0] | (p[1] << 8) | (static_cast<uint32_t>(p[2]) << 16); }
@@ -604,6 +673,7 @@ Session::Pending& Session::PendingQueue::pushBack() {
     pc.state = Resp::Start;
     pc.columns = pc.left = pc.params = 0;
     pc.binary = pc.cursor = false;
+    pc.newSchema.clear();
     return pc;
 }
 
@@ -644,12 +714,30 @@ void Session::command(const Packet& p) {
         case kStmtReset:
         case kStmtSendLongData: {
             uint32_t id = static_cast<uint32_t>(r.le(4));
+            // MariaDB's id 0xffffffff is "the statement just prepared": the newest prepare
+            // still waiting for its answer (mariadb_stmt_execute_direct sends both at once),
+            // else the last one answered.
+            const Pending* direct = nullptr;
             if (id == 0xffffffff) {
-                id = lastPrepared_;  // MariaDB: "the statement just prepared"
+                for (size_t i = pending_.size() - 1; i-- > 0;) {
+                    if (pending_.at(i).tx.command == kStmtPrepare) {
+                        direct = &pending_.at(i);
+                        break;
+                    }
+                }
+                if (direct == nullptr) {
+                    id = lastPrepared_;
+                }
             }
             tx.statementId = id;
-            auto it = statements_.find(id);
-            if (it != statements_.end()) {
+            auto it = direct != nullptr ? statements_.end() : statements_.find(id);
+            if (direct != nullptr) {
+                // Its parameter count comes with the prepare's answer: the values of this
+                // execute are not decoded.
+                tx.sql = direct->tx.sql;
+                tx.fingerprint = direct->tx.fingerprint;
+                tx.fingerprintId = direct->tx.fingerprintId;
+            } else if (it != statements_.end()) {
                 tx.sql = it->second.sql;
                 tx.fingerprint = it->second.fp.text;
                 tx.fingerprintId = it->second.fp.id;
@@ -694,7 +782,16 @@ void Session::command(const Packet& p) {
             break;
         }
         case kChangeUser:
-            tx.sql = r.nulString(std::min<size_t>(limits_.maxSql, 128));  // the new user
+            // The new user, its auth data, the new default schema (then charset, plugin and
+            // attributes). A connection first seen mid-stream has unknown capabilities: every
+            // client since 4.1 sends the auth data with a length byte.
+            tx.sql = r.nulString(std::min<size_t>(limits_.maxSql, 128));
+            if (clientCaps_ == 0 || (clientCaps_ & kSecureConnection) != 0) {
+                r.skip(static_cast<size_t>(r.le(1)));
+            } else {
+                r.nulString(256);
+            }
+            pc.newSchema = r.ok() ? r.nulString(256) : std::string();
             break;
         default:
             break;
@@ -710,9 +807,10 @@ void Session::forgetStatements() {
     statementOrder_.clear();
 }
 
-void Session::userChanged(const std::string& user) {
+void Session::userChanged(const std::string& user, const std::string& schema) {
     // COM_CHANGE_USER succeeded: a new session for the server, prepared statements included.
     login_.user = user;
+    login_.schema = schema;
     forgetStatements();
 }
 
@@ -734,6 +832,25 @@ uint16_t Session::parseOk(Transaction& tx, const uint8_t* d, size_t n) {
         tx.warnings = static_cast<uint16_t>(tx.warnings + r.le(2));
     }
     tx.statusFlags |= status;  // the transaction keeps every flag it saw
+    // CLIENT_SESSION_TRACK: the info text, then the session-state changes, of which the
+    // current schema is kept (a USE, or a procedure that changed it).
+    if ((status & kSessionStateChanged) != 0 && (clientCaps_ & serverCaps_ & kSessionTrack) != 0) {
+        r.skip(static_cast<size_t>(r.lenenc()));
+        uint64_t total = r.lenenc();
+        Reader changes(r.here(), std::min<size_t>(r.left(), total));
+        while (changes.ok() && changes.left() > 0) {
+            auto type = static_cast<uint8_t>(changes.le(1));
+            uint64_t len = changes.lenenc();
+            Reader item(changes.here(), std::min<size_t>(changes.left(), len));
+            changes.skip(static_cast<size_t>(len));
+            if (changes.ok() && type == kTrackSchema) {
+                std::string schema = item.lenencString(256);
+                if (item.ok()) {
+                    login_.schema = std::move(schema);
+                }
+            }
+        }
+    }
     return status;
 }
 
@@ -823,7 +940,7 @@ void Session::respond(Pending& pc, const Packet& p) {
                 case kChangeUser:
                     if (first == 0x00) {
                         parseOk(tx, d, n);
-                        userChanged(tx.sql);
+                        userChanged(tx.sql, pc.newSchema);
                         finish(Outcome::Ok, p.ts);
                     } else {
                         pc.state = Resp::Auth;  // auth switch or more data
@@ -860,6 +977,15 @@ void Session::respond(Pending& pc, const Packet& p) {
             }
             if (first == 0x00 && p.length >= 7) {
                 uint16_t status = parseOk(tx, d, n);
+                // A plain USE without session tracking (or with the server's tracking off).
+                if (tx.command == kQuery && tx.resultSets == 0 && !tx.sql.empty() &&
+                    ((tx.sql[0] | 0x20) == 'u' ||
+                     std::isspace(static_cast<unsigned char>(tx.sql[0])) != 0)) {
+                    std::string schema = useStatementSchema(tx.sql);
+                    if (!schema.empty()) {
+                        login_.schema = std::move(schema);
+                    }
+                }
                 if ((status & kMoreResults) != 0 && tx.command != kStmtBulkExecute) {
                     return;  // another result follows
                 }
@@ -999,7 +1125,7 @@ void Session::respond(Pending& pc, const Packet& p) {
             } else if (first == 0x00) {
                 parseOk(tx, d, n);
                 if (pc.state == Resp::Auth) {
-                    userChanged(tx.sql);
+                    userChanged(tx.sql, pc.newSchema);
                 }
                 finish(Outcome::Ok, p.ts);
             }

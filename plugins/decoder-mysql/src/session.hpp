@@ -166,6 +166,7 @@ class Session {
         uint64_t params = 0;
         bool binary = false;  // binary protocol rows
         bool cursor = false;
+        std::string newSchema;  // COM_CHANGE_USER: the schema it asks for
     };
 
     void clientPacket(const Packet& p);
@@ -179,7 +180,7 @@ class Session {
     void parseErr(Transaction& tx, const uint8_t* d, size_t n);
     bool isEof(const Packet& p) const;
     void forgetStatements();
-    void userChanged(const std::string& user);
+    void userChanged(const std::string& user, const std::string& schema);
     void lose(uint64_t ts);
     void armRowRun();
     void resync(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts);
@@ -205,6 +206,7 @@ class Session {
         bool empty() const { return n_ == 0; }
         size_t size() const { return n_; }
         Pending& front() { return slots_[head_]; }
+        Pending& at(size_t i) { return slots_[(head_ + i) % slots_.size()]; }  // 0: oldest
         Pending& pushBack();  // a reset slot at the back
         void popBack() { --n_; }
         void popFront() {

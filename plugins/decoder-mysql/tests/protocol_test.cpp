@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+// Hand-built sessions for what no bundled capture shows on its own: the schema a connection is
+// in after USE (with and without session tracking), a session-state change, COM_INIT_DB and
+// COM_CHANGE_USER; MariaDB's direct execute pipelined behind its prepare. Packets are built
+// from the protocol documentation, byte by byte.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "session.hpp"
+
+using mp::mysql::Outcome;
+using mp::mysql::Session;
+using mp::mysql::SessionLimits;
+using mp::mysql::Transaction;
+
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+constexpr uint32_t kCaps = 0x00000001     // CLIENT_MYSQL (a MySQL server: no MariaDB caps)
+                           | 0x00000008   // CONNECT_WITH_DB
+                           | 0x00000200   // PROTOCOL_41
+                           | 0x00008000   // SECURE_CONNECTION
+                           | 0x00080000;  // PLUGIN_AUTH
+constexpr uint32_t kSessionTrack = 0x00800000;
+
+void le(Bytes& b, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    }
+}
+void str(Bytes& b, const std::string& s, bool nul = true) {
+    b.insert(b.end(), s.begin(), s.end());
+    if (nul) {
+        b.push_back(0);
+    }
+}
+void lenencStr(Bytes& b, const std::string& s) {
+    b.push_back(static_cast<uint8_t>(s.size()));  // short strings only
+    str(b, s, false);
+}
+Bytes packet(uint8_t seq, const Bytes& payload) {
+    Bytes b;
+    le(b, payload.size(), 3);
+    b.push_back(seq);
+    b.insert(b.end(), payload.begin(), payload.end());
+    return b;
+}
+Bytes ok(uint16_t status = 0x0002, const Bytes& tail = {}) {
+    Bytes b{0x00, 0x00, 0x00};
+    le(b, status, 2);
+    le(b, 0, 2);  // warnings
+    b.insert(b.end(), tail.begin(), tail.end());
+    return b;
+}
+
+struct Conn {
+    std::vector<Transaction> txs;
+    Session s;
+    uint64_t ts = 1000;
+
+    explicit Conn(uint32_t caps)
+        : s(SessionLimits{}, false, [this](const Transaction& t) { txs.push_back(t); }) {
+        Bytes g{0x0a};
+        str(g, "8.0.36");
+        le(g, 7, 4);  // connection id
+        str(g, "abcdefgh", false);
+        g.push_back(0);
+        le(g, caps & 0xffff, 2);
+        g.push_back(0x21);
+        le(g, 0x0002, 2);
+        le(g, caps >> 16, 2);
+        g.push_back(21);
+        g.insert(g.end(), 10, 0);
+        str(g, "ijklmnopqrst");
+        str(g, "mysql_native_password");
+        server(packet(0, g));
+        Bytes r;
+        le(r, caps, 4);
+        le(r, 1u << 24, 4);
+        r.push_back(0x21);
+        r.insert(r.end(), 23, 0);
+        str(r, "alice");
+        r.push_back(20);
+        r.insert(r.end(), 20, 0x5a);
+        str(r, "shop");
+        str(r, "mysql_native_password");
+        client(packet(1, r));
+        server(packet(2, ok()));
+    }
+    void client(const Bytes& b) { s.data(0, b.data(), b.size(), ts += 10); }
+    void server(const Bytes& b) { s.data(1, b.data(), b.size(), ts += 10); }
+    void query(const std::string& sql, const Bytes& answer) {
+        Bytes q{0x03};
+        str(q, sql, false);
+        client(packet(0, q));
+        server(packet(1, answer));
+    }
+    // The schema and user the server would attribute the next statement to.
+    std::pair<std::string, std::string> where() {
+        query("UPDATE t SET a = 1", ok());
+        REQUIRE(!txs.empty());
+        return {txs.back().schema, txs.back().user};
+    }
+};
+
+}  // namespace
+
+TEST_SUITE("decoder-mysql") {
+    TEST_CASE("the current schema follows USE, COM_INIT_DB, session-state changes, change-user") {
+        for (uint32_t caps : {kCaps, kCaps | kSessionTrack}) {
+            CAPTURE(caps);
+            Conn c(caps);
+            CHECK(c.where() == std::pair<std::string, std::string>{"shop", "alice"});
+            // A plain USE, backquoted or not, with or without ';' (the server answers OK with no
+            // session state: its tracking may be off).
+            c.query("USE `other db`", ok());
+            CHECK(c.where().first == "other db");
+            c.query("  use third ;", ok());
+            CHECK(c.where().first == "third");
+            // Not a plain USE: nothing changes.
+            c.query("USE", ok());
+            c.query("UPDATE users SET a = 1", ok());
+            c.query("USE a; USE b", ok());
+            CHECK(c.where().first == "third");
+            // A USE that fails changes nothing.
+            c.query("USE nosuch", Bytes{0xff, 0x19, 0x04, '#', '4', '2', '0', '0', '0', 'x'});
+            CHECK(c.txs.back().outcome == Outcome::Error);
+            CHECK(c.where().first == "third");
+
+            // COM_INIT_DB.
+            Bytes init{0x02};
+            str(init, "initdb", false);
+            c.client(packet(0, init));
+            c.server(packet(1, ok()));
+            CHECK(c.where().first == "initdb");
+
+            // A session-state change in an OK (a procedure that ran USE): read only when
+            // CLIENT_SESSION_TRACK was negotiated, as the server sends it only then.
+            Bytes state;
+            state.push_back(0);  // info: empty
+            Bytes entry;
+            lenencStr(entry, "fromproc");
+            Bytes changes{0x01, static_cast<uint8_t>(entry.size())};  // SESSION_TRACK_SCHEMA
+            changes.insert(changes.end(), entry.begin(), entry.end());
+            changes.insert(changes.begin(), {0x03, 0x01, 0x00});  // another kind first: skipped
+            state.push_back(static_cast<uint8_t>(changes.size()));
+            state.insert(state.end(), changes.begin(), changes.end());
+            c.query("CALL p()", ok(0x4002, state));
+            CHECK(c.where().first == ((caps & kSessionTrack) != 0 ? "fromproc" : "initdb"));
+
+            // COM_CHANGE_USER: user, auth data, schema, charset, plugin.
+            Bytes cu{0x11};
+            str(cu, "bob");
+            cu.push_back(20);
+            cu.insert(cu.end(), 20, 0x33);
+            str(cu, "cudb");
+            le(cu, 0x21, 2);
+            str(cu, "mysql_native_password");
+            c.client(packet(0, cu));
+            c.server(packet(1, ok()));
+            CHECK(c.where() == std::pair<std::string, std::string>{"cudb", "bob"});
+            // ... and with no schema: none.
+            Bytes cu2{0x11};
+            str(cu2, "carol");
+            cu2.push_back(0);
+            str(cu2, "");
+            c.client(packet(0, cu2));
+            c.server(packet(1, ok()));
+            CHECK(c.where() == std::pair<std::string, std::string>{"", "carol"});
+        }
+    }
+
+    TEST_CASE("a direct execute pipelined behind its prepare gets the prepared text") {
+        Conn c(kCaps);
+        Bytes prep{0x16};
+        str(prep, "UPDATE t SET a = ? WHERE id = 5", false);
+        Bytes exec{0x17};
+        le(exec, 0xffffffff, 4);
+        exec.push_back(0);  // flags
+        le(exec, 1, 4);     // iteration count
+        // Both in one write, before any answer (mariadb_stmt_execute_direct).
+        Bytes both = packet(0, prep);
+        Bytes e = packet(0, exec);
+        both.insert(both.end(), e.begin(), e.end());
+        c.client(both);
+        Bytes pok{0x00};
+        le(pok, 1, 4);  // statement id
+        le(pok, 0, 2);  // columns
+        le(pok, 1, 2);  // params
+        pok.push_back(0);
+        le(pok, 0, 2);
+        c.server(packet(1, pok));
+        c.server(packet(2, Bytes{0x03, 'd', 'e', 'f'}));           // the parameter's definition
+        c.server(packet(3, Bytes{0xfe, 0x00, 0x00, 0x02, 0x00}));  // EOF
+        c.server(packet(1, ok()));                                 // the execute's answer
+        REQUIRE(c.txs.size() == 2);
+        const Transaction& ex = c.txs.back();
+        CHECK(ex.command == mp::mysql::kStmtExecute);
+        CHECK(ex.outcome == Outcome::Ok);
+        CHECK(ex.sql == "UPDATE t SET a = ? WHERE id = 5");
+        CHECK(ex.fingerprint == c.txs[c.txs.size() - 2].fingerprint);
+        CHECK(ex.fingerprint == "update t set a = ? where id = ?");
+        // A later direct execute, the prepare answered long ago: the last prepared statement.
+        c.client(packet(0, exec));
+        c.server(packet(1, ok()));
+        CHECK(c.txs.back().sql == "UPDATE t SET a = ? WHERE id = 5");
+    }
+}
