@@ -330,10 +330,28 @@ namespace {
 
 void tokenize(std::string_view s, Writer& w) {
     size_t i = 0;
+    bool versioned = false;  // inside /*! ... */ or /*M! ... */
     while (i < s.size() && !w.full()) {
         unsigned char c = static_cast<unsigned char>(s[i]);
         if (isSpace(c)) {
             ++i;
+            continue;
+        }
+        if (versioned && c == '*' && i + 1 < s.size() && s[i + 1] == '/') {
+            versioned = false;  // the end of a versioned comment
+            i += 2;
+            continue;
+        }
+        // Versioned comments are SQL to the server (MySQL's /*!50100 ... */, MariaDB's
+        // /*M!100100 ... */): their body is tokenized, without the marker and version.
+        if (!versioned && c == '/' && i + 2 < s.size() && s[i + 1] == '*' &&
+            (s[i + 2] == '!' || (s[i + 2] == 'M' && i + 3 < s.size() && s[i + 3] == '!'))) {
+            i += s[i + 2] == '!' ? 3 : 4;
+            for (size_t d = 0; d < 6 && i < s.size() && isDigit(static_cast<unsigned char>(s[i]));
+                 ++d) {
+                ++i;
+            }
+            versioned = true;
             continue;
         }
         // Comments (optimizer hints included).

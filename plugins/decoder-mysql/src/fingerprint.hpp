@@ -4,8 +4,11 @@
 //  - placeholders `?` of prepared statements stay `?`, so text and binary forms share a template
 //  - lists of literals collapse: IN (?, ?, ?) -> in(?+); VALUES (?, ?), (?, ?) -> values(?+)
 //    (function arguments do not: f(?) and f(?, ?) stay apart, as in performance_schema)
-//  - comments are removed, optimizer hints /*+ ... */ included (documented difference from
-//    performance_schema, which keeps hints out of the digest too but keeps versioned comments)
+//  - comments are removed, optimizer hints /*+ ... */ included (as MariaDB 10.x/11.x, whose
+//    parser takes them as comments; MySQL 5.7+ keeps hint tokens in its digest: a hint does not
+//    make a new template here)
+//  - versioned comments /*!50100 ... */ and /*M!100100 ... */ are SQL: their body is tokenized
+//    (whatever the version: the server's is not known here)
 //  - whitespace is normalised and everything outside literals is lower-cased
 // The 64-bit id is FNV-1a of the fingerprint text.
 #pragma once

@@ -47,6 +47,20 @@ TEST_SUITE("fingerprint") {
         // A list with an expression is not a literal list.
         CHECK(fp("select f(a, 1)") == "select f(a, ?)");
     }
+    TEST_CASE("versioned comments are SQL; optimizer hints and other comments are not") {
+        CHECK(fp("/*!40101 SET NAMES utf8 */") == "set names utf8");
+        CHECK(fp("/*!40101 SET NAMES utf8 */;") == "set names utf8");
+        CHECK(fp("/*!50503 SET character_set_client = utf8mb4 */") ==
+              "set character_set_client = utf8mb4");
+        CHECK(fp("CREATE TABLE t (a INT) /*!50100 PARTITION BY HASH (a) */") ==
+              "create table t(a int) partition by hash(a)");
+        CHECK(fp("SELECT /*M!100301 SQL_NO_CACHE */ c FROM t WHERE id = 1") ==
+              "select sql_no_cache c from t where id = ?");
+        CHECK(fp("SELECT /*! STRAIGHT_JOIN */ a FROM t") == "select straight_join a from t");
+        CHECK(fp("/*!40101 SET NAMES utf8 */") != fp("/*!40101 SET SQL_MODE='' */"));
+        CHECK(fp("/*!40101 SET NAMES utf8") == "set names utf8");  // unterminated
+        CHECK(fp("SELECT /*+ BKA(t) */ a FROM t") == "select a from t");
+    }
     TEST_CASE("synonyms share a template") {
         CHECK(fp("SELECT DISTINCTROW c FROM t") == fp("select distinct c from t"));
     }
