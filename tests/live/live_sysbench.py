@@ -3,8 +3,10 @@
 """Live accuracy: a real mariadbd (performance_schema on) on loopback, sysbench oltp_read_write
 with the text protocol and again with prepared statements, mysqlprobe capturing on `lo` and
 serving /collector. The probe's counts must equal the server's own: Com_* deltas per statement
-kind, and (text run) each template's count equals its performance_schema digest's COUNT_STAR.
-The server's figures are read over the unix socket, which the probe does not see.
+kind; text run: each template's count equals its performance_schema digest's COUNT_STAR, and
+every digest has its template; prepared run (MariaDB keeps no digests for executes): each
+template's count equals the server's general log, in both directions. The server's figures are
+read over the unix socket, which the probe does not see.
 Usage: live_sysbench.py MYSQLPROBE [SECONDS]"""
 import json
 import os
@@ -51,11 +53,72 @@ def digests(db):
         return cur.fetchall()
 
 
+def execute_timer(db):
+    """The server's only timer for prepared executes: all of them together."""
+    with admin(db) as c, c.cursor() as cur:
+        cur.execute("SELECT COUNT_STAR, AVG_TIMER_WAIT, MAX_TIMER_WAIT FROM "
+                    "performance_schema.events_statements_summary_global_by_event_name "
+                    "WHERE EVENT_NAME = 'statement/com/Execute'")
+        return cur.fetchone() or (0, 0, 0)
+
+
 def norm(text):
     """One spelling for our fingerprints and the server's digest texts."""
     t = text.lower().replace("`", "").replace("(...)", "(?+)")
     t = t.replace("distinctrow", "distinct")  # the server prints DISTINCT as its synonym
     return re.sub(r"\s+", "", t)
+
+
+# One token of a statement as the server logs it: a quoted identifier (kept), a quoted string, or
+# a standalone number (not the digits of an identifier such as sbtest3).
+LITERAL = re.compile(r"`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"|"
+                     r"(?<![\w$])(?:0x[0-9a-f]+|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)"
+                     r"(?![\w$])", re.I)
+# A list of literals after IN / VALUES, and the rows following it: the probe collapses them to (?+).
+ROW = r"\(\s*\?(?:\s*,\s*\?)*\s*\)"
+LIST = re.compile(rf"\b(in|values?)\s*{ROW}(?:\s*,\s*{ROW})*")
+
+
+def shape(sql):
+    """A statement the general log shows (an Execute with its parameters filled in, or a Query)
+    with its literals as '?', lists of them as (?+); norm() of it is the template's key."""
+    t = LITERAL.sub(lambda m: m.group(0) if m.group(0)[0] == "`" else "?", sql)
+    return LIST.sub(r"\1(?+)", t.lower())
+
+
+# "261201 21:10:12\t     4 Query\tSHOW ..." or, in the same second, "\t\t     8 Execute\tSELECT ..."
+LOG_LINE = re.compile(r"^(?:\d{6}\s+\d{1,2}:\d\d:\d\d)?\t+\s*(\d+) ([A-Za-z]+(?: [A-Za-z]+)?)\t(.*)$")
+LOG_HEADER = re.compile(r"^(?:\S+, Version: .* started with:|Tcp port: \d+ .*|"
+                        r"Time\t+\s*Id Command\t.*)$")  # written when the file is opened
+
+
+def general_log(path, admin_id):
+    """Statements of the TCP connections (their Connect line says 'using TCP/IP') in a general log
+    file: (templates {key: [count, text]} of Execute and Query lines, commands {name: count},
+    lines of other threads left out)."""
+    entries = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            m = LOG_LINE.match(line)
+            if m:
+                entries.append([int(m.group(1)), m.group(2), m.group(3)])
+            elif LOG_HEADER.match(line):
+                continue
+            elif entries and entries[-1][1] in ("Query", "Execute", "Prepare"):
+                entries[-1][2] += "\n" + line  # a statement spanning lines
+    tcp = {tid for tid, cmd, arg in entries if cmd == "Connect" and "using TCP/IP" in arg}
+    tcp.discard(admin_id)
+    templates, commands, other = {}, {}, 0
+    for tid, cmd, arg in entries:
+        if tid not in tcp:
+            other += 1
+            continue
+        commands[cmd] = commands.get(cmd, 0) + 1
+        if cmd in ("Execute", "Query"):
+            text = shape(arg)
+            templates.setdefault(norm(text), [0, text])[0] += 1
+    return templates, commands, other
 
 
 def collector(port, reports, stop):
@@ -74,7 +137,7 @@ def collector(port, reports, stop):
     ws.close()
 
 
-def run(db, mode):
+def run(db, mode, log_path=None):
     sb = [SYSBENCH, "oltp_read_write", "--db-driver=mysql", "--mysql-host=127.0.0.1",
           f"--mysql-port={db.port}", "--mysql-user=root", "--mysql-db=sbtest", "--tables=4",
           "--table-size=1000", "--threads=4", f"--time={seconds}", f"--rate={RATE}",
@@ -92,17 +155,30 @@ plugins:
 """
     with admin(db) as c, c.cursor() as cur:
         cur.execute("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
+        cur.execute("TRUNCATE TABLE "
+                    "performance_schema.events_statements_summary_global_by_event_name")
     with Probe(binary, yaml) as probe:
         reports, stop = [], threading.Event()
         t = threading.Thread(target=collector, args=(probe.http_port, reports, stop))
         t.start()
         # One admin connection for both readings: between them it runs only the second SHOW.
+        # With log_path, the general log is on for the run only; this connection's own lines
+        # (unix socket, its Connect line not in the log) are left out by thread id.
         conn = admin(db)
+        with conn.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            admin_id = cur.fetchone()[0]
+            if log_path:
+                cur.execute("SET GLOBAL general_log_file = %s", (log_path,))
+                cur.execute("SET GLOBAL general_log = 1")
         before = status(conn)
         out = subprocess.run(sb + ["run"], capture_output=True, text=True)
         if out.returncode != 0:
             raise AssertionError("sysbench failed: " + out.stderr[-2000:])
         after = status(conn)
+        if log_path:
+            with conn.cursor() as cur:
+                cur.execute("SET GLOBAL general_log = 0")
         conn.close()
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         m0 = None
@@ -124,7 +200,7 @@ plugins:
         rc = probe.stop()
         t.join(10)
         stop.set()
-    return delta, metrics, reports, rc, out.stdout
+    return delta, metrics, reports, rc, admin_id
 
 
 def summed(reports):
@@ -183,7 +259,9 @@ with MariaDB(["--performance-schema=ON", "--max-connections=100"]) as db:
     check(commands.get("COM_QUERY", 0) == delta["Questions"] - commands.get("COM_QUIT", 0) - own,
           f"COM_QUERY {commands.get('COM_QUERY', 0)} = Questions {delta['Questions']} - "
           f"COM_QUIT {commands.get('COM_QUIT', 0)} - unix-socket statements {own}")
-    server = {norm(text): (count, avg, mx) for text, count, avg, mx in digests(db)}
+    rows = digests(db)
+    server = {norm(text): (count, avg, mx) for text, count, avg, mx in rows}
+    server_text = {norm(text): text for text, _, _, _ in rows}
     if os.environ.get("MP_DEBUG_DIGESTS"):
         for text, count, _, _ in digests(db):
             print("   digest:", count, text)
@@ -212,9 +290,31 @@ with MariaDB(["--performance-schema=ON", "--max-connections=100"]) as db:
         if s is not None:
             print(f"     probe p50 {min(t['p50']):.0f}-{max(t['p50']):.0f} us, p99 up to "
                   f"{max(t['p99']):.0f} us | server avg {s[1] / 1e6:.0f} us, max {s[2] / 1e6:.0f} us")
+    # The other direction: every digest of schema sbtest has its template. A digest the probe
+    # lacks is accepted only when the digests hold more statements of that kind than Com_*
+    # counted between its two readings (statements outside the run) and the probe agrees with
+    # Com_*; it is printed, never silent.
+    absent = sorted(k for k in server if k not in templates)
+    for key in absent:
+        count = server[key][0]
+        word = next((w for w in kinds if key.startswith(w)), None)
+        surplus = digest_sum[word] - delta.get(kinds[word], 0) if word else 0
+        probe_kind = sum(x["count"] for k, x in templates.items() if word and k.startswith(word))
+        explained = (word is not None and 0 < count <= surplus and
+                     probe_kind == delta.get(kinds[word], 0))
+        print(f"note digest '{server_text[key][:60]}': {count} statements, no probe template; "
+              f"{kinds.get(word)} {delta.get(kinds.get(word), 0)} vs digests of that kind "
+              f"{digest_sum.get(word)}: " +
+              ("the digests counted statements outside Com_*'s two readings" if explained
+               else "NOT explained by the server's own counters"))
+        check(explained, f"digest '{server_text[key][:60]}' without a template explained by "
+              "the server")
+    if not absent:
+        check(len(server) > 0, f"every digest of schema sbtest ({len(server)}) has its template")
 
     # --- prepared statements ---
-    delta, m, reports, rc, _ = run(db, "auto")
+    log_path = os.path.join(db.dir, "general.log")
+    delta, m, reports, rc, admin_id = run(db, "auto", log_path)
     commands, templates = summed(reports)
     print(f"prepared run: {sum(commands.values())} commands in {len(reports)} reports, "
           f"{len(templates)} templates")
@@ -223,11 +323,72 @@ with MariaDB(["--performance-schema=ON", "--max-connections=100"]) as db:
                      "COM_STMT_CLOSE": "Com_stmt_close"}.items():
         check(commands.get(cmd, 0) == delta.get(com, 0),
               f"{com}: server {delta.get(com, 0)}, probe {commands.get(cmd, 0)}")
+    # sysbench prepares BEGIN and COMMIT too; the server counts their executes in Com_begin and
+    # Com_commit (and text ones, if a sysbench sends them so, count there as well).
     for word, com in kinds.items():
-        if word in ("begin", "commit"):
-            continue  # sysbench sends BEGIN/COMMIT as text queries in both modes
         ours = sum(t["count"] for k, t in templates.items() if k.startswith(word))
         check(ours == delta.get(com, 0), f"{com} (executes): server {delta.get(com, 0)}, probe {ours}")
+
+    # MariaDB keeps no digests for prepared executes: the server's per-statement account is its
+    # general log, on for this run only. Only threads whose Connect line says TCP/IP count (the
+    # probe sees nothing else); this script's own statements on the unix socket are left out.
+    logged, log_cmds, other = general_log(log_path, admin_id)
+    print(f"general log: {sum(log_cmds.values())} lines of {log_cmds.get('Connect', 0)} TCP "
+          f"connections; {other} lines of other threads left out (this script's connection "
+          f"{admin_id}, unix socket)")
+    log_kind = {w: sum(n for k, (n, _) in logged.items() if k.startswith(w)) for w in kinds}
+    execs, com_exec = log_cmds.get("Execute", 0), delta.get("Com_stmt_execute", 0)
+    if execs == com_exec:
+        check(True, f"general log Execute lines {execs} = Com_stmt_execute {com_exec}")
+    else:
+        # Accepted only when the server's Com_* counters per statement kind show the same
+        # shortfall of its log, and the probe agrees with Com_stmt_execute; printed.
+        kind_gap = sum(delta.get(com, 0) - log_kind[w] for w, com in kinds.items())
+        explained = kind_gap == com_exec - execs and commands.get("COM_STMT_EXECUTE") == com_exec
+        print(f"note general log Execute lines {execs}, Com_stmt_execute {com_exec}; Com_* by "
+              f"kind exceed the log by {kind_gap}: " +
+              ("the general log lacks executes that Com_* counted" if explained
+               else "NOT explained by the server's own counters"))
+        check(explained, f"general log Execute lines {execs} vs Com_stmt_execute {com_exec} "
+              "explained by the server")
+    for cmd, com in {"Prepare": "Com_stmt_prepare", "Close stmt": "Com_stmt_close"}.items():
+        check(log_cmds.get(cmd, 0) == delta.get(com, 0),
+              f"general log {cmd} lines {log_cmds.get(cmd, 0)} = {com} {delta.get(com, 0)}")
+    check(log_cmds.get("Query", 0) == commands.get("COM_QUERY", 0),
+          f"general log Query lines {log_cmds.get('Query', 0)}, probe COM_QUERY "
+          f"{commands.get('COM_QUERY', 0)}")
+    # The server's only timer for executes covers all of them together.
+    n_exec, avg_exec, max_exec = execute_timer(db)
+    print(f"server timer, performance_schema statement/com/Execute (all templates together): "
+          f"{n_exec} executes, avg {avg_exec / 1e6:.0f} us, max {max_exec / 1e6:.0f} us")
+    # Both directions: every template has its general-log statements and every general-log
+    # template its probe template, with equal counts. A difference is accepted only when the
+    # server's Com_* counter and its log disagree by at least as much for that statement kind,
+    # in the same direction, and the probe agrees with Com_*; it is printed, never silent.
+    for key in sorted(set(templates) | set(logged)):
+        t, g = templates.get(key), logged.get(key)
+        ours, theirs = (t["count"] if t else 0), (g[0] if g else 0)
+        text = t["text"] if t else g[1]
+        if t is not None and g is not None and ours == theirs:
+            check(True, f"template '{text[:60]}': probe {ours}, general log {theirs}")
+            print(f"     probe p50 {min(t['p50']):.0f}-{max(t['p50']):.0f} us, p99 up to "
+                  f"{max(t['p99']):.0f} us | server: no per-template timer for executes")
+            continue
+        word = next((w for w in kinds if key.startswith(w)), None)
+        com = delta.get(kinds[word], 0) if word else None
+        probe_kind = sum(x["count"] for k, x in templates.items() if word and k.startswith(word))
+        if ours > theirs:
+            explained = word is not None and com - log_kind[word] >= ours - theirs
+            why = "the general log lacks statements that Com_* counted"
+        else:
+            explained = word is not None and log_kind[word] - com >= theirs - ours
+            why = "the general log has statements that Com_* did not count"
+        explained = explained and probe_kind == com
+        print(f"note template '{text[:60]}': probe {ours if t else None}, general log "
+              f"{theirs if g else None}; {kinds.get(word)} {com} vs general log of that kind "
+              f"{log_kind.get(word)}: " + (why if explained else
+                                           "NOT explained by the server's own counters"))
+        check(explained, f"template '{text[:60]}' difference explained by the server")
 
 if failures:
     print(f"{len(failures)} checks failed")
