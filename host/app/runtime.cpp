@@ -928,7 +928,18 @@ std::string reportTable(const std::string& json, size_t top) {
                 out << ' ' << k << '=' << v.convert<std::string>();
             }
             out << "\nerrors: " << totals->getValue<int64_t>("errors")
-                << ", rows returned: " << totals->getValue<int64_t>("rows_returned") << "\n\n";
+                << ", rows returned: " << totals->getValue<int64_t>("rows_returned");
+            // What is in no template, when anything is.
+            for (const auto& [key, what] :
+                 {std::pair<const char*, const char*>{"lost_responses", "responses lost"},
+                  {"templates_evicted", "not aggregated (template table full)"},
+                  {"unresolved_executes", "executes of unknown statements"}}) {
+                int64_t v = totals->optValue<int64_t>(key, 0);
+                if (v != 0) {
+                    out << ", " << what << ": " << v;
+                }
+            }
+            out << "\n\n";
         }
         auto templates = r->getArray("templates");
         if (!templates) {

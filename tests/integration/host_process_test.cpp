@@ -48,7 +48,7 @@ TEST_SUITE("process") {
         REQUIRE(mptest::run(p) == 0);
         std::string out = p.out();
         for (const char* line :
-             {"capture-pcap  capture  0.1.0  ABI 1.1", "decoder-mysql  decoder  0.1.0  ABI 1.1",
+             {"capture-pcap  capture  0.1.0  ABI 1.1", "decoder-mysql  decoder  0.2.0  ABI 1.1",
               "cluster-static  cluster  0.1.0  ABI 1.1", "cluster-gossip  cluster  0.3.0  ABI 1.1",
               "sink-websocket  sink  0.1.0  ABI 1.1"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
@@ -223,6 +223,70 @@ TEST_SUITE("process") {
         auto fo = parseJson(filtered.out());
         CHECK(fo->getObject("capture")->getValue<int64_t>("packets") == 411);
         CHECK(fo->getObject("totals")->getValue<int64_t>("commands_total") == 0);
+    }
+
+    TEST_CASE("offline: the decoder's bounds hold and what they leave out is counted") {
+        // The prepared capture: 400 executes of 38 statements on 2 connections.
+        std::string file = data("pcap/sysbench_ps_rw_2t_20tx.pcap");
+        auto run = [&](const std::string& name, const std::string& decoder) {
+            std::string cfg = config(name,
+                                     "serverport: 0\nplugins:\n  cluster: none\n"
+                                     "  sinks: []\n  decoder: {plugin: decoder-mysql, "
+                                     "config: {" +
+                                         decoder + "}}\n");
+            Process p({mptest::binary(), "-c", cfg, "-r", file});
+            REQUIRE(mptest::run(p) == 0);
+            return parseJson(p.out());
+        };
+        auto counted = [](const Poco::JSON::Object::Ptr& report) {
+            int64_t sum = 0;
+            auto templates = report->getArray("templates");
+            for (size_t i = 0; i < templates->size(); ++i) {
+                sum += templates->getObject(static_cast<unsigned>(i))->getValue<int64_t>("count");
+            }
+            return sum;
+        };
+        // One statement remembered per connection: the others' executes have no text.
+        auto one = run("one-statement", "max_statements_per_connection: 1");
+        auto totals = one->getObject("totals");
+        auto stats = one->getObject("stats");
+        int64_t unresolved = totals->getValue<int64_t>("unresolved_executes");
+        CHECK(unresolved > 0);
+        CHECK(counted(one) + unresolved == 400);
+        CHECK(stats->getValue<int64_t>("decoder_mysql_unknown_statements_total") == unresolved);
+        CHECK(stats->getValue<int64_t>("decoder_mysql_statements_evicted_total") == 74);  // 2 x 37
+        CHECK(one->getArray("templates")->size() <= 2);
+        // Five templates: the other executions are counted as evicted.
+        auto five = run("five-templates", "max_templates: 5");
+        CHECK(five->getArray("templates")->size() == 5);
+        CHECK(five->getObject("totals")->getValue<int64_t>("unresolved_executes") == 0);
+        CHECK(counted(five) + five->getObject("totals")->getValue<int64_t>("templates_evicted") ==
+              400);
+        // Samples (parameters substituted) and slow samples stay within max_sql_length.
+        auto small = run("short-sql", "max_sql_length: 16, slow_threshold_ms: 0");
+        auto templates = small->getArray("templates");
+        REQUIRE(templates->size() == 38);
+        size_t slow = 0;
+        for (size_t i = 0; i < templates->size(); ++i) {
+            auto t = templates->getObject(static_cast<unsigned>(i));
+            CHECK(t->getValue<std::string>("sample").size() <= 16);
+            auto list = t->getArray("slow");
+            for (size_t k = 0; list && k < list->size(); ++k, ++slow) {
+                CHECK(list->getObject(static_cast<unsigned>(k))
+                          ->getValue<std::string>("sql")
+                          .size() <= 16);
+            }
+        }
+        CHECK(slow > 0);
+        // The table says what is in no template.
+        std::string cfg = config("one-statement-table",
+                                 "serverport: 0\nplugins:\n  cluster: none\n  sinks: []\n"
+                                 "  decoder: {plugin: decoder-mysql, config: "
+                                 "{max_statements_per_connection: 1}}\n");
+        Process table({mptest::binary(), "-c", cfg, "-r", file, "--format", "table"});
+        REQUIRE(mptest::run(table) == 0);
+        CHECK(table.out().find("executes of unknown statements: " + std::to_string(unresolved)) !=
+              std::string::npos);
     }
 
     TEST_CASE("offline: pcapng goes through libpcap, other ports with --port") {

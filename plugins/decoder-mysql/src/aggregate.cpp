@@ -7,10 +7,6 @@
 
 namespace mp::mysql {
 
-namespace {
-constexpr size_t kMaxSampleBytes = 4096;  // a sample with its parameters substituted
-}  // namespace
-
 std::map<std::string, uint64_t> Aggregator::commands() const {
     std::map<std::string, uint64_t> out;
     for (size_t c = 0; c < commands_.size(); ++c) {
@@ -35,7 +31,11 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     }
     bool execution =
         tx.command == kQuery || tx.command == kStmtExecute || tx.command == kStmtBulkExecute;
-    if (!execution || (tx.fingerprint.empty() && tx.sql.empty())) {
+    if (!execution) {
+        return;
+    }
+    if (tx.fingerprint.empty() && tx.sql.empty()) {
+        r.unresolved += tx.command != kQuery ? 1 : 0;  // an empty COM_QUERY is no execute
         return;
     }
     TemplateStats* found = findOrAdd(server, tx.schema, tx.fingerprintId);
@@ -77,12 +77,12 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     t.inTransaction += (tx.statusFlags & 0x0001) != 0 ? 1 : 0;
     t.warnings += tx.warnings;
     // Samples are runnable SQL: an execute's placeholders get its parameters.
-    auto sampleSql = [&tx] {
+    auto sampleSql = [&tx, this] {
         if (tx.params.empty() && !tx.executeParams.present) {
             return tx.sql;
         }
         std::vector<std::string> values = tx.paramValues();
-        return values.empty() ? tx.sql : substituteParams(tx.sql, values, kMaxSampleBytes);
+        return values.empty() ? tx.sql : substituteParams(tx.sql, values, limits_.maxSample);
     };
     if (t.firstSeen == 0) {
         t.firstSeen = tx.requestTs;

@@ -22,6 +22,7 @@ using report::TemplateStats;
 struct AggregatorLimits {
     size_t maxTemplates = 10000;
     double slowThresholdUs = 100000;
+    size_t maxSample = 4096;  // bytes of a sample, parameters substituted (max_sql_length)
 };
 
 class Aggregator {

@@ -42,7 +42,15 @@ class MysqlDecoder : public mp::Plugin {
           tls_(host.counter("tls_sessions_total", "connections that switched to TLS (skipped)")),
           loginErrors_(host.counter("login_errors_total", "logins refused by the server")),
           unknownStmt_(host.counter("unknown_statements_total",
-                                    "executes of statements prepared before the capture")),
+                                    "executes of statements whose text is not known (prepared "
+                                    "before the capture, or forgotten under the bound)")),
+          stmtEvicted_(host.counter("statements_evicted_total",
+                                    "prepared statements forgotten under "
+                                    "max_statements_per_connection")),
+          resyncs_(host.counter("resyncs_total",
+                                "restarts of a connection's decoding after a gap or garbage")),
+          decompressErrors_(host.counter("decompress_errors_total",
+                                         "compressed-protocol frames that did not inflate")),
           evicted_(
               host.counter("templates_evicted_total",
                            "transactions not aggregated because the template table was full")) {
@@ -127,6 +135,9 @@ class MysqlDecoder : public mp::Plugin {
         const auto& stats = st->session->stats();
         tls_.add(stats.tlsSessions);
         unknownStmt_.add(stats.unknownStatements);
+        stmtEvicted_.add(stats.statementEvictions);
+        resyncs_.add(stats.resyncs);
+        decompressErrors_.add(stats.decompressErrors);
         if (st->session->login().failed) {
             loginErrors_.add();
         }
@@ -152,6 +163,7 @@ class MysqlDecoder : public mp::Plugin {
     void AggregatorLimitsFrom(const mp::Config& cfg) {
         aggLimits_.maxTemplates = static_cast<size_t>(cfg.i64("max_templates"));
         aggLimits_.slowThresholdUs = static_cast<double>(cfg.i64("slow_threshold_ms")) * 1000.0;
+        aggLimits_.maxSample = static_cast<size_t>(cfg.i64("max_sql_length"));
         agg_ = mp::mysql::Aggregator(aggLimits_);
         std::lock_guard<std::mutex> lock(registryMutex());
         registry().push_back(this);
@@ -204,6 +216,9 @@ class MysqlDecoder : public mp::Plugin {
     mp::Counter tls_;
     mp::Counter loginErrors_;
     mp::Counter unknownStmt_;
+    mp::Counter stmtEvicted_;
+    mp::Counter resyncs_;
+    mp::Counter decompressErrors_;
     mp::Counter evicted_;
     std::array<mp::Counter, 257> commands_;
     struct Counts {
@@ -217,5 +232,5 @@ class MysqlDecoder : public mp::Plugin {
 
 }  // namespace
 
-MP_DECLARE_PLUGIN(MysqlDecoder, MP_KIND_DECODER, "decoder-mysql", "0.1.0",
+MP_DECLARE_PLUGIN(MysqlDecoder, MP_KIND_DECODER, "decoder-mysql", "0.2.0",
                   "MySQL/MariaDB client/server protocol decoder", kProps, 0)

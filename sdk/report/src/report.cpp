@@ -274,6 +274,7 @@ void Section::merge(const Section& o) {
     rows += o.rows;
     lost += o.lost;
     evicted += o.evicted;
+    unresolved += o.unresolved;
     for (const auto& [key, t] : o.templates_) {
         auto it = templates_.find(key);
         if (it != templates_.end()) {
@@ -303,7 +304,8 @@ std::string Section::json() const {
         first = false;
     }
     out << "},\"rows_returned\":" << rows << ",\"lost_responses\":" << lost
-        << ",\"templates_evicted\":" << evicted << "},\"templates\":[";
+        << ",\"templates_evicted\":" << evicted << ",\"unresolved_executes\":" << unresolved
+        << "},\"templates\":[";
     // Most total time first: what an operator looks at.
     std::vector<const TemplateStats*> order;
     for (const auto& [k, t] : templates_) {
@@ -515,6 +517,7 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
     s.rows = u64(totals, "rows_returned");
     s.lost = u64(totals, "lost_responses");
     s.evicted = u64(totals, "templates_evicted");
+    s.unresolved = u64(totals, "unresolved_executes", false);  // since decoder-mysql 0.2.0
     Array::Ptr templates = array(report, "templates");
     for (size_t i = 0; i < templates->size(); ++i) {
         Object::Ptr o = element(templates, i, "templates");

@@ -162,6 +162,9 @@ class Section {
     uint64_t rows = 0;
     uint64_t lost = 0;
     uint64_t evicted = 0;  // executions not kept because the template table was full
+    // Executes of a statement whose text is not known (prepared before the capture started,
+    // or forgotten by the per-connection statement bound): counted, in no template.
+    uint64_t unresolved = 0;
 
     /// The template of (server, schema, id), created when there is room; nullptr when full.
     TemplateStats* find(std::string_view server, std::string_view schema, uint64_t id);
