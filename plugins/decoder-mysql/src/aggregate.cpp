@@ -17,7 +17,8 @@ std::map<std::string, uint64_t> Aggregator::commands() const {
     return out;
 }
 
-void Aggregator::add(const Transaction& tx, std::string_view server, std::string_view client) {
+void Aggregator::add(const Transaction& tx, std::string_view server, std::string_view client,
+                     uint16_t clientPort) {
     ++commands_[tx.command];
     report::Section& r = section_;
     r.rows += tx.rowsReturned;
@@ -111,8 +112,9 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
             }
         }
         if (slot != nullptr) {
-            *slot = SlowSample{us,           sampleSql(),  std::string(client), tx.user,
-                               tx.requestTs, tx.errorCode, tx.statusFlags,      tx.rowsAffected};
+            *slot = SlowSample{
+                us,      sampleSql(),  std::string(client), clientPort,     tx.connectionId,
+                tx.user, tx.requestTs, tx.errorCode,        tx.statusFlags, tx.rowsAffected};
         }
     }
 }

@@ -58,8 +58,10 @@ class Aggregator {
     }
     ~Aggregator() = default;
 
-    /// One transaction of a connection from `client` (IP address) to `server` ("ip:port").
-    void add(const Transaction& tx, std::string_view server, std::string_view client = {});
+    /// One transaction of a connection from `client` (IP address) and `clientPort` to `server`
+    /// ("ip:port").
+    void add(const Transaction& tx, std::string_view server, std::string_view client = {},
+             uint16_t clientPort = 0);
     void merge(const Aggregator& o);
     void clear();
 

@@ -89,6 +89,7 @@ class MysqlDecoder : public mp::Plugin {
         char cip[INET6_ADDRSTRLEN] = {0};
         inet_ntop(family, flow.client_ip, cip, sizeof cip);
         s->client = cip;
+        s->clientPort = flow.client_port;
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
             [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); });
@@ -148,6 +149,7 @@ class MysqlDecoder : public mp::Plugin {
     struct Stream {
         std::string server;  // "ip:port"
         std::string client;  // ip
+        uint16_t clientPort = 0;
         std::unique_ptr<mp::mysql::Session> session;
     };
 
@@ -171,7 +173,7 @@ class MysqlDecoder : public mp::Plugin {
 
     void record(const mp::mysql::Transaction& tx, const Stream& s) {
         std::lock_guard<std::mutex> lock(aggMutex_);
-        agg_.add(tx, s.server, s.client);
+        agg_.add(tx, s.server, s.client, s.clientPort);
         // Metric counters are shared atomics: counted here and added every 256 commands and
         // at each report interval (the collector flushes every worker under this lock).
         bool known =

@@ -638,6 +638,7 @@ std::vector<std::string> Transaction::paramValues() const {
 
 void Transaction::reset() {
     command = 0;
+    connectionId = 0;
     requestTs = firstResponseTs = responseTs = 0;
     outcome = Outcome::None;
     sql.clear();
@@ -685,6 +686,7 @@ void Session::command(const Packet& p) {
     Pending& pc = pending_.pushBack();
     Transaction& tx = pc.tx;
     tx.command = p.data[0];
+    tx.connectionId = login_.connectionId;
     tx.requestTs = p.firstTs != 0 ? p.firstTs : p.ts;
     tx.requestBytes = p.length + 4;
     tx.user = login_.user;

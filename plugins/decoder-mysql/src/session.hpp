@@ -63,6 +63,7 @@ enum class Outcome { None, Ok, Error, ResultSet, Prepared, Lost };
 /// One client command and its response.
 struct Transaction {
     uint8_t command = 0;
+    uint32_t connectionId = 0;  // the server's thread id (from its greeting; 0 when not seen)
     uint64_t requestTs = 0;
     uint64_t firstResponseTs = 0;
     uint64_t responseTs = 0;  // end of the response (0 when none)

@@ -346,10 +346,11 @@ std::string Section::json() const {
         for (const SlowSample& x : t->slow) {
             out << (f3 ? "" : ",") << "{\"latency_us\":" << exact(x.us)
                 << ",\"sql\":" << mp::jsonString(x.sql)
-                << ",\"client\":" << mp::jsonString(x.client)
-                << ",\"user\":" << mp::jsonString(x.user) << ",\"ts_ns\":" << x.ts
-                << ",\"error_code\":" << x.errorCode << ",\"status_flags\":" << x.statusFlags
-                << ",\"rows_affected\":" << x.rowsAffected << "}";
+                << ",\"client\":" << mp::jsonString(x.client) << ",\"client_port\":" << x.clientPort
+                << ",\"conn_id\":" << x.connectionId << ",\"user\":" << mp::jsonString(x.user)
+                << ",\"ts_ns\":" << x.ts << ",\"error_code\":" << x.errorCode
+                << ",\"status_flags\":" << x.statusFlags << ",\"rows_affected\":" << x.rowsAffected
+                << "}";
             f3 = false;
         }
         out << "],\"clients\":";
@@ -592,6 +593,11 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
             q.us = f64(x, "latency_us");
             q.sql = text(x, "sql");
             q.client = text(x, "client", 256);
+            // Since decoder-mysql 0.2.0.
+            q.clientPort =
+                static_cast<uint16_t>(std::min<uint64_t>(u64(x, "client_port", false), 65535));
+            q.connectionId =
+                static_cast<uint32_t>(std::min<uint64_t>(u64(x, "conn_id", false), 0xffffffffULL));
             q.user = text(x, "user", 1024);
             q.ts = u64(x, "ts_ns");
             q.errorCode = static_cast<uint16_t>(std::min<uint64_t>(u64(x, "error_code"), 65535));

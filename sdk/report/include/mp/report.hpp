@@ -109,7 +109,9 @@ struct BreakdownSet {
 struct SlowSample {
     double us = 0;
     std::string sql;
-    std::string client;
+    std::string client;       // IP address
+    uint16_t clientPort = 0;  // with the connection id, which connection it was
+    uint32_t connectionId = 0;
     std::string user;
     uint64_t ts = 0;
     uint16_t errorCode = 0;
