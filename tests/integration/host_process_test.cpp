@@ -272,9 +272,12 @@ TEST_SUITE("process") {
             CHECK(t->getValue<std::string>("sample").size() <= 16);
             auto list = t->getArray("slow");
             for (size_t k = 0; list && k < list->size(); ++k, ++slow) {
-                CHECK(list->getObject(static_cast<unsigned>(k))
-                          ->getValue<std::string>("sql")
-                          .size() <= 16);
+                auto x = list->getObject(static_cast<unsigned>(k));
+                CHECK(x->getValue<std::string>("sql").size() <= 16);
+                // Which connection: the server's thread ids of the capture (its general log).
+                int64_t conn = x->getValue<int64_t>("conn_id");
+                CHECK((conn == 56 || conn == 57));
+                CHECK(x->getValue<int64_t>("client_port") > 1024);
             }
         }
         CHECK(slow > 0);
