@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Decoder benchmark, in one invocation on the same files:
 #   offline: mysqlprobe -r, tshark -Y mysql.command, pt-query-digest --type tcpdump, on
-#     (1) the sysbench capture of tests/data repeated COPIES times and (2) a larger sysbench
-#     capture this script records itself (real mariadbd on loopback, tcpdump);
+#     (1) the two sysbench captures of tests/data (text and prepared) each repeated COPIES times
+#     and (2) a larger sysbench capture this script records itself (real mariadbd on loopback,
+#     tcpdump);
 #   live: the probe's CPU per 1000 queries and peak RSS while sysbench runs.
 # Usage: [RUNS=9] bench/decoder.sh [COPIES] [SECONDS]
 set -euo pipefail
@@ -73,8 +74,12 @@ offline() {  # name file port
        "(pt-query-digest's queries/s uses mysqlprobe's query count)"
 }
 
-python3 bench/make_capture.py tests/data/pcap/sysbench_text_rw_2t_20tx.pcap "$work/copies.pcap" "$copies" >/dev/null
-offline "bundled sysbench capture x$copies" "$work/copies.pcap" 3306
+# Both bundled sysbench captures (the prepared one is the largest of ../shared/pcaps).
+for kind in text ps; do
+  python3 bench/make_capture.py "tests/data/pcap/sysbench_${kind}_rw_2t_20tx.pcap" "$work/copies.pcap" "$copies" >/dev/null
+  offline "bundled sysbench_${kind}_rw_2t_20tx.pcap x$copies" "$work/copies.pcap" 3306
+done
+rm -f "$work/copies.pcap"
 
 # Record a larger capture of our own, and measure the probe live at the same time.
 /usr/bin/python3 - "$work" "$seconds" "$probe" <<'PY'
