@@ -21,6 +21,13 @@ TEST_SUITE("fingerprint") {
         CHECK(fp("SELECT _utf8mb4'abc'") == "select ?");
         CHECK(fp("select a-1, a - 1, f(-1)") == "select a - ?, a - ?, f(?)");
         CHECK(fp("select f(1)") != fp("select f(1, 2)"));
+        // Temporal literals: the keyword stays, the string is a literal.
+        CHECK(fp("SELECT DATE '2026-12-01', TIME '10:00:00', TIMESTAMP '2026-12-01 10:00:00'") ==
+              "select date ?, time ?, timestamp ?");
+        CHECK(fp("select * from t where d > DATE '2020-01-01'") ==
+              fp("select * from t where d > date '1999-12-31'"));
+        CHECK(fp("SELECT {d '2026-12-01'}, {ts '2026-12-01 10:00:00'}") ==
+              "select { d ? }, { ts ? }");
     }
     TEST_CASE("text and prepared forms share a template") {
         CHECK(fingerprint("UPDATE sbtest3 SET c='x' WHERE id=17").id ==

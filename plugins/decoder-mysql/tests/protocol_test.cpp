@@ -174,6 +174,38 @@ TEST_SUITE("decoder-mysql") {
         }
     }
 
+    TEST_CASE("COM_PROCESS_KILL, COM_PING, COM_STATISTICS, an unknown command: each answered") {
+        Conn c(kCaps);
+        c.client(packet(0, Bytes{0x0c, 0x2a, 0x00, 0x00, 0x00}));  // KILL 42
+        c.server(packet(1, ok()));
+        c.client(packet(0, Bytes{0x0c, 0x07, 0x00, 0x00, 0x00}));  // no such thread
+        c.server(packet(1, Bytes{0xff, 0x4a, 0x04, '#', 'H', 'Y', '0', '0', '0', 'x'}));
+        c.client(packet(0, Bytes{0x0e}));
+        c.server(packet(1, ok()));
+        c.client(packet(0, Bytes{0x09}));
+        Bytes stat;
+        str(stat, "Uptime: 1  Threads: 1", false);
+        c.server(packet(1, stat));
+        c.client(packet(0, Bytes{0x42, 0x01}));
+        c.server(packet(1, Bytes{0xff, 0x17, 0x04, '#', '0', '8', 'S', '0', '1', 'x'}));
+        REQUIRE(c.txs.size() == 5);
+        CHECK(mp::mysql::commandName(c.txs[0].command) == "COM_PROCESS_KILL");
+        CHECK(c.txs[0].outcome == Outcome::Ok);
+        CHECK(c.txs[1].outcome == Outcome::Error);
+        CHECK(c.txs[1].errorCode == 1098);
+        CHECK(c.txs[1].sqlState == "HY000");
+        CHECK(mp::mysql::commandName(c.txs[2].command) == "COM_PING");
+        CHECK(c.txs[2].outcome == Outcome::Ok);
+        CHECK(mp::mysql::commandName(c.txs[3].command) == "COM_STATISTICS");
+        CHECK(c.txs[3].outcome == Outcome::Ok);
+        CHECK(mp::mysql::commandName(c.txs[4].command) == "COM_UNKNOWN_0x42");
+        CHECK(c.txs[4].errorCode == 1047);
+        for (const Transaction& t : c.txs) {
+            CHECK(t.connectionId == 7);
+            CHECK(t.responseTs > t.requestTs);
+        }
+    }
+
     TEST_CASE("a direct execute pipelined behind its prepare gets the prepared text") {
         Conn c(kCaps);
         Bytes prep{0x16};
