@@ -3,7 +3,8 @@
 //  - literals (strings, numbers, hex, bit, x'..', b'..', TRUE/FALSE/NULL are kept as words) -> ?
 //  - placeholders `?` of prepared statements stay `?`, so text and binary forms share a template
 //  - lists of literals collapse: IN (?, ?, ?) -> in(?+); VALUES (?, ?), (?, ?) -> values(?+)
-//    (function arguments do not: f(?) and f(?, ?) stay apart, as in performance_schema)
+//    (function arguments do not: f(?, ?) and f(?, ?, ?) stay apart; performance_schema writes
+//    both as f (...): a deliberate difference, listed with the others in the plugin's README)
 //  - comments are removed, optimizer hints /*+ ... */ included (as MariaDB 10.x/11.x, whose
 //    parser takes them as comments; MySQL 5.7+ keeps hint tokens in its digest: a hint does not
 //    make a new template here)

@@ -68,6 +68,19 @@ TEST_SUITE("fingerprint") {
         CHECK(fp("/*!40101 SET NAMES utf8") == "set names utf8");  // unterminated
         CHECK(fp("SELECT /*+ BKA(t) */ a FROM t") == "select a from t");
     }
+    TEST_CASE("the deliberate differences from performance_schema (README table), as written") {
+        CHECK(fp("select * from t where id in (1)") == fp("select * from t where id in (1, 2, 3)"));
+        CHECK(fp("insert into t values (1, 'a')") == fp("insert into t values (1, 'a'), (2, 'b')"));
+        CHECK(fp("select f(1, 2)") == "select f(?, ?)");
+        CHECK(fp("select f(1, 2)") != fp("select f(1, 2, 3)"));
+        CHECK(fp("SELECT * FROM T") == fp("select * from t"));
+        CHECK(fp("select /*+ BKA(t) */ a from t") == fp("select a from t"));
+        CHECK(fp("/*!90000 select 1 */") == "select ?");
+        CHECK(fp("select 1; select 2") == "select ?; select ?");
+        CHECK(fp("select * from t where id in (1, NULL, 3)") ==
+              "select * from t where id in(?, null, ?)");
+        CHECK(fp("select * from t where a is null") == "select * from t where a is null");
+    }
     TEST_CASE("synonyms share a template") {
         CHECK(fp("SELECT DISTINCTROW c FROM t") == fp("select distinct c from t"));
     }
