@@ -92,7 +92,7 @@ class MysqlDecoder : public mp::Plugin {
         s->clientPort = flow.client_port;
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
-            [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); });
+            [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); }, &texts_);
         return s;
     }
 
@@ -206,6 +206,9 @@ class MysqlDecoder : public mp::Plugin {
     }
 
     mp::mysql::SessionLimits limits_;
+    // This worker's prepared statement texts, shared by its sessions (which all close before
+    // the decoder goes: the host closes every stream first).
+    mp::mysql::StatementTexts texts_;
     mp::mysql::AggregatorLimits aggLimits_;
     std::mutex aggMutex_;
     mp::mysql::Aggregator agg_;

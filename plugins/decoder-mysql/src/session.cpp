@@ -348,10 +348,93 @@ const std::string& commandName(uint8_t cmd) {
     return kAll[cmd];
 }
 
-Session::Session(SessionLimits limits, bool midstream, Emit emit)
+const StatementTexts::Text* StatementTexts::acquire(const std::string& sql, const std::string& fp,
+                                                    uint64_t fpId) {
+    auto it = texts_.find(Key{fpId, sql});
+    if (it == texts_.end()) {
+        auto t = std::make_unique<Text>();
+        t->sql = sql;
+        t->fp = Fingerprint{fp, fpId};
+        Key k{fpId, t->sql};
+        it = texts_.emplace(k, std::move(t)).first;
+    }
+    ++it->second->refs;
+    return it->second.get();
+}
+
+void StatementTexts::release(const Text* t) {
+    if (t == nullptr) {
+        return;
+    }
+    auto it = texts_.find(Key{t->fp.id, t->sql});
+    if (it != texts_.end() && --it->second->refs == 0) {
+        texts_.erase(it);
+    }
+}
+
+namespace {
+std::string_view bytesKey(const std::vector<uint8_t>& b) {
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+}  // namespace
+
+const StatementTexts::Types* StatementTexts::acquireTypes(const std::vector<uint8_t>& bytes) {
+    auto it = types_.find(bytesKey(bytes));
+    if (it == types_.end()) {
+        auto t = std::make_unique<Types>();
+        t->bytes = bytes;
+        std::string_view k = bytesKey(t->bytes);
+        it = types_.emplace(k, std::move(t)).first;
+    }
+    ++it->second->refs;
+    return it->second.get();
+}
+
+void StatementTexts::release(const Types* t) {
+    if (t == nullptr) {
+        return;
+    }
+    auto it = types_.find(bytesKey(t->bytes));
+    if (it != types_.end() && --it->second->refs == 0) {
+        types_.erase(it);
+    }
+}
+
+Session::Session(SessionLimits limits, bool midstream, Emit emit, StatementTexts* texts)
     : limits_(limits),
       emit_(std::move(emit)),
-      phase_(midstream ? Phase::Resync : Phase::Greeting) {}
+      phase_(midstream ? Phase::Resync : Phase::Greeting),
+      ownTexts_(texts == nullptr ? std::make_unique<StatementTexts>() : nullptr),
+      texts_(texts != nullptr ? texts : ownTexts_.get()) {}
+
+Session::~Session() { forgetStatements(); }
+
+Session::Statement* Session::findStatement(uint32_t id) {
+    if (idsAscending_) {
+        auto it = std::lower_bound(statements_.begin(), statements_.end(), id,
+                                   [](const Statement& s, uint32_t v) { return s.id < v; });
+        return it != statements_.end() && it->id == id ? &*it : nullptr;
+    }
+    for (Statement& s : statements_) {
+        if (s.id == id) {
+            return &s;
+        }
+    }
+    return nullptr;
+}
+
+void Session::eraseStatement(std::vector<Statement>::iterator it) {
+    texts_->release(it->text);
+    texts_->release(it->types);
+    for (auto l = longData_.begin(); l != longData_.end(); ++l) {
+        if (l->first == it->id) {
+            longData_.erase(l);
+            break;
+        }
+    }
+    statements_.erase(it);
+    idsAscending_ = idsAscending_ || statements_.empty();
+}
 
 void Session::data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
     if (phase_ == Phase::Tls || dir > 1) {
@@ -732,17 +815,17 @@ void Session::command(const Packet& p) {
                 }
             }
             tx.statementId = id;
-            auto it = direct != nullptr ? statements_.end() : statements_.find(id);
+            Statement* st = direct != nullptr ? nullptr : findStatement(id);
             if (direct != nullptr) {
                 // Its parameter count comes with the prepare's answer: the values of this
                 // execute are not decoded.
                 tx.sql = direct->tx.sql;
                 tx.fingerprint = direct->tx.fingerprint;
                 tx.fingerprintId = direct->tx.fingerprintId;
-            } else if (it != statements_.end()) {
-                tx.sql = it->second.sql;
-                tx.fingerprint = it->second.fp.text;
-                tx.fingerprintId = it->second.fp.id;
+            } else if (st != nullptr) {
+                tx.sql = st->text->sql;
+                tx.fingerprint = st->text->fp.text;
+                tx.fingerprintId = st->text->fp.id;
             } else if (tx.command == kStmtExecute || tx.command == kStmtBulkExecute) {
                 ++stats_.unknownStatements;
             }
@@ -753,32 +836,61 @@ void Session::command(const Packet& p) {
                 // Parameter values for samples (with query attributes: those skipped).
                 // They are kept undecoded when small (formatted only for a sample), else
                 // decoded now, each value cut to 256 bytes.
-                if (it != statements_.end() && r.ok()) {
-                    Statement& st = it->second;
+                if (st != nullptr && r.ok()) {
                     QueryAttributes qa{(flags & 0x08) != 0};  // PARAMETER_COUNT_AVAILABLE
                     const QueryAttributes* withQa =
                         (clientCaps_ & serverCaps_ & kQueryAttributes) != 0 ? &qa : nullptr;
-                    if (r.left() <= kMaxKeptParamBytes) {
-                        tx.executeParams.keep(r.here(), r.left(), st.params, st.types, st.longData,
-                                              withQa);
-                        bindExecuteTypes(r.here(), r.left(), st.params, st.types, withQa);
-                    } else {
-                        decodeExecuteParams(r.here(), r.left(), st.params, st.types, st.longData,
-                                            tx.params, 256, withQa);
+                    static const std::vector<bool> kNone;
+                    auto sent = longData_.begin();
+                    while (sent != longData_.end() && sent->first != st->id) {
+                        ++sent;
                     }
-                    st.longData.clear();
+                    const std::vector<bool>& longData =
+                        sent != longData_.end() ? sent->second : kNone;
+                    static const std::vector<uint8_t> kUnbound;
+                    const std::vector<uint8_t>& bound =
+                        st->types != nullptr ? st->types->bytes : kUnbound;
+                    // The types this execute binds, if it binds any (most send them only when
+                    // they change): an empty scratch stays empty otherwise.
+                    boundScratch_.clear();
+                    if (r.left() <= kMaxKeptParamBytes) {
+                        tx.executeParams.keep(r.here(), r.left(), st->params, bound, longData,
+                                              withQa);
+                        bindExecuteTypes(r.here(), r.left(), st->params, boundScratch_, withQa);
+                    } else {
+                        boundScratch_ = bound;  // decoding needs them
+                        decodeExecuteParams(r.here(), r.left(), st->params, boundScratch_, longData,
+                                            tx.params, 256, withQa);
+                        if (boundScratch_ == bound) {
+                            boundScratch_.clear();
+                        }
+                    }
+                    if (!boundScratch_.empty() && boundScratch_ != bound) {
+                        const StatementTexts::Types* now = texts_->acquireTypes(boundScratch_);
+                        texts_->release(st->types);
+                        st->types = now;
+                    }
+                    if (sent != longData_.end()) {
+                        longData_.erase(sent);  // sent for this execute only
+                    }
                 }
             }
-            if (tx.command == kStmtSendLongData && it != statements_.end()) {
+            if (tx.command == kStmtSendLongData && st != nullptr) {
                 auto param = static_cast<size_t>(r.le(2));
-                Statement& st = it->second;
-                if (r.ok() && param < st.params) {
-                    st.longData.resize(st.params);
-                    st.longData[param] = true;
+                if (r.ok() && param < st->params) {
+                    auto sent = longData_.begin();
+                    while (sent != longData_.end() && sent->first != st->id) {
+                        ++sent;
+                    }
+                    if (sent == longData_.end()) {
+                        sent = longData_.insert(longData_.end(), {st->id, {}});
+                    }
+                    sent->second.resize(st->params);
+                    sent->second[param] = true;
                 }
             }
-            if (tx.command == kStmtClose && it != statements_.end()) {
-                statements_.erase(it);
+            if (tx.command == kStmtClose && st != nullptr) {
+                eraseStatement(statements_.begin() + (st - statements_.data()));
             }
             pc.binary = true;
             break;
@@ -805,8 +917,13 @@ void Session::command(const Packet& p) {
 }
 
 void Session::forgetStatements() {
+    for (Statement& s : statements_) {
+        texts_->release(s.text);
+        texts_->release(s.types);
+    }
     statements_.clear();
-    statementOrder_.clear();
+    longData_.clear();
+    idsAscending_ = true;
 }
 
 void Session::userChanged(const std::string& user, const std::string& schema) {
@@ -907,19 +1024,25 @@ void Session::respond(Pending& pc, const Packet& p) {
                     r.skip(1);
                     tx.warnings = static_cast<uint16_t>(r.le(2));
                     tx.statementId = id;
-                    if (statements_.count(id) == 0) {
-                        if (statements_.size() >= limits_.maxStatements) {
-                            statements_.erase(statementOrder_.front());
-                            statementOrder_.pop_front();
-                            ++stats_.statementEvictions;
-                        }
-                        statementOrder_.push_back(id);
+                    if (Statement* old = findStatement(id); old != nullptr) {
+                        // The same id again: the server reused it, this text replaces the old.
+                        eraseStatement(statements_.begin() + (old - statements_.data()));
                     }
-                    statements_[id] = Statement{tx.sql,
-                                                Fingerprint{tx.fingerprint, tx.fingerprintId},
-                                                static_cast<uint16_t>(pc.params),
-                                                {},
-                                                {}};
+                    if (statements_.size() >= limits_.maxStatements) {
+                        eraseStatement(statements_.begin());
+                        ++stats_.statementEvictions;
+                    }
+                    if (!statements_.empty() && statements_.back().id >= id) {
+                        idsAscending_ = false;
+                    }
+                    if (statements_.size() == statements_.capacity()) {
+                        // Grown by a quarter, not doubled: 10,000 connections hold these.
+                        statements_.reserve(statements_.size() + statements_.size() / 4 + 4);
+                    }
+                    Statement& st = statements_.emplace_back();
+                    st.id = id;
+                    st.params = static_cast<uint16_t>(pc.params);
+                    st.text = texts_->acquire(tx.sql, tx.fingerprint, tx.fingerprintId);
                     lastPrepared_ = id;
                     if (pc.params > 0) {
                         pc.state = Resp::PrepareParams;

@@ -5,9 +5,10 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -114,6 +115,48 @@ struct SessionLimits {
     size_t maxPending = 256;      // pipelined commands awaiting a response
 };
 
+/// The texts of prepared statements, and the parameter types their executes bind, shared by
+/// the sessions of one decoder worker: the connections of an application prepare the same
+/// statements and bind the same types, so each is kept once however many connections hold it
+/// (10,000 pooled connections with 38 statements each: one copy of 38 texts).
+/// Reference-counted by the sessions; one thread.
+class StatementTexts {
+  public:
+    struct Text {
+        std::string sql;
+        Fingerprint fp;
+        uint32_t refs = 0;
+    };
+    struct Types {
+        std::vector<uint8_t> bytes;  // 2 per parameter
+        uint32_t refs = 0;
+    };
+    StatementTexts() = default;
+    StatementTexts(const StatementTexts&) = delete;
+    StatementTexts& operator=(const StatementTexts&) = delete;
+    /// The shared text (one more reference).
+    const Text* acquire(const std::string& sql, const std::string& fp, uint64_t fpId);
+    void release(const Text* t);
+    const Types* acquireTypes(const std::vector<uint8_t>& bytes);
+    void release(const Types* t);
+    size_t size() const { return texts_.size(); }
+    size_t typeSets() const { return types_.size(); }
+
+  private:
+    struct Key {
+        uint64_t fpId;
+        std::string_view sql;  // the Text's own
+        bool operator==(const Key& o) const { return fpId == o.fpId && sql == o.sql; }
+    };
+    struct KeyHash {
+        size_t operator()(const Key& k) const {
+            return std::hash<std::string_view>()(k.sql) ^ (k.fpId * 0x9e3779b97f4a7c15ULL);
+        }
+    };
+    std::unordered_map<Key, std::unique_ptr<Text>, KeyHash> texts_;
+    std::unordered_map<std::string_view, std::unique_ptr<Types>> types_;  // keys: their bytes
+};
+
 /// Counters of a session (plain integers; one thread).
 struct SessionStats {
     uint64_t packetsIn = 0;
@@ -130,7 +173,12 @@ class Session {
   public:
     using Emit = std::function<void(const Transaction&)>;
 
-    Session(SessionLimits limits, bool midstream, Emit emit);
+    /// `texts`: where prepared statements' texts are shared (the decoder worker's); nullptr:
+    /// the session keeps its own.
+    Session(SessionLimits limits, bool midstream, Emit emit, StatementTexts* texts = nullptr);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
 
     /// dir 0: client to server, 1: server to client.
     void data(uint32_t dir, const uint8_t* p, size_t n, uint64_t ts);
@@ -221,15 +269,24 @@ class Session {
         size_t n_ = 0;
     };
     PendingQueue pending_;
+    // Prepared statements, oldest first (the first forgotten at the bound). Servers number a
+    // connection's statements upwards, so ids are found by binary search; by a scan if not.
     struct Statement {
-        std::string sql;
-        Fingerprint fp;
+        uint32_t id = 0;
         uint16_t params = 0;
-        std::vector<uint8_t> types;  // bound by the last execute that sent them (2 bytes each)
-        std::vector<bool> longData;  // parameters sent by COM_STMT_SEND_LONG_DATA
+        const StatementTexts::Text* text = nullptr;  // a reference held in texts_
+        // Bound by the last execute that sent them (nullptr: none yet); held in texts_.
+        const StatementTexts::Types* types = nullptr;
     };
-    std::unordered_map<uint32_t, Statement> statements_;
-    std::deque<uint32_t> statementOrder_;
+    std::vector<Statement> statements_;
+    bool idsAscending_ = true;
+    Statement* findStatement(uint32_t id);
+    void eraseStatement(std::vector<Statement>::iterator it);
+    // Parameters sent by COM_STMT_SEND_LONG_DATA, by statement, until its execute (rarely any).
+    std::vector<std::pair<uint32_t, std::vector<bool>>> longData_;
+    std::vector<uint8_t> boundScratch_;  // an execute's types, before they are shared
+    std::unique_ptr<StatementTexts> ownTexts_;
+    StatementTexts* texts_;
     uint32_t lastPrepared_ = 0xffffffff;
     SessionStats stats_;
 };
