@@ -62,8 +62,10 @@ struct Conn {
     Session s;
     uint64_t ts = 1000;
 
-    explicit Conn(uint32_t caps)
-        : s(SessionLimits{}, false, [this](const Transaction& t) { txs.push_back(t); }) {
+    explicit Conn(uint32_t caps, mp::mysql::StatementTexts* texts = nullptr,
+                  SessionLimits limits = {})
+        : s(
+              limits, false, [this](const Transaction& t) { txs.push_back(t); }, texts) {
         Bytes g{0x0a};
         str(g, "8.0.36");
         le(g, 7, 4);  // connection id
@@ -98,6 +100,34 @@ struct Conn {
         str(q, sql, false);
         client(packet(0, q));
         server(packet(1, answer));
+    }
+    // A prepare answered with `id` (no parameters, no columns).
+    void prepare(uint32_t id, const std::string& sql) {
+        Bytes q{0x16};
+        str(q, sql, false);
+        client(packet(0, q));
+        Bytes pok{0x00};
+        le(pok, id, 4);
+        le(pok, 0, 2);
+        le(pok, 0, 2);
+        pok.push_back(0);
+        le(pok, 0, 2);
+        server(packet(1, pok));
+    }
+    // An execute of `id`, answered OK; its transaction.
+    const Transaction& execute(uint32_t id) {
+        Bytes e{0x17};
+        le(e, id, 4);
+        e.push_back(0);
+        le(e, 1, 4);
+        client(packet(0, e));
+        server(packet(1, ok()));
+        return txs.back();
+    }
+    void close(uint32_t id) {
+        Bytes c{0x19};
+        le(c, id, 4);
+        client(packet(0, c));
     }
     // The schema and user the server would attribute the next statement to.
     std::pair<std::string, std::string> where() {
@@ -204,6 +234,57 @@ TEST_SUITE("decoder-mysql") {
             CHECK(t.connectionId == 7);
             CHECK(t.responseTs > t.requestTs);
         }
+    }
+
+    TEST_CASE("prepared statements: shared texts, closes, any id order, the per-connection bound") {
+        mp::mysql::StatementTexts texts;
+        {
+            Conn a(kCaps, &texts);
+            Conn b(kCaps, &texts);
+            a.prepare(1, "SELECT c FROM t WHERE id = ?");
+            b.prepare(1, "SELECT c FROM t WHERE id = ?");
+            b.prepare(2, "DELETE FROM t WHERE id = ?");
+            CHECK(texts.size() == 2);  // one copy of each text, however many connections
+            CHECK(a.execute(1).sql == "SELECT c FROM t WHERE id = ?");
+            CHECK(b.execute(2).sql == "DELETE FROM t WHERE id = ?");
+            a.close(1);
+            CHECK(texts.size() == 2);  // b still holds it
+            CHECK(a.execute(1).sql.empty());
+            b.close(1);
+            CHECK(texts.size() == 1);
+            // A connection that prepares and closes, over and over, holds one statement.
+            for (uint32_t id = 10; id < 2010; ++id) {
+                a.prepare(id, "UPDATE t SET n = n + 1 WHERE id = " + std::to_string(id % 7));
+                CHECK(a.execute(id).sql.size() > 10);
+                a.close(id);
+            }
+            CHECK(texts.size() == 1);
+            // Ids in any order are found.
+            for (uint32_t id : {50u, 30u, 90u, 40u}) {
+                a.prepare(id, "SELECT " + std::to_string(id));
+            }
+            for (uint32_t id : {90u, 30u, 40u, 50u}) {
+                CHECK(a.execute(id).sql == "SELECT " + std::to_string(id));
+            }
+            a.close(30);
+            CHECK(a.execute(30).sql.empty());
+            CHECK(a.execute(40).sql == "SELECT 40");
+        }
+        CHECK(texts.size() == 0);  // sessions gone: every reference released
+        CHECK(texts.typeSets() == 0);
+
+        // The bound: the oldest statement is forgotten; its executes are unknown, counted.
+        SessionLimits two;
+        two.maxStatements = 2;
+        Conn c(kCaps, nullptr, two);
+        c.prepare(1, "SELECT 1");
+        c.prepare(2, "SELECT 2");
+        c.prepare(3, "SELECT 3");
+        CHECK(c.s.stats().statementEvictions == 1);
+        CHECK(c.execute(1).sql.empty());
+        CHECK(c.s.stats().unknownStatements == 1);
+        CHECK(c.execute(2).sql == "SELECT 2");
+        CHECK(c.execute(3).sql == "SELECT 3");
     }
 
     TEST_CASE("a direct execute pipelined behind its prepare gets the prepared text") {
