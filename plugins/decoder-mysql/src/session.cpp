@@ -348,55 +348,60 @@ const std::string& commandName(uint8_t cmd) {
     return kAll[cmd];
 }
 
-const StatementTexts::Text* StatementTexts::acquire(const std::string& sql, const std::string& fp,
-                                                    uint64_t fpId) {
-    auto it = texts_.find(Key{fpId, sql});
-    if (it == texts_.end()) {
-        auto t = std::make_unique<Text>();
-        t->sql = sql;
-        t->fp = Fingerprint{fp, fpId};
-        Key k{fpId, t->sql};
-        it = texts_.emplace(k, std::move(t)).first;
+namespace {
+// One entry per key while referenced; the map's keys are views into the entries themselves.
+template <class Map, class KeyOf, class Make>
+auto* acquireIn(Map& map, const typename Map::key_type& key, KeyOf keyOf, Make make) {
+    auto it = map.find(key);
+    if (it == map.end()) {
+        auto entry = make();
+        auto stored = keyOf(*entry);
+        it = map.emplace(stored, std::move(entry)).first;
     }
     ++it->second->refs;
     return it->second.get();
 }
-
-void StatementTexts::release(const Text* t) {
-    if (t == nullptr) {
-        return;
-    }
-    auto it = texts_.find(Key{t->fp.id, t->sql});
-    if (it != texts_.end() && --it->second->refs == 0) {
-        texts_.erase(it);
+template <class Map>
+void releaseIn(Map& map, const typename Map::key_type& key) {
+    auto it = map.find(key);
+    if (it != map.end() && --it->second->refs == 0) {
+        map.erase(it);
     }
 }
-
-namespace {
 std::string_view bytesKey(const std::vector<uint8_t>& b) {
     return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 }  // namespace
 
-const StatementTexts::Types* StatementTexts::acquireTypes(const std::vector<uint8_t>& bytes) {
-    auto it = types_.find(bytesKey(bytes));
-    if (it == types_.end()) {
-        auto t = std::make_unique<Types>();
-        t->bytes = bytes;
-        std::string_view k = bytesKey(t->bytes);
-        it = types_.emplace(k, std::move(t)).first;
+const StatementTexts::Text* StatementTexts::acquire(const std::string& sql, const std::string& fp,
+                                                    uint64_t fpId) {
+    return acquireIn(
+        texts_, Key{fpId, sql},
+        [](const Text& t) {
+            return Key{t.fp.id, t.sql};
+        },
+        [&] {
+            return std::make_unique<Text>(Text{sql, Fingerprint{fp, fpId}, 0});
+        });
+}
+
+void StatementTexts::release(const Text* t) {
+    if (t != nullptr) {
+        releaseIn(texts_, Key{t->fp.id, t->sql});
     }
-    ++it->second->refs;
-    return it->second.get();
+}
+
+const StatementTexts::Types* StatementTexts::acquireTypes(const std::vector<uint8_t>& bytes) {
+    return acquireIn(
+        types_, bytesKey(bytes), [](const Types& t) { return bytesKey(t.bytes); },
+        [&] {
+            return std::make_unique<Types>(Types{bytes, 0});
+        });
 }
 
 void StatementTexts::release(const Types* t) {
-    if (t == nullptr) {
-        return;
-    }
-    auto it = types_.find(bytesKey(t->bytes));
-    if (it != types_.end() && --it->second->refs == 0) {
-        types_.erase(it);
+    if (t != nullptr) {
+        releaseIn(types_, bytesKey(t->bytes));
     }
 }
 
