@@ -311,3 +311,36 @@ TEST_SUITE("decoder-mysql") {
         CHECK(total > 0);
     }
 }
+
+TEST_SUITE("report model") {
+    TEST_CASE("breakdown sets: names found by their index, bounded, copies keep working") {
+        mp::report::BreakdownSet<64> set;
+        // 1,000 client names, each seen 3 times in a round: the first 64 are named, the rest
+        // are summed under `other`.
+        for (int round = 0; round < 3; ++round) {
+            for (int c = 0; c < 1000; ++c) {
+                ++set.at("10.0." + std::to_string(c / 256) + "." + std::to_string(c % 256)).count;
+            }
+        }
+        REQUIRE(set.named.size() == 64);
+        for (size_t i = 0; i < set.named.size(); ++i) {
+            CAPTURE(i);
+            CHECK(set.named[i].first ==
+                  "10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256));
+            CHECK(set.named[i].second.count == 3);
+        }
+        CHECK(set.other.count == 3 * (1000 - 64));
+        // A copy finds its own entries; a merge adds name by name.
+        mp::report::BreakdownSet<64> copy = set;
+        ++copy.at("10.0.0.5").count;
+        CHECK(copy.named[5].second.count == 4);
+        CHECK(set.named[5].second.count == 3);
+        mp::report::BreakdownSet<64> merged;
+        ++merged.at("10.0.0.7").count;
+        merged.merge(set);
+        CHECK(merged.named.size() == 64);
+        CHECK(merged.named[0].first == "10.0.0.7");
+        CHECK(merged.named[0].second.count == 4);
+        CHECK(merged.other.count == set.other.count);  // 10.0.0.7 was one of the 64 already
+    }
+}

@@ -8,7 +8,9 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <ostream>
 #include <string>
@@ -81,19 +83,31 @@ struct Breakdown {
     void merge(const Breakdown& o);
 };
 
-/// Named breakdowns, at most `Max` names; the rest is summed under `other`.
+/// Named breakdowns, at most `Max` names; the rest is summed under `other`. Names are found by
+/// an open-addressed index of their positions (a template seen from 64 client addresses, or
+/// from thousands, costs a hash and a compare or two per execution, not 64 compares); the name
+/// met last is tried first. `named` only grows, through at(), so copies keep a valid index.
 template <size_t Max>
 struct BreakdownSet {
     std::vector<std::pair<std::string, Breakdown>> named;
     Breakdown other;
     Breakdown& at(std::string_view name) {
-        for (auto& [n, b] : named) {
-            if (n == name) {
-                return b;
+        if (last_ < named.size() && named[last_].first == name) {
+            return named[last_].second;
+        }
+        size_t slot = std::hash<std::string_view>()(name) & (kSlots - 1);
+        for (; index_[slot] != 0; slot = (slot + 1) & (kSlots - 1)) {
+            size_t i = index_[slot] - 1u;
+            if (named[i].first == name) {
+                last_ = i;
+                return named[i].second;
             }
         }
         if (named.size() < Max) {
-            return named.emplace_back(std::string(name), Breakdown{}).second;
+            named.emplace_back(std::string(name), Breakdown{});
+            index_[slot] = static_cast<uint8_t>(named.size());
+            last_ = named.size() - 1;
+            return named.back().second;
         }
         return other;
     }
@@ -103,6 +117,18 @@ struct BreakdownSet {
         }
         other.merge(o.other);
     }
+
+  private:
+    static constexpr size_t kSlots = [] {  // a power of two, at least twice Max
+        size_t n = 1;
+        while (n < 2 * Max) {
+            n *= 2;
+        }
+        return n;
+    }();
+    static_assert(Max < 255, "positions are kept in bytes");
+    std::array<uint8_t, kSlots> index_{};  // position + 1 in `named`; 0: empty
+    size_t last_ = 0;
 };
 
 /// A slow command, kept as a sample.
