@@ -712,6 +712,7 @@ void Session::handshakeResponse(const Packet& p) {
     cacheMetadata_ = (clientExt_ & serverExt_ & kMariaCacheMetadata) != 0;
     pendingCompression_ = (both & kCompress) != 0;
     phase_ = Phase::Auth;
+    ++loginGen_;
 }
 
 std::vector<std::string> Transaction::paramValues() const {
@@ -724,7 +725,7 @@ std::vector<std::string> Transaction::paramValues() const {
     return out;
 }
 
-void Transaction::reset() {
+void Transaction::reset(bool keepLogin) {
     command = 0;
     connectionId = 0;
     requestTs = firstResponseTs = responseTs = 0;
@@ -742,8 +743,10 @@ void Transaction::reset() {
     warnings = statusFlags = 0;
     resultSets = 0;
     requestBytes = responseBytes = 0;
-    user.clear();
-    schema.clear();
+    if (!keepLogin) {
+        user.clear();
+        schema.clear();
+    }
 }
 
 Session::Pending& Session::PendingQueue::pushBack() {
@@ -758,7 +761,7 @@ Session::Pending& Session::PendingQueue::pushBack() {
     }
     Pending& pc = slots_[(head_ + n_) % slots_.size()];
     ++n_;
-    pc.tx.reset();
+    pc.tx.reset(/*keepLogin=*/true);
     pc.state = Resp::Start;
     pc.columns = pc.left = pc.params = 0;
     pc.binary = pc.cursor = false;
@@ -777,8 +780,11 @@ void Session::command(const Packet& p) {
     tx.connectionId = login_.connectionId;
     tx.requestTs = p.firstTs != 0 ? p.firstTs : p.ts;
     tx.requestBytes = p.length + 4;
-    tx.user = login_.user;
-    tx.schema = login_.schema;
+    if (pc.loginGen != loginGen_) {  // a reused slot keeps the strings of its last command
+        tx.user = login_.user;
+        tx.schema = login_.schema;
+        pc.loginGen = loginGen_;
+    }
     Reader r(p.data + 1, p.kept - 1);
     switch (tx.command) {
         case kQuery:
@@ -935,6 +941,7 @@ void Session::userChanged(const std::string& user, const std::string& schema) {
     // COM_CHANGE_USER succeeded: a new session for the server, prepared statements included.
     login_.user = user;
     login_.schema = schema;
+    ++loginGen_;
     forgetStatements();
 }
 
@@ -971,6 +978,7 @@ uint16_t Session::parseOk(Transaction& tx, const uint8_t* d, size_t n) {
                 std::string schema = item.lenencString(256);
                 if (item.ok()) {
                     login_.schema = std::move(schema);
+                    ++loginGen_;
                 }
             }
         }
@@ -1092,6 +1100,7 @@ void Session::respond(Pending& pc, const Packet& p) {
                     }
                     if (tx.command == kInitDb) {
                         login_.schema = tx.sql;
+                        ++loginGen_;
                     }
                     if (tx.command == kResetConnection) {
                         forgetStatements();
@@ -1114,6 +1123,7 @@ void Session::respond(Pending& pc, const Packet& p) {
                     std::string schema = useStatementSchema(tx.sql);
                     if (!schema.empty()) {
                         login_.schema = std::move(schema);
+                        ++loginGen_;
                     }
                 }
                 if ((status & kMoreResults) != 0 && tx.command != kStmtBulkExecute) {

@@ -93,8 +93,9 @@ struct Transaction {
 
     /// The parameters as SQL literals (empty when none or when they do not decode).
     std::vector<std::string> paramValues() const;
-    /// Back to a default-constructed state, keeping the strings' capacity.
-    void reset();
+    /// Back to a default-constructed state, keeping the strings' capacity (and with
+    /// `keepLogin`, the user and schema: the session knows whether they are still current).
+    void reset(bool keepLogin = false);
 };
 
 /// What a connection learned at login.
@@ -216,6 +217,7 @@ class Session {
         bool binary = false;  // binary protocol rows
         bool cursor = false;
         std::string newSchema;  // COM_CHANGE_USER: the schema it asks for
+        uint32_t loginGen = 0;  // the login_ generation that tx.user and tx.schema are of
     };
 
     void clientPacket(const Packet& p);
@@ -288,6 +290,7 @@ class Session {
     std::unique_ptr<StatementTexts> ownTexts_;
     StatementTexts* texts_;
     uint32_t lastPrepared_ = 0xffffffff;
+    uint32_t loginGen_ = 1;  // bumped at every change of login_.user or login_.schema
     SessionStats stats_;
 };
 
