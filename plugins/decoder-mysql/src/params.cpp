@@ -329,7 +329,11 @@ void ExecuteParams::keep(const uint8_t* d, size_t n, uint16_t paramCount,
     countPresent = qa != nullptr && qa->countPresent;
     raw.assign(reinterpret_cast<const char*>(d), n);
     types.assign(boundTypes.begin(), boundTypes.end());
-    longData.assign(sentLong.begin(), sentLong.end());
+    if (sentLong.empty()) {
+        longData.clear();  // the usual case: no bit-vector copy
+    } else {
+        longData.assign(sentLong.begin(), sentLong.end());
+    }
 }
 
 bool ExecuteParams::decode(std::vector<std::string>& out, size_t maxValue) const {

@@ -56,12 +56,25 @@ class Reader {
             ok_ = false;
             return 0;
         }
-        uint64_t v = 0;
-        for (size_t i = 0; i < k; ++i) {
-            v |= static_cast<uint64_t>(d_[pos_ + i]) << (8 * i);
-        }
+        const uint8_t* p = d_ + pos_;
         pos_ += k;
-        return v;
+        // The widths the protocol uses, without a loop (le() runs for every field read).
+        switch (k) {
+            case 1:
+                return p[0];
+            case 2:
+                return p[0] | (static_cast<uint64_t>(p[1]) << 8);
+            case 4:
+                return p[0] | (static_cast<uint64_t>(p[1]) << 8) |
+                       (static_cast<uint64_t>(p[2]) << 16) | (static_cast<uint64_t>(p[3]) << 24);
+            default: {
+                uint64_t v = 0;
+                for (size_t i = 0; i < k; ++i) {
+                    v |= static_cast<uint64_t>(p[i]) << (8 * i);
+                }
+                return v;
+            }
+        }
     }
     uint64_t lenenc() {
         uint64_t first = le(1);
