@@ -44,8 +44,9 @@ row() {  # tool queries cpu rss
 offline() {  # name file port
   local name=$1 file=$2 port=$3
   # Every tool reads the file from the page cache, and none runs while the kernel still writes
-  # it back (a file written just before made the first timings swing by 50%).
-  sync "$file"
+  # anything back (a file written just before made the first timings swing by 50%; so did the
+  # previous file's multi-GB tcpdump text, still being written back).
+  sync
   cat "$file" >/dev/null
   echo "== offline: $name ($(($(stat -c %s "$file") / 1048576)) MB)"
   printf "%-16s %10s %12s %14s %8s %8s\n" tool queries "queries/s" "cpu_s/1000q" cpu_s rss_MB
@@ -66,6 +67,7 @@ offline() {  # name file port
   # pt-query-digest reads tcpdump's text output; producing that text is not counted.
   tcpdump -r "$file" -x -n -q -tttt "tcp port $port" >"$work/dump.txt" 2>/dev/null
   read -r qcpu rss < <(measure "$work/pt.txt" pt-query-digest --type tcpdump --watch-server "127.0.0.1:$port" --limit 1 "$work/dump.txt")
+  rm -f "$work/dump.txt"
   q=$(grep -m1 -oE '# Overall: [0-9.]+[kM]? total' "$work/pt.txt" | awk '{print $3}' || echo "?")
   printf "%-16s %10s %12s %14s %8s %8s\n" pt-query-digest "$q" "$(echo "$pq / $qcpu" | bc)" \
     "$(echo "scale=4; $qcpu * 1000 / $pq" | bc)" "$qcpu" "$rss"
