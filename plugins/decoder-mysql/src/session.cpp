@@ -441,16 +441,18 @@ Session::Statement* Session::findStatement(uint32_t id) {
     return nullptr;
 }
 
-void Session::eraseStatement(std::vector<Statement>::iterator it) {
-    texts_->release(it->text);
-    texts_->release(it->types);
-    for (auto l = longData_.begin(); l != longData_.end(); ++l) {
-        if (l->first == it->id) {
-            longData_.erase(l);
-            break;
-        }
+std::vector<std::pair<uint32_t, std::vector<bool>>>::iterator Session::findLongData(uint32_t id) {
+    return std::find_if(longData_.begin(), longData_.end(),
+                        [id](const auto& l) { return l.first == id; });
+}
+
+void Session::eraseStatement(Statement* s) {
+    texts_->release(s->text);
+    texts_->release(s->types);
+    if (auto l = findLongData(s->id); l != longData_.end()) {
+        longData_.erase(l);
     }
-    statements_.erase(it);
+    statements_.erase(statements_.begin() + (s - statements_.data()));
     idsAscending_ = idsAscending_ || statements_.empty();
 }
 
@@ -865,10 +867,7 @@ void Session::command(const Packet& p) {
                     const QueryAttributes* withQa =
                         (clientCaps_ & serverCaps_ & kQueryAttributes) != 0 ? &qa : nullptr;
                     static const std::vector<bool> kNone;
-                    auto sent = longData_.begin();
-                    while (sent != longData_.end() && sent->first != st->id) {
-                        ++sent;
-                    }
+                    auto sent = findLongData(st->id);
                     const std::vector<bool>& longData =
                         sent != longData_.end() ? sent->second : kNone;
                     static const std::vector<uint8_t> kUnbound;
@@ -902,10 +901,7 @@ void Session::command(const Packet& p) {
             if (tx.command == kStmtSendLongData && st != nullptr) {
                 auto param = static_cast<size_t>(r.le(2));
                 if (r.ok() && param < st->params) {
-                    auto sent = longData_.begin();
-                    while (sent != longData_.end() && sent->first != st->id) {
-                        ++sent;
-                    }
+                    auto sent = findLongData(st->id);
                     if (sent == longData_.end()) {
                         sent = longData_.insert(longData_.end(), {st->id, {}});
                     }
@@ -914,7 +910,7 @@ void Session::command(const Packet& p) {
                 }
             }
             if (tx.command == kStmtClose && st != nullptr) {
-                eraseStatement(statements_.begin() + (st - statements_.data()));
+                eraseStatement(st);
             }
             pc.binary = true;
             break;
@@ -1052,10 +1048,10 @@ void Session::respond(Pending& pc, const Packet& p) {
                     tx.statementId = id;
                     if (Statement* old = findStatement(id); old != nullptr) {
                         // The same id again: the server reused it, this text replaces the old.
-                        eraseStatement(statements_.begin() + (old - statements_.data()));
+                        eraseStatement(old);
                     }
                     if (statements_.size() >= limits_.maxStatements) {
-                        eraseStatement(statements_.begin());
+                        eraseStatement(&statements_.front());
                         ++stats_.statementEvictions;
                     }
                     if (!statements_.empty() && statements_.back().id >= id) {

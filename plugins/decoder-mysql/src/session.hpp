@@ -283,7 +283,9 @@ class Session {
     std::vector<Statement> statements_;
     bool idsAscending_ = true;
     Statement* findStatement(uint32_t id);
-    void eraseStatement(std::vector<Statement>::iterator it);
+    void eraseStatement(Statement* s);
+    // The long data sent for statement `id`, or longData_.end().
+    std::vector<std::pair<uint32_t, std::vector<bool>>>::iterator findLongData(uint32_t id);
     // Parameters sent by COM_STMT_SEND_LONG_DATA, by statement, until its execute (rarely any).
     std::vector<std::pair<uint32_t, std::vector<bool>>> longData_;
     std::vector<uint8_t> boundScratch_;  // an execute's types, before they are shared
