@@ -270,14 +270,21 @@ with MariaDB(["--performance-schema=ON", "--max-connections=100"]) as db:
     # with each other by at least as much for that statement kind, and the probe agrees with
     # Com_*; it is printed, never silent.
     digest_sum = {w: sum(c for k, (c, _, _) in server.items() if k.startswith(w)) for w in kinds}
+
+    def digests_explain(word, excess, server_excess):
+        """A difference of `excess` statements of kind `word` between the probe and the digests
+        is the server's own when its Com_* counter and its digests differ by at least as much the
+        same way (`server_excess`) and the probe's statements of that kind equal Com_*."""
+        probe_kind = sum(x["count"] for k, x in templates.items() if word and k.startswith(word))
+        return (word is not None and 0 < excess <= server_excess and
+                probe_kind == delta.get(kinds[word], 0))
+
     for key, t in sorted(templates.items()):
         s = server.get(key)
         if s is not None and s[0] != t["count"]:
             word = next((w for w in kinds if key.startswith(w)), None)
             server_gap = delta.get(kinds[word], 0) - digest_sum[word] if word else 0
-            probe_kind = sum(x["count"] for k, x in templates.items() if word and k.startswith(word))
-            explained = (word is not None and 0 < t["count"] - s[0] <= server_gap and
-                         probe_kind == delta.get(kinds[word], 0))
+            explained = digests_explain(word, t["count"] - s[0], server_gap)
             print(f"note template '{t['text'][:60]}': probe {t['count']}, digest {s[0]}; "
                   f"{kinds.get(word)} {delta.get(kinds.get(word), 0)} vs digests of that kind "
                   f"{digest_sum.get(word)}: " +
@@ -299,9 +306,7 @@ with MariaDB(["--performance-schema=ON", "--max-connections=100"]) as db:
         count = server[key][0]
         word = next((w for w in kinds if key.startswith(w)), None)
         surplus = digest_sum[word] - delta.get(kinds[word], 0) if word else 0
-        probe_kind = sum(x["count"] for k, x in templates.items() if word and k.startswith(word))
-        explained = (word is not None and 0 < count <= surplus and
-                     probe_kind == delta.get(kinds[word], 0))
+        explained = digests_explain(word, count, surplus)
         print(f"note digest '{server_text[key][:60]}': {count} statements, no probe template; "
               f"{kinds.get(word)} {delta.get(kinds.get(word), 0)} vs digests of that kind "
               f"{digest_sum.get(word)}: " +
