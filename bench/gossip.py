@@ -75,8 +75,10 @@ class Probe:
                                      stderr=open(os.path.join(WORK, self.name + ".err"), "w"))
         PROCS.append(self.proc)
 
-    def get(self, path):
-        with urllib.request.urlopen(f"http://{self.host}:{self.port}{path}", timeout=5) as r:
+    def get(self, path, method="GET"):
+        req = urllib.request.Request(f"http://{self.host}:{self.port}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read())
 
     def ready(self):
@@ -87,7 +89,7 @@ class Probe:
             return False
 
     def join(self, other):
-        self.get(f"/cluster/join?addr={other.gossip}")
+        self.get(f"/cluster/join?addr={other.gossip}", "POST")
 
     def states(self):
         return {m["name"]: m["state"] for m in self.get("/cluster/listnodes")["members"]}

@@ -189,6 +189,10 @@ int Application::runHost() {
         }
         rt.resolve();
         if (check_) {
+            // Every plugin makes its instance (files opened, keys and addresses parsed) and
+            // is destroyed again without starting: what fails here would fail at start.
+            rt.create();
+            rt.stop();
             std::string names;
             for (const auto& s : rt.config().slots) {
                 names += (names.empty() ? "" : ", ") + s.slot + "=" + s.plugin;

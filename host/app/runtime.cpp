@@ -24,6 +24,7 @@ namespace mp::host {
 mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
 void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason);
 mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out);
+mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out);
 
 namespace {
 
@@ -195,7 +196,27 @@ mp_status apiHttpRoute(mp_host* h, const char* path, mp_http_handler fn, void* u
     if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || fn == nullptr) {
         return MP_EINVAL;
     }
-    return h->rt->httpRoute(h, path, fn, user);
+    // A 1.0/1.1 route says nothing of who may call it: admins only, any method.
+    mp_route r{};
+    r.struct_size = sizeof r;
+    r.role = MP_ROLE_ADMIN;
+    r.methods = MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE;
+    r.handler = fn;
+    r.user = user;
+    return h->rt->httpRoute(h, path, r);
+}
+
+mp_status apiHttpRouteEx(mp_host* h, const char* path, const mp_route* route) {
+    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || route == nullptr ||
+        route->struct_size < offsetof(mp_route, user) + sizeof(void*) ||
+        route->handler == nullptr || route->role > MP_ROLE_ADMIN ||
+        (route->methods & ~(MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE)) != 0) {
+        return MP_EINVAL;
+    }
+    mp_route r = *route;
+    r.role = r.role == MP_ROLE_DEFAULT ? MP_ROLE_ADMIN : r.role;
+    r.methods = r.methods == 0 ? MP_HTTP_GET : r.methods;
+    return h->rt->httpRoute(h, path, r);
 }
 
 void apiHttpReply(mp_http_response* resp, int status, mp_str contentType, mp_str body) {
@@ -250,6 +271,8 @@ const mp_host_api kApi = {
     wsSend,
     wsClose,
     apiShutdown,
+    apiHttpRouteEx,
+    headerValue,
 };
 
 std::string hostName() {
@@ -355,10 +378,12 @@ void Runtime::create() {
                                          : config_.nodeName;
     workersText_ = std::to_string(config_.workers);
     const std::string& file = config_.file;
+    auth_ = std::make_shared<const Authenticator>(config_.auth);
     if (options_.serveHttp) {
         HttpOptions ho;
         ho.address = config_.serverAddress;
         ho.port = config_.serverPort;
+        ho.auth = auth_;
         http_ = std::make_unique<HttpServer>(ho, metrics_);
         addBuiltinRoutes();
     }
@@ -535,6 +560,8 @@ void Runtime::start() {
         serverPortText_ = std::to_string(http_->port());
         log(MP_LOG_INFO, "host",
             "serving HTTP on " + config_.serverAddress + ":" + serverPortText_);
+        log(auth_->protectedMode() ? MP_LOG_WARN : MP_LOG_INFO, "host",
+            auth_->summary(config_.serverAddress + ":" + serverPortText_));
     } else {
         serverPortText_ = "0";
     }
@@ -562,6 +589,7 @@ void Runtime::start() {
                 inst->host->running = false;
                 callHook(*inst, "start", st);
             }
+            inst->host->serving = true;
             inst->started = true;
             startOrder_.push_back(inst.get());
             log(MP_LOG_DEBUG, "host", "started " + inst->host->slot + " " + inst->host->name);
@@ -606,6 +634,7 @@ void Runtime::stop() {
                 http_->stop();
             }
         }
+        inst->host->serving = false;
         if (inst->plugin->desc.stop != nullptr) {
             try {
                 inst->plugin->desc.stop(inst->self);
@@ -769,6 +798,17 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
         idx = std::to_string(h->index);
         return give(idx);
     }
+    if (k == "auth.mode") {
+        static const std::string tokens = "tokens";
+        static const std::string prot = "protected";
+        return give(auth_ && !auth_->protectedMode() ? tokens : prot);
+    }
+    if (k == "auth.peer_authorization") {
+        if (!auth_ || auth_->peerAuthorization().empty()) {
+            return MP_ENOENT;
+        }
+        return give(auth_->peerAuthorization());
+    }
     if (k == "interval.ms") {
         thread_local std::string ms;
         ms = std::to_string(intervalMs_.load());
@@ -796,22 +836,27 @@ void Runtime::timerStop(mp_timer* t) {
     }
 }
 
-mp_status Runtime::httpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user) {
+mp_status Runtime::httpRoute(mp_host* h, const char* path, const mp_route& route) {
     if (!http_) {
         return MP_OK;  // offline run without a server: routes are accepted and never called
     }
     std::string owner = h->name;
-    bool ok = http_->addRoute(
-        path, [fn, user, owner](const mp_http_request& req, mp_http_response& resp) {
-            try {
-                fn(user, &req, &resp);
-            } catch (...) {
-                log(MP_LOG_ERROR, owner, "an exception escaped an HTTP handler");
-                resp.status = 500;
-                resp.contentType = "application/json";
-                resp.body = "{\"error\":\"internal error\"}";
-            }
-        });
+    RouteSpec spec;
+    spec.role = route.role;
+    spec.methods = route.methods;
+    spec.ready = &h->serving;
+    spec.fn = [fn = route.handler, user = route.user, owner](const mp_http_request& req,
+                                                             mp_http_response& resp) {
+        try {
+            fn(user, &req, &resp);
+        } catch (...) {
+            log(MP_LOG_ERROR, owner, "an exception escaped an HTTP handler");
+            resp.status = 500;
+            resp.contentType = "application/json";
+            resp.body = "{\"error\":\"internal error\"}";
+        }
+    };
+    bool ok = http_->addRoute(path, std::move(spec));
     if (!ok) {
         apiSetError(h, MP_EINVAL, mp_str{"path already taken", 18});
         log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
@@ -824,9 +869,13 @@ mp_status Runtime::wsEndpoint(mp_host* h, const char* path, const mp_ws_handler*
     if (!http_) {
         return MP_OK;
     }
-    mp_ws_handler copy{};
+    mp_ws_handler copy{};  // fields past a 1.0/1.1 plugin's struct read as 0: role admin
     std::memcpy(&copy, handler, std::min<size_t>(handler->struct_size, sizeof copy));
-    if (!http_->addWebSocket(path, copy)) {
+    if (copy.role > MP_ROLE_ADMIN) {
+        log(MP_LOG_ERROR, h->name, std::string("websocket endpoint with an unknown role: ") + path);
+        return MP_EINVAL;
+    }
+    if (!http_->addWebSocket(path, copy, &h->serving)) {
         log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
         return MP_EINVAL;
     }
@@ -1029,52 +1078,35 @@ std::string Runtime::healthJson() const {
 }
 
 void Runtime::addBuiltinRoutes() {
-    auto methodOk = [](const mp_http_request& req, mp_http_response& resp) {
-        std::string_view m = sv(req.method);
-        if (m == "GET" || m == "HEAD") {
-            return true;
-        }
-        resp.status = 405;
+    RouteSpec health;
+    health.role = MP_ROLE_ANYONE;
+    health.fn = [this](const mp_http_request&, mp_http_response& resp) {
+        resp.status = 200;
         resp.contentType = "application/json";
-        resp.body = "{\"error\":\"method not allowed: use GET\"}";
-        return false;
+        resp.body = healthJson();
     };
-    http_->addRoute("/health",
-                    [this, methodOk](const mp_http_request& req, mp_http_response& resp) {
-                        if (!methodOk(req, resp)) {
-                            return;
-                        }
-                        resp.status = 200;
-                        resp.contentType = "application/json";
-                        resp.body = healthJson();
-                    });
-    http_->addRoute("/metrics",
-                    [this, methodOk](const mp_http_request& req, mp_http_response& resp) {
-                        if (!methodOk(req, resp)) {
-                            return;
-                        }
-                        resp.status = 200;
-                        resp.contentType = "text/plain; version=0.0.4";
-                        resp.body = metrics_.prometheus();
-                    });
+    http_->addRoute("/health", std::move(health));
+    RouteSpec metrics;
+    metrics.role = MP_ROLE_READ;
+    metrics.fn = [this](const mp_http_request&, mp_http_response& resp) {
+        resp.status = 200;
+        resp.contentType = "text/plain; version=0.0.4";
+        resp.body = metrics_.prometheus();
+    };
+    http_->addRoute("/metrics", std::move(metrics));
     // Live configuration, as the original probe: /config/update?report_period_ms=N (or
     // interval=SECONDS). Every key is checked before anything changes.
-    http_->addRoute("/config/update", [this](const mp_http_request& req, mp_http_response& resp) {
+    // A change of state: admin role, POST only; the keys in the query string or a form body.
+    RouteSpec update;
+    update.role = MP_ROLE_ADMIN;
+    update.methods = MP_HTTP_POST;
+    update.fn = [this](const mp_http_request& req, mp_http_response& resp) {
         resp.contentType = "application/json";
         auto fail = [&](int status, const std::string& why) {
             resp.status = status;
             resp.body = "{\"error\":" + mp::jsonString(why) + "}";
         };
-        std::string_view m = sv(req.method);
-        if (m != "GET" && m != "POST") {
-            fail(405, "method not allowed: use GET or POST");
-            return;
-        }
-        std::multimap<std::string, std::string> params;
-        if (!parseQuery(std::string(sv(req.query)), params)) {
-            fail(400, "malformed query string");
-            return;
-        }
+        const auto& params = static_cast<const RequestCtx*>(req.impl)->params;
         if (params.empty()) {
             fail(400, "nothing to update: give report_period_ms=N or interval=SECONDS");
             return;
@@ -1110,11 +1142,13 @@ void Runtime::addBuiltinRoutes() {
         setIntervalMs(ms);
         log(MP_LOG_INFO, "host",
             "report interval changed from " + std::to_string(before) + " ms to " +
-                std::to_string(ms) + " ms (" + std::string(sv(req.remote_addr)) + ")");
+                std::to_string(ms) + " ms by " + std::string(sv(req.principal)) + " (" +
+                std::string(sv(req.remote_addr)) + ")");
         resp.status = 200;
         resp.body = "{\"interval_ms\":" + std::to_string(ms) +
                     ",\"previous_interval_ms\":" + std::to_string(before) + "}";
-    });
+    };
+    http_->addRoute("/config/update", std::move(update));
 }
 
 }  // namespace mp::host

@@ -32,6 +32,7 @@ struct mp_host {
     int index = 0;      // worker index for decoders
     std::string error;  // set by set_error during the current hook
     std::atomic<bool> running{false};
+    std::atomic<bool> serving{false};  // start() returned OK: its routes and endpoints answer
 };
 
 struct mp_config {
@@ -107,7 +108,7 @@ class Runtime {
     mp_timer* timerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
                          void* user);
     void timerStop(mp_timer* t);
-    mp_status httpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user);
+    mp_status httpRoute(mp_host* h, const char* path, const mp_route& route);
     mp_status wsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler);
 
     /// Builds and delivers the node report for the interval that just ended.
@@ -129,6 +130,7 @@ class Runtime {
     RuntimeOptions options_;
     Metrics metrics_;
     Registry registry_;
+    std::shared_ptr<const Authenticator> auth_;
     std::unique_ptr<HttpServer> http_;
     std::unique_ptr<TimerService> timers_;
     std::vector<std::unique_ptr<Instance>> instances_;

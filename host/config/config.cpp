@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "config/config.hpp"
 
+#include <Poco/Net/IPAddress.h>
+#include <sys/stat.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -25,12 +28,13 @@ const mp_property kTop[] = {
     {"websocket", MP_PROP_STRING, 0, nullptr, "section: websocket timings", 0, 0, nullptr},
     {"plugins", MP_PROP_STRING, 0, nullptr, "section: plugin choice and settings", 0, 0, nullptr},
     {"stream", MP_PROP_STRING, 0, nullptr, "section: bounds of the TCP stream layer", 0, 0, nullptr},
+    {"auth", MP_PROP_STRING, 0, nullptr, "section: access tokens and roles (docs/security.md)", 0, 0, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
 
 const std::set<std::string> kSections = {"cluster",   "probe",   "pusher", "watcher",
-                                         "websocket", "plugins", "stream"};
+                                         "websocket", "plugins", "stream", "auth"};
 
 // A key of the original probe that a plugin property takes over.
 struct LegacyKey {
@@ -49,7 +53,7 @@ const LegacyKey kLegacy[] = {
     {"cluster", "gossip", MP_PROP_BOOL, 0, 0, 0, nullptr},
     {"cluster", "group", MP_PROP_STRING, 0, 0, MP_KIND_CLUSTER, "group"},
     {"cluster", "port", MP_PROP_INT, 0, 65535, MP_KIND_CLUSTER, "port"},
-    {"cluster", "token", MP_PROP_STRING, 0, 0, MP_KIND_CLUSTER, "token"},
+    {"cluster", "token", MP_PROP_STRING, 0, 0, 0, nullptr},  // an admin token of `auth:`
     {"cluster", "keys", MP_PROP_STRING_LIST, 0, 0, MP_KIND_CLUSTER, "keys"},
     {"probe", "device", MP_PROP_STRING_LIST, 0, 0, MP_KIND_CAPTURE, "device"},
     {"probe", "port", MP_PROP_STRING_LIST, 0, 0, MP_KIND_CAPTURE, "port"},
@@ -157,6 +161,144 @@ std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n
     return s;
 }
 
+// A token's secret: printable ASCII without spaces (it travels in an HTTP header), 16 to 4096
+// bytes. `what` names it in messages; the secret itself never appears in one.
+std::string checkSecret(const std::string& at, const std::string& what, std::string secret) {
+    if (secret.size() < 16 || secret.size() > 4096) {
+        throw ConfigError(at + what + ": a token must be 16 to 4096 characters long (" +
+                          std::to_string(secret.size()) + " given)");
+    }
+    for (char c : secret) {
+        if (c <= ' ' || c > '~') {
+            throw ConfigError(at + what +
+                              ": a token is printable ASCII without spaces (it is sent in a "
+                              "header)");
+        }
+    }
+    return secret;
+}
+
+// The first line of a token file; warns when others may read it.
+std::string readTokenFile(const std::string& at, const std::string& what, const std::string& path,
+                          std::vector<std::string>& warnings) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw ConfigError(at + what + ": cannot read the token file " + path);
+    }
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') {
+        line.pop_back();
+    }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        warnings.push_back(what + ": the token file " + path +
+                           " can be read by other users (chmod 600 it)");
+    }
+    return checkSecret(at, what, line);
+}
+
+void parseAuth(const std::string& file, const Setting& section, HostConfig& cfg) {
+    requireMap(file, section.node, "auth");
+    bool clusterTokenGiven = false;
+    for (auto& [key, s] : entries(file, section.node, "auth")) {
+        std::string at = where(file, s.node);
+        if (key == "tokens") {
+            if (s.node.IsNull()) {
+                continue;
+            }
+            if (!s.node.IsSequence()) {
+                throw ConfigError(at + s.keyPath + ": expected a list of {name, role, token|file}");
+            }
+            for (size_t i = 0; i < s.node.size(); ++i) {
+                const YAML::Node& t = s.node[i];
+                std::string path = s.keyPath + "[" + std::to_string(i) + "]";
+                std::string tat = where(file, t);
+                requireMap(file, t, path);
+                TokenConfig tc;
+                std::string secret;
+                std::string fromFile;
+                for (auto& [tk, ts] : entries(file, t, path)) {
+                    std::string kat = where(file, ts.node);
+                    if (!ts.node.IsScalar()) {
+                        throw ConfigError(kat + ts.keyPath + ": expected a string");
+                    }
+                    if (tk == "name") {
+                        tc.name = ts.node.Scalar();
+                    } else if (tk == "role") {
+                        tc.role = roleFromName(ts.node.Scalar());
+                        if (tc.role < MP_ROLE_READ) {
+                            throw ConfigError(kat + ts.keyPath + ": '" + ts.node.Scalar() +
+                                              "' is not one of read, peer, admin");
+                        }
+                    } else if (tk == "token") {
+                        secret = checkSecret(kat, ts.keyPath, ts.node.Scalar());
+                    } else if (tk == "file") {
+                        fromFile = ts.node.Scalar();
+                        secret = readTokenFile(kat, ts.keyPath, fromFile, cfg.warnings);
+                    } else {
+                        throw ConfigError(kat + ts.keyPath +
+                                          ": unknown key (known: name, role, token, file)");
+                    }
+                }
+                if (tc.name.empty() || tc.name.size() > 64 ||
+                    tc.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_.-") != std::string::npos) {
+                    throw ConfigError(tat + path +
+                                      ".name: give each token a name of letters, digits, _ . - "
+                                      "(1 to 64): logs say who did what by it");
+                }
+                if (tc.role == 0) {
+                    throw ConfigError(tat + path + ".role: missing (read, peer or admin)");
+                }
+                if (secret.empty()) {
+                    throw ConfigError(tat + path + ": give the secret as token: or file:");
+                }
+                if (t["token"] && !fromFile.empty()) {
+                    throw ConfigError(tat + path + ": token and file: give one of them");
+                }
+                for (const auto& other : cfg.auth.tokens) {
+                    if (other.name == tc.name) {
+                        throw ConfigError(tat + path + ".name: '" + tc.name + "' is used twice");
+                    }
+                }
+                tc.secret = std::move(secret);
+                cfg.auth.tokens.push_back(std::move(tc));
+            }
+        } else if (key == "cluster_token") {
+            if (!s.node.IsScalar()) {
+                throw ConfigError(at + s.keyPath + ": expected a token name");
+            }
+            cfg.auth.clusterToken = s.node.Scalar();
+            clusterTokenGiven = true;
+        } else if (key == "anonymous") {
+            uint32_t r = s.node.IsScalar() ? roleFromName(s.node.Scalar()) : 0;
+            if (r == 0 || r == MP_ROLE_ADMIN) {
+                throw ConfigError(at + s.keyPath + ": expected anyone, read or peer");
+            }
+            cfg.auth.anonymousRole = r;
+        } else if (key == "query_token") {
+            mp_property p{"query_token", MP_PROP_BOOL, 0, nullptr, nullptr, 0, 0, nullptr};
+            cfg.auth.queryTokenOnUpgrade = convert(file, s, p).b;
+        } else {
+            throw ConfigError(at + s.keyPath +
+                              ": unknown key (known: anonymous, cluster_token, query_token, "
+                              "tokens)");
+        }
+    }
+    if (clusterTokenGiven) {
+        const TokenConfig* found = nullptr;
+        for (const auto& t : cfg.auth.tokens) {
+            found = t.name == cfg.auth.clusterToken ? &t : found;
+        }
+        if (found == nullptr || found->role < MP_ROLE_PEER) {
+            throw ConfigError(where(file, section.node["cluster_token"]) +
+                              "auth.cluster_token: expected the name of a token of role peer or "
+                              "admin in auth.tokens");
+        }
+    }
+}
+
 }  // namespace
 
 const mp_property* hostProperties() { return kTop; }
@@ -227,6 +369,14 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     cfg.slave = values["slave"].b;
     cfg.serverPort = static_cast<int>(values["serverport"].i);
     cfg.serverAddress = values["serveraddress"].s;
+    {
+        Poco::Net::IPAddress ip;
+        if (!Poco::Net::IPAddress::tryParse(cfg.serverAddress, ip)) {
+            throw ConfigError(where(name, scalars["serveraddress"].node) + "serveraddress: '" +
+                              cfg.serverAddress +
+                              "' is not an IPv4 or IPv6 address (0.0.0.0: every interface)");
+        }
+    }
     cfg.intervalS = static_cast<int>(values["interval"].i);
     cfg.nodeName = values["nodename"].s;
     cfg.logLevel = values["loglevel"].s;
@@ -240,6 +390,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     std::vector<Pending> pending;
     bool gossip = false;
     bool haveCaptureInput = false;
+    std::optional<Setting> legacyToken;
     for (const auto& k : kLegacy) {
         if (std::string(k.section).empty() && scalars.count(k.key) != 0 &&
             !scalars[k.key].node.IsNull() && k.prop != nullptr) {
@@ -247,7 +398,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
         }
     }
     for (const auto& [section, setting] : sections) {
-        if (section == "plugins" || setting.node.IsNull()) {
+        if (section == "plugins" || section == "auth" || setting.node.IsNull()) {
             continue;
         }
         requireMap(name, setting.node, section);
@@ -272,6 +423,8 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
             Value v = convert(name, s, legacyProp(*found));
             if (section == "cluster" && key == "gossip") {
                 gossip = v.b;
+            } else if (section == "cluster" && key == "token") {
+                legacyToken = s;  // becomes an admin token once `auth:` is read
             } else if (section == "probe" && key == "workers") {
                 cfg.workers = static_cast<int>(v.i);
             } else if (section == "stream") {
@@ -290,6 +443,28 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                 }
                 pending.push_back({s, found->kind, found->prop});
             }
+        }
+    }
+
+    // Access: the auth section, and cluster.token as one admin token that this node also
+    // presents to the other nodes of its cluster.
+    if (sections.count("auth") != 0 && !sections["auth"].node.IsNull()) {
+        parseAuth(name, sections["auth"], cfg);
+    }
+    if (legacyToken && !legacyToken->node.Scalar().empty()) {
+        std::string at = where(name, legacyToken->node);
+        for (const auto& t : cfg.auth.tokens) {
+            if (t.name == "cluster") {
+                throw ConfigError(at +
+                                  "cluster.token: auth.tokens already has a token named "
+                                  "'cluster'; give the cluster's token once");
+            }
+        }
+        cfg.auth.tokens.push_back(
+            TokenConfig{"cluster", MP_ROLE_ADMIN,
+                        checkSecret(at, "cluster.token", legacyToken->node.Scalar())});
+        if (cfg.auth.clusterToken.empty()) {
+            cfg.auth.clusterToken = "cluster";
         }
     }
 

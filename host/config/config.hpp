@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/values.hpp"
+#include "server/auth.hpp"
 
 namespace mp::host {
 
@@ -47,6 +48,7 @@ struct HostConfig {
     std::string nodeName;
     std::string logLevel = "info";
     StreamConfig stream;
+    AuthConfig auth;  // `auth:` section (and the legacy cluster.token)
     std::vector<std::string> pluginDirs;
     std::vector<SlotConfig> slots;      // capture, decoder, cluster, sinks... (as present)
     std::vector<std::string> warnings;  // printed at start

@@ -14,10 +14,12 @@
 #include <Poco/Net/WebSocket.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <istream>
+#include <mp/files.hpp>
 #include <mp/sdk.hpp>
 #include <set>
 #include <thread>
@@ -97,12 +99,18 @@ bool parseQuery(const std::string& query, std::multimap<std::string, std::string
     return true;
 }
 
+struct WsSpec {
+    mp_ws_handler handler;
+    const std::atomic<bool>* ready;
+};
+
 struct HttpServer::Impl {
     HttpOptions options;
     Metrics& metrics;
+    const Authenticator& auth;
     std::shared_mutex routesMutex;
-    std::map<std::string, RouteFn> routes;
-    std::map<std::string, mp_ws_handler> sockets;
+    std::map<std::string, RouteSpec> routes;
+    std::map<std::string, WsSpec> sockets;
     std::atomic<bool> stopping{false};
     std::mutex connsMutex;
     std::condition_variable connsCv;
@@ -113,10 +121,14 @@ struct HttpServer::Impl {
     mp_counter* wsDropped;
     mp_counter* wsSlowClosed;
     mp_counter* wsIdleClosed;
+    mp_counter* wsProtocolErrors;
+    mp_counter* authFailures;
+    mp_counter* forbidden;
 
-    Impl(HttpOptions o, Metrics& m)
+    Impl(HttpOptions o, Metrics& m, const Authenticator& a)
         : options(std::move(o)),
           metrics(m),
+          auth(a),
           requests(m.get("http", "requests_total", "HTTP requests served", MP_COUNTER)),
           badRequests(m.get("http", "bad_requests_total", "HTTP requests refused with a 4xx status",
                             MP_COUNTER)),
@@ -128,12 +140,18 @@ struct HttpServer::Impl {
                              "websocket clients closed because a write timed out", MP_COUNTER)),
           wsIdleClosed(m.get("http", "websocket_ping_timeouts_total",
                              "websocket clients closed because they stayed silent (no pong)",
-                             MP_COUNTER)) {}
-};
-
-// Request context behind mp_http_request::impl.
-struct RequestCtx {
-    std::multimap<std::string, std::string> params;
+                             MP_COUNTER)),
+          wsProtocolErrors(m.get("http", "websocket_protocol_errors_total",
+                                 "websocket clients closed with 1002 (unmasked, reserved bits, "
+                                 "bad control frames)",
+                                 MP_COUNTER)),
+          authFailures(m.get("http", "auth_failures_total",
+                             "requests refused with 401: no token where one is needed, or a "
+                             "token that matches none",
+                             MP_COUNTER)),
+          forbidden(m.get("http", "auth_forbidden_total",
+                          "requests refused with 403: a valid token of a role too low",
+                          MP_COUNTER)) {}
 };
 
 // The strings an mp_http_request points into, taken apart once from a Poco request.
@@ -142,14 +160,57 @@ struct RequestView {
     std::string path;
     std::string query;
     std::string remote;
+    std::string remoteIp;
+    Caller caller;
     RequestCtx ctx;
 
     explicit RequestView(const Poco::Net::HTTPServerRequest& req)
-        : method(req.getMethod()), remote(req.clientAddress().toString()) {
+        : method(req.getMethod()),
+          remote(req.clientAddress().toString()),
+          remoteIp(req.clientAddress().host().toString()) {
         const std::string& uri = req.getURI();
         size_t qpos = uri.find('?');
         path = uri.substr(0, qpos);
         query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
+        for (const auto& [name, value] : req) {
+            if (Poco::icompare(name, "Authorization") != 0) {
+                ctx.headers.emplace_back(name, value);
+            }
+        }
+    }
+    /// Who is calling: the token of the Authorization header, or (websocket upgrades, where a
+    /// browser cannot send headers) of ?access_token=, which is then taken out of the query the
+    /// plugin sees.
+    void identify(const Poco::Net::HTTPServerRequest& req, const Authenticator& auth,
+                  bool upgrade) {
+        std::string queryToken;
+        if (upgrade && auth.queryTokenOnUpgrade()) {
+            auto it = ctx.params.find("access_token");
+            if (it != ctx.params.end()) {
+                queryToken = it->second;
+            }
+        }
+        ctx.params.erase("access_token");
+        query = stripParam(query, "access_token");
+        caller = auth.identify(RequestFacts{req.get("Authorization", ""), queryToken, remoteIp,
+                                            req.get("Host", ""), req.get("Origin", "")});
+    }
+    static std::string stripParam(const std::string& q, std::string_view name) {
+        std::string out;
+        size_t start = 0;
+        while (start <= q.size()) {
+            size_t amp = q.find('&', start);
+            std::string_view part(q.data() + start,
+                                  (amp == std::string::npos ? q.size() : amp) - start);
+            if (!part.empty() && part.substr(0, part.find('=')) != name) {
+                out += (out.empty() ? "" : "&") + std::string(part);
+            }
+            if (amp == std::string::npos) {
+                break;
+            }
+            start = amp + 1;
+        }
+        return out;
     }
     /// Valid while this view lives; `body` is borrowed too.
     mp_http_request request(std::string_view body = {}) const {
@@ -161,6 +222,8 @@ struct RequestView {
         r.body = mp_str{body.data(), body.size()};
         r.remote_addr = mp_str{remote.data(), remote.size()};
         r.impl = &ctx;
+        r.role = caller.role;
+        r.principal = mp_str{caller.principal.data(), caller.principal.size()};
         return r;
     }
 };
@@ -168,13 +231,56 @@ struct RequestView {
 namespace {
 
 void sendJson(Poco::Net::HTTPServerResponse& resp, int status, const std::string& body) {
-    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+    resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
     resp.setContentType("application/json");
     resp.setContentLength(static_cast<std::streamsize>(body.size()));
     resp.send() << body;
 }
 
 std::string errorJson(const std::string& msg) { return "{\"error\":" + mp::jsonString(msg) + "}"; }
+
+bool methodAllowed(uint32_t methods, const std::string& m) {
+    return ((methods & MP_HTTP_GET) != 0 && (m == "GET" || m == "HEAD")) ||
+           ((methods & MP_HTTP_POST) != 0 && m == "POST") ||
+           ((methods & MP_HTTP_PUT) != 0 && m == "PUT") ||
+           ((methods & MP_HTTP_DELETE) != 0 && m == "DELETE");
+}
+
+std::string allowHeader(uint32_t methods) {
+    std::string out;
+    for (auto [bit, names] : {std::pair<uint32_t, const char*>{MP_HTTP_GET, "GET, HEAD"},
+                              {MP_HTTP_POST, "POST"},
+                              {MP_HTTP_PUT, "PUT"},
+                              {MP_HTTP_DELETE, "DELETE"}}) {
+        if ((methods & bit) != 0) {
+            out += (out.empty() ? "" : ", ") + std::string(names);
+        }
+    }
+    return out;
+}
+
+// The access rule of a route or an endpoint against its caller: 0 when allowed, else the
+// status to answer (401: no token, or one that matches none; 403: a role too low).
+int gate(const Caller& caller, uint32_t need) {
+    need = need == MP_ROLE_DEFAULT ? MP_ROLE_ADMIN : need;
+    if (need <= MP_ROLE_ANYONE) {
+        return 0;
+    }
+    if (caller.badCredentials) {
+        return 401;
+    }
+    if (caller.role >= need) {
+        return 0;
+    }
+    return caller.principal == "anonymous" ? 401 : 403;
+}
+
+std::string gateMessage(int status, uint32_t need) {
+    std::string role = roleName(need == MP_ROLE_DEFAULT ? MP_ROLE_ADMIN : need);
+    return status == 401
+               ? "a valid token is required (Authorization: Bearer TOKEN; role " + role + ")"
+               : "this token's role is too low: this path needs the '" + role + "' role";
+}
 
 class RouteHandler : public Poco::Net::HTTPRequestHandler {
   public:
@@ -183,11 +289,15 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
     void handleRequest(Poco::Net::HTTPServerRequest& req,
                        Poco::Net::HTTPServerResponse& resp) override {
         impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
+        // A body this handler does not read must not be parsed as the next request.
+        bodyPending_ = req.hasContentLength() ? req.getContentLength64() != 0
+                                              : req.getChunkedTransferEncoding();
         try {
             handle(req, resp);
         } catch (const std::exception& e) {
             log(MP_LOG_WARN, "http", std::string("request failed: ") + e.what());
             if (!resp.sent()) {
+                resp.setKeepAlive(false);
                 sendJson(resp, 500, errorJson("internal error"));
             }
         }
@@ -196,6 +306,9 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
   private:
     void refuse(Poco::Net::HTTPServerResponse& resp, int status, const std::string& msg) {
         impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+        if (bodyPending_) {
+            resp.setKeepAlive(false);
+        }
         sendJson(resp, status, errorJson(msg));
     }
 
@@ -205,22 +318,51 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
     }
 
     void handle(Poco::Net::HTTPServerRequest& req, Poco::Net::HTTPServerResponse& resp) {
+        const std::string& version = req.getVersion();
+        if (version != Poco::Net::HTTPMessage::HTTP_1_1 &&
+            version != Poco::Net::HTTPMessage::HTTP_1_0) {
+            resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
+            resp.setKeepAlive(false);
+            bodyPending_ = true;
+            refuse(resp, 505, "HTTP version not supported: use HTTP/1.1 or HTTP/1.0");
+            return;
+        }
         RequestView view(req);
         const std::string& path = view.path;
-        RouteFn fn;
+        RouteSpec spec;
         {
             std::shared_lock<std::shared_mutex> lock(impl_.routesMutex);
             auto it = impl_.routes.find(path);
             if (it != impl_.routes.end()) {
-                fn = it->second;
+                spec = it->second;
             }
         }
-        if (!fn) {
-            refuse(resp, 404, "no such path: " + path);
+        if (!spec.fn) {
+            refuse(resp, 404, "no such path: " + mp::printable(path, 200));
             return;
         }
         if (!parseQuery(view.query, view.ctx.params)) {
             refuse(resp, 400, "malformed query string");
+            return;
+        }
+        view.identify(req, impl_.auth, false);
+        if (int st = gate(view.caller, spec.role); st != 0) {
+            (st == 401 ? impl_.authFailures : impl_.forbidden)
+                ->value.fetch_add(1, std::memory_order_relaxed);
+            if (st == 401) {
+                resp.set("WWW-Authenticate", "Bearer realm=\"mysqlprobe\"");
+            }
+            refuse(resp, st, gateMessage(st, spec.role));
+            return;
+        }
+        if (!methodAllowed(spec.methods, view.method)) {
+            resp.set("Allow", allowHeader(spec.methods));
+            refuse(resp, 405, "method not allowed: use " + allowHeader(spec.methods));
+            return;
+        }
+        if (spec.ready != nullptr && !spec.ready->load()) {
+            resp.set("Retry-After", "1");
+            refuse(resp, 503, "not ready: the plugin serving " + path + " is not running");
             return;
         }
         std::string body;
@@ -229,22 +371,31 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
             tooLarge(resp);
             return;
         }
-        if (req.hasContentLength() || req.getChunkedTransferEncoding()) {
+        if (bodyPending_) {
             std::istream& in = req.stream();
             std::vector<char> buf(64 * 1024);
             while (in) {
                 in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
                 body.append(buf.data(), static_cast<size_t>(in.gcount()));
                 if (body.size() > impl_.options.maxBodyBytes) {
-                    resp.setKeepAlive(false);
                     tooLarge(resp);
                     return;
                 }
             }
+            bodyPending_ = false;
         }
+        // A form POST's fields are parameters too (after those of the query string).
+        if (view.method == "POST" && !body.empty() &&
+            Poco::icompare(req.getContentType().substr(0, 33),
+                           "application/x-www-form-urlencoded") == 0 &&
+            !parseQuery(body, view.ctx.params)) {
+            refuse(resp, 400, "malformed form body");
+            return;
+        }
+        view.ctx.params.erase("access_token");
         mp_http_request r = view.request(body);
         mp_http_response out;
-        fn(r, out);
+        spec.fn(r, out);
         if (out.status == 0) {
             sendJson(resp, 500, errorJson("the handler gave no answer"));
             return;
@@ -252,7 +403,7 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
         if (out.status >= 400 && out.status < 500) {
             impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
         }
-        resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(out.status));
+        resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(out.status));
         resp.setContentType(out.contentType.empty() ? "text/plain" : out.contentType);
         resp.setContentLength(static_cast<std::streamsize>(out.body.size()));
         if (view.method == "HEAD") {
@@ -263,15 +414,41 @@ class RouteHandler : public Poco::Net::HTTPRequestHandler {
     }
 
     HttpServer::Impl& impl_;
+    bool bodyPending_ = false;
 };
 
 class WsHandler : public Poco::Net::HTTPRequestHandler {
   public:
-    WsHandler(HttpServer::Impl& impl, mp_ws_handler h) : impl_(impl), h_(h) {}
+    WsHandler(HttpServer::Impl& impl, const WsSpec& spec)
+        : impl_(impl), h_(spec.handler), ready_(spec.ready) {}
 
     void handleRequest(Poco::Net::HTTPServerRequest& req,
                        Poco::Net::HTTPServerResponse& resp) override {
         impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
+        RequestView view(req);
+        if (!parseQuery(view.query, view.ctx.params)) {
+            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+            sendJson(resp, 400, errorJson("malformed query string"));
+            return;
+        }
+        view.identify(req, impl_.auth, true);
+        if (int st = gate(view.caller, h_.role); st != 0) {
+            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+            (st == 401 ? impl_.authFailures : impl_.forbidden)
+                ->value.fetch_add(1, std::memory_order_relaxed);
+            if (st == 401) {
+                resp.set("WWW-Authenticate", "Bearer realm=\"mysqlprobe\"");
+            }
+            sendJson(resp, st, errorJson(gateMessage(st, h_.role)));
+            return;
+        }
+        if (ready_ != nullptr && !ready_->load()) {
+            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
+            resp.set("Retry-After", "1");
+            sendJson(resp, 503,
+                     errorJson("not ready: the plugin serving " + view.path + " is not running"));
+            return;
+        }
         mp_ws_conn conn;
         conn.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         conn.maxQueue = h_.queue_messages != 0 ? h_.queue_messages : impl_.options.wsQueueMessages;
@@ -283,8 +460,6 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         // The plugin decides before the upgrade: a refusal is a plain HTTP answer (401 for
         // MP_EPERM, 403 otherwise). What it sends from on_open is queued for after the upgrade.
         if (h_.on_open != nullptr) {
-            RequestView view(req);
-            parseQuery(view.query, view.ctx.params);
             mp_http_request r = view.request();
             mp_status st = h_.on_open(h_.user, &conn, &r);
             if (st != MP_OK) {
@@ -337,6 +512,23 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
     }
 
   private:
+    // A send that does not complete within the write timeout fails with EAGAIN, which Poco
+    // raises as an I/O error rather than a timeout: both count as a slow client. False: closed.
+    bool sendOrCount(Poco::Net::WebSocket& ws, const void* data, int len, int flags) {
+        try {
+            ws.sendFrame(data, len, flags);
+            return true;
+        } catch (const Poco::TimeoutException&) {
+            impl_.wsSlowClosed->value.fetch_add(1);
+        } catch (const Poco::Exception& e) {
+            if (e.code() == EAGAIN || e.code() == EWOULDBLOCK ||
+                e.displayText().find("Resource temporarily unavailable") != std::string::npos) {
+                impl_.wsSlowClosed->value.fetch_add(1);
+            }
+        }
+        return false;
+    }
+
     void serve(Poco::Net::WebSocket& ws, mp_ws_conn& conn) {
         using Clock = std::chrono::steady_clock;
         // This endpoint's limits (ABI 1.1), else the host's.
@@ -387,22 +579,16 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
                     static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
                     static_cast<int>(op == MP_WS_TEXT ? Poco::Net::WebSocket::FRAME_OP_TEXT
                                                       : Poco::Net::WebSocket::FRAME_OP_BINARY);
-                try {
-                    ws.sendFrame(data.data(), static_cast<int>(data.size()), flags);
-                } catch (const Poco::TimeoutException&) {
-                    impl_.wsSlowClosed->value.fetch_add(1);
+                if (!sendOrCount(ws, data.data(), static_cast<int>(data.size()), flags)) {
                     return;
                 }
             }
             const auto now = Clock::now();
             if (pingEvery.count() != 0 && now - lastPing >= pingEvery) {
                 lastPing = now;
-                try {
-                    ws.sendFrame("mp", 2,
+                if (!sendOrCount(ws, "mp", 2,
                                  static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                                     static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING));
-                } catch (const Poco::TimeoutException&) {
-                    impl_.wsSlowClosed->value.fetch_add(1);
+                                     static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING))) {
                     return;
                 }
             }
@@ -427,6 +613,11 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
             }
             if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
                 continue;
+            }
+            if (std::string why = frameHeaderProblem(ws.impl()->sockfd()); !why.empty()) {
+                impl_.wsProtocolErrors->value.fetch_add(1);
+                ws.shutdown(Poco::Net::WebSocket::WS_PROTOCOL_ERROR, why);
+                return;
             }
             int flags = 0;
             frame.resize(0);
@@ -477,8 +668,35 @@ class WsHandler : public Poco::Net::HTTPRequestHandler {
         }
     }
 
+    // RFC 6455 5.1-5.5, checked on the frame header before Poco reads the frame (Poco reads
+    // from the socket itself once the handshake is done, so a peek sees the header): a client's
+    // frames are masked, reserved bits are 0 (no extension is negotiated), opcodes are known,
+    // control frames are final and at most 125 bytes. Empty when fine, else why (close 1002).
+    static std::string frameHeaderProblem(int fd) {
+        unsigned char h[2];
+        ssize_t n = ::recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 2) {
+            return "";  // closed, or not all there yet: Poco reads (or times out) as before
+        }
+        int op = h[0] & 0x0f;
+        if ((h[0] & 0x70) != 0) {
+            return "reserved bits set";
+        }
+        if ((h[1] & 0x80) == 0) {
+            return "unmasked client frame";
+        }
+        if (op != 0 && op != 1 && op != 2 && op != 8 && op != 9 && op != 10) {
+            return "unknown opcode";
+        }
+        if (op >= 8 && ((h[0] & 0x80) == 0 || (h[1] & 0x7f) > 125)) {
+            return "control frame fragmented or longer than 125 bytes";
+        }
+        return "";
+    }
+
     HttpServer::Impl& impl_;
     mp_ws_handler h_;
+    const std::atomic<bool>* ready_;
 };
 
 class Factory : public Poco::Net::HTTPRequestHandlerFactory {
@@ -506,31 +724,38 @@ class Factory : public Poco::Net::HTTPRequestHandlerFactory {
 }  // namespace
 
 HttpServer::HttpServer(HttpOptions options, Metrics& metrics)
-    : impl_(std::make_unique<Impl>(std::move(options), metrics)) {}
+    : auth_(options.auth ? options.auth : std::make_shared<const Authenticator>(AuthConfig{})),
+      impl_(std::make_unique<Impl>(std::move(options), metrics, *auth_)) {}
 
 HttpServer::~HttpServer() { stop(); }
 
-bool HttpServer::addRoute(const std::string& path, RouteFn fn) {
+bool HttpServer::addRoute(const std::string& path, RouteSpec spec) {
     std::unique_lock<std::shared_mutex> lock(impl_->routesMutex);
     if (impl_->routes.count(path) != 0 || impl_->sockets.count(path) != 0) {
         return false;
     }
-    impl_->routes[path] = std::move(fn);
+    impl_->routes[path] = std::move(spec);
     return true;
 }
 
-bool HttpServer::addWebSocket(const std::string& path, const mp_ws_handler& handler) {
+bool HttpServer::addWebSocket(const std::string& path, const mp_ws_handler& handler,
+                              const std::atomic<bool>* ready) {
     std::unique_lock<std::shared_mutex> lock(impl_->routesMutex);
     if (impl_->routes.count(path) != 0 || impl_->sockets.count(path) != 0) {
         return false;
     }
-    impl_->sockets[path] = handler;
-    // A plain GET on a websocket path explains itself instead of a bare 404.
-    impl_->routes[path] = [path](const mp_http_request&, mp_http_response& r) {
+    impl_->sockets[path] = WsSpec{handler, ready};
+    // A plain GET on a websocket path explains itself instead of a bare 404 (to callers allowed
+    // to open it).
+    RouteSpec plain;
+    plain.role = handler.role;
+    plain.methods = MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE;
+    plain.fn = [path](const mp_http_request&, mp_http_response& r) {
         r.status = 426;
         r.contentType = "application/json";
         r.body = errorJson(path + " is a websocket endpoint: send an Upgrade: websocket request");
     };
+    impl_->routes[path] = std::move(plain);
     return true;
 }
 
@@ -624,6 +849,20 @@ void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason) {
     }
     uint64_t one = 1;
     (void)::write(conn->wakeFd, &one, sizeof one);
+}
+
+mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out) {
+    if (req == nullptr || req->impl == nullptr || name == nullptr || out == nullptr) {
+        return MP_EINVAL;
+    }
+    const auto* ctx = static_cast<const RequestCtx*>(req->impl);
+    for (const auto& [k, v] : ctx->headers) {
+        if (Poco::icompare(k, name) == 0) {
+            *out = mp_str{v.data(), v.size()};
+            return MP_OK;
+        }
+    }
+    return MP_ENOENT;
 }
 
 mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out) {

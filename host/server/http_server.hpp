@@ -14,8 +14,10 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "core/metrics.hpp"
+#include "server/auth.hpp"
 
 namespace Poco::Net {
 class HTTPServer;
@@ -31,6 +33,22 @@ namespace mp::host {
 
 using RouteFn = std::function<void(const mp_http_request&, mp_http_response&)>;
 
+/// What mp_http_request::impl points to: the request's parameters (query string, then the
+/// fields of a form body; never access_token) and headers (never Authorization).
+struct RequestCtx {
+    std::multimap<std::string, std::string> params;
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+/// A route and its access rule. The server answers 401/403/405/503 itself; `fn` sees only
+/// allowed requests.
+struct RouteSpec {
+    RouteFn fn;
+    uint32_t role = MP_ROLE_ADMIN;     // MP_ROLE_* a caller needs
+    uint32_t methods = MP_HTTP_GET;    // MP_HTTP_* accepted (HEAD wherever GET)
+    const std::atomic<bool>* ready{};  // the owner serves only while this is true (else 503)
+};
+
 struct HttpOptions {
     std::string address = "0.0.0.0";
     int port = 8667;
@@ -41,6 +59,7 @@ struct HttpOptions {
     int wsMaxMessageBytes = 16 << 20;  // incoming frames larger than this close the conn
     std::chrono::milliseconds wsWriteTimeout{5000};
     std::chrono::milliseconds idleTimeout{30000};  // HTTP keep-alive / read timeout
+    std::shared_ptr<const Authenticator> auth;     // null: protected mode, default roles
 };
 
 class HttpServer {
@@ -51,9 +70,12 @@ class HttpServer {
     HttpServer& operator=(const HttpServer&) = delete;
 
     /// Exact-path route. False when the path is taken (by a route or a websocket endpoint).
-    bool addRoute(const std::string& path, RouteFn fn);
-    /// Websocket endpoint; the handler struct is copied. False when the path is taken.
-    bool addWebSocket(const std::string& path, const mp_ws_handler& handler);
+    bool addRoute(const std::string& path, RouteSpec spec);
+    /// Websocket endpoint; the handler struct is copied; its `role` field (0: admin) says who
+    /// may open it. False when the path is taken.
+    bool addWebSocket(const std::string& path, const mp_ws_handler& handler,
+                      const std::atomic<bool>* ready = nullptr);
+    const Authenticator& auth() const { return *auth_; }
 
     /// Binds and starts serving; throws std::runtime_error with a one-line reason.
     void start();
@@ -66,6 +88,7 @@ class HttpServer {
     struct Impl;
 
   private:
+    std::shared_ptr<const Authenticator> auth_;
     std::unique_ptr<Impl> impl_;
     std::unique_ptr<Poco::Net::HTTPServer> server_;
     int port_ = 0;

@@ -13,24 +13,25 @@ using namespace abitest;
 
 namespace {
 
-/// The fixture passes --check (so whatever fails later is create's doing), then `-c` fails.
+/// Both --check (a dry run of every create()) and `-c` fail with create's message.
 void expectCreateFailure(const std::string& fixture, const std::string& plugin,
                          const std::string& message) {
     INFO("fixture: ", fixture);
     std::string cfg = sinkConfig(fixture, plugin);
+    const std::string line =
+        "mysqlprobe: sinks[0] (" + fixtureLib(fixture) + "): create failed: " + message;
 
     Result check = runHost({"--check", "-c", cfg});
     INFO("--check stdout: ", check.out);
     INFO("--check stderr: ", check.err);
-    CHECK(check.code == 0);
-    CHECK(contains(check.out, ": OK (sinks[0]=" + plugin + ")"));
+    CHECK(check.code == 2);
+    CHECK(lastLine(check.err) == line);
 
     Result run = runHost({"-c", cfg});
     INFO("stdout: ", run.out);
     INFO("stderr: ", run.err);
     CHECK(run.code == 2);
-    CHECK(lastLine(run.err) ==
-          "mysqlprobe: sinks[0] (" + fixtureLib(fixture) + "): create failed: " + message);
+    CHECK(lastLine(run.err) == line);
 }
 
 }  // namespace

@@ -82,7 +82,7 @@ MP_MEMBER(mp_flow, client_ip, 24, uint8_t[16]);
 MP_MEMBER(mp_flow, server_ip, 40, uint8_t[16]);
 MP_MEMBER(mp_flow, ts_ns, 56, uint64_t);
 
-MP_SIZE(mp_http_request, 96);
+MP_SIZE(mp_http_request, 120);
 MP_MEMBER(mp_http_request, struct_size, 0, uint32_t);
 MP_MEMBER(mp_http_request, reserved, 4, uint32_t);
 MP_MEMBER(mp_http_request, method, 8, mp_str);
@@ -91,12 +91,15 @@ MP_MEMBER(mp_http_request, query, 40, mp_str);
 MP_MEMBER(mp_http_request, body, 56, mp_str);
 MP_MEMBER(mp_http_request, remote_addr, 72, mp_str);
 MP_MEMBER(mp_http_request, impl, 88, const void*);
+MP_MEMBER(mp_http_request, role, 96, uint32_t);  // 1.2
+MP_MEMBER(mp_http_request, reserved2, 100, uint32_t);
+MP_MEMBER(mp_http_request, principal, 104, mp_str);
 
 static_assert(
     std::is_same_v<mp_http_handler, void (*)(void*, const mp_http_request*, mp_http_response*)>,
     "mp_http_handler" MP_MOVED);
 
-MP_SIZE(mp_ws_handler, 64);
+MP_SIZE(mp_ws_handler, 72);
 MP_MEMBER(mp_ws_handler, struct_size, 0, uint32_t);
 MP_MEMBER(mp_ws_handler, reserved, 4, uint32_t);
 MP_MEMBER(mp_ws_handler, user, 8, void*);
@@ -108,8 +111,18 @@ MP_MEMBER(mp_ws_handler, idle_timeout_ms, 44, uint32_t);
 MP_MEMBER(mp_ws_handler, write_timeout_ms, 48, uint32_t);
 MP_MEMBER(mp_ws_handler, max_message_bytes, 52, uint32_t);
 MP_MEMBER(mp_ws_handler, queue_messages, 56, uint32_t);
+MP_MEMBER(mp_ws_handler, role, 60, uint32_t);  // 1.2
+MP_MEMBER(mp_ws_handler, reserved2, 64, uint32_t);
 
-MP_SIZE(mp_host_api, 200);
+MP_SIZE(mp_route, 32);  // 1.2
+MP_MEMBER(mp_route, struct_size, 0, uint32_t);
+MP_MEMBER(mp_route, role, 4, uint32_t);
+MP_MEMBER(mp_route, methods, 8, uint32_t);
+MP_MEMBER(mp_route, reserved, 12, uint32_t);
+MP_MEMBER(mp_route, handler, 16, mp_http_handler);
+MP_MEMBER(mp_route, user, 24, void*);
+
+MP_SIZE(mp_host_api, 216);
 MP_MEMBER(mp_host_api, struct_size, 0, uint32_t);
 MP_MEMBER(mp_host_api, abi_major, 4, uint16_t);
 MP_MEMBER(mp_host_api, abi_minor, 6, uint16_t);
@@ -144,6 +157,10 @@ MP_MEMBER(mp_host_api, ws_endpoint, 168,
 MP_MEMBER(mp_host_api, ws_send, 176, mp_status (*)(mp_ws_conn*, uint32_t, mp_bytes));
 MP_MEMBER(mp_host_api, ws_close, 184, void (*)(mp_ws_conn*, uint16_t, mp_str));
 MP_MEMBER(mp_host_api, request_shutdown, 192, void (*)(mp_host*, int, mp_str));
+MP_MEMBER(mp_host_api, http_route_ex, 200,  // 1.2
+          mp_status (*)(mp_host*, const char*, const mp_route*));
+MP_MEMBER(mp_host_api, http_header, 208,
+          mp_status (*)(const mp_http_request*, const char*, mp_str*));
 
 MP_SIZE(mp_plugin, 128);
 MP_MEMBER(mp_plugin, struct_size, 0, uint32_t);
@@ -227,6 +244,16 @@ MP_VALUE(MP_WS_BINARY, 2);
 MP_VALUE(MP_COUNTER, 1);
 MP_VALUE(MP_GAUGE, 2);
 MP_VALUE(MP_FLAG_CONCURRENT_EVENTS, 1u);
+MP_VALUE(MP_EPERM, 8);
+MP_VALUE(MP_ROLE_DEFAULT, 0);  // 1.2
+MP_VALUE(MP_ROLE_ANYONE, 1);
+MP_VALUE(MP_ROLE_READ, 2);
+MP_VALUE(MP_ROLE_PEER, 3);
+MP_VALUE(MP_ROLE_ADMIN, 4);
+MP_VALUE(MP_HTTP_GET, 1u);
+MP_VALUE(MP_HTTP_POST, 2u);
+MP_VALUE(MP_HTTP_PUT, 4u);
+MP_VALUE(MP_HTTP_DELETE, 8u);
 MP_VALUE(MP_ABI_MAJOR, 1);  // a new major is a new entry symbol and a new set of fixtures
 
 // The entry symbol carries the major.
@@ -358,9 +385,9 @@ TEST_CASE("abi.h struct layout is frozen") {
     CHECK(sizeof(mp_event) == 56);
     CHECK(sizeof(mp_frame) == 40);
     CHECK(sizeof(mp_flow) == 64);
-    CHECK(sizeof(mp_http_request) == 96);
-    CHECK(sizeof(mp_ws_handler) == 64);
-    CHECK(sizeof(mp_host_api) == 200);
+    CHECK(sizeof(mp_http_request) == 120);
+    CHECK(sizeof(mp_ws_handler) == 72);
+    CHECK(sizeof(mp_host_api) == 216);
     CHECK(sizeof(mp_plugin) == 128);
     CHECK(offsetof(mp_plugin, stream_close) + sizeof(void*) == sizeof(mp_plugin));
 }

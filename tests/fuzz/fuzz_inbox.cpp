@@ -94,14 +94,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     at = nl + 1;
                 }
                 std::string out;
-                int st = inbox.answer(f[0], f[1], f[2], f[3], out);
+                int st = inbox.answer(f[0], f[1], f[2], f[3], "127.0.0.1", out);
                 check(st == 200 || st == 400 || st == 403);
                 break;
             }
             case 6: {  // a question about s0's reports, from a known master
                 std::string out;
                 std::string seqs = std::to_string(1 + a % 16) + "," + std::to_string(1 + b % 16);
-                if (inbox.answer("s0", "1", seqs, "127.0.0.1:1", out) == 200) {
+                if (inbox.answer("s0", "1", seqs, "127.0.0.1:1", "127.0.0.1", out) == 200) {
                     size_t r = out.find("\"released\":[");
                     check(r != std::string::npos);
                     for (size_t q = r + 12; q < out.size() && out[q] != ']';) {

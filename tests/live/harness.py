@@ -119,6 +119,13 @@ class Probe:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
             return r.read().decode()
 
+    def post(self, path):
+        """A change of state (/config/update): POST."""
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", method="POST",
+                                     data=b"")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
     def metrics(self):
         out = {}
         for line in self.get("/metrics").splitlines():

@@ -151,15 +151,19 @@ TEST_SUITE("http") {
         o.port = 0;
         o.maxBodyBytes = 1024;
         mp::host::HttpServer server(o, metrics);
-        server.addRoute("/echo", [](const mp_http_request& req, mp_http_response& resp) {
+        mp::host::RouteSpec echo;
+        echo.role = MP_ROLE_ANYONE;
+        echo.methods = MP_HTTP_GET | MP_HTTP_POST;
+        echo.fn = [](const mp_http_request& req, mp_http_response& resp) {
             mp_str v{};
             mp_status st = mp::host::hostApi()->http_query_param(&req, "addr", &v);
             resp.status = st == MP_OK ? 200 : 400;
             resp.body = st == MP_OK ? std::string(v.data, v.len) + "|" +
                                           std::string(req.body.data, req.body.len)
                                     : "missing";
-        });
-        CHECK_FALSE(server.addRoute("/echo", [](const mp_http_request&, mp_http_response&) {}));
+        };
+        CHECK(server.addRoute("/echo", echo));
+        CHECK_FALSE(server.addRoute("/echo", echo));
         server.start();
         int port = server.port();
         Reply r = request(port, "POST", "/echo?addr=127.0.0.1%3A8667&x", "hello");

@@ -62,7 +62,6 @@ const mp_property kProps[] = {
     {"name", MP_PROP_STRING, 0, "", "member name, unique in the cluster (default: BIND:PORT)", 0, 0, nullptr},
     {"profile", MP_PROP_STRING, 0, "lan", "memberlist timings: lan, wan or local", 0, 0, nullptr},
     {"keys", MP_PROP_STRING_LIST, MP_PROP_SECRET, "", "base64 AES keys (16/24/32 bytes), first one primary", 0, 0, nullptr},
-    {"token", MP_PROP_STRING, MP_PROP_SECRET, "", "shared token for the management endpoints", 0, 0, nullptr},
     {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds.txt next to the config file)", 0, 0, nullptr},
     {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often failed members are redialled, and a node alone rejoins through its seeds", 1, 86400, nullptr},
     {"buffer_reports", MP_PROP_INT, 0, "600", "a slave's reports kept until a master acknowledges them", 1, 100000, nullptr},
@@ -101,7 +100,7 @@ class GossipCluster : public mp::Plugin {
     GossipCluster(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           slave_(cfg.boolean("slave")),
-          token_(cfg.str("token")),
+          peerAuthorization_(host.get("auth.peer_authorization").value_or("")),
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
           bufferReports_(static_cast<size_t>(cfg.i64("buffer_reports"))),
           maxTemplates_(static_cast<size_t>(cfg.i64("max_templates"))),
@@ -172,7 +171,7 @@ class GossipCluster : public mp::Plugin {
         if (!slave_) {
             mp::gossip::InboxOptions io;
             io.bindIp = opt_.bindIp;
-            io.token = token_;
+            io.authorization = peerAuthorization_;
             io.holdLimit = holdLimit_;
             inbox_ = std::make_unique<mp::gossip::Inbox>(
                 io,
@@ -220,16 +219,18 @@ class GossipCluster : public mp::Plugin {
             };
             h.max_message_bytes = 64 << 20;
             h.idle_timeout_ms = 60000;
+            h.role = MP_ROLE_PEER;  // slaves push with the cluster's token
             if (host.api()->ws_endpoint(host.raw(), "/cluster/push", &h) != MP_OK) {
                 throw mp::Error("cannot serve /cluster/push");
             }
         }
-        addRoute("/cluster/join", &GossipCluster::join);
-        addRoute("/cluster/leave", &GossipCluster::leave);
-        addRoute("/cluster/listnodes", &GossipCluster::listNodes);
-        addRoute("/cluster/keys", &GossipCluster::keys);
+        addRoute("/cluster/join", &GossipCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
+        addRoute("/cluster/leave", &GossipCluster::leave, MP_ROLE_ADMIN, MP_HTTP_POST);
+        addRoute("/cluster/listnodes", &GossipCluster::listNodes, MP_ROLE_READ, MP_HTTP_GET);
+        // GET: how many keys; POST install=|use=|remove=: a rotation step.
+        addRoute("/cluster/keys", &GossipCluster::keys, MP_ROLE_ADMIN, MP_HTTP_GET | MP_HTTP_POST);
         if (!slave_) {
-            addRoute("/cluster/merged", &GossipCluster::mergedQuery);
+            addRoute("/cluster/merged", &GossipCluster::mergedQuery, MP_ROLE_PEER, MP_HTTP_GET);
         }
     }
 
@@ -252,7 +253,8 @@ class GossipCluster : public mp::Plugin {
         }
         if (slave_) {
             mp::ws::PusherOptions po;
-            po.path = "/cluster/push" + (token_.empty() ? "" : "?token=" + token_);
+            po.path = "/cluster/push";
+            po.authorization = peerAuthorization_;  // the cluster's token, in a header
             po.bufferReports = bufferReports_;
             po.sourceIp = opt_.bindIp;  // from this node's address, as its gossip
             po.ack = mp::ws::AckMode::Message;
@@ -353,10 +355,7 @@ class GossipCluster : public mp::Plugin {
     }
 
   private:
-    mp_status pushOpen(mp_ws_conn* c, const mp_http_request* req) {
-        if (!token_.empty() && host().param(req, "token") != token_) {
-            return MP_EPERM;
-        }
+    mp_status pushOpen(mp_ws_conn* c, const mp_http_request* /*req*/) {
         if (!inbox_) {
             return MP_EAGAIN;
         }
@@ -383,13 +382,20 @@ class GossipCluster : public mp::Plugin {
             return;
         }
         std::string out;
-        int status = inbox_->answer(
-            host().param(req, "node").value_or(""), host().param(req, "started").value_or(""),
-            host().param(req, "seqs").value_or(""), host().param(req, "asker").value_or(""), out);
+        int status = inbox_->answer(host().param(req, "node").value_or(""),
+                                    host().param(req, "started").value_or(""),
+                                    host().param(req, "seqs").value_or(""),
+                                    host().param(req, "asker").value_or(""), callerIp(req), out);
         host().replyJson(resp, status, status == 200 ? out : errorJson(out));
     }
 
     using Handler = void (GossipCluster::*)(const mp_http_request*, mp_http_response*);
+
+    // The caller's address without its port ("1.2.3.4:5" -> "1.2.3.4").
+    static std::string callerIp(const mp_http_request* req) {
+        std::string_view r = mp::view(req->remote_addr);
+        return std::string(r.substr(0, r.rfind(':')));
+    }
 
     static uint16_t freePort() {
         // The kernel's choice of a free TCP port; the membership binds UDP and TCP to it.
@@ -408,7 +414,8 @@ class GossipCluster : public mp::Plugin {
         return port;
     }
 
-    void addRoute(const char* path, Handler h) {
+    // The host checks the caller's role and the method before the handler runs.
+    void addRoute(const char* path, Handler h, uint32_t role, uint32_t methods) {
         routes_[path] = h;
         bool ok = host().route(
             path,
@@ -420,17 +427,13 @@ class GossipCluster : public mp::Plugin {
                     me->host().replyJson(resp, 404, errorJson("no such endpoint"));
                     return;
                 }
-                if (!me->token_.empty() && me->host().param(req, "token") != me->token_) {
-                    me->host().replyJson(resp, 401, errorJson("a valid token= is required"));
-                    return;
-                }
                 if (!me->ml_) {
                     me->host().replyJson(resp, 503, errorJson("not started"));
                     return;
                 }
                 (me->*(it->second))(req, resp);
             },
-            this);
+            this, role, methods);
         if (!ok) {
             throw mp::Error(std::string("cannot serve ") + path);
         }
@@ -483,6 +486,10 @@ class GossipCluster : public mp::Plugin {
                 op = o;
                 value = *v;
             }
+        }
+        if (!op.empty() && mp::view(req->method) != "POST") {
+            host().replyJson(resp, 405, errorJson("a key rotation step is a POST"));
+            return;
         }
         if (!op.empty()) {
             mp::gossip::Bytes key;
@@ -714,7 +721,7 @@ class GossipCluster : public mp::Plugin {
     }
 
     bool slave_;
-    std::string token_;
+    std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
     std::chrono::seconds reconnect_;
     mp::gossip::Options opt_;
     std::string seedsFile_;

@@ -325,7 +325,7 @@ void Inbox::putBack() {
 }
 
 int Inbox::answer(const std::string& node, const std::string& started, const std::string& seqs,
-                  const std::string& asker, std::string& out) {
+                  const std::string& asker, const std::string& callerIp, std::string& out) {
     uint64_t run = 0;
     auto [e1, ec1] = std::from_chars(started.data(), started.data() + started.size(), run);
     std::string askerIp;
@@ -346,6 +346,10 @@ int Inbox::answer(const std::string& node, const std::string& started, const std
             "node, started, asker (IPv4:PORT) and seqs (up to 256 numbers, comma separated) "
             "are required";
         return 400;
+    }
+    if (askerIp != callerIp) {
+        out = "asker " + asker + " is not the address this question comes from";
+        return 403;
     }
     if (!isMaster_(asker)) {
         out = "asker " + asker + " is not the address of a master-eligible member";
@@ -396,10 +400,6 @@ std::map<uint64_t, Inbox::Answer> Inbox::ask(const std::string& self, const std:
     for (size_t i = 0; i < seqs.size(); ++i) {
         path += (i == 0 ? "" : ",") + std::to_string(seqs[i]);
     }
-    if (!opt_.token.empty()) {
-        path += "&token=";
-        Poco::URI::encode(opt_.token, "&=+#%?/;", path);
-    }
     std::string body;
     try {
         // From this node's address, as its gossip and its pushes.
@@ -408,6 +408,9 @@ std::map<uint64_t, Inbox::Answer> Inbox::ask(const std::string& self, const std:
         Poco::Net::HTTPRequest rq(Poco::Net::HTTPRequest::HTTP_GET, path,
                                   Poco::Net::HTTPMessage::HTTP_1_1);
         rq.setHost(ip, port);
+        if (!opt_.authorization.empty()) {
+            rq.set("Authorization", opt_.authorization);
+        }
         session->sendRequest(rq);
         Poco::Net::HTTPResponse rs;
         std::istream& is = session->receiveResponse(rs);

@@ -39,9 +39,9 @@ namespace mp::gossip {
 bool parseHostPort(const std::string& addr, std::string& ip, uint16_t& port);
 
 struct InboxOptions {
-    std::string selfHttp;  // this node's mp_http (HOST:PORT), as the slaves know it
-    std::string bindIp;    // questions to other masters leave from this address
-    std::string token;     // their management token (the cluster's)
+    std::string selfHttp;       // this node's mp_http (HOST:PORT), as the slaves know it
+    std::string bindIp;         // questions to other masters leave from this address
+    std::string authorization;  // "Bearer ..." presented to them (the cluster's token; a secret)
     std::chrono::seconds holdLimit{300};
     size_t maxOpen = 10000;            // reports waiting here (pending and held)
     size_t maxOpenBytes = 256u << 20;  // and their JSON bytes
@@ -79,9 +79,11 @@ class Inbox {
     void emitted();  // the merged report is out: remember and acknowledge what take() gave
     void putBack();  // the merge failed: they wait for the next report
 
-    /// /cluster/merged: 200 and the JSON answer, or 400/403 and an error message.
+    /// /cluster/merged: 200 and the JSON answer, or 400/403 and an error message. `callerIp` is
+    /// the address the question came from: it must be the asker's own (a "released" answer is a
+    /// promise to that master, so nobody else may ask in its name).
     int answer(const std::string& node, const std::string& started, const std::string& seqs,
-               const std::string& asker, std::string& out);
+               const std::string& asker, const std::string& callerIp, std::string& out);
 
     struct Stats {
         size_t pending = 0, held = 0, released = 0;

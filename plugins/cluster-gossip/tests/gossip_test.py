@@ -103,12 +103,29 @@ class Node:
             self.proc.send_signal(sig)
             self.proc.wait(15)
 
-    def get(self, path):
+    def get(self, path, method="GET"):
+        req = urllib.request.Request(f"http://{self.addr}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
         try:
-            with urllib.request.urlopen(f"http://{self.addr}{path}", timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
+
+    def post(self, path):
+        """A change of state (join, leave, a key rotation step): POST."""
+        return self.get(path, "POST")
+
+    def get_from(self, source_ip, path):
+        """GET from a given local address (how a master asks another: from its own)."""
+        import http.client
+        conn = http.client.HTTPConnection(self.addr, timeout=10, source_address=(source_ip, 0))
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, json.loads(r.read() or b"{}")
+        finally:
+            conn.close()
 
     def view(self):
         """{member name: state} and the master, as this node sees them."""
@@ -170,13 +187,13 @@ def main():
     slaves = [Node(f"s{i + 1}", f"127.0.1.{i + 3}", True, PCAPS[i]).start() for i in range(3)]
     nodes = [m1, m2] + slaves
 
-    check(m1.get("/cluster/join")[0] == 400, "join without addr: 400")
-    st, body = m1.get("/cluster/join?addr=garbage")
+    check(m1.post("/cluster/join")[0] == 400, "join without addr: 400")
+    st, body = m1.post("/cluster/join?addr=garbage")
     check(st == 400 and "error" in body, "join with a bad addr: 400 with a JSON error")
-    st, body = m1.get("/cluster/join?addr=127.0.1.99:7946")
+    st, body = m1.post("/cluster/join?addr=127.0.1.99:7946")
     check(st == 502 and "error" in body, f"join through nobody: 502 ({body.get('error')})")
     for n in nodes[1:]:
-        st, body = n.get(f"/cluster/join?addr={m1.gossip}")
+        st, body = n.post(f"/cluster/join?addr={m1.gossip}")
         check(st == 200, f"{n.name} joins through m1: {st} {body}")
 
     names = {n.name for n in nodes}
@@ -199,7 +216,7 @@ def main():
 
     # ---- groups isolate clusters, both ways ----
     blue = Node("blue1", "127.0.1.40", False, extra="      group: blue\n").start()
-    st, body = blue.get(f"/cluster/join?addr={m2.gossip}")
+    st, body = blue.post(f"/cluster/join?addr={m2.gossip}")
     time.sleep(2)
     bm, _, bb = blue.view()
     check(set(bm) == {"blue1"} and bb["stats"]["refused_group"] > 0,
@@ -211,7 +228,7 @@ def main():
     # ---- graceful leave: `left`, no suspicion anywhere ----
     before = {n.name: n.view()[2]["stats"]["suspicions"] for n in nodes}
     s3 = slaves[2]
-    check(s3.get("/cluster/leave")[0] == 200, "leave: 200")
+    check(s3.post("/cluster/leave")[0] == 200, "leave: 200")
     rest = [m1, m2, slaves[0], slaves[1]]
     wait_for(lambda: all(n.view()[0].get("s3") == "left" for n in rest), 10, "s3 left everywhere")
     time.sleep(2)
@@ -238,7 +255,11 @@ def main():
                     for c in r.get("cluster", {}).get("contributors", [])]
     check(bool(merged_by_m1), "m1 merged slave reports before the failover")
     node, run, seq = merged_by_m1[0]
-    st, body = m1.get(ask.format(node, run, f"{seq},999999"))
+    # A "released" answer is a promise to the asker: nobody may ask in another master's name.
+    st, body = m1.get_from("127.0.0.1", ask.format(node, run, "999998"))
+    check(st == 403 and "not the address" in body.get("error", ""),
+          f"merged: asking in another master's name (asker {m2.addr}, from 127.0.0.1): 403")
+    st, body = m1.get_from(m2.host, ask.format(node, run, f"{seq},999999"))
     check(st == 200 and body == {"merged": [seq], "pending": [], "released": [999999]},
           f"merged: m1 says it merged {node}#{seq}, and releases 999999 it never saw ({body})")
     # ---- kill -9 the master: the standby takes over ----
@@ -348,7 +369,7 @@ def main():
         key = base64.b64encode(os.urandom(32)).decode()
         e1 = Node("e1", "127.0.1.30", False, keys=[key]).start()
         e2 = Node("e2", "127.0.1.31", False, keys=[key]).start()
-        st, body = e2.get(f"/cluster/join?addr={e1.gossip}")
+        st, body = e2.post(f"/cluster/join?addr={e1.gossip}")
         check(st == 200, f"encrypted probes join: {st} {body}")
         enc = Serf("serf3", "127.0.1.32", key=key)
         rc, out = enc.run("join", e1.gossip)
@@ -359,19 +380,19 @@ def main():
         wait_for(lambda: e2.view()[0].get("serf3") == "alive", 15, "e2 sees serf3")
         check(True, "encrypted: probes list the serf agent alive")
         plain = Node("p1", "127.0.1.33", False).start()
-        st, body = plain.get(f"/cluster/join?addr={e1.gossip}")
+        st, body = plain.post(f"/cluster/join?addr={e1.gossip}")
         check(st == 502, f"a probe without the key cannot join: {st} {body.get('error')}")
         check(e1.view()[2]["stats"]["decrypt_failures"] > 0, "the encrypted probe counted the plain stream")
 
         # Key rotation at run time across probes and serf: install, use, remove.
         key2 = base64.b64encode(os.urandom(32)).decode()
         q2, q1 = urllib.parse.quote(key2, safe=""), urllib.parse.quote(key, safe="")
-        check(e1.get("/cluster/keys?install=bad")[0] == 400, "keys: a bad key is refused (400)")
-        check(e1.get(f"/cluster/keys?use={q2}")[0] == 409, "keys: use of a key not installed: 409")
+        check(e1.post("/cluster/keys?install=bad")[0] == 400, "keys: a bad key is refused (400)")
+        check(e1.post(f"/cluster/keys?use={q2}")[0] == 409, "keys: use of a key not installed: 409")
         check(plain.get("/cluster/keys")[0] == 409, "keys: a node without encryption: 409")
         for op, q in (("install", q2), ("use", q2), ("remove", q1)):
             for n in (e1, e2):
-                st, body = n.get(f"/cluster/keys?{op}={q}")
+                st, body = n.post(f"/cluster/keys?{op}={q}")
                 check(st == 200 and body.get("done") == op, f"{n.name} keys {op}: {st} {body}")
             enc.run("keys", f"-{op}", key2 if op != "remove" else key)  # serf's own nodes
             time.sleep(1)
@@ -383,10 +404,10 @@ def main():
         check(sm.get("e1", ("",))[0] == "alive" and sm.get("e2", ("",))[0] == "alive",
               f"after rotation serf still lists both probes alive ({sm})")
         old = Node("old1", "127.0.1.34", False, keys=[key]).start()
-        st, body = old.get(f"/cluster/join?addr={e1.gossip}")
+        st, body = old.post(f"/cluster/join?addr={e1.gossip}")
         check(st == 502, f"a probe with the removed key cannot join: {st}")
         new = Node("new1", "127.0.1.35", False, keys=[key2]).start()
-        st, body = new.get(f"/cluster/join?addr={e1.gossip}")
+        st, body = new.post(f"/cluster/join?addr={e1.gossip}")
         check(st == 200, f"a probe with the new key joins: {st} {body}")
         enc.kill()
 

@@ -66,7 +66,7 @@ def main():
     s2 = g.Node("s2", B[1], True, g.PCAPS[1]).start()
     nodes = [m1, m2, s1, s2]
     for n in nodes[1:]:
-        st, body = n.get(f"/cluster/join?addr={m1.gossip}")
+        st, body = n.post(f"/cluster/join?addr={m1.gossip}")
         g.check(st == 200, f"{n.name} joins: {st} {body}")
     g.wait_for(lambda: set(masters(nodes).values()) == {"m1"}, 15, "m1 master everywhere")
     g.check(True, "before: one master (m1) on every node")

@@ -39,7 +39,6 @@ const mp_property kProps[] = {
     {"slave", MP_PROP_BOOL, 0, "false", "this node is a slave (reports to a master)", 0, 0, nullptr},
     {"group", MP_PROP_STRING, 0, "", "cluster name (a label in static mode)", 0, 0, nullptr},
     {"port", MP_PROP_INT, 0, "0", "unused in static mode (gossip port)", 0, 65535, nullptr},
-    {"token", MP_PROP_STRING, MP_PROP_SECRET, "", "shared token required on management endpoints and master-slave links (?token=)", 0, 0, nullptr},
     {"state_file", MP_PROP_STRING, 0, "", "where a master saves its slaves (default: cluster-state.txt next to the config file)", 0, 0, nullptr},
     {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a master redials a lost slave", 1, 86400, nullptr},
     {"history", MP_PROP_INT, 0, "60", "reports a slave keeps for a master that was away", 1, 100000, nullptr},
@@ -112,7 +111,7 @@ class StaticCluster : public mp::Plugin {
     StaticCluster(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           slave_(cfg.boolean("slave")),
-          token_(cfg.str("token")),
+          peerAuthorization_(host.get("auth.peer_authorization").value_or("")),
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
           history_(static_cast<size_t>(cfg.i64("history"))),
           maxTemplates_(static_cast<size_t>(cfg.i64("max_templates"))),
@@ -122,8 +121,7 @@ class StaticCluster : public mp::Plugin {
                                  "slave reports that were not valid reports (skipped)")),
           duplicates_(host.counter("slave_reports_duplicate_total",
                                    "slave reports received twice (dropped by node, run, seq)")),
-          slavesUp_(host.counter("slaves_up", "slaves whose stream is connected", MP_GAUGE)),
-          refused_(host.counter("refused_total", "cluster requests refused (bad token)")) {
+          slavesUp_(host.counter("slaves_up", "slaves whose stream is connected", MP_GAUGE)) {
         stateFile_ = cfg.str("state_file");
         if (stateFile_.empty()) {
             std::string conf = host.get("config.file").value_or("");
@@ -142,15 +140,16 @@ class StaticCluster : public mp::Plugin {
                 static_cast<StaticCluster*>(self)->streamClose(c);
             };
             h.queue_messages = static_cast<uint32_t>(history_ + 64);
+            h.role = MP_ROLE_PEER;  // a master pulls with the cluster's token
             if (host.api()->ws_endpoint(host.raw(), "/cluster/stream", &h) != MP_OK) {
                 throw mp::Error("cannot serve /cluster/stream");
             }
         } else {
-            addRoute("/cluster/join", &StaticCluster::join);
-            addRoute("/cluster/remove", &StaticCluster::remove);
-            addRoute("/cluster/leave", &StaticCluster::leave);
+            addRoute("/cluster/join", &StaticCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
+            addRoute("/cluster/remove", &StaticCluster::remove, MP_ROLE_ADMIN, MP_HTTP_POST);
+            addRoute("/cluster/leave", &StaticCluster::leave, MP_ROLE_ADMIN, MP_HTTP_POST);
         }
-        addRoute("/cluster/listnodes", &StaticCluster::listNodes);
+        addRoute("/cluster/listnodes", &StaticCluster::listNodes, MP_ROLE_READ, MP_HTTP_GET);
     }
 
     ~StaticCluster() override { stopPullers(); }
@@ -179,7 +178,8 @@ class StaticCluster : public mp::Plugin {
   private:
     using Handler = void (StaticCluster::*)(const mp_http_request*, mp_http_response*);
 
-    void addRoute(const char* path, Handler h) {
+    // The host checks the caller's role and the method before the handler runs.
+    void addRoute(const char* path, Handler h, uint32_t role, uint32_t methods) {
         routes_[path] = h;
         bool ok = host().route(
             path,
@@ -188,7 +188,7 @@ class StaticCluster : public mp::Plugin {
                 std::string p(mp::view(req->path));
                 me->dispatch(p, req, resp);
             },
-            this);
+            this, role, methods);
         if (!ok) {
             throw mp::Error(std::string("cannot serve ") + path);
         }
@@ -200,20 +200,7 @@ class StaticCluster : public mp::Plugin {
             host().replyJson(resp, 404, errorJson("no such path: " + path));
             return;
         }
-        if (!authorized(req)) {
-            refused_.add();
-            host().replyJson(resp, 401, errorJson("missing or wrong token"));
-            return;
-        }
         (this->*(it->second))(req, resp);
-    }
-
-    bool authorized(const mp_http_request* req) const {
-        if (token_.empty()) {
-            return true;
-        }
-        std::optional<std::string> t = host().param(req, "token");
-        return t && *t == token_;
     }
 
     // ---- slave -----------------------------------------------------------------------------
@@ -241,10 +228,6 @@ class StaticCluster : public mp::Plugin {
     }
 
     mp_status streamOpen(mp_ws_conn* c, const mp_http_request* req) {
-        if (!authorized(req)) {
-            refused_.add();
-            return MP_EPERM;
-        }
         uint64_t since = 0;
         uint64_t started = 0;
         if (auto s = host().param(req, "since")) {
@@ -426,8 +409,7 @@ class StaticCluster : public mp::Plugin {
         try {
             Poco::Net::HTTPClientSession session(h, port);
             session.setTimeout(Poco::Timespan(2, 0));
-            Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, streamUri(0, 0),
-                                       Poco::Net::HTTPMessage::HTTP_1_1);
+            Poco::Net::HTTPRequest req = streamRequest(0, 0);
             Poco::Net::HTTPResponse resp;
             Poco::Net::WebSocket ws(session, req, resp);
             ws.shutdown();
@@ -441,22 +423,19 @@ class StaticCluster : public mp::Plugin {
     }
 
     std::string streamUri(uint64_t since, uint64_t started) const {
-        std::string uri = "/cluster/stream?since=" + std::to_string(since) +
-                          "&started=" + std::to_string(started);
-        if (!token_.empty()) {
-            uri += "&token=";
-            for (char c : token_) {  // percent-encode everything but unreserved characters
-                if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                    c == '.' || c == '~') {
-                    uri += c;
-                } else {
-                    char buf[4];
-                    std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
-                    uri += buf;
-                }
-            }
+        return "/cluster/stream?since=" + std::to_string(since) +
+               "&started=" + std::to_string(started);
+    }
+
+    // The request that opens a slave's stream; it carries this node's cluster token in the
+    // Authorization header (never in the URL).
+    Poco::Net::HTTPRequest streamRequest(uint64_t since, uint64_t started) const {
+        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, streamUri(since, started),
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+        if (!peerAuthorization_.empty()) {
+            req.set("Authorization", peerAuthorization_);
         }
-        return uri;
+        return req;
     }
 
     // One slave's puller: dial, read reports, redial every reconnect period when lost.
@@ -472,9 +451,7 @@ class StaticCluster : public mp::Plugin {
             try {
                 Poco::Net::HTTPClientSession session(s.host, s.port);
                 session.setTimeout(Poco::Timespan(2, 0));
-                Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET,
-                                           streamUri(since, started),
-                                           Poco::Net::HTTPMessage::HTTP_1_1);
+                Poco::Net::HTTPRequest req = streamRequest(since, started);
                 Poco::Net::HTTPResponse resp;
                 Poco::Net::WebSocket ws(session, req, resp);
                 ws.setReceiveTimeout(Poco::Timespan(0, 300000));
@@ -652,7 +629,7 @@ class StaticCluster : public mp::Plugin {
     }
 
     bool slave_;
-    std::string token_;
+    std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
     std::chrono::seconds reconnect_;
     size_t history_;
     size_t maxTemplates_;
@@ -675,7 +652,6 @@ class StaticCluster : public mp::Plugin {
     mp::Counter rejected_;
     mp::Counter duplicates_;
     mp::Counter slavesUp_;
-    mp::Counter refused_;
 };
 
 }  // namespace

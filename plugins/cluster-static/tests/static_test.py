@@ -85,13 +85,21 @@ class Node:
             self.proc.send_signal(sig)
             self.proc.wait(15)
 
-    def get(self, path):
-        """(status, parsed JSON body)"""
+    def get(self, path, token=None, method="GET"):
+        """(status, parsed JSON body); the token goes in the Authorization header"""
+        req = urllib.request.Request(f"http://{self.addr}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(f"http://{self.addr}{path}", timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
+
+    def post(self, path, token=None):
+        """A change of state: POST (admin routes refuse GET with 405)"""
+        return self.get(path, token, "POST")
 
 
 def slave_yaml(pcap, token=""):
@@ -137,15 +145,15 @@ def main():
         r.connected.wait(10)
 
     # Bad requests change nothing.
-    check(master.get("/cluster/join")[0] == 400, "join without addr: 400")
-    check(master.get("/cluster/join?addr=no-port")[0] == 400, "join with a bad addr: 400")
-    check(master.get("/cluster/join?addr=127.0.0.9:1")[0] == 409, "join of an unreachable addr: 409")
-    check(master.get("/cluster/remove?addr=127.0.0.2:1")[0] == 404, "remove of a stranger: 404")
+    check(master.post("/cluster/join")[0] == 400, "join without addr: 400")
+    check(master.post("/cluster/join?addr=no-port")[0] == 400, "join with a bad addr: 400")
+    check(master.post("/cluster/join?addr=127.0.0.9:1")[0] == 409, "join of an unreachable addr: 409")
+    check(master.post("/cluster/remove?addr=127.0.0.2:1")[0] == 404, "remove of a stranger: 404")
     for s in slaves:
-        st, body = master.get(f"/cluster/join?addr={s.addr}")
+        st, body = master.post(f"/cluster/join?addr={s.addr}")
         check(st == 200, f"join {s.addr}: {st} {body}")
-    check(master.get(f"/cluster/join?addr={slaves[0].addr}")[0] == 409, "join twice: 409")
-    check(slaves[0].get("/cluster/join?addr=127.0.0.1:1")[0] == 404, "a slave has no /cluster/join")
+    check(master.post(f"/cluster/join?addr={slaves[0].addr}")[0] == 409, "join twice: 409")
+    check(slaves[0].post("/cluster/join?addr=127.0.0.1:1")[0] == 404, "a slave has no /cluster/join")
 
     def states():
         return {n["addr"]: n["state"] for n in master.get("/cluster/listnodes")[1]["nodes"]}
@@ -227,7 +235,7 @@ def main():
     # Topology by hand, and the state file across a master restart.
     for s in slaves:
         s.start()
-    check(master.get(f"/cluster/remove?addr={slaves[2].addr}")[0] == 200, "remove: 200")
+    check(master.post(f"/cluster/remove?addr={slaves[2].addr}")[0] == 200, "remove: 200")
     check(slaves[2].addr not in states(), "remove: gone from listnodes")
     state = open(f"{WORK}/state.txt").read()
     check(f"slave {slaves[0].addr}\n" in state and f"slave {slaves[2].addr}\n" not in state,
@@ -242,29 +250,35 @@ def main():
              for m in merged.reports for c in m.get("cluster", {}).get("contributors", [])]
     check(len(again) == len(set(again)) and len(again) > len(contributions),
           f"after the master's restart nothing is merged twice ({len(again)} merged in all)")
-    st, body = master.get("/cluster/leave")
+    st, body = master.post("/cluster/leave")
     check(st == 200 and body.get("removed") == 2 and states() == {}, "leave drops every slave")
     for s in slaves:
         s.stop()
     master.stop()
 
-    # The token: management endpoints and master-slave links.
-    secret = "s3cret/&x"
-    q = urllib.request.quote(secret, safe="")
+    # The token: management endpoints and master-slave links (docs/security.md).
+    secret = "s3cret/&x-cluster-token"
     tslave = Node("tslave", "127.0.0.5", slave_yaml(PCAPS[0], secret)).start()
     tmaster = Node("tmaster", "127.0.0.1", master_yaml(secret)).start()
     check(tmaster.get("/cluster/listnodes")[0] == 401, "no token: 401")
-    check(tmaster.get("/cluster/listnodes?token=wrong")[0] == 401, "wrong token: 401")
-    check(tmaster.get(f"/cluster/listnodes?token={q}")[0] == 200, "right token: 200")
-    st, _ = tmaster.get(f"/cluster/join?addr={tslave.addr}&token={q}")
-    check(st == 200, f"join with the token (the link carries it): {st}")
+    check(tmaster.get("/cluster/listnodes", "wrong-token-0123456789")[0] == 401,
+          "wrong token: 401")
+    check(tmaster.get(f"/cluster/listnodes?token={urllib.request.quote(secret)}")[0] == 401,
+          "a token in the URL is not accepted on HTTP routes: 401")
+    check(tmaster.get("/cluster/listnodes", secret)[0] == 200, "right token: 200")
+    check(tmaster.get(f"/cluster/join?addr={tslave.addr}", secret)[0] == 405,
+          "join by GET: 405 (changes are POSTs)")
+    st, _ = tmaster.post(f"/cluster/join?addr={tslave.addr}")
+    check(st == 401, f"join without the token, from loopback too: {st}")
+    st, _ = tmaster.post(f"/cluster/join?addr={tslave.addr}", secret)
+    check(st == 200, f"join with the token (the link carries it in a header): {st}")
     try:
         websocket.create_connection(f"ws://{tslave.addr}/cluster/stream", timeout=3)
         check(False, "a slave's stream without the token is refused")
     except websocket.WebSocketBadStatusException as e:
         check(e.status_code == 401, "a slave's stream without the token: 401")
     plain = Node("plainmaster", "127.0.0.1", master_yaml()).start()
-    st, _ = plain.get(f"/cluster/join?addr={tslave.addr}")
+    st, _ = plain.post(f"/cluster/join?addr={tslave.addr}")
     check(st == 409, "a master without the slave's token cannot add it")
     for n in (plain, tmaster, tslave):
         n.stop()

@@ -75,6 +75,7 @@ class WebsocketSink : public mp::Plugin {
         h.write_timeout_ms = static_cast<uint32_t>(cfg.i64("write_timeout_ms"));
         h.max_message_bytes = static_cast<uint32_t>(cfg.i64("max_message_kb") * 1024);
         h.queue_messages = static_cast<uint32_t>(cfg.i64("queue_reports"));
+        h.role = MP_ROLE_READ;  // reports: any caller with the read role (docs/security.md)
         if (host.api()->ws_endpoint(host.raw(), path_.c_str(), &h) != MP_OK) {
             throw mp::Error("cannot serve websocket path " + path_);
         }

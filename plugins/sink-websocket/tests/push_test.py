@@ -110,7 +110,7 @@ def pusher_failover(ack, a_acks=None):
             f"pusher_ack: {ack}, reconnect_period_s: 1")
     try:
         with Probe(binary, node_yaml(sink, "  loop: true\n")) as p:
-            p.get("/config/update?report_period_ms=100")
+            p.post("/config/update?report_period_ms=100")
             wait_for(lambda: len(lines(outa)) >= 10, 20, "server A to receive 10 reports")
             a.send_signal(signal.SIGKILL)  # mid-run, without warning
             a.wait()

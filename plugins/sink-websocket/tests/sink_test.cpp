@@ -232,7 +232,8 @@ TEST_SUITE("sink-websocket") {
     TEST_CASE("a client that never reads does not hold back another; memory stays bounded") {
         Node node(fileConfig("queue_reports: 4, write_timeout_ms: 500", "  loop: true\n"));
         std::string body;
-        REQUIRE(mptest::httpGet(node.port, "/config/update?report_period_ms=100", body) == 200);
+        REQUIRE(mptest::httpGet(node.port, "/config/update?report_period_ms=100", body, "POST") ==
+                200);
         // The stalled client: a small receive buffer, and it never reads.
         Poco::Net::HTTPClientSession stalledSession("127.0.0.1",
                                                     static_cast<Poco::UInt16>(node.port));
@@ -284,12 +285,15 @@ TEST_SUITE("sink-websocket") {
               "/config/update?report_period_ms=", "/config/update?interval=1&report_period_ms=300",
               "/config/update?report_period_ms=%zz"}) {
             CAPTURE(bad);
-            CHECK(mptest::httpGet(node.port, bad, body) == 400);
+            CHECK(mptest::httpGet(node.port, bad, body, "POST") == 400);
             CHECK(mptest::parseJson(body)->has("error"));
         }
+        // A change of state: POST only.
         CHECK(mptest::httpGet(node.port, "/config/update?report_period_ms=100", body, "DELETE") ==
               405);
-        REQUIRE(mptest::httpGet(node.port, "/config/update?report_period_ms=300", body) == 200);
+        CHECK(mptest::httpGet(node.port, "/config/update?report_period_ms=100", body) == 405);
+        REQUIRE(mptest::httpGet(node.port, "/config/update?report_period_ms=300", body, "POST") ==
+                200);
         CHECK(mptest::parseJson(body)->getValue<uint64_t>("interval_ms") == 300);
         Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(node.port));
         auto ws = connect(node.port, session);

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 1
+#define MP_ABI_MINOR 2
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -225,7 +225,26 @@ typedef struct mp_http_request {
     mp_str body;        /* at most the host's body limit; longer bodies are refused with 413 */
     mp_str remote_addr; /* "127.0.0.1:54321" */
     const void* impl;   /* host-private */
+    /* SINCE 1.2 (check struct_size): who the host authenticated before calling the handler. */
+    uint32_t role; /* the caller's role: MP_ROLE_ANYONE .. MP_ROLE_ADMIN */
+    uint32_t reserved2;
+    mp_str principal; /* the token's name, "loopback" (protected mode) or "anonymous" */
 } mp_http_request;
+
+/* Roles (SINCE 1.2). A caller has one, from the token it presents (docs/security.md); a route or
+ * websocket endpoint requires one. Each role includes the ones below it. 0 in a route or an
+ * endpoint means "not said": the host then requires MP_ROLE_ADMIN, the safe default. */
+#define MP_ROLE_DEFAULT 0
+#define MP_ROLE_ANYONE 1 /* no credentials needed (the host's /health) */
+#define MP_ROLE_READ 2   /* reports, metrics, views of the cluster */
+#define MP_ROLE_PEER 3   /* other nodes: push and pull reports, ask about them */
+#define MP_ROLE_ADMIN 4  /* configuration, topology, keys, operations */
+
+/* HTTP methods a route accepts (SINCE 1.2); HEAD is served wherever GET is. */
+#define MP_HTTP_GET 1u
+#define MP_HTTP_POST 2u
+#define MP_HTTP_PUT 4u
+#define MP_HTTP_DELETE 8u
 
 /**
  * Handles one HTTP request; must call http_reply() once (else the host answers 500).
@@ -269,7 +288,24 @@ typedef struct mp_ws_handler {
     uint32_t max_message_bytes;
     /** Outgoing messages queued per client; beyond it the oldest is dropped (counted). */
     uint32_t queue_messages;
+    /* SINCE 1.2 */
+    /** Role a client needs to open (MP_ROLE_*). 0, and every 1.0/1.1 endpoint: MP_ROLE_ADMIN. */
+    uint32_t role;
+    uint32_t reserved2;
 } mp_ws_handler;
+
+/**
+ * An HTTP route with its access rule (SINCE 1.2), for http_route_ex().
+ * OWNERSHIP: copied at registration; `user` stays the plugin's.
+ */
+typedef struct mp_route {
+    uint32_t struct_size;
+    uint32_t role;    /* MP_ROLE_* a caller needs; 0: MP_ROLE_ADMIN */
+    uint32_t methods; /* MP_HTTP_* accepted (others get 405); 0: MP_HTTP_GET */
+    uint32_t reserved;
+    mp_http_handler handler;
+    void* user;
+} mp_route;
 
 /* ---------------------------------------------------------------------------------------------
  * Host services: host -> plugin. APPEND ONLY.
@@ -311,7 +347,10 @@ typedef struct mp_host_api {
 
     /**
      * Host-wide settings: "node.name", "server.address", "server.port", "interval.ms",
-     * "host.version", "probe.workers", "instance.index" (decoder: worker number).
+     * "host.version", "probe.workers", "instance.index" (decoder: worker number). Since 1.2:
+     * "auth.mode" ("tokens" when access tokens are configured, else "protected"), and
+     * "auth.peer_authorization": the Authorization header value this node presents to other
+     * nodes ("Bearer ..."; MP_ENOENT when it has none). It is a secret: never log it.
      * THREADING: any thread. OWNERSHIP: *out valid until the process exits... for the values
      * fixed at start; "interval.ms" may change at run time: copy it.
      */
@@ -354,8 +393,9 @@ typedef struct mp_host_api {
     mp_status (*http_route)(mp_host* host, const char* path, mp_http_handler fn, void* user);
     /** Answer a request. OWNERSHIP: content_type and body copied. */
     void (*http_reply)(mp_http_response* resp, int status, mp_str content_type, mp_str body);
-    /** Query parameter `name` of a request, percent-decoded. OWNERSHIP: *out valid for the
-     *  handler call. Return MP_ENOENT when absent. */
+    /** Query parameter `name` of a request, percent-decoded; since 1.2 also the fields of an
+     *  application/x-www-form-urlencoded POST body. OWNERSHIP: *out valid for the handler call.
+     *  Return MP_ENOENT when absent. */
     mp_status (*http_query_param)(const mp_http_request* req, const char* name, mp_str* out);
 
     /** Serve websocket upgrades on `path`. THREADING: create() or start(). */
@@ -374,7 +414,20 @@ typedef struct mp_host_api {
      *  THREADING: any thread. OWNERSHIP: reason copied. */
     void (*request_shutdown)(mp_host* host, int exit_code, mp_str reason);
 
-    /* Added in 1.1: append here. */
+    /* SINCE 1.2 */
+    /**
+     * Serve `path` with an access rule: the host answers 401 (no or a wrong token), 403 (a role
+     * too low) and 405 (another method) itself; the handler sees only allowed requests, with
+     * the caller's role and principal in the request. 1.0 http_route() is http_route_ex() with
+     * role MP_ROLE_ADMIN and every method. THREADING: create() or start().
+     */
+    mp_status (*http_route_ex)(mp_host* host, const char* path, const mp_route* route);
+    /**
+     * A request header by name (case-insensitive). The host never shows a plugin the
+     * Authorization header or a token given as a query parameter (MP_ENOENT).
+     * OWNERSHIP: *out valid for the handler call.
+     */
+    mp_status (*http_header)(const mp_http_request* req, const char* name, mp_str* out);
 } mp_host_api;
 
 /** True when the host's table has field `f` (use before calling anything newer than 1.0). */

@@ -233,10 +233,33 @@ class Host {
         return Counter(api_, api_->counter_register(host_, name, help, kind));
     }
 
-    /// HTTP helpers: a route with a std::function-free handler (fn(user, req, resp)), the value
-    /// of a query parameter, and a JSON reply.
+    /// HTTP helpers: a route with a std::function-free handler (fn(user, req, resp)) and its
+    /// access rule (the host answers 401/403/405 itself: docs/security.md), the value of a query
+    /// or form parameter, a request header, and a JSON reply.
+    bool route(const char* path, mp_http_handler fn, void* user, uint32_t role,
+               uint32_t methods = MP_HTTP_GET) const {
+        mp_route r{};
+        r.struct_size = sizeof r;
+        r.role = role;
+        r.methods = methods;
+        r.handler = fn;
+        r.user = user;
+        return api_->http_route_ex(host_, path, &r) == MP_OK;
+    }
+    /// A 1.0 route: the host lets admins only call it, with any method.
     bool route(const char* path, mp_http_handler fn, void* user) const {
         return api_->http_route(host_, path, fn, user) == MP_OK;
+    }
+    std::optional<std::string> header(const mp_http_request* req, const char* name) const {
+        mp_str out{};
+        if (api_->http_header(req, name, &out) != MP_OK) {
+            return std::nullopt;
+        }
+        return std::string(view(out));
+    }
+    /// Who called, as the host authenticated it: a token's name, "loopback" or "anonymous".
+    static std::string principal(const mp_http_request* req) {
+        return std::string(view(req->principal));
     }
     std::optional<std::string> param(const mp_http_request* req, const char* name) const {
         mp_str out{};

@@ -177,6 +177,9 @@ bool Pusher::connect() {
             Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, options_.path,
                                        Poco::Net::HTTPMessage::HTTP_1_1);
             req.setHost(s.host, s.port);  // a session made from a socket knows no host
+            if (!options_.authorization.empty()) {
+                req.set("Authorization", options_.authorization);
+            }
             Poco::Net::HTTPResponse resp;
             auto ws = std::make_unique<Poco::Net::WebSocket>(*session, req, resp);
             ws->setSendTimeout(Poco::Timespan(options_.writeTimeout.count() * 1000));

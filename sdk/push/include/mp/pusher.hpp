@@ -48,6 +48,9 @@ struct PusherOptions {
     std::vector<std::string> servers;  // host:port (a ws:// prefix is accepted)
     std::string path = "/";
     std::string sourceIp;  // bind outgoing connections to this address ("" : the kernel's choice)
+    /// Authorization header value sent with the upgrade ("Bearer ..."; "" : none). A secret:
+    /// never logged, never put in the URL.
+    std::string authorization;
     bool preconnect = false;
     std::chrono::milliseconds connectTimeout{1000};
     std::chrono::milliseconds writeTimeout{1000};
