@@ -1,43 +1,31 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server/http_server.hpp"
 
-#include <Poco/Buffer.h>
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/NetException.h>
-#include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
-#include <Poco/Net/WebSocket.h>
-#include <poll.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <istream>
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <deque>
 #include <mp/files.hpp>
 #include <mp/sdk.hpp>
-#include <set>
+#include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "core/log.hpp"
-
-// One websocket connection; lives on its handler thread's stack frame (see WsHandler).
-struct mp_ws_conn {
-    std::mutex mutex;
-    std::deque<std::pair<uint32_t, std::string>> queue;
-    bool closed = false;          // peer gone or closing: ws_send returns MP_ECLOSED
-    bool closeRequested = false;  // ws_close() called
-    uint16_t closeCode = 1000;
-    std::string closeReason;
-    int wakeFd = -1;  // eventfd: wakes the connection thread
-    size_t maxQueue = 64;
-    mp_counter* dropped = nullptr;
-};
+#include "server/http_parser.hpp"
+#include "server/ws_frame.hpp"
 
 namespace mp::host {
 
@@ -99,145 +87,39 @@ bool parseQuery(const std::string& query, std::multimap<std::string, std::string
     return true;
 }
 
-struct WsSpec {
-    mp_ws_handler handler;
-    const std::atomic<bool>* ready;
-};
-
-struct HttpServer::Impl {
-    HttpOptions options;
-    Metrics& metrics;
-    const Authenticator& auth;
-    std::shared_mutex routesMutex;
-    std::map<std::string, RouteSpec> routes;
-    std::map<std::string, WsSpec> sockets;
-    std::atomic<bool> stopping{false};
-    std::mutex connsMutex;
-    std::condition_variable connsCv;
-    std::set<mp_ws_conn*> conns;
-    mp_counter* requests;
-    mp_counter* badRequests;
-    mp_counter* wsOpen;
-    mp_counter* wsDropped;
-    mp_counter* wsSlowClosed;
-    mp_counter* wsIdleClosed;
-    mp_counter* wsProtocolErrors;
-    mp_counter* authFailures;
-    mp_counter* forbidden;
-
-    Impl(HttpOptions o, Metrics& m, const Authenticator& a)
-        : options(std::move(o)),
-          metrics(m),
-          auth(a),
-          requests(m.get("http", "requests_total", "HTTP requests served", MP_COUNTER)),
-          badRequests(m.get("http", "bad_requests_total", "HTTP requests refused with a 4xx status",
-                            MP_COUNTER)),
-          wsOpen(m.get("http", "websocket_connections", "open websocket connections", MP_GAUGE)),
-          wsDropped(m.get("http", "websocket_dropped_messages_total",
-                          "websocket messages dropped because a client's queue was full",
-                          MP_COUNTER)),
-          wsSlowClosed(m.get("http", "websocket_write_timeouts_total",
-                             "websocket clients closed because a write timed out", MP_COUNTER)),
-          wsIdleClosed(m.get("http", "websocket_ping_timeouts_total",
-                             "websocket clients closed because they stayed silent (no pong)",
-                             MP_COUNTER)),
-          wsProtocolErrors(m.get("http", "websocket_protocol_errors_total",
-                                 "websocket clients closed with 1002 (unmasked, reserved bits, "
-                                 "bad control frames)",
-                                 MP_COUNTER)),
-          authFailures(m.get("http", "auth_failures_total",
-                             "requests refused with 401: no token where one is needed, or a "
-                             "token that matches none",
-                             MP_COUNTER)),
-          forbidden(m.get("http", "auth_forbidden_total",
-                          "requests refused with 403: a valid token of a role too low",
-                          MP_COUNTER)) {}
-};
-
-// The strings an mp_http_request points into, taken apart once from a Poco request.
-struct RequestView {
-    std::string method;
-    std::string path;
-    std::string query;
-    std::string remote;
-    std::string remoteIp;
-    Caller caller;
-    RequestCtx ctx;
-
-    explicit RequestView(const Poco::Net::HTTPServerRequest& req)
-        : method(req.getMethod()),
-          remote(req.clientAddress().toString()),
-          remoteIp(req.clientAddress().host().toString()) {
-        const std::string& uri = req.getURI();
-        size_t qpos = uri.find('?');
-        path = uri.substr(0, qpos);
-        query = qpos == std::string::npos ? "" : uri.substr(qpos + 1);
-        for (const auto& [name, value] : req) {
-            if (Poco::icompare(name, "Authorization") != 0) {
-                ctx.headers.emplace_back(name, value);
-            }
-        }
-    }
-    /// Who is calling: the token of the Authorization header, or (websocket upgrades, where a
-    /// browser cannot send headers) of ?access_token=, which is then taken out of the query the
-    /// plugin sees.
-    void identify(const Poco::Net::HTTPServerRequest& req, const Authenticator& auth,
-                  bool upgrade) {
-        std::string queryToken;
-        if (upgrade && auth.queryTokenOnUpgrade()) {
-            auto it = ctx.params.find("access_token");
-            if (it != ctx.params.end()) {
-                queryToken = it->second;
-            }
-        }
-        ctx.params.erase("access_token");
-        query = stripParam(query, "access_token");
-        caller = auth.identify(RequestFacts{req.get("Authorization", ""), queryToken, remoteIp,
-                                            req.get("Host", ""), req.get("Origin", "")});
-    }
-    static std::string stripParam(const std::string& q, std::string_view name) {
-        std::string out;
-        size_t start = 0;
-        while (start <= q.size()) {
-            size_t amp = q.find('&', start);
-            std::string_view part(q.data() + start,
-                                  (amp == std::string::npos ? q.size() : amp) - start);
-            if (!part.empty() && part.substr(0, part.find('=')) != name) {
-                out += (out.empty() ? "" : "&") + std::string(part);
-            }
-            if (amp == std::string::npos) {
-                break;
-            }
-            start = amp + 1;
-        }
-        return out;
-    }
-    /// Valid while this view lives; `body` is borrowed too.
-    mp_http_request request(std::string_view body = {}) const {
-        mp_http_request r{};
-        r.struct_size = sizeof r;
-        r.method = mp_str{method.data(), method.size()};
-        r.path = mp_str{path.data(), path.size()};
-        r.query = mp_str{query.data(), query.size()};
-        r.body = mp_str{body.data(), body.size()};
-        r.remote_addr = mp_str{remote.data(), remote.size()};
-        r.impl = &ctx;
-        r.role = caller.role;
-        r.principal = mp_str{caller.principal.data(), caller.principal.size()};
-        return r;
-    }
-};
-
 namespace {
 
-void sendJson(Poco::Net::HTTPServerResponse& resp, int status, const std::string& body) {
-    resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
-    resp.setContentType("application/json");
-    resp.setContentLength(static_cast<std::streamsize>(body.size()));
-    resp.send() << body;
-}
+using Clock = std::chrono::steady_clock;
 
 std::string errorJson(const std::string& msg) { return "{\"error\":" + mp::jsonString(msg) + "}"; }
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+bool listHas(std::string_view value, std::string_view token) {
+    while (!value.empty()) {
+        size_t comma = value.find(',');
+        std::string_view item = value.substr(0, comma);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+            item.remove_prefix(1);
+        }
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+            item.remove_suffix(1);
+        }
+        if (iequals(item, token)) {
+            return true;
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        value.remove_prefix(comma + 1);
+    }
+    return false;
+}
 
 bool methodAllowed(uint32_t methods, const std::string& m) {
     return ((methods & MP_HTTP_GET) != 0 && (m == "GET" || m == "HEAD")) ||
@@ -282,443 +164,1334 @@ std::string gateMessage(int status, uint32_t need) {
                : "this token's role is too low: this path needs the '" + role + "' role";
 }
 
-class RouteHandler : public Poco::Net::HTTPRequestHandler {
-  public:
-    explicit RouteHandler(HttpServer::Impl& impl) : impl_(impl) {}
+std::string httpDate() {
+    char buf[64];
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return buf;
+}
 
-    void handleRequest(Poco::Net::HTTPServerRequest& req,
-                       Poco::Net::HTTPServerResponse& resp) override {
-        impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
-        // A body this handler does not read must not be parsed as the next request.
-        bodyPending_ = req.hasContentLength() ? req.getContentLength64() != 0
-                                              : req.getChunkedTransferEncoding();
-        try {
-            handle(req, resp);
-        } catch (const std::exception& e) {
-            log(MP_LOG_WARN, "http", std::string("request failed: ") + e.what());
-            if (!resp.sent()) {
-                resp.setKeepAlive(false);
-                sendJson(resp, 500, errorJson("internal error"));
+// Drops "name=..." from a query string (the access token never reaches a plugin).
+std::string stripParam(const std::string& q, std::string_view name) {
+    std::string out;
+    size_t start = 0;
+    while (start <= q.size()) {
+        size_t amp = q.find('&', start);
+        std::string_view part(q.data() + start,
+                              (amp == std::string::npos ? q.size() : amp) - start);
+        if (!part.empty() && part.substr(0, part.find('=')) != name) {
+            out += (out.empty() ? "" : "&") + std::string(part);
+        }
+        if (amp == std::string::npos) {
+            break;
+        }
+        start = amp + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
+// ---- a small pool of worker threads -----------------------------------------------------------
+
+class WorkerPool {
+  public:
+    WorkerPool(size_t threads, size_t maxQueued) : max_(maxQueued) {
+        for (size_t i = 0; i < std::max<size_t>(1, threads); ++i) {
+            threads_.emplace_back([this] { run(); });
+        }
+    }
+    ~WorkerPool() { join(); }
+    /// False when the queue is full (the caller answers 503).
+    bool submit(std::function<void()> task) {
+        std::lock_guard<std::mutex> lock(m_);
+        if (queue_.size() >= max_ || stopping_) {
+            return false;
+        }
+        queue_.push_back(std::move(task));
+        cv_.notify_one();
+        return true;
+    }
+    /// Runs what is queued, then ends the threads.
+    void join() {
+        {
+            std::lock_guard<std::mutex> lock(m_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : threads_) {
+            if (t.joinable()) {
+                t.join();
             }
+        }
+        threads_.clear();
+    }
+    /// Tasks queued or running.
+    size_t busy() {
+        std::lock_guard<std::mutex> lock(m_);
+        return queue_.size() + running_;
+    }
+
+  private:
+    void run() {
+        while (true) {
+            std::function<void()> task;
+            {
+                std::unique_lock<std::mutex> lock(m_);
+                cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+                if (queue_.empty()) {
+                    return;
+                }
+                task = std::move(queue_.front());
+                queue_.pop_front();
+                ++running_;
+            }
+            try {
+                task();
+            } catch (const std::exception& e) {
+                log(MP_LOG_ERROR, "http", std::string("a handler failed: ") + e.what());
+            } catch (...) {
+                log(MP_LOG_ERROR, "http", "a handler failed");
+            }
+            std::lock_guard<std::mutex> lock(m_);
+            --running_;
+        }
+    }
+    size_t max_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> queue_;
+    size_t running_ = 0;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
+
+}  // namespace mp::host
+
+// One websocket connection as plugins see it: valid from on_open until on_close returns.
+struct mp_ws_conn {
+    std::mutex mutex;
+    std::deque<std::pair<uint32_t, std::string>> queue;  // outgoing, not yet on the loop
+    size_t queuedBytes = 0;
+    bool closed = false;          // peer gone or closing: ws_send returns MP_ECLOSED
+    bool closeRequested = false;  // ws_close() called
+    uint16_t closeCode = 1000;
+    std::string closeReason;
+    size_t maxQueue = 64;
+    size_t maxQueueBytes = 64 << 20;
+    mp::host::HttpServer::Impl* server = nullptr;
+    uint64_t connId = 0;
+};
+
+namespace mp::host {
+
+// The plugin side of one websocket: callbacks run one at a time on a worker, in order.
+struct WsSession {
+    mp_ws_conn handle;
+    mp_ws_handler h{};
+    std::mutex m;
+    std::deque<std::pair<uint32_t, std::string>> inbound;  // messages for on_message
+    size_t inboundBytes = 0;
+    bool running = false;  // a drain task is queued or running
+    bool ended = false;    // the connection is gone: on_close after the inbound ones
+    bool opened = false;   // on_open accepted: on_close is owed
+};
+
+struct HttpServer::Impl {
+    HttpOptions options;
+    Metrics& metrics;
+    const Authenticator& auth;
+    std::shared_mutex routesMutex;
+    std::map<std::string, RouteSpec> routes;
+    struct WsSpec {
+        mp_ws_handler handler;
+        const std::atomic<bool>* ready;
+    };
+    std::map<std::string, WsSpec> sockets;
+
+    // Counters.
+    mp_counter *requests, *badRequests, *wsOpen, *wsDropped, *wsSlowClosed, *wsIdleClosed,
+        *wsProtocolErrors, *authFailures, *forbidden, *connections, *refused, *timeouts,
+        *memoryRefused;
+
+    // The loop's state (only the loop thread touches these, after start()).
+    struct Conn;
+    int listenFd = -1;
+    int epollFd = -1;
+    int wakeFd = -1;
+    std::thread loop;
+    std::atomic<bool> stopping{false};
+    std::unordered_map<int, std::shared_ptr<Conn>> conns;  // by fd
+    std::unordered_map<uint64_t, int> fdById;
+    std::unordered_map<std::string, size_t> perClient;
+    uint64_t nextId = 1;
+    std::atomic<int64_t> buffered{0};  // bytes held for clients, all connections
+
+    // Hand-over to the loop from workers and plugins.
+    struct Done {
+        uint64_t id;
+        int status;
+        std::string contentType;
+        std::string body;
+        bool headOnly;                       // a HEAD: the length of the body, not the body
+        bool upgrade;                        // on_open's answer: status 101 accepts
+        std::shared_ptr<WsSession> session;  // upgrade: the session on_open ran for
+    };
+    std::mutex handMutex;
+    std::vector<Done> done;
+    std::vector<uint64_t> poked;  // websockets with something to send (or to resume reading)
+
+    std::unique_ptr<WorkerPool> readers;
+    std::unique_ptr<WorkerPool> control;
+
+    Impl(HttpOptions o, Metrics& m, const Authenticator& a)
+        : options(std::move(o)),
+          metrics(m),
+          auth(a),
+          requests(m.get("http", "requests_total", "HTTP requests served", MP_COUNTER)),
+          badRequests(m.get("http", "bad_requests_total", "HTTP requests refused with a 4xx status",
+                            MP_COUNTER)),
+          wsOpen(m.get("http", "websocket_connections", "open websocket connections", MP_GAUGE)),
+          wsDropped(m.get("http", "websocket_dropped_messages_total",
+                          "websocket messages dropped because a client's queue was full",
+                          MP_COUNTER)),
+          wsSlowClosed(m.get("http", "websocket_write_timeouts_total",
+                             "websocket clients closed because a write timed out", MP_COUNTER)),
+          wsIdleClosed(m.get("http", "websocket_ping_timeouts_total",
+                             "websocket clients closed because they stayed silent (no pong)",
+                             MP_COUNTER)),
+          wsProtocolErrors(m.get("http", "websocket_protocol_errors_total",
+                                 "websocket clients closed for breaking RFC 6455 (1002, 1007, "
+                                 "1009)",
+                                 MP_COUNTER)),
+          authFailures(m.get("http", "auth_failures_total",
+                             "requests refused with 401: no token where one is needed, or a "
+                             "token that matches none",
+                             MP_COUNTER)),
+          forbidden(m.get("http", "auth_forbidden_total",
+                          "requests refused with 403: a valid token of a role too low",
+                          MP_COUNTER)),
+          connections(
+              m.get("http", "connections", "open HTTP and websocket connections", MP_GAUGE)),
+          refused(m.get("http", "connections_refused_total",
+                        "connections refused with 503: too many in all, or from one address",
+                        MP_COUNTER)),
+          timeouts(m.get("http", "timeouts_total",
+                         "connections closed because a request head, a body or a response did "
+                         "not progress in time",
+                         MP_COUNTER)),
+          memoryRefused(m.get("http", "memory_refused_total",
+                              "connections closed because the bytes held for clients reached "
+                              "the server's budget",
+                              MP_COUNTER)) {}
+
+    static void add(mp_counter* c, int64_t n = 1) {
+        c->value.fetch_add(n, std::memory_order_relaxed);
+    }
+
+    void wake() {
+        uint64_t one = 1;
+        (void)::write(wakeFd, &one, sizeof one);
+    }
+    void poke(uint64_t id) {
+        {
+            std::lock_guard<std::mutex> lock(handMutex);
+            poked.push_back(id);
+        }
+        wake();
+    }
+    void finish(Done d) {
+        {
+            std::lock_guard<std::mutex> lock(handMutex);
+            done.push_back(std::move(d));
+        }
+        wake();
+    }
+
+    // Runs the session's callbacks in order on a worker: queued messages, then on_close.
+    void drain(const std::shared_ptr<WsSession>& s, WorkerPool& pool) {
+        {
+            std::lock_guard<std::mutex> lock(s->m);
+            if (s->running) {
+                return;
+            }
+            s->running = true;
+        }
+        auto run = [this, s] {
+            while (true) {
+                std::pair<uint32_t, std::string> msg;
+                bool close = false;
+                {
+                    std::lock_guard<std::mutex> lock(s->m);
+                    if (!s->inbound.empty()) {
+                        msg = std::move(s->inbound.front());
+                        s->inbound.pop_front();
+                        s->inboundBytes -= msg.second.size();
+                        buffered.fetch_sub(static_cast<int64_t>(msg.second.size()));
+                    } else if (s->ended && s->opened) {
+                        close = true;
+                        s->opened = false;
+                    } else {
+                        s->running = false;
+                        break;
+                    }
+                }
+                if (close) {
+                    if (s->h.on_close != nullptr) {
+                        s->h.on_close(s->h.user, &s->handle);
+                    }
+                    continue;
+                }
+                if (s->h.on_message != nullptr) {
+                    s->h.on_message(s->h.user, &s->handle,
+                                    msg.first == ws::Text ? MP_WS_TEXT : MP_WS_BINARY,
+                                    mp_bytes{reinterpret_cast<const uint8_t*>(msg.second.data()),
+                                             msg.second.size()});
+                }
+                poke(s->handle.connId);  // room again: the loop may read on
+            }
+        };
+        if (!pool.submit(run)) {
+            // The pool is stopping or full: run here rather than lose on_close (stop joins).
+            run();
+        }
+    }
+};
+
+// One client connection (the loop's).
+struct HttpServer::Impl::Conn {
+    int fd = -1;
+    uint64_t id = 0;
+    std::string ip;
+    std::string remote;  // "ip:port"
+    enum class St { Head, Body, Busy, Ws, Closing } st = St::Head;
+    std::string in;
+    std::string out;
+    Clock::time_point deadline;      // Head / Body / Closing
+    Clock::time_point lastProgress;  // of the output
+    bool sawBytes = false;           // of the current request
+    bool reserved = false;           // admitted into the reserve: privileged callers only
+    bool closeAfter = false;
+    uint32_t events = 0;  // epoll interest
+    // The request being read.
+    http::RequestHead head;
+    std::string path, query;
+    std::string body;
+    std::unique_ptr<http::ChunkedDecoder> chunked;
+    RouteSpec route;
+    Caller caller;
+    RequestCtx ctx;
+    // Websocket.
+    std::shared_ptr<WsSession> session;
+    std::unique_ptr<ws::Reader> reader;
+    bool control = false;  // callbacks go to the control pool
+    size_t maxMessage = 0;
+    std::chrono::milliseconds pingEvery{0}, idleLimit{0}, wsWriteTimeout{0};
+    Clock::time_point lastHeard, lastPing;
+    bool closeSent = false;  // websocket: our close frame is queued
+    bool shut = false;       // our side is shut down (SHUT_WR): only lingering remains
+    size_t heldIn = 0;       // input and body bytes counted in Impl::buffered
+};
+
+namespace {
+
+using Conn = HttpServer::Impl::Conn;
+
+class Loop {
+  public:
+    explicit Loop(HttpServer::Impl& s) : s_(s) {}
+
+    void run() {
+        epoll_event evs[128];
+        auto nextTick = Clock::now();
+        while (true) {
+            int n = ::epoll_wait(s_.epollFd, evs, 128, 100);
+            for (int i = 0; i < n; ++i) {
+                int fd = evs[i].data.fd;
+                if (fd == s_.wakeFd) {
+                    uint64_t v = 0;
+                    (void)::read(s_.wakeFd, &v, sizeof v);
+                    continue;
+                }
+                if (fd == s_.listenFd) {
+                    acceptAll();
+                    continue;
+                }
+                auto it = s_.conns.find(fd);
+                if (it == s_.conns.end()) {
+                    continue;
+                }
+                std::shared_ptr<Conn> c = it->second;
+                if ((evs[i].events & EPOLLIN) != 0) {
+                    onReadable(*c);
+                }
+                if (c->fd >= 0 && (evs[i].events & EPOLLOUT) != 0) {
+                    flush(*c);
+                }
+                if (c->fd >= 0 && (evs[i].events & (EPOLLHUP | EPOLLERR)) != 0) {
+                    close(*c);  // gone both ways: nothing left to read or to write
+                }
+            }
+            handOver();
+            if (Clock::now() >= nextTick) {
+                nextTick = Clock::now() + std::chrono::milliseconds(100);
+                tick();
+            }
+            if (s_.stopping.load() && !stopped_) {
+                beginStop();
+            }
+            if (stopped_ && (s_.conns.empty() || Clock::now() > stopDeadline_)) {
+                break;
+            }
+        }
+        // Whatever is left is closed now; every websocket's on_close still runs.
+        std::vector<std::shared_ptr<Conn>> left;
+        for (auto& [fd, c] : s_.conns) {
+            left.push_back(c);
+        }
+        for (auto& c : left) {
+            close(*c);
         }
     }
 
   private:
-    void refuse(Poco::Net::HTTPServerResponse& resp, int status, const std::string& msg) {
-        impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-        if (bodyPending_) {
-            resp.setKeepAlive(false);
+    // ---- connections ---------------------------------------------------------------------
+
+    void acceptAll() {
+        while (true) {
+            sockaddr_storage sa{};
+            socklen_t len = sizeof sa;
+            int fd = ::accept4(s_.listenFd, reinterpret_cast<sockaddr*>(&sa), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE) {
+                    evictIdle();  // make room; the kernel keeps the connection queued
+                }
+                return;
+            }
+            if (stopped_) {
+                ::close(fd);
+                continue;
+            }
+            Poco::Net::SocketAddress addr(reinterpret_cast<sockaddr*>(&sa), len);
+            std::string ip = addr.host().toString();
+            if (s_.conns.size() >= s_.options.maxConnections) {
+                evictIdle();
+            }
+            if (s_.conns.size() >= s_.options.maxConnections ||
+                s_.perClient[ip] >= s_.options.maxConnectionsPerClient) {
+                // A clear refusal, best effort on a fresh socket, then the door shuts.
+                HttpServer::Impl::add(s_.refused);
+                std::string body =
+                    errorJson(s_.conns.size() >= s_.options.maxConnections
+                                  ? "too many connections: try again later"
+                                  : "too many connections from " + ip + ": try again later");
+                std::string resp =
+                    "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                    "Retry-After: 1\r\nContent-Type: application/json\r\n"
+                    "Content-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
+                (void)::send(fd, resp.data(), resp.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                ::close(fd);
+                if (s_.perClient[ip] == 0) {
+                    s_.perClient.erase(ip);
+                }
+                continue;
+            }
+            int one = 1;
+            ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            auto c = std::make_shared<Conn>();
+            c->fd = fd;
+            c->id = s_.nextId++;
+            c->ip = ip;
+            c->remote = addr.toString();
+            c->reserved =
+                s_.conns.size() + s_.options.reservedConnections >= s_.options.maxConnections;
+            c->deadline = Clock::now() + s_.options.headerTimeout;
+            s_.perClient[ip] += 1;
+            s_.conns[fd] = c;
+            s_.fdById[c->id] = fd;
+            s_.connections->value.store(static_cast<int64_t>(s_.conns.size()));
+            c->events = EPOLLIN;
+            epoll_event ev{};
+            ev.events = c->events;
+            ev.data.fd = fd;
+            ::epoll_ctl(s_.epollFd, EPOLL_CTL_ADD, fd, &ev);
         }
-        sendJson(resp, status, errorJson(msg));
     }
 
-    void tooLarge(Poco::Net::HTTPServerResponse& resp) {
-        refuse(resp, 413,
-               "request body larger than " + std::to_string(impl_.options.maxBodyBytes) + " bytes");
+    // Closes the longest-idle keep-alive connection (between requests, nothing buffered).
+    void evictIdle() {
+        std::shared_ptr<Conn> oldest;
+        for (auto& [fd, c] : s_.conns) {
+            if (c->st == Conn::St::Head && !c->sawBytes && c->in.empty() && c->out.empty() &&
+                (!oldest || c->deadline < oldest->deadline)) {
+                oldest = c;
+            }
+        }
+        if (oldest) {
+            close(*oldest);
+        }
     }
 
-    void handle(Poco::Net::HTTPServerRequest& req, Poco::Net::HTTPServerResponse& resp) {
-        const std::string& version = req.getVersion();
-        if (version != Poco::Net::HTTPMessage::HTTP_1_1 &&
-            version != Poco::Net::HTTPMessage::HTTP_1_0) {
-            resp.setVersion(Poco::Net::HTTPMessage::HTTP_1_1);
-            resp.setKeepAlive(false);
-            bodyPending_ = true;
-            refuse(resp, 505, "HTTP version not supported: use HTTP/1.1 or HTTP/1.0");
+    void interest(Conn& c) {
+        if (c.fd < 0) {
             return;
         }
-        RequestView view(req);
-        const std::string& path = view.path;
-        RouteSpec spec;
+        uint32_t want = 0;
+        bool readable = c.st == Conn::St::Head || c.st == Conn::St::Body ||
+                        c.st == Conn::St::Closing ||
+                        (c.st == Conn::St::Ws && !c.closeSent && !sessionFull(c));
+        if (c.st == Conn::St::Head && !c.out.empty()) {
+            readable = false;  // one response at a time: pipelined requests wait in the kernel
+        }
+        if (readable) {
+            want |= EPOLLIN;
+        }
+        if (!c.out.empty()) {
+            want |= EPOLLOUT;
+        }
+        if (want != c.events) {
+            c.events = want;
+            epoll_event ev{};
+            ev.events = want;
+            ev.data.fd = c.fd;
+            ::epoll_ctl(s_.epollFd, EPOLL_CTL_MOD, c.fd, &ev);
+        }
+    }
+
+    bool sessionFull(const Conn& c) {
+        if (!c.session) {
+            return false;
+        }
+        std::lock_guard<std::mutex> lock(c.session->m);
+        return c.session->inboundBytes > c.maxMessage;
+    }
+
+    void close(Conn& c) {
+        if (c.fd < 0) {
+            return;
+        }
+        ::epoll_ctl(s_.epollFd, EPOLL_CTL_DEL, c.fd, nullptr);
+        ::close(c.fd);
+        s_.buffered.fetch_sub(static_cast<int64_t>(c.heldIn));
+        c.heldIn = 0;
+        if (auto pc = s_.perClient.find(c.ip); pc != s_.perClient.end() && --pc->second == 0) {
+            s_.perClient.erase(pc);
+        }
+        s_.fdById.erase(c.id);
+        int fd = c.fd;
+        c.fd = -1;
+        if (c.session) {
+            endSession(c);
+        }
+        s_.conns.erase(fd);  // may free c
+        s_.connections->value.store(static_cast<int64_t>(s_.conns.size()));
+    }
+
+    void endSession(Conn& c) {
+        std::shared_ptr<WsSession> s = std::move(c.session);
+        bool opened = false;
         {
-            std::shared_lock<std::shared_mutex> lock(impl_.routesMutex);
-            auto it = impl_.routes.find(path);
-            if (it != impl_.routes.end()) {
-                spec = it->second;
+            std::lock_guard<std::mutex> lock(s->handle.mutex);
+            s->handle.closed = true;
+            s_.buffered.fetch_sub(static_cast<int64_t>(s->handle.queuedBytes));
+            s->handle.queuedBytes = 0;
+            s->handle.queue.clear();
+        }
+        {
+            std::lock_guard<std::mutex> lock(s->m);
+            s->ended = true;
+            opened = s->opened;
+        }
+        if (c.st == Conn::St::Ws) {
+            HttpServer::Impl::add(s_.wsOpen, -1);
+        }
+        if (opened) {
+            s_.drain(s, c.control ? *s_.control : *s_.readers);
+        }
+    }
+
+    // Input is held by the server: every byte is counted against the budget.
+    bool hold(Conn& c, size_t more) {
+        if (static_cast<size_t>(s_.buffered.load()) + more > s_.options.maxBufferedBytes) {
+            HttpServer::Impl::add(s_.memoryRefused);
+            return false;
+        }
+        s_.buffered.fetch_add(static_cast<int64_t>(more));
+        c.heldIn += more;
+        return true;
+    }
+    void release(Conn& c, size_t n) {
+        n = std::min(n, c.heldIn);
+        s_.buffered.fetch_sub(static_cast<int64_t>(n));
+        c.heldIn -= n;
+    }
+
+    // How much input this connection may hold in its state.
+    size_t inputLimit(const Conn& c) const {
+        switch (c.st) {
+            case Conn::St::Head:
+                return s_.options.maxHeadBytes + 1;
+            case Conn::St::Body:
+                return 64 * 1024;  // the body itself is counted as it is decoded
+            case Conn::St::Ws:
+                return c.maxMessage + 14;
+            default:
+                return 64 * 1024;
+        }
+    }
+
+    void onReadable(Conn& c) {
+        char buf[65536];
+        while (c.fd >= 0) {
+            if (c.st == Conn::St::Busy) {
+                return;
+            }
+            size_t room = inputLimit(c) > c.in.size() ? inputLimit(c) - c.in.size() : 0;
+            if (room == 0) {
+                break;
+            }
+            ssize_t n = ::recv(c.fd, buf, std::min(room, sizeof buf), 0);
+            if (n == 0) {
+                close(c);  // the peer is gone (a websocket's on_close follows)
+                return;
+            }
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    break;
+                }
+                if (errno == EINTR) {
+                    continue;
+                }
+                close(c);
+                return;
+            }
+            if (c.st == Conn::St::Closing) {
+                continue;  // lingering: what the client still sends is discarded
+            }
+            if (!hold(c, static_cast<size_t>(n))) {
+                refuseMemory(c);
+                return;
+            }
+            if (c.st == Conn::St::Head && !c.sawBytes) {
+                c.deadline = Clock::now() + s_.options.headerTimeout;  // the head has begun
+            }
+            c.in.append(buf, static_cast<size_t>(n));
+            c.sawBytes = true;
+            if (static_cast<size_t>(n) < sizeof buf) {
+                break;
             }
         }
-        if (!spec.fn) {
-            refuse(resp, 404, "no such path: " + mp::printable(path, 200));
-            return;
+        advance(c);
+    }
+
+    void refuseMemory(Conn& c) {
+        if (c.st == Conn::St::Ws) {
+            sendClose(c, 1008, "server memory budget reached");
+        } else {
+            respondError(c, 503, "server busy: memory budget for clients reached", true);
         }
-        if (!parseQuery(view.query, view.ctx.params)) {
-            refuse(resp, 400, "malformed query string");
-            return;
-        }
-        view.identify(req, impl_.auth, false);
-        if (int st = gate(view.caller, spec.role); st != 0) {
-            (st == 401 ? impl_.authFailures : impl_.forbidden)
-                ->value.fetch_add(1, std::memory_order_relaxed);
-            if (st == 401) {
-                resp.set("WWW-Authenticate", "Bearer realm=\"mysqlprobe\"");
+    }
+
+    void consume(Conn& c, size_t n) {
+        c.in.erase(0, n);
+        release(c, n);
+    }
+
+    // Parses whatever the connection's input holds, in its state.
+    void advance(Conn& c) {
+        while (c.fd >= 0) {
+            if (c.st == Conn::St::Head) {
+                if (c.in.empty() || !c.out.empty()) {
+                    break;
+                }
+                if (!c.sawBytes) {
+                    break;
+                }
+                http::Limits lim;
+                lim.maxHeadBytes = s_.options.maxHeadBytes;
+                http::HeadResult r = http::parseHead(c.in, c.head, lim);
+                if (r.state == http::Parse::Incomplete) {
+                    break;
+                }
+                if (r.state == http::Parse::Error) {
+                    HttpServer::Impl::add(s_.requests);
+                    respondError(c, r.status, r.reason, true);
+                    return;
+                }
+                consume(c, r.consumed);
+                startRequest(c);
+            } else if (c.st == Conn::St::Body) {
+                if (!readBody(c)) {
+                    break;
+                }
+            } else if (c.st == Conn::St::Ws) {
+                readFrames(c);
+                break;
+            } else {
+                break;
             }
-            refuse(resp, st, gateMessage(st, spec.role));
+        }
+        interest(c);
+    }
+
+    // ---- HTTP requests -------------------------------------------------------------------
+
+    void startRequest(Conn& c) {
+        HttpServer::Impl::add(s_.requests);
+        const http::RequestHead& h = c.head;
+        c.closeAfter = !h.keepAlive;
+        size_t q = h.target.find('?');
+        c.path = h.target.substr(0, q);
+        c.query = q == std::string::npos ? "" : h.target.substr(q + 1);
+        c.ctx = RequestCtx{};
+        c.body.clear();
+        c.chunked.reset();
+        bool hasBody = h.chunked || (h.hasLength && h.contentLength > 0);
+        // Until the body is read, a refusal closes: a body left unread is never parsed as the
+        // next request.
+        c.closeAfter = !h.keepAlive || hasBody;
+        bool upgrade = iequals(h.header("Upgrade"), "websocket");
+        {
+            std::shared_lock<std::shared_mutex> lock(s_.routesMutex);
+            if (upgrade) {
+                auto it = s_.sockets.find(c.path);
+                if (it != s_.sockets.end()) {
+                    HttpServer::Impl::WsSpec spec = it->second;
+                    lock.unlock();
+                    upgradeRequest(c, spec);
+                    return;
+                }
+            }
+            auto it = s_.routes.find(c.path);
+            if (it == s_.routes.end()) {
+                lock.unlock();
+                respondError(c, 404, "no such path: " + mp::printable(c.path, 200), c.closeAfter);
+                return;
+            }
+            c.route = it->second;
+        }
+        if (!parseQuery(c.query, c.ctx.params)) {
+            respondError(c, 400, "malformed query string", c.closeAfter);
             return;
         }
-        if (!methodAllowed(spec.methods, view.method)) {
-            resp.set("Allow", allowHeader(spec.methods));
-            refuse(resp, 405, "method not allowed: use " + allowHeader(spec.methods));
+        identify(c, false);
+        if (int st = gate(c.caller, c.route.role); st != 0) {
+            refuseAuth(c, st, c.route.role);
+            return;
+        }
+        if (!methodAllowed(c.route.methods, h.method)) {
+            respondError(c, 405, "method not allowed: use " + allowHeader(c.route.methods),
+                         c.closeAfter, {{"Allow", allowHeader(c.route.methods)}});
+            return;
+        }
+        if (c.route.ready != nullptr && !c.route.ready->load()) {
+            respondError(c, 503, "not ready: the plugin serving " + c.path + " is not running",
+                         c.closeAfter, {{"Retry-After", "1"}});
+            return;
+        }
+        if (c.reserved && c.caller.role < MP_ROLE_PEER) {
+            HttpServer::Impl::add(s_.refused);
+            respondError(c, 503,
+                         "too many connections: the last ones are kept for nodes and "
+                         "admins",
+                         true, {{"Retry-After", "1"}});
+            return;
+        }
+        if (h.hasLength && h.contentLength > s_.options.maxBodyBytes) {
+            respondError(
+                c, 413,
+                "request body larger than " + std::to_string(s_.options.maxBodyBytes) + " bytes",
+                true);
+            return;
+        }
+        if (hasBody) {
+            if (h.chunked) {
+                c.chunked = std::make_unique<http::ChunkedDecoder>(s_.options.maxBodyBytes);
+            }
+            if (h.expectContinue) {
+                queue(c, "HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            c.st = Conn::St::Body;
+            c.deadline = Clock::now() + s_.options.bodyTimeout;
+            return;
+        }
+        dispatch(c);
+    }
+
+    // True when the body is complete (and dispatched) or refused.
+    bool readBody(Conn& c) {
+        if (c.chunked) {
+            size_t before = c.body.size();
+            size_t used = c.chunked->feed(c.in, c.body);
+            consume(c, used);
+            size_t grew = c.body.size() - before;
+            if (!hold(c, grew)) {
+                refuseMemory(c);
+                return true;
+            }
+            if (c.chunked->error() != 0) {
+                respondError(c, c.chunked->error(),
+                             c.chunked->error() == 413
+                                 ? "request body larger than " +
+                                       std::to_string(s_.options.maxBodyBytes) + " bytes"
+                                 : "malformed chunked body",
+                             true);
+                return true;
+            }
+            if (!c.chunked->done()) {
+                return false;
+            }
+        } else {
+            size_t want = static_cast<size_t>(c.head.contentLength) - c.body.size();
+            size_t take = std::min(want, c.in.size());
+            c.body.append(c.in, 0, take);
+            c.in.erase(0, take);  // still held: now as body bytes
+            if (c.body.size() < c.head.contentLength) {
+                return false;
+            }
+        }
+        c.closeAfter = !c.head.keepAlive;  // the body is read: the connection may go on
+        // A form POST's fields are parameters too (after those of the query string).
+        if (c.head.method == "POST" &&
+            iequals(c.head.header("Content-Type").substr(0, 33),
+                    "application/x-www-form-urlencoded") &&
+            !parseQuery(c.body, c.ctx.params)) {
+            respondError(c, 400, "malformed form body", c.closeAfter);
+            return true;
+        }
+        c.ctx.params.erase("access_token");
+        dispatch(c);
+        return true;
+    }
+
+    void identify(Conn& c, bool upgrade) {
+        const http::RequestHead& h = c.head;
+        std::string queryToken;
+        if (upgrade && s_.auth.queryTokenOnUpgrade()) {
+            auto it = c.ctx.params.find("access_token");
+            if (it != c.ctx.params.end()) {
+                queryToken = it->second;
+            }
+        }
+        c.ctx.params.erase("access_token");
+        c.query = stripParam(c.query, "access_token");
+        c.caller = s_.auth.identify(RequestFacts{h.header("Authorization"), queryToken, c.ip,
+                                                 h.header("Host"), h.header("Origin")});
+        for (const auto& [k, v] : h.headers) {
+            if (!iequals(k, "Authorization")) {
+                c.ctx.headers.emplace_back(k, v);
+            }
+        }
+    }
+
+    void refuseAuth(Conn& c, int st, uint32_t role) {
+        HttpServer::Impl::add(st == 401 ? s_.authFailures : s_.forbidden);
+        std::vector<std::pair<std::string, std::string>> extra;
+        if (st == 401) {
+            extra.emplace_back("WWW-Authenticate", "Bearer realm=\"mysqlprobe\"");
+        }
+        respondError(c, st, gateMessage(st, role), c.closeAfter, extra);
+    }
+
+    void dispatch(Conn& c) {
+        c.st = Conn::St::Busy;
+        // The task owns everything the request points into.
+        struct Task {
+            std::string method, path, query, remote, principal, body;
+            uint32_t role;
+            RequestCtx ctx;
+        };
+        auto t = std::make_shared<Task>();
+        t->method = c.head.method;
+        t->path = c.path;
+        t->query = c.query;
+        t->remote = c.remote;
+        t->principal = c.caller.principal;
+        t->role = c.caller.role;
+        t->ctx = std::move(c.ctx);
+        t->body = std::move(c.body);  // still counted in heldIn until the answer (respond())
+        RouteFn fn = c.route.fn;
+        uint64_t id = c.id;
+        HttpServer::Impl* s = &s_;
+        bool head = c.head.method == "HEAD";
+        WorkerPool& pool = c.route.role >= MP_ROLE_PEER ? *s_.control : *s_.readers;
+        bool ok = pool.submit([s, t, fn, id, head] {
+            mp_http_request r{};
+            r.struct_size = sizeof r;
+            r.method = mp_str{t->method.data(), t->method.size()};
+            r.path = mp_str{t->path.data(), t->path.size()};
+            r.query = mp_str{t->query.data(), t->query.size()};
+            r.body = mp_str{t->body.data(), t->body.size()};
+            r.remote_addr = mp_str{t->remote.data(), t->remote.size()};
+            r.impl = &t->ctx;
+            r.role = t->role;
+            r.principal = mp_str{t->principal.data(), t->principal.size()};
+            mp_http_response out;
+            try {
+                fn(r, out);
+            } catch (const std::exception& e) {
+                log(MP_LOG_WARN, "http", std::string("request failed: ") + e.what());
+                out = mp_http_response{500, "application/json", errorJson("internal error")};
+            }
+            if (out.status == 0) {
+                out = mp_http_response{500, "application/json",
+                                       errorJson("the handler gave no answer")};
+            }
+            s->finish(HttpServer::Impl::Done{id, out.status, out.contentType, std::move(out.body),
+                                             head, false, nullptr});
+        });
+        if (!ok) {
+            c.st = Conn::St::Head;
+            respondError(c, 503, "server busy: too many requests waiting", true,
+                         {{"Retry-After", "1"}});
+        }
+    }
+
+    void queue(Conn& c, std::string_view bytes) {
+        if (c.out.empty()) {
+            c.lastProgress = Clock::now();
+        }
+        c.out.append(bytes);
+    }
+
+    void respond(Conn& c, int status, const std::string& contentType, const std::string& body,
+                 bool close, const std::vector<std::pair<std::string, std::string>>& extra,
+                 bool headOnly = false) {
+        if (status >= 400 && status < 500) {
+            HttpServer::Impl::add(s_.badRequests);
+        }
+        c.closeAfter = c.closeAfter || close || s_.stopping.load();
+        release(c, c.heldIn - std::min(c.heldIn, c.in.size()));  // the body is answered
+        std::string r = "HTTP/1.1 " + std::to_string(status) + " " + http::reasonPhrase(status) +
+                        "\r\nServer: mysqlprobe\r\nDate: " + httpDate() +
+                        "\r\nContent-Type: " + (contentType.empty() ? "text/plain" : contentType) +
+                        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+        for (const auto& [k, v] : extra) {
+            r += k + ": " + v + "\r\n";
+        }
+        r += c.closeAfter ? "Connection: close\r\n\r\n" : "\r\n";
+        if (!headOnly) {
+            r += body;
+        }
+        queue(c, r);
+        c.st = c.closeAfter ? Conn::St::Closing : Conn::St::Head;
+        c.sawBytes = !c.in.empty();
+        c.deadline = Clock::now() + (c.closeAfter   ? s_.options.writeTimeout
+                                     : c.in.empty() ? s_.options.keepAliveTimeout
+                                                    : s_.options.headerTimeout);
+        flush(c);
+    }
+
+    void respondError(Conn& c, int status, const std::string& why, bool close,
+                      const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+        respond(c, status, "application/json", errorJson(why), close, extra);
+    }
+
+    void flush(Conn& c) {
+        while (c.fd >= 0 && !c.out.empty()) {
+            ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    break;
+                }
+                if (errno == EINTR) {
+                    continue;
+                }
+                close(c);
+                return;
+            }
+            c.out.erase(0, static_cast<size_t>(n));
+            c.lastProgress = Clock::now();
+        }
+        if (c.fd < 0) {
+            return;
+        }
+        if (c.out.empty() && c.st == Conn::St::Closing && !c.shut) {
+            // Lingering close: no more output, the client's remaining bytes are read and
+            // dropped for a moment so that it sees the answer rather than a reset.
+            ::shutdown(c.fd, SHUT_WR);
+            c.shut = true;
+            c.deadline = Clock::now() + std::chrono::milliseconds(1000);
+        }
+        if (c.out.empty() && c.st == Conn::St::Ws) {
+            pullOutgoing(c);
+        }
+        if (c.out.empty() && c.st == Conn::St::Head && !c.in.empty()) {
+            advance(c);  // the next pipelined request
+            return;
+        }
+        interest(c);
+    }
+
+    // ---- websockets ----------------------------------------------------------------------
+
+    void upgradeRequest(Conn& c, const HttpServer::Impl::WsSpec& spec) {
+        const http::RequestHead& h = c.head;
+        const mp_ws_handler& wh = spec.handler;
+        if (h.method != "GET" || h.minorVersion != 1 ||
+            !listHas(h.header("Connection"), "upgrade")) {
+            respondError(c, 400, "a websocket upgrade is a GET with Connection: Upgrade", true);
+            return;
+        }
+        if (h.header("Sec-WebSocket-Version") != "13") {
+            respondError(c, 426, "websocket version 13 only", true,
+                         {{"Sec-WebSocket-Version", "13"}});
+            return;
+        }
+        std::string accept = ws::acceptKey(h.header("Sec-WebSocket-Key"));
+        if (accept.empty()) {
+            respondError(c, 400, "bad Sec-WebSocket-Key", true);
+            return;
+        }
+        if (h.chunked || (h.hasLength && h.contentLength > 0)) {
+            respondError(c, 400, "a websocket upgrade has no body", true);
+            return;
+        }
+        if (!parseQuery(c.query, c.ctx.params)) {
+            respondError(c, 400, "malformed query string", true);
+            return;
+        }
+        identify(c, true);
+        if (int st = gate(c.caller, wh.role); st != 0) {
+            c.closeAfter = true;
+            refuseAuth(c, st, wh.role);
             return;
         }
         if (spec.ready != nullptr && !spec.ready->load()) {
-            resp.set("Retry-After", "1");
-            refuse(resp, 503, "not ready: the plugin serving " + path + " is not running");
+            respondError(c, 503, "not ready: the plugin serving " + c.path + " is not running",
+                         true, {{"Retry-After", "1"}});
             return;
         }
-        std::string body;
-        if (req.hasContentLength() &&
-            req.getContentLength64() > static_cast<int64_t>(impl_.options.maxBodyBytes)) {
-            tooLarge(resp);
+        if (c.reserved && c.caller.role < MP_ROLE_PEER) {
+            HttpServer::Impl::add(s_.refused);
+            respondError(c, 503,
+                         "too many connections: the last ones are kept for nodes and "
+                         "admins",
+                         true, {{"Retry-After", "1"}});
             return;
         }
-        if (bodyPending_) {
-            std::istream& in = req.stream();
-            std::vector<char> buf(64 * 1024);
-            while (in) {
-                in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-                body.append(buf.data(), static_cast<size_t>(in.gcount()));
-                if (body.size() > impl_.options.maxBodyBytes) {
-                    tooLarge(resp);
-                    return;
-                }
-            }
-            bodyPending_ = false;
-        }
-        // A form POST's fields are parameters too (after those of the query string).
-        if (view.method == "POST" && !body.empty() &&
-            Poco::icompare(req.getContentType().substr(0, 33),
-                           "application/x-www-form-urlencoded") == 0 &&
-            !parseQuery(body, view.ctx.params)) {
-            refuse(resp, 400, "malformed form body");
-            return;
-        }
-        view.ctx.params.erase("access_token");
-        mp_http_request r = view.request(body);
-        mp_http_response out;
-        spec.fn(r, out);
-        if (out.status == 0) {
-            sendJson(resp, 500, errorJson("the handler gave no answer"));
-            return;
-        }
-        if (out.status >= 400 && out.status < 500) {
-            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-        }
-        resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(out.status));
-        resp.setContentType(out.contentType.empty() ? "text/plain" : out.contentType);
-        resp.setContentLength(static_cast<std::streamsize>(out.body.size()));
-        if (view.method == "HEAD") {
-            resp.send();
-        } else {
-            resp.send() << out.body;
-        }
-    }
-
-    HttpServer::Impl& impl_;
-    bool bodyPending_ = false;
-};
-
-class WsHandler : public Poco::Net::HTTPRequestHandler {
-  public:
-    WsHandler(HttpServer::Impl& impl, const WsSpec& spec)
-        : impl_(impl), h_(spec.handler), ready_(spec.ready) {}
-
-    void handleRequest(Poco::Net::HTTPServerRequest& req,
-                       Poco::Net::HTTPServerResponse& resp) override {
-        impl_.requests->value.fetch_add(1, std::memory_order_relaxed);
-        RequestView view(req);
-        if (!parseQuery(view.query, view.ctx.params)) {
-            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-            sendJson(resp, 400, errorJson("malformed query string"));
-            return;
-        }
-        view.identify(req, impl_.auth, true);
-        if (int st = gate(view.caller, h_.role); st != 0) {
-            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-            (st == 401 ? impl_.authFailures : impl_.forbidden)
-                ->value.fetch_add(1, std::memory_order_relaxed);
-            if (st == 401) {
-                resp.set("WWW-Authenticate", "Bearer realm=\"mysqlprobe\"");
-            }
-            sendJson(resp, st, errorJson(gateMessage(st, h_.role)));
-            return;
-        }
-        if (ready_ != nullptr && !ready_->load()) {
-            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-            resp.set("Retry-After", "1");
-            sendJson(resp, 503,
-                     errorJson("not ready: the plugin serving " + view.path + " is not running"));
-            return;
-        }
-        mp_ws_conn conn;
-        conn.wakeFd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        conn.maxQueue = h_.queue_messages != 0 ? h_.queue_messages : impl_.options.wsQueueMessages;
-        conn.dropped = impl_.wsDropped;
-        if (conn.wakeFd < 0) {
-            sendJson(resp, 503, errorJson("out of file descriptors"));
-            return;
-        }
+        auto session = std::make_shared<WsSession>();
+        session->h = wh;
+        session->handle.server = &s_;
+        session->handle.connId = c.id;
+        session->handle.maxQueue =
+            wh.queue_messages != 0 ? wh.queue_messages : s_.options.wsQueueMessages;
+        session->handle.maxQueueBytes = s_.options.wsQueueBytes;
+        c.session = session;
+        c.control = wh.role >= MP_ROLE_PEER || wh.role == MP_ROLE_DEFAULT;
+        c.maxMessage = wh.max_message_bytes != 0
+                           ? std::min<size_t>(wh.max_message_bytes, size_t{1} << 30)
+                           : s_.options.wsMaxMessageBytes;
+        c.pingEvery = std::chrono::milliseconds(wh.ping_interval_ms);
+        c.idleLimit = std::chrono::milliseconds(wh.idle_timeout_ms);
+        c.wsWriteTimeout = wh.write_timeout_ms != 0 ? std::chrono::milliseconds(wh.write_timeout_ms)
+                                                    : s_.options.wsWriteTimeout;
+        c.st = Conn::St::Busy;
         // The plugin decides before the upgrade: a refusal is a plain HTTP answer (401 for
-        // MP_EPERM, 403 otherwise). What it sends from on_open is queued for after the upgrade.
-        if (h_.on_open != nullptr) {
-            mp_http_request r = view.request();
-            mp_status st = h_.on_open(h_.user, &conn, &r);
-            if (st != MP_OK) {
-                impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-                ::close(conn.wakeFd);
-                sendJson(resp, st == MP_EPERM ? 401 : 403,
-                         errorJson(st == MP_EPERM ? "not authorized" : "refused"));
-                return;
+        // MP_EPERM, 403 otherwise). What it sends from on_open goes out after the 101.
+        struct Req {
+            std::string method, path, query, remote, principal;
+            uint32_t role;
+            RequestCtx ctx;
+        };
+        auto r = std::make_shared<Req>(Req{h.method, c.path, c.query, c.remote, c.caller.principal,
+                                           c.caller.role, std::move(c.ctx)});
+        HttpServer::Impl* s = &s_;
+        uint64_t id = c.id;
+        WorkerPool& pool = c.control ? *s_.control : *s_.readers;
+        bool ok = pool.submit([s, session, r, id, accept] {
+            mp_status st = MP_OK;
+            if (session->h.on_open != nullptr) {
+                mp_http_request q{};
+                q.struct_size = sizeof q;
+                q.method = mp_str{r->method.data(), r->method.size()};
+                q.path = mp_str{r->path.data(), r->path.size()};
+                q.query = mp_str{r->query.data(), r->query.size()};
+                q.remote_addr = mp_str{r->remote.data(), r->remote.size()};
+                q.impl = &r->ctx;
+                q.role = r->role;
+                q.principal = mp_str{r->principal.data(), r->principal.size()};
+                try {
+                    st = session->h.on_open(session->h.user, &session->handle, &q);
+                } catch (...) {
+                    st = MP_ERROR;
+                }
             }
+            if (st == MP_OK) {
+                std::lock_guard<std::mutex> lock(session->m);
+                session->opened = true;
+            }
+            int status = st == MP_OK ? 101 : st == MP_EPERM ? 401 : 403;
+            s->finish(HttpServer::Impl::Done{id, status, "", accept, false, true, session});
+        });
+        if (!ok) {
+            c.session.reset();
+            c.st = Conn::St::Head;
+            respondError(c, 503, "server busy: too many requests waiting", true,
+                         {{"Retry-After", "1"}});
         }
-        std::unique_ptr<Poco::Net::WebSocket> ws;
-        try {
-            ws = std::make_unique<Poco::Net::WebSocket>(req, resp);
-        } catch (const std::exception& e) {
-            // Poco has already answered 400 for a bad handshake when it could.
-            impl_.badRequests->value.fetch_add(1, std::memory_order_relaxed);
-            if (!resp.sent()) {
-                sendJson(resp, 400, errorJson(std::string("bad websocket handshake: ") + e.what()));
+    }
+
+    void opened(Conn& c, const HttpServer::Impl::Done& d) {
+        if (d.status != 101) {
+            c.session.reset();  // refused before the upgrade: no on_close is owed
+            c.st = Conn::St::Head;
+            c.closeAfter = true;
+            if (d.status == 401) {
+                HttpServer::Impl::add(s_.authFailures);
             }
-            if (h_.on_close != nullptr) {
-                h_.on_close(h_.user, &conn);
-            }
-            ::close(conn.wakeFd);
+            respondError(c, d.status, d.status == 401 ? "not authorized" : "refused", true);
             return;
         }
-        {
-            std::lock_guard<std::mutex> lock(impl_.connsMutex);
-            impl_.conns.insert(&conn);
+        queue(c,
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+              "Upgrade\r\nSec-WebSocket-Accept: " +
+                  d.body + "\r\n\r\n");
+        c.st = Conn::St::Ws;
+        c.reader = std::make_unique<ws::Reader>(c.maxMessage);
+        c.lastHeard = c.lastPing = Clock::now();
+        HttpServer::Impl::add(s_.wsOpen);
+        pullOutgoing(c);
+        flush(c);
+        if (c.fd >= 0 && !c.in.empty()) {
+            advance(c);  // frames that came with the upgrade
         }
-        impl_.wsOpen->value.fetch_add(1);
-        try {
-            serve(*ws, conn);
-        } catch (const std::exception& e) {
-            log(MP_LOG_DEBUG, "http", std::string("websocket ended: ") + e.what());
-        }
-        {
-            std::lock_guard<std::mutex> lock(conn.mutex);
-            conn.closed = true;
-        }
-        if (h_.on_close != nullptr) {
-            h_.on_close(h_.user, &conn);
-        }
-        impl_.wsOpen->value.fetch_sub(1);
-        {
-            std::lock_guard<std::mutex> lock(impl_.connsMutex);
-            impl_.conns.erase(&conn);
-        }
-        impl_.connsCv.notify_all();
-        ::close(conn.wakeFd);
     }
 
-  private:
-    // A send that does not complete within the write timeout fails with EAGAIN, which Poco
-    // raises as an I/O error rather than a timeout: both count as a slow client. False: closed.
-    bool sendOrCount(Poco::Net::WebSocket& ws, const void* data, int len, int flags) {
-        try {
-            ws.sendFrame(data, len, flags);
-            return true;
-        } catch (const Poco::TimeoutException&) {
-            impl_.wsSlowClosed->value.fetch_add(1);
-        } catch (const Poco::Exception& e) {
-            if (e.code() == EAGAIN || e.code() == EWOULDBLOCK ||
-                e.displayText().find("Resource temporarily unavailable") != std::string::npos) {
-                impl_.wsSlowClosed->value.fetch_add(1);
+    void readFrames(Conn& c) {
+        size_t pushed = 0;  // bytes of complete messages handed to the session
+        while (c.fd >= 0 && c.st == Conn::St::Ws && !c.closeSent) {
+            ws::Event ev;
+            size_t used = c.reader->next(c.in, ev);
+            c.in.erase(0, used);
+            if (ev.kind == ws::Event::None) {
+                break;
+            }
+            c.lastHeard = Clock::now();
+            switch (ev.kind) {
+                case ws::Event::Message: {
+                    pushed += ev.payload.size();
+                    std::lock_guard<std::mutex> lock(c.session->m);
+                    c.session->inboundBytes += ev.payload.size();
+                    c.session->inbound.emplace_back(ev.opcode, std::move(ev.payload));
+                    break;
+                }
+                case ws::Event::Ping:
+                    queue(c, ws::encode(ws::Pong, ev.payload));
+                    break;
+                case ws::Event::Pong:
+                    break;
+                case ws::Event::Close:
+                    sendClose(c, ev.code == 1005 ? 1000 : ev.code, "");
+                    break;
+                case ws::Event::Error:
+                    HttpServer::Impl::add(s_.wsProtocolErrors);
+                    sendClose(c, ev.code, ev.why);
+                    break;
+                default:
+                    break;
             }
         }
-        return false;
+        // Held for this connection: its unparsed input and the message being assembled; the
+        // complete messages are the session's until drain() delivers them.
+        size_t held = c.in.size() + (c.reader ? c.reader->buffered() : 0);
+        s_.buffered.fetch_add(static_cast<int64_t>(held) - static_cast<int64_t>(c.heldIn) +
+                              static_cast<int64_t>(pushed));
+        c.heldIn = held;
+        if (c.session && pushed != 0) {
+            s_.drain(c.session, c.control ? *s_.control : *s_.readers);
+        }
+        if (c.fd >= 0 && !c.out.empty()) {
+            flush(c);
+        }
     }
 
-    void serve(Poco::Net::WebSocket& ws, mp_ws_conn& conn) {
-        using Clock = std::chrono::steady_clock;
-        // This endpoint's limits (ABI 1.1), else the host's.
-        const int maxMessage =
-            h_.max_message_bytes != 0
-                ? static_cast<int>(std::min<uint32_t>(h_.max_message_bytes, 1u << 30))
-                : impl_.options.wsMaxMessageBytes;
-        const auto writeTimeout = h_.write_timeout_ms != 0
-                                      ? std::chrono::milliseconds(h_.write_timeout_ms)
-                                      : impl_.options.wsWriteTimeout;
-        const auto pingEvery = std::chrono::milliseconds(h_.ping_interval_ms);
-        const auto idleLimit = std::chrono::milliseconds(h_.idle_timeout_ms);
-        ws.setMaxPayloadSize(maxMessage);
-        ws.setSendTimeout(Poco::Timespan(writeTimeout.count() * 1000));
-        ws.setReceiveTimeout(Poco::Timespan(writeTimeout.count() * 1000));
-        auto lastHeard = Clock::now();
-        auto lastPing = lastHeard;
-        Poco::Buffer<char> frame(0);
-        std::string message;
-        int messageOp = 0;
-        while (true) {
-            pollfd fds[2] = {{ws.impl()->sockfd(), POLLIN, 0}, {conn.wakeFd, POLLIN, 0}};
-            // Wake at least every 200 ms, and in time for the next keepalive ping.
-            int wait = 200;
-            if (pingEvery.count() != 0) {
-                auto due = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    lastPing + pingEvery - Clock::now());
-                wait = static_cast<int>(std::clamp<int64_t>(due.count(), 0, 200));
+    void sendClose(Conn& c, uint16_t code, const std::string& why) {
+        if (c.closeSent) {
+            return;
+        }
+        queue(c, ws::encodeClose(code, why));
+        c.closeSent = true;
+        c.st = Conn::St::Closing;
+        c.deadline = Clock::now() + std::chrono::milliseconds(2000);
+        {
+            std::lock_guard<std::mutex> lock(c.session->handle.mutex);
+            c.session->handle.closed = true;
+        }
+        flush(c);  // then shut down our side, and linger (flush() does both)
+    }
+
+    // Moves what plugins queued for this websocket onto its output (a bounded amount at once).
+    void pullOutgoing(Conn& c) {
+        if (!c.session || c.st != Conn::St::Ws) {
+            return;
+        }
+        mp_ws_conn& hnd = c.session->handle;
+        bool closeNow = false;
+        uint16_t code = 1000;
+        std::string reason;
+        {
+            std::lock_guard<std::mutex> lock(hnd.mutex);
+            while (!hnd.queue.empty() && c.out.size() < (1u << 20)) {
+                auto& [op, data] = hnd.queue.front();
+                queue(c, ws::encode(op == MP_WS_TEXT ? ws::Text : ws::Binary, data));
+                hnd.queuedBytes -= data.size();
+                s_.buffered.fetch_sub(static_cast<int64_t>(data.size()));
+                hnd.queue.pop_front();
             }
-            int rc = ::poll(fds, 2, wait);
-            if (rc < 0 && errno != EINTR) {
-                return;
+            if (hnd.closeRequested && hnd.queue.empty()) {
+                closeNow = true;
+                code = hnd.closeCode;
+                reason = hnd.closeReason;
             }
-            if ((fds[1].revents & POLLIN) != 0) {
-                uint64_t drain = 0;
-                (void)::read(conn.wakeFd, &drain, sizeof drain);
-            }
-            // Outgoing first: reports should not wait behind a chatty client.
-            std::deque<std::pair<uint32_t, std::string>> out;
-            bool closeNow = false;
-            {
-                std::lock_guard<std::mutex> lock(conn.mutex);
-                out.swap(conn.queue);
-                closeNow = conn.closeRequested;
-            }
-            for (auto& [op, data] : out) {
-                int flags =
-                    static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                    static_cast<int>(op == MP_WS_TEXT ? Poco::Net::WebSocket::FRAME_OP_TEXT
-                                                      : Poco::Net::WebSocket::FRAME_OP_BINARY);
-                if (!sendOrCount(ws, data.data(), static_cast<int>(data.size()), flags)) {
-                    return;
-                }
-            }
-            const auto now = Clock::now();
-            if (pingEvery.count() != 0 && now - lastPing >= pingEvery) {
-                lastPing = now;
-                if (!sendOrCount(ws, "mp", 2,
-                                 static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                                     static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PING))) {
-                    return;
-                }
-            }
-            if (idleLimit.count() != 0 && now - lastHeard > idleLimit) {
-                impl_.wsIdleClosed->value.fetch_add(1);
-                ws.shutdown(Poco::Net::WebSocket::WS_ENDPOINT_GOING_AWAY, "ping timeout");
-                return;
-            }
-            if (closeNow || impl_.stopping.load()) {
-                std::string reason;
-                uint16_t code = 1001;
-                {
-                    std::lock_guard<std::mutex> lock(conn.mutex);
-                    if (conn.closeRequested) {
-                        code = conn.closeCode;
-                        reason = conn.closeReason;
+        }
+        if (closeNow) {
+            sendClose(c, code, reason);
+        }
+    }
+
+    // ---- hand-over from workers and plugins ------------------------------------------------
+
+    void handOver() {
+        std::vector<HttpServer::Impl::Done> done;
+        std::vector<uint64_t> poked;
+        {
+            std::lock_guard<std::mutex> lock(s_.handMutex);
+            done.swap(s_.done);
+            poked.swap(s_.poked);
+        }
+        for (auto& d : done) {
+            auto c = find(d.id);
+            if (!c) {
+                if (d.upgrade && d.session) {
+                    // The client left while on_open ran: an accepted session owes on_close.
+                    {
+                        std::lock_guard<std::mutex> lock(d.session->m);
+                        d.session->ended = true;
                     }
-                    conn.closed = true;
+                    s_.drain(d.session, *s_.control);
                 }
-                ws.shutdown(code, reason);
-                return;
-            }
-            if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
                 continue;
             }
-            if (std::string why = frameHeaderProblem(ws.impl()->sockfd()); !why.empty()) {
-                impl_.wsProtocolErrors->value.fetch_add(1);
-                ws.shutdown(Poco::Net::WebSocket::WS_PROTOCOL_ERROR, why);
-                return;
-            }
-            int flags = 0;
-            frame.resize(0);
-            int n = ws.receiveFrame(frame, flags);
-            int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
-            lastHeard = Clock::now();
-            if (n == 0 && flags == 0) {
-                return;  // peer closed the TCP connection
-            }
-            if (op == Poco::Net::WebSocket::FRAME_OP_CLOSE) {
-                ws.shutdown();
-                return;
-            }
-            if (op == Poco::Net::WebSocket::FRAME_OP_PING) {
-                ws.sendFrame(frame.begin(), n,
-                             static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                                 static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PONG));
+            if (d.upgrade) {
+                opened(*c, d);
                 continue;
             }
-            if (op == Poco::Net::WebSocket::FRAME_OP_PONG) {
-                continue;
-            }
-            if (op == Poco::Net::WebSocket::FRAME_OP_TEXT ||
-                op == Poco::Net::WebSocket::FRAME_OP_BINARY) {
-                message.assign(frame.begin(), static_cast<size_t>(n));
-                messageOp = op;
-            } else if (op == Poco::Net::WebSocket::FRAME_OP_CONT && messageOp != 0) {
-                message.append(frame.begin(), static_cast<size_t>(n));
-            } else {
-                ws.shutdown(Poco::Net::WebSocket::WS_PROTOCOL_ERROR, "unexpected frame");
-                return;
-            }
-            if (message.size() > static_cast<size_t>(maxMessage)) {
-                ws.shutdown(Poco::Net::WebSocket::WS_PAYLOAD_TOO_BIG, "message too big");
-                return;
-            }
-            if ((flags & Poco::Net::WebSocket::FRAME_FLAG_FIN) != 0) {
-                if (h_.on_message != nullptr) {
-                    h_.on_message(
-                        h_.user, &conn,
-                        messageOp == Poco::Net::WebSocket::FRAME_OP_TEXT ? MP_WS_TEXT
-                                                                         : MP_WS_BINARY,
-                        mp_bytes{reinterpret_cast<const uint8_t*>(message.data()), message.size()});
+            respond(*c, d.status, d.contentType, d.body, false, {}, d.headOnly);
+        }
+        std::sort(poked.begin(), poked.end());
+        poked.erase(std::unique(poked.begin(), poked.end()), poked.end());
+        for (uint64_t id : poked) {
+            if (auto c = find(id)) {
+                if (c->st == Conn::St::Ws && c->out.empty()) {
+                    pullOutgoing(*c);
                 }
-                message.clear();
-                messageOp = 0;
+                flush(*c);
+                if (c->fd >= 0 && c->st == Conn::St::Ws && !c->in.empty()) {
+                    advance(*c);  // reading was paused while the plugin caught up
+                }
             }
         }
     }
 
-    // RFC 6455 5.1-5.5, checked on the frame header before Poco reads the frame (Poco reads
-    // from the socket itself once the handshake is done, so a peek sees the header): a client's
-    // frames are masked, reserved bits are 0 (no extension is negotiated), opcodes are known,
-    // control frames are final and at most 125 bytes. Empty when fine, else why (close 1002).
-    static std::string frameHeaderProblem(int fd) {
-        unsigned char h[2];
-        ssize_t n = ::recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
-        if (n < 2) {
-            return "";  // closed, or not all there yet: Poco reads (or times out) as before
+    std::shared_ptr<Conn> find(uint64_t id) {
+        auto it = s_.fdById.find(id);
+        if (it == s_.fdById.end()) {
+            return nullptr;
         }
-        int op = h[0] & 0x0f;
-        if ((h[0] & 0x70) != 0) {
-            return "reserved bits set";
-        }
-        if ((h[1] & 0x80) == 0) {
-            return "unmasked client frame";
-        }
-        if (op != 0 && op != 1 && op != 2 && op != 8 && op != 9 && op != 10) {
-            return "unknown opcode";
-        }
-        if (op >= 8 && ((h[0] & 0x80) == 0 || (h[1] & 0x7f) > 125)) {
-            return "control frame fragmented or longer than 125 bytes";
-        }
-        return "";
+        auto c = s_.conns.find(it->second);
+        return c == s_.conns.end() ? nullptr : c->second;
     }
 
-    HttpServer::Impl& impl_;
-    mp_ws_handler h_;
-    const std::atomic<bool>* ready_;
-};
+    // ---- time ----------------------------------------------------------------------------
 
-class Factory : public Poco::Net::HTTPRequestHandlerFactory {
-  public:
-    explicit Factory(HttpServer::Impl& impl) : impl_(impl) {}
-
-    Poco::Net::HTTPRequestHandler* createRequestHandler(
-        const Poco::Net::HTTPServerRequest& req) override {
-        const std::string& uri = req.getURI();
-        std::string path = uri.substr(0, uri.find('?'));
-        if (Poco::icompare(req.get("Upgrade", ""), "websocket") == 0) {
-            std::shared_lock<std::shared_mutex> lock(impl_.routesMutex);
-            auto it = impl_.sockets.find(path);
-            if (it != impl_.sockets.end()) {
-                return new WsHandler(impl_, it->second);
+    void tick() {
+        auto now = Clock::now();
+        std::vector<std::shared_ptr<Conn>> all;
+        all.reserve(s_.conns.size());
+        for (auto& [fd, c] : s_.conns) {
+            all.push_back(c);
+        }
+        for (auto& c : all) {
+            if (c->fd < 0) {
+                continue;
+            }
+            if (!c->out.empty() &&
+                now - c->lastProgress >
+                    (c->st == Conn::St::Ws ? c->wsWriteTimeout : s_.options.writeTimeout)) {
+                HttpServer::Impl::add(c->session ? s_.wsSlowClosed : s_.timeouts);
+                close(*c);
+                continue;
+            }
+            switch (c->st) {
+                case Conn::St::Head:
+                case Conn::St::Body:
+                    if (now > c->deadline && c->out.empty()) {
+                        if (c->sawBytes || c->st == Conn::St::Body) {
+                            HttpServer::Impl::add(s_.timeouts);
+                            respondError(*c, 408, "request not received in time", true);
+                        } else {
+                            close(*c);  // an idle keep-alive connection: nothing to say
+                        }
+                    }
+                    break;
+                case Conn::St::Closing:
+                    if (now > c->deadline) {
+                        close(*c);
+                    }
+                    break;
+                case Conn::St::Ws:
+                    if (c->idleLimit.count() != 0 && now - c->lastHeard > c->idleLimit) {
+                        HttpServer::Impl::add(s_.wsIdleClosed);
+                        sendClose(*c, 1001, "ping timeout");
+                    } else if (c->pingEvery.count() != 0 && now - c->lastPing >= c->pingEvery) {
+                        c->lastPing = now;
+                        queue(*c, ws::encode(ws::Ping, "mp"));
+                        flush(*c);
+                    }
+                    break;
+                case Conn::St::Busy:
+                    break;
             }
         }
-        return new RouteHandler(impl_);
     }
 
-  private:
-    HttpServer::Impl& impl_;
+    // ---- stopping ------------------------------------------------------------------------
+
+    void beginStop() {
+        stopped_ = true;
+        stopDeadline_ = Clock::now() + std::chrono::milliseconds(3000);
+        ::epoll_ctl(s_.epollFd, EPOLL_CTL_DEL, s_.listenFd, nullptr);
+        std::vector<std::shared_ptr<Conn>> all;
+        for (auto& [fd, c] : s_.conns) {
+            all.push_back(c);
+        }
+        for (auto& c : all) {
+            if (c->st == Conn::St::Ws) {
+                uint16_t code = 1001;
+                std::string reason = "server stopping";
+                {
+                    std::lock_guard<std::mutex> lock(c->session->handle.mutex);
+                    if (c->session->handle.closeRequested) {
+                        code = c->session->handle.closeCode;
+                        reason = c->session->handle.closeReason;
+                    }
+                }
+                pullOutgoing(*c);
+                sendClose(*c, code, reason);
+            } else if (c->st == Conn::St::Head && c->out.empty()) {
+                close(*c);
+            }
+        }
+    }
+
+    HttpServer::Impl& s_;
+    bool stopped_ = false;
+    Clock::time_point stopDeadline_;
 };
 
 }  // namespace
@@ -744,9 +1517,9 @@ bool HttpServer::addWebSocket(const std::string& path, const mp_ws_handler& hand
     if (impl_->routes.count(path) != 0 || impl_->sockets.count(path) != 0) {
         return false;
     }
-    impl_->sockets[path] = WsSpec{handler, ready};
-    // A plain GET on a websocket path explains itself instead of a bare 404 (to callers allowed
-    // to open it).
+    impl_->sockets[path] = Impl::WsSpec{handler, ready};
+    // A plain request on a websocket path explains itself instead of a bare 404 (to callers
+    // allowed to open it).
     RouteSpec plain;
     plain.role = handler.role;
     plain.methods = MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE;
@@ -760,26 +1533,58 @@ bool HttpServer::addWebSocket(const std::string& path, const mp_ws_handler& hand
 }
 
 void HttpServer::start() {
-    Poco::Net::ServerSocket socket;
+    Impl& s = *impl_;
+    Poco::Net::SocketAddress addr;
     try {
-        Poco::Net::SocketAddress addr(impl_->options.address,
-                                      static_cast<Poco::UInt16>(impl_->options.port));
-        socket.bind(addr, true, false);  // SO_REUSEPORT would let two hosts share a port
-        socket.listen(128);
+        addr =
+            Poco::Net::SocketAddress(s.options.address, static_cast<Poco::UInt16>(s.options.port));
     } catch (const Poco::Exception& e) {
-        throw std::runtime_error("cannot listen on " + impl_->options.address + ":" +
-                                 std::to_string(impl_->options.port) + ": " + e.displayText());
+        throw std::runtime_error("cannot listen on " + s.options.address + ":" +
+                                 std::to_string(s.options.port) + ": " + e.displayText());
     }
-    port_ = socket.address().port();
-    auto* params = new Poco::Net::HTTPServerParams();
-    params->setMaxThreads(impl_->options.maxThreads);
-    params->setMaxQueued(impl_->options.maxQueued);
-    params->setTimeout(Poco::Timespan(impl_->options.idleTimeout.count() * 1000));
-    params->setKeepAlive(true);
-    params->setMaxKeepAliveRequests(1000);
-    params->setServerName("mysqlprobe");
-    server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory(*impl_), socket, params);
-    server_->start();
+    int fd = ::socket(addr.family() == Poco::Net::SocketAddress::IPv6 ? AF_INET6 : AF_INET,
+                      SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // not SO_REUSEPORT
+    if (fd < 0 || ::bind(fd, addr.addr(), addr.length()) != 0 || ::listen(fd, 1024) != 0) {
+        std::string why = std::strerror(errno);
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        throw std::runtime_error("cannot listen on " + s.options.address + ":" +
+                                 std::to_string(s.options.port) + ": " + why);
+    }
+    sockaddr_storage bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    port_ = Poco::Net::SocketAddress(reinterpret_cast<sockaddr*>(&bound), len).port();
+    // Every connection is a descriptor: take what the system allows, and keep the cap below.
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        s.options.maxConnections + 256 > rl.rlim_cur) {
+        s.options.maxConnections = rl.rlim_cur > 512 ? rl.rlim_cur - 256 : rl.rlim_cur / 2;
+        log(MP_LOG_WARN, "http",
+            "at most " + std::to_string(s.options.maxConnections) +
+                " connections: the descriptor limit is " + std::to_string(rl.rlim_cur));
+    }
+    s.options.reservedConnections =
+        std::min(s.options.reservedConnections, s.options.maxConnections / 2);
+    s.listenFd = fd;
+    s.epollFd = ::epoll_create1(EPOLL_CLOEXEC);
+    s.wakeFd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    for (int f : {s.listenFd, s.wakeFd}) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = f;
+        ::epoll_ctl(s.epollFd, EPOLL_CTL_ADD, f, &ev);
+    }
+    s.readers = std::make_unique<WorkerPool>(s.options.readerThreads, s.options.maxQueuedTasks);
+    s.control = std::make_unique<WorkerPool>(s.options.controlThreads, s.options.maxQueuedTasks);
+    s.loop = std::thread([&s] { Loop(s).run(); });
     running_ = true;
 }
 
@@ -788,27 +1593,39 @@ void HttpServer::stop() {
         return;
     }
     running_ = false;
-    impl_->stopping.store(true);
-    {
-        std::unique_lock<std::mutex> lock(impl_->connsMutex);
-        for (mp_ws_conn* c : impl_->conns) {
-            uint64_t one = 1;
-            (void)::write(c->wakeFd, &one, sizeof one);
+    Impl& s = *impl_;
+    s.stopping.store(true);
+    s.wake();
+    if (s.loop.joinable()) {
+        s.loop.join();
+    }
+    // Handlers still running finish; every websocket's on_close has been queued: run them.
+    s.readers->join();
+    s.control->join();
+    // An upgrade whose on_open finished after the loop ended: its on_close is owed too.
+    for (auto& d : s.done) {
+        if (d.upgrade && d.session) {
+            bool owed = false;
+            {
+                std::lock_guard<std::mutex> lock(d.session->m);
+                owed = d.session->opened;
+                d.session->opened = false;
+            }
+            if (owed && d.session->h.on_close != nullptr) {
+                d.session->h.on_close(d.session->h.user, &d.session->handle);
+            }
         }
-        impl_->connsCv.wait_for(lock, std::chrono::seconds(3),
-                                [&] { return impl_->conns.empty(); });
     }
-    server_->stopAll(true);
-    // Poco's dispatcher lets running handlers finish; give them a bounded moment.
-    for (int i = 0; i < 100 && server_->currentConnections() > 0; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    s.done.clear();
+    for (int f : {s.listenFd, s.epollFd, s.wakeFd}) {
+        if (f >= 0) {
+            ::close(f);
+        }
     }
+    s.listenFd = s.epollFd = s.wakeFd = -1;
 }
 
-}  // namespace mp::host
-
-// Services used by the C host API (host_api.cpp).
-namespace mp::host {
+// Services used by the C host API.
 
 mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data) {
     if (conn == nullptr || (opcode != MP_WS_TEXT && opcode != MP_WS_BINARY) ||
@@ -816,23 +1633,35 @@ mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data) {
         return MP_EINVAL;
     }
     mp_status st = MP_OK;
+    HttpServer::Impl* s = conn->server;
     {
         std::lock_guard<std::mutex> lock(conn->mutex);
         if (conn->closed) {
             return MP_ECLOSED;
         }
-        if (conn->queue.size() >= conn->maxQueue) {
+        // Bounded by count (the endpoint's queue) and by bytes (this connection's share, and
+        // the server's budget): the oldest goes first, counted.
+        while (!conn->queue.empty() &&
+               (conn->queue.size() >= conn->maxQueue ||
+                conn->queuedBytes + data.len > conn->maxQueueBytes ||
+                static_cast<size_t>(s->buffered.load()) + data.len > s->options.maxBufferedBytes)) {
+            conn->queuedBytes -= conn->queue.front().second.size();
+            s->buffered.fetch_sub(static_cast<int64_t>(conn->queue.front().second.size()));
             conn->queue.pop_front();
-            if (conn->dropped != nullptr) {
-                conn->dropped->value.fetch_add(1);
-            }
+            HttpServer::Impl::add(s->wsDropped);
             st = MP_EAGAIN;
+        }
+        if (data.len > conn->maxQueueBytes ||
+            static_cast<size_t>(s->buffered.load()) + data.len > s->options.maxBufferedBytes) {
+            HttpServer::Impl::add(s->wsDropped);
+            return MP_EAGAIN;
         }
         conn->queue.emplace_back(opcode,
                                  std::string(reinterpret_cast<const char*>(data.data), data.len));
+        conn->queuedBytes += data.len;
+        s->buffered.fetch_add(static_cast<int64_t>(data.len));
     }
-    uint64_t one = 1;
-    (void)::write(conn->wakeFd, &one, sizeof one);
+    s->poke(conn->connId);
     return st;
 }
 
@@ -842,13 +1671,15 @@ void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason) {
     }
     {
         std::lock_guard<std::mutex> lock(conn->mutex);
+        if (conn->closed) {
+            return;
+        }
         conn->closeRequested = true;
         conn->closeCode = code;
         conn->closeReason.assign(reason.data != nullptr ? reason.data : "",
                                  reason.data != nullptr ? std::min<size_t>(reason.len, 123) : 0);
     }
-    uint64_t one = 1;
-    (void)::write(conn->wakeFd, &one, sizeof one);
+    conn->server->poke(conn->connId);
 }
 
 mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out) {
@@ -857,7 +1688,7 @@ mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out)
     }
     const auto* ctx = static_cast<const RequestCtx*>(req->impl);
     for (const auto& [k, v] : ctx->headers) {
-        if (Poco::icompare(k, name) == 0) {
+        if (iequals(k, name)) {
             *out = mp_str{v.data(), v.size()};
             return MP_OK;
         }

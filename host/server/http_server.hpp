@@ -1,27 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
-// The host's HTTP server (Poco): built-in routes, plugin routes and websocket endpoints.
+// The host's HTTP and websocket server: one event loop (epoll) owns every socket, so a slow,
+// idle or hostile client costs a file descriptor and the bytes it makes the server hold, never
+// a thread. Requests and websocket callbacks run on two small worker pools: one for the routes
+// of other nodes and admins (peer and admin roles), one for everything else, so a flood of
+// readers cannot delay cluster traffic or an operator.
 #pragma once
 
 #include <mp/abi.h>
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "core/metrics.hpp"
 #include "server/auth.hpp"
-
-namespace Poco::Net {
-class HTTPServer;
-}
 
 struct mp_http_response {
     int status = 0;
@@ -52,14 +49,29 @@ struct RouteSpec {
 struct HttpOptions {
     std::string address = "0.0.0.0";
     int port = 8667;
-    size_t maxBodyBytes = 1 << 20;     // larger bodies get 413
-    int maxThreads = 32;               // concurrent connections served
-    int maxQueued = 64;                // accepted connections waiting for a thread
-    size_t wsQueueMessages = 64;       // per websocket connection, oldest dropped
-    int wsMaxMessageBytes = 16 << 20;  // incoming frames larger than this close the conn
+    size_t maxBodyBytes = 1 << 20;   // larger bodies get 413
+    size_t maxHeadBytes = 16 << 10;  // request line and headers; larger: 431
+    // Connections: every one costs a descriptor and what it makes the server buffer.
+    size_t maxConnections = 1024;          // beyond: 503 and close (idle keep-alives go first)
+    size_t maxConnectionsPerClient = 128;  // per remote address
+    size_t reservedConnections = 32;  // the last ones: only for callers of the peer/admin roles
+    std::chrono::milliseconds headerTimeout{5000};      // a request head arrives within this
+    std::chrono::milliseconds keepAliveTimeout{15000};  // idle between requests
+    std::chrono::milliseconds bodyTimeout{30000};       // a body arrives within this
+    std::chrono::milliseconds writeTimeout{10000};      // a response makes progress within this
+    // Workers: handlers and websocket callbacks run there, never on the event loop.
+    size_t readerThreads = 2;      // routes of the anyone/read roles
+    size_t controlThreads = 2;     // routes of the peer/admin roles
+    size_t maxQueuedTasks = 1024;  // per pool; beyond: 503
+    // Memory: bytes held for clients, all connections together (input being parsed, messages
+    // waiting for a callback, output queued); past it the connection asking for more is closed.
+    size_t maxBufferedBytes = 256 << 20;
+    // Websockets (an endpoint's own limits, ABI 1.1, take precedence).
+    size_t wsQueueMessages = 64;  // per connection, oldest dropped
+    size_t wsQueueBytes = 64 << 20;
+    size_t wsMaxMessageBytes = 16 << 20;  // incoming messages larger than this close the conn
     std::chrono::milliseconds wsWriteTimeout{5000};
-    std::chrono::milliseconds idleTimeout{30000};  // HTTP keep-alive / read timeout
-    std::shared_ptr<const Authenticator> auth;     // null: protected mode, default roles
+    std::shared_ptr<const Authenticator> auth;  // null: protected mode, default roles
 };
 
 class HttpServer {
@@ -84,13 +96,11 @@ class HttpServer {
     int port() const { return port_; }
     bool running() const { return running_; }
 
-    // Used by the request handlers.
     struct Impl;
 
   private:
     std::shared_ptr<const Authenticator> auth_;
     std::unique_ptr<Impl> impl_;
-    std::unique_ptr<Poco::Net::HTTPServer> server_;
     int port_ = 0;
     bool running_ = false;
 };

@@ -133,12 +133,13 @@ TEST_SUITE("http") {
         CHECK(raw(h.port, "\x01\x02\x03\xff\r\n\r\n").find(" 400 ") != std::string::npos);
         std::string longHeader =
             "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(100000, 'a') + "\r\n\r\n";
-        CHECK(raw(h.port, longHeader).find(" 400 ") != std::string::npos);
+        CHECK(raw(h.port, longHeader).find(" 431 Request Header Fields Too Large") !=
+              std::string::npos);
         std::string many = "GET /health HTTP/1.1\r\nHost: x\r\n";
         for (int i = 0; i < 200; ++i) {
             many += "X-H" + std::to_string(i) + ": v\r\n";
         }
-        CHECK(raw(h.port, many + "\r\n").find(" 400 ") != std::string::npos);
+        CHECK(raw(h.port, many + "\r\n").find(" 431 ") != std::string::npos);
         // A connection that sends half a request and goes away.
         raw(h.port, "GET /hea");
         CHECK(request(h.port, "GET", "/health").status == 200);
