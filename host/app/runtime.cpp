@@ -384,6 +384,13 @@ void Runtime::create() {
         ho.address = config_.serverAddress;
         ho.port = config_.serverPort;
         ho.auth = auth_;
+        ho.maxConnections = static_cast<size_t>(config_.http.maxConnections);
+        ho.maxConnectionsPerClient = static_cast<size_t>(config_.http.maxConnectionsPerClient);
+        ho.reservedConnections = static_cast<size_t>(config_.http.reservedConnections);
+        ho.headerTimeout = std::chrono::milliseconds(config_.http.headerTimeoutMs);
+        ho.keepAliveTimeout = std::chrono::milliseconds(config_.http.keepaliveTimeoutMs);
+        ho.maxBodyBytes = static_cast<size_t>(config_.http.maxBodyKb) * 1024;
+        ho.maxBufferedBytes = static_cast<size_t>(config_.http.maxBufferedMb) << 20;
         http_ = std::make_unique<HttpServer>(ho, metrics_);
         addBuiltinRoutes();
     }

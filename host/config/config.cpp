@@ -29,12 +29,13 @@ const mp_property kTop[] = {
     {"plugins", MP_PROP_STRING, 0, nullptr, "section: plugin choice and settings", 0, 0, nullptr},
     {"stream", MP_PROP_STRING, 0, nullptr, "section: bounds of the TCP stream layer", 0, 0, nullptr},
     {"auth", MP_PROP_STRING, 0, nullptr, "section: access tokens and roles (docs/security.md)", 0, 0, nullptr},
+    {"http", MP_PROP_STRING, 0, nullptr, "section: limits of the HTTP server", 0, 0, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
 
-const std::set<std::string> kSections = {"cluster",   "probe",   "pusher", "watcher",
-                                         "websocket", "plugins", "stream", "auth"};
+const std::set<std::string> kSections = {"cluster", "probe",  "pusher", "watcher", "websocket",
+                                         "plugins", "stream", "auth",   "http"};
 
 // A key of the original probe that a plugin property takes over.
 struct LegacyKey {
@@ -75,6 +76,14 @@ const LegacyKey kLegacy[] = {
     {"stream", "max_buffer_kb", MP_PROP_INT, 4, 1048576, 0, nullptr},
     {"stream", "idle_timeout_s", MP_PROP_INT, 1, 86400, 0, nullptr},
     {"stream", "ring_kb", MP_PROP_INT, 64, 1048576, 0, nullptr},
+    // The host's HTTP server (new).
+    {"http", "max_connections", MP_PROP_INT, 16, 1000000, 0, nullptr},
+    {"http", "max_connections_per_client", MP_PROP_INT, 1, 1000000, 0, nullptr},
+    {"http", "reserved_connections", MP_PROP_INT, 0, 100000, 0, nullptr},
+    {"http", "header_timeout_ms", MP_PROP_INT, 100, 600000, 0, nullptr},
+    {"http", "keepalive_timeout_ms", MP_PROP_INT, 100, 3600000, 0, nullptr},
+    {"http", "max_body_kb", MP_PROP_INT, 1, 1048576, 0, nullptr},
+    {"http", "max_buffered_mb", MP_PROP_INT, 1, 1048576, 0, nullptr},
     // The original's SHOW PROCESSLIST watcher: accepted so old files start, but unused: this
     // probe learns user and schema from the wire (handshake, COM_INIT_DB, session tracking).
     {"watcher", "uname", MP_PROP_STRING, 0, 0, 0, nullptr},
@@ -432,6 +441,16 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                                   : key == "max_buffer_kb"  ? &cfg.stream.maxBufferKb
                                   : key == "idle_timeout_s" ? &cfg.stream.idleTimeoutS
                                                             : &cfg.stream.ringKb;
+                *target = v.i;
+            } else if (section == "http") {
+                int64_t* target = key == "max_connections" ? &cfg.http.maxConnections
+                                  : key == "max_connections_per_client"
+                                      ? &cfg.http.maxConnectionsPerClient
+                                  : key == "reserved_connections" ? &cfg.http.reservedConnections
+                                  : key == "header_timeout_ms"    ? &cfg.http.headerTimeoutMs
+                                  : key == "keepalive_timeout_ms" ? &cfg.http.keepaliveTimeoutMs
+                                  : key == "max_body_kb"          ? &cfg.http.maxBodyKb
+                                                                  : &cfg.http.maxBufferedMb;
                 *target = v.i;
             } else if (section == "watcher") {
                 cfg.warnings.push_back(s.keyPath +

@@ -37,6 +37,17 @@ struct StreamConfig {
     int64_t ringKb = 4096;           // queue between a capture thread and a worker
 };
 
+/// Limits of the host's HTTP server (`http:` section).
+struct HttpConfig {
+    int64_t maxConnections = 1024;
+    int64_t maxConnectionsPerClient = 128;
+    int64_t reservedConnections = 32;  // kept for the peer and admin roles
+    int64_t headerTimeoutMs = 5000;
+    int64_t keepaliveTimeoutMs = 15000;
+    int64_t maxBodyKb = 1024;
+    int64_t maxBufferedMb = 256;
+};
+
 /// The host's view of the whole file.
 struct HostConfig {
     std::string file;
@@ -48,6 +59,7 @@ struct HostConfig {
     std::string nodeName;
     std::string logLevel = "info";
     StreamConfig stream;
+    HttpConfig http;
     AuthConfig auth;  // `auth:` section (and the legacy cluster.token)
     std::vector<std::string> pluginDirs;
     std::vector<SlotConfig> slots;      // capture, decoder, cluster, sinks... (as present)
