@@ -1268,27 +1268,27 @@ class Loop {
             ws::Event ev;
             size_t used = c.reader->next(c.in, ev);
             c.in.erase(0, used);
-            if (ev.kind == ws::Event::None) {
+            if (ev.kind == ws::Event::Kind::None) {
                 break;
             }
             c.lastHeard = Clock::now();
             switch (ev.kind) {
-                case ws::Event::Message: {
+                case ws::Event::Kind::Message: {
                     pushed += ev.payload.size();
                     std::lock_guard<std::mutex> lock(c.session->m);
                     c.session->inboundBytes += ev.payload.size();
                     c.session->inbound.emplace_back(ev.opcode, std::move(ev.payload));
                     break;
                 }
-                case ws::Event::Ping:
+                case ws::Event::Kind::Ping:
                     queue(c, ws::encode(ws::Pong, ev.payload));
                     break;
-                case ws::Event::Pong:
+                case ws::Event::Kind::Pong:
                     break;
-                case ws::Event::Close:
+                case ws::Event::Kind::Close:
                     sendClose(c, ev.code == 1005 ? 1000 : ev.code, "");
                     break;
-                case ws::Event::Error:
+                case ws::Event::Kind::Error:
                     HttpServer::Impl::add(s_.wsProtocolErrors);
                     sendClose(c, ev.code, ev.why);
                     break;

@@ -14,7 +14,7 @@ namespace {
 
 Event error(uint16_t code, std::string why) {
     Event e;
-    e.kind = Event::Error;
+    e.kind = Event::Kind::Error;
     e.code = code;
     e.why = std::move(why);
     return e;
@@ -124,7 +124,7 @@ size_t Reader::next(std::string_view in, Event& ev) {
         used += off + 4 + static_cast<size_t>(len);
         if (control) {
             if (op == Close) {
-                ev.kind = Event::Close;
+                ev.kind = Event::Kind::Close;
                 if (payload.size() == 1) {
                     ev = error(1002, "close frame with a one-byte payload");
                 } else if (payload.size() >= 2) {
@@ -141,7 +141,7 @@ size_t Reader::next(std::string_view in, Event& ev) {
                 }
                 return used;
             }
-            ev.kind = op == Ping ? Event::Ping : Event::Pong;
+            ev.kind = op == Ping ? Event::Kind::Ping : Event::Kind::Pong;
             ev.payload = std::move(payload);
             return used;
         }
@@ -149,7 +149,7 @@ size_t Reader::next(std::string_view in, Event& ev) {
             messageOp_ = op;
         }
         if (fin) {
-            ev.kind = Event::Message;
+            ev.kind = Event::Kind::Message;
             ev.opcode = messageOp_;
             ev.payload = std::move(message_);
             message_.clear();

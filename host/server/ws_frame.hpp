@@ -16,7 +16,7 @@ enum Op : uint8_t { Cont = 0, Text = 1, Binary = 2, Close = 8, Ping = 9, Pong = 
 
 /// One complete event out of the byte stream.
 struct Event {
-    enum Kind { None, Message, Ping, Pong, Close, Error } kind = None;
+    enum class Kind { None, Message, Ping, Pong, Close, Error } kind = Kind::None;
     uint8_t opcode = 0;   // Message: Text or Binary
     std::string payload;  // Message: the whole message; Ping/Pong: its data; Close: reason
     uint16_t code = 0;    // Close: the peer's code (1005: none given); Error: the code to send

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Probe, skip  # noqa: E402
 
 BINARY = sys.argv[1]
+SANITIZED = os.environ.get("MP_SANITIZED") == "1"  # ASan: memory figures are not the build's
 failures = []
 
 
@@ -266,7 +267,7 @@ def memory_budget():
                 pass
         grew = (rss_kb(p.proc.pid) - base) / 1024
         check(closed >= 8, f"memory: clients past the 16 MiB budget are closed with 1008 ({closed})")
-        check(grew < 40, f"memory: the node grew by {grew:.1f} MB for 48 MiB sent")
+        check(grew < 40 or SANITIZED, f"memory: the node grew by {grew:.1f} MB for 48 MiB sent")
         check(metric(p, "mysqlprobe_http_memory_refused_total") >= 8, "memory: refusals counted")
         ok, worst = worst_health(port, 1)
         check(ok, "memory: the node keeps serving")
