@@ -491,6 +491,7 @@ struct HttpServer::Impl::Conn {
     std::chrono::milliseconds pingEvery{0}, idleLimit{0}, wsWriteTimeout{0};
     Clock::time_point lastHeard, lastPing;
     bool closeSent = false;  // websocket: our close frame is queued
+    bool wsCounted = false;  // counted in the open-websockets gauge
     bool shut = false;       // our side is shut down (SHUT_WR): only lingering remains
     size_t heldIn = 0;       // input and body bytes counted in Impl::buffered
 };
@@ -554,6 +555,9 @@ class Loop {
         for (auto& c : left) {
             close(*c);
         }
+        if (spareFd_ >= 0) {
+            ::close(spareFd_);
+        }
     }
 
   private:
@@ -566,8 +570,17 @@ class Loop {
             int fd = ::accept4(s_.listenFd, reinterpret_cast<sockaddr*>(&sa), &len,
                                SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
-                if (errno == EMFILE || errno == ENFILE) {
-                    evictIdle();  // make room; the kernel keeps the connection queued
+                if ((errno == EMFILE || errno == ENFILE) && spareFd_ >= 0) {
+                    // Out of descriptors: free an idle connection's, and take this one off the
+                    // queue with the spare descriptor (else it stays readable, and the loop spins).
+                    evictIdle();
+                    ::close(spareFd_);
+                    int gone = ::accept4(s_.listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+                    if (gone >= 0) {
+                        HttpServer::Impl::add(s_.refused);
+                        ::close(gone);
+                    }
+                    spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
                 }
                 return;
             }
@@ -706,7 +719,8 @@ class Loop {
             s->ended = true;
             opened = s->opened;
         }
-        if (c.st == Conn::St::Ws) {
+        if (c.wsCounted) {
+            c.wsCounted = false;
             HttpServer::Impl::add(s_.wsOpen, -1);
         }
         if (opened) {
@@ -1255,6 +1269,7 @@ class Loop {
         c.reader = std::make_unique<ws::Reader>(c.maxMessage);
         c.lastHeard = c.lastPing = Clock::now();
         HttpServer::Impl::add(s_.wsOpen);
+        c.wsCounted = true;
         pullOutgoing(c);
         flush(c);
         if (c.fd >= 0 && !c.in.empty()) {
@@ -1490,6 +1505,7 @@ class Loop {
     }
 
     HttpServer::Impl& s_;
+    int spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     bool stopped_ = false;
     Clock::time_point stopDeadline_;
 };
