@@ -391,7 +391,13 @@ void Runtime::create() {
         ho.keepAliveTimeout = std::chrono::milliseconds(config_.http.keepaliveTimeoutMs);
         ho.maxBodyBytes = static_cast<size_t>(config_.http.maxBodyKb) * 1024;
         ho.maxBufferedBytes = static_cast<size_t>(config_.http.maxBufferedMb) << 20;
-        http_ = std::make_unique<HttpServer>(ho, metrics_);
+        ho.tlsCertFile = config_.tls.certFile;
+        ho.tlsKeyFile = config_.tls.keyFile;
+        try {
+            http_ = std::make_unique<HttpServer>(ho, metrics_);
+        } catch (const std::runtime_error& e) {
+            throw StartError(e.what());  // unusable TLS files: --check says so too
+        }
         addBuiltinRoutes();
     }
     timers_ = std::make_unique<TimerService>();
@@ -809,6 +815,12 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
         static const std::string tokens = "tokens";
         static const std::string prot = "protected";
         return give(auth_ && !auth_->protectedMode() ? tokens : prot);
+    }
+    if (k == "tls.ca_file") {
+        if (config_.tls.caFile.empty()) {
+            return MP_ENOENT;
+        }
+        return give(config_.tls.caFile);
     }
     if (k == "auth.peer_authorization") {
         if (!auth_ || auth_->peerAuthorization().empty()) {

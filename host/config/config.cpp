@@ -30,12 +30,13 @@ const mp_property kTop[] = {
     {"stream", MP_PROP_STRING, 0, nullptr, "section: bounds of the TCP stream layer", 0, 0, nullptr},
     {"auth", MP_PROP_STRING, 0, nullptr, "section: access tokens and roles (docs/security.md)", 0, 0, nullptr},
     {"http", MP_PROP_STRING, 0, nullptr, "section: limits of the HTTP server", 0, 0, nullptr},
+    {"tls", MP_PROP_STRING, 0, nullptr, "section: TLS certificates (docs/security.md)", 0, 0, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
 
 const std::set<std::string> kSections = {"cluster", "probe",  "pusher", "watcher", "websocket",
-                                         "plugins", "stream", "auth",   "http"};
+                                         "plugins", "stream", "auth",   "http",    "tls"};
 
 // A key of the original probe that a plugin property takes over.
 struct LegacyKey {
@@ -76,6 +77,10 @@ const LegacyKey kLegacy[] = {
     {"stream", "max_buffer_kb", MP_PROP_INT, 4, 1048576, 0, nullptr},
     {"stream", "idle_timeout_s", MP_PROP_INT, 1, 86400, 0, nullptr},
     {"stream", "ring_kb", MP_PROP_INT, 64, 1048576, 0, nullptr},
+    // TLS (new): files are checked when the server is made (--check too).
+    {"tls", "cert_file", MP_PROP_STRING, 0, 0, 0, nullptr},
+    {"tls", "key_file", MP_PROP_STRING, 0, 0, 0, nullptr},
+    {"tls", "ca_file", MP_PROP_STRING, 0, 0, 0, nullptr},
     // The host's HTTP server (new).
     {"http", "max_connections", MP_PROP_INT, 16, 1000000, 0, nullptr},
     {"http", "max_connections_per_client", MP_PROP_INT, 1, 1000000, 0, nullptr},
@@ -442,6 +447,10 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                                   : key == "idle_timeout_s" ? &cfg.stream.idleTimeoutS
                                                             : &cfg.stream.ringKb;
                 *target = v.i;
+            } else if (section == "tls") {
+                (key == "cert_file"  ? cfg.tls.certFile
+                 : key == "key_file" ? cfg.tls.keyFile
+                                     : cfg.tls.caFile) = v.s;
             } else if (section == "http") {
                 int64_t* target = key == "max_connections" ? &cfg.http.maxConnections
                                   : key == "max_connections_per_client"
@@ -465,6 +474,10 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
         }
     }
 
+    if (cfg.tls.certFile.empty() != cfg.tls.keyFile.empty()) {
+        throw ConfigError(where(name, sections["tls"].node) +
+                          "tls: cert_file and key_file go together");
+    }
     // Access: the auth section, and cluster.token as one admin token that this node also
     // presents to the other nodes of its cluster.
     if (sections.count("auth") != 0 && !sections["auth"].node.IsNull()) {

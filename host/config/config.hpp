@@ -48,6 +48,13 @@ struct HttpConfig {
     int64_t maxBufferedMb = 256;
 };
 
+/// TLS (`tls:` section): the server's certificate, and the CA that other nodes' are signed by.
+struct TlsConfig {
+    std::string certFile;  // PEM chain; with keyFile: the server speaks TLS only
+    std::string keyFile;
+    std::string caFile;  // set: this node dials other nodes with TLS and verifies them
+};
+
 /// The host's view of the whole file.
 struct HostConfig {
     std::string file;
@@ -60,6 +67,7 @@ struct HostConfig {
     std::string logLevel = "info";
     StreamConfig stream;
     HttpConfig http;
+    TlsConfig tls;
     AuthConfig auth;  // `auth:` section (and the legacy cluster.token)
     std::vector<std::string> pluginDirs;
     std::vector<SlotConfig> slots;      // capture, decoder, cluster, sinks... (as present)

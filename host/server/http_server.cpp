@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -314,7 +316,7 @@ struct HttpServer::Impl {
     // Counters.
     mp_counter *requests, *badRequests, *wsOpen, *wsDropped, *wsSlowClosed, *wsIdleClosed,
         *wsProtocolErrors, *authFailures, *forbidden, *connections, *refused, *timeouts,
-        *memoryRefused;
+        *memoryRefused, *tlsFailures;
 
     // The loop's state (only the loop thread touches these, after start()).
     struct Conn;
@@ -345,6 +347,7 @@ struct HttpServer::Impl {
 
     std::unique_ptr<WorkerPool> readers;
     std::unique_ptr<WorkerPool> control;
+    SSL_CTX* tls = nullptr;  // set when the server speaks TLS
 
     Impl(HttpOptions o, Metrics& m, const Authenticator& a)
         : options(std::move(o)),
@@ -385,7 +388,11 @@ struct HttpServer::Impl {
           memoryRefused(m.get("http", "memory_refused_total",
                               "connections closed because the bytes held for clients reached "
                               "the server's budget",
-                              MP_COUNTER)) {}
+                              MP_COUNTER)),
+          tlsFailures(m.get("http", "tls_handshake_failures_total",
+                            "TLS connections that failed their handshake (plain HTTP on the TLS "
+                            "port, unknown ciphers, garbage)",
+                            MP_COUNTER)) {}
 
     static void add(mp_counter* c, int64_t n = 1) {
         c->value.fetch_add(n, std::memory_order_relaxed);
@@ -490,10 +497,13 @@ struct HttpServer::Impl::Conn {
     size_t maxMessage = 0;
     std::chrono::milliseconds pingEvery{0}, idleLimit{0}, wsWriteTimeout{0};
     Clock::time_point lastHeard, lastPing;
-    bool closeSent = false;  // websocket: our close frame is queued
-    bool wsCounted = false;  // counted in the open-websockets gauge
-    bool shut = false;       // our side is shut down (SHUT_WR): only lingering remains
-    size_t heldIn = 0;       // input and body bytes counted in Impl::buffered
+    bool closeSent = false;     // websocket: our close frame is queued
+    bool wsCounted = false;     // counted in the open-websockets gauge
+    SSL* ssl = nullptr;         // TLS (tls.cert_file): the session over this socket
+    bool tlsReady = false;      // handshake done
+    bool tlsWantWrite = false;  // OpenSSL needs the socket writable to go on
+    bool shut = false;          // our side is shut down (SHUT_WR): only lingering remains
+    size_t heldIn = 0;          // input and body bytes counted in Impl::buffered
 };
 
 namespace {
@@ -508,7 +518,7 @@ class Loop {
         epoll_event evs[128];
         auto nextTick = Clock::now();
         while (true) {
-            int n = ::epoll_wait(s_.epollFd, evs, 128, 100);
+            int n = ::epoll_wait(s_.epollFd, evs, 128, tlsPending_.empty() ? 100 : 0);
             for (int i = 0; i < n; ++i) {
                 int fd = evs[i].data.fd;
                 if (fd == s_.wakeFd) {
@@ -529,13 +539,26 @@ class Loop {
                     onReadable(*c);
                 }
                 if (c->fd >= 0 && (evs[i].events & EPOLLOUT) != 0) {
-                    flush(*c);
+                    if (c->tlsWantWrite) {
+                        onReadable(*c);  // OpenSSL wanted to write in order to read on
+                    }
+                    if (c->fd >= 0) {
+                        flush(*c);
+                    }
                 }
                 if (c->fd >= 0 && (evs[i].events & (EPOLLHUP | EPOLLERR)) != 0) {
                     close(*c);  // gone both ways: nothing left to read or to write
                 }
             }
             handOver();
+            std::vector<uint64_t> pending;
+            pending.swap(tlsPending_);
+            for (uint64_t id : pending) {
+                auto c = find(id);
+                if (c && (c->events & EPOLLIN) != 0) {
+                    onReadable(*c);
+                }
+            }
             if (Clock::now() >= nextTick) {
                 nextTick = Clock::now() + std::chrono::milliseconds(100);
                 tick();
@@ -623,6 +646,17 @@ class Loop {
             c->reserved =
                 s_.conns.size() + s_.options.reservedConnections >= s_.options.maxConnections;
             c->deadline = Clock::now() + s_.options.headerTimeout;
+            if (s_.tls != nullptr) {
+                c->ssl = SSL_new(s_.tls);
+                if (c->ssl == nullptr || SSL_set_fd(c->ssl, fd) != 1) {
+                    if (c->ssl != nullptr) {
+                        SSL_free(c->ssl);
+                    }
+                    ::close(fd);
+                    continue;
+                }
+                SSL_set_accept_state(c->ssl);
+            }
             s_.perClient[ip] += 1;
             s_.conns[fd] = c;
             s_.fdById[c->id] = fd;
@@ -660,11 +694,18 @@ class Loop {
         if (c.st == Conn::St::Head && !c.out.empty()) {
             readable = false;  // one response at a time: pipelined requests wait in the kernel
         }
+        if (c.ssl != nullptr && !c.tlsReady) {
+            readable = true;  // the handshake first
+        }
         if (readable) {
             want |= EPOLLIN;
         }
-        if (!c.out.empty()) {
+        if (!c.out.empty() || c.tlsWantWrite) {
             want |= EPOLLOUT;
+        }
+        if ((want & EPOLLIN) != 0 && c.ssl != nullptr && c.tlsReady && SSL_pending(c.ssl) > 0 &&
+            (c.events & EPOLLIN) == 0) {
+            tlsPending_.push_back(c.id);  // readable again with bytes OpenSSL already holds
         }
         if (want != c.events) {
             c.events = want;
@@ -688,6 +729,10 @@ class Loop {
             return;
         }
         ::epoll_ctl(s_.epollFd, EPOLL_CTL_DEL, c.fd, nullptr);
+        if (c.ssl != nullptr) {
+            SSL_free(c.ssl);
+            c.ssl = nullptr;
+        }
         ::close(c.fd);
         s_.buffered.fetch_sub(static_cast<int64_t>(c.heldIn));
         c.heldIn = 0;
@@ -758,8 +803,93 @@ class Loop {
         }
     }
 
+    // ---- the transport: plain TCP or TLS ---------------------------------------------------
+
+    // Completes the TLS handshake; false while it is not done (or when it failed: closed).
+    bool handshake(Conn& c) {
+        if (c.ssl == nullptr || c.tlsReady) {
+            return true;
+        }
+        ERR_clear_error();
+        int r = SSL_do_handshake(c.ssl);
+        if (r == 1) {
+            c.tlsReady = true;
+            c.tlsWantWrite = false;
+            return true;
+        }
+        int e = SSL_get_error(c.ssl, r);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            c.tlsWantWrite = e == SSL_ERROR_WANT_WRITE;
+            interest(c);
+            return false;
+        }
+        HttpServer::Impl::add(s_.tlsFailures);
+        ERR_clear_error();
+        close(c);
+        return false;
+    }
+
+    // Bytes read (>0), 0 at the end of the stream, -1 when nothing is there now, -2 on error.
+    ssize_t readSome(Conn& c, char* buf, size_t n) {
+        if (c.ssl == nullptr) {
+            ssize_t r = ::recv(c.fd, buf, n, 0);
+            if (r < 0) {
+                return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
+            }
+            return r;
+        }
+        ERR_clear_error();
+        int r = SSL_read(c.ssl, buf, static_cast<int>(std::min<size_t>(n, INT32_MAX)));
+        if (r > 0) {
+            return r;
+        }
+        int e = SSL_get_error(c.ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            return -1;
+        }
+        if (e == SSL_ERROR_WANT_WRITE) {
+            c.tlsWantWrite = true;
+            return -1;
+        }
+        ERR_clear_error();
+        return e == SSL_ERROR_ZERO_RETURN || e == SSL_ERROR_SYSCALL ? 0 : -2;
+    }
+
+    // Bytes written (>0), -1 when the socket is full, -2 on error.
+    ssize_t writeSome(Conn& c, const char* p, size_t n) {
+        if (c.ssl == nullptr) {
+            ssize_t r = ::send(c.fd, p, n, MSG_NOSIGNAL);
+            if (r < 0) {
+                return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
+            }
+            return r;
+        }
+        ERR_clear_error();
+        int r = SSL_write(c.ssl, p, static_cast<int>(std::min<size_t>(n, 1 << 20)));
+        if (r > 0) {
+            return r;
+        }
+        int e = SSL_get_error(c.ssl, r);
+        ERR_clear_error();
+        return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? -1 : -2;
+    }
+
+    // Our side is done sending: a TLS close_notify first, then the TCP half-close.
+    void shutWrite(Conn& c) {
+        if (c.ssl != nullptr && c.tlsReady) {
+            ERR_clear_error();
+            (void)SSL_shutdown(c.ssl);
+            ERR_clear_error();
+        }
+        ::shutdown(c.fd, SHUT_WR);
+    }
+
     void onReadable(Conn& c) {
         char buf[65536];
+        c.tlsWantWrite = false;
+        if (!handshake(c)) {
+            return;
+        }
         while (c.fd >= 0) {
             if (c.st == Conn::St::Busy) {
                 return;
@@ -768,20 +898,13 @@ class Loop {
             if (room == 0) {
                 break;
             }
-            ssize_t n = ::recv(c.fd, buf, std::min(room, sizeof buf), 0);
-            if (n == 0) {
+            ssize_t n = readSome(c, buf, std::min(room, sizeof buf));
+            if (n == 0 || n == -2) {
                 close(c);  // the peer is gone (a websocket's on_close follows)
                 return;
             }
             if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    break;
-                }
-                if (errno == EINTR) {
-                    continue;
-                }
-                close(c);
-                return;
+                break;
             }
             if (c.st == Conn::St::Closing) {
                 continue;  // lingering: what the client still sends is discarded
@@ -795,11 +918,15 @@ class Loop {
             }
             c.in.append(buf, static_cast<size_t>(n));
             c.sawBytes = true;
-            if (static_cast<size_t>(n) < sizeof buf) {
-                break;
+            if (c.ssl == nullptr && static_cast<size_t>(n) < sizeof buf) {
+                break;  // the kernel had no more (TLS reads a record at a time: read on)
             }
         }
         advance(c);
+        // Decrypted bytes OpenSSL holds do not make the socket readable: come back for them.
+        if (c.fd >= 0 && c.ssl != nullptr && SSL_pending(c.ssl) > 0) {
+            tlsPending_.push_back(c.id);
+        }
     }
 
     void refuseMemory(Conn& c) {
@@ -1106,15 +1233,17 @@ class Loop {
     }
 
     void flush(Conn& c) {
+        if (c.ssl != nullptr && !c.tlsReady) {
+            if (!handshake(c)) {
+                return;
+            }
+        }
         while (c.fd >= 0 && !c.out.empty()) {
-            ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+            ssize_t n = writeSome(c, c.out.data(), c.out.size());
+            if (n == -1) {
+                break;
+            }
             if (n < 0) {
-                if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                    break;
-                }
-                if (errno == EINTR) {
-                    continue;
-                }
                 close(c);
                 return;
             }
@@ -1127,7 +1256,7 @@ class Loop {
         if (c.out.empty() && c.st == Conn::St::Closing && !c.shut) {
             // Lingering close: no more output, the client's remaining bytes are read and
             // dropped for a moment so that it sees the answer rather than a reset.
-            ::shutdown(c.fd, SHUT_WR);
+            shutWrite(c);
             c.shut = true;
             c.deadline = Clock::now() + std::chrono::milliseconds(1000);
         }
@@ -1506,17 +1635,68 @@ class Loop {
 
     HttpServer::Impl& s_;
     int spareFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    std::vector<uint64_t> tlsPending_;  // connections with decrypted bytes left in OpenSSL
     bool stopped_ = false;
     Clock::time_point stopDeadline_;
 };
 
 }  // namespace
 
+namespace {
+
+std::string opensslError() {
+    unsigned long e = ERR_get_error();
+    char buf[256] = {0};
+    if (e != 0) {
+        ERR_error_string_n(e, buf, sizeof buf);
+    }
+    ERR_clear_error();
+    return e != 0 ? buf : "unknown error";
+}
+
+SSL_CTX* makeTlsContext(const std::string& cert, const std::string& key) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == nullptr) {
+        throw std::runtime_error("tls: cannot make a TLS context: " + opensslError());
+    }
+    auto fail = [&](const std::string& what) {
+        std::string why = what + ": " + opensslError();
+        SSL_CTX_free(ctx);
+        throw std::runtime_error(why);
+    };
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+        fail("tls.cert_file " + cert + ": not a usable PEM certificate chain");
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+        fail("tls.key_file " + key + ": not a usable PEM private key");
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        fail("tls.key_file " + key + " does not belong to the certificate of " + cert);
+    }
+    return ctx;
+}
+
+}  // namespace
+
 HttpServer::HttpServer(HttpOptions options, Metrics& metrics)
     : auth_(options.auth ? options.auth : std::make_shared<const Authenticator>(AuthConfig{})),
-      impl_(std::make_unique<Impl>(std::move(options), metrics, *auth_)) {}
+      impl_(std::make_unique<Impl>(std::move(options), metrics, *auth_)) {
+    if (!impl_->options.tlsCertFile.empty()) {
+        impl_->tls = makeTlsContext(impl_->options.tlsCertFile, impl_->options.tlsKeyFile);
+    }
+}
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+    stop();
+    if (impl_->tls != nullptr) {
+        SSL_CTX_free(impl_->tls);
+    }
+}
 
 bool HttpServer::addRoute(const std::string& path, RouteSpec spec) {
     std::unique_lock<std::shared_mutex> lock(impl_->routesMutex);

@@ -72,6 +72,9 @@ struct HttpOptions {
     size_t wsMaxMessageBytes = 16 << 20;  // incoming messages larger than this close the conn
     std::chrono::milliseconds wsWriteTimeout{5000};
     std::shared_ptr<const Authenticator> auth;  // null: protected mode, default roles
+    // TLS: with both, the server speaks HTTPS and WSS only (TLS 1.2 or newer).
+    std::string tlsCertFile;  // PEM: the certificate, then its chain
+    std::string tlsKeyFile;   // PEM: its private key
 };
 
 class HttpServer {
@@ -89,6 +92,7 @@ class HttpServer {
                       const std::atomic<bool>* ready = nullptr);
     const Authenticator& auth() const { return *auth_; }
 
+    /// Throws std::runtime_error with a one-line reason when the TLS files are unusable.
     /// Binds and starts serving; throws std::runtime_error with a one-line reason.
     void start();
     /// Closes websockets (their on_close runs), stops accepting, waits for handlers (bounded).

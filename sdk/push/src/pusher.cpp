@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <Poco/Buffer.h>
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/NetException.h>
+#include <Poco/Net/RejectCertificateHandler.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureStreamSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Net/WebSocket.h>
@@ -11,19 +16,68 @@
 
 #include <algorithm>
 #include <charconv>
+#include <map>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
+#include <mutex>
 #include <stdexcept>
 
 namespace mp::ws {
 
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+// One client context per CA file, made once: TLS 1.2 or newer, the server's certificate and
+// name checked (a failure is an exception, never a question to a user).
+Poco::Net::Context::Ptr clientContext(const std::string& caFile) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        Poco::Net::initializeSSL();
+        Poco::Net::SSLManager::instance().initializeClient(
+            nullptr, new Poco::Net::RejectCertificateHandler(false),
+            new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", "",
+                                   Poco::Net::Context::VERIFY_RELAXED, 9, true));
+    });
+    static std::mutex mutex;
+    static std::map<std::string, Poco::Net::Context::Ptr> contexts;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = contexts.find(caFile);
+    if (it != contexts.end()) {
+        return it->second;
+    }
+    Poco::Net::Context::Params p;
+    p.caLocation = caFile;
+    p.verificationMode = Poco::Net::Context::VERIFY_RELAXED;
+    p.loadDefaultCAs = caFile.empty();
+    p.cipherList = "HIGH:!aNULL:!eNULL:!MD5:!RC4";
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, p);
+    ctx->disableProtocols(Poco::Net::Context::PROTO_SSLV2 | Poco::Net::Context::PROTO_SSLV3 |
+                          Poco::Net::Context::PROTO_TLSV1 | Poco::Net::Context::PROTO_TLSV1_1);
+    contexts[caFile] = ctx;
+    return ctx;
+}
+
+}  // namespace
+
 std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
     const std::string& sourceIp, const std::string& host, uint16_t port,
-    std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout) {
+    std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout,
+    const TlsClient& tls) {
     std::unique_ptr<Poco::Net::HTTPClientSession> session;
-    if (sourceIp.empty()) {
+    if (tls.enabled) {
+        Poco::Net::SecureStreamSocket sock(clientContext(tls.caFile));
+        sock.setPeerHostName(host);
+        if (!sourceIp.empty()) {
+            sock.impl()->bind(Poco::Net::SocketAddress(sourceIp, 0));
+        }
+        sock.connect(Poco::Net::SocketAddress(host, port),
+                     Poco::Timespan(connectTimeout.count() * 1000));
+        auto https = std::make_unique<Poco::Net::HTTPSClientSession>(sock);
+        https->setHost(host);
+        https->setPort(port);
+        session = std::move(https);
+    } else if (sourceIp.empty()) {
         session = std::make_unique<Poco::Net::HTTPClientSession>(host, port);
     } else {
         Poco::Net::StreamSocket sock(Poco::Net::SocketAddress::IPv4);
@@ -38,8 +92,12 @@ std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
 
 Pusher::Server Pusher::parseServer(const std::string& text) {
     std::string s = text;
+    bool tls = false;
     if (s.rfind("ws://", 0) == 0) {
         s = s.substr(5);
+    } else if (s.rfind("wss://", 0) == 0) {
+        s = s.substr(6);
+        tls = true;
     }
     if (!s.empty() && s.back() == '/') {
         s.pop_back();
@@ -47,7 +105,10 @@ Pusher::Server Pusher::parseServer(const std::string& text) {
     size_t colon = s.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == s.size() ||
         s.find('/') != std::string::npos) {
-        throw std::invalid_argument("pusher server must be host:port or ws://host:port: " + text);
+        throw std::invalid_argument(
+            "pusher server must be host:port, ws://host:port or "
+            "wss://host:port: " +
+            text);
     }
     Server out;
     out.host = s.substr(0, colon);
@@ -62,6 +123,7 @@ Pusher::Server Pusher::parseServer(const std::string& text) {
         throw std::invalid_argument("pusher server has a bad port: " + text);
     }
     out.port = static_cast<uint16_t>(port);
+    out.tls = tls;
     return out;
 }
 
@@ -171,9 +233,9 @@ bool Pusher::connect() {
         size_t i = (current + n) % servers.size();
         const Server& s = servers[i];
         try {
-            std::unique_ptr<Poco::Net::HTTPClientSession> session =
-                openHttpSession(options_.sourceIp, s.host, s.port, options_.connectTimeout,
-                                options_.connectTimeout);
+            std::unique_ptr<Poco::Net::HTTPClientSession> session = openHttpSession(
+                options_.sourceIp, s.host, s.port, options_.connectTimeout, options_.connectTimeout,
+                TlsClient{options_.tls.enabled || s.tls, options_.tls.caFile});
             Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, options_.path,
                                        Poco::Net::HTTPMessage::HTTP_1_1);
             req.setHost(s.host, s.port);  // a session made from a socket knows no host

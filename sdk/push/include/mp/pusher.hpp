@@ -31,13 +31,22 @@ struct Encoded {
     std::string data;
 };
 
-/// An HTTP session to host:port, its connection from `sourceIp` ("" : the kernel's choice),
-/// bounded by `connectTimeout` (when a source is given) and `ioTimeout`. Throws Poco's exceptions
-/// (ConnectionRefusedException when nothing listens there). Shared by the pusher and
+/// TLS for a connection this node makes: off, or on with the server's certificate checked
+/// against `caFile` (PEM; "": the system's CAs) and against the name or address it was dialled by.
+struct TlsClient {
+    bool enabled = false;
+    std::string caFile;
+};
+
+/// An HTTP(S) session to host:port, its connection from `sourceIp` ("" : the kernel's choice),
+/// bounded by `connectTimeout` and `ioTimeout`. Throws Poco's exceptions
+/// (ConnectionRefusedException when nothing listens there, SSLException when the server's
+/// certificate does not verify). Shared by the pusher, cluster-static's master and
 /// cluster-gossip's questions to masters.
 std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
     const std::string& sourceIp, const std::string& host, uint16_t port,
-    std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout);
+    std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout,
+    const TlsClient& tls = {});
 
 enum class AckMode {
     Pong,     // a pong to a ping sent after a report acknowledges it (any RFC 6455 receiver)
@@ -45,7 +54,8 @@ enum class AckMode {
 };
 
 struct PusherOptions {
-    std::vector<std::string> servers;  // host:port (a ws:// prefix is accepted)
+    std::vector<std::string> servers;  // host:port, ws://host:port, or wss://host:port (TLS)
+    TlsClient tls;  // enabled: every server over TLS; caFile: what verifies the servers
     std::string path = "/";
     std::string sourceIp;  // bind outgoing connections to this address ("" : the kernel's choice)
     /// Authorization header value sent with the upgrade ("Bearer ..."; "" : none). A secret:
@@ -102,6 +112,7 @@ class Pusher {
     struct Server {
         std::string host;
         uint16_t port = 0;
+        bool tls = false;  // wss://
     };
     static Server parseServer(const std::string& s);
 
