@@ -473,7 +473,10 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
             }
             std::string toIp = ip;
             uint16_t toPort = port;
-            if (!ping.sourceAddr.empty() && ping.sourcePort != 0) {
+            // The ack goes where the ping says, unless that is nobody's address (0.0.0.0 would
+            // be this host, a multicast address everyone's): then to where it came from.
+            if (!ping.sourceAddr.empty() && ping.sourcePort != 0 &&
+                unusableAddress(ping.sourceAddr).empty()) {
                 toIp = ipString(ping.sourceAddr);
                 toPort = ping.sourcePort;
             }
@@ -482,7 +485,7 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
         }
         case MsgType::IndirectPing: {
             IndirectPing ind;
-            if (!decode(body, len, ind) || ind.target.size() != 4) {
+            if (!decode(body, len, ind) || !unusableAddress(ind.target).empty()) {
                 ++stats_.badPackets;
                 return;
             }
@@ -494,7 +497,8 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
             r.origSeq = ind.seqNo;
             r.ip = ip;
             r.port = port;
-            if (!ind.sourceAddr.empty() && ind.sourcePort != 0) {
+            if (!ind.sourceAddr.empty() && ind.sourcePort != 0 &&
+                unusableAddress(ind.sourceAddr).empty()) {
                 r.ip = ipString(ind.sourceAddr);
                 r.port = ind.sourcePort;
             }

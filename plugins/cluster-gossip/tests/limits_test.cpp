@@ -243,3 +243,40 @@ TEST_CASE("member: a graceful leave is bounded in the WAN profile") {
         std::chrono::seconds(3)));
     a.stop(false);
 }
+
+TEST_CASE("member: indirect pings and acks are not sent to nobody's address") {
+    Membership m(options("relay"), [](int, const std::string&) {});
+    m.start();
+    Sender s;
+    IndirectPing toNobody;
+    toNobody.seqNo = 7;
+    toNobody.target = ip4(0, 0, 0, 0);  // would be this very host
+    toNobody.port = 7946;
+    toNobody.node = "x";
+    s.send(m.port(), encode(toNobody));
+    toNobody.target = ip4(224, 0, 0, 251);  // everyone on the segment
+    s.send(m.port(), encode(toNobody));
+    REQUIRE(waitFor([&] { return m.stats().badPackets == 2; }, std::chrono::seconds(2)));
+    CHECK(m.stats().udpOut == 0);
+    // A ping whose SourceAddr is nobody's is answered where it came from.
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    sa.sin_port = htons(m.port());
+    Bytes ping = encode(Ping{42, "relay", ip4(0, 0, 0, 0), 9, "p"});
+    REQUIRE(::sendto(fd, ping.data(), ping.size(), 0, reinterpret_cast<sockaddr*>(&sa),
+                     sizeof sa) == static_cast<ssize_t>(ping.size()));
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t buf[1500];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    REQUIRE(n > 1);
+    CHECK(buf[0] == static_cast<uint8_t>(MsgType::Ack));
+    Ack ack;
+    REQUIRE(decode(buf + 1, static_cast<size_t>(n) - 1, ack));
+    CHECK(ack.seqNo == 42);
+    ::close(fd);
+    m.stop(false);
+}
