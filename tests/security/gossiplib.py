@@ -60,7 +60,7 @@ def free_udp_tcp_port(host):
 class Node:
     """One mysqlprobe process with cluster-gossip: HTTP on a free port, gossip on HOST:GPORT."""
 
-    def __init__(self, binary, name, host, extra="", folder=None, seeds_file=True):
+    def __init__(self, binary, name, host, extra="", folder=None, seeds_file=True, top=""):
         self.binary, self.name, self.host = binary, name, host
         self.dir = folder or tempfile.mkdtemp(prefix="mp-gsec-")
         self.port = free_port(host)
@@ -70,7 +70,7 @@ class Node:
         seeds = f"      seeds_file: {self.dir}/{name}.seeds\n" if seeds_file else ""
         with open(self.cfg, "w") as f:
             f.write(f"serverport: {self.port}\nserveraddress: {host}\nnodename: {name}\n"
-                    f"interval: 1\ncluster:\n  gossip: true\n  port: {self.gport}\n"
+                    f"interval: 1\n{top}cluster:\n  gossip: true\n  port: {self.gport}\n"
                     f"plugins:\n  cluster:\n    plugin: cluster-gossip\n    config:\n"
                     f"      name: {name}\n{seeds}" + extra)
         self.proc = None
