@@ -13,7 +13,7 @@ import stat
 import sys
 import tempfile
 
-from gossiplib import NODES, Node, check, cleanup, finish, wait_for
+from gossiplib import NODES, WORKDIRS, Node, check, cleanup, finish, wait_for
 
 BINARY = sys.argv[1]
 
@@ -28,6 +28,7 @@ def seeds_of(path):
 
 def main():
     folder = tempfile.mkdtemp(prefix="mp-gseeds-")
+    WORKDIRS.append(folder)
     victim = os.path.join(folder, "victim.txt")
     victim_tmp = os.path.join(folder, "victim-tmp.txt")
     for v in (victim, victim_tmp):

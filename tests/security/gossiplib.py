@@ -2,6 +2,7 @@
 """Shared by the gossip_*.py security tests: mysqlprobe nodes with cluster-gossip started from a
 YAML file on 127.0.0.0/8, and memberlist messages built by hand (stdlib only: msgpack as Go
 writes it, Go's LZW, compound) to play a hostile peer. docs/gossip-wire.md has the format."""
+import atexit
 import json
 import os
 import shutil
@@ -20,6 +21,19 @@ from harness import skip, wait_for  # noqa: E402,F401
 
 failures = []
 NODES = []
+WORKDIRS = []
+
+
+@atexit.register
+def _cleanup():
+    """Whatever happened (a failure, a broken pipe), no process and no folder is left behind."""
+    for n in NODES:
+        try:
+            n.kill()
+        except Exception:
+            pass
+    for d in WORKDIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def check(cond, what):
@@ -62,7 +76,10 @@ class Node:
 
     def __init__(self, binary, name, host, extra="", folder=None, seeds_file=True, top=""):
         self.binary, self.name, self.host = binary, name, host
-        self.dir = folder or tempfile.mkdtemp(prefix="mp-gsec-")
+        self.dir = folder
+        if folder is None:
+            self.dir = tempfile.mkdtemp(prefix="mp-gsec-")
+            WORKDIRS.append(self.dir)
         self.port = free_port(host)
         self.gport = free_udp_tcp_port(host)
         self.gossip = f"{host}:{self.gport}"
@@ -136,7 +153,7 @@ class Node:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if self.proc:
+        if self.proc and not self.err.closed:
             self.err.close()
 
 
