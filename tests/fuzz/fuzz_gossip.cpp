@@ -107,6 +107,11 @@ void stream(const uint8_t* p, size_t n, const Keyring* keys) {
         check(m.pushPull.nodes.size() <= 4096);
         for (const PushNodeState& s : m.pushPull.nodes) {
             check(s.vsn.size() == 6 && (s.addr.size() == 4 || s.addr.size() == 16));
+            // The members' bounds: what they accept is within memberlist's sizes.
+            check(!withinLimits(s) ||
+                  (s.name.size() <= kNameMaxSize && s.meta.size() <= kMetaMaxSize));
+            check(unusableAddress(s.addr).empty() ==
+                  (s.addr.size() == 4 && s.addr[0] != 0 && s.addr[0] < 224));
         }
         // What was parsed is a message that parses back the same.
         const Bytes again = encode(m.pushPull);

@@ -40,6 +40,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mp/files.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
@@ -62,7 +63,9 @@ const mp_property kProps[] = {
     {"name", MP_PROP_STRING, 0, "", "member name, unique in the cluster (default: BIND:PORT)", 0, 0, nullptr},
     {"profile", MP_PROP_STRING, 0, "lan", "memberlist timings: lan, wan or local", 0, 0, nullptr},
     {"keys", MP_PROP_STRING_LIST, MP_PROP_SECRET, "", "base64 AES keys (16/24/32 bytes), first one primary", 0, 0, nullptr},
-    {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds.txt next to the config file)", 0, 0, nullptr},
+    {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds-NAME.txt next to the config file, NAME the member name made file-safe)", 0, 0, nullptr},
+    {"max_members", MP_PROP_INT, 0, "1024", "members known at once, dead and left ones included; new ones beyond are refused and counted", 1, 4096, nullptr},
+    {"insecure", MP_PROP_BOOL, 0, "false", "allow gossip without keys on a host that has auth tokens: then any host that reaches the gossip port can join, claim the master role and receive the slaves' reports", 0, 0, nullptr},
     {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often failed members are redialled, and a node alone rejoins through its seeds", 1, 86400, nullptr},
     {"buffer_reports", MP_PROP_INT, 0, "600", "a slave's reports kept until a master acknowledges them", 1, 100000, nullptr},
     {"max_templates", MP_PROP_INT, 0, "10000", "templates in a merged report; further ones are counted as evicted", 1, 10000000, nullptr},
@@ -161,13 +164,22 @@ class GossipCluster : public mp::Plugin {
                 throw mp::Error("cluster keys: each key is base64 of 16, 24 or 32 bytes");
             }
         }
+        opt_.maxMembers = static_cast<size_t>(cfg.i64("max_members"));
+        // Without keys nothing a peer sends is authenticated (see the README's threat model).
+        // A host that asks callers for tokens must not have a gossip port that takes anyone.
+        if (opt_.keys.empty() && host.get("auth.mode").value_or("protected") == "tokens" &&
+            !cfg.boolean("insecure")) {
+            throw mp::Error(
+                "cluster-gossip without keys on a host with auth tokens: any host that reaches "
+                "the gossip port could join, become master and receive the slaves' reports. Set "
+                "keys (serf keygen), or insecure: true to accept that");
+        }
         seedsFile_ = cfg.str("seeds_file");
-        if (seedsFile_.empty()) {
+        configDir_ = [&] {
             std::string conf = host.get("config.file").value_or("");
             size_t slash = conf.rfind('/');
-            seedsFile_ = (slash == std::string::npos ? std::string(".") : conf.substr(0, slash)) +
-                         "/gossip-seeds.txt";
-        }
+            return slash == std::string::npos ? std::string(".") : conf.substr(0, slash);
+        }();
         if (!slave_) {
             mp::gossip::InboxOptions io;
             io.bindIp = opt_.bindIp;
@@ -186,8 +198,9 @@ class GossipCluster : public mp::Plugin {
                     const char why[] = "inbox full: send again later";
                     this->host().api()->ws_close(c, 1013, mp_str{why, sizeof why - 1});
                 },
-                [this](int level, const std::string& msg) {
-                    level == 0 ? this->host().info(msg) : this->host().warn(msg);
+                [this](int level, const std::string& msg) {  // with node names from peers
+                    level == 0 ? this->host().info(mp::printable(msg, 1024))
+                               : this->host().warn(mp::printable(msg, 1024));
                 },
                 [this](const std::string& http) {
                     if (!ml_) {
@@ -251,6 +264,10 @@ class GossipCluster : public mp::Plugin {
         if (opt_.name.empty()) {
             opt_.name = opt_.bindIp + ":" + std::to_string(opt_.port);
         }
+        if (seedsFile_.empty()) {
+            // One file per node, so that two nodes configured in one folder never share one.
+            seedsFile_ = configDir_ + "/gossip-seeds-" + fileSafe(opt_.name) + ".txt";
+        }
         if (slave_) {
             mp::ws::PusherOptions po;
             po.path = "/cluster/push";
@@ -279,14 +296,15 @@ class GossipCluster : public mp::Plugin {
                 });
             pusher_->start();
         }
-        ml_ = std::make_unique<mp::gossip::Membership>(opt_,
-                                                       [this](int level, const std::string& msg) {
-                                                           if (level == 0) {
-                                                               host().info(msg);
-                                                           } else {
-                                                               host().warn(msg);
-                                                           }
-                                                       });
+        // Its lines carry member names and addresses as peers sent them: made log-safe.
+        ml_ = std::make_unique<mp::gossip::Membership>(
+            opt_, [this](int level, const std::string& msg) {
+                if (level == 0) {
+                    host().info(mp::printable(msg, 1024));
+                } else {
+                    host().warn(mp::printable(msg, 1024));
+                }
+            });
         ml_->onChange([this] { membershipChanged(); });
         try {
             ml_->start();
@@ -296,6 +314,12 @@ class GossipCluster : public mp::Plugin {
         host().info("gossip member " + ml_->name() + " on " + opt_.bindIp + ":" +
                     std::to_string(ml_->port()) + (slave_ ? " (slave)" : " (master-eligible)") +
                     (opt_.keys.empty() ? "" : ", encrypted"));
+        if (opt_.keys.empty()) {
+            host().warn("SECURITY: gossip on " + opt_.bindIp + ":" + std::to_string(ml_->port()) +
+                        " runs WITHOUT encryption keys: anyone who can send packets to it can "
+                        "join the cluster, make itself master and receive the slaves' reports. "
+                        "Set keys (serf keygen) on every member");
+        }
         membershipChanged();  // the master known so far (none yet, alone)
         if (inbox_) {
             inbox_->setSelf(opt_.tags["mp_http"]);
@@ -308,6 +332,9 @@ class GossipCluster : public mp::Plugin {
     void stop() override {
         if (!running_.exchange(false)) {
             return;
+        }
+        if (ml_) {
+            ml_->cancelDials();  // a join in progress (seeds, a failed member) ends at once
         }
         if (seeder_.joinable()) {
             seeder_.join();
@@ -447,6 +474,14 @@ class GossipCluster : public mp::Plugin {
             host().replyJson(resp, 400, errorJson("addr must be IPv4:PORT (the gossip port)"));
             return;
         }
+        if (std::string why = mp::gossip::unusableAddress(ip); !why.empty()) {
+            host().replyJson(resp, 400, errorJson(ip + " is " + why + ": nobody to join"));
+            return;
+        }
+        if ((ip == opt_.bindIp || opt_.bindIp == "0.0.0.0") && port == ml_->port()) {
+            host().replyJson(resp, 409, errorJson(addr + " is this node's own gossip address"));
+            return;
+        }
         std::string error;
         if (!ml_->join(ip, port, error)) {
             host().replyJson(resp, 502, errorJson("join through " + addr + " failed: " + error));
@@ -473,6 +508,8 @@ class GossipCluster : public mp::Plugin {
             host().replyJson(resp, 409, errorJson("this node runs without encryption (keys)"));
             return;
         }
+        // One rotation step at a time: each reads the keyring, changes it and sets it.
+        std::lock_guard<std::mutex> rotation(keysMu_);
         mp::gossip::Keyring ring = ml_->keys();
         const char* ops[] = {"install", "use", "remove"};
         std::string op;
@@ -550,6 +587,8 @@ class GossipCluster : public mp::Plugin {
           << ",\"tcp_in\":" << st.tcpIn << ",\"tcp_out\":" << st.tcpOut
           << ",\"bad_packets\":" << st.badPackets << ",\"decrypt_failures\":" << st.decryptFailures
           << ",\"refused_group\":" << st.refusedGroup << ",\"refused_full\":" << st.refusedFull
+          << ",\"refused_oversize\":" << st.refusedOversize
+          << ",\"refused_address\":" << st.refusedAddress << ",\"tcp_refused\":" << st.tcpRefused
           << ",\"probes\":" << st.probes << ",\"probe_failures\":" << st.probeFailures
           << ",\"tcp_fallback_ok\":" << st.tcpFallbackOk << ",\"suspicions\":" << st.suspicions
           << ",\"refutations\":" << st.refutations << ",\"deaths\":" << st.deaths
@@ -604,13 +643,14 @@ class GossipCluster : public mp::Plugin {
             try {
                 pusher_->setServers(servers);
             } catch (const std::exception& e) {
-                host().warn(std::string("master's mp_http tag: ") + e.what());
+                host().warn("master's mp_http tag: " + mp::printable(e.what()));
             }
         }
         std::lock_guard<std::mutex> lock(mu_);
         if (master != lastMaster_) {
-            host().info("master: " + (master.empty() ? std::string("none") : master) +
-                        (master == ml_->name() ? " (this node)" : ""));
+            host().info(
+                "master: " + (master.empty() ? std::string("none") : mp::printable(master)) +
+                (master == ml_->name() ? " (this node)" : ""));
             lastMaster_ = master;
         }
         dirtySeeds_ = true;
@@ -627,20 +667,27 @@ class GossipCluster : public mp::Plugin {
         if (seeds.empty()) {
             return;  // alone: keep the old seeds, they are how this node gets back
         }
-        std::string tmp = seedsFile_ + ".tmp";
-        {
-            std::ofstream f(tmp, std::ios::trunc);
-            if (!f) {
-                host().warn("cannot write " + tmp);
-                return;
-            }
-            for (const auto& s : seeds) {
-                f << "seed " << s << "\n";
-            }
+        std::string text;
+        for (const auto& s : seeds) {
+            text += "seed " + s + "\n";
         }
-        if (std::rename(tmp.c_str(), seedsFile_.c_str()) != 0) {
-            host().warn("cannot rename " + tmp + " to " + seedsFile_);
+        // The HTTP join and the seed thread both save: one at a time, the newest view last.
+        std::lock_guard<std::mutex> lock(seedsMu_);
+        if (std::string why = mp::writeFileAtomic(seedsFile_, text); !why.empty()) {
+            host().warn("seeds file: " + why);
         }
+    }
+
+    // A member name as part of a file name: letters, digits, '.', '-' and '_' kept, anything
+    // else '_', at most 128 bytes ("127.0.0.1:7946" -> "127.0.0.1_7946").
+    static std::string fileSafe(const std::string& name) {
+        std::string out;
+        for (char c : name.substr(0, 128)) {
+            bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+            out += keep ? c : '_';
+        }
+        return out.empty() || out.find_first_not_of('.') == std::string::npos ? "_" + out : out;
     }
 
     std::vector<std::string> loadSeeds() {
@@ -698,7 +745,7 @@ class GossipCluster : public mp::Plugin {
                 uint16_t port = 0;
                 std::string error;
                 if (parseHostPort(it->second.first, ip, port) && ml_->join(ip, port, error)) {
-                    host().info("reconnected to failed member " + it->first);
+                    host().info("reconnected to failed member " + mp::printable(it->first));
                 }
             }
             if (alive > 1) {
@@ -725,6 +772,9 @@ class GossipCluster : public mp::Plugin {
     std::chrono::seconds reconnect_;
     mp::gossip::Options opt_;
     std::string seedsFile_;
+    std::string configDir_;
+    std::mutex seedsMu_;  // around writes of the seeds file
+    std::mutex keysMu_;   // one /cluster/keys rotation step at a time
     std::unique_ptr<mp::gossip::Membership> ml_;
     std::map<std::string, Handler> routes_;
     std::atomic<bool> running_{false};

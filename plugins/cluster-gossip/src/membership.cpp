@@ -25,7 +25,11 @@ constexpr size_t kMaxDecompressed = 1 << 20;  // largest UDP message after LZW
 constexpr int kMaxDepth = 4;                  // nesting of compound/compress/crc
 constexpr size_t kMaxRelays = 1024;           // indirect pings run for others at once
 constexpr int kMaxTcpJobs = 16;               // outgoing TCP exchanges at once
-constexpr size_t kMaxMembers = 16384;         // members known at once (further ones refused)
+constexpr size_t kMaxTcpServed = 32;          // incoming TCP connections served at once
+constexpr size_t kMaxTcpPerSource = 8;        // of them from one address
+constexpr size_t kMaxTcpBuffered = 16 << 20;  // bytes all served connections may hold at once
+constexpr Ms kSlice{100};                     // how often blocking waits look at cancellation
+constexpr Ms kLeaveWait{750};                 // each of a leave's two messages, at most
 
 bool ipBytes(const std::string& ip, Bytes& out) {
     in_addr a{};
@@ -60,60 +64,90 @@ sockaddr_in sockAddr(const std::string& ip, uint16_t port) {
 
 uint8_t pmax(const Bytes& vsn) { return vsn.size() == 6 ? vsn[1] : 0; }
 
-bool sendAll(int fd, const Bytes& b) {
+// Sends all of `b` on a non-blocking socket before `deadline`, unless `cancelled` turns true.
+bool sendAll(int fd, const Bytes& b, Clock::time_point deadline,
+             const std::atomic<bool>& cancelled) {
     size_t off = 0;
     while (off < b.size()) {
         ssize_t w = ::send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-        if (w <= 0) {
-            if (w < 0 && errno == EINTR) {
-                continue;
-            }
+        if (w > 0) {
+            off += static_cast<size_t>(w);
+            continue;
+        }
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
             return false;
         }
-        off += static_cast<size_t>(w);
+        auto left = std::chrono::duration_cast<Ms>(deadline - Clock::now());
+        if (left.count() <= 0 || cancelled.load()) {
+            return false;
+        }
+        pollfd pfd{fd, POLLOUT, 0};
+        ::poll(&pfd, 1, static_cast<int>(std::min(left, kSlice).count()));
     }
     return true;
 }
 
-// Reads one stream message (incremental parse after each read) until `deadline`.
-Parse readMessage(int fd, const Keyring* keys, Clock::time_point deadline, StreamMsg& out,
+// Reads one stream message of at most `maxBytes` (incremental parse after each read) from a
+// non-blocking socket until `deadline`, unless `cancelled` turns true. With `budget`, the bytes
+// held are counted there and the read fails when the total would pass kMaxTcpBuffered.
+Parse readMessage(int fd, const Keyring* keys, Clock::time_point deadline, size_t maxBytes,
+                  const std::atomic<bool>& cancelled, std::atomic<size_t>* budget, StreamMsg& out,
                   std::string& error) {
     Bytes buf;
+    size_t charged = 0;
+    auto result = [&](Parse r) {
+        if (budget != nullptr) {
+            budget->fetch_sub(charged);
+        }
+        return r;
+    };
     uint8_t chunk[16384];
     while (true) {
         if (!buf.empty()) {
-            Parse r = parseStream(buf.data(), buf.size(), keys, kMaxStream, out, error);
+            Parse r = parseStream(buf.data(), buf.size(), keys, maxBytes, out, error);
             if (r != Parse::NeedMore) {
-                return r;
+                return result(r);
             }
         }
-        auto left = std::chrono::duration_cast<Ms>(deadline - Clock::now()).count();
-        if (left <= 0) {
+        auto left = std::chrono::duration_cast<Ms>(deadline - Clock::now());
+        if (left.count() <= 0) {
             error = "timed out";
-            return Parse::Bad;
+            return result(Parse::Bad);
+        }
+        if (cancelled.load()) {
+            error = "cancelled";
+            return result(Parse::Bad);
         }
         pollfd pfd{fd, POLLIN, 0};
-        int pr = ::poll(&pfd, 1, static_cast<int>(left));
-        if (pr < 0 && errno == EINTR) {
-            continue;
-        }
+        int pr = ::poll(&pfd, 1, static_cast<int>(std::min(left, kSlice).count()));
         if (pr <= 0) {
-            error = "timed out";
-            return Parse::Bad;
+            continue;  // EINTR, or a slice without data: the deadline and cancellation decide
         }
         ssize_t r = ::recv(fd, chunk, sizeof chunk, 0);
-        if (r < 0 && errno == EINTR) {
+        if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
             continue;
         }
         if (r <= 0) {
             error = buf.empty() ? "connection closed" : "connection closed mid-message";
-            return Parse::Bad;
+            return result(Parse::Bad);
+        }
+        if (buf.size() + static_cast<size_t>(r) > maxBytes + 5) {
+            error = "message too large";
+            return result(Parse::Bad);
+        }
+        if (budget != nullptr) {
+            auto n = static_cast<size_t>(r);
+            if (budget->fetch_add(n) + n > kMaxTcpBuffered) {
+                budget->fetch_sub(n);
+                error = "too much TCP input held at once";
+                return result(Parse::Bad);
+            }
+            charged += n;
         }
         buf.insert(buf.end(), chunk, chunk + r);
-        if (buf.size() > kMaxStream + 5) {
-            error = "message too large";
-            return Parse::Bad;
-        }
     }
 }
 
@@ -141,6 +175,10 @@ void Membership::start() {
     if (!ipBytes(opt_.bindIp, selfAddr_)) {
         throw std::runtime_error("gossip bind address must be an IPv4 address: " + opt_.bindIp);
     }
+    opt_.maxMembers = std::max<size_t>(opt_.maxMembers, 1);
+    // A push-pull carries every member (at most about 850 bytes each within the bounds) and
+    // serf's state: what maxMembers needs, with room, and never more than kMaxStream.
+    streamLimit_ = std::min(kMaxStream, (1u << 20) + opt_.maxMembers * 1024);
     // TCP and UDP on the same port; with port 0 the TCP port is chosen first and UDP follows.
     for (int attempt = 0; attempt < 20; ++attempt) {
         int t = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -217,6 +255,8 @@ void Membership::stop(bool leaveFirst) {
     if (leaveFirst) {
         leave();
     }
+    dialsCancelled_ = true;
+    stopping_ = true;
     running_ = false;
     cv_.notify_all();
     for (std::thread* t : {&udpThread_, &timerThread_, &tcpThread_}) {
@@ -224,7 +264,15 @@ void Membership::stop(bool leaveFirst) {
             t->join();
         }
     }
-    while (tcpJobs_.load() > 0) {  // bounded by the TCP timeout
+    {
+        // Served connections: what blocks them ends at once, then they are waited for.
+        std::unique_lock<std::mutex> lock(tcpMu_);
+        for (int fd : tcpServedFds_) {
+            ::shutdown(fd, SHUT_RDWR);
+        }
+        tcpCv_.wait(lock, [this] { return tcpServed_ == 0; });
+    }
+    while (tcpJobs_.load() > 0) {  // outgoing exchanges: cancelled, they end within kSlice
         std::this_thread::sleep_for(Ms(10));
     }
     ::close(udp_);
@@ -233,32 +281,55 @@ void Membership::stop(bool leaveFirst) {
 }
 
 void Membership::leave() {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (left_) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (left_) {
+        return;
+    }
+    // serf's order: its leave intent first (so serf says `left`, not `failed`), then, once
+    // that has gone out in a gossip round, memberlist's dead-from-self. Each wait ends when
+    // the message has been sent to a round's worth of members (one gossip interval: 200 ms
+    // on a LAN, 500 ms on a WAN), and after kLeaveWait at most: a stop stays short in every
+    // profile. Members spread both further by themselves.
+    uint64_t intent = broadcast("", encodeUser(serfLeaveIntent(serfClock_ + 1, opt_.name)));
+    waitSent(lock, intent, static_cast<int>(opt_.timing.gossipNodes), kLeaveWait);
+    left_ = true;
+    Member* self = find(opt_.name);
+    Dead d{incarnation_, opt_.name, opt_.name};
+    if (self != nullptr) {
+        self->state = State::Left;
+        self->stateChange = Clock::now();
+    }
+    uint64_t dead = broadcast(opt_.name, encode(d));
+    changed();
+    waitSent(lock, dead, static_cast<int>(opt_.timing.gossipNodes), kLeaveWait);
+}
+
+void Membership::waitSent(std::unique_lock<std::mutex>& lock, uint64_t id, int sends, Ms limit) {
+    auto until = Clock::now() + limit;
+    while (running_.load() && Clock::now() < until) {
+        size_t peers = 0;  // who gossip reaches
+        for (const auto& [name, m] : members_) {
+            peers += name != opt_.name && (m.state == State::Alive || m.state == State::Suspect);
+        }
+        auto it = std::find_if(queue_.begin(), queue_.end(),
+                               [&](const Broadcast& b) { return b.id == id; });
+        if (peers == 0 || it == queue_.end() ||
+            it->sends >= std::min(sends, static_cast<int>(peers))) {
             return;
         }
-        // serf's order: its leave intent first (so serf says `left`, not `failed`), then, once
-        // that has spread, memberlist's dead-from-self.
-        broadcast("", encodeUser(serfLeaveIntent(serfClock_ + 1, opt_.name)));
+        cv_.wait_for(lock, Ms(10));
     }
-    std::this_thread::sleep_for(opt_.timing.gossipInterval * 5);
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        left_ = true;
-        Member* self = find(opt_.name);
-        Dead d{incarnation_, opt_.name, opt_.name};
-        if (self != nullptr) {
-            self->state = State::Left;
-            self->stateChange = Clock::now();
-        }
-        broadcast(opt_.name, encode(d));
-        changed();
-    }
-    std::this_thread::sleep_for(opt_.timing.gossipInterval * 5);
 }
 
 bool Membership::join(const std::string& ip, uint16_t port, std::string& error) {
+    if (std::string why = unusableAddress(ip); !why.empty()) {
+        error = ip + " is " + why;
+        return false;
+    }
+    if ((ip == opt_.bindIp || opt_.bindIp == "0.0.0.0") && port == port_) {
+        error = "that is this node's own gossip address";
+        return false;
+    }
     Bytes request;
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -402,7 +473,10 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
             }
             std::string toIp = ip;
             uint16_t toPort = port;
-            if (!ping.sourceAddr.empty() && ping.sourcePort != 0) {
+            // The ack goes where the ping says, unless that is nobody's address (0.0.0.0 would
+            // be this host, a multicast address everyone's): then to where it came from.
+            if (!ping.sourceAddr.empty() && ping.sourcePort != 0 &&
+                unusableAddress(ping.sourceAddr).empty()) {
                 toIp = ipString(ping.sourceAddr);
                 toPort = ping.sourcePort;
             }
@@ -411,7 +485,7 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
         }
         case MsgType::IndirectPing: {
             IndirectPing ind;
-            if (!decode(body, len, ind) || ind.target.size() != 4) {
+            if (!decode(body, len, ind) || !unusableAddress(ind.target).empty()) {
                 ++stats_.badPackets;
                 return;
             }
@@ -423,7 +497,8 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
             r.origSeq = ind.seqNo;
             r.ip = ip;
             r.port = port;
-            if (!ind.sourceAddr.empty() && ind.sourcePort != 0) {
+            if (!ind.sourceAddr.empty() && ind.sourcePort != 0 &&
+                unusableAddress(ind.sourceAddr).empty()) {
                 r.ip = ipString(ind.sourceAddr);
                 r.port = ind.sourcePort;
             }
@@ -468,6 +543,10 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
                 ++stats_.badPackets;
                 return;
             }
+            if (!withinLimits(a)) {
+                ++stats_.refusedOversize;
+                return;
+            }
             onAlive(a, false);
             return;
         }
@@ -477,6 +556,10 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
                 ++stats_.badPackets;
                 return;
             }
+            if (!withinLimits(s)) {
+                ++stats_.refusedOversize;
+                return;
+            }
             onSuspect(s);
             return;
         }
@@ -484,6 +567,10 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
             Dead d;
             if (!decode(body, len, d)) {
                 ++stats_.badPackets;
+                return;
+            }
+            if (!withinLimits(d)) {
+                ++stats_.refusedOversize;
                 return;
             }
             onDead(d);
@@ -520,13 +607,61 @@ void Membership::tcpLoop() {
         if (::poll(&pfd, 1, 100) <= 0) {
             continue;
         }
-        int fd = ::accept4(tcp_, nullptr, nullptr, SOCK_CLOEXEC);
+        sockaddr_in from{};
+        socklen_t len = sizeof from;
+        int fd =
+            ::accept4(tcp_, reinterpret_cast<sockaddr*>(&from), &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             continue;
         }
-        handleTcp(fd);
+        char ipbuf[INET_ADDRSTRLEN] = {0};
+        inet_ntop(AF_INET, &from.sin_addr, ipbuf, sizeof ipbuf);
+        std::string source = ipbuf;
+        // Each connection is served by a thread of its own, so that a slow or idle peer
+        // (bounded by the TCP timeout) never holds up a join; how many at once is bounded,
+        // from one address more tightly still. Beyond that the connection is closed at once.
+        bool take = false;
+        {
+            std::lock_guard<std::mutex> lock(tcpMu_);
+            size_t& mine = tcpPerSource_[source];
+            take = tcpServed_ < kMaxTcpServed && mine < kMaxTcpPerSource;
+            if (take) {
+                ++tcpServed_;
+                ++mine;
+                tcpServedFds_.insert(fd);
+            } else if (mine == 0) {
+                tcpPerSource_.erase(source);
+            }
+        }
+        if (take) {
+            try {
+                std::thread([this, fd, source] { serveTcp(fd, source); }).detach();
+                continue;
+            } catch (const std::system_error&) {
+                std::lock_guard<std::mutex> lock(tcpMu_);
+                --tcpServed_;
+                if (--tcpPerSource_[source] == 0) {
+                    tcpPerSource_.erase(source);
+                }
+                tcpServedFds_.erase(fd);
+            }
+        }
         ::close(fd);
+        std::lock_guard<std::mutex> lock(mu_);
+        ++stats_.tcpRefused;
     }
+}
+
+void Membership::serveTcp(int fd, const std::string& source) {
+    handleTcp(fd);
+    std::lock_guard<std::mutex> lock(tcpMu_);
+    tcpServedFds_.erase(fd);
+    ::close(fd);
+    --tcpServed_;
+    if (--tcpPerSource_[source] == 0) {
+        tcpPerSource_.erase(source);
+    }
+    tcpCv_.notify_all();
 }
 
 void Membership::handleTcp(int fd) {
@@ -534,7 +669,8 @@ void Membership::handleTcp(int fd) {
     std::string error;
     auto ring = keyring();
     const Keyring* keys = opt_.keys.empty() ? nullptr : ring.get();
-    Parse r = readMessage(fd, keys, Clock::now() + opt_.timing.tcpTimeout, msg, error);
+    const auto deadline = Clock::now() + opt_.timing.tcpTimeout;  // the whole exchange
+    Parse r = readMessage(fd, keys, deadline, streamLimit_, stopping_, &tcpBuffered_, msg, error);
     auto wrap = [&](const Bytes& m) {
         return keys != nullptr ? keys->encryptTcp(m.data(), m.size()) : m;
     };
@@ -546,7 +682,7 @@ void Membership::handleTcp(int fd) {
             ++stats_.decryptFailures;
             Bytes e = wrap(encode(ErrResp{error}));
             lock.unlock();
-            sendAll(fd, e);
+            sendAll(fd, e, deadline, stopping_);
         }
         return;
     }
@@ -557,7 +693,7 @@ void Membership::handleTcp(int fd) {
             }
             Bytes ack = wrap(encode(Ack{msg.ping.seqNo, {}}));
             lock.unlock();
-            sendAll(fd, ack);
+            sendAll(fd, ack, deadline, stopping_);
             return;
         }
         case MsgType::PushPull: {
@@ -567,7 +703,7 @@ void Membership::handleTcp(int fd) {
             bool notify = changedFlag_;
             changedFlag_ = false;
             lock.unlock();
-            sendAll(fd, reply);
+            sendAll(fd, reply, deadline, stopping_);
             if (notify && change_) {
                 change_();
             }
@@ -587,6 +723,10 @@ void Membership::handleTcp(int fd) {
 
 bool Membership::tcpExchange(const std::string& ip, uint16_t port, const Bytes& request,
                              bool wantReply, StreamMsg& reply, std::string& error) {
+    if (dialsCancelled_.load()) {
+        error = "stopping";
+        return false;
+    }
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         error = std::strerror(errno);
@@ -604,27 +744,35 @@ bool Membership::tcpExchange(const std::string& ip, uint16_t port, const Bytes& 
         ::close(fd);
         return false;
     }
-    pollfd pfd{fd, POLLOUT, 0};
-    int left = static_cast<int>(std::chrono::duration_cast<Ms>(deadline - Clock::now()).count());
+    int pr = 0;
+    while (pr == 0 && !dialsCancelled_.load()) {  // in slices: a stop cancels it
+        auto left = std::chrono::duration_cast<Ms>(deadline - Clock::now());
+        if (left.count() <= 0) {
+            break;
+        }
+        pollfd pfd{fd, POLLOUT, 0};
+        pr = ::poll(&pfd, 1, static_cast<int>(std::min(left, kSlice).count()));
+        if (pr < 0 && errno == EINTR) {
+            pr = 0;
+        }
+    }
     int soerr = 0;
     socklen_t slen = sizeof soerr;
-    if (::poll(&pfd, 1, std::max(left, 1)) <= 0 ||
-        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
+    if (pr <= 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) != 0 || soerr != 0) {
         error = "connect " + ip + ":" + std::to_string(port) + ": " +
                 (soerr != 0 ? std::strerror(soerr) : "timed out");
         ::close(fd);
         return false;
     }
-    int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
     auto ring = keyring();
     const Keyring* keys = opt_.keys.empty() ? nullptr : ring.get();
     Bytes out = keys != nullptr ? keys->encryptTcp(request.data(), request.size()) : request;
-    bool ok = sendAll(fd, out);
+    bool ok = sendAll(fd, out, deadline, dialsCancelled_);
     if (!ok) {
         error = "send failed";
     } else if (wantReply) {
-        ok = readMessage(fd, keys, deadline, reply, error) == Parse::Ok;
+        ok = readMessage(fd, keys, deadline, streamLimit_, dialsCancelled_, nullptr, reply,
+                         error) == Parse::Ok;
     }
     ::close(fd);
     std::lock_guard<std::mutex> lock(mu_);
@@ -666,6 +814,10 @@ void Membership::mergeRemote(const PushPull& pp) {
         serfClock_ = std::max(serfClock_, lt);
     }
     for (const PushNodeState& s : pp.nodes) {
+        if (!withinLimits(s)) {
+            ++stats_.refusedOversize;
+            continue;
+        }
         switch (s.state) {
             case State::Alive:
                 onAlive(Alive{s.incarnation, s.name, s.addr, s.port, s.meta, s.vsn}, true);
@@ -683,6 +835,10 @@ void Membership::mergeRemote(const PushPull& pp) {
 
 void Membership::onAlive(const Alive& a, bool /*bootstrap*/) {
     if (a.vsn.size() == 6 && (a.vsn[0] == 0 || a.vsn[1] == 0 || a.vsn[0] > a.vsn[1])) {
+        return;
+    }
+    if (!unusableAddress(a.addr).empty()) {  // probes to it would go nowhere, or everywhere
+        ++stats_.refusedAddress;
         return;
     }
     std::map<std::string, std::string> tags;
@@ -709,7 +865,7 @@ void Membership::onAlive(const Alive& a, bool /*bootstrap*/) {
     Member* m = find(a.node);
     auto now = Clock::now();
     if (m == nullptr) {
-        if (members_.size() >= kMaxMembers) {
+        if (members_.size() >= opt_.maxMembers) {
             ++stats_.refusedFull;
             return;
         }
@@ -879,20 +1035,24 @@ void Membership::refute(uint32_t accused) {
         self->state = State::Alive;
     }
     ++stats_.refutations;
-    awarenessDelta(1);
+    if (!opt_.keys.empty()) {
+        awarenessDelta(1);  // an accusation without keys is anyone's: it does not count
+    }
     broadcast(opt_.name, encode(selfAlive()));
 }
 
-void Membership::broadcast(const std::string& about, Bytes msg) {
+uint64_t Membership::broadcast(const std::string& about, Bytes msg) {
     if (!about.empty()) {
         queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
                                     [&](const Broadcast& b) { return b.about == about; }),
                      queue_.end());
     }
-    queue_.push_back(Broadcast{about, std::move(msg), 0});
+    uint64_t id = ++nextBroadcastId_;
+    queue_.push_back(Broadcast{about, std::move(msg), 0, id});
     while (queue_.size() > 1024) {
         queue_.pop_front();
     }
+    return id;
 }
 
 void Membership::changed() { changedFlag_ = true; }
@@ -1025,12 +1185,15 @@ void Membership::probeDeadlines(Clock::time_point now) {
     if (!probing_) {
         return;
     }
+    Member* target = find(probe_.target);
     if (probe_.acked) {
         probing_ = false;
         awarenessDelta(-1);
+        if (target != nullptr) {
+            target->answered = true;
+        }
         return;
     }
-    Member* target = find(probe_.target);
     if (target == nullptr) {
         probing_ = false;
         return;
@@ -1057,7 +1220,8 @@ void Membership::probeDeadlines(Clock::time_point now) {
             ind.sourceAddr = selfAddr_;
             ind.sourcePort = port_;
             ind.sourceNode = opt_.name;
-            probe_.expectedNacks += ind.nack ? 1 : 0;
+            // A nack missed from a member never heard from says nothing about this node.
+            probe_.expectedNacks += ind.nack && trusted(*h) ? 1 : 0;
             sendUdp(h->ip, h->port, encode(ind), false);
         }
         // The TCP fallback runs beside them (a member whose UDP is filtered stays alive).
@@ -1087,14 +1251,21 @@ void Membership::probeDeadlines(Clock::time_point now) {
     if (tcpOk_ && tcpOk_->load()) {
         ++stats_.tcpFallbackOk;
         tcpOk_.reset();
+        target->answered = true;
         return;
     }
     tcpOk_.reset();
     ++stats_.probeFailures;
-    if (probe_.expectedNacks > 0) {
-        awarenessDelta(static_cast<int>(probe_.expectedNacks) - static_cast<int>(probe_.nacks));
-    } else {
-        awarenessDelta(1);
+    // Lifeguard: a failed probe may mean that this node is the slow one. Only when the
+    // target is a member that is known to exist: a fake member announced by anyone (no keys)
+    // never answers, and must not slow this node's probing down.
+    if (trusted(*target)) {
+        if (probe_.expectedNacks > 0) {
+            awarenessDelta(std::max(
+                0, static_cast<int>(probe_.expectedNacks) - static_cast<int>(probe_.nacks)));
+        } else {
+            awarenessDelta(1);
+        }
     }
     if (target->state == State::Alive) {
         suspectMember(*target, opt_.name);

@@ -7,7 +7,15 @@
 // leave (serf's leave intent, then `dead` from the node itself, so serf shows it as `left`).
 //
 // One UDP socket and one TCP listener on the same address and port, three threads (packets,
-// timers, TCP), one mutex around the state. Timings default to memberlist's LAN profile.
+// timers, TCP accept) and one thread per TCP connection being served (at most
+// kMaxTcpServed at once, kMaxTcpPerSource from one address, each with a deadline), one mutex
+// around the state. Timings default to memberlist's LAN profile.
+//
+// Bounds against what peers send: member names of at most 256 bytes and meta of at most 512
+// (memberlist's MetaMaxSize), at most `maxMembers` members (further ones refused and counted),
+// IPv4 unicast addresses only. Without keys nothing is authenticated, so only failed probes of
+// members that have answered a probe before raise the awareness score (Lifeguard's local
+// health), and so do refutations only when the cluster is encrypted.
 #pragma once
 
 #include <atomic>
@@ -20,6 +28,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +63,7 @@ struct Options {
     std::map<std::string, std::string> tags;
     Keyring keys;  // empty: no encryption
     Timing timing;
+    size_t maxMembers = 1024;  // members known at once, this one, dead and left ones included
 };
 
 struct MemberInfo {
@@ -73,6 +83,9 @@ struct Stats {
     uint64_t decryptFailures = 0;  // not authenticated by any key (or plain when keys are set)
     uint64_t refusedGroup = 0;     // members of another group
     uint64_t refusedFull = 0;      // new members beyond the member table's bound
+    uint64_t refusedOversize = 0;  // member messages with a name or meta over the bounds
+    uint64_t refusedAddress = 0;   // members announced at an address nobody has (0.0.0.0...)
+    uint64_t tcpRefused = 0;       // TCP connections closed at once: too many being served
     uint64_t probes = 0, probeFailures = 0, tcpFallbackOk = 0;
     uint64_t suspicions = 0, refutations = 0, deaths = 0;
     uint64_t pushPulls = 0;
@@ -96,7 +109,12 @@ class Membership {
     /// Push-pull join through one member; false with the reason.
     bool join(const std::string& ip, uint16_t port, std::string& error);
     /// Graceful leave without stopping (the node stays reachable but is `left` for others).
+    /// Waits until each of its two messages has gone out in a gossip round (at most about
+    /// kLeaveWait each), not a fixed time: bounded for every profile.
     void leave();
+    /// Outgoing TCP exchanges (joins, push-pulls, fallback pings) end within 100 ms and new
+    /// ones fail at once: the first step of a stop, before the threads that dial are joined.
+    void cancelDials() { dialsCancelled_ = true; }
 
     uint16_t port() const { return port_; }
     const std::string& name() const { return opt_.name; }
@@ -121,6 +139,7 @@ class Membership {
         State state = State::Alive;
         Clock::time_point stateChange;
         std::map<std::string, std::string> tags;
+        bool answered = false;  // it acknowledged one of our probes at least once
     };
     struct Suspicion {
         Clock::time_point start;
@@ -152,6 +171,7 @@ class Membership {
         std::string about;  // member name ("" for serf intents)
         Bytes msg;
         int sends = 0;
+        uint64_t id = 0;
     };
 
     // Packets.
@@ -160,6 +180,7 @@ class Membership {
     void tcpLoop();
     void handlePacket(const std::string& ip, uint16_t port, const uint8_t* p, size_t n, int depth);
     void handleTcp(int fd);
+    void serveTcp(int fd, const std::string& source);
     void sendUdp(const std::string& ip, uint16_t port, const Bytes& msg, bool crc);
     bool tcpExchange(const std::string& ip, uint16_t port, const Bytes& request, bool wantReply,
                      StreamMsg& reply, std::string& error);
@@ -175,7 +196,13 @@ class Membership {
     void suspectMember(Member& m, const std::string& from);
     void confirm(Member& m, const std::string& from);
     void markDead(Member& m, const std::string& from);
-    void broadcast(const std::string& about, Bytes msg);
+    uint64_t broadcast(const std::string& about, Bytes msg);
+    /// Waits (mu_ held through `lock`) until broadcast `id` has been sent `sends` times, is no
+    /// longer queued, or `limit` has passed.
+    void waitSent(std::unique_lock<std::mutex>& lock, uint64_t id, int sends, Ms limit);
+    /// A member whose failed probes say something about this node's own health: every member
+    /// of an encrypted cluster (it holds a key), otherwise one that has answered a probe.
+    bool trusted(const Member& m) const { return !opt_.keys.empty() || m.answered; }
     Alive selfAlive() const;
     void changed();
     size_t aliveCount() const;
@@ -224,6 +251,16 @@ class Membership {
     Clock::time_point nextProbe_, nextGossip_, nextPushPull_;
     Stats stats_;
     std::atomic<int> tcpJobs_{0};
+    std::atomic<bool> dialsCancelled_{false};
+    std::atomic<bool> stopping_{false};   // served TCP connections end within 100 ms
+    std::atomic<size_t> tcpBuffered_{0};  // bytes read and held by served connections
+    std::set<int> tcpServedFds_;          // under tcpMu_: shut down at stop
+    size_t streamLimit_ = 0;              // largest TCP message read (from maxMembers)
+    std::mutex tcpMu_;                    // the connections being served
+    std::condition_variable tcpCv_;
+    size_t tcpServed_ = 0;
+    std::map<std::string, size_t> tcpPerSource_;
+    uint64_t nextBroadcastId_ = 0;
 };
 
 }  // namespace mp::gossip

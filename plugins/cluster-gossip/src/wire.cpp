@@ -7,6 +7,7 @@
 #ifndef MSGPACK_NO_BOOST
 #define MSGPACK_NO_BOOST 1
 #endif
+#include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <zlib.h>
@@ -956,6 +957,44 @@ Bytes encodeUserStream(const Bytes& payload) {
 }
 
 // ------------------------------------------------------------------------------------ decoders
+
+bool withinLimits(const Alive& m) {
+    return m.node.size() <= kNameMaxSize && m.meta.size() <= kMetaMaxSize;
+}
+bool withinLimits(const PushNodeState& m) {
+    return m.name.size() <= kNameMaxSize && m.meta.size() <= kMetaMaxSize;
+}
+bool withinLimits(const Suspect& m) {
+    return m.node.size() <= kNameMaxSize && m.from.size() <= kNameMaxSize;
+}
+bool withinLimits(const Dead& m) {
+    return m.node.size() <= kNameMaxSize && m.from.size() <= kNameMaxSize;
+}
+
+std::string unusableAddress(const Bytes& addr) {
+    if (addr.size() != 4) {
+        return "not an IPv4 address";
+    }
+    if (addr[0] == 0) {
+        return "an unspecified address (0.0.0.0/8)";
+    }
+    if (addr[0] >= 224 && addr[0] < 240) {
+        return "a multicast address";
+    }
+    if (addr[0] >= 240) {
+        return "a broadcast or reserved address";
+    }
+    return "";
+}
+
+std::string unusableAddress(const std::string& ip) {
+    in_addr a{};
+    if (ip.size() > 15 || inet_pton(AF_INET, ip.c_str(), &a) != 1) {
+        return "not an IPv4 address";
+    }
+    const auto* b = reinterpret_cast<const uint8_t*>(&a);
+    return unusableAddress(Bytes(b, b + 4));
+}
 
 bool decode(const uint8_t* p, size_t n, Ping& out) { return decodeWith(p, n, out, readPing); }
 bool decode(const uint8_t* p, size_t n, IndirectPing& out) {

@@ -105,6 +105,23 @@ struct ErrResp {
     std::string error;
 };
 
+/// Bounds on what a member may announce, as memberlist has them: node meta at most its
+/// MetaMaxSize (512 bytes; serf's tags live there), and names (a member's name, the `From` of
+/// an accusation) at most 256 bytes (a DNS name has at most 253; serf's name check allows 128).
+/// Decoders accept longer fields (the format has no limit); members refuse them (withinLimits).
+constexpr size_t kMetaMaxSize = 512;
+constexpr size_t kNameMaxSize = 256;
+bool withinLimits(const Alive& m);
+bool withinLimits(const PushNodeState& m);
+bool withinLimits(const Suspect& m);
+bool withinLimits(const Dead& m);
+/// Why a member cannot be dialled at `addr` ("" when it can): members speak IPv4 (4 bytes), and
+/// 0.0.0.0/8 (unspecified), 224.0.0.0/4 (multicast) and 240.0.0.0/4 (reserved, with the
+/// broadcast address 255.255.255.255) are nobody's address.
+std::string unusableAddress(const Bytes& addr);
+/// The same for a dotted quad; "not an IPv4 address" when it is not one.
+std::string unusableAddress(const std::string& ip);
+
 // Encoders: the whole message, type byte first.
 Bytes encode(const Ping& m);
 Bytes encode(const IndirectPing& m);
