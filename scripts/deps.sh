@@ -13,6 +13,8 @@ pkgs=(
   # live tests: a real server and client; independent websocket clients/servers and snappy
   mariadb-server mariadb-client python3-pymysql sysbench
   python3-websocket python3-websockets python3-snappy
+  # TLS tests make their own certificates
+  openssl
   # gossip: HashiCorp's serf agent (memberlist) as the reference peer; nft for partitions
   serf nftables
 )

@@ -10,12 +10,15 @@ real mysqlprobe process on loopback:
  - the fakes never answer probes: the probes fail, and the awareness score (Lifeguard's local
    health, which slows the node's probing) stays 0.
 Usage: gossip_memory.py MYSQLPROBE"""
+import os
 import sys
 import time
 
 from gossiplib import Node, alive, check, compress, finish, tags, udp_send
 
 BINARY = sys.argv[1]
+# ASan keeps freed memory in quarantine: memory figures are asserted in plain builds only.
+SANITIZED = os.environ.get("MP_SANITIZED") == "1"
 
 
 def main():
@@ -37,7 +40,8 @@ def main():
     st = n.listnodes()["stats"]
     print(f"VmRSS before {rss0} kB, after 150 oversize datagrams {rss1} kB; "
           f"refused_oversize={st.get('refused_oversize')}")
-    check(rss1 - rss0 < 16 * 1024, f"resident memory grew by {(rss1 - rss0) // 1024} MB (< 16)")
+    check(rss1 - rss0 < 16 * 1024 or SANITIZED,
+          f"resident memory grew by {(rss1 - rss0) // 1024} MB (< 16)")
     check(st.get("refused_oversize") == 150, "every oversize message refused and counted")
     check(len(n.listnodes()["members"]) == 1, "no oversize member kept")
 
@@ -58,7 +62,8 @@ def main():
     check(st["probe_failures"] >= 1, "fake members were probed, and failed")
     check(st["awareness"] == 0, f"awareness unmoved by members that never answered: "
           f"{st['awareness']}")
-    check(rss2 - rss0 < 32 * 1024, f"with 1024 members, {(rss2 - rss0) // 1024} MB more (< 32)")
+    check(rss2 - rss0 < 32 * 1024 or SANITIZED,
+          f"with 1024 members, {(rss2 - rss0) // 1024} MB more (< 32)")
     finish()
 
 

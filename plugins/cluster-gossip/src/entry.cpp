@@ -104,6 +104,7 @@ class GossipCluster : public mp::Plugin {
         : Plugin(host),
           slave_(cfg.boolean("slave")),
           peerAuthorization_(host.get("auth.peer_authorization").value_or("")),
+          tls_{host.get("tls.ca_file").has_value(), host.get("tls.ca_file").value_or("")},
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
           bufferReports_(static_cast<size_t>(cfg.i64("buffer_reports"))),
           maxTemplates_(static_cast<size_t>(cfg.i64("max_templates"))),
@@ -184,6 +185,7 @@ class GossipCluster : public mp::Plugin {
             mp::gossip::InboxOptions io;
             io.bindIp = opt_.bindIp;
             io.authorization = peerAuthorization_;
+            io.tls = tls_;
             io.holdLimit = holdLimit_;
             inbox_ = std::make_unique<mp::gossip::Inbox>(
                 io,
@@ -272,6 +274,7 @@ class GossipCluster : public mp::Plugin {
             mp::ws::PusherOptions po;
             po.path = "/cluster/push";
             po.authorization = peerAuthorization_;  // the cluster's token, in a header
+            po.tls = tls_;                          // tls.ca_file: masters over TLS
             po.bufferReports = bufferReports_;
             po.sourceIp = opt_.bindIp;  // from this node's address, as its gossip
             po.ack = mp::ws::AckMode::Message;
@@ -769,6 +772,7 @@ class GossipCluster : public mp::Plugin {
 
     bool slave_;
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
+    mp::ws::TlsClient tls_;          // tls.ca_file set: other nodes are dialled with TLS
     std::chrono::seconds reconnect_;
     mp::gossip::Options opt_;
     std::string seedsFile_;

@@ -404,7 +404,7 @@ std::map<uint64_t, Inbox::Answer> Inbox::ask(const std::string& self, const std:
     try {
         // From this node's address, as its gossip and its pushes.
         auto session = mp::ws::openHttpSession(opt_.bindIp, ip, port, std::chrono::seconds(1),
-                                               std::chrono::seconds(2));
+                                               std::chrono::seconds(2), opt_.tls);
         Poco::Net::HTTPRequest rq(Poco::Net::HTTPRequest::HTTP_GET, path,
                                   Poco::Net::HTTPMessage::HTTP_1_1);
         rq.setHost(ip, port);

@@ -24,6 +24,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
@@ -42,6 +43,7 @@ struct InboxOptions {
     std::string selfHttp;       // this node's mp_http (HOST:PORT), as the slaves know it
     std::string bindIp;         // questions to other masters leave from this address
     std::string authorization;  // "Bearer ..." presented to them (the cluster's token; a secret)
+    mp::ws::TlsClient tls;      // how to dial them (tls.ca_file: TLS)
     std::chrono::seconds holdLimit{300};
     size_t maxOpen = 10000;            // reports waiting here (pending and held)
     size_t maxOpenBytes = 256u << 20;  // and their JSON bytes

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
@@ -112,6 +113,7 @@ class StaticCluster : public mp::Plugin {
         : Plugin(host),
           slave_(cfg.boolean("slave")),
           peerAuthorization_(host.get("auth.peer_authorization").value_or("")),
+          tls_{host.get("tls.ca_file").has_value(), host.get("tls.ca_file").value_or("")},
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
           history_(static_cast<size_t>(cfg.i64("history"))),
           maxTemplates_(static_cast<size_t>(cfg.i64("max_templates"))),
@@ -407,11 +409,11 @@ class StaticCluster : public mp::Plugin {
     // The slave's /cluster/stream, opened (and closed) once: is it there, and a slave?
     bool probe(const std::string& h, uint16_t port, std::string& why) {
         try {
-            Poco::Net::HTTPClientSession session(h, port);
-            session.setTimeout(Poco::Timespan(2, 0));
-            Poco::Net::HTTPRequest req = streamRequest(0, 0);
+            auto session = mp::ws::openHttpSession("", h, port, std::chrono::seconds(2),
+                                                   std::chrono::seconds(2), tls_);
+            Poco::Net::HTTPRequest req = streamRequest(h, port, 0, 0);
             Poco::Net::HTTPResponse resp;
-            Poco::Net::WebSocket ws(session, req, resp);
+            Poco::Net::WebSocket ws(*session, req, resp);
             ws.shutdown();
             return true;
         } catch (const Poco::Net::WebSocketException& e) {
@@ -429,9 +431,11 @@ class StaticCluster : public mp::Plugin {
 
     // The request that opens a slave's stream; it carries this node's cluster token in the
     // Authorization header (never in the URL).
-    Poco::Net::HTTPRequest streamRequest(uint64_t since, uint64_t started) const {
+    Poco::Net::HTTPRequest streamRequest(const std::string& h, uint16_t port, uint64_t since,
+                                         uint64_t started) const {
         Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, streamUri(since, started),
                                    Poco::Net::HTTPMessage::HTTP_1_1);
+        req.setHost(h, port);
         if (!peerAuthorization_.empty()) {
             req.set("Authorization", peerAuthorization_);
         }
@@ -449,11 +453,11 @@ class StaticCluster : public mp::Plugin {
                 started = s.started;
             }
             try {
-                Poco::Net::HTTPClientSession session(s.host, s.port);
-                session.setTimeout(Poco::Timespan(2, 0));
-                Poco::Net::HTTPRequest req = streamRequest(since, started);
+                auto session = mp::ws::openHttpSession("", s.host, s.port, std::chrono::seconds(2),
+                                                       std::chrono::seconds(2), tls_);
+                Poco::Net::HTTPRequest req = streamRequest(s.host, s.port, since, started);
                 Poco::Net::HTTPResponse resp;
-                Poco::Net::WebSocket ws(session, req, resp);
+                Poco::Net::WebSocket ws(*session, req, resp);
                 ws.setReceiveTimeout(Poco::Timespan(0, 300000));
                 ws.setMaxPayloadSize(64 << 20);
                 setUp(s, true);
@@ -630,6 +634,7 @@ class StaticCluster : public mp::Plugin {
 
     bool slave_;
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
+    mp::ws::TlsClient tls_;          // tls.ca_file set: slaves are dialled with TLS
     std::chrono::seconds reconnect_;
     size_t history_;
     size_t maxTemplates_;

@@ -58,6 +58,20 @@ Poco::Net::Context::Ptr clientContext(const std::string& caFile) {
     return ctx;
 }
 
+// An HTTPS session over a socket already connected (from a chosen source address, within a
+// connect timeout): Poco 1.11's constructor from a socket sets the port of a connected session
+// and throws, so the socket is attached after host and port are set.
+class ConnectedHttps : public Poco::Net::HTTPSClientSession {
+  public:
+    ConnectedHttps(Poco::Net::Context::Ptr ctx, const std::string& host, uint16_t port,
+                   const Poco::Net::SecureStreamSocket& sock)
+        : HTTPSClientSession(ctx) {
+        setHost(host);
+        setPort(port);
+        attachSocket(sock);
+    }
+};
+
 }  // namespace
 
 std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
@@ -66,17 +80,19 @@ std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
     const TlsClient& tls) {
     std::unique_ptr<Poco::Net::HTTPClientSession> session;
     if (tls.enabled) {
-        Poco::Net::SecureStreamSocket sock(clientContext(tls.caFile));
-        sock.setPeerHostName(host);
+        // TCP first (a secure socket cannot be bound to a source), then TLS over it; the
+        // handshake and the certificate check happen on the first write.
+        Poco::Net::StreamSocket tcp(Poco::Net::SocketAddress(host, port).family());
         if (!sourceIp.empty()) {
-            sock.impl()->bind(Poco::Net::SocketAddress(sourceIp, 0));
+            tcp.impl()->bind(Poco::Net::SocketAddress(sourceIp, 0));
         }
-        sock.connect(Poco::Net::SocketAddress(host, port),
-                     Poco::Timespan(connectTimeout.count() * 1000));
-        auto https = std::make_unique<Poco::Net::HTTPSClientSession>(sock);
-        https->setHost(host);
-        https->setPort(port);
-        session = std::move(https);
+        tcp.connect(Poco::Net::SocketAddress(host, port),
+                    Poco::Timespan(connectTimeout.count() * 1000));
+        tcp.setReceiveTimeout(Poco::Timespan(ioTimeout.count() * 1000));  // the handshake too
+        tcp.setSendTimeout(Poco::Timespan(ioTimeout.count() * 1000));
+        Poco::Net::Context::Ptr ctx = clientContext(tls.caFile);
+        Poco::Net::SecureStreamSocket sock = Poco::Net::SecureStreamSocket::attach(tcp, host, ctx);
+        session = std::make_unique<ConnectedHttps>(ctx, host, port, sock);
     } else if (sourceIp.empty()) {
         session = std::make_unique<Poco::Net::HTTPClientSession>(host, port);
     } else {

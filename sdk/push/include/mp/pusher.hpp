@@ -42,7 +42,8 @@ struct TlsClient {
 /// bounded by `connectTimeout` and `ioTimeout`. Throws Poco's exceptions
 /// (ConnectionRefusedException when nothing listens there, SSLException when the server's
 /// certificate does not verify). Shared by the pusher, cluster-static's master and
-/// cluster-gossip's questions to masters.
+/// cluster-gossip's questions to masters. A session made on a connected socket knows no host:
+/// set the request's Host (HTTPRequest::setHost) yourself.
 std::unique_ptr<Poco::Net::HTTPClientSession> openHttpSession(
     const std::string& sourceIp, const std::string& host, uint16_t port,
     std::chrono::milliseconds connectTimeout, std::chrono::milliseconds ioTimeout,
