@@ -12,6 +12,7 @@
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/IPAddress.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/WebSocket.h>
 #include <unistd.h>
@@ -264,6 +265,19 @@ class StaticCluster : public mp::Plugin {
         uint16_t port = 0;
         if (!parseAddr(addr, h, port)) {
             host().replyJson(resp, 400, errorJson("addr must be HOST:PORT (the slave's server)"));
+            return;
+        }
+        // An address that is nobody's (0.0.0.0, ::, multicast) names no slave; this node's own
+        // server is no slave of itself.
+        Poco::Net::IPAddress ip;
+        if (Poco::Net::IPAddress::tryParse(h, ip) &&
+            (ip.isWildcard() || ip.isMulticast() || ip.isBroadcast())) {
+            host().replyJson(resp, 400, errorJson("addr " + addr + " is nobody's address"));
+            return;
+        }
+        if (addr == host().get("server.address").value_or("") + ":" +
+                        host().get("server.port").value_or("")) {
+            host().replyJson(resp, 409, errorJson("addr " + addr + " is this node"));
             return;
         }
         {

@@ -149,6 +149,8 @@ def main():
     check(master.post("/cluster/join?addr=no-port")[0] == 400, "join with a bad addr: 400")
     check(master.post("/cluster/join?addr=127.0.0.9:1")[0] == 409, "join of an unreachable addr: 409")
     check(master.post("/cluster/remove?addr=127.0.0.2:1")[0] == 404, "remove of a stranger: 404")
+    check(master.post("/cluster/join?addr=0.0.0.0:8667")[0] == 400, "join of nobody's address: 400")
+    check(master.post(f"/cluster/join?addr={master.addr}")[0] == 409, "join of itself: 409")
     for s in slaves:
         st, body = master.post(f"/cluster/join?addr={s.addr}")
         check(st == 200, f"join {s.addr}: {st} {body}")
