@@ -6,7 +6,7 @@ broadcast address (400) is refused with a JSON error, and the node stays alone. 
 Usage: gossip_join.py MYSQLPROBE"""
 import sys
 
-from gossiplib import NODES, Node, check, finish
+from gossiplib import Node, check, finish, run
 
 BINARY = sys.argv[1]
 
@@ -25,10 +25,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

@@ -10,7 +10,7 @@ import sys
 import threading
 import urllib.parse
 
-from gossiplib import NODES, Node, check, finish
+from gossiplib import Node, check, finish, run
 
 BINARY = sys.argv[1]
 
@@ -51,10 +51,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

@@ -7,7 +7,7 @@ Usage: gossip_log.py MYSQLPROBE"""
 import sys
 import time
 
-from gossiplib import NODES, Node, alive, check, finish, suspect, udp_send
+from gossiplib import Node, alive, check, finish, run, suspect, udp_send
 
 BINARY = sys.argv[1]
 
@@ -30,10 +30,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

@@ -11,7 +11,7 @@ import base64
 import os
 import sys
 
-from gossiplib import NODES, Node, check, finish
+from gossiplib import Node, check, finish, run
 
 BINARY = sys.argv[1]
 
@@ -47,10 +47,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

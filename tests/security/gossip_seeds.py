@@ -13,7 +13,7 @@ import stat
 import sys
 import tempfile
 
-from gossiplib import NODES, WORKDIRS, Node, check, cleanup, finish, wait_for
+from gossiplib import NODES, Node, WORKDIRS, check, cleanup, finish, run, wait_for
 
 BINARY = sys.argv[1]
 
@@ -86,10 +86,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

@@ -7,7 +7,7 @@ Usage: gossip_stop.py MYSQLPROBE"""
 import sys
 import time
 
-from gossiplib import NODES, Node, check, finish, wait_for
+from gossiplib import Node, check, finish, run, wait_for
 
 BINARY = sys.argv[1]
 
@@ -40,10 +40,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

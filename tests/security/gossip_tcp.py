@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 
-from gossiplib import NODES, Node, check, finish
+from gossiplib import Node, check, finish, run
 
 BINARY = sys.argv[1]
 
@@ -50,10 +50,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:
-        print("FAIL", e)
-        for node in NODES:
-            node.kill()
-        sys.exit(1)
+    run(main)

@@ -52,6 +52,17 @@ def finish():
     sys.exit(0)
 
 
+def run(main):
+    """Runs a test's main(); an exception is a failure, and every node is killed."""
+    try:
+        main()
+    except Exception as e:
+        print("FAIL", e)
+        for node in NODES:
+            node.kill()
+        sys.exit(1)
+
+
 def free_port(host):
     with socket.socket() as s:
         s.bind((host, 0))

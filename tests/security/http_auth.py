@@ -20,15 +20,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "live"))
 from harness import Probe, skip  # noqa: E402
+from sechttp import check, finish, ws_upgrade  # noqa: E402
 
 BINARY = sys.argv[1]
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def call(port, method, path, token=None, headers=None, body=None, host="127.0.0.1"):
@@ -47,19 +42,9 @@ def call(port, method, path, token=None, headers=None, body=None, host="127.0.0.
 
 def ws_status(port, path, token=None):
     """The HTTP status a websocket upgrade gets (101 when accepted)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               f"Sec-WebSocket-Version: 13\r\n{auth}\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
+    s, status, _ = ws_upgrade(port, path, token)
     s.close()
-    return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    return status
 
 
 READ, PEER, ADMIN = "read-token-0123456789ab", "peer-token-0123456789ab", "admin-token-0123456789"
@@ -204,10 +189,7 @@ def main():
         protected_from_another_address()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 main()

@@ -24,16 +24,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "live"))
 from harness import Probe, skip  # noqa: E402
+from sechttp import check, finish, ws_upgrade  # noqa: E402
 
 BINARY = sys.argv[1]
 SANITIZED = os.environ.get("MP_SANITIZED") == "1"  # ASan: memory figures are not the build's
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def timed_get(port, path, token=None, host="127.0.0.1"):
@@ -82,18 +77,7 @@ def connect(port, source="127.0.0.1"):
 
 
 def ws_connect(port, path="/collector", token=None, source="127.0.0.1"):
-    s = connect(port, source)
-    auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               f"Sec-WebSocket-Version: 13\r\n{auth}\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
+    s, status, _ = ws_upgrade(port, path, token, source)
     return s, status
 
 
@@ -286,10 +270,7 @@ def main():
     websockets_hold_no_thread()
     caps()
     memory_budget()
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 main()

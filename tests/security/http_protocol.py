@@ -16,15 +16,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "live"))
 from harness import Probe, skip  # noqa: E402
+from sechttp import check, finish, ws_upgrade  # noqa: E402
 
 BINARY = sys.argv[1]
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def exchange(port, data, wait=2.0):
@@ -82,15 +77,9 @@ def status_lines(p):
 
 
 def ws_open(port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.sendall((f"GET /collector HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += s.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return s, head.split(b"\r\n\r\n", 1)[1]
+    s, status, rest = ws_upgrade(port)
+    assert status == 101, status
+    return s, rest
 
 
 def frame(op, payload, fin=True, mask=True, rsv=0):
@@ -169,10 +158,7 @@ def main():
         smuggling(p)
         status_lines(p)
         websocket_rules(p)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 main()

@@ -26,19 +26,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "live"))
 from harness import skip, wait_for  # noqa: E402
+from sechttp import check, finish  # noqa: E402
 
 BINARY = sys.argv[1]
 SOURCE = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 PCAP = os.path.join(SOURCE, "tests/data/pcap/sysbench_text_rw_2t_20tx.pcap")
 TOKEN = "cluster-peer-token-0123456789"
-failures = []
 procs = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def sh(*cmd):
@@ -257,10 +252,7 @@ def main():
                 p.kill()
                 p.wait()
         shutil.rmtree(work, ignore_errors=True)
-    if failures:
-        print(f"{len(failures)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    finish()
 
 
 main()
