@@ -503,7 +503,7 @@ struct HttpServer::Impl::Conn {
     bool tlsReady = false;      // handshake done
     bool tlsWantWrite = false;  // OpenSSL needs the socket writable to go on
     bool shut = false;          // our side is shut down (SHUT_WR): only lingering remains
-    size_t heldIn = 0;          // input and body bytes counted in Impl::buffered
+    size_t heldIn = 0;          // input and body bytes counted in Impl::buffered (and `out`)
 };
 
 namespace {
@@ -734,7 +734,8 @@ class Loop {
             c.ssl = nullptr;
         }
         ::close(c.fd);
-        s_.buffered.fetch_sub(static_cast<int64_t>(c.heldIn));
+        s_.buffered.fetch_sub(static_cast<int64_t>(c.heldIn + c.out.size()));
+        c.out.clear();
         c.heldIn = 0;
         if (auto pc = s_.perClient.find(c.ip); pc != s_.perClient.end() && --pc->second == 0) {
             s_.perClient.erase(pc);
@@ -1197,6 +1198,7 @@ class Loop {
             c.lastProgress = Clock::now();
         }
         c.out.append(bytes);
+        s_.buffered.fetch_add(static_cast<int64_t>(bytes.size()));  // output is held too
     }
 
     void respond(Conn& c, int status, const std::string& contentType, const std::string& body,
@@ -1248,6 +1250,7 @@ class Loop {
                 return;
             }
             c.out.erase(0, static_cast<size_t>(n));
+            s_.buffered.fetch_sub(n);
             c.lastProgress = Clock::now();
         }
         if (c.fd < 0) {
