@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stream/flow_table.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mp::host {
@@ -57,7 +58,8 @@ struct FlowTable::Conn {
     uint64_t lastTs = 0;
     std::array<Reassembler, 2> dir;
     Lru::iterator lruPos;
-    explicit Conn(size_t maxBuffered) : dir{Reassembler(maxBuffered), Reassembler(maxBuffered)} {}
+    Conn(size_t maxBuffered, BufferBudget* budget)
+        : dir{Reassembler(maxBuffered, budget), Reassembler(maxBuffered, budget)} {}
 };
 
 // Adapts one direction's ordered output to the handler.
@@ -136,7 +138,7 @@ void FlowTable::onSegment(const Segment& s) {
         if (conns_.size() >= limits_.maxConnections && !lru_.empty()) {
             close(lru_.front(), MP_CLOSE_EVICTED, s.ts);
         }
-        auto owned = std::make_unique<Conn>(limits_.maxBufferedPerDirection);
+        auto owned = std::make_unique<Conn>(limits_.maxBufferedPerDirection, &budget_);
         c = owned.get();
         c->key = key;
         c->id = nextId_;
@@ -174,6 +176,11 @@ void FlowTable::onSegment(const Segment& s) {
     if (s.length > 0) {
         DirectionOut out(handler_, c->stream, dir);
         r.add(s.seq + (syn ? 1 : 0), s.payload, s.captured, s.length, s.ts, out, stats_.reassembly);
+        // Over the worker's bound: this direction gives up holes until the worker is under it
+        // again. It always can: the worker was under the bound before this segment.
+        while (budget_.held > limits_.maxBufferedPerWorker &&
+               r.shed(s.ts, out, stats_.reassembly)) {
+        }
     } else if (!r.started() && !rst) {
         r.start(s.seq + (syn ? 1 : 0));
     }
@@ -209,6 +216,22 @@ void FlowTable::close(Conn* c, uint32_t reason, uint64_t ts) {
     }
     FlowKey key = c->key;
     conns_.erase(key);  // frees c
+}
+
+size_t FlowTable::recountHeld() const {
+    size_t n = 0;
+    for (const auto& [key, c] : conns_) {
+        n += c->dir[0].recount() + c->dir[1].recount();
+    }
+    return n;
+}
+
+size_t FlowTable::maxHeldPerDirection() const {
+    size_t n = 0;
+    for (const auto& [key, c] : conns_) {
+        n = std::max({n, c->dir[0].held(), c->dir[1].held()});
+    }
+    return n;
 }
 
 void FlowTable::tick(uint64_t ts) {
