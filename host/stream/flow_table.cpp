@@ -82,6 +82,7 @@ FlowTable::FlowTable(FlowLimits limits, std::vector<uint16_t> serverPorts, Strea
     : limits_(limits),
       ports_(std::move(serverPorts)),
       handler_(handler),
+      budget_{0, limits.maxBufferedPerWorker},
       nextId_(firstId),
       idStride_(idStride == 0 ? 1 : idStride) {
     for (uint16_t p : ports_) {
@@ -176,11 +177,6 @@ void FlowTable::onSegment(const Segment& s) {
     if (s.length > 0) {
         DirectionOut out(handler_, c->stream, dir);
         r.add(s.seq + (syn ? 1 : 0), s.payload, s.captured, s.length, s.ts, out, stats_.reassembly);
-        // Over the worker's bound: this direction gives up holes until the worker is under it
-        // again. It always can: the worker was under the bound before this segment.
-        while (budget_.held > limits_.maxBufferedPerWorker &&
-               r.shed(s.ts, out, stats_.reassembly)) {
-        }
     } else if (!r.started() && !rst) {
         r.start(s.seq + (syn ? 1 : 0));
     }

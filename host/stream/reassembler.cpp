@@ -201,21 +201,16 @@ void Reassembler::add(uint32_t seq, const uint8_t* data, uint32_t captured, uint
         ++st.bufferLimitGaps;
         giveUpOldestHole(ts, out, st);
     }
+    while (shared_ != nullptr && shared_->held > shared_->limit && !pending_.empty()) {
+        ++st.workerLimitGaps;  // the same, for the bound of all directions together
+        giveUpOldestHole(ts, out, st);
+    }
 }
 
 void Reassembler::giveUpOldestHole(uint64_t ts, StreamEvents& out, ReassemblyStats& st) {
     // After a drain the first chunk is always past next_: there is a hole before it.
     deliverGap(pending_.begin()->first - next_, ts, out, st);
     drain(ts, out, st);
-}
-
-bool Reassembler::shed(uint64_t ts, StreamEvents& out, ReassemblyStats& st) {
-    if (pending_.empty()) {
-        return false;
-    }
-    ++st.workerLimitGaps;
-    giveUpOldestHole(ts, out, st);
-    return true;
 }
 
 void Reassembler::acked(uint32_t ack, uint64_t ts, StreamEvents& out, ReassemblyStats& st) {

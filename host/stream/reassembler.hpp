@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <vector>
@@ -40,14 +41,18 @@ struct ReassemblyStats {
     void add(const ReassemblyStats& o);
 };
 
-/// Memory held by the buffers of several reassemblers (one worker's), kept by them.
+/// Memory held by the buffers of several reassemblers (one worker's), kept by them, and its
+/// bound: a reassembler whose segment takes the sum over it gives up its own holes until it is
+/// under again (it can: the sum was under before that segment).
 struct BufferBudget {
     size_t held = 0;
+    size_t limit = std::numeric_limits<size_t>::max();
 };
 
 class Reassembler {
   public:
-    /// `maxBuffered`: bound of this direction's held memory; `shared`: also counted there.
+    /// `maxBuffered`: bound of this direction's held memory; `shared`: also counted there,
+    /// and bounded by its limit.
     explicit Reassembler(size_t maxBuffered, BufferBudget* shared = nullptr)
         : maxBuffered_(maxBuffered), shared_(shared) {}
 
@@ -74,9 +79,6 @@ class Reassembler {
     bool finished() const { return finOff_.has_value() && next_ >= *finOff_; }
     /// Delivers everything buffered, with gaps for the holes (connection end).
     void flush(uint64_t ts, StreamEvents& out, ReassemblyStats& st);
-    /// Gives up the oldest hole (delivered as a gap, counted as a worker-bound gap) and
-    /// delivers what follows it. False when nothing is buffered.
-    bool shed(uint64_t ts, StreamEvents& out, ReassemblyStats& st);
 
     /// Memory held by the buffered chunks (the sum of their chunkCost), <= maxBuffered.
     size_t held() const { return held_; }
