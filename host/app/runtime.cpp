@@ -518,6 +518,8 @@ void Runtime::createPipeline() {
     po.ringBytes = static_cast<size_t>(config_.stream.ringKb) * 1024;
     po.limits.maxConnections = static_cast<size_t>(config_.stream.maxConnections);
     po.limits.maxBufferedPerDirection = static_cast<size_t>(config_.stream.maxBufferKb) * 1024;
+    po.limits.maxBufferedPerWorker =
+        static_cast<size_t>(config_.stream.maxWorkerBufferMb) * 1024 * 1024;
     po.limits.idleTimeoutNs = static_cast<uint64_t>(config_.stream.idleTimeoutS) * 1000000000ULL;
     // The server side of a connection is the capture's port list (3306 when it has none).
     po.serverPorts.clear();
@@ -1071,6 +1073,8 @@ std::string Runtime::captureJson() const {
         << ",\"closed_shutdown\":" << f.closed[MP_CLOSE_SHUTDOWN] << "}"
         << ",\"stream_bytes\":" << f.reassembly.deliveredBytes << ",\"gaps\":" << f.reassembly.gaps
         << ",\"gap_bytes\":" << f.reassembly.gapBytes
+        << ",\"buffer_limit_gaps\":" << f.reassembly.bufferLimitGaps
+        << ",\"worker_buffer_limit_gaps\":" << f.reassembly.workerLimitGaps
         << ",\"retransmitted_bytes\":" << f.reassembly.retransmittedBytes
         << ",\"out_of_order_segments\":" << f.reassembly.outOfOrder
         << ",\"overlap_conflict_bytes\":" << f.reassembly.conflictBytes << "}";

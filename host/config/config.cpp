@@ -75,6 +75,7 @@ const LegacyKey kLegacy[] = {
     // The host's stream layer (new).
     {"stream", "max_connections", MP_PROP_INT, 1, 10000000, 0, nullptr},
     {"stream", "max_buffer_kb", MP_PROP_INT, 4, 1048576, 0, nullptr},
+    {"stream", "max_worker_buffer_mb", MP_PROP_INT, 1, 1048576, 0, nullptr},
     {"stream", "idle_timeout_s", MP_PROP_INT, 1, 86400, 0, nullptr},
     {"stream", "ring_kb", MP_PROP_INT, 64, 1048576, 0, nullptr},
     // TLS (new): files are checked when the server is made (--check too).
@@ -442,10 +443,11 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
             } else if (section == "probe" && key == "workers") {
                 cfg.workers = static_cast<int>(v.i);
             } else if (section == "stream") {
-                int64_t* target = key == "max_connections"  ? &cfg.stream.maxConnections
-                                  : key == "max_buffer_kb"  ? &cfg.stream.maxBufferKb
-                                  : key == "idle_timeout_s" ? &cfg.stream.idleTimeoutS
-                                                            : &cfg.stream.ringKb;
+                int64_t* target = key == "max_connections"        ? &cfg.stream.maxConnections
+                                  : key == "max_buffer_kb"        ? &cfg.stream.maxBufferKb
+                                  : key == "max_worker_buffer_mb" ? &cfg.stream.maxWorkerBufferMb
+                                  : key == "idle_timeout_s"       ? &cfg.stream.idleTimeoutS
+                                                                  : &cfg.stream.ringKb;
                 *target = v.i;
             } else if (section == "tls") {
                 (key == "cert_file"  ? cfg.tls.certFile

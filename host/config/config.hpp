@@ -32,7 +32,8 @@ struct Overrides {
 /// Bounds of the host's stream layer (`stream:` section).
 struct StreamConfig {
     int64_t maxConnections = 65536;  // per worker
-    int64_t maxBufferKb = 4096;      // out-of-order bytes buffered per direction
+    int64_t maxBufferKb = 4096;      // memory held out of order per direction
+    int64_t maxWorkerBufferMb = 64;  // the same, all connections of one worker
     int64_t idleTimeoutS = 300;      // a connection silent this long (stream time) is closed
     int64_t ringKb = 4096;           // queue between a capture thread and a worker
 };

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "stream/flow_table.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace mp::host {
@@ -57,7 +58,8 @@ struct FlowTable::Conn {
     uint64_t lastTs = 0;
     std::array<Reassembler, 2> dir;
     Lru::iterator lruPos;
-    explicit Conn(size_t maxBuffered) : dir{Reassembler(maxBuffered), Reassembler(maxBuffered)} {}
+    Conn(size_t maxBuffered, BufferBudget* budget)
+        : dir{Reassembler(maxBuffered, budget), Reassembler(maxBuffered, budget)} {}
 };
 
 // Adapts one direction's ordered output to the handler.
@@ -80,6 +82,7 @@ FlowTable::FlowTable(FlowLimits limits, std::vector<uint16_t> serverPorts, Strea
     : limits_(limits),
       ports_(std::move(serverPorts)),
       handler_(handler),
+      budget_{0, limits.maxBufferedPerWorker},
       nextId_(firstId),
       idStride_(idStride == 0 ? 1 : idStride) {
     for (uint16_t p : ports_) {
@@ -136,7 +139,7 @@ void FlowTable::onSegment(const Segment& s) {
         if (conns_.size() >= limits_.maxConnections && !lru_.empty()) {
             close(lru_.front(), MP_CLOSE_EVICTED, s.ts);
         }
-        auto owned = std::make_unique<Conn>(limits_.maxBufferedPerDirection);
+        auto owned = std::make_unique<Conn>(limits_.maxBufferedPerDirection, &budget_);
         c = owned.get();
         c->key = key;
         c->id = nextId_;
@@ -209,6 +212,22 @@ void FlowTable::close(Conn* c, uint32_t reason, uint64_t ts) {
     }
     FlowKey key = c->key;
     conns_.erase(key);  // frees c
+}
+
+size_t FlowTable::recountHeld() const {
+    size_t n = 0;
+    for (const auto& [key, c] : conns_) {
+        n += c->dir[0].recount() + c->dir[1].recount();
+    }
+    return n;
+}
+
+size_t FlowTable::maxHeldPerDirection() const {
+    size_t n = 0;
+    for (const auto& [key, c] : conns_) {
+        n = std::max({n, c->dir[0].held(), c->dir[1].held()});
+    }
+    return n;
 }
 
 void FlowTable::tick(uint64_t ts) {

@@ -30,8 +30,9 @@ class StreamHandler {
 };
 
 struct FlowLimits {
-    size_t maxConnections = 65536;  // per worker
-    size_t maxBufferedPerDirection = 4 << 20;
+    size_t maxConnections = 65536;             // per worker
+    size_t maxBufferedPerDirection = 4 << 20;  // memory held out of order (chunkCost)
+    size_t maxBufferedPerWorker = 64 << 20;    // the same, all connections of a worker
     uint64_t idleTimeoutNs = 300ULL * 1000000000ULL;
 };
 
@@ -92,6 +93,12 @@ class FlowTable {
 
     const FlowStats& stats() const { return stats_; }
     size_t size() const { return conns_.size(); }
+    /// Memory held out of order by all connections (<= limits.maxBufferedPerWorker).
+    size_t held() const { return budget_.held; }
+    /// The same, counted again from every buffered chunk (tests, fuzzer).
+    size_t recountHeld() const;
+    /// The largest memory held by one direction (<= limits.maxBufferedPerDirection).
+    size_t maxHeldPerDirection() const;
 
   private:
     struct Conn;
@@ -103,6 +110,7 @@ class FlowTable {
     std::vector<uint16_t> ports_;
     std::array<uint64_t, 1024> portBits_{};  // 65536-bit set of server ports
     StreamHandler& handler_;
+    BufferBudget budget_;  // before conns_: the reassemblers count into it
     uint64_t nextId_;
     uint64_t idStride_;
     using Map = std::unordered_map<FlowKey, std::unique_ptr<Conn>, FlowKeyHash>;

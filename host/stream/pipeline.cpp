@@ -257,6 +257,13 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
                 ++p.stats.malformed;
                 continue;
         }
+        if (s.captured < s.length && f.orig_len <= f.data.len) {
+            // The IP length claims bytes the frame never had: it was not cut by the snapshot
+            // length (that is truncation, a gap of the missing bytes), it lies. No receiver
+            // accepts such a packet; neither does the probe.
+            ++p.stats.malformed;
+            continue;
+        }
         ++p.stats.tcp;
         s.ts = f.ts_ns;
         // Stream time ticks go to every worker at the same place in the packet sequence,
@@ -358,7 +365,9 @@ struct Pipeline::Counters {
             &CaptureStats::fragments);
         cap("truncated_headers_total", "frames whose headers were cut by the snapshot length",
             &CaptureStats::truncatedHeaders);
-        cap("malformed_total", "frames with impossible IP/TCP lengths", &CaptureStats::malformed);
+        cap("malformed_total",
+            "frames with impossible IP/TCP lengths (an IP length past the end of a whole frame)",
+            &CaptureStats::malformed);
         cap("queue_dropped_total", "TCP segments dropped because a worker queue was full",
             &CaptureStats::queueDropped);
         cap("queue_dropped_bytes_total", "payload bytes of those segments",
@@ -390,6 +399,8 @@ struct Pipeline::Counters {
         re("gap_bytes_total", "bytes given up as missing", &ReassemblyStats::gapBytes);
         re("buffer_limit_gaps_total", "gaps forced by the per-direction buffer bound",
            &ReassemblyStats::bufferLimitGaps);
+        re("worker_buffer_limit_gaps_total", "gaps forced by the per-worker buffer bound",
+           &ReassemblyStats::workerLimitGaps);
         re("truncated_bytes_total", "payload bytes cut by the snapshot length",
            &ReassemblyStats::truncatedBytes);
     }

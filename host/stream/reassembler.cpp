@@ -15,8 +15,50 @@ void ReassemblyStats::add(const ReassemblyStats& o) {
     gaps += o.gaps;
     gapBytes += o.gapBytes;
     bufferLimitGaps += o.bufferLimitGaps;
+    workerLimitGaps += o.workerLimitGaps;
     ackGaps += o.ackGaps;
     truncatedBytes += o.truncatedBytes;
+}
+
+namespace {
+
+/// What malloc takes for a request of n bytes: 8 bytes of header, 16-byte granules, 32 at
+/// least (glibc on 64-bit; other allocators are close).
+constexpr size_t allocated(size_t n) { return std::max<size_t>(32, (n + 8 + 15) & ~size_t{15}); }
+
+}  // namespace
+
+size_t Reassembler::chunkCost(size_t stored) {
+    // A std::map node: the tree links (a colour and three pointers) and the key/value pair.
+    constexpr size_t kNode =
+        allocated(4 * sizeof(void*) + sizeof(std::pair<const uint64_t, Chunk>));
+    return kNode + (stored == 0 ? 0 : allocated(stored));
+}
+
+void Reassembler::hold(const Chunk& c) {
+    const size_t cost = chunkCost(c.bytes.size());
+    held_ += cost;
+    stored_ += c.bytes.size();
+    if (shared_ != nullptr) {
+        shared_->held += cost;
+    }
+}
+
+void Reassembler::release(const Chunk& c) {
+    const size_t cost = chunkCost(c.bytes.size());
+    held_ -= cost;
+    stored_ -= c.bytes.size();
+    if (shared_ != nullptr) {
+        shared_->held -= cost;
+    }
+}
+
+size_t Reassembler::recount() const {
+    size_t n = 0;
+    for (const auto& [off, c] : pending_) {
+        n += chunkCost(c.bytes.size());
+    }
+    return n;
 }
 
 void Reassembler::start(uint32_t isn) {
@@ -83,9 +125,9 @@ void Reassembler::insert(uint64_t off, const uint8_t* data, uint64_t len, bool m
         c.missing = missing;
         if (!missing) {
             c.bytes.assign(data + (pos - off), data + (stop - off));
-            buffered_ += c.len;
         }
         it = pending_.emplace_hint(it, pos, std::move(c));
+        hold(it->second);
         ++it;
         pos = stop;
     }
@@ -110,9 +152,7 @@ void Reassembler::drain(uint64_t ts, StreamEvents& out, ReassemblyStats& st) {
                 out.onData(it->second.bytes.data() + skip, n, ts);
             }
         }
-        if (!it->second.missing) {
-            buffered_ -= it->second.bytes.size();
-        }
+        release(it->second);
         pending_.erase(it);
     }
 }
@@ -156,12 +196,21 @@ void Reassembler::add(uint32_t seq, const uint8_t* data, uint32_t captured, uint
     if (captured < length) {
         insert(uoff + captured, nullptr, length - captured, true, st);
     }
-    while (buffered_ > maxBuffered_ && !pending_.empty()) {
+    while (held_ > maxBuffered_ && !pending_.empty()) {
         // Over the bound: give up the oldest hole so buffered data can move on.
         ++st.bufferLimitGaps;
-        deliverGap(pending_.begin()->first - next_, ts, out, st);
-        drain(ts, out, st);
+        giveUpOldestHole(ts, out, st);
     }
+    while (shared_ != nullptr && shared_->held > shared_->limit && !pending_.empty()) {
+        ++st.workerLimitGaps;  // the same, for the bound of all directions together
+        giveUpOldestHole(ts, out, st);
+    }
+}
+
+void Reassembler::giveUpOldestHole(uint64_t ts, StreamEvents& out, ReassemblyStats& st) {
+    // After a drain the first chunk is always past next_: there is a hole before it.
+    deliverGap(pending_.begin()->first - next_, ts, out, st);
+    drain(ts, out, st);
 }
 
 void Reassembler::acked(uint32_t ack, uint64_t ts, StreamEvents& out, ReassemblyStats& st) {

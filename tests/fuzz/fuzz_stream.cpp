@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fuzz target: the flow table and TCP reassembly, driven by a sequence of fuzzed segments
 // (ports, flags, sequence and ack numbers, payloads), with tight bounds so eviction, buffer
-// limits, gaps and wrap-around are all reached. Checks that every byte is accounted for.
+// limits, gaps and wrap-around are all reached. Checks that every byte is accounted for, and
+// that the memory held out of order is exactly the sum of what is stored, within both bounds.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -47,7 +48,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check h;
     mp::host::FlowLimits lim;
     lim.maxConnections = 4;
-    lim.maxBufferedPerDirection = 256;
+    lim.maxBufferedPerDirection = 1024;
+    lim.maxBufferedPerWorker = 2048;
     lim.idleTimeoutNs = 50;
     {
         mp::host::FlowTable t(lim, {3306}, h, 1, 1);
@@ -82,9 +84,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if ((r[11] & 128) != 0) {
                 t.tick(ts);
             }
+            if (t.held() != t.recountHeld() || t.held() > lim.maxBufferedPerWorker ||
+                t.maxHeldPerDirection() > lim.maxBufferedPerDirection) {
+                __builtin_trap();
+            }
         }
         t.closeAll(MP_CLOSE_SHUTDOWN, ts);
-        if (t.size() != 0) {
+        if (t.size() != 0 || t.held() != 0) {
             __builtin_trap();
         }
     }

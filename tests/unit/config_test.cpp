@@ -147,10 +147,24 @@ TEST_SUITE("config") {
               "t.yaml:2: probe.workers: value 0 is out of range [1, 64]");
         CHECK(parseError("probe:\n  snappylength: 300000\n") ==
               "t.yaml:2: probe.snappylength: value 300000 is out of range [0, 262144]");
+        CHECK(parseError("stream:\n  max_worker_buffer_mb: 0\n") ==
+              "t.yaml:2: stream.max_worker_buffer_mb: value 0 is out of range [1, 1048576]");
+        CHECK(parseError("stream:\n  max_worker_buffer_mb: yes\n").find("max_worker_buffer_mb") !=
+              std::string::npos);
         CHECK(parseError("loglevel: loud\n") ==
               "t.yaml:1: loglevel: 'loud' is not one of trace|debug|info|warn|error");
         CHECK(parseError("slave: true\n").find("set probe.device (or probe.file)") !=
               std::string::npos);
+    }
+
+    TEST_CASE("the stream section's bounds") {
+        HostConfig cfg = parseConfig("", "t.yaml", Overrides{});
+        CHECK(cfg.stream.maxBufferKb == 4096);
+        CHECK(cfg.stream.maxWorkerBufferMb == 64);
+        cfg = parseConfig("stream:\n  max_buffer_kb: 512\n  max_worker_buffer_mb: 8\n", "t.yaml",
+                          Overrides{});
+        CHECK(cfg.stream.maxBufferKb == 512);
+        CHECK(cfg.stream.maxWorkerBufferMb == 8);
     }
 
     TEST_CASE("duplicate keys are refused") {

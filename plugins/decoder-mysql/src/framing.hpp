@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // MySQL packet framing of one direction: 4-byte headers, logical packets of 16 MiB and more
 // made of several wire packets, and the compressed protocol (zlib or stored) underneath.
-// Bounded: of a logical packet, at most `maxKeep` payload bytes are kept (its full length is
-// still known), so a 1 GiB row costs nothing.
+// Bounded by bytes: of a logical packet, at most `maxKeep` payload bytes are kept (its full
+// length is still known), so a 1 GiB row costs nothing, and that buffer is released after a
+// packet larger than kKeepRetained; a compressed frame is inflated as its bytes arrive, in
+// pieces of kInflatePiece bytes, so it is never held whole (an inflater lives only inside a
+// frame: see Framer::heldBytes).
 #pragma once
 
 #include <algorithm>
@@ -10,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,7 +39,10 @@ struct RowRun {
 
 class Framer {
   public:
-    explicit Framer(size_t maxKeep = 1 << 20) : maxKeep_(maxKeep) {}
+    explicit Framer(size_t maxKeep = 1 << 20);
+    ~Framer();
+    Framer(Framer&&) noexcept;
+    Framer& operator=(Framer&&) noexcept;
 
     /// Rows arrive by the hundred: while `run->rows` is set, whole packets that can only be
     /// rows (not empty, first byte below 0xfe, under 16 MiB) are counted there in one tight
@@ -54,14 +61,25 @@ class Framer {
     bool feed(const uint8_t* data, size_t len, uint64_t ts, Sink&& sink) {
         return compressed_ ? feedCompressed(data, len, ts, sink) : feedPlain(data, len, ts, sink);
     }
-    /// Forgets any partial packet (after a gap).
+    /// Forgets any partial packet (after a gap) and releases its buffers.
     void reset();
 
+    /// Compressed frames given up: they did not inflate to the length their header gave.
     uint64_t decompressErrors() const { return decompressErrors_; }
+    /// Bytes this framer holds now (buffers' capacities, the inflater while inside a frame):
+    /// at most maxKeep + kInflaterBytes, and kKeepRetained between packets.
+    size_t heldBytes() const;
+
+    /// A kept prefix buffer larger than this is released once its packet is complete.
+    static constexpr size_t kKeepRetained = 64 * 1024;
+    /// Inflated bytes are handed to the packet framing in pieces of this size.
+    static constexpr size_t kInflatePiece = 16 * 1024;
+    /// What an inflater takes: zlib's state and 32 KiB window, and the piece buffer.
+    static constexpr size_t kInflaterBytes = 7168 + 32768 + kInflatePiece;
 
   private:
     static constexpr uint32_t kMaxWire = 0xffffff;
-    static constexpr size_t kMaxCompressedFrame = 0xffffff + 7;
+    struct Inflater;
     /// The 3-byte little-endian length at p (4 bytes must be readable there).
     static uint32_t le24(const uint8_t* p) {
         if constexpr (std::endian::native == std::endian::little) {
@@ -77,7 +95,14 @@ class Framer {
     bool feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink);
     template <class Sink>
     bool feedCompressed(const uint8_t* data, size_t len, uint64_t ts, Sink& sink);
-    bool inflate(const uint8_t* body, uint32_t clen, uint32_t ulen);  // into inflated_
+    /// A compressed frame's header is complete: prepares its body. False: it cannot inflate.
+    bool beginFrame();
+    /// The frame's body is complete. False (counted): it did not inflate to its length.
+    bool endFrame();
+    /// Inflates the next piece of the frame from `*in` (advanced): its bytes, or null when
+    /// no more come from this input (`ok` false: the frame is corrupt, counted).
+    const uint8_t* inflatePiece(const uint8_t*& in, size_t& inLen, size_t& outLen, bool& ok);
+    void releaseKept();
 
     size_t maxKeep_;
     const RowRun* rowRun_ = nullptr;
@@ -94,8 +119,11 @@ class Framer {
     uint64_t firstTs_ = 0;
     uint64_t headerTs_ = 0;
     // Compressed framing state.
-    std::vector<uint8_t> cbuf_;  // bytes of the current compressed frame (header + body)
-    std::vector<uint8_t> inflated_;
+    uint8_t cheader_[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // 7 used; 8 so le24 can read at 4
+    size_t cheaderHave_ = 0;
+    uint32_t cleft_ = 0;  // body bytes of the current frame still to come
+    uint32_t ulen_ = 0;   // its uncompressed length (0: stored, the body is plain framing)
+    std::unique_ptr<Inflater> inflater_;  // only inside a zlib frame
     uint64_t decompressErrors_ = 0;
 };
 
@@ -163,6 +191,8 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink)
                 firstTs_ = headerTs_;
                 length_ = 0;
                 payload_.clear();
+                // Exactly what will be kept: growth by doubling could take twice maxKeep.
+                payload_.reserve(std::min<size_t>(wl, maxKeep_));
             }
             wireLeft_ = wl;
             continues_ = wl == kMaxWire;
@@ -190,6 +220,9 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink)
             p.firstTs = firstTs_;
             inPacket_ = false;
             sink(p);
+            if (payload_.capacity() > kKeepRetained) {
+                releaseKept();  // a large packet: do not keep its buffer for every later one
+            }
         }
         // else: a 0xffffff wire packet; the logical packet goes on in the next one.
     }
@@ -198,41 +231,42 @@ bool Framer::feedPlain(const uint8_t* data, size_t len, uint64_t ts, Sink& sink)
 
 template <class Sink>
 bool Framer::feedCompressed(const uint8_t* data, size_t len, uint64_t ts, Sink& sink) {
+    // Frames: a 7-byte header (compressed length, sequence, uncompressed length), then the
+    // body, handed on as it arrives: nothing of a frame is held but the inflater's state.
     size_t pos = 0;
     while (pos < len) {
-        if (cbuf_.size() < 7) {
-            size_t take = std::min<size_t>(7 - cbuf_.size(), len - pos);
-            cbuf_.insert(cbuf_.end(), data + pos, data + pos + take);
+        if (cheaderHave_ < 7) {
+            size_t take = std::min<size_t>(7 - cheaderHave_, len - pos);
+            std::memcpy(cheader_ + cheaderHave_, data + pos, take);
+            cheaderHave_ += take;
             pos += take;
-            if (cbuf_.size() < 7) {
+            if (cheaderHave_ < 7) {
                 break;
             }
-        }
-        uint32_t clen = cbuf_[0] | (cbuf_[1] << 8) | (static_cast<uint32_t>(cbuf_[2]) << 16);
-        size_t need = 7 + static_cast<size_t>(clen);
-        if (need > kMaxCompressedFrame) {
-            ++decompressErrors_;
-            cbuf_.clear();
-            return false;
-        }
-        size_t take = std::min(need - cbuf_.size(), len - pos);
-        cbuf_.insert(cbuf_.end(), data + pos, data + pos + take);
-        pos += take;
-        if (cbuf_.size() < need) {
-            break;
-        }
-        uint32_t ulen = cbuf_[4] | (cbuf_[5] << 8) | (static_cast<uint32_t>(cbuf_[6]) << 16);
-        const uint8_t* body = cbuf_.data() + 7;
-        if (ulen == 0) {
-            // Stored: the body is plain framing.
-            feedPlain(body, clen, ts, sink);
-        } else {
-            if (!inflate(body, clen, ulen)) {
+            if (!beginFrame()) {
                 return false;
             }
-            feedPlain(inflated_.data(), ulen, ts, sink);
         }
-        cbuf_.clear();
+        const size_t take = std::min<size_t>(cleft_, len - pos);
+        const uint8_t* in = data + pos;
+        pos += take;
+        cleft_ -= static_cast<uint32_t>(take);
+        if (ulen_ == 0) {
+            feedPlain(in, take, ts, sink);  // stored: the body is plain framing
+        } else {
+            size_t inLen = take;
+            size_t outLen = 0;
+            bool ok = true;
+            while (const uint8_t* out = inflatePiece(in, inLen, outLen, ok)) {
+                feedPlain(out, outLen, ts, sink);
+            }
+            if (!ok) {
+                return false;
+            }
+        }
+        if (cleft_ == 0 && !endFrame()) {
+            return false;
+        }
     }
     return true;
 }
