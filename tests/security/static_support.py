@@ -72,13 +72,14 @@ def status_kb(pid, field):
 class Node:
     """One mysqlprobe process: `name` is its node name, `yaml` the rest of its config file."""
 
-    def __init__(self, binary, work, name, host, yaml):
+    def __init__(self, binary, work, name, host, yaml, nodename=None):
         self.binary, self.work, self.name, self.host = binary, work, name, host
         self.port = free_port(host)
         self.addr = f"{host}:{self.port}"
         self.cfg = os.path.join(work, name + ".yaml")
         with open(self.cfg, "w") as f:
-            f.write(f"serverport: {self.port}\nserveraddress: {host}\nnodename: {name}\n{yaml}")
+            f.write(f"serverport: {self.port}\nserveraddress: {host}\n"
+                    f"nodename: {json.dumps(nodename or name)}\n{yaml}")
         self.proc = None
         self.errname = os.path.join(work, name + ".err")
         NODES.append(self)
