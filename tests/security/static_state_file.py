@@ -9,7 +9,7 @@ websocket servers that answer /cluster/stream's upgrade, so /cluster/join accept
  - a symlink at the former fixed temporary name (STATE.tmp) or at the state file itself is
    never written through: the files they point to keep their content, the state file becomes a
    regular file (0600) with the state, and no temporary file is left behind.
-Usage: static_state_file.py MYSQLPROBE"""
+Usage: static_state_file.py MYSQLPROBE [--sanitized]"""
 import os
 import shutil
 import stat
