@@ -15,8 +15,10 @@
 #include <Poco/Net/IPAddress.h>
 #include <Poco/Net/NetException.h>
 #include <Poco/Net/WebSocket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -26,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mp/pusher.hpp>
+#include <mp/files.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
@@ -41,10 +44,12 @@ const mp_property kProps[] = {
     {"slave", MP_PROP_BOOL, 0, "false", "this node is a slave (reports to a master)", 0, 0, nullptr},
     {"group", MP_PROP_STRING, 0, "", "cluster name (a label in static mode)", 0, 0, nullptr},
     {"port", MP_PROP_INT, 0, "0", "unused in static mode (gossip port)", 0, 65535, nullptr},
-    {"state_file", MP_PROP_STRING, 0, "", "where a master saves its slaves (default: cluster-state.txt next to the config file)", 0, 0, nullptr},
+    {"state_file", MP_PROP_STRING, 0, "", "where a master saves its slaves (default: cluster-state-NODE.txt next to the config file, NODE the node name with characters other than letters, digits, '.', '_', '-' as '_')", 0, 0, nullptr},
     {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a master redials a lost slave", 1, 86400, nullptr},
     {"history", MP_PROP_INT, 0, "60", "reports a slave keeps for a master that was away", 1, 100000, nullptr},
     {"max_templates", MP_PROP_INT, 0, "10000", "templates in a master's merged report; further ones are counted as evicted", 1, 10000000, nullptr},
+    {"max_report_mb", MP_PROP_INT, 0, "64", "largest slave report (one websocket message) a master reads; a larger one closes that slave's link (counted)", 1, 1024, nullptr},
+    {"max_slave_backlog_mb", MP_PROP_INT, 0, "64", "bytes of one slave's reports a master holds between two of its intervals; past it that link is closed until the next interval and the refused report is asked for again (counted)", 1, 4096, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
@@ -106,6 +111,9 @@ struct Slave {
     uint64_t duplicates = 0;
     uint64_t missed = 0;  // master intervals without a report from it
     bool contributed = false;
+    uint64_t refused = 0;   // reports refused because its backlog was full (asked for again)
+    uint64_t oversize = 0;  // messages larger than max_report_mb (link closed)
+    uint64_t skipped = 0;   // seqs of a run it no longer had when asked (gaps)
 };
 
 class StaticCluster : public mp::Plugin {
@@ -118,19 +126,46 @@ class StaticCluster : public mp::Plugin {
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
           history_(static_cast<size_t>(cfg.i64("history"))),
           maxTemplates_(static_cast<size_t>(cfg.i64("max_templates"))),
+          maxReport_(static_cast<size_t>(cfg.i64("max_report_mb")) << 20),
+          maxBacklog_(static_cast<size_t>(cfg.i64("max_slave_backlog_mb")) << 20),
           merged_(host.counter("slave_reports_merged_total",
                                "slave reports merged into this master's reports")),
           rejected_(host.counter("slave_reports_rejected_total",
                                  "slave reports that were not valid reports (skipped)")),
           duplicates_(host.counter("slave_reports_duplicate_total",
                                    "slave reports received twice (dropped by node, run, seq)")),
-          slavesUp_(host.counter("slaves_up", "slaves whose stream is connected", MP_GAUGE)) {
+          slavesUp_(host.counter("slaves_up", "slaves whose stream is connected", MP_GAUGE)),
+          backlogRefused_(host.counter("slave_reports_refused_total",
+                                       "slave reports refused because that slave's backlog was "
+                                       "full (its link is closed; asked for again later)")),
+          oversize_(host.counter("slave_messages_oversize_total",
+                                 "slave messages larger than max_report_mb (link closed)")),
+          skipped_(host.counter("slave_reports_skipped_total",
+                                "seqs of a slave run never received (gone from its history)")),
+          backlogBytes_(host.counter("slave_backlog_bytes",
+                                     "bytes of slave reports held until the next interval",
+                                     MP_GAUGE)) {
         stateFile_ = cfg.str("state_file");
         if (stateFile_.empty()) {
+            // One file per node: two masters whose configs share a folder must not share it.
             std::string conf = host.get("config.file").value_or("");
             size_t slash = conf.rfind('/');
-            stateFile_ = (slash == std::string::npos ? std::string(".") : conf.substr(0, slash)) +
-                         "/cluster-state.txt";
+            std::string dir = slash == std::string::npos ? std::string(".") : conf.substr(0, slash);
+            std::string node = host.get("node.name").value_or("");
+            if (node.empty()) {
+                node = host.get("server.port").value_or("");
+            }
+            std::string safe;
+            for (char c : node.substr(0, 128)) {
+                bool ok =
+                    std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+                safe += ok ? c : '_';
+            }
+            if (safe.empty()) {
+                safe = "node";
+            }
+            stateFile_ = dir + "/cluster-state-" + safe + ".txt";
+            legacyStateFile_ = dir + "/cluster-state.txt";
         }
         if (slave_) {
             mp_ws_handler h{};
@@ -372,6 +407,9 @@ class StaticCluster : public mp::Plugin {
                             : 0)
                     << ",\"reports_received\":" << s->received
                     << ",\"duplicates\":" << s->duplicates << ",\"intervals_missed\":" << s->missed
+                    << ",\"refused\":" << s->refused << ",\"oversize\":" << s->oversize
+                    << ",\"skipped\":" << s->skipped
+                    << ",\"backlog_bytes\":" << (held_.count(addr) != 0 ? held_.at(addr) : 0)
                     << "}";
                 first = false;
             }
@@ -456,7 +494,18 @@ class StaticCluster : public mp::Plugin {
         return req;
     }
 
-    // One slave's puller: dial, read reports, redial every reconnect period when lost.
+    // How a slave report was taken by received().
+    enum class Taken { Kept, Skipped, Refused };
+
+    // A frame that stalls this long half-way closes the link (poll() waits for the next one).
+    static constexpr int kFrameStallS = 3;
+    // The frame buffer keeps its memory between frames up to this size (larger ones are freed).
+    static constexpr size_t kKeepFrameBytes = 1 << 20;
+
+    // One slave's puller: dial, read reports, redial every reconnect period when lost, or as soon
+    // as what it delivered has been merged when its backlog was full. What a slave can make this
+    // master hold: its backlog (max_slave_backlog_mb, or one report when it was empty) and the
+    // message being read (max_report_mb, with its current frame besides).
     void pull(Slave& s) {
         while (!s.stop) {
             uint64_t since = 0;
@@ -466,51 +515,121 @@ class StaticCluster : public mp::Plugin {
                 since = s.lastSeq;
                 started = s.started;
             }
+            bool full = false;
             try {
                 auto session = mp::ws::openHttpSession("", s.host, s.port, std::chrono::seconds(2),
                                                        std::chrono::seconds(2), tls_);
                 Poco::Net::HTTPRequest req = streamRequest(s.host, s.port, since, started);
                 Poco::Net::HTTPResponse resp;
                 Poco::Net::WebSocket ws(*session, req, resp);
-                ws.setReceiveTimeout(Poco::Timespan(0, 300000));
-                ws.setMaxPayloadSize(64 << 20);
+                ws.setReceiveTimeout(Poco::Timespan(kFrameStallS, 0));
+                ws.setSendTimeout(Poco::Timespan(kFrameStallS, 0));
+                // A frame header announcing more is refused before anything is allocated.
+                ws.setMaxPayloadSize(static_cast<int>(maxReport_));
                 setUp(s, true);
-                Poco::Buffer<char> buf(0);
-                std::string message;
-                while (!s.stop) {
-                    int flags = 0;
-                    buf.resize(0);
-                    int n = 0;
-                    try {
-                        n = ws.receiveFrame(buf, flags);
-                    } catch (const Poco::TimeoutException&) {
-                        continue;
-                    }
-                    int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
-                    if ((n == 0 && flags == 0) || op == Poco::Net::WebSocket::FRAME_OP_CLOSE) {
-                        break;
-                    }
-                    if (op == Poco::Net::WebSocket::FRAME_OP_PING) {
-                        ws.sendFrame(buf.begin(), n,
-                                     static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                                         static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PONG));
-                        continue;
-                    }
-                    if (op == Poco::Net::WebSocket::FRAME_OP_TEXT ||
-                        op == Poco::Net::WebSocket::FRAME_OP_CONT) {
-                        message.append(buf.begin(), static_cast<size_t>(n));
-                        if ((flags & Poco::Net::WebSocket::FRAME_FLAG_FIN) != 0) {
-                            received(s, std::move(message));
-                            message.clear();
-                        }
-                    }
-                }
+                full = readStream(s, ws);
             } catch (const std::exception& e) {
                 host().debug("slave " + s.addr + ": " + e.what());
             }
             setUp(s, false);
             std::unique_lock<std::mutex> lock(mutex_);
-            wake_.wait_for(lock, reconnect_, [&] { return s.stop.load(); });
+            if (full) {
+                wake_.wait(lock, [&] { return s.stop.load() || held_.count(s.addr) == 0; });
+            } else {
+                wake_.wait_for(lock, reconnect_, [&] { return s.stop.load(); });
+            }
+        }
+    }
+
+    // Reads one link until it breaks or the puller stops (false), or until that slave's backlog
+    // is full (true: the link was closed, the refused report is asked for again later).
+    bool readStream(Slave& s, Poco::Net::WebSocket& ws) {
+        using WS = Poco::Net::WebSocket;
+        Poco::Buffer<char> frame(0);
+        std::string message;
+        bool inMessage = false;
+        bool text = false;  // the message under way is text (binary messages are not reports)
+        while (!s.stop) {
+            // Bytes read along with the handshake are not seen by poll(); available() counts them.
+            if (ws.available() == 0 &&
+                !ws.poll(Poco::Timespan(0, 300000), Poco::Net::Socket::SELECT_READ)) {
+                continue;
+            }
+            int flags = 0;
+            frame.resize(0);
+            int n = 0;
+            try {
+                n = ws.receiveFrame(frame, flags);
+            } catch (const Poco::Net::WebSocketException& e) {
+                if (e.code() != WS::WS_ERR_PAYLOAD_TOO_BIG) {
+                    throw;
+                }
+                tooBig(s, ws, "a frame larger than max_report_mb");
+                return false;
+            }
+            int op = flags & WS::FRAME_OP_BITMASK;
+            if ((n == 0 && flags == 0) || op == WS::FRAME_OP_CLOSE) {
+                return false;
+            }
+            if (op == WS::FRAME_OP_PING) {
+                ws.sendFrame(
+                    frame.begin(), n,
+                    static_cast<int>(WS::FRAME_FLAG_FIN) | static_cast<int>(WS::FRAME_OP_PONG));
+                continue;
+            }
+            if (op == WS::FRAME_OP_TEXT || op == WS::FRAME_OP_BINARY) {
+                if (inMessage) {
+                    host().warn("slave " + s.addr + ": a new message inside a fragmented one");
+                    return false;
+                }
+                inMessage = true;
+                text = op == WS::FRAME_OP_TEXT;
+            } else if (op != WS::FRAME_OP_CONT || !inMessage) {
+                continue;  // a pong, an unknown opcode, a continuation of nothing
+            }
+            if (text) {
+                size_t need = message.size() + static_cast<size_t>(n);
+                if (need > maxReport_) {
+                    tooBig(s, ws, "a message larger than max_report_mb");
+                    return false;
+                }
+                if (need > message.capacity()) {  // grow geometrically, never past the cap
+                    message.reserve(std::min(maxReport_, std::max(need, 2 * message.capacity())));
+                }
+                message.append(frame.begin(), static_cast<size_t>(n));
+            }
+            if (frame.capacity() > kKeepFrameBytes) {
+                frame.setCapacity(0, false);
+            }
+            if ((flags & WS::FRAME_FLAG_FIN) == 0) {
+                continue;
+            }
+            inMessage = false;
+            if (text && received(s, std::move(message)) == Taken::Refused) {
+                closeLink(ws, 1013, "backlog full: try again later");
+                return true;
+            }
+            message = std::string();
+        }
+        return false;
+    }
+
+    void tooBig(Slave& s, Poco::Net::WebSocket& ws, const std::string& what) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++s.oversize;
+        }
+        oversize_.add();
+        host().warn("slave " + s.addr + ": " + what + " (" + std::to_string(maxReport_ >> 20) +
+                    " MiB): link closed");
+        closeLink(ws, Poco::Net::WebSocket::WS_PAYLOAD_TOO_BIG, "message too big");
+    }
+
+    static void closeLink(Poco::Net::WebSocket& ws, uint16_t code, const std::string& why) {
+        try {
+            ws.shutdown(code, why);  // a close frame, then the socket goes with `ws`
+        } catch (const std::exception&) {
+            // the link is gone already
         }
     }
 
@@ -527,22 +646,36 @@ class StaticCluster : public mp::Plugin {
         slavesUp_.set(n);
     }
 
-    void received(Slave& s, std::string json) {
+    // A complete report from slave `s`: kept for the next interval, skipped (not a report, or a
+    // duplicate), or refused (its backlog is full: nothing of it is kept, its seq is not marked
+    // as seen, so the next dial asks for it again).
+    Taken received(Slave& s, std::string json) {
         mp::cluster::Identity id;
         if (!mp::cluster::reportIdentity(json, id)) {
             rejected_.add();
-            return;
+            return Taken::Skipped;
         }
+        size_t bytes = json.capacity();
         std::lock_guard<std::mutex> lock(mutex_);
-        if (id.started != s.started || (!s.node.empty() && id.node != s.node)) {
+        bool newRun = id.started != s.started || (!s.node.empty() && id.node != s.node);
+        if (!newRun && id.seq <= s.lastSeq) {
+            ++s.duplicates;
+            duplicates_.add();
+            return Taken::Skipped;
+        }
+        auto held = held_.find(s.addr);
+        if (held != held_.end() && held->second + bytes > maxBacklog_) {
+            ++s.refused;
+            backlogRefused_.add();
+            return Taken::Refused;  // (an empty backlog takes one report of any allowed size)
+        }
+        if (newRun) {
             s.started = id.started;  // a new run of the slave: its seq starts again
             s.node = id.node;
             s.lastSeq = 0;
-        }
-        if (id.seq <= s.lastSeq) {
-            ++s.duplicates;
-            duplicates_.add();
-            return;
+        } else if (s.lastSeq != 0 && id.seq > s.lastSeq + 1) {
+            s.skipped += id.seq - s.lastSeq - 1;  // gone from its history before we asked
+            skipped_.add(static_cast<int64_t>(id.seq - s.lastSeq - 1));
         }
         s.lastSeq = id.seq;
         progress_[s.addr] = {s.started, s.lastSeq};
@@ -550,13 +683,18 @@ class StaticCluster : public mp::Plugin {
         s.lastReportWall = wallNs();
         s.lastIntervalEnd = id.intervalEnd;
         s.contributed = true;
+        held_[s.addr] += bytes;
+        heldTotal_ += bytes;
+        backlogBytes_.set(static_cast<int64_t>(heldTotal_));
         inbox_.push_back(
             mp::cluster::Incoming{s.addr, id.node, id.started, id.seq, std::move(json)});
+        return Taken::Kept;
     }
 
     std::string masterReport(const std::string& own) {
         std::vector<mp::cluster::Incoming> in;
         std::vector<std::string> missing;
+        StateSnapshot state;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             in.swap(inbox_);
@@ -568,47 +706,101 @@ class StaticCluster : public mp::Plugin {
                 s->contributed = false;
             }
             if (!in.empty()) {
-                saveState();  // the progress moved
+                state = stateSnapshot();  // the progress moved
             }
         }
+        if (state.gen != 0) {
+            writeState(state);  // (fsync outside the cluster's lock)
+        }
+        std::string out;
         try {
             mp::cluster::MergeResult r = mp::cluster::mergeReports(own, in, missing, maxTemplates_);
             merged_.add(static_cast<int64_t>(r.merged));
             rejected_.add(static_cast<int64_t>(r.rejected));
-            return r.json;
+            out = std::move(r.json);
         } catch (const std::exception& e) {
             host().warn(std::string("merge failed, own report sent alone: ") + e.what());
-            return own;
+            out = own;
         }
+        release(in);
+        return out;
+    }
+
+    // Merged: their bytes leave the slaves' backlogs, whose links may take more again.
+    void release(std::vector<mp::cluster::Incoming>& in) {
+        std::map<std::string, size_t> bytes;
+        for (const auto& i : in) {
+            bytes[i.addr] += i.json.capacity();
+        }
+        std::vector<mp::cluster::Incoming>().swap(in);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (const auto& [addr, n] : bytes) {
+                auto it = held_.find(addr);
+                if (it == held_.end()) {
+                    continue;
+                }
+                size_t k = std::min(it->second, n);
+                it->second -= k;
+                heldTotal_ -= std::min(heldTotal_, k);
+                if (it->second == 0) {
+                    held_.erase(it);
+                }
+            }
+            backlogBytes_.set(static_cast<int64_t>(heldTotal_));
+        }
+        wake_.notify_all();
     }
 
     // ---- state file ------------------------------------------------------------------------
     // "slave HOST:PORT" per slave, "seen HOST:PORT STARTED_NS SEQ" per address merged from.
+    // Replaced with mp::writeFileAtomic (a fresh temporary, fsync, rename, folder fsync): a
+    // symlink at the path is replaced, never written through. Snapshots are numbered so that a
+    // slower writer never puts an older state over a newer one.
 
-    void saveState() {  // mutex held
-        std::string tmp = stateFile_ + ".tmp";
-        {
-            std::ofstream out(tmp, std::ios::trunc);
-            out << "# mysqlprobe cluster-static master state (rewritten on every change)\n";
-            for (const auto& [addr, s] : slaves_) {
-                out << "slave " << addr << "\n";
-            }
-            for (const auto& [addr, p] : progress_) {
-                out << "seen " << addr << " " << p.first << " " << p.second << "\n";
-            }
-            out.flush();
-            if (!out) {
-                host().warn("cannot write the state file " + tmp);
-                return;
-            }
+    struct StateSnapshot {
+        uint64_t gen = 0;
+        std::string text;
+    };
+
+    StateSnapshot stateSnapshot() {  // mutex held
+        std::ostringstream out;
+        out << "# mysqlprobe cluster-static master state (rewritten on every change)\n";
+        for (const auto& [addr, s] : slaves_) {
+            out << "slave " << addr << "\n";
         }
-        if (std::rename(tmp.c_str(), stateFile_.c_str()) != 0) {
-            host().warn("cannot replace the state file " + stateFile_);
+        for (const auto& [addr, p] : progress_) {
+            out << "seen " << addr << " " << p.first << " " << p.second << "\n";
         }
+        return StateSnapshot{++stateGen_, out.str()};
     }
 
+    void writeState(const StateSnapshot& state) {
+        std::lock_guard<std::mutex> lock(stateMutex_);
+        if (state.gen <= stateWritten_) {
+            return;  // a newer state is on disk already
+        }
+        std::string why = mp::writeFileAtomic(stateFile_, state.text);
+        if (!why.empty()) {
+            host().warn("state file not saved: " + why);
+            return;
+        }
+        stateWritten_ = state.gen;
+    }
+
+    void saveState() { writeState(stateSnapshot()); }  // mutex held (join, remove, leave)
+
     void loadState() {
-        std::ifstream in(stateFile_);
+        std::string path = stateFile_;
+        struct stat st {};
+        if (!legacyStateFile_.empty() && ::stat(stateFile_.c_str(), &st) != 0 &&
+            ::stat(legacyStateFile_.c_str(), &st) == 0) {
+            // The former default name, shared by every master of that folder: read it once.
+            path = legacyStateFile_;
+            host().info("state file " + stateFile_ + " absent: reading the former default " + path +
+                        " (saved to the new name from now on)");
+        }
+        std::ifstream in(path);
         if (!in) {
             return;
         }
@@ -632,7 +824,7 @@ class StaticCluster : public mp::Plugin {
             } else if (kind == "seen" && parseAddr(addr, h, port) && (fields >> started >> seq)) {
                 progress_[addr] = {started, seq};
             } else {
-                host().warn("state file " + stateFile_ + ": skipped '" + line.substr(0, 200) + "'");
+                host().warn("state file " + path + ": skipped '" + mp::printable(line, 200) + "'");
             }
         }
         for (const auto& addr : addrs) {
@@ -642,8 +834,7 @@ class StaticCluster : public mp::Plugin {
                 addSlave(addr, h, port);
             }
         }
-        host().info("state file " + stateFile_ + ": " + std::to_string(slaves_.size()) +
-                    " slave(s)");
+        host().info("state file " + path + ": " + std::to_string(slaves_.size()) + " slave(s)");
     }
 
     bool slave_;
@@ -652,7 +843,13 @@ class StaticCluster : public mp::Plugin {
     std::chrono::seconds reconnect_;
     size_t history_;
     size_t maxTemplates_;
+    size_t maxReport_;   // bytes of one slave message
+    size_t maxBacklog_;  // bytes of one slave's reports held between two intervals
     std::string stateFile_;
+    std::string legacyStateFile_;  // the former default name, read when stateFile_ is absent
+    std::mutex stateMutex_;        // writers of the state file, in snapshot order
+    uint64_t stateGen_ = 0;        // last snapshot taken (mutex_)
+    uint64_t stateWritten_ = 0;    // last snapshot written (stateMutex_)
     std::map<std::string, Handler> routes_;
     std::mutex mutex_;
     std::condition_variable wake_;
@@ -667,10 +864,16 @@ class StaticCluster : public mp::Plugin {
     // restarts (state file), so that a slave's replay never counts a report twice.
     std::map<std::string, std::pair<uint64_t, uint64_t>> progress_;
     std::vector<mp::cluster::Incoming> inbox_;
+    std::map<std::string, size_t> held_;  // bytes in inbox_ per slave address (none: absent)
+    size_t heldTotal_ = 0;
     mp::Counter merged_;
     mp::Counter rejected_;
     mp::Counter duplicates_;
     mp::Counter slavesUp_;
+    mp::Counter backlogRefused_;
+    mp::Counter oversize_;
+    mp::Counter skipped_;
+    mp::Counter backlogBytes_;
 };
 
 }  // namespace

@@ -262,6 +262,8 @@ bool Pusher::connect() {
             auto ws = std::make_unique<Poco::Net::WebSocket>(*session, req, resp);
             ws->setSendTimeout(Poco::Timespan(options_.writeTimeout.count() * 1000));
             ws->setReceiveTimeout(Poco::Timespan(0, 1000));
+            ws->setMaxPayloadSize(static_cast<int>(
+                std::clamp<size_t>(options_.maxReceivedBytes, 126, size_t{1} << 30)));
             ws->setBlocking(true);
             std::lock_guard<std::mutex> lock(mutex_);
             session_ = std::move(session);
@@ -310,7 +312,23 @@ void Pusher::readAcks() {
     while (socket_ && socket_->poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ)) {
         int flags = 0;
         buf.resize(0);
-        int n = socket_->receiveFrame(buf, flags);
+        int n = 0;
+        try {
+            n = socket_->receiveFrame(buf, flags);
+        } catch (const Poco::Net::WebSocketException& e) {
+            if (e.code() != Poco::Net::WebSocket::WS_ERR_PAYLOAD_TOO_BIG) {
+                throw;
+            }
+            try {  // say why before the caller drops the connection
+                socket_->shutdown(Poco::Net::WebSocket::WS_PAYLOAD_TOO_BIG, "frame too big");
+            } catch (const std::exception&) {
+                // the connection is gone already
+            }
+            throw Poco::Net::WebSocketException("the server sent a frame larger than " +
+                                                    std::to_string(socket_->getMaxPayloadSize()) +
+                                                    " bytes",
+                                                Poco::Net::WebSocket::WS_ERR_PAYLOAD_TOO_BIG);
+        }
         int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
         if (n == 0 && flags == 0) {
             throw Poco::Net::ConnectionResetException("server closed the connection");

@@ -76,6 +76,11 @@ struct PusherOptions {
     /// send the notice {"resent":SEQ,"unacked_by":[...]} (mp/report_merge.hpp), so that the new
     /// server can ask them whether they kept it (cluster-gossip). Off: plain resends.
     bool announceResends = false;
+    /// Largest frame accepted from a server. A pusher only receives pongs (at most 125 bytes,
+    /// RFC 6455 5.5) and {"ack":SEQ} messages (about 30 bytes): a frame header announcing more
+    /// closes the connection (1009, counted as a failure; the reports stay buffered and go to
+    /// the next server) before anything is allocated for it. Poco's own default is 2 GiB.
+    size_t maxReceivedBytes = 4096;
 };
 
 struct PusherStats {
