@@ -54,8 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (split < in.size()) {
         http::RequestHead h2;
         http::HeadResult part = http::parseHead(std::string_view(in).substr(0, split), h2, lim);
-        if (part.state == http::Parse::Done && (whole.state != http::Parse::Done ||
-                                                part.consumed != whole.consumed)) {
+        if (part.state == http::Parse::Done &&
+            (whole.state != http::Parse::Done || part.consumed != whole.consumed)) {
             __builtin_trap();
         }
         if (part.state == http::Parse::Error && whole.state == http::Parse::Done) {

@@ -35,7 +35,8 @@ std::vector<ws::Event> readAll(const std::string& in, size_t step) {
                 break;
             }
             if (ev.kind == ws::Event::Kind::Message &&
-                (ev.payload.size() > 300 || (ev.opcode == ws::Text && !ws::validUtf8(ev.payload)))) {
+                (ev.payload.size() > 300 ||
+                 (ev.opcode == ws::Text && !ws::validUtf8(ev.payload)))) {
                 __builtin_trap();
             }
             if ((ev.kind == ws::Event::Kind::Ping || ev.kind == ws::Event::Kind::Pong) &&

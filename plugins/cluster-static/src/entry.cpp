@@ -27,8 +27,8 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <mp/pusher.hpp>
 #include <mp/files.hpp>
+#include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
