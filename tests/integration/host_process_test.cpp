@@ -83,9 +83,11 @@ TEST_SUITE("process") {
             {mptest::binary(), "--check", "-c", config("addr", "serveraddress: not-an-address\n")});
         CHECK(mptest::run(addr) == 2);
         CHECK(addr.err().find("serveraddress") != std::string::npos);
-        Process ex(
-            {mptest::binary(), "--check", "-c", mptest::sourceDir() + "/examples/mysqlprobe.yaml"});
-        CHECK_MESSAGE(mptest::run(ex) == 0, ex.err());
+        if (::geteuid() == 0) {  // the example captures on lo
+            Process ex({mptest::binary(), "--check", "-c",
+                        mptest::sourceDir() + "/examples/mysqlprobe.yaml"});
+            CHECK_MESSAGE(mptest::run(ex) == 0, ex.err());
+        }
         std::string bad = config("bad", "serverport: 8667\nprobe:\n  port: x3306\n  workers: 99\n");
         Process p({mptest::binary(), "--check", "--config", bad});
         CHECK(mptest::run(p) == 2);
