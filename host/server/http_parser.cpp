@@ -136,7 +136,8 @@ HeadResult parseHead(std::string_view in, RequestHead& out, const Limits& limits
     out.target = std::string(target);
     out.minorVersion = version[7] - '0';
     // Headers.
-    std::string_view rest = head.substr(lineEnd + 2);
+    std::string_view rest =
+        lineEnd == std::string_view::npos ? std::string_view() : head.substr(lineEnd + 2);
     bool sawLength = false;
     std::string_view connection;
     while (!rest.empty()) {
