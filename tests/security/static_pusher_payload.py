@@ -12,7 +12,6 @@ throughout.
 Usage: static_pusher_payload.py MYSQLPROBE [--sanitized]"""
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -124,13 +123,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        S.check(False, str(e))
-    finally:
-        if not S.failures:
-            shutil.rmtree(WORK, ignore_errors=True)
-        else:
-            print(f"     logs kept in {WORK}")
-    S.finish()
+    S.run(main, WORK)

@@ -24,7 +24,6 @@ Usage: static_slave_flood.py MYSQLPROBE [--sanitized] [--no-limits]
 (--no-limits omits the new keys, to measure a build that does not have them)"""
 import json
 import os
-import shutil
 import sys
 import threading
 import time
@@ -219,14 +218,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        S.check(False, str(e))
-    finally:
-        for p in [WORK]:
-            if not S.failures:
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                print(f"     logs kept in {p}")
-    S.finish()
+    S.run(main, WORK)

@@ -11,7 +11,6 @@ websocket servers that answer /cluster/stream's upgrade, so /cluster/join accept
    regular file (0600) with the state, and no temporary file is left behind.
 Usage: static_state_file.py MYSQLPROBE [--sanitized]"""
 import os
-import shutil
 import stat
 import sys
 
@@ -117,13 +116,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except AssertionError as e:
-        S.check(False, str(e))
-    finally:
-        if not S.failures:
-            shutil.rmtree(WORK, ignore_errors=True)
-        else:
-            print(f"     logs kept in {WORK}")
-    S.finish()
+    S.run(main, WORK)

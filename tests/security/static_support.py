@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -45,6 +46,21 @@ def finish():
         sys.exit(1)
     print("all checks passed")
     sys.exit(0)
+
+
+def run(main, work):
+    """Runs a test's main(): a failed assertion is a failed check; the work folder is removed
+    when every check passed, else kept for its logs; then finish()."""
+    try:
+        main()
+    except AssertionError as e:
+        check(False, str(e))
+    finally:
+        if not failures:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"     logs kept in {work}")
+    finish()
 
 
 def wait_for(cond, timeout, what):
