@@ -895,7 +895,11 @@ class Loop {
             if (c.st == Conn::St::Busy) {
                 return;
             }
-            size_t room = inputLimit(c) > c.in.size() ? inputLimit(c) - c.in.size() : 0;
+            // Lingering, what arrives is dropped: read it whatever `in` still holds (else the
+            // socket stays readable, unread, and the loop spins on it).
+            size_t room = c.st == Conn::St::Closing     ? sizeof buf
+                          : inputLimit(c) > c.in.size() ? inputLimit(c) - c.in.size()
+                                                        : 0;
             if (room == 0) {
                 break;
             }
@@ -1587,7 +1591,9 @@ class Loop {
                     }
                     break;
                 case Conn::St::Closing:
-                    if (now > c->deadline) {
+                    // While the answer is still going out, the write timeout above judges its
+                    // progress; the deadline is the linger's, once all is sent.
+                    if (now > c->deadline && c->out.empty()) {
                         close(*c);
                     }
                     break;
