@@ -24,6 +24,7 @@ Usage: static_slave_flood.py MYSQLPROBE [--sanitized] [--no-limits]
 (--no-limits omits the new keys, to measure a build that does not have them)"""
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -90,6 +91,7 @@ fragment_bytes = []
 
 
 def fragments(c, path, index):
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # what is written is in flight
     sent = 0
     fragment_bytes.append(0)
     chunk = b"[" * MIB
@@ -103,6 +105,15 @@ def fragments(c, path, index):
     except OSError:
         pass
     fragment_bytes[index] = sent
+
+
+def kernel_receive_max():
+    """The most a loopback TCP receive buffer can grow to (tcp_rmem's third field)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_rmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 32 * MIB
 
 
 huge_closed = []
@@ -185,9 +196,14 @@ def main():
             "two oversize messages")
     except AssertionError as e:
         S.check(False, str(e))
-    print(f"     fragment bytes written per connection: {fragment_bytes}")
+    # What the fragmenter could write is what the master read plus what the kernel holds for
+    # it: the master's receive buffer grows up to tcp_rmem's maximum (32 MiB on some kernels),
+    # so "soon" is max_report_mb plus that, far below the 300 MiB announced.
+    in_kernel = kernel_receive_max()
+    print(f"     fragment bytes written per connection: {fragment_bytes} "
+          f"(bound {REPORT_MB} MiB + {in_kernel // MIB} MiB the kernel may buffer + 2 MiB)")
     S.check(len(fragment_bytes) >= 2 and
-            all(b < (REPORT_MB + 8) * MIB for b in fragment_bytes[:2]),
+            all(b < (REPORT_MB + 2) * MIB + in_kernel for b in fragment_bytes[:2]),
             "the master closed the link soon after the message passed max_report_mb")
     S.check(master.healthy(), "/health answers during the endless message")
     S.check(master.post(f"/cluster/remove?addr={frag.addr}")[0] == 200, "remove the fragmenter")

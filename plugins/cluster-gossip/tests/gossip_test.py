@@ -205,7 +205,14 @@ def main():
             if alive != expect_alive or mst != master:
                 return False
         return True
-    t = timed(lambda: converged(nodes, names, "m1"), 15, "5 members alive, master m1 everywhere")
+    try:
+        t = timed(lambda: converged(nodes, names, "m1"), 15,
+                  "5 members alive, master m1 everywhere")
+    except AssertionError:
+        for n in nodes:  # what each node sees, for the log of a failed run
+            members, mst, body = n.view()
+            print(f"     {n.name} sees master {mst!r}, {members}, stats {body.get('stats')}")
+        raise
     check(True, f"5 probes converge in {t:.2f} s, all agree master = m1")
     _, _, body = slaves[0].view()
     check(body["role"] == "slave" and m2.view()[2]["role"] == "standby" and
