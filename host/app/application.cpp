@@ -122,8 +122,9 @@ void printPlugins(const Registry& registry) {
         for (size_t i = 0; d.properties != nullptr && d.properties[i].name != nullptr; ++i) {
             const mp_property& pr = d.properties[i];
             std::string def = (pr.flags & MP_PROP_REQUIRED) != 0 ? "(required)"
-                              : pr.default_value == nullptr
-                                  ? "(unset)"
+                              : pr.default_value == nullptr      ? "(unset)"
+                              : (pr.flags & MP_PROP_SECRET) != 0
+                                  ? "(secret)"
                                   : std::string("default \"") + pr.default_value + "\"";
             std::string range;
             if (pr.min < pr.max) {

@@ -1,279 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "app/runtime.hpp"
 
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 #include <unistd.h>
 
 #include <charconv>
-#include <chrono>
 #include <cstring>
-#include <iomanip>
-#include <iostream>
+#include <mp/files.hpp>
 #include <mp/sdk.hpp>
-#include <sstream>
-#include <thread>
+#include <set>
 
+#include "app/decoder_streams.hpp"
+#include "core/clock.hpp"
 #include "core/log.hpp"
 #include "plugin/descriptor.hpp"
+#include "plugin/dispatch.hpp"
 
 namespace mp::host {
 
-// Implemented in server/http_server.cpp.
-mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
-void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason);
-mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out);
-mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out);
-
 namespace {
-
-uint64_t wallNs() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-}
-
-std::string_view sv(mp_str s) {
-    return s.data != nullptr ? std::string_view(s.data, s.len) : std::string_view();
-}
-
-// ---- the C services table -------------------------------------------------------------------
-
-void apiLog(mp_host* h, int level, mp_str msg) {
-    if (h != nullptr && h->rt != nullptr) {
-        h->rt->logFrom(h, level, sv(msg));
-    }
-}
-
-void apiSetError(mp_host* h, mp_status /*code*/, mp_str msg) {
-    if (h != nullptr) {
-        h->error.assign(sv(msg).substr(0, 4096));
-    }
-}
-
-const Value* lookup(const mp_config* cfg, const char* key, uint32_t type, mp_status& st) {
-    if (cfg == nullptr || key == nullptr) {
-        st = MP_EINVAL;
-        return nullptr;
-    }
-    auto it = cfg->values.find(key);
-    if (it == cfg->values.end()) {
-        st = MP_ENOENT;
-        return nullptr;
-    }
-    if (it->second.type != type) {
-        st = MP_EINVAL;
-        return nullptr;
-    }
-    st = MP_OK;
-    return &it->second;
-}
-
-mp_status apiGetStr(const mp_config* cfg, const char* key, mp_str* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_STRING, st);
-    if (v != nullptr && out != nullptr) {
-        *out = mp_str{v->s.c_str(), v->s.size()};
-    }
-    return st;
-}
-
-mp_status apiGetI64(const mp_config* cfg, const char* key, int64_t* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_INT, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->i;
-    }
-    return st;
-}
-
-mp_status apiGetF64(const mp_config* cfg, const char* key, double* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_DOUBLE, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->d;
-    }
-    return st;
-}
-
-mp_status apiGetBool(const mp_config* cfg, const char* key, int* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_BOOL, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->b ? 1 : 0;
-    }
-    return st;
-}
-
-mp_status apiListSize(const mp_config* cfg, const char* key, size_t* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->list.size();
-    }
-    return st;
-}
-
-mp_status apiListItem(const mp_config* cfg, const char* key, size_t index, mp_str* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
-    if (v == nullptr) {
-        return st;
-    }
-    if (index >= v->list.size()) {
-        return MP_ENOENT;
-    }
-    if (out != nullptr) {
-        *out = mp_str{v->list[index].c_str(), v->list[index].size()};
-    }
-    return MP_OK;
-}
-
-mp_status apiHostGet(mp_host* h, const char* key, mp_str* out) {
-    if (h == nullptr || h->rt == nullptr || key == nullptr || out == nullptr) {
-        return MP_EINVAL;
-    }
-    return h->rt->hostGet(h, key, out);
-}
-
-mp_status apiEmit(mp_host* h, const mp_event* ev) {
-    if (h == nullptr || h->rt == nullptr || ev == nullptr || ev->struct_size < 16) {
-        return MP_EINVAL;
-    }
-    // Copy what the caller's struct has; a 1.0 plugin's event may be shorter than ours.
-    mp_event e{};
-    std::memcpy(&e, ev, std::min<size_t>(ev->struct_size, sizeof e));
-    return h->rt->emitFrom(h, e);
-}
-
-mp_status apiEmitFrames(mp_host* h, const mp_frame* frames, size_t count) {
-    if (h == nullptr || h->rt == nullptr || (frames == nullptr && count != 0)) {
-        return MP_EINVAL;
-    }
-    return h->rt->framesFrom(h, frames, count);
-}
-
-uint64_t apiNow(mp_host* /*h*/) { return wallNs(); }
-
-mp_counter* apiCounter(mp_host* h, const char* name, const char* help, uint32_t kind) {
-    if (h == nullptr || h->rt == nullptr || name == nullptr || name[0] == '\0') {
-        return nullptr;
-    }
-    return h->rt->counter(h, name, help != nullptr ? help : "", kind);
-}
-
-void apiCounterAdd(mp_counter* c, uint64_t delta) {
-    if (c != nullptr) {
-        c->value.fetch_add(static_cast<int64_t>(delta), std::memory_order_relaxed);
-    }
-}
-
-void apiCounterSet(mp_counter* c, int64_t value) {
-    if (c != nullptr) {
-        c->value.store(value, std::memory_order_relaxed);
-    }
-}
-
-mp_timer* apiTimerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
-                        void* user) {
-    if (h == nullptr || h->rt == nullptr || fn == nullptr) {
-        return nullptr;
-    }
-    return h->rt->timerStart(h, delay, period, fn, user);
-}
-
-// Timers belong to one runtime per process; the handle is enough to find it.
-Runtime* gRuntime = nullptr;
-
-void apiTimerStop(mp_timer* t) {
-    if (t != nullptr && gRuntime != nullptr) {
-        gRuntime->timerStop(t);
-    }
-}
-
-mp_status apiHttpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user) {
-    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || fn == nullptr) {
-        return MP_EINVAL;
-    }
-    // A 1.0/1.1 route says nothing of who may call it: admins only, any method.
-    mp_route r{};
-    r.struct_size = sizeof r;
-    r.role = MP_ROLE_ADMIN;
-    r.methods = MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE;
-    r.handler = fn;
-    r.user = user;
-    return h->rt->httpRoute(h, path, r);
-}
-
-mp_status apiHttpRouteEx(mp_host* h, const char* path, const mp_route* route) {
-    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || route == nullptr ||
-        route->struct_size < offsetof(mp_route, user) + sizeof(void*) ||
-        route->handler == nullptr || route->role > MP_ROLE_ADMIN ||
-        (route->methods & ~(MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE)) != 0) {
-        return MP_EINVAL;
-    }
-    mp_route r = *route;
-    r.role = r.role == MP_ROLE_DEFAULT ? MP_ROLE_ADMIN : r.role;
-    r.methods = r.methods == 0 ? MP_HTTP_GET : r.methods;
-    return h->rt->httpRoute(h, path, r);
-}
-
-void apiHttpReply(mp_http_response* resp, int status, mp_str contentType, mp_str body) {
-    if (resp == nullptr || status < 100 || status > 599) {
-        return;
-    }
-    resp->status = status;
-    resp->contentType.assign(sv(contentType));
-    resp->body.assign(sv(body));
-}
-
-mp_status apiWsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler) {
-    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' ||
-        handler == nullptr ||
-        handler->struct_size < offsetof(mp_ws_handler, on_close) + sizeof(handler->on_close)) {
-        return MP_EINVAL;
-    }
-    return h->rt->wsEndpoint(h, path, handler);
-}
-
-void apiShutdown(mp_host* h, int code, mp_str reason) {
-    if (h != nullptr && h->rt != nullptr) {
-        h->rt->requestShutdown(code, h->name + ": " + std::string(sv(reason)));
-    }
-}
-
-const mp_host_api kApi = {
-    sizeof(mp_host_api),
-    MP_ABI_MAJOR,
-    MP_ABI_MINOR,
-    apiLog,
-    apiSetError,
-    apiGetStr,
-    apiGetI64,
-    apiGetF64,
-    apiGetBool,
-    apiListSize,
-    apiListItem,
-    apiHostGet,
-    apiEmit,
-    apiEmitFrames,
-    apiNow,
-    apiCounter,
-    apiCounterAdd,
-    apiCounterSet,
-    apiTimerStart,
-    apiTimerStop,
-    apiHttpRoute,
-    apiHttpReply,
-    queryParam,
-    apiWsEndpoint,
-    wsSend,
-    wsClose,
-    apiShutdown,
-    apiHttpRouteEx,
-    headerValue,
-};
 
 std::string hostName() {
     char buf[256] = {0};
@@ -307,27 +51,23 @@ std::map<std::string, Setting> settingsFor(const SlotConfig& slot, const mp_plug
 
 }  // namespace
 
-const mp_host_api* hostApi() { return &kApi; }
-
 Runtime::Runtime(HostConfig config, RuntimeOptions options)
     : config_(std::move(config)),
       options_(std::move(options)),
-      registry_(&kApi),
+      registry_(hostApi()),
       reportsOut_(metrics_.get("host", "reports_total", "node reports produced", MP_COUNTER)),
       eventsDropped_(metrics_.get("host", "events_ignored_total",
-                                  "events emitted where no stage takes them", MP_COUNTER)) {
-    gRuntime = this;
+                                  "events emitted where no stage takes them", MP_COUNTER)),
+      collectsLate_(metrics_.get("host", "collects_late_total",
+                                 "decoder workers that stayed busy past the collect wait (their "
+                                 "interval went into the next report)",
+                                 MP_COUNTER)) {
     intervalMs_ = static_cast<uint64_t>(config_.intervalS) * 1000;
     setLogLevel(parseLogLevel(config_.logLevel));
-    startedNs_ = wallNs();
+    startedNs_ = wallClockNs();
 }
 
-Runtime::~Runtime() {
-    stop();
-    if (gRuntime == this) {
-        gRuntime = nullptr;
-    }
-}
+Runtime::~Runtime() { stop(); }
 
 void Runtime::loadPlugins(bool includeDefaultDir) {
     if (includeDefaultDir) {
@@ -412,13 +152,14 @@ void Runtime::create() {
             inst->config.values = values;
             inst->host = std::make_unique<mp_host>();
             inst->host->rt = this;
+            inst->host->instance = inst.get();
             inst->host->name = p->desc.name;
             inst->host->slot = copies > 1 ? slot.slot + "[" + std::to_string(i) + "]" : slot.slot;
             inst->host->kind = p->desc.kind;
             inst->host->index = i;
             mp_status st = MP_ERROR;
             try {
-                st = p->desc.create(inst->host.get(), &kApi, &inst->config, &inst->self);
+                st = p->desc.create(inst->host.get(), hostApi(), &inst->config, &inst->self);
             } catch (const std::exception& e) {
                 inst->host->error = std::string("exception escaped the plugin: ") + e.what();
             } catch (...) {
@@ -438,79 +179,22 @@ void Runtime::create() {
     }
 }
 
-namespace {
-
-// Feeds one worker's streams to its decoder instance.
-class DecoderStreams : public StreamHandler {
-  public:
-    explicit DecoderStreams(Instance& inst)
-        : d_(inst.plugin->desc), self_(inst.self), host_(*inst.host) {}
-
-    void* open(const mp_flow& flow) override {
-        void* s = nullptr;
-        mp_status st = MP_ERROR;
-        try {
-            st = d_.stream_open(self_, &flow, &s);
-        } catch (...) {
-            st = MP_ERROR;
-        }
-        return st == MP_OK ? s : &refused_;
-    }
-    void data(void* s, uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) override {
-        if (s != &refused_) {
-            guard([&] { d_.stream_data(self_, s, dir, mp_bytes{p, n}, ts); });
-        }
-    }
-    void gap(void* s, uint32_t dir, uint64_t len, uint64_t ts) override {
-        if (s != &refused_) {
-            guard([&] { d_.stream_gap(self_, s, dir, len, ts); });
-        }
-    }
-    void close(void* s, uint32_t reason, uint64_t ts) override {
-        if (s != &refused_) {
-            guard([&] { d_.stream_close(self_, s, reason, ts); });
-        }
-    }
-    void tick(uint64_t ts) override {
-        if (d_.on_tick != nullptr) {
-            guard([&] { d_.on_tick(self_, ts); });
-        }
-    }
-
-  private:
-    template <class F>
-    void guard(F&& f) {
-        try {
-            f();
-        } catch (...) {
-            log(MP_LOG_ERROR, host_.name, "an exception escaped a stream hook");
-        }
-    }
-    const mp_plugin& d_;
-    void* self_;
-    mp_host& host_;
-    static inline char refused_ = 0;
-};
-
-// Without a decoder the streams are only counted by the flow table.
-class NullStreams : public StreamHandler {
-  public:
-    void* open(const mp_flow&) override { return this; }
-    void data(void*, uint32_t, const uint8_t*, size_t, uint64_t) override {}
-    void gap(void*, uint32_t, uint64_t, uint64_t) override {}
-    void close(void*, uint32_t, uint64_t) override {}
-    void tick(uint64_t) override {}
-};
-
-}  // namespace
-
 void Runtime::createPipeline() {
+    // What the captures told the host in create() (host_set): their server ports and threads.
+    std::set<uint16_t> ports;
+    size_t captures = 0;
+    size_t threads = 0;  // 0: some capture did not say
+    bool unknownThreads = false;
     for (const auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_CAPTURE) {
-            capture_ = inst.get();
+        if (inst->host->kind != MP_KIND_CAPTURE) {
+            continue;
         }
+        ++captures;
+        ports.insert(inst->serverPorts.begin(), inst->serverPorts.end());
+        unknownThreads = unknownThreads || inst->captureThreads == 0;
+        threads += inst->captureThreads;
     }
-    if (capture_ == nullptr) {
+    if (captures == 0) {
         return;
     }
     PipelineOptions po;
@@ -521,34 +205,15 @@ void Runtime::createPipeline() {
     po.limits.maxBufferedPerWorker =
         static_cast<size_t>(config_.stream.maxWorkerBufferMb) * 1024 * 1024;
     po.limits.idleTimeoutNs = static_cast<uint64_t>(config_.stream.idleTimeoutS) * 1000000000ULL;
-    // The server side of a connection is the capture's port list (3306 when it has none).
-    po.serverPorts.clear();
-    auto it = capture_->config.values.find("port");
-    if (it != capture_->config.values.end() && it->second.type == MP_PROP_STRING_LIST) {
-        for (const auto& p : it->second.list) {
-            try {
-                long n = std::stol(p);
-                if (n > 0 && n < 65536) {
-                    po.serverPorts.push_back(static_cast<uint16_t>(n));
-                }
-            } catch (const std::exception&) {
-                // the capture plugin refuses bad ports itself
-            }
-        }
-    }
+    // The server side of a connection: every capture's ports (3306 when none gives any).
+    po.serverPorts.assign(ports.begin(), ports.end());
     if (po.serverPorts.empty()) {
         po.serverPorts.push_back(3306);
     }
-    // One capture thread (a file, or a single device) and one worker: that thread does the
-    // worker's work itself (no ring copy, no hand-off); the kernel's capture buffer is the queue.
-    auto file = capture_->config.values.find("file");
-    auto devices = capture_->config.values.find("device");
-    bool oneThread =
-        (file != capture_->config.values.end() && file->second.type == MP_PROP_STRING &&
-         !file->second.s.empty()) ||
-        (devices != capture_->config.values.end() && devices->second.type == MP_PROP_STRING_LIST &&
-         devices->second.list.size() == 1);
-    po.inlineWorker = oneThread && po.workers == 1;
+    // One capture thread in all and one worker: that thread does the worker's work itself (no
+    // ring copy, no hand-off); the kernel's capture buffer is the queue.
+    po.inlineWorker = !unknownThreads && threads == 1 && po.workers == 1;
+    inlineText_ = po.inlineWorker ? "true" : "false";
     std::vector<StreamHandler*> handlers;
     for (auto& inst : instances_) {
         if (inst->host->kind == MP_KIND_DECODER) {
@@ -591,15 +256,7 @@ void Runtime::start() {
             }
             inst->host->running = true;
             inst->host->error.clear();
-            mp_status st = MP_OK;
-            if (inst->plugin->desc.start != nullptr) {
-                try {
-                    st = inst->plugin->desc.start(inst->self);
-                } catch (...) {
-                    inst->host->error = "an exception escaped the plugin";
-                    st = MP_ERROR;
-                }
-            }
+            mp_status st = dispatch::start(*inst);
             if (st != MP_OK) {
                 inst->host->running = false;
                 callHook(*inst, "start", st);
@@ -612,7 +269,7 @@ void Runtime::start() {
     }
     {
         std::lock_guard<std::mutex> lock(reportMutex_);
-        intervalStartNs_ = wallNs();
+        intervalStartNs_ = wallClockNs();
     }
     auto period = std::chrono::milliseconds(intervalMs_.load());
     reportTimer_ = timers_->start(period, period, [this] { flushReport(false); });
@@ -650,13 +307,7 @@ void Runtime::stop() {
             }
         }
         inst->host->serving = false;
-        if (inst->plugin->desc.stop != nullptr) {
-            try {
-                inst->plugin->desc.stop(inst->self);
-            } catch (...) {
-                log(MP_LOG_ERROR, "host", inst->host->slot + ": an exception escaped stop()");
-            }
-        }
+        dispatch::stop(*inst);
         inst->host->running = false;
         inst->started = false;
         log(MP_LOG_DEBUG, "host", "stopped " + inst->host->slot + " " + inst->host->name);
@@ -669,11 +320,7 @@ void Runtime::stop() {
         http_->stop();
     }
     for (auto it = instances_.rbegin(); it != instances_.rend(); ++it) {
-        try {
-            (*it)->plugin->desc.destroy((*it)->self);
-        } catch (...) {
-            log(MP_LOG_ERROR, "host", (*it)->host->slot + ": an exception escaped destroy()");
-        }
+        dispatch::destroy(**it);
     }
     instances_.clear();
     timers_.reset();
@@ -720,12 +367,7 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
             break;
         case MP_EVENT_REPORT:
             if (h->kind == MP_KIND_CLUSTER) {
-                for (auto& inst : instances_) {
-                    if (inst->host->kind == MP_KIND_SINK && inst->host->running &&
-                        inst->plugin->desc.on_event != nullptr) {
-                        inst->plugin->desc.on_event(inst->self, &ev);
-                    }
-                }
+                toSinks(ev);
                 return MP_OK;
             }
             break;
@@ -741,39 +383,6 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
     }
     eventsDropped_->value.fetch_add(1, std::memory_order_relaxed);
     return MP_OK;
-}
-
-std::string Runtime::collectSection(uint64_t seq, uint64_t ts) {
-    // Worker 0 of the decoder gathers every worker's interval and answers with MP_EVENT_PARTIAL.
-    std::lock_guard<std::mutex> collect(collectMutex_);
-    {
-        std::lock_guard<std::mutex> lock(sectionMutex_);
-        section_.clear();
-    }
-    for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_DECODER && inst->host->index == 0 && inst->host->running &&
-            inst->plugin->desc.on_event != nullptr) {
-            mp_event ev{};
-            ev.struct_size = sizeof ev;
-            ev.type = MP_EVENT_COLLECT;
-            ev.ts_ns = ts;
-            ev.seq = seq;
-            try {
-                inst->plugin->desc.on_event(inst->self, &ev);
-            } catch (...) {
-                log(MP_LOG_ERROR, inst->host->name, "an exception escaped on_event");
-            }
-            break;
-        }
-    }
-    std::lock_guard<std::mutex> lock(sectionMutex_);
-    // The members of the decoder's object join the report's top level.
-    size_t open = section_.find('{');
-    size_t close = section_.rfind('}');
-    if (open == std::string::npos || close == std::string::npos || close <= open + 1) {
-        return "";
-    }
-    return section_.substr(open + 1, close - open - 1);
 }
 
 mp_status Runtime::framesFrom(mp_host* h, const mp_frame* frames, size_t count) {
@@ -835,6 +444,64 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
         ms = std::to_string(intervalMs_.load());
         return give(ms);
     }
+    if (k == "stream.inline") {
+        if (inlineText_.empty()) {
+            return MP_ENOENT;  // decided at start, before any capture starts
+        }
+        return give(inlineText_);
+    }
+    return MP_ENOENT;
+}
+
+mp_status Runtime::hostSet(mp_host* h, const char* key, std::string_view value) {
+    std::string_view k = key;
+    Instance& inst = *h->instance;
+    if (k == "capture.server_ports" || k == "capture.threads") {
+        if (h->kind != MP_KIND_CAPTURE) {
+            log(MP_LOG_ERROR, h->name, std::string(key) + " is for capture plugins");
+            return MP_EINVAL;
+        }
+        if (pipeline_) {
+            return MP_EINVAL;  // create() only: the stream layer is planned at start
+        }
+    }
+    auto number = [](std::string_view text, uint64_t max, uint64_t& out) {
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+        return ec == std::errc() && end == text.data() + text.size() && !text.empty() && out >= 1 &&
+               out <= max;
+    };
+    if (k == "capture.server_ports") {
+        std::vector<uint16_t> ports;
+        size_t pos = 0;
+        while (pos <= value.size()) {
+            size_t comma = std::min(value.find(',', pos), value.size());
+            std::string_view item = value.substr(pos, comma - pos);
+            while (!item.empty() && item.front() == ' ') {
+                item.remove_prefix(1);
+            }
+            while (!item.empty() && item.back() == ' ') {
+                item.remove_suffix(1);
+            }
+            uint64_t n = 0;
+            if (!number(item, 65535, n)) {
+                h->error = "capture.server_ports: not a TCP port: '" + mp::printable(item) + "'";
+                return MP_EINVAL;
+            }
+            ports.push_back(static_cast<uint16_t>(n));
+            pos = comma + 1;
+        }
+        inst.serverPorts = std::move(ports);
+        return MP_OK;
+    }
+    if (k == "capture.threads") {
+        uint64_t n = 0;
+        if (!number(value, 1024, n)) {
+            h->error = "capture.threads: expected 1 to 1024";
+            return MP_EINVAL;
+        }
+        inst.captureThreads = static_cast<size_t>(n);
+        return MP_OK;
+    }
     return MP_ENOENT;
 }
 
@@ -842,36 +509,28 @@ mp_counter* Runtime::counter(mp_host* h, const char* name, const char* help, uin
     return metrics_.get(h->name, name, help, kind);
 }
 
-mp_timer* Runtime::timerStart(mp_host* /*h*/, uint64_t delay, uint64_t period, void (*fn)(void*),
+mp_timer* Runtime::timerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
                               void* user) {
     if (!timers_) {
         return nullptr;
     }
+    Instance* inst = h->instance;
     return timers_->start(std::chrono::nanoseconds(delay), std::chrono::nanoseconds(period),
-                          [fn, user] { fn(user); });
-}
-
-void Runtime::timerStop(mp_timer* t) {
-    if (timers_) {
-        timers_->stop(t);
-    }
+                          [inst, fn, user] { dispatch::timer(*inst, fn, user); });
 }
 
 mp_status Runtime::httpRoute(mp_host* h, const char* path, const mp_route& route) {
     if (!http_) {
         return MP_OK;  // offline run without a server: routes are accepted and never called
     }
-    std::string owner = h->name;
+    Instance* inst = h->instance;
     RouteSpec spec;
     spec.role = route.role;
     spec.methods = route.methods;
     spec.ready = &h->serving;
-    spec.fn = [fn = route.handler, user = route.user, owner](const mp_http_request& req,
-                                                             mp_http_response& resp) {
-        try {
-            fn(user, &req, &resp);
-        } catch (...) {
-            log(MP_LOG_ERROR, owner, "an exception escaped an HTTP handler");
+    spec.fn = [fn = route.handler, user = route.user, inst](const mp_http_request& req,
+                                                            mp_http_response& resp) {
+        if (!dispatch::http(*inst, fn, user, req, &resp)) {
             resp.status = 500;
             resp.contentType = "application/json";
             resp.body = "{\"error\":\"internal error\"}";
@@ -879,7 +538,7 @@ mp_status Runtime::httpRoute(mp_host* h, const char* path, const mp_route& route
     };
     bool ok = http_->addRoute(path, std::move(spec));
     if (!ok) {
-        apiSetError(h, MP_EINVAL, mp_str{"path already taken", 18});
+        h->error = "path already taken";
         log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
         return MP_EINVAL;
     }
@@ -896,7 +555,7 @@ mp_status Runtime::wsEndpoint(mp_host* h, const char* path, const mp_ws_handler*
         log(MP_LOG_ERROR, h->name, std::string("websocket endpoint with an unknown role: ") + path);
         return MP_EINVAL;
     }
-    if (!http_->addWebSocket(path, copy, &h->serving)) {
+    if (!http_->addWebSocket(path, dispatch::websocket(*h->instance, copy), &h->serving)) {
         log(MP_LOG_ERROR, h->name, std::string("HTTP path already taken: ") + path);
         return MP_EINVAL;
     }
@@ -908,270 +567,6 @@ void Runtime::setIntervalMs(uint64_t ms) {
     if (reportTimer_ != nullptr && timers_) {
         timers_->reschedule(reportTimer_, std::chrono::milliseconds(ms));
     }
-}
-
-void Runtime::flushReport(bool final) {
-    std::string json;
-    uint64_t seq = 0;
-    uint64_t end = wallNs();
-    {
-        std::lock_guard<std::mutex> lock(reportMutex_);
-        if (final && finalSent_) {
-            return;
-        }
-    }
-    std::string section = collectSection(reportSeq_ + 1, end);
-    {
-        std::lock_guard<std::mutex> lock(reportMutex_);
-        if (final && finalSent_) {
-            return;  // one final report per run (end of input, then shutdown)
-        }
-        finalSent_ = finalSent_ || final;
-        seq = ++reportSeq_;
-        std::ostringstream out;
-        out << "{\"version\":1,\"node\":" << mp::jsonString(nodeName_)
-            << ",\"started_ns\":" << startedNs_ << ",\"seq\":" << seq
-            << ",\"final\":" << (final ? "true" : "false")
-            << ",\"interval\":{\"start_ns\":" << intervalStartNs_ << ",\"end_ns\":" << end
-            << "},\"capture\":" << captureJson() << (section.empty() ? "" : ",") << section
-            << ",\"stats\":" << metrics_.json() << "}";
-        json = out.str();
-        intervalStartNs_ = end;
-        lastReport_ = json;
-    }
-    reportsOut_->value.fetch_add(1, std::memory_order_relaxed);
-    deliverReport(json, seq, end);
-    if (final && options_.printFinalReport) {
-        if (options_.reportFormat == "table") {
-            std::cout << reportTable(json);
-        } else {
-            std::cout << json << std::endl;
-        }
-    }
-}
-
-void Runtime::deliverReport(const std::string& json, uint64_t seq, uint64_t ts) {
-    mp_event ev{};
-    ev.struct_size = sizeof ev;
-    ev.type = MP_EVENT_REPORT;
-    ev.ts_ns = ts;
-    ev.seq = seq;
-    ev.content_type = mp_str{"application/json", 16};
-    ev.payload = mp_bytes{reinterpret_cast<const uint8_t*>(json.data()), json.size()};
-    // A cluster plugin, when present, decides what reaches the sinks (it may merge or forward).
-    bool cluster = false;
-    for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_CLUSTER && inst->host->running &&
-            inst->plugin->desc.on_event != nullptr) {
-            cluster = true;
-            inst->plugin->desc.on_event(inst->self, &ev);
-        }
-    }
-    if (cluster) {
-        return;
-    }
-    for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_SINK && inst->host->running &&
-            inst->plugin->desc.on_event != nullptr) {
-            inst->plugin->desc.on_event(inst->self, &ev);
-        }
-    }
-}
-
-std::string reportTable(const std::string& json, size_t top) {
-    std::ostringstream out;
-    try {
-        Poco::JSON::Parser parser;
-        auto r = parser.parse(json).extract<Poco::JSON::Object::Ptr>();
-        auto c = r->getObject("capture");
-        if (c) {
-            out << "capture: " << c->getValue<int64_t>("packets") << " packets, "
-                << c->getObject("connections")->getValue<int64_t>("opened") << " connections, "
-                << c->getValue<int64_t>("stream_bytes") << " stream bytes, "
-                << c->getValue<int64_t>("gap_bytes") << " bytes missing\n";
-        }
-        auto totals = r->getObject("totals");
-        if (totals) {
-            out << "commands:";
-            auto cmds = totals->getObject("commands");
-            for (const auto& [k, v] : *cmds) {
-                out << ' ' << k << '=' << v.convert<std::string>();
-            }
-            out << "\nerrors: " << totals->getValue<int64_t>("errors")
-                << ", rows returned: " << totals->getValue<int64_t>("rows_returned");
-            // What is in no template, when anything is.
-            for (const auto& [key, what] :
-                 {std::pair<const char*, const char*>{"lost_responses", "responses lost"},
-                  {"templates_evicted", "not aggregated (template table full)"},
-                  {"unresolved_executes", "executes of unknown statements"}}) {
-                int64_t v = totals->optValue<int64_t>(key, 0);
-                if (v != 0) {
-                    out << ", " << what << ": " << v;
-                }
-            }
-            out << "\n\n";
-        }
-        auto templates = r->getArray("templates");
-        if (!templates) {
-            return out.str() + "(no decoder: no templates)\n";
-        }
-        out << std::right << std::setw(7) << "count" << std::setw(7) << "errors" << std::setw(11)
-            << "total_ms" << std::setw(10) << "p50_us" << std::setw(10) << "p95_us" << std::setw(10)
-            << "p99_us" << std::setw(11) << "max_us" << std::setw(9) << "rows"
-            << "  fingerprint\n";
-        for (size_t i = 0; i < templates->size() && i < top; ++i) {
-            auto t = templates->getObject(static_cast<unsigned>(i));
-            auto l = t->getObject("latency_us");
-            std::string fp = t->getValue<std::string>("fingerprint");
-            if (fp.size() > 90) {
-                fp = fp.substr(0, 87) + "...";
-            }
-            out << std::setw(7) << t->getValue<int64_t>("count") << std::setw(7)
-                << t->getValue<int64_t>("errors") << std::setw(11) << std::fixed
-                << std::setprecision(1) << l->getValue<double>("sum") / 1000.0 << std::setw(10)
-                << l->getValue<double>("p50") << std::setw(10) << l->getValue<double>("p95")
-                << std::setw(10) << l->getValue<double>("p99") << std::setw(11)
-                << l->getValue<double>("max") << std::setw(9)
-                << t->getValue<int64_t>("rows_returned") << "  " << fp << "\n";
-        }
-        if (templates->size() > top) {
-            out << "(" << templates->size() - top << " more templates: use --format json)\n";
-        }
-    } catch (const std::exception& e) {
-        out << "(cannot render the report as a table: " << e.what() << ")\n";
-    }
-    return out.str();
-}
-
-std::string Runtime::captureJson() const {
-    if (!pipeline_) {
-        return "{}";
-    }
-    CaptureStats c = pipeline_->captureStats();
-    FlowStats f = pipeline_->flowStats();
-    auto gauge = [&](const char* name) -> int64_t {
-        if (capture_ == nullptr) {
-            return 0;
-        }
-        int64_t v = metrics_.value("mysqlprobe_" + metricName(capture_->host->name) + "_" + name);
-        return v < 0 ? 0 : v;
-    };
-    std::ostringstream out;
-    out << "{\"packets\":" << c.frames << ",\"bytes\":" << c.bytes << ",\"tcp_segments\":" << c.tcp
-        << ",\"kernel_dropped\":" << gauge("kernel_dropped")
-        << ",\"interface_dropped\":" << gauge("interface_dropped")
-        << ",\"probe_dropped\":" << c.queueDropped
-        << ",\"truncated_snaplen\":" << gauge("truncated_total")
-        << ",\"truncated_headers\":" << c.truncatedHeaders << ",\"not_ip\":" << c.notIp
-        << ",\"not_tcp\":" << c.notTcp << ",\"ip_fragments\":" << c.fragments
-        << ",\"malformed\":" << c.malformed << ",\"unsupported_link\":" << c.unsupportedLink
-        << ",\"not_server_port\":" << f.notServerPort << ",\"connections\":{\"opened\":" << f.opened
-        << ",\"midstream\":" << f.midstream << ",\"closed_fin\":" << f.closed[MP_CLOSE_FIN]
-        << ",\"closed_rst\":" << f.closed[MP_CLOSE_RST]
-        << ",\"closed_idle\":" << f.closed[MP_CLOSE_IDLE]
-        << ",\"evicted\":" << f.closed[MP_CLOSE_EVICTED]
-        << ",\"closed_shutdown\":" << f.closed[MP_CLOSE_SHUTDOWN] << "}"
-        << ",\"stream_bytes\":" << f.reassembly.deliveredBytes << ",\"gaps\":" << f.reassembly.gaps
-        << ",\"gap_bytes\":" << f.reassembly.gapBytes
-        << ",\"buffer_limit_gaps\":" << f.reassembly.bufferLimitGaps
-        << ",\"worker_buffer_limit_gaps\":" << f.reassembly.workerLimitGaps
-        << ",\"retransmitted_bytes\":" << f.reassembly.retransmittedBytes
-        << ",\"out_of_order_segments\":" << f.reassembly.outOfOrder
-        << ",\"overlap_conflict_bytes\":" << f.reassembly.conflictBytes << "}";
-    return out.str();
-}
-
-std::string Runtime::healthJson() const {
-    std::ostringstream out;
-    out << "{\"status\":\"ok\",\"version\":" << mp::jsonString(MP_HOST_VERSION)
-        << ",\"node\":" << mp::jsonString(nodeName_)
-        << ",\"uptime_s\":" << (wallNs() - startedNs_) / 1000000000ULL
-        << ",\"interval_ms\":" << intervalMs_.load() << ",\"plugins\":[";
-    bool first = true;
-    for (const auto& inst : instances_) {
-        out << (first ? "" : ",") << "{\"slot\":" << mp::jsonString(inst->host->slot)
-            << ",\"name\":" << mp::jsonString(inst->host->name)
-            << ",\"kind\":" << mp::jsonString(kindName(inst->host->kind))
-            << ",\"version\":" << mp::jsonString(inst->plugin->desc.version)
-            << ",\"running\":" << (inst->host->running ? "true" : "false") << "}";
-        first = false;
-    }
-    out << "]}";
-    return out.str();
-}
-
-void Runtime::addBuiltinRoutes() {
-    RouteSpec health;
-    health.role = MP_ROLE_ANYONE;
-    health.fn = [this](const mp_http_request&, mp_http_response& resp) {
-        resp.status = 200;
-        resp.contentType = "application/json";
-        resp.body = healthJson();
-    };
-    http_->addRoute("/health", std::move(health));
-    RouteSpec metrics;
-    metrics.role = MP_ROLE_READ;
-    metrics.fn = [this](const mp_http_request&, mp_http_response& resp) {
-        resp.status = 200;
-        resp.contentType = "text/plain; version=0.0.4";
-        resp.body = metrics_.prometheus();
-    };
-    http_->addRoute("/metrics", std::move(metrics));
-    // Live configuration, as the original probe: /config/update?report_period_ms=N (or
-    // interval=SECONDS). Every key is checked before anything changes.
-    // A change of state: admin role, POST only; the keys in the query string or a form body.
-    RouteSpec update;
-    update.role = MP_ROLE_ADMIN;
-    update.methods = MP_HTTP_POST;
-    update.fn = [this](const mp_http_request& req, mp_http_response& resp) {
-        resp.contentType = "application/json";
-        auto fail = [&](int status, const std::string& why) {
-            resp.status = status;
-            resp.body = "{\"error\":" + mp::jsonString(why) + "}";
-        };
-        const auto& params = static_cast<const RequestCtx*>(req.impl)->params;
-        if (params.empty()) {
-            fail(400, "nothing to update: give report_period_ms=N or interval=SECONDS");
-            return;
-        }
-        uint64_t ms = 0;
-        for (const auto& [key, value] : params) {
-            uint64_t scale = 0;
-            if (key == "report_period_ms") {
-                scale = 1;
-            } else if (key == "interval") {
-                scale = 1000;
-            } else {
-                fail(400, "unknown key: " + key + " (known: report_period_ms, interval)");
-                return;
-            }
-            uint64_t n = 0;
-            auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-            if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
-                fail(400, key + ": not a whole number: " + value);
-                return;
-            }
-            if (n > 86400000 / scale || n * scale < 100) {
-                fail(400, key + ": out of range (100 ms to 1 day): " + value);
-                return;
-            }
-            if (ms != 0 && ms != n * scale) {
-                fail(400, "report_period_ms and interval disagree");
-                return;
-            }
-            ms = n * scale;
-        }
-        uint64_t before = intervalMs_.load();
-        setIntervalMs(ms);
-        log(MP_LOG_INFO, "host",
-            "report interval changed from " + std::to_string(before) + " ms to " +
-                std::to_string(ms) + " ms by " + std::string(sv(req.principal)) + " (" +
-                std::string(sv(req.remote_addr)) + ")");
-        resp.status = 200;
-        resp.body = "{\"interval_ms\":" + std::to_string(ms) +
-                    ",\"previous_interval_ms\":" + std::to_string(before) + "}";
-    };
-    http_->addRoute("/config/update", std::move(update));
 }
 
 }  // namespace mp::host

@@ -15,29 +15,10 @@
 #include "config/config.hpp"
 #include "core/metrics.hpp"
 #include "core/timers.hpp"
+#include "plugin/instance.hpp"
 #include "plugin/registry.hpp"
 #include "server/http_server.hpp"
 #include "stream/pipeline.hpp"
-
-namespace mp::host {
-class Runtime;
-}
-
-/// The host-side state behind one plugin instance's mp_host handle.
-struct mp_host {
-    mp::host::Runtime* rt = nullptr;
-    std::string name;  // plugin name
-    std::string slot;  // "capture", "decoder[1]", "sinks[0]"
-    uint32_t kind = 0;
-    int index = 0;      // worker index for decoders
-    std::string error;  // set by set_error during the current hook
-    std::atomic<bool> running{false};
-    std::atomic<bool> serving{false};  // start() returned OK: its routes and endpoints answer
-};
-
-struct mp_config {
-    std::map<std::string, mp::host::Value> values;
-};
 
 namespace mp::host {
 
@@ -47,23 +28,11 @@ class StartError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-/// One plugin instance and the descriptor it came from.
-struct Instance {
-    const LoadedPlugin* plugin = nullptr;
-    std::unique_ptr<mp_host> host;
-    mp_config config;
-    void* self = nullptr;
-    bool started = false;
-};
-
 struct RuntimeOptions {
     bool serveHttp = true;              // false for offline runs without a config file
     bool printFinalReport = false;      // offline: the final report on stdout at end of input
     std::string reportFormat = "json";  // json | table
 };
-
-/// A readable top-N table of a report (templates by total time): --format table.
-std::string reportTable(const std::string& json, size_t top = 20);
 
 /// The services table every plugin receives.
 const mp_host_api* hostApi();
@@ -104,10 +73,10 @@ class Runtime {
     mp_status emitFrom(mp_host* h, const mp_event& ev);
     mp_status framesFrom(mp_host* h, const mp_frame* frames, size_t count);
     mp_status hostGet(mp_host* h, const char* key, mp_str* out);
+    mp_status hostSet(mp_host* h, const char* key, std::string_view value);
     mp_counter* counter(mp_host* h, const char* name, const char* help, uint32_t kind);
     mp_timer* timerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
                          void* user);
-    void timerStop(mp_timer* t);
     mp_status httpRoute(mp_host* h, const char* path, const mp_route& route);
     mp_status wsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler);
 
@@ -123,6 +92,8 @@ class Runtime {
     std::string collectSection(uint64_t seq, uint64_t ts);
     void createPipeline();
     void deliverReport(const std::string& json, uint64_t seq, uint64_t ts);
+    /// A report to every running sink.
+    void toSinks(const mp_event& ev);
     void addBuiltinRoutes();
     mp_status callHook(Instance& inst, const char* hook, mp_status st);
 
@@ -138,6 +109,7 @@ class Runtime {
     std::string nodeName_;
     std::string serverPortText_;
     std::string workersText_;
+    std::string inlineText_;  // "stream.inline", once the stream layer is planned
     std::atomic<uint64_t> intervalMs_{5000};
     mp_timer* reportTimer_ = nullptr;
     mp_timer* wakeTimer_ = nullptr;  // Pipeline::wakeStalled
@@ -147,7 +119,9 @@ class Runtime {
     bool finalSent_ = false;
     std::mutex collectMutex_;
     std::mutex sectionMutex_;
-    std::string section_;  // the decoder's answer to MP_EVENT_COLLECT
+    std::string section_;  // a 1.0-1.2 decoder's answer to MP_EVENT_COLLECT
+    /// How long the report thread waits for a decoder worker that is busy with a read.
+    static constexpr std::chrono::milliseconds kCollectWait{2000};
     uint64_t intervalStartNs_ = 0;
     std::string lastReport_;
     std::mutex shutdownMutex_;
@@ -157,9 +131,9 @@ class Runtime {
     uint64_t startedNs_ = 0;
     std::vector<std::unique_ptr<StreamHandler>> handlers_;  // one per worker
     std::unique_ptr<Pipeline> pipeline_;
-    const Instance* capture_ = nullptr;
     mp_counter* reportsOut_;
     mp_counter* eventsDropped_;
+    mp_counter* collectsLate_;
 };
 
 }  // namespace mp::host

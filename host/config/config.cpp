@@ -571,6 +571,20 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
         s.keyPath = why;
         return s;
     };
+    // The plugin of each kind that a slot the file does not fill gets (the original probe's
+    // `cluster.gossip: true` asks for the gossip cluster instead of the static one).
+    auto defaultPlugin = [&](uint32_t kind) -> std::string {
+        switch (kind) {
+            case MP_KIND_CAPTURE:
+                return "capture-pcap";
+            case MP_KIND_DECODER:
+                return "decoder-mysql";
+            case MP_KIND_CLUSTER:
+                return gossip ? "cluster-gossip" : "cluster-static";
+            default:
+                return "sink-websocket";
+        }
+    };
     bool offlineOnly = ov.readFile.has_value() && name == "(command line)";
     if (slotsGiven.count("capture") == 0 && (haveCaptureInput || cfg.slave)) {
         if (!haveCaptureInput) {
@@ -579,19 +593,20 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                 "slave: a slave captures traffic: set probe.device (or probe.file)");
         }
         explicitSlots["capture"] =
-            implicitSlot("capture", MP_KIND_CAPTURE, "capture-pcap", "probe.device / probe.file");
+            implicitSlot("capture", MP_KIND_CAPTURE, defaultPlugin(MP_KIND_CAPTURE),
+                         "probe.device / probe.file");
     }
     if (slotsGiven.count("decoder") == 0 && explicitSlots.count("capture") != 0) {
-        explicitSlots["decoder"] =
-            implicitSlot("decoder", MP_KIND_DECODER, "decoder-mysql", "(default decoder)");
+        explicitSlots["decoder"] = implicitSlot(
+            "decoder", MP_KIND_DECODER, defaultPlugin(MP_KIND_DECODER), "(default decoder)");
     }
     if (slotsGiven.count("cluster") == 0 && !offlineOnly) {
-        explicitSlots["cluster"] =
-            implicitSlot("cluster", MP_KIND_CLUSTER, gossip ? "cluster-gossip" : "cluster-static",
-                         "cluster.gossip");
+        explicitSlots["cluster"] = implicitSlot("cluster", MP_KIND_CLUSTER,
+                                                defaultPlugin(MP_KIND_CLUSTER), "cluster.gossip");
     }
     if (!sinksGiven && !offlineOnly) {
-        sinks.push_back(implicitSlot("sinks[0]", MP_KIND_SINK, "sink-websocket", "(default sink)"));
+        sinks.push_back(
+            implicitSlot("sinks[0]", MP_KIND_SINK, defaultPlugin(MP_KIND_SINK), "(default sink)"));
     }
 
     for (const char* slot : {"capture", "decoder", "cluster"}) {

@@ -143,8 +143,20 @@ std::string checkRange(const mp_property& p, const Value& v) {
     return "";
 }
 
-// Converts scalar text to a value of the property's type; returns the problem or "".
+// Converts scalar text to a value of the property's type; returns the problem or "". The
+// problem of a secret property never quotes its value.
+std::string fromTextShown(const mp_property& p, const std::string& text, Value& v);
+
 std::string fromText(const mp_property& p, const std::string& text, Value& v) {
+    std::string problem = fromTextShown(p, text, v);
+    if (!problem.empty() && (p.flags & MP_PROP_SECRET) != 0) {
+        return std::string("not a valid ") + typeName(p.type) +
+               " (a secret: its value is not shown)";
+    }
+    return problem;
+}
+
+std::string fromTextShown(const mp_property& p, const std::string& text, Value& v) {
     v.type = p.type;
     v.s = text;
     switch (p.type) {

@@ -2,6 +2,7 @@
 #include "core/timers.hpp"
 
 struct mp_timer {
+    mp::host::TimerService* service = nullptr;
     std::chrono::steady_clock::time_point due;
     std::chrono::nanoseconds period{0};
     std::function<void()> fn;
@@ -23,6 +24,7 @@ TimerService::~TimerService() {
 mp_timer* TimerService::start(std::chrono::nanoseconds delay, std::chrono::nanoseconds period,
                               std::function<void()> fn) {
     auto t = std::make_unique<mp_timer>();
+    t->service = this;
     t->due = std::chrono::steady_clock::now() + delay;
     t->period = period;
     t->fn = std::move(fn);
@@ -42,6 +44,8 @@ void TimerService::stop(mp_timer* t) {
     }
     timers_.erase(t);
 }
+
+void TimerService::stopTimer(mp_timer* t) { t->service->stop(t); }
 
 void TimerService::reschedule(mp_timer* t, std::chrono::nanoseconds period) {
     {

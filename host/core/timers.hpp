@@ -26,6 +26,8 @@ class TimerService {
                     std::function<void()> fn);
     /// Cancels; waits for a running callback unless called from the timer thread itself.
     void stop(mp_timer* t);
+    /// stop() on the service that started `t` (a handle knows its service).
+    static void stopTimer(mp_timer* t);
     /// Changes the period of a running timer (next run = now + period).
     void reschedule(mp_timer* t, std::chrono::nanoseconds period);
 

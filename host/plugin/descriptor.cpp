@@ -80,6 +80,14 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
                                         out.stream_gap == nullptr || out.stream_close == nullptr)) {
         return "decoder '" + std::string(out.name) + "' lacks a stream_* hook";
     }
+    if ((out.collect == nullptr) != (out.report == nullptr)) {
+        return "plugin '" + std::string(out.name) +
+               "' has one of collect() and report(): both or neither";
+    }
+    if (out.collect != nullptr && out.kind != MP_KIND_DECODER) {
+        return "plugin '" + std::string(out.name) +
+               "' has collect() and report(), which only decoders may have";
+    }
     std::set<std::string> names;
     for (size_t i = 0; out.properties != nullptr && out.properties[i].name != nullptr; ++i) {
         const mp_property& p = out.properties[i];

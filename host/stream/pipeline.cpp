@@ -2,6 +2,7 @@
 #include "stream/pipeline.hpp"
 
 #include <cstring>
+#include <semaphore>
 
 #include "core/log.hpp"
 
@@ -20,6 +21,17 @@ inline void cpuRelax() {
     std::this_thread::yield();
 #endif
 }
+
+// Holds a worker's semaphore for a scope.
+struct Hold {
+    explicit Hold(std::binary_semaphore& s) : s_(s) { s_.acquire(); }
+    ~Hold() { s_.release(); }
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+  private:
+    std::binary_semaphore& s_;
+};
 
 struct RecordHeader {
     uint32_t type;
@@ -56,6 +68,34 @@ struct Pipeline::Producer {
 
 struct Pipeline::Worker {
     std::unique_ptr<FlowTable> table;
+    // Held while the worker handles records (a batch of them, or an inline read of frames), so
+    // that withWorker() runs between them.
+    // A semaphore, not a mutex: in the inline mode the capture thread takes it and the control
+    // thread may give it back at stop() (a capture that stopped in the middle of a read).
+    std::binary_semaphore busy{1};
+    bool busyHeld = false;  // inline mode: the capture thread holds `busy` across a read
+    // withWorker() is waiting for `busy`: the worker lets it in before taking `busy` again
+    // (a semaphore is not fair; a busy worker would take it back at once).
+    std::atomic<bool> wanted{false};
+
+    void yieldIfWanted() {
+        while (wanted.load(std::memory_order_acquire)) {
+            wanted.wait(true, std::memory_order_acquire);
+        }
+    }
+    void holdInline() {
+        if (!busyHeld) {
+            yieldIfWanted();
+            busy.acquire();
+            busyHeld = true;
+        }
+    }
+    void releaseInline() {
+        if (busyHeld) {
+            busyHeld = false;
+            busy.release();
+        }
+    }
     std::array<std::atomic<SpscRing*>, kMaxProducers> rings{};
     std::atomic<uint32_t> wakeSeq{0};
     std::atomic<bool> sleeping{false};
@@ -114,8 +154,10 @@ void Pipeline::stop() {
     if (inline_) {
         // Captures have stopped (they are stopped before the pipeline): nothing runs here now.
         Worker& w = *workers_[0];
+        w.holdInline();
         w.table->closeAll(MP_CLOSE_SHUTDOWN, w.lastTs);
         publishWorker(w);
+        w.releaseInline();
         started_ = false;
         endCv_.notify_all();
         return;
@@ -229,6 +271,21 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
     Producer& p = producer();
     uint64_t droppedBefore = p.stats.queueDropped;
     const size_t nw = workers_.size();
+    const bool more = count > 0 && (frames[count - 1].flags & MP_FRAME_MORE) != 0;
+    if (inline_) {
+        // The capture thread is the worker: it holds the worker across a read (MP_FRAME_MORE
+        // frames up to the call that ends it), one acquisition per read rather than per frame.
+        workers_[0]->holdInline();
+    }
+    struct EndOfRead {
+        Pipeline& pl;
+        bool more;
+        ~EndOfRead() {
+            if (pl.inline_ && !more) {
+                pl.workers_[0]->releaseInline();
+            }
+        }
+    } endOfRead{*this, more};
     for (size_t i = 0; i < count; ++i) {
         const mp_frame& f = frames[i];
         ++p.stats.frames;
@@ -285,7 +342,7 @@ mp_status Pipeline::onFrames(const mp_frame* frames, size_t count) {
     }
     // The capture says more frames of this read follow at once (it hands them over one by
     // one): the per-call work below waits for the call that ends the read.
-    if (count > 0 && (frames[count - 1].flags & MP_FRAME_MORE) != 0) {
+    if (more) {
         return p.stats.queueDropped != droppedBefore ? MP_EAGAIN : MP_OK;
     }
     // A short batch means the capture is not saturated: keep the counters current (live
@@ -320,9 +377,16 @@ void Pipeline::endOfInput() {
     }
     Segment t;
     t.ts = p.lastTs;
-    for (size_t w = 0; w < workers_.size(); ++w) {
-        push(p, w, kRecEnd, &t, nullptr, 0);
-        wake(w);
+    if (inline_) {
+        Worker& w = *workers_[0];
+        w.holdInline();
+        push(p, 0, kRecEnd, &t, nullptr, 0);
+        w.releaseInline();  // the end of input ends any read
+    } else {
+        for (size_t w = 0; w < workers_.size(); ++w) {
+            push(p, w, kRecEnd, &t, nullptr, 0);
+            wake(w);
+        }
     }
     publishCapture(p);
     std::unique_lock<std::mutex> lock(endMutex_);
@@ -482,7 +546,10 @@ void Pipeline::runWorker(size_t index) {
             if (ring == nullptr) {
                 continue;
             }
-            // A bounded batch per ring, so several capture threads are served fairly.
+            // A bounded batch per ring, so several capture threads are served fairly; the
+            // report thread's withWorker() runs between batches.
+            w.yieldIfWanted();
+            Hold hold(w.busy);
             for (int batch = 0; batch < 256; ++batch) {
                 const uint8_t* rec = ring->peek();
                 if (rec == nullptr) {
@@ -527,9 +594,35 @@ void Pipeline::runWorker(size_t index) {
         }
         w.sleeping.store(false, std::memory_order_seq_cst);
     }
-    w.table->closeAll(MP_CLOSE_SHUTDOWN, w.lastTs);
-    publishWorker(w);
+    {
+        Hold hold(w.busy);
+        w.table->closeAll(MP_CLOSE_SHUTDOWN, w.lastTs);
+        publishWorker(w);
+    }
     endCv_.notify_all();
+}
+
+bool Pipeline::withWorker(size_t index, std::chrono::milliseconds wait,
+                          const std::function<void()>& fn) {
+    Worker& w = *workers_.at(index);
+    w.wanted.store(true, std::memory_order_release);
+    struct Done {
+        Worker& w;
+        bool held = false;
+        ~Done() {
+            if (held) {
+                w.busy.release();
+            }
+            w.wanted.store(false, std::memory_order_release);
+            w.wanted.notify_all();
+        }
+    } done{w};
+    done.held = w.busy.try_acquire_for(wait);
+    if (!done.held) {
+        return false;
+    }
+    fn();
+    return true;
 }
 
 FlowStats Pipeline::flowStats() const {

@@ -107,3 +107,29 @@ TEST_CASE("a plugin of the wrong kind cannot fill a slot") {
     CHECK(contains(r.err,
                    "plugin 'sink-websocket' is a sink plugin and cannot fill the capture slot"));
 }
+
+TEST_CASE("a 1.2 decoder answering MP_EVENT_COLLECT still fills the report (2 workers)") {
+    std::string cfg = writeConfig("legacy-decoder",
+                                  "serverport: 0\n"
+                                  "serveraddress: 127.0.0.1\n"
+                                  "probe: {workers: 2}\n"
+                                  "plugins:\n"
+                                  "  directories: [" +
+                                      fixtureDir("legacy_decoder") +
+                                      "]\n"
+                                      "  decoder: abi-legacy-decoder\n"
+                                      "  cluster: none\n"
+                                      "  sinks: []\n");
+    Result r = runHost(
+        {"-c", cfg, "-r", mptest::sourceDir() + "/tests/data/pcap/sysbench_text_rw_2t_20tx.pcap"});
+    INFO("stdout: ", r.out);
+    INFO("stderr: ", r.err);
+    REQUIRE(r.code == 0);
+    // The stream layer opened N connections; the decoder saw N streams and said so.
+    const std::string opened = "\"connections\":{\"opened\":";
+    size_t at = r.out.find(opened);
+    REQUIRE(at != std::string::npos);
+    std::string n = r.out.substr(at + opened.size(), r.out.find(',', at) - at - opened.size());
+    CHECK(std::stoul(n) > 0);
+    CHECK(contains(r.out, "\"legacy\":{\"streams\":" + n + "}"));
+}

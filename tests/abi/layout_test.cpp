@@ -15,6 +15,7 @@
 #include <cstring>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <type_traits>
 
 #include "support/process.hpp"
@@ -122,7 +123,7 @@ MP_MEMBER(mp_route, reserved, 12, uint32_t);
 MP_MEMBER(mp_route, handler, 16, mp_http_handler);
 MP_MEMBER(mp_route, user, 24, void*);
 
-MP_SIZE(mp_host_api, 216);
+MP_SIZE(mp_host_api, 224);
 MP_MEMBER(mp_host_api, struct_size, 0, uint32_t);
 MP_MEMBER(mp_host_api, abi_major, 4, uint16_t);
 MP_MEMBER(mp_host_api, abi_minor, 6, uint16_t);
@@ -161,8 +162,9 @@ MP_MEMBER(mp_host_api, http_route_ex, 200,  // 1.2
           mp_status (*)(mp_host*, const char*, const mp_route*));
 MP_MEMBER(mp_host_api, http_header, 208,
           mp_status (*)(const mp_http_request*, const char*, mp_str*));
+MP_MEMBER(mp_host_api, host_set, 216, mp_status (*)(mp_host*, const char*, mp_str));  // 1.3
 
-MP_SIZE(mp_plugin, 128);
+MP_SIZE(mp_plugin, 144);
 MP_MEMBER(mp_plugin, struct_size, 0, uint32_t);
 MP_MEMBER(mp_plugin, abi_major, 4, uint16_t);
 MP_MEMBER(mp_plugin, abi_minor, 6, uint16_t);
@@ -183,6 +185,14 @@ MP_MEMBER(mp_plugin, stream_open, 96, mp_status (*)(void*, const mp_flow*, void*
 MP_MEMBER(mp_plugin, stream_data, 104, void (*)(void*, void*, uint32_t, mp_bytes, uint64_t));
 MP_MEMBER(mp_plugin, stream_gap, 112, void (*)(void*, void*, uint32_t, uint64_t, uint64_t));
 MP_MEMBER(mp_plugin, stream_close, 120, void (*)(void*, void*, uint32_t, uint64_t));
+MP_MEMBER(mp_plugin, collect, 128, void* (*)(void*, uint64_t, uint64_t));  // 1.3
+MP_MEMBER(mp_plugin, report, 136, mp_status (*)(void*, void* const*, size_t, const mp_writer*));
+
+MP_SIZE(mp_writer, 24);  // 1.3
+MP_MEMBER(mp_writer, struct_size, 0, uint32_t);
+MP_MEMBER(mp_writer, reserved, 4, uint32_t);
+MP_MEMBER(mp_writer, ctx, 8, void*);
+MP_MEMBER(mp_writer, write, 16, void (*)(void*, mp_str));
 
 static_assert(std::is_same_v<mp_plugin_entry_fn, const mp_plugin* (*)(const mp_host_api*)>,
               "mp_plugin_entry_fn" MP_MOVED);
@@ -254,6 +264,10 @@ MP_VALUE(MP_HTTP_GET, 1u);
 MP_VALUE(MP_HTTP_POST, 2u);
 MP_VALUE(MP_HTTP_PUT, 4u);
 MP_VALUE(MP_HTTP_DELETE, 8u);
+// The standard capture counter names (1.3) are part of what a capture plugin is built against.
+static_assert(std::string_view(MP_CAPTURE_KERNEL_DROPPED) == "kernel_dropped");
+static_assert(std::string_view(MP_CAPTURE_INTERFACE_DROPPED) == "interface_dropped");
+static_assert(std::string_view(MP_CAPTURE_TRUNCATED) == "truncated_total");
 MP_VALUE(MP_ABI_MAJOR, 1);  // a new major is a new entry symbol and a new set of fixtures
 
 // The entry symbol carries the major.
@@ -387,9 +401,10 @@ TEST_CASE("abi.h struct layout is frozen") {
     CHECK(sizeof(mp_flow) == 64);
     CHECK(sizeof(mp_http_request) == 120);
     CHECK(sizeof(mp_ws_handler) == 72);
-    CHECK(sizeof(mp_host_api) == 216);
-    CHECK(sizeof(mp_plugin) == 128);
-    CHECK(offsetof(mp_plugin, stream_close) + sizeof(void*) == sizeof(mp_plugin));
+    CHECK(sizeof(mp_host_api) == 224);
+    CHECK(sizeof(mp_plugin) == 144);
+    CHECK(sizeof(mp_writer) == 24);
+    CHECK(offsetof(mp_plugin, report) + sizeof(void*) == sizeof(mp_plugin));
 }
 
 TEST_CASE("the SHA-256 used for abi.h is correct") {

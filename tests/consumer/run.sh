@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Out-of-tree proof: install mysqlprobe into a staging prefix, build examples/sink-jsonl against
-# that prefix ONLY, and have the installed host load it from YAML and write reports with it.
+# Out-of-tree proof: install mysqlprobe into a staging prefix, build examples/sink-jsonl and
+# examples/decoder-bytes against that prefix ONLY, and have the installed host load them from
+# YAML: the sink writes the reports, the decoder's figures agree with the stream layer's.
 # Usage: run.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
 src=$1
@@ -21,6 +22,15 @@ grep -q "mysqlprobe-sdk" "$work/example/CMakeCache.txt" || fail "the example did
 grep -q "$work/stage" "$work/example/CMakeCache.txt" || fail "the SDK did not come from the staging prefix"
 if grep -q "$src/sdk/include" "$work/example/build.ninja"; then
   fail "the example compiled against the source tree's SDK, not the installed one"
+fi
+
+# The example decoder, the same way.
+cmake -S "$src/examples/decoder-bytes" -B "$work/decoder" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-decoder.log"
+cmake --build "$work/decoder" >"$work/build-decoder.log"
+[ -f "$work/decoder/libmp-decoder-bytes.so" ] || fail "the example decoder did not build"
+if grep -q "$src/sdk/include" "$work/decoder/build.ninja"; then
+  fail "the example decoder compiled against the source tree's SDK, not the installed one"
 fi
 
 host="$work/stage/bin/mysqlprobe"
@@ -70,5 +80,40 @@ assert seqs == list(range(1, len(seqs) + 1)), seqs
 # The SIGTERM sends the last interval as the final report, and only that one is final.
 assert finals[-1] is True and not any(finals[:-1]), finals
 print(f"{len(seqs)} reports written by sink-jsonl, seq 1..{len(seqs)}")
+PY
+# decoder-bytes on a bundled capture, with 1 and 3 workers: its bytes and connections per
+# server are what the host's stream layer delivered, whatever the number of workers.
+pcap="$src/tests/data/pcap/sysbench_text_rw_2t_20tx.pcap"
+for workers in 1 3; do
+  cat >"$work/bytes-$workers.yaml" <<YAML
+serverport: 0
+serveraddress: 127.0.0.1
+probe: {workers: $workers}
+plugins:
+  directories: [$work/decoder]
+  decoder: decoder-bytes
+  cluster: none
+  sinks: []
+YAML
+  env -u LD_LIBRARY_PATH "$host" -c "$work/bytes-$workers.yaml" -r "$pcap" \
+    >"$work/bytes-$workers.json" 2>"$work/bytes-$workers.log" ||
+    fail "decoder-bytes run ($workers workers) failed: $(tail -5 "$work/bytes-$workers.log")"
+done
+python3 - "$work/bytes-1.json" "$work/bytes-3.json" <<'PY' || fail "decoder-bytes figures disagree"
+import json, sys
+seen = []
+for path in sys.argv[1:]:
+    r = json.loads(open(path).read())
+    servers = r["bytes"]["servers"]
+    cap = r["capture"]
+    moved = sum(s["to_server"] + s["to_client"] for s in servers.values())
+    conns = sum(s["connections"] for s in servers.values())
+    assert moved == cap["stream_bytes"] > 0, (moved, cap["stream_bytes"])
+    assert conns == cap["connections"]["opened"] > 0, (conns, cap["connections"])
+    assert sum(s["gap_bytes"] for s in servers.values()) == cap["gap_bytes"], servers
+    assert "templates" not in r, "decoder-mysql ran instead of the example"
+    seen.append(servers)
+assert seen[0] == seen[1], seen
+print(f"decoder-bytes: {moved} bytes on {conns} connections, same with 1 and 3 workers")
 PY
 echo "consumer: OK"

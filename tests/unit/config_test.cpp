@@ -235,3 +235,38 @@ TEST_SUITE("config") {
         }
     }
 }
+
+TEST_SUITE("config secrets") {
+    // MP_PROP_SECRET: a refused value is never quoted back (errors end up in logs and terminals).
+    TEST_CASE("the problem with a secret property's value does not show the value") {
+        const mp_property props[] = {
+            {"password", MP_PROP_STRING, MP_PROP_SECRET, "", "a secret", 0, 0, "a|b"},
+            {"pin", MP_PROP_INT, MP_PROP_SECRET, "0", "a secret number", 0, 9999, nullptr},
+            {"plain", MP_PROP_INT, 0, "0", "not a secret", 0, 9, nullptr},
+            {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+        };
+        auto problem = [&](const std::string& yaml) {
+            YAML::Node root = YAML::Load(yaml);
+            std::map<std::string, mp::host::Setting> settings;
+            for (const auto& kv : root) {
+                settings[kv.first.Scalar()] = mp::host::Setting{kv.second, kv.first.Scalar()};
+            }
+            try {
+                mp::host::validate("t.yaml", "plugin p", root, settings, props);
+            } catch (const ConfigError& e) {
+                return std::string(e.what());
+            }
+            return std::string();
+        };
+        std::string e = problem("password: hunter2-wrong\n");
+        CHECK(e.find("password: not a valid string (a secret: its value is not shown)") !=
+              std::string::npos);
+        CHECK(e.find("hunter2") == std::string::npos);
+        e = problem("pin: 123456789\n");
+        CHECK(e.find("pin: not a valid int (a secret") != std::string::npos);
+        CHECK(e.find("123456789") == std::string::npos);
+        e = problem("plain: 12345\n");  // an ordinary value is quoted, as before
+        CHECK(e.find("12345") != std::string::npos);
+        CHECK(problem("password: a\npin: 42\n").empty());
+    }
+}

@@ -11,6 +11,12 @@ mp_status create(mp_host*, const mp_host_api*, const mp_config*, void** out) {
     return MP_OK;
 }
 void destroy(void*) {}
+void* collect(void*, uint64_t, uint64_t) { return nullptr; }
+mp_status report(void*, void* const*, size_t, const mp_writer*) { return MP_OK; }
+mp_status streamOpen(void*, const mp_flow*, void**) { return MP_OK; }
+void streamData(void*, void*, uint32_t, mp_bytes, uint64_t) {}
+void streamGap(void*, void*, uint32_t, uint64_t, uint64_t) {}
+void streamClose(void*, void*, uint32_t, uint64_t) {}
 
 const mp_property kGood[] = {
     {"port", MP_PROP_INT, 0, "3306", "a port", 1, 65535, nullptr},
@@ -52,11 +58,11 @@ TEST_SUITE("descriptor") {
         mp_plugin p = good();
         p.abi_major = 2;
         p.abi_minor = 3;
-        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.2");
+        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.3");
         p = good();
         p.abi_minor = MP_ABI_MINOR + 1;
         CHECK(check(p) ==
-              "built for plugin ABI 1.3, newer than this host's ABI 1.2 (upgrade mysqlprobe)");
+              "built for plugin ABI 1.4, newer than this host's ABI 1.3 (upgrade mysqlprobe)");
     }
 
     TEST_CASE("refuses a short struct, missing hooks, bad names and kinds") {
@@ -103,6 +109,33 @@ TEST_SUITE("descriptor") {
                                  {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr}};
         p.properties = badType;
         CHECK(check(p) == "plugin 'sink-test': property 'n' has unknown type 42");
+    }
+
+    TEST_CASE("collect() and report() (1.3): both or neither, decoders only") {
+        mp_plugin d = good();
+        d.kind = MP_KIND_DECODER;
+        d.stream_open = streamOpen;
+        d.stream_data = streamData;
+        d.stream_gap = streamGap;
+        d.stream_close = streamClose;
+        CHECK(check(d) == "");
+        d.collect = collect;
+        d.report = report;
+        CHECK(check(d) == "");
+        d.report = nullptr;
+        CHECK(check(d) == "plugin 'sink-test' has one of collect() and report(): both or neither");
+        d.collect = nullptr;
+        d.report = report;
+        CHECK(check(d) == "plugin 'sink-test' has one of collect() and report(): both or neither");
+        mp_plugin sink = good();
+        sink.collect = collect;
+        sink.report = report;
+        CHECK(check(sink) ==
+              "plugin 'sink-test' has collect() and report(), which only decoders may have");
+        // A 1.2 decoder's descriptor ends before them: they read as absent.
+        d.collect = collect;
+        d.struct_size = offsetof(mp_plugin, collect);
+        CHECK(check(d) == "");
     }
 
     TEST_CASE("plugin names are kebab-case") {

@@ -44,13 +44,10 @@ class JsonlSink : public mp::Plugin {
         }
         std::string_view json = mp::view(ev.payload);
         std::lock_guard<std::mutex> lock(mutex_);
-        // One line per report: a report is compact JSON; stray newlines are escaped anyway.
+        // One line per report. A report is compact JSON: a newline can only be whitespace
+        // between tokens (strings escape theirs), so a space keeps the line valid JSON.
         for (char c : json) {
-            if (c == '\n') {
-                std::fputs("\\n", out_);
-            } else {
-                std::fputc(c, out_);
-            }
+            std::fputc(c == '\n' ? ' ' : c, out_);
         }
         std::fputc('\n', out_);
         if (flush_) {

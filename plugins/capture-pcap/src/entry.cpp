@@ -73,7 +73,6 @@ class PcapCapture : public mp::Plugin {
         snaplen_ = snaplen == 0 ? 262144 : snaplen;
         filter_ = buildFilter(cfg.list("port"), cfg.str("filter"));
         extraFilter_ = !cfg.str("filter").empty();
-        workers_ = std::atoi(host.get("probe.workers").value_or("1").c_str());
         if (file_.empty() && devices_.empty()) {
             throw mp::Error(
                 "nothing to capture: set device (probe.device) or file (probe.file / -r)");
@@ -101,10 +100,19 @@ class PcapCapture : public mp::Plugin {
                 sources_.push_back(openLive(dev, cfg));
             }
         }
+        // What the host plans its stream layer with: the server side of a connection, and how
+        // many threads hand it frames (one per device; a file is read by one).
+        std::string ports;
+        for (const auto& p : cfg.list("port")) {
+            ports += (ports.empty() ? "" : ",") + p;
+        }
+        host.set("capture.server_ports", ports);
+        host.set("capture.threads", std::to_string(sources_.size()));
     }
 
     void start() override {
         stopping_ = false;
+        inline_ = host().get("stream.inline").value_or("false") == "true";
         for (size_t i = 0; i < sources_.size(); ++i) {
             threads_.emplace_back([this, i] { run(static_cast<uint32_t>(i)); });
         }
@@ -393,9 +401,9 @@ class PcapCapture : public mp::Plugin {
         Batch batch{this, static_cast<uint32_t>(pcap_datalink(p)), index, {}};
         batch.frames.reserve(kBatch);
         batch.offline = !file_.empty();
-        // One device and one host worker: the host decodes on this thread (see the host's
-        // pipeline), so live frames need not be copied out of libpcap's buffer.
-        batch.direct = file_.empty() && sources_.size() == 1 && workers_ == 1;
+        // The host decodes on this thread (one capture thread in all, one worker: it said so
+        // through "stream.inline"), so live frames need not be copied out of libpcap's buffer.
+        batch.direct = file_.empty() && inline_;
         if (file_.empty()) {
             runLive(p, batch, index);
         } else if (useReader_) {
@@ -609,7 +617,7 @@ class PcapCapture : public mp::Plugin {
     bpf_program prog_{};
     bool haveProg_ = false;
     bool extraFilter_ = false;  // `filter` set: BPF runs on classic pcap files too
-    int workers_ = 1;           // the host's worker threads
+    bool inline_ = false;       // the host works on this capture's thread ("stream.inline")
     std::vector<std::thread> threads_;
     std::atomic<bool> stopping_{false};
     mp::Counter packets_;

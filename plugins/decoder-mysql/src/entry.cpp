@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // decoder-mysql: MySQL/MariaDB client/server protocol decoder (one instance per worker).
-// Each worker's instance decodes its connections into transactions and aggregates them; at the
-// end of each report interval the host asks worker 0 (MP_EVENT_COLLECT), which gathers every
-// worker's aggregate and answers with the report's totals and templates (MP_EVENT_PARTIAL).
+// Each worker's instance decodes its connections into transactions and aggregates them, with no
+// lock and nothing shared with the other workers; at the end of each report interval the host
+// takes every worker's aggregate out (collect(), between the records that worker handles) and
+// worker 0's instance merges them into the report's totals and templates (report()).
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <array>
 #include <memory>
 #include <mp/sdk.hpp>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,7 +28,7 @@ const mp_property kProps[] = {
 };
 // clang-format on
 
-class MysqlDecoder : public mp::Plugin {
+class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggregator> {
   public:
     MysqlDecoder(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
@@ -64,18 +64,13 @@ class MysqlDecoder : public mp::Plugin {
             }
         }
         commands_[256] = host.counter("command_other_total", "client commands of other kinds");
-        AggregatorLimitsFrom(cfg);  // last: registers this instance with its siblings
+        aggLimits_.maxTemplates = static_cast<size_t>(cfg.i64("max_templates"));
+        aggLimits_.slowThresholdUs = static_cast<double>(cfg.i64("slow_threshold_ms")) * 1000.0;
+        aggLimits_.maxSample = static_cast<size_t>(cfg.i64("max_sql_length"));
+        agg_ = mp::mysql::Aggregator(aggLimits_);
     }
 
-    ~MysqlDecoder() override {
-        {
-            std::lock_guard<std::mutex> l(aggMutex_);
-            flushCounts();
-        }
-        std::lock_guard<std::mutex> lock(registryMutex());
-        auto& all = registry();
-        all.erase(std::remove(all.begin(), all.end(), this), all.end());
-    }
+    ~MysqlDecoder() override { flushCounts(); }
 
     void* streamOpen(const mp_flow& flow) override {
         streams_.add();
@@ -96,27 +91,23 @@ class MysqlDecoder : public mp::Plugin {
         return s;
     }
 
-    mp_status onEvent(const mp_event& ev) override {
-        if (ev.type != MP_EVENT_COLLECT) {
-            return MP_OK;
-        }
-        // Gather every worker's interval (each swapped out under its own lock, briefly).
+    // The host calls this between the records of this instance's worker: no lock needed.
+    std::unique_ptr<mp::mysql::Aggregator> collect(uint64_t /*seq*/, uint64_t /*ts*/) override {
+        auto part = std::make_unique<mp::mysql::Aggregator>(aggLimits_);
+        std::swap(*part, agg_);
+        flushCounts();
+        return part;
+    }
+    // On the report thread, beside worker 0's streams: only the parts and aggLimits_ (fixed).
+    std::string report(std::vector<std::unique_ptr<mp::mysql::Aggregator>> parts) override {
         mp::mysql::Aggregator total(aggLimits_);
-        {
-            std::lock_guard<std::mutex> lock(registryMutex());
-            for (MysqlDecoder* d : registry()) {
-                mp::mysql::Aggregator mine(aggLimits_);
-                {
-                    std::lock_guard<std::mutex> l(d->aggMutex_);
-                    std::swap(mine, d->agg_);
-                    d->flushCounts();
-                }
-                total.merge(mine);
+        for (const auto& part : parts) {
+            if (part) {
+                total.merge(*part);
             }
         }
         evicted_.add(total.evicted());
-        std::string section = "{" + total.json() + "}";
-        return host().emit(MP_EVENT_PARTIAL, section, ev.ts_ns, ev.seq);
+        return total.json();
     }
     void streamData(void* s, uint32_t dir, mp_bytes data, uint64_t ts) override {
         bytes_.add(data.len);
@@ -129,10 +120,7 @@ class MysqlDecoder : public mp::Plugin {
     void streamClose(void* s, uint32_t /*reason*/, uint64_t ts) override {
         auto* st = static_cast<Stream*>(s);
         st->session->close(ts);
-        {
-            std::lock_guard<std::mutex> lock(aggMutex_);
-            flushCounts();
-        }
+        flushCounts();
         const auto& stats = st->session->stats();
         tls_.add(stats.tlsSessions);
         unknownStmt_.add(stats.unknownStatements);
@@ -153,29 +141,10 @@ class MysqlDecoder : public mp::Plugin {
         std::unique_ptr<mp::mysql::Session> session;
     };
 
-    static std::mutex& registryMutex() {
-        static std::mutex m;
-        return m;
-    }
-    static std::vector<MysqlDecoder*>& registry() {
-        static std::vector<MysqlDecoder*> all;
-        return all;
-    }
-
-    void AggregatorLimitsFrom(const mp::Config& cfg) {
-        aggLimits_.maxTemplates = static_cast<size_t>(cfg.i64("max_templates"));
-        aggLimits_.slowThresholdUs = static_cast<double>(cfg.i64("slow_threshold_ms")) * 1000.0;
-        aggLimits_.maxSample = static_cast<size_t>(cfg.i64("max_sql_length"));
-        agg_ = mp::mysql::Aggregator(aggLimits_);
-        std::lock_guard<std::mutex> lock(registryMutex());
-        registry().push_back(this);
-    }
-
     void record(const mp::mysql::Transaction& tx, const Stream& s) {
-        std::lock_guard<std::mutex> lock(aggMutex_);
         agg_.add(tx, s.server, s.client, s.clientPort);
-        // Metric counters are shared atomics: counted here and added every 256 commands and
-        // at each report interval (the collector flushes every worker under this lock).
+        // Metric counters are shared atomics: counted here and added every 256 commands, at
+        // each connection's end and at each report interval (collect()).
         bool known =
             tx.command <= mp::mysql::kResetConnection || tx.command == mp::mysql::kStmtBulkExecute;
         ++counts_.commands[known ? tx.command : 256];
@@ -186,7 +155,7 @@ class MysqlDecoder : public mp::Plugin {
             flushCounts();
         }
     }
-    void flushCounts() {  // under aggMutex_
+    void flushCounts() {  // the worker's thread, or collect()
         if (counts_.pending == 0) {
             return;
         }
@@ -210,7 +179,6 @@ class MysqlDecoder : public mp::Plugin {
     // the decoder goes: the host closes every stream first).
     mp::mysql::StatementTexts texts_;
     mp::mysql::AggregatorLimits aggLimits_;
-    std::mutex aggMutex_;
     mp::mysql::Aggregator agg_;
     mp::Counter streams_;
     mp::Counter bytes_;
@@ -232,7 +200,7 @@ class MysqlDecoder : public mp::Plugin {
         uint64_t lost = 0;
         uint64_t rows = 0;
         uint32_t pending = 0;
-    } counts_;  // not yet added to the counters (under aggMutex_)
+    } counts_;  // not yet added to the counters
 };
 
 }  // namespace

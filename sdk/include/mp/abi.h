@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 2
+#define MP_ABI_MINOR 3
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -146,6 +146,13 @@ typedef struct mp_event {
     mp_str content_type; /* e.g. "application/json" */
     mp_bytes payload;
 } mp_event;
+
+/* Standard capture counters (SINCE 1.3). A capture plugin that registers counters under these
+ * names (counter_register) has them in the report's `capture` object and in the table output,
+ * whatever the plugin is called; the host sums them over every capture instance. */
+#define MP_CAPTURE_KERNEL_DROPPED "kernel_dropped"       /* gauge: dropped by the kernel */
+#define MP_CAPTURE_INTERFACE_DROPPED "interface_dropped" /* gauge: dropped by the interface */
+#define MP_CAPTURE_TRUNCATED "truncated_total" /* counter: frames cut by the snapshot length */
 
 /* Link types of captured frames: the DLT_* numbers of libpcap (tcpdump.org/linktypes.html). */
 #define MP_LINK_NULL 0
@@ -307,6 +314,17 @@ typedef struct mp_route {
     void* user;
 } mp_route;
 
+/**
+ * Where a decoder's report() writes the report's members (SINCE 1.3).
+ * OWNERSHIP: host-owned, valid for the call to report(); `text` is copied.
+ */
+typedef struct mp_writer {
+    uint32_t struct_size;
+    uint32_t reserved;
+    void* ctx;
+    void (*write)(void* ctx, mp_str text);
+} mp_writer;
+
 /* ---------------------------------------------------------------------------------------------
  * Host services: host -> plugin. APPEND ONLY.
  * ------------------------------------------------------------------------------------------- */
@@ -428,6 +446,18 @@ typedef struct mp_host_api {
      * OWNERSHIP: *out valid for the handler call.
      */
     mp_status (*http_header)(const mp_http_request* req, const char* name, mp_str* out);
+
+    /* SINCE 1.3 */
+    /**
+     * Tell the host what it plans with about this instance (the other direction of host_get).
+     * Keys: "capture.server_ports": comma-separated ports ("3306,3307") that mark the server
+     * side of a connection (the host's stream layer uses every capture's ports together; 3306
+     * when no capture gives any); "capture.threads": how many threads of this capture call
+     * emit_frames ("1" lets the host run a single worker on that thread, with no queue).
+     * Return MP_ENOENT for a key this host does not know (a plugin may ignore it), MP_EINVAL for
+     * a bad value. THREADING: create() only. OWNERSHIP: value copied.
+     */
+    mp_status (*host_set)(mp_host* host, const char* key, mp_str value);
 } mp_host_api;
 
 /** True when the host's table has field `f` (use before calling anything newer than 1.0). */
@@ -486,7 +516,24 @@ typedef struct mp_plugin {
     /** Decoders: the connection ended; free the stream. */
     void (*stream_close)(void* instance, void* stream, uint32_t reason, uint64_t ts_ns);
 
-    /* Added in 1.1: append here. */
+    /* SINCE 1.3: decoder results per worker, without state shared between the instances.
+     * Both or neither (a decoder with neither answers MP_EVENT_COLLECT as in 1.0). */
+    /**
+     * The interval ended: take this instance's results out (what it aggregated since the last
+     * call) and return them as one opaque part (plugin-owned; NULL for nothing). THREADING: the
+     * host's report thread, never while this instance's stream hooks or on_tick run (the host
+     * holds the instance's worker for the call), so the instance needs no lock of its own.
+     */
+    void* (*collect)(void* instance, uint64_t seq, uint64_t ts_ns);
+    /**
+     * Once per interval, on worker 0's instance, after every worker's collect(): write the
+     * report's members for these parts through `out` as JSON object members without the braces
+     * (`"totals":{...},"templates":[...]`, or nothing), and free every part. `parts` holds one
+     * entry per worker, in worker order (NULL where collect() returned NULL). THREADING: the
+     * report thread, concurrently with worker 0's stream hooks: touch only the parts and what
+     * does not change after create().
+     */
+    mp_status (*report)(void* instance, void* const* parts, size_t count, const mp_writer* out);
 } mp_plugin;
 
 /**

@@ -23,6 +23,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -213,6 +214,12 @@ class Host {
         return std::string(view(out));
     }
 
+    /// Tell the host something it plans with (ABI 1.3 host_set: "capture.server_ports",
+    /// "capture.threads"). False when this host does not know the key or refuses the value.
+    bool set(const char* key, std::string_view value) const {
+        return MP_HOST_HAS(api_, host_set) && api_->host_set(host_, key, toStr(value)) == MP_OK;
+    }
+
     mp_status emit(uint32_t type, std::string_view payload, uint64_t ts_ns = 0, uint64_t seq = 0,
                    std::string_view content_type = "application/json") const {
         mp_event ev{};
@@ -344,6 +351,24 @@ class Plugin {
     Host host_;
 };
 
+/// A decoder whose workers aggregate on their own (ABI 1.3 collect/report hooks): derive from
+/// it as well as from Plugin, and MP_DECLARE_PLUGIN fills the two hooks (for a T that has
+/// T::CollectedPart). The host calls
+/// collect() of every worker's instance at the end of an interval, never while that instance's
+/// stream hooks run, then report() of worker 0's instance with every part.
+template <class Part>
+class Collecting {
+  public:
+    using CollectedPart = Part;
+    virtual ~Collecting() = default;
+    /// This worker's interval, taken out (nullptr: nothing to report).
+    virtual std::unique_ptr<Part> collect(uint64_t seq, uint64_t ts_ns) = 0;
+    /// The report's members (`"key":value,...`, no braces) for every worker's part (nullptr
+    /// entries included). Runs on the report thread while worker 0's streams keep running: use
+    /// the parts and what create() fixed, nothing else of the instance.
+    virtual std::string report(std::vector<std::unique_ptr<Part>> parts) = 0;
+};
+
 namespace detail {
 
 // The host names the hook in its own message; the error text is just what went wrong.
@@ -448,19 +473,74 @@ struct Trampolines {
     }
 };
 
+// The collect/report hooks of a Collecting<Part> decoder; null hooks for any other plugin.
+template <class T, class = void>
+struct CollectHooks {
+    static constexpr void* (*collect)(void*, uint64_t, uint64_t) = nullptr;
+    static constexpr mp_status (*report)(void*, void* const*, size_t, const mp_writer*) = nullptr;
+};
+
+template <class T>
+struct CollectHooks<T, std::void_t<typename T::CollectedPart>> {
+    using Part = typename T::CollectedPart;
+    static T* self(void* instance) { return static_cast<T*>(static_cast<Plugin*>(instance)); }
+    static void* collectFn(void* instance, uint64_t seq, uint64_t ts) noexcept {
+        T* t = self(instance);
+        try {
+            return t->collect(seq, ts).release();
+        } catch (const std::exception& e) {
+            t->host().error(std::string("collect: ") + e.what());
+        } catch (...) {
+            t->host().error("collect: unknown exception");
+        }
+        return nullptr;
+    }
+    static mp_status reportFn(void* instance, void* const* parts, size_t n,
+                              const mp_writer* out) noexcept {
+        T* t = self(instance);
+        std::vector<std::unique_ptr<Part>> owned;  // freed here whatever happens
+        try {
+            owned.reserve(n);
+            for (size_t i = 0; i < n; ++i) {
+                owned.emplace_back(static_cast<Part*>(parts[i]));
+            }
+        } catch (...) {
+            for (size_t i = owned.size(); i < n; ++i) {
+                delete static_cast<Part*>(parts[i]);
+            }
+            return MP_ENOMEM;
+        }
+        try {
+            std::string text = t->report(std::move(owned));
+            out->write(out->ctx, toStr(text));
+            return MP_OK;
+        } catch (const std::exception& e) {
+            return fail(t->host(), "report", e.what());
+        } catch (...) {
+            return fail(t->host(), "report", "unknown exception");
+        }
+    }
+    static constexpr void* (*collect)(void*, uint64_t, uint64_t) = &collectFn;
+    static constexpr mp_status (*report)(void*, void* const*, size_t, const mp_writer*) = &reportFn;
+};
+
 }  // namespace detail
 }  // namespace mp
 
-/// Emits the static descriptor, the guarded trampolines and the exported entry point.
+/// Emits the static descriptor, the guarded trampolines and the exported entry point. A class
+/// that derives from mp::Collecting<Part> declares `using CollectedPart = Part;` and gets the
+/// collect/report hooks.
 #define MP_DECLARE_PLUGIN(Class, Kind, Name, Version, Description, Properties, Flags)       \
     extern "C" MP_EXPORT const mp_plugin* mp_plugin_entry_v1(const mp_host_api* /*host*/) { \
         using T = ::mp::detail::Trampolines<Class>;                                         \
+        using C = ::mp::detail::CollectHooks<Class>;                                        \
         static const mp_plugin desc = {                                                     \
             sizeof(mp_plugin), MP_ABI_MAJOR,  MP_ABI_MINOR,    (Kind),                      \
             (Flags),           (Name),        (Version),       (Description),               \
             (Properties),      &T::create,    &T::start,       &T::stop,                    \
             &T::destroy,       &T::onEvent,   &T::onTick,      &T::streamOpen,              \
-            &T::streamData,    &T::streamGap, &T::streamClose,                              \
+            &T::streamData,    &T::streamGap, &T::streamClose, C::collect,                  \
+            C::report,                                                                      \
         };                                                                                  \
         return &desc;                                                                       \
     }

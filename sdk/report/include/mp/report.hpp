@@ -247,4 +247,8 @@ class Section {
 /// "0123456789abcdef": a template id as the report writes it.
 std::string hex64(uint64_t v);
 
+/// A readable top-N table of a report (its templates by total time), as `--format table` prints
+/// it; a report that is not one says so in the text instead of throwing.
+std::string table(const std::string& json, size_t top = 20);
+
 }  // namespace mp::report

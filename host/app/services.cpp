@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0
+// The C services table every plugin receives (mp_host_api): argument checks, then the runtime.
+#include <cstring>
+#include <mp/sdk.hpp>
+
+#include "app/runtime.hpp"
+#include "core/clock.hpp"
+#include "core/timers.hpp"
+
+namespace mp::host {
+
+// Implemented in server/http_server.cpp.
+mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
+void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason);
+mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out);
+mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out);
+
+namespace {
+
+std::string_view sv(mp_str s) {
+    return s.data != nullptr ? std::string_view(s.data, s.len) : std::string_view();
+}
+
+void apiLog(mp_host* h, int level, mp_str msg) {
+    if (h != nullptr && h->rt != nullptr) {
+        h->rt->logFrom(h, level, sv(msg));
+    }
+}
+
+void apiSetError(mp_host* h, mp_status /*code*/, mp_str msg) {
+    if (h != nullptr) {
+        h->error.assign(sv(msg).substr(0, 4096));
+    }
+}
+
+const Value* lookup(const mp_config* cfg, const char* key, uint32_t type, mp_status& st) {
+    if (cfg == nullptr || key == nullptr) {
+        st = MP_EINVAL;
+        return nullptr;
+    }
+    auto it = cfg->values.find(key);
+    if (it == cfg->values.end()) {
+        st = MP_ENOENT;
+        return nullptr;
+    }
+    if (it->second.type != type) {
+        st = MP_EINVAL;
+        return nullptr;
+    }
+    st = MP_OK;
+    return &it->second;
+}
+
+mp_status apiGetStr(const mp_config* cfg, const char* key, mp_str* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_STRING, st);
+    if (v != nullptr && out != nullptr) {
+        *out = mp_str{v->s.c_str(), v->s.size()};
+    }
+    return st;
+}
+
+mp_status apiGetI64(const mp_config* cfg, const char* key, int64_t* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_INT, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->i;
+    }
+    return st;
+}
+
+mp_status apiGetF64(const mp_config* cfg, const char* key, double* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_DOUBLE, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->d;
+    }
+    return st;
+}
+
+mp_status apiGetBool(const mp_config* cfg, const char* key, int* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_BOOL, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->b ? 1 : 0;
+    }
+    return st;
+}
+
+mp_status apiListSize(const mp_config* cfg, const char* key, size_t* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
+    if (v != nullptr && out != nullptr) {
+        *out = v->list.size();
+    }
+    return st;
+}
+
+mp_status apiListItem(const mp_config* cfg, const char* key, size_t index, mp_str* out) {
+    mp_status st = MP_OK;
+    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
+    if (v == nullptr) {
+        return st;
+    }
+    if (index >= v->list.size()) {
+        return MP_ENOENT;
+    }
+    if (out != nullptr) {
+        *out = mp_str{v->list[index].c_str(), v->list[index].size()};
+    }
+    return MP_OK;
+}
+
+mp_status apiHostGet(mp_host* h, const char* key, mp_str* out) {
+    if (h == nullptr || h->rt == nullptr || key == nullptr || out == nullptr) {
+        return MP_EINVAL;
+    }
+    return h->rt->hostGet(h, key, out);
+}
+
+mp_status apiEmit(mp_host* h, const mp_event* ev) {
+    if (h == nullptr || h->rt == nullptr || ev == nullptr || ev->struct_size < 16) {
+        return MP_EINVAL;
+    }
+    // Copy what the caller's struct has; a 1.0 plugin's event may be shorter than ours.
+    mp_event e{};
+    std::memcpy(&e, ev, std::min<size_t>(ev->struct_size, sizeof e));
+    return h->rt->emitFrom(h, e);
+}
+
+mp_status apiEmitFrames(mp_host* h, const mp_frame* frames, size_t count) {
+    if (h == nullptr || h->rt == nullptr || (frames == nullptr && count != 0)) {
+        return MP_EINVAL;
+    }
+    return h->rt->framesFrom(h, frames, count);
+}
+
+uint64_t apiNow(mp_host* /*h*/) { return wallClockNs(); }
+
+mp_counter* apiCounter(mp_host* h, const char* name, const char* help, uint32_t kind) {
+    if (h == nullptr || h->rt == nullptr || name == nullptr || name[0] == '\0') {
+        return nullptr;
+    }
+    return h->rt->counter(h, name, help != nullptr ? help : "", kind);
+}
+
+void apiCounterAdd(mp_counter* c, uint64_t delta) {
+    if (c != nullptr) {
+        c->value.fetch_add(static_cast<int64_t>(delta), std::memory_order_relaxed);
+    }
+}
+
+void apiCounterSet(mp_counter* c, int64_t value) {
+    if (c != nullptr) {
+        c->value.store(value, std::memory_order_relaxed);
+    }
+}
+
+mp_timer* apiTimerStart(mp_host* h, uint64_t delay, uint64_t period, void (*fn)(void*),
+                        void* user) {
+    if (h == nullptr || h->rt == nullptr || fn == nullptr) {
+        return nullptr;
+    }
+    return h->rt->timerStart(h, delay, period, fn, user);
+}
+
+void apiTimerStop(mp_timer* t) {
+    if (t != nullptr) {
+        TimerService::stopTimer(t);  // the handle knows its service
+    }
+}
+
+mp_status apiHttpRoute(mp_host* h, const char* path, mp_http_handler fn, void* user) {
+    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || fn == nullptr) {
+        return MP_EINVAL;
+    }
+    // A 1.0/1.1 route says nothing of who may call it: admins only, any method.
+    mp_route r{};
+    r.struct_size = sizeof r;
+    r.role = MP_ROLE_ADMIN;
+    r.methods = MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE;
+    r.handler = fn;
+    r.user = user;
+    return h->rt->httpRoute(h, path, r);
+}
+
+mp_status apiHttpRouteEx(mp_host* h, const char* path, const mp_route* route) {
+    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' || route == nullptr ||
+        route->struct_size < offsetof(mp_route, user) + sizeof(void*) ||
+        route->handler == nullptr || route->role > MP_ROLE_ADMIN ||
+        (route->methods & ~(MP_HTTP_GET | MP_HTTP_POST | MP_HTTP_PUT | MP_HTTP_DELETE)) != 0) {
+        return MP_EINVAL;
+    }
+    mp_route r = *route;
+    r.role = r.role == MP_ROLE_DEFAULT ? MP_ROLE_ADMIN : r.role;
+    r.methods = r.methods == 0 ? MP_HTTP_GET : r.methods;
+    return h->rt->httpRoute(h, path, r);
+}
+
+void apiHttpReply(mp_http_response* resp, int status, mp_str contentType, mp_str body) {
+    if (resp == nullptr || status < 100 || status > 599) {
+        return;
+    }
+    resp->status = status;
+    resp->contentType.assign(sv(contentType));
+    resp->body.assign(sv(body));
+}
+
+mp_status apiWsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler) {
+    if (h == nullptr || h->rt == nullptr || path == nullptr || path[0] != '/' ||
+        handler == nullptr ||
+        handler->struct_size < offsetof(mp_ws_handler, on_close) + sizeof(handler->on_close)) {
+        return MP_EINVAL;
+    }
+    return h->rt->wsEndpoint(h, path, handler);
+}
+
+mp_status apiHostSet(mp_host* h, const char* key, mp_str value) {
+    if (h == nullptr || h->rt == nullptr || key == nullptr ||
+        (value.data == nullptr && value.len != 0)) {
+        return MP_EINVAL;
+    }
+    return h->rt->hostSet(h, key, sv(value));
+}
+
+void apiShutdown(mp_host* h, int code, mp_str reason) {
+    if (h != nullptr && h->rt != nullptr) {
+        h->rt->requestShutdown(code, h->name + ": " + std::string(sv(reason)));
+    }
+}
+
+const mp_host_api kApi = {
+    sizeof(mp_host_api),
+    MP_ABI_MAJOR,
+    MP_ABI_MINOR,
+    apiLog,
+    apiSetError,
+    apiGetStr,
+    apiGetI64,
+    apiGetF64,
+    apiGetBool,
+    apiListSize,
+    apiListItem,
+    apiHostGet,
+    apiEmit,
+    apiEmitFrames,
+    apiNow,
+    apiCounter,
+    apiCounterAdd,
+    apiCounterSet,
+    apiTimerStart,
+    apiTimerStop,
+    apiHttpRoute,
+    apiHttpReply,
+    queryParam,
+    apiWsEndpoint,
+    wsSend,
+    wsClose,
+    apiShutdown,
+    apiHttpRouteEx,
+    headerValue,
+    apiHostSet,
+};
+
+}  // namespace
+
+const mp_host_api* hostApi() { return &kApi; }
+
+}  // namespace mp::host
