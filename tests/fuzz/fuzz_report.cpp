@@ -13,22 +13,22 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string json(reinterpret_cast<const char*>(data), size);
-    mp::cluster::Identity id;
-    (void)mp::cluster::reportIdentity(json, id);
-    mp::cluster::ResentNotice notice;
-    if (mp::cluster::parseResentNotice(json, notice)) {
+    mp::report::Identity id;
+    (void)mp::report::reportIdentity(json, id);
+    mp::report::ResentNotice notice;
+    if (mp::report::parseResentNotice(json, notice)) {
         if (notice.seq == 0 || notice.unackedBy.size() > 8) {
             __builtin_trap();
         }
-        mp::cluster::ResentNotice again;  // what is accepted re-encodes to the same notice
-        if (!mp::cluster::parseResentNotice(mp::cluster::encodeResentNotice(notice), again) ||
+        mp::report::ResentNotice again;  // what is accepted re-encodes to the same notice
+        if (!mp::report::parseResentNotice(mp::report::encodeResentNotice(notice), again) ||
             again.seq != notice.seq || again.unackedBy != notice.unackedBy) {
             __builtin_trap();
         }
     }
-    std::vector<mp::cluster::Incoming> in{{"127.0.0.2:1", "n", 1, 1, json}};
+    std::vector<mp::report::Incoming> in{{"127.0.0.2:1", "n", 1, 1, json}};
     const std::string own = R"({"version":1,"node":"m","started_ns":1,"seq":1,"final":false})";
-    mp::cluster::MergeResult r = mp::cluster::mergeReports(own, in, {"127.0.0.3:1"}, 100);
+    mp::report::MergeResult r = mp::report::mergeReports(own, in, {"127.0.0.3:1"}, 100);
     if (r.merged + r.rejected != 1) {
         __builtin_trap();
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""The report pusher (sdk/push, here in sink-websocket) against a hostile receiver: the first
+"""The report pusher (libs/push, here in sink-websocket) against a hostile receiver: the first
 server of pusher_servers (a raw-socket websocket server on 127.0.0.2) takes the reports, never
 acknowledges them, then sends a frame whose header announces 100 MiB and sends the 100 MiB.
 The pusher must refuse the frame from its header (nothing allocated: the probe's peak RSS grows

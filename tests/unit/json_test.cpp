@@ -92,12 +92,12 @@ TEST_SUITE("json") {
     }
 
     TEST_CASE("a resent notice re-encodes to itself; addresses are printable ASCII") {
-        mp::cluster::ResentNotice n, again;
-        REQUIRE(mp::cluster::parseResentNotice(
+        mp::report::ResentNotice n, again;
+        REQUIRE(mp::report::parseResentNotice(
             R"({"resent":12,"unacked_by":["127.0.0.2:9000","db-1.example:9000"]})", n));
         CHECK(n.seq == 12);
         CHECK(n.unackedBy == std::vector<std::string>{"127.0.0.2:9000", "db-1.example:9000"});
-        REQUIRE(mp::cluster::parseResentNotice(mp::cluster::encodeResentNotice(n), again));
+        REQUIRE(mp::report::parseResentNotice(mp::report::encodeResentNotice(n), again));
         CHECK(again.unackedBy == n.unackedBy);
         // What the fuzzer found: a non-ASCII address came back changed from a re-encode. Such an
         // address is now refused, as are spaces and control characters.
@@ -108,7 +108,7 @@ TEST_SUITE("json") {
                                 R"({"resent":12,"unacked_by":["a\u0001:1"]})",
                                 R"({"resent":12,"unacked_by":[""]})"}) {
             CAPTURE(bad);
-            CHECK_FALSE(mp::cluster::parseResentNotice(bad, n));
+            CHECK_FALSE(mp::report::parseResentNotice(bad, n));
         }
     }
 }

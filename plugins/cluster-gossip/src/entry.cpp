@@ -271,13 +271,13 @@ class GossipCluster : public mp::Plugin {
             seedsFile_ = configDir_ + "/gossip-seeds-" + fileSafe(opt_.name) + ".txt";
         }
         if (slave_) {
-            mp::ws::PusherOptions po;
+            mp::push::PusherOptions po;
             po.path = "/cluster/push";
             po.authorization = peerAuthorization_;  // the cluster's token, in a header
             po.tls = tls_;                          // tls.ca_file: masters over TLS
             po.bufferReports = bufferReports_;
             po.sourceIp = opt_.bindIp;  // from this node's address, as its gossip
-            po.ack = mp::ws::AckMode::Message;
+            po.ack = mp::push::AckMode::Message;
             po.reconnectPeriod = std::chrono::milliseconds(500);
             // A master that is still alive (a view change, a healed partition) acknowledges
             // after its next report: wait for that before the new master gets the rest.
@@ -285,12 +285,12 @@ class GossipCluster : public mp::Plugin {
                 2000, 2 * std::stoll(host().get("interval.ms").value_or("1000"))));
             po.drainTimeout = std::chrono::milliseconds(2000);
             po.announceResends = true;  // so that a new master can ask the old one
-            pusher_ = std::make_unique<mp::ws::Pusher>(
+            pusher_ = std::make_unique<mp::push::Pusher>(
                 po,
                 [this](int level, const std::string& msg) {
                     level == MP_LOG_WARN ? host().warn(msg) : host().info(msg);
                 },
-                [this](const mp::ws::PusherStats& s) {
+                [this](const mp::push::PusherStats& s) {
                     uint64_t acked = s.acked;
                     uint64_t before = ackedSeen_.exchange(acked);
                     if (acked > before) {
@@ -360,18 +360,18 @@ class GossipCluster : public mp::Plugin {
         std::string own(mp::view(ev.payload));
         if (slave_) {
             if (pusher_) {
-                pusher_->push(ev.seq, mp::ws::Encoded{MP_WS_TEXT, own});
+                pusher_->push(ev.seq, mp::push::Encoded{MP_WS_TEXT, own});
             }
             return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
         }
         // Master-eligible: this node's report with every slave report received since the last.
-        std::vector<mp::cluster::Incoming> in = inbox_->take();
+        std::vector<mp::report::Incoming> in = inbox_->take();
         if (in.empty()) {
             return host().emit(MP_EVENT_REPORT, own, ev.ts_ns, ev.seq);
         }
-        mp::cluster::MergeResult r;
+        mp::report::MergeResult r;
         try {
-            r = mp::cluster::mergeReports(own, in, {}, maxTemplates_);
+            r = mp::report::mergeReports(own, in, {}, maxTemplates_);
         } catch (const std::exception& e) {
             host().warn(std::string("cannot merge: ") + e.what());
             inbox_->putBack();  // they wait for the next report
@@ -772,7 +772,7 @@ class GossipCluster : public mp::Plugin {
 
     bool slave_;
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
-    mp::ws::TlsClient tls_;          // tls.ca_file set: other nodes are dialled with TLS
+    mp::push::TlsClient tls_;        // tls.ca_file set: other nodes are dialled with TLS
     std::chrono::seconds reconnect_;
     mp::gossip::Options opt_;
     std::string seedsFile_;
@@ -793,7 +793,7 @@ class GossipCluster : public mp::Plugin {
     size_t maxTemplates_;
     std::chrono::seconds holdLimit_;
     mp::Counter merged_, duplicates_, rejected_, pushed_, inDoubt_, settledElsewhere_, forced_;
-    std::unique_ptr<mp::ws::Pusher> pusher_;
+    std::unique_ptr<mp::push::Pusher> pusher_;
     std::atomic<uint64_t> ackedSeen_{0};
     std::unique_ptr<mp::gossip::Inbox> inbox_;
 };

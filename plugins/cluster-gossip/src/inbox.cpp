@@ -119,10 +119,10 @@ void Inbox::closeLocked(mp_ws_conn* c) {
 }
 
 void Inbox::message(mp_ws_conn* c, std::string json) {
-    mp::cluster::ResentNotice notice;
-    bool isNotice = mp::cluster::parseResentNotice(json, notice);
-    mp::cluster::Identity id;
-    if (!isNotice && !mp::cluster::reportIdentity(json, id)) {
+    mp::report::ResentNotice notice;
+    bool isNotice = mp::report::parseResentNotice(json, notice);
+    mp::report::Identity id;
+    if (!isNotice && !mp::report::reportIdentity(json, id)) {
         counters_.rejected.add();
         return;
     }
@@ -195,7 +195,7 @@ void Inbox::message(mp_ws_conn* c, std::string json) {
                     std::to_string(openBytes_ >> 20) + " MiB): closed a slave connection");
         return;
     }
-    mp::cluster::Incoming in;
+    mp::report::Incoming in;
     in.addr = id.node;
     in.node = id.node;
     in.started = id.started;
@@ -294,11 +294,11 @@ void Inbox::release(const Key& key, const std::string& asker) {
     }
 }
 
-std::vector<mp::cluster::Incoming> Inbox::take() {
+std::vector<mp::report::Incoming> Inbox::take() {
     std::lock_guard<std::mutex> lock(mu_);
     emitting_.swap(pending_);
     pending_.clear();
-    std::vector<mp::cluster::Incoming> out;
+    std::vector<mp::report::Incoming> out;
     out.reserve(emitting_.size());
     for (const Waiting& w : emitting_) {
         out.push_back(w.in);
@@ -403,8 +403,8 @@ std::map<uint64_t, Inbox::Answer> Inbox::ask(const std::string& self, const std:
     std::string body;
     try {
         // From this node's address, as its gossip and its pushes.
-        auto session = mp::ws::openHttpSession(opt_.bindIp, ip, port, std::chrono::seconds(1),
-                                               std::chrono::seconds(2), opt_.tls);
+        auto session = mp::push::openHttpSession(opt_.bindIp, ip, port, std::chrono::seconds(1),
+                                                 std::chrono::seconds(2), opt_.tls);
         Poco::Net::HTTPRequest rq(Poco::Net::HTTPRequest::HTTP_GET, path,
                                   Poco::Net::HTTPMessage::HTTP_1_1);
         rq.setHost(ip, port);

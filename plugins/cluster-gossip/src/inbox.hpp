@@ -43,7 +43,7 @@ struct InboxOptions {
     std::string selfHttp;       // this node's mp_http (HOST:PORT), as the slaves know it
     std::string bindIp;         // questions to other masters leave from this address
     std::string authorization;  // "Bearer ..." presented to them (the cluster's token; a secret)
-    mp::ws::TlsClient tls;      // how to dial them (tls.ca_file: TLS)
+    mp::push::TlsClient tls;    // how to dial them (tls.ca_file: TLS)
     std::chrono::seconds holdLimit{300};
     size_t maxOpen = 10000;            // reports waiting here (pending and held)
     size_t maxOpenBytes = 256u << 20;  // and their JSON bytes
@@ -77,7 +77,7 @@ class Inbox {
     void closed(mp_ws_conn* c);
 
     /// Every report ready to merge (they stay open until emitted() or putBack()).
-    std::vector<mp::cluster::Incoming> take();
+    std::vector<mp::report::Incoming> take();
     void emitted();  // the merged report is out: remember and acknowledge what take() gave
     void putBack();  // the merge failed: they wait for the next report
 
@@ -98,7 +98,7 @@ class Inbox {
     enum class Answer { Merged, Pending, Released, Gone, Unreachable };
     struct Waiting {
         uint64_t conn = 0;  // id of the connection that owns it (acknowledged there)
-        mp::cluster::Incoming in;
+        mp::report::Incoming in;
     };
     struct Held {
         Waiting w;
@@ -114,7 +114,7 @@ class Inbox {
         std::map<uint64_t, std::vector<std::string>> notices;  // resent notices, by seq
     };
 
-    static Key keyOf(const mp::cluster::Incoming& in) { return Key{in.node, in.started, in.seq}; }
+    static Key keyOf(const mp::report::Incoming& in) { return Key{in.node, in.started, in.seq}; }
     void closeLocked(mp_ws_conn* c);
     uint64_t* owner(const Key& key);
     void hold(const Key& key, std::vector<std::string> ask);

@@ -246,8 +246,8 @@ class StaticCluster : public mp::Plugin {
     void slaveReport(const std::string& json, uint64_t seq) {
         std::lock_guard<std::mutex> lock(mutex_);
         if (started_ == 0) {
-            mp::cluster::Identity id;
-            if (mp::cluster::reportIdentity(json, id)) {
+            mp::report::Identity id;
+            if (mp::report::reportIdentity(json, id)) {
                 started_ = id.started;
             }
         }
@@ -461,8 +461,8 @@ class StaticCluster : public mp::Plugin {
     // The slave's /cluster/stream, opened (and closed) once: is it there, and a slave?
     bool probe(const std::string& h, uint16_t port, std::string& why) {
         try {
-            auto session = mp::ws::openHttpSession("", h, port, std::chrono::seconds(2),
-                                                   std::chrono::seconds(2), tls_);
+            auto session = mp::push::openHttpSession("", h, port, std::chrono::seconds(2),
+                                                     std::chrono::seconds(2), tls_);
             Poco::Net::HTTPRequest req = streamRequest(h, port, 0, 0);
             Poco::Net::HTTPResponse resp;
             Poco::Net::WebSocket ws(*session, req, resp);
@@ -517,8 +517,8 @@ class StaticCluster : public mp::Plugin {
             }
             bool full = false;
             try {
-                auto session = mp::ws::openHttpSession("", s.host, s.port, std::chrono::seconds(2),
-                                                       std::chrono::seconds(2), tls_);
+                auto session = mp::push::openHttpSession(
+                    "", s.host, s.port, std::chrono::seconds(2), std::chrono::seconds(2), tls_);
                 Poco::Net::HTTPRequest req = streamRequest(s.host, s.port, since, started);
                 Poco::Net::HTTPResponse resp;
                 Poco::Net::WebSocket ws(*session, req, resp);
@@ -650,8 +650,8 @@ class StaticCluster : public mp::Plugin {
     // duplicate), or refused (its backlog is full: nothing of it is kept, its seq is not marked
     // as seen, so the next dial asks for it again).
     Taken received(Slave& s, std::string json) {
-        mp::cluster::Identity id;
-        if (!mp::cluster::reportIdentity(json, id)) {
+        mp::report::Identity id;
+        if (!mp::report::reportIdentity(json, id)) {
             rejected_.add();
             return Taken::Skipped;
         }
@@ -687,12 +687,12 @@ class StaticCluster : public mp::Plugin {
         heldTotal_ += bytes;
         backlogBytes_.set(static_cast<int64_t>(heldTotal_));
         inbox_.push_back(
-            mp::cluster::Incoming{s.addr, id.node, id.started, id.seq, std::move(json)});
+            mp::report::Incoming{s.addr, id.node, id.started, id.seq, std::move(json)});
         return Taken::Kept;
     }
 
     std::string masterReport(const std::string& own) {
-        std::vector<mp::cluster::Incoming> in;
+        std::vector<mp::report::Incoming> in;
         std::vector<std::string> missing;
         StateSnapshot state;
         {
@@ -714,7 +714,7 @@ class StaticCluster : public mp::Plugin {
         }
         std::string out;
         try {
-            mp::cluster::MergeResult r = mp::cluster::mergeReports(own, in, missing, maxTemplates_);
+            mp::report::MergeResult r = mp::report::mergeReports(own, in, missing, maxTemplates_);
             merged_.add(static_cast<int64_t>(r.merged));
             rejected_.add(static_cast<int64_t>(r.rejected));
             out = std::move(r.json);
@@ -727,12 +727,12 @@ class StaticCluster : public mp::Plugin {
     }
 
     // Merged: their bytes leave the slaves' backlogs, whose links may take more again.
-    void release(std::vector<mp::cluster::Incoming>& in) {
+    void release(std::vector<mp::report::Incoming>& in) {
         std::map<std::string, size_t> bytes;
         for (const auto& i : in) {
             bytes[i.addr] += i.json.capacity();
         }
-        std::vector<mp::cluster::Incoming>().swap(in);
+        std::vector<mp::report::Incoming>().swap(in);
         {
             std::lock_guard<std::mutex> lock(mutex_);
             for (const auto& [addr, n] : bytes) {
@@ -839,7 +839,7 @@ class StaticCluster : public mp::Plugin {
 
     bool slave_;
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
-    mp::ws::TlsClient tls_;          // tls.ca_file set: slaves are dialled with TLS
+    mp::push::TlsClient tls_;        // tls.ca_file set: slaves are dialled with TLS
     std::chrono::seconds reconnect_;
     size_t history_;
     size_t maxTemplates_;
@@ -863,7 +863,7 @@ class StaticCluster : public mp::Plugin {
     // What this master has merged of each address (run, last seq), kept across remove/join and
     // restarts (state file), so that a slave's replay never counts a report twice.
     std::map<std::string, std::pair<uint64_t, uint64_t>> progress_;
-    std::vector<mp::cluster::Incoming> inbox_;
+    std::vector<mp::report::Incoming> inbox_;
     std::map<std::string, size_t> held_;  // bytes in inbox_ per slave address (none: absent)
     size_t heldTotal_ = 0;
     mp::Counter merged_;

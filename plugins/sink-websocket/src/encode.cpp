@@ -252,18 +252,20 @@ bool snappyUncompress(std::string_view in, std::string& out, size_t maxOut) {
     return snappy::Uncompress(in.data(), in.size(), &out);
 }
 
-std::optional<Encoded> encodeReport(std::string_view nativeJson, Format f, Compression c) {
+std::optional<mp::push::Encoded> encodeReport(std::string_view nativeJson, Format f,
+                                              Compression c) {
     if (f == Format::MysqlProbeV1) {
         std::optional<std::string> v1 = toMysqlProbeV1(nativeJson);
         if (!v1) {
             return std::nullopt;
         }
-        return Encoded{MP_WS_BINARY, snappyCompress(*v1)};  // always snappy, as the original
+        return mp::push::Encoded{MP_WS_BINARY,
+                                 snappyCompress(*v1)};  // always snappy, as the original
     }
     if (c == Compression::Snappy) {
-        return Encoded{MP_WS_BINARY, snappyCompress(nativeJson)};
+        return mp::push::Encoded{MP_WS_BINARY, snappyCompress(nativeJson)};
     }
-    return Encoded{MP_WS_TEXT, std::string(nativeJson)};
+    return mp::push::Encoded{MP_WS_TEXT, std::string(nativeJson)};
 }
 
 }  // namespace mp::ws

@@ -26,6 +26,6 @@ std::string snappyCompress(std::string_view in);
 bool snappyUncompress(std::string_view in, std::string& out, size_t maxOut);
 
 /// The message for one report, or nullopt when nothing is to be sent (empty v1 report).
-std::optional<Encoded> encodeReport(std::string_view nativeJson, Format f, Compression c);
+std::optional<mp::push::Encoded> encodeReport(std::string_view nativeJson, Format f, Compression c);
 
 }  // namespace mp::ws

@@ -82,7 +82,7 @@ class WebsocketSink : public mp::Plugin {
         std::vector<std::string> servers = cfg.list("pusher_servers");
         servers.erase(std::remove(servers.begin(), servers.end(), std::string()), servers.end());
         if (!servers.empty()) {
-            mp::ws::PusherOptions o;
+            mp::push::PusherOptions o;
             o.servers = servers;
             o.path = cfg.str("pusher_path");
             o.preconnect = cfg.boolean("pusher_preconnect");
@@ -90,12 +90,12 @@ class WebsocketSink : public mp::Plugin {
             o.writeTimeout = std::chrono::milliseconds(cfg.i64("write_timeout_ms"));
             o.reconnectPeriod = std::chrono::seconds(cfg.i64("reconnect_period_s"));
             o.bufferReports = static_cast<size_t>(cfg.i64("pusher_buffer"));
-            o.ack = cfg.str("pusher_ack") == "message" ? mp::ws::AckMode::Message
-                                                       : mp::ws::AckMode::Pong;
+            o.ack = cfg.str("pusher_ack") == "message" ? mp::push::AckMode::Message
+                                                       : mp::push::AckMode::Pong;
             try {
-                pusher_ = std::make_unique<mp::ws::Pusher>(
+                pusher_ = std::make_unique<mp::push::Pusher>(
                     o, [this](int level, const std::string& m) { this->host().log(level, m); },
-                    [this](const mp::ws::PusherStats& s) { publish(s); });
+                    [this](const mp::push::PusherStats& s) { publish(s); });
             } catch (const std::invalid_argument& e) {
                 throw mp::Error(e.what());
             }
@@ -118,7 +118,7 @@ class WebsocketSink : public mp::Plugin {
         if (ev.type != MP_EVENT_REPORT) {
             return MP_OK;
         }
-        std::optional<mp::ws::Encoded> msg;
+        std::optional<mp::push::Encoded> msg;
         try {
             msg = mp::ws::encodeReport(
                 std::string_view(reinterpret_cast<const char*>(ev.payload.data), ev.payload.len),
@@ -159,7 +159,7 @@ class WebsocketSink : public mp::Plugin {
         clients_.set(static_cast<int64_t>(conns_.size()));
     }
     // Counters follow the pusher's own figures (called from its thread).
-    void publish(const mp::ws::PusherStats& s) {
+    void publish(const mp::push::PusherStats& s) {
         std::lock_guard<std::mutex> lock(statsMutex_);
         auto bump = [](mp::Counter& c, uint64_t now, uint64_t& was) {
             if (now > was) {
@@ -191,8 +191,8 @@ class WebsocketSink : public mp::Plugin {
     mp::Counter pushFailures_;
     mp::Counter pushConnected_;
     std::mutex statsMutex_;
-    mp::ws::PusherStats last_;
-    std::unique_ptr<mp::ws::Pusher> pusher_;
+    mp::push::PusherStats last_;
+    std::unique_ptr<mp::push::Pusher> pusher_;
 };
 
 }  // namespace

@@ -23,7 +23,7 @@ class WebSocket;
 class HTTPClientSession;
 }  // namespace Poco::Net
 
-namespace mp::ws {
+namespace mp::push {
 
 /// One message ready for the wire.
 struct Encoded {
@@ -159,4 +159,4 @@ class Pusher {
     std::thread thread_;
 };
 
-}  // namespace mp::ws
+}  // namespace mp::push

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace mp::cluster {
+namespace mp::report {
 
 /// One report received from a slave (native JSON, as its /cluster/stream sends it).
 struct Incoming {
@@ -52,4 +52,4 @@ bool parseResentNotice(const std::string& json, ResentNotice& n);
 MergeResult mergeReports(const std::string& own, const std::vector<Incoming>& in,
                          const std::vector<std::string>& missing, size_t maxTemplates);
 
-}  // namespace mp::cluster
+}  // namespace mp::report

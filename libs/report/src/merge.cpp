@@ -9,7 +9,7 @@
 #include <mp/sdk.hpp>
 #include <sstream>
 
-namespace mp::cluster {
+namespace mp::report {
 
 namespace {
 
@@ -126,4 +126,4 @@ MergeResult mergeReports(const std::string& own, const std::vector<Incoming>& in
     return r;
 }
 
-}  // namespace mp::cluster
+}  // namespace mp::report

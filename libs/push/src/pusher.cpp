@@ -22,7 +22,7 @@
 #include <mutex>
 #include <stdexcept>
 
-namespace mp::ws {
+namespace mp::push {
 
 using Clock = std::chrono::steady_clock;
 
@@ -376,7 +376,7 @@ bool Pusher::sendPending(std::unique_lock<std::mutex>& lock) {
         uint64_t seq = it.seq;
         bool again = it.sentBefore;
         it.sentBefore = true;
-        mp::cluster::ResentNotice notice{seq, {}};
+        mp::report::ResentNotice notice{seq, {}};
         if (options_.announceResends) {
             for (const std::string& s : it.writtenTo) {
                 if (s != connectedTo_) {
@@ -398,7 +398,7 @@ bool Pusher::sendPending(std::unique_lock<std::mutex>& lock) {
         bool ok = true;
         try {
             if (!notice.unackedBy.empty()) {
-                std::string n = mp::cluster::encodeResentNotice(notice);
+                std::string n = mp::report::encodeResentNotice(notice);
                 socket_->sendFrame(n.data(), static_cast<int>(n.size()),
                                    static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
                                        static_cast<int>(Poco::Net::WebSocket::FRAME_OP_TEXT));
@@ -503,4 +503,4 @@ void Pusher::run() {
     publish();
 }
 
-}  // namespace mp::ws
+}  // namespace mp::push
