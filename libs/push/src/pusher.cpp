@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <mp/hostport.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mutex>
@@ -118,27 +119,16 @@ Pusher::Server Pusher::parseServer(const std::string& text) {
     if (!s.empty() && s.back() == '/') {
         s.pop_back();
     }
-    size_t colon = s.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == s.size() ||
-        s.find('/') != std::string::npos) {
+    auto hp = mp::net::parseHostPort(s);
+    if (!hp) {
         throw std::invalid_argument(
-            "pusher server must be host:port, ws://host:port or "
-            "wss://host:port: " +
+            "pusher server must be host:port, ws://host:port or wss://host:port with a port "
+            "1..65535: " +
             text);
     }
     Server out;
-    out.host = s.substr(0, colon);
-    if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') {
-        out.host = out.host.substr(1, out.host.size() - 2);
-    }
-    unsigned port = 0;
-    const char* b = s.data() + colon + 1;
-    const char* e = s.data() + s.size();
-    auto [end, ec] = std::from_chars(b, e, port);
-    if (ec != std::errc() || end != e || port == 0 || port > 65535) {
-        throw std::invalid_argument("pusher server has a bad port: " + text);
-    }
-    out.port = static_cast<uint16_t>(port);
+    out.host = hp->host;
+    out.port = hp->port;
     out.tls = tls;
     return out;
 }

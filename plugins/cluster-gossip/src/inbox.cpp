@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <charconv>
 #include <iterator>
+#include <mp/hostport.hpp>
 #include <mp/pusher.hpp>
 
 namespace mp::gossip {
@@ -26,23 +27,12 @@ constexpr size_t kNoticesPerConn = 1024;  // resent notices waiting for their re
 }  // namespace
 
 bool parseHostPort(const std::string& addr, std::string& ip, uint16_t& port) {
-    size_t colon = addr.rfind(':');
-    if (colon == std::string::npos || colon == 0 || addr.size() > 64) {
+    auto hp = mp::net::parseHostPort(addr, mp::net::HostKind::Ipv4, 64);
+    if (!hp) {
         return false;
     }
-    ip = addr.substr(0, colon);
-    in_addr a{};
-    if (inet_pton(AF_INET, ip.c_str(), &a) != 1) {
-        return false;
-    }
-    unsigned p = 0;
-    const char* b = addr.data() + colon + 1;
-    const char* e = addr.data() + addr.size();
-    auto [end, ec] = std::from_chars(b, e, p);
-    if (ec != std::errc() || end != e || p == 0 || p > 65535) {
-        return false;
-    }
-    port = static_cast<uint16_t>(p);
+    ip = hp->host;
+    port = hp->port;
     return true;
 }
 

@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mp/files.hpp>
+#include <mp/hostport.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
@@ -62,30 +63,14 @@ uint64_t wallNs() {
                                      .count());
 }
 
-// "host:port" with a numeric port 1..65535 and a host of letters, digits, '.', '-' (IPv6 in
-// brackets); false otherwise.
+// "host:port" (IPv6 in brackets), a port 1..65535: mp::net's one parser.
 bool parseAddr(const std::string& addr, std::string& host, uint16_t& port) {
-    size_t colon = addr.rfind(':');
-    if (colon == std::string::npos || colon == 0 || addr.size() > 300) {
+    auto hp = mp::net::parseHostPort(addr);
+    if (!hp) {
         return false;
     }
-    host = addr.substr(0, colon);
-    if (host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
-    }
-    for (char c : host) {
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':')) {
-            return false;
-        }
-    }
-    unsigned p = 0;
-    const char* b = addr.data() + colon + 1;
-    const char* e = addr.data() + addr.size();
-    auto [end, ec] = std::from_chars(b, e, p);
-    if (host.empty() || ec != std::errc() || end != e || p == 0 || p > 65535) {
-        return false;
-    }
-    port = static_cast<uint16_t>(p);
+    host = hp->host;
+    port = hp->port;
     return true;
 }
 

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <mp/hostport.hpp>
 #include <mp/sdk.hpp>
 #include <set>
 #include <stdexcept>
@@ -45,14 +46,7 @@ std::string str(const Object::Ptr& o, const char* key) {
 }
 
 // "10.0.0.1:3306" -> "10.0.0.1"; "[::1]:3306" -> "::1".
-std::string hostOf(const std::string& server) {
-    if (!server.empty() && server[0] == '[') {
-        size_t close = server.find(']');
-        return close == std::string::npos ? server : server.substr(1, close - 1);
-    }
-    size_t colon = server.rfind(':');
-    return colon == std::string::npos ? server : server.substr(0, colon);
-}
+std::string hostOf(const std::string& server) { return mp::net::hostOf(server); }
 
 // The counters of a summary (a template, or one client's share of it).
 struct Share {

@@ -319,7 +319,7 @@ TEST_SUITE("sink-websocket") {
     TEST_CASE("bad sink settings are refused at start with the reason") {
         for (const auto& cw : std::vector<std::pair<std::string, std::string>>{
                  {"pusher_servers: 'nohostport'", "pusher server must be host:port"},
-                 {"pusher_servers: 'h:99999'", "bad port"},
+                 {"pusher_servers: 'h:99999'", "with a port 1..65535"},
                  {"path: 'nopath'", "path must start with '/'"},
                  {"format: 'xml'", "format"}}) {
             const std::string& cfg = cw.first;  // plain variables: CAPTURE takes them
