@@ -51,49 +51,38 @@ const Value* lookup(const mp_config* cfg, const char* key, uint32_t type, mp_sta
     return &it->second;
 }
 
-mp_status apiGetStr(const mp_config* cfg, const char* key, mp_str* out) {
+// One typed getter: look the key up as `type`, then copy it out with `read`.
+template <uint32_t Type, class Out, class Read>
+mp_status getTyped(const mp_config* cfg, const char* key, Out* out, Read read) {
     mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_STRING, st);
+    const Value* v = lookup(cfg, key, Type, st);
     if (v != nullptr && out != nullptr) {
-        *out = mp_str{v->s.c_str(), v->s.size()};
+        *out = read(*v);
     }
     return st;
+}
+
+mp_status apiGetStr(const mp_config* cfg, const char* key, mp_str* out) {
+    return getTyped<MP_PROP_STRING>(cfg, key, out, [](const Value& v) {
+        return mp_str{v.s.c_str(), v.s.size()};
+    });
 }
 
 mp_status apiGetI64(const mp_config* cfg, const char* key, int64_t* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_INT, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->i;
-    }
-    return st;
+    return getTyped<MP_PROP_INT>(cfg, key, out, [](const Value& v) { return v.i; });
 }
 
 mp_status apiGetF64(const mp_config* cfg, const char* key, double* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_DOUBLE, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->d;
-    }
-    return st;
+    return getTyped<MP_PROP_DOUBLE>(cfg, key, out, [](const Value& v) { return v.d; });
 }
 
 mp_status apiGetBool(const mp_config* cfg, const char* key, int* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_BOOL, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->b ? 1 : 0;
-    }
-    return st;
+    return getTyped<MP_PROP_BOOL>(cfg, key, out, [](const Value& v) { return v.b ? 1 : 0; });
 }
 
 mp_status apiListSize(const mp_config* cfg, const char* key, size_t* out) {
-    mp_status st = MP_OK;
-    const Value* v = lookup(cfg, key, MP_PROP_STRING_LIST, st);
-    if (v != nullptr && out != nullptr) {
-        *out = v->list.size();
-    }
-    return st;
+    return getTyped<MP_PROP_STRING_LIST>(cfg, key, out,
+                                         [](const Value& v) { return v.list.size(); });
 }
 
 mp_status apiListItem(const mp_config* cfg, const char* key, size_t index, mp_str* out) {

@@ -587,7 +587,8 @@ bool openPayload(const std::vector<Bytes>& keys, const uint8_t* p, size_t n, con
     return false;
 }
 
-/// Standard base64 with padding; CR and LF are skipped (as Go's decoder does).
+/// Standard base64 with padding; CR and LF are skipped (as Go's decoder does). OpenSSL decodes;
+/// this only refuses what EVP_DecodeBlock would let through (padding anywhere but at the end).
 bool base64Decode(const std::string& in, Bytes& out) {
     std::string s;
     for (char c : in) {
@@ -595,43 +596,20 @@ bool base64Decode(const std::string& in, Bytes& out) {
             s.push_back(c);
         }
     }
-    if (s.empty() || s.size() % 4 != 0) {
+    if (s.empty() || s.size() % 4 != 0 || s.size() > (1u << 20)) {
         return false;
     }
-    auto value = [](char c) -> int {
-        if (c >= 'A' && c <= 'Z') return c - 'A';
-        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-        if (c >= '0' && c <= '9') return c - '0' + 52;
-        if (c == '+') return 62;
-        if (c == '/') return 63;
-        return -1;
-    };
-    Bytes r;
-    for (size_t i = 0; i < s.size(); i += 4) {
-        const bool lastQuad = i + 4 == s.size();
-        int v[4];
-        int pads = 0;
-        for (int j = 0; j < 4; ++j) {
-            char c = s[i + static_cast<size_t>(j)];
-            if (c == '=' && lastQuad && j >= 2) {
-                ++pads;
-                v[j] = 0;
-                continue;
-            }
-            if (pads > 0 || (v[j] = value(c)) < 0) {
-                return false;
-            }
-        }
-        uint32_t w = static_cast<uint32_t>(v[0]) << 18 | static_cast<uint32_t>(v[1]) << 12 |
-                     static_cast<uint32_t>(v[2]) << 6 | static_cast<uint32_t>(v[3]);
-        r.push_back(static_cast<uint8_t>(w >> 16));
-        if (pads < 2) {
-            r.push_back(static_cast<uint8_t>(w >> 8));
-        }
-        if (pads < 1) {
-            r.push_back(static_cast<uint8_t>(w));
-        }
+    size_t pads = s.size() - s.find_last_not_of('=') - 1;
+    if (s.find('=') < s.size() - pads || pads > 2) {
+        return false;
     }
+    Bytes r(s.size() / 4 * 3);
+    int n = EVP_DecodeBlock(r.data(), reinterpret_cast<const unsigned char*>(s.data()),
+                            static_cast<int>(s.size()));
+    if (n < 0 || static_cast<size_t>(n) != r.size()) {
+        return false;  // a character outside the alphabet
+    }
+    r.resize(r.size() - pads);
     out = std::move(r);
     return true;
 }

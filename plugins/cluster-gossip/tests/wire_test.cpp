@@ -979,8 +979,12 @@ TEST_CASE("AES-GCM keyring") {
         CHECK_FALSE(k.addBase64("uFu37q5BAkLbvwi9nOmdNBdSRHRAaMlVd58vOPVXT7g"));  // no padding
         CHECK_FALSE(k.addBase64("uFu37q5BAkLbvwi9nOmdNBdSRHRAaMlVd58vOPVX=7g="));
         CHECK_FALSE(k.addBase64(""));
+        CHECK_FALSE(k.addBase64("AAECAwQFBgc=CQoLDA0ODw=="));  // padding inside
+        CHECK_FALSE(k.addBase64("AAECAwQFBgcICQoLDA0OD==="));  // three pads
+        CHECK_FALSE(k.addBase64("AAECAwQF BgcICQoLDA0ODw="));  // a space
         CHECK(k.empty());
-        CHECK(k.addBase64("AAECAwQFBgcICQoLDA0ODw=="));  // 16 bytes
+        CHECK(k.addBase64("AAECAwQFBgcICQoLDA0ODw=="));      // 16 bytes
+        CHECK(k.addBase64("AAECAwQFBgcI\r\nCQoLDA0ODw=="));  // the same, CR LF skipped (as Go)
         CHECK(k.addBase64(kKey1));
         CHECK(k.addBase64(kKey1));  // already there
         CHECK(k.size() == 2);
