@@ -271,8 +271,13 @@ void Runtime::start() {
         std::lock_guard<std::mutex> lock(reportMutex_);
         intervalStartNs_ = wallClockNs();
     }
-    auto period = std::chrono::milliseconds(intervalMs_.load());
-    reportTimer_ = timers_->start(period, period, [this] { flushReport(false); });
+    {
+        // /config/update may already be changing the interval (the server runs): one lock for
+        // the interval and the timer that follows it.
+        std::lock_guard<std::mutex> lock(intervalMutex_);
+        auto period = std::chrono::milliseconds(intervalMs_.load());
+        reportTimer_ = timers_->start(period, period, [this] { flushReport(false); });
+    }
     if (pipeline_) {
         // A capture that went quiet right after a full batch left it queued for a sleeping
         // worker (see Pipeline::wakeStalled): at most this long.
@@ -283,6 +288,7 @@ void Runtime::start() {
 
 void Runtime::stop() {
     for (mp_timer** t : {&reportTimer_, &wakeTimer_}) {
+        std::lock_guard<std::mutex> lock(intervalMutex_);
         if (*t != nullptr && timers_) {
             timers_->stop(*t);
             *t = nullptr;
@@ -563,6 +569,7 @@ mp_status Runtime::wsEndpoint(mp_host* h, const char* path, const mp_ws_handler*
 }
 
 void Runtime::setIntervalMs(uint64_t ms) {
+    std::lock_guard<std::mutex> lock(intervalMutex_);
     intervalMs_ = ms;
     if (reportTimer_ != nullptr && timers_) {
         timers_->reschedule(reportTimer_, std::chrono::milliseconds(ms));

@@ -111,6 +111,7 @@ class Runtime {
     std::string workersText_;
     std::string inlineText_;  // "stream.inline", once the stream layer is planned
     std::atomic<uint64_t> intervalMs_{5000};
+    std::mutex intervalMutex_;  // intervalMs_ changes and reportTimer_
     mp_timer* reportTimer_ = nullptr;
     mp_timer* wakeTimer_ = nullptr;  // Pipeline::wakeStalled
     static constexpr std::chrono::milliseconds kWakeStalledEvery{100};
