@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   # toolchain and build
   g++ cmake ninja-build pkg-config git python3
-  clang libclang-rt-14-dev clang-format
+  clang libclang-rt-14-dev clang-format clang-tidy
   # libraries
   libpoco-dev libpcap-dev libboost-dev libboost-filesystem-dev libyaml-cpp-dev doctest-dev zlib1g-dev
   libsnappy-dev libmsgpack-cxx-dev libssl-dev

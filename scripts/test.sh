@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Everything CI checks: formatting, a warnings-as-errors build with all tests, the same tests
-# under ASan+UBSan, the threaded tests under TSan, and a short run of every libFuzzer target.
+# Everything CI checks: formatting, a warnings-as-errors build with all tests, clang-tidy, the
+# same tests under ASan+UBSan, the threaded tests under TSan, and a short run of every libFuzzer
+# target.
 # Exit status 0 only if all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,12 @@ step "build (warnings as errors) and test"
 cmake --preset ci >/dev/null
 cmake --build --preset ci -j"$jobs"
 ctest --preset ci -j"$jobs"
+
+step "clang-tidy (the checks and why: .clang-tidy)"
+tidy_files=$(git ls-files 'host/*.cpp' 'libs/*.cpp' 'plugins/*/src/*.cpp')
+# shellcheck disable=SC2086
+echo $tidy_files | xargs -n4 -P"$jobs" clang-tidy -p build/ci --quiet
+echo "clang-tidy: $(wc -w <<<"$tidy_files") files clean"
 
 step "build with ASan+UBSan and test"
 cmake --preset asan >/dev/null

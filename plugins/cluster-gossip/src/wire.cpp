@@ -532,7 +532,7 @@ bool gcm(bool seal, const Bytes& key, const uint8_t* nonce, const uint8_t* in, s
     }
     uint8_t last[16];
     if (EVP_CipherFinal_ex(ctx.get(), n > 0 ? out + total : last, &len) != 1 ||
-        static_cast<size_t>(total + len) != n) {
+        static_cast<size_t>(total) + static_cast<size_t>(len) != n) {
         return false;
     }
     return !seal ||

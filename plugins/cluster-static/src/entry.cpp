@@ -157,10 +157,10 @@ class StaticCluster : public mp::Plugin {
             h.struct_size = sizeof h;
             h.user = this;
             h.on_open = [](void* self, mp_ws_conn* c, const mp_http_request* r) -> mp_status {
-                return static_cast<StaticCluster*>(self)->streamOpen(c, r);
+                return static_cast<StaticCluster*>(self)->slaveLinkOpen(c, r);
             };
             h.on_close = [](void* self, mp_ws_conn* c) {
-                static_cast<StaticCluster*>(self)->streamClose(c);
+                static_cast<StaticCluster*>(self)->slaveLinkClose(c);
             };
             h.queue_messages = static_cast<uint32_t>(history_ + 64);
             h.role = MP_ROLE_PEER;  // a master pulls with the cluster's token
@@ -250,7 +250,7 @@ class StaticCluster : public mp::Plugin {
                               mp_bytes{reinterpret_cast<const uint8_t*>(json.data()), json.size()});
     }
 
-    mp_status streamOpen(mp_ws_conn* c, const mp_http_request* req) {
+    mp_status slaveLinkOpen(mp_ws_conn* c, const mp_http_request* req) {
         uint64_t since = 0;
         uint64_t started = 0;
         if (auto s = host().param(req, "since")) {
@@ -272,7 +272,7 @@ class StaticCluster : public mp::Plugin {
         return MP_OK;
     }
 
-    void streamClose(mp_ws_conn* c) {
+    void slaveLinkClose(mp_ws_conn* c) {
         std::lock_guard<std::mutex> lock(mutex_);
         streams_.erase(c);
     }
