@@ -31,42 +31,51 @@
 
 namespace mp::host {
 
-bool parseQuery(const std::string& query, std::multimap<std::string, std::string>& out) {
-    auto decode = [](std::string_view in, std::string& res) {
-        res.clear();
-        for (size_t i = 0; i < in.size(); ++i) {
-            char c = in[i];
-            if (c == '+') {
-                res += ' ';
-            } else if (c == '%') {
-                auto hex = [](char h) -> int {
-                    if (h >= '0' && h <= '9') {
-                        return h - '0';
-                    }
-                    if (h >= 'a' && h <= 'f') {
-                        return h - 'a' + 10;
-                    }
-                    if (h >= 'A' && h <= 'F') {
-                        return h - 'A' + 10;
-                    }
-                    return -1;
-                };
-                if (i + 2 >= in.size()) {
-                    return false;
+namespace {
+// epoll keys of the two descriptors that are not connections (connection ids count up from 1).
+constexpr uint64_t kListenKey = UINT64_MAX;
+constexpr uint64_t kWakeKey = UINT64_MAX - 1;
+
+// application/x-www-form-urlencoded decoding of one name or value; false on a broken escape.
+bool percentDecode(std::string_view in, std::string& res) {
+    res.clear();
+    for (size_t i = 0; i < in.size(); ++i) {
+        char c = in[i];
+        if (c == '+') {
+            res += ' ';
+        } else if (c == '%') {
+            auto hex = [](char h) -> int {
+                if (h >= '0' && h <= '9') {
+                    return h - '0';
                 }
-                int hi = hex(in[i + 1]);
-                int lo = hex(in[i + 2]);
-                if (hi < 0 || lo < 0) {
-                    return false;
+                if (h >= 'a' && h <= 'f') {
+                    return h - 'a' + 10;
                 }
-                res += static_cast<char>(hi * 16 + lo);
-                i += 2;
-            } else {
-                res += c;
+                if (h >= 'A' && h <= 'F') {
+                    return h - 'A' + 10;
+                }
+                return -1;
+            };
+            if (i + 2 >= in.size()) {
+                return false;
             }
+            int hi = hex(in[i + 1]);
+            int lo = hex(in[i + 2]);
+            if (hi < 0 || lo < 0) {
+                return false;
+            }
+            res += static_cast<char>(hi * 16 + lo);
+            i += 2;
+        } else {
+            res += c;
         }
-        return true;
-    };
+    }
+    return true;
+}
+}  // namespace
+
+bool parseQuery(const std::string& query, std::multimap<std::string, std::string>& out) {
+    auto decode = [](std::string_view in, std::string& res) { return percentDecode(in, res); };
     std::string_view q = query;
     while (!q.empty()) {
         size_t amp = q.find('&');
@@ -183,7 +192,10 @@ std::string stripParam(const std::string& q, std::string_view name) {
         size_t amp = q.find('&', start);
         std::string_view part(q.data() + start,
                               (amp == std::string::npos ? q.size() : amp) - start);
-        if (!part.empty() && part.substr(0, part.find('=')) != name) {
+        // Compared decoded: "access%5Ftoken" is the same parameter to every query parser.
+        std::string decoded;
+        bool named = percentDecode(part.substr(0, part.find('=')), decoded) && decoded == name;
+        if (!part.empty() && !named) {
             out += (out.empty() ? "" : "&") + std::string(part);
         }
         if (amp == std::string::npos) {
@@ -520,21 +532,22 @@ class Loop {
         while (true) {
             int n = ::epoll_wait(s_.epollFd, evs, 128, tlsPending_.empty() ? 100 : 0);
             for (int i = 0; i < n; ++i) {
-                int fd = evs[i].data.fd;
-                if (fd == s_.wakeFd) {
+                // Events name connections by id, not descriptor: a descriptor closed earlier in
+                // this batch may already belong to a connection accepted since.
+                uint64_t key = evs[i].data.u64;
+                if (key == kWakeKey) {
                     uint64_t v = 0;
                     (void)::read(s_.wakeFd, &v, sizeof v);
                     continue;
                 }
-                if (fd == s_.listenFd) {
+                if (key == kListenKey) {
                     acceptAll();
                     continue;
                 }
-                auto it = s_.conns.find(fd);
-                if (it == s_.conns.end()) {
+                std::shared_ptr<Conn> c = find(key);
+                if (!c) {
                     continue;
                 }
-                std::shared_ptr<Conn> c = it->second;
                 if ((evs[i].events & EPOLLIN) != 0) {
                     onReadable(*c);
                 }
@@ -664,7 +677,7 @@ class Loop {
             c->events = EPOLLIN;
             epoll_event ev{};
             ev.events = c->events;
-            ev.data.fd = fd;
+            ev.data.u64 = c->id;
             ::epoll_ctl(s_.epollFd, EPOLL_CTL_ADD, fd, &ev);
         }
     }
@@ -711,7 +724,7 @@ class Loop {
             c.events = want;
             epoll_event ev{};
             ev.events = want;
-            ev.data.fd = c.fd;
+            ev.data.u64 = c.id;
             ::epoll_ctl(s_.epollFd, EPOLL_CTL_MOD, c.fd, &ev);
         }
     }
@@ -1022,6 +1035,16 @@ class Loop {
         }
         if (!parseQuery(c.query, c.ctx.params)) {
             respondError(c, 400, "malformed query string", c.closeAfter);
+            return;
+        }
+        if (c.ctx.params.count("access_token") != 0) {
+            // Tokens in URLs end up in proxies' and browsers' histories: only a websocket
+            // upgrade, where a browser has no other way, may carry one (docs/security.md).
+            identify(c, false);
+            HttpServer::Impl::add(s_.authFailures);
+            respondError(c, 401,
+                         "a token in the URL is refused here: send it in the Authorization header",
+                         c.closeAfter, {{"WWW-Authenticate", "Bearer"}});
             return;
         }
         identify(c, false);
@@ -1781,10 +1804,10 @@ void HttpServer::start() {
     s.listenFd = fd;
     s.epollFd = ::epoll_create1(EPOLL_CLOEXEC);
     s.wakeFd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    for (int f : {s.listenFd, s.wakeFd}) {
+    for (auto [f, key] : {std::pair{s.listenFd, kListenKey}, std::pair{s.wakeFd, kWakeKey}}) {
         epoll_event ev{};
         ev.events = EPOLLIN;
-        ev.data.fd = f;
+        ev.data.u64 = key;
         ::epoll_ctl(s.epollFd, EPOLL_CTL_ADD, f, &ev);
     }
     s.readers = std::make_unique<WorkerPool>(s.options.readerThreads, s.options.maxQueuedTasks);

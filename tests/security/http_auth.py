@@ -78,6 +78,10 @@ def tokens_mode(work):
               "tokens: another scheme than Bearer: 401")
         check(call(port, "GET", f"/metrics?access_token={READ}")[0] == 401,
               "tokens: a token in the URL of an HTTP route is not accepted: 401")
+        check(call(port, "GET", f"/metrics?access_token={READ}", READ)[0] == 401,
+              "tokens: a token in the URL is refused even beside a good header: 401")
+        check(call(port, "GET", f"/metrics?access%5Ftoken={READ}", READ)[0] == 401,
+              "tokens: a percent-encoded access%5Ftoken in the URL is the same: 401")
         for tok, name in ((READ, "read"), (PEER, "peer"), (ADMIN, "admin")):
             check(call(port, "GET", "/metrics", tok)[0] == 200, f"tokens: /metrics as {name}: 200")
         check(call(port, "POST", "/config/update?interval=2", READ)[0] == 403,
@@ -97,6 +101,8 @@ def tokens_mode(work):
               "tokens: /collector with a read token in the header: 101")
         check(ws_status(port, f"/collector?access_token={READ}") == 101,
               "tokens: /collector with ?access_token= (browsers cannot send headers): 101")
+        check(ws_status(port, f"/collector?access%5Ftoken={READ}") == 101,
+              "tokens: /collector with a percent-encoded ?access%5Ftoken=: 101")
         check(ws_status(port, "/collector?access_token=wrong-token-0123456789") == 401,
               "tokens: /collector with a wrong ?access_token=: 401")
         m = call(port, "GET", "/metrics", ADMIN)[1]
