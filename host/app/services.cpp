@@ -9,12 +9,6 @@
 
 namespace mp::host {
 
-// Implemented in server/http_server.cpp.
-mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
-void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason);
-mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out);
-mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out);
-
 namespace {
 
 std::string_view sv(mp_str s) {

@@ -1411,6 +1411,15 @@ class Loop {
 
     void opened(Conn& c, const HttpServer::Impl::Done& d) {
         if (d.status != 101) {
+            if (c.session) {
+                // What on_open queued before it refused goes nowhere: drop it, and its bytes
+                // from the budget; later sends on the handle get MP_ECLOSED.
+                std::lock_guard<std::mutex> lock(c.session->handle.mutex);
+                c.session->handle.closed = true;
+                s_.buffered.fetch_sub(static_cast<int64_t>(c.session->handle.queuedBytes));
+                c.session->handle.queuedBytes = 0;
+                c.session->handle.queue.clear();
+            }
             c.session.reset();  // refused before the upgrade: no on_close is owed
             c.st = Conn::St::Head;
             c.closeAfter = true;
@@ -1721,6 +1730,11 @@ HttpServer::HttpServer(HttpOptions options, Metrics& metrics)
     if (!impl_->options.tlsCertFile.empty()) {
         impl_->tls = makeTlsContext(impl_->options.tlsCertFile, impl_->options.tlsKeyFile);
     }
+}
+
+size_t HttpServer::bufferedBytes() const {
+    int64_t v = impl_->buffered.load();
+    return v < 0 ? 0 : static_cast<size_t>(v);
 }
 
 HttpServer::~HttpServer() {

@@ -99,6 +99,9 @@ class HttpServer {
     void stop();
     int port() const { return port_; }
     bool running() const { return running_; }
+    /// Bytes held for clients right now (input, output, websocket queues): what
+    /// max_buffered_mb bounds.
+    size_t bufferedBytes() const;
 
     struct Impl;
 
@@ -108,6 +111,12 @@ class HttpServer {
     int port_ = 0;
     bool running_ = false;
 };
+
+// The websocket and request services of mp_host_api (the host's C table points at these).
+mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data);
+void wsClose(mp_ws_conn* conn, uint16_t code, mp_str reason);
+mp_status queryParam(const mp_http_request* req, const char* name, mp_str* out);
+mp_status headerValue(const mp_http_request* req, const char* name, mp_str* out);
 
 /// Percent-decoding of the query string of a request; false when malformed.
 bool parseQuery(const std::string& query, std::multimap<std::string, std::string>& out);

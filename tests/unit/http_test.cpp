@@ -335,4 +335,33 @@ TEST_SUITE("http") {
         }
         CHECK(closed);
     }
+
+    TEST_CASE("what on_open sends before it refuses is dropped, and its bytes leave the budget") {
+        mp::host::Metrics metrics;
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        mp::host::HttpServer server(o, metrics);
+        mp_ws_handler h{};
+        h.struct_size = sizeof h;
+        h.role = MP_ROLE_READ;
+        h.on_open = [](void*, mp_ws_conn* conn, const mp_http_request*) -> mp_status {
+            static const std::string big(256 * 1024, 'x');
+            mp::host::wsSend(conn, MP_WS_TEXT,
+                             mp_bytes{reinterpret_cast<const uint8_t*>(big.data()), big.size()});
+            return MP_EPERM;  // ... and then refuses
+        };
+        REQUIRE(server.addWebSocket("/refuse", h));
+        server.start();
+        const std::string upgrade =
+            "GET /refuse HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        for (int i = 0; i < 20; ++i) {
+            CHECK(raw(server.port(), upgrade).find(" 401 ") != std::string::npos);
+        }
+        // 20 x 256 KiB were queued by on_open; none of it is held once the refusals are out.
+        CHECK(mptest::eventually([&] { return server.bufferedBytes() == 0; },
+                                 std::chrono::seconds(5)));
+        server.stop();
+    }
 }
