@@ -29,6 +29,8 @@ cmake -S "$src/examples/decoder-bytes" -B "$work/decoder" -G Ninja \
   -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-decoder.log"
 cmake --build "$work/decoder" >"$work/build-decoder.log"
 [ -f "$work/decoder/libmp-decoder-bytes.so" ] || fail "the example decoder did not build"
+# Its unit test runs on the installed SDK's fake host (mp/testing.hpp).
+"$work/decoder/decoder-bytes-test" || fail "decoder-bytes' unit test (on mp/testing.hpp) failed"
 if grep -q "$src/sdk/include" "$work/decoder/build.ninja"; then
   fail "the example decoder compiled against the source tree's SDK, not the installed one"
 fi
