@@ -20,6 +20,7 @@
 #include <mp/hostport.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
+#include <mp/ws_client.hpp>
 #include <mutex>
 #include <stdexcept>
 
@@ -300,15 +301,8 @@ void Pusher::ack(uint64_t seq) {
 void Pusher::readAcks() {
     Poco::Buffer<char> buf(0);
     while (socket_ && socket_->poll(Poco::Timespan(0), Poco::Net::Socket::SELECT_READ)) {
-        int flags = 0;
-        buf.resize(0);
-        int n = 0;
-        try {
-            n = socket_->receiveFrame(buf, flags);
-        } catch (const Poco::Net::WebSocketException& e) {
-            if (e.code() != Poco::Net::WebSocket::WS_ERR_PAYLOAD_TOO_BIG) {
-                throw;
-            }
+        ClientFrame f = readClientFrame(*socket_, buf);  // pings are answered in there
+        if (f.kind == ClientFrame::Kind::TooBig) {
             try {  // say why before the caller drops the connection
                 socket_->shutdown(Poco::Net::WebSocket::WS_PAYLOAD_TOO_BIG, "frame too big");
             } catch (const std::exception&) {
@@ -319,20 +313,12 @@ void Pusher::readAcks() {
                                                     " bytes",
                                                 Poco::Net::WebSocket::WS_ERR_PAYLOAD_TOO_BIG);
         }
-        int op = flags & Poco::Net::WebSocket::FRAME_OP_BITMASK;
-        if (n == 0 && flags == 0) {
-            throw Poco::Net::ConnectionResetException("server closed the connection");
+        if (f.kind == ClientFrame::Kind::Closed) {
+            throw Poco::Net::ConnectionResetException(f.opcode == 0 ? "server closed the connection"
+                                                                    : "server sent close");
         }
-        if (op == Poco::Net::WebSocket::FRAME_OP_CLOSE) {
-            throw Poco::Net::ConnectionResetException("server sent close");
-        }
-        if (op == Poco::Net::WebSocket::FRAME_OP_PING) {
-            socket_->sendFrame(buf.begin(), n,
-                               static_cast<int>(Poco::Net::WebSocket::FRAME_FLAG_FIN) |
-                                   static_cast<int>(Poco::Net::WebSocket::FRAME_OP_PONG));
-            continue;
-        }
-        std::string_view body(buf.begin(), static_cast<size_t>(n));
+        int op = f.opcode;
+        std::string_view body = f.payload;
         uint64_t seq = 0;
         if (op == Poco::Net::WebSocket::FRAME_OP_PONG && options_.ack == AckMode::Pong) {
             std::from_chars(body.data(), body.data() + body.size(), seq);

@@ -32,6 +32,7 @@
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
+#include <mp/ws_client.hpp>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -529,72 +530,40 @@ class StaticCluster : public mp::Plugin {
     // Reads one link until it breaks or the puller stops (false), or until that slave's backlog
     // is full (true: the link was closed, the refused report is asked for again later).
     bool readStream(Slave& s, Poco::Net::WebSocket& ws) {
-        using WS = Poco::Net::WebSocket;
+        using Frame = mp::push::ClientFrame;
+        using Assembled = mp::push::MessageAssembler::Result;
         Poco::Buffer<char> frame(0);
-        std::string message;
-        bool inMessage = false;
-        bool text = false;  // the message under way is text (binary messages are not reports)
+        mp::push::MessageAssembler message(maxReport_);
         while (!s.stop) {
             // Bytes read along with the handshake are not seen by poll(); available() counts them.
             if (ws.available() == 0 &&
                 !ws.poll(Poco::Timespan(0, 300000), Poco::Net::Socket::SELECT_READ)) {
                 continue;
             }
-            int flags = 0;
-            frame.resize(0);
-            int n = 0;
-            try {
-                n = ws.receiveFrame(frame, flags);
-            } catch (const Poco::Net::WebSocketException& e) {
-                if (e.code() != WS::WS_ERR_PAYLOAD_TOO_BIG) {
-                    throw;
-                }
+            Frame f = mp::push::readClientFrame(ws, frame);
+            if (f.kind == Frame::Kind::TooBig) {
                 tooBig(s, ws, "a frame larger than max_report_mb");
                 return false;
             }
-            int op = flags & WS::FRAME_OP_BITMASK;
-            if ((n == 0 && flags == 0) || op == WS::FRAME_OP_CLOSE) {
+            if (f.kind == Frame::Kind::Closed) {
                 return false;
             }
-            if (op == WS::FRAME_OP_PING) {
-                ws.sendFrame(
-                    frame.begin(), n,
-                    static_cast<int>(WS::FRAME_FLAG_FIN) | static_cast<int>(WS::FRAME_OP_PONG));
-                continue;
-            }
-            if (op == WS::FRAME_OP_TEXT || op == WS::FRAME_OP_BINARY) {
-                if (inMessage) {
-                    host().warn("slave " + s.addr + ": a new message inside a fragmented one");
-                    return false;
-                }
-                inMessage = true;
-                text = op == WS::FRAME_OP_TEXT;
-            } else if (op != WS::FRAME_OP_CONT || !inMessage) {
-                continue;  // a pong, an unknown opcode, a continuation of nothing
-            }
-            if (text) {
-                size_t need = message.size() + static_cast<size_t>(n);
-                if (need > maxReport_) {
-                    tooBig(s, ws, "a message larger than max_report_mb");
-                    return false;
-                }
-                if (need > message.capacity()) {  // grow geometrically, never past the cap
-                    message.reserve(std::min(maxReport_, std::max(need, 2 * message.capacity())));
-                }
-                message.append(frame.begin(), static_cast<size_t>(n));
-            }
+            Assembled r = f.kind == Frame::Kind::Data ? message.add(f) : Assembled::More;
             if (frame.capacity() > kKeepFrameBytes) {
                 frame.setCapacity(0, false);
             }
-            if ((flags & WS::FRAME_FLAG_FIN) == 0) {
-                continue;
+            if (r == Assembled::TooBig) {
+                tooBig(s, ws, "a message larger than max_report_mb");
+                return false;
             }
-            inMessage = false;
-            if (text && received(s, std::move(message)) == Taken::Refused) {
+            if (r == Assembled::Protocol) {
+                host().warn("slave " + s.addr + ": a new message inside a fragmented one");
+                return false;
+            }
+            if (r == Assembled::Complete && received(s, message.take()) == Taken::Refused) {
                 closeLink(ws, 1013, "backlog full: try again later");
                 return true;
             }
-            message = std::string();
         }
         return false;
     }
