@@ -11,14 +11,6 @@
 
 namespace mp::host {
 
-namespace {
-
-std::string_view sv(mp_str s) {
-    return s.data != nullptr ? std::string_view(s.data, s.len) : std::string_view();
-}
-
-}  // namespace
-
 std::string Runtime::healthJson() const {
     std::ostringstream out;
     out << "{\"status\":\"ok\",\"version\":" << mp::jsonString(MP_HOST_VERSION)
@@ -103,8 +95,8 @@ void Runtime::addBuiltinRoutes() {
         setIntervalMs(ms);
         log(MP_LOG_INFO, "host",
             "report interval changed from " + std::to_string(before) + " ms to " +
-                std::to_string(ms) + " ms by " + std::string(sv(req.principal)) + " (" +
-                std::string(sv(req.remote_addr)) + ")");
+                std::to_string(ms) + " ms by " + std::string(mp::view(req.principal)) + " (" +
+                std::string(mp::view(req.remote_addr)) + ")");
         resp.status = 200;
         resp.body = "{\"interval_ms\":" + std::to_string(ms) +
                     ",\"previous_interval_ms\":" + std::to_string(before) + "}";

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "app/decoder_streams.hpp"
 
-#include <string>
-
-#include "core/log.hpp"
+#include "plugin/dispatch.hpp"
 
 namespace mp::host {
 
@@ -13,45 +11,38 @@ char gRefused = 0;
 }  // namespace
 
 DecoderStreams::DecoderStreams(Instance& inst)
-    : d_(inst.plugin->desc), self_(inst.self), host_(*inst.host) {}
-
-template <class F>
-void DecoderStreams::guard(const char* hook, F&& f) {
-    try {
-        f();
-    } catch (...) {
-        log(MP_LOG_ERROR, host_.name, std::string("an exception escaped ") + hook);
-    }
-}
+    : inst_(inst), d_(inst.plugin->desc), self_(inst.self) {}
 
 void* DecoderStreams::open(const mp_flow& flow) {
     void* s = nullptr;
     mp_status st = MP_ERROR;
-    guard("stream_open", [&] { st = d_.stream_open(self_, &flow, &s); });
+    dispatch::guarded(inst_, "stream_open", [&] { st = d_.stream_open(self_, &flow, &s); });
     return st == MP_OK ? s : &gRefused;
 }
 
 void DecoderStreams::data(void* s, uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
     if (s != &gRefused) {
-        guard("stream_data", [&] { d_.stream_data(self_, s, dir, mp_bytes{p, n}, ts); });
+        dispatch::guarded(inst_, "stream_data", [&] {
+            d_.stream_data(self_, s, dir, mp_bytes{p, n}, ts);
+        });
     }
 }
 
 void DecoderStreams::gap(void* s, uint32_t dir, uint64_t len, uint64_t ts) {
     if (s != &gRefused) {
-        guard("stream_gap", [&] { d_.stream_gap(self_, s, dir, len, ts); });
+        dispatch::guarded(inst_, "stream_gap", [&] { d_.stream_gap(self_, s, dir, len, ts); });
     }
 }
 
 void DecoderStreams::close(void* s, uint32_t reason, uint64_t ts) {
     if (s != &gRefused) {
-        guard("stream_close", [&] { d_.stream_close(self_, s, reason, ts); });
+        dispatch::guarded(inst_, "stream_close", [&] { d_.stream_close(self_, s, reason, ts); });
     }
 }
 
 void DecoderStreams::tick(uint64_t ts) {
     if (d_.on_tick != nullptr) {
-        guard("on_tick", [&] { d_.on_tick(self_, ts); });
+        dispatch::guarded(inst_, "on_tick", [&] { d_.on_tick(self_, ts); });
     }
 }
 

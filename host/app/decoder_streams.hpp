@@ -20,11 +20,9 @@ class DecoderStreams : public StreamHandler {
     void tick(uint64_t ts) override;
 
   private:
-    template <class F>
-    void guard(const char* hook, F&& f);
+    Instance& inst_;
     const mp_plugin& d_;
     void* self_;
-    mp_host& host_;
 };
 
 /// Without a decoder the streams are only counted by the flow table.

@@ -32,8 +32,8 @@ std::string Runtime::collectSection(uint64_t seq, uint64_t ts) {
         std::vector<void*> parts(workers.size(), nullptr);
         for (size_t i = 0; i < workers.size(); ++i) {
             auto take = [&] { parts[i] = dispatch::collect(*workers[i], seq, ts); };
-            if (!pipeline_ || !pipeline_->started()) {
-                take();  // no worker runs: nothing to wait for
+            if (!pipeline_) {
+                take();  // no stream layer: no worker to wait for
             } else if (!pipeline_->withWorker(i, kCollectWait, take)) {
                 // Its interval stays with it and goes into the next report.
                 collectsLate_->value.fetch_add(1, std::memory_order_relaxed);

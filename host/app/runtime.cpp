@@ -157,18 +157,7 @@ void Runtime::create() {
             inst->host->slot = copies > 1 ? slot.slot + "[" + std::to_string(i) + "]" : slot.slot;
             inst->host->kind = p->desc.kind;
             inst->host->index = i;
-            mp_status st = MP_ERROR;
-            try {
-                st = p->desc.create(inst->host.get(), hostApi(), &inst->config, &inst->self);
-            } catch (const std::exception& e) {
-                inst->host->error = std::string("exception escaped the plugin: ") + e.what();
-            } catch (...) {
-                inst->host->error = "an exception escaped the plugin";
-            }
-            if (st == MP_OK && inst->self == nullptr) {
-                inst->host->error = "create() returned OK but no instance";
-                st = MP_ERROR;
-            }
+            mp_status st = dispatch::create(*inst, hostApi());
             if (st != MP_OK) {
                 throw StartError(inst->host->slot + " (" + p->path + "): create failed: " +
                                  (inst->host->error.empty() ? "status " + std::to_string(st)
@@ -478,23 +467,13 @@ mp_status Runtime::hostSet(mp_host* h, const char* key, std::string_view value) 
     };
     if (k == "capture.server_ports") {
         std::vector<uint16_t> ports;
-        size_t pos = 0;
-        while (pos <= value.size()) {
-            size_t comma = std::min(value.find(',', pos), value.size());
-            std::string_view item = value.substr(pos, comma - pos);
-            while (!item.empty() && item.front() == ' ') {
-                item.remove_prefix(1);
-            }
-            while (!item.empty() && item.back() == ' ') {
-                item.remove_suffix(1);
-            }
+        for (const std::string& item : splitList(std::string(value))) {
             uint64_t n = 0;
             if (!number(item, 65535, n)) {
                 h->error = "capture.server_ports: not a TCP port: '" + mp::printable(item) + "'";
                 return MP_EINVAL;
             }
             ports.push_back(static_cast<uint16_t>(n));
-            pos = comma + 1;
         }
         inst.serverPorts = std::move(ports);
         return MP_OK;

@@ -11,19 +11,15 @@ namespace mp::host {
 
 namespace {
 
-std::string_view sv(mp_str s) {
-    return s.data != nullptr ? std::string_view(s.data, s.len) : std::string_view();
-}
-
 void apiLog(mp_host* h, int level, mp_str msg) {
     if (h != nullptr && h->rt != nullptr) {
-        h->rt->logFrom(h, level, sv(msg));
+        h->rt->logFrom(h, level, mp::view(msg));
     }
 }
 
 void apiSetError(mp_host* h, mp_status /*code*/, mp_str msg) {
     if (h != nullptr) {
-        h->error.assign(sv(msg).substr(0, 4096));
+        h->error.assign(mp::view(msg).substr(0, 4096));
     }
 }
 
@@ -185,8 +181,8 @@ void apiHttpReply(mp_http_response* resp, int status, mp_str contentType, mp_str
         return;
     }
     resp->status = status;
-    resp->contentType.assign(sv(contentType));
-    resp->body.assign(sv(body));
+    resp->contentType.assign(mp::view(contentType));
+    resp->body.assign(mp::view(body));
 }
 
 mp_status apiWsEndpoint(mp_host* h, const char* path, const mp_ws_handler* handler) {
@@ -203,12 +199,12 @@ mp_status apiHostSet(mp_host* h, const char* key, mp_str value) {
         (value.data == nullptr && value.len != 0)) {
         return MP_EINVAL;
     }
-    return h->rt->hostSet(h, key, sv(value));
+    return h->rt->hostSet(h, key, mp::view(value));
 }
 
 void apiShutdown(mp_host* h, int code, mp_str reason) {
     if (h != nullptr && h->rt != nullptr) {
-        h->rt->requestShutdown(code, h->name + ": " + std::string(sv(reason)));
+        h->rt->requestShutdown(code, h->name + ": " + std::string(mp::view(reason)));
     }
 }
 

@@ -3,26 +3,9 @@
 
 #include <mutex>
 
-#include "core/log.hpp"
-
 namespace mp::host::dispatch {
 
 namespace {
-
-// Runs f; an exception is logged under the instance's name with what it escaped from.
-template <class F>
-bool guarded(Instance& inst, const char* hook, F&& f) {
-    try {
-        f();
-        return true;
-    } catch (const std::exception& e) {
-        log(MP_LOG_ERROR, inst.host->name,
-            std::string("an exception escaped ") + hook + ": " + e.what());
-    } catch (...) {
-        log(MP_LOG_ERROR, inst.host->name, std::string("an exception escaped ") + hook);
-    }
-    return false;
-}
 
 // Serialized per instance unless the plugin said it takes concurrent calls.
 template <class F>
@@ -93,6 +76,24 @@ void timer(Instance& inst, void (*fn)(void*), void* user) {
 bool http(Instance& inst, mp_http_handler fn, void* user, const mp_http_request& req,
           mp_http_response* resp) {
     return guarded(inst, "an HTTP handler", [&] { fn(user, &req, resp); });
+}
+
+mp_status create(Instance& inst, const mp_host_api* api) {
+    mp_status st = MP_ERROR;
+    std::string what;
+    if (!guarded(
+            inst, "create()",
+            [&] { st = inst.desc().create(inst.host.get(), api, &inst.config, &inst.self); },
+            &what)) {
+        inst.host->error = what.empty() ? "an exception escaped the plugin"
+                                        : "exception escaped the plugin: " + what;
+        return MP_ERROR;
+    }
+    if (st == MP_OK && inst.self == nullptr) {
+        inst.host->error = "create() returned OK but no instance";
+        return MP_ERROR;
+    }
+    return st;
 }
 
 mp_status start(Instance& inst) {

@@ -10,11 +10,41 @@
 
 #include <mp/abi.h>
 
+#include <exception>
 #include <string>
 
+#include "core/log.hpp"
 #include "plugin/instance.hpp"
 
 namespace mp::host::dispatch {
+
+/// Runs f, a call into `inst`: false when an exception escaped it. The exception is logged under
+/// the plugin's name, naming `hook` ("stream_data"), unless `what` takes its message (for a
+/// caller that reports it itself).
+template <class F>
+bool guarded(Instance& inst, const char* hook, F&& f, std::string* what = nullptr) {
+    auto escaped = [&](const std::string& message) {
+        if (what != nullptr) {
+            *what = message;
+        } else {
+            log(MP_LOG_ERROR, inst.host->name,
+                std::string("an exception escaped ") + hook +
+                    (message.empty() ? std::string() : ": " + message));
+        }
+    };
+    try {
+        f();
+        return true;
+    } catch (const std::exception& e) {
+        escaped(e.what());
+    } catch (...) {
+        escaped("");
+    }
+    return false;
+}
+
+/// create(): MP_OK with inst.self set, or a failing status with inst.host->error saying why.
+mp_status create(Instance& inst, const mp_host_api* api);
 
 /// on_event. MP_ECLOSED when the instance is not running (or has no on_event: MP_OK).
 mp_status event(Instance& inst, const mp_event& ev);

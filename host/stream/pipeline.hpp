@@ -80,16 +80,15 @@ class Pipeline {
     void wakeStalled();
 
     /// Runs fn while worker `index` is between records: never while its stream handler runs.
-    /// False (fn not run) when the worker stays busy past `wait` (a capture that never ends a
-    /// read of MP_FRAME_MORE frames, in the inline mode).
+    /// Before start() and after stop() the worker is idle and fn runs at once. False (fn not
+    /// run) when the worker stays busy past `wait` (a capture that never ends a read of
+    /// MP_FRAME_MORE frames, in the inline mode).
     bool withWorker(size_t index, std::chrono::milliseconds wait, const std::function<void()>& fn);
 
     /// Sums of all workers and capture threads, as of their last publication.
     FlowStats flowStats() const;
     CaptureStats captureStats() const;
     size_t workers() const { return workers_.size(); }
-    /// Between start() and stop(): workers run (or, inline, the capture thread works).
-    bool started() const { return started_.load(); }
 
   private:
     struct Producer;

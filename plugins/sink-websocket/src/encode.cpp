@@ -45,9 +45,6 @@ std::string str(const Object::Ptr& o, const char* key) {
     return o->getValue<std::string>(key);
 }
 
-// "10.0.0.1:3306" -> "10.0.0.1"; "[::1]:3306" -> "::1".
-std::string hostOf(const std::string& server) { return mp::net::hostOf(server); }
-
 // The counters of a summary (a template, or one client's share of it).
 struct Share {
     uint64_t ok = 0;
@@ -139,13 +136,13 @@ std::optional<std::string> toMysqlProbeV1(std::string_view nativeJson) {
     std::map<std::string, std::set<std::string>> serversOfSchema;
     for (size_t i = 0; i < templates->size(); ++i) {
         Object::Ptr t = templates->getObject(static_cast<unsigned>(i));
-        serversOfSchema[str(t, "schema")].insert(hostOf(str(t, "server")));
+        serversOfSchema[str(t, "schema")].insert(mp::net::hostOf(str(t, "server")));
     }
     std::map<std::string, Assembly> report;
     for (size_t i = 0; i < templates->size(); ++i) {
         Object::Ptr t = templates->getObject(static_cast<unsigned>(i));
         std::string schema = str(t, "schema");
-        std::string ip = hostOf(str(t, "server"));
+        std::string ip = mp::net::hostOf(str(t, "server"));
         std::string key = serversOfSchema[schema].size() > 1 ? schema + "|" + ip : schema;
         Assembly& a = report[key];
         a.schema = schema;
