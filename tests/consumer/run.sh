@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Out-of-tree proof: install mysqlprobe into a staging prefix, build examples/sink-jsonl and
 # examples/decoder-bytes against that prefix ONLY, and have the installed host load them from
-# YAML: the sink writes the reports, the decoder's figures agree with the stream layer's.
+# YAML: the sink writes the reports, the decoder's figures agree with the stream layer's, the
+# example capture source gives the same report as capture-pcap on the same frames.
 # Usage: run.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
 src=$1
@@ -118,4 +119,60 @@ for path in sys.argv[1:]:
 assert seen[0] == seen[1], seen
 print(f"decoder-bytes: {moved} bytes on {conns} connections, same with 1 and 3 workers")
 PY
+# A second capture source: capture-hexlines reads the same frames from text. With the built-in
+# decoder-mysql and no host change, its report is the one capture-pcap gives for the pcap.
+cmake -S "$src/examples/capture-hexlines" -B "$work/hexlines" -G Ninja \
+  -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-hexlines.log"
+cmake --build "$work/hexlines" >"$work/build-hexlines.log" ||
+  fail "capture-hexlines did not build: $(tail -20 "$work/build-hexlines.log")"
+for name in sysbench_ps_rw_2t_20tx edge_cases_small; do
+  pcap="$src/tests/data/pcap/$name.pcap"
+  hex="$work/$name.hex"
+  python3 "$src/tests/consumer/pcap_to_hexlines.py" "$pcap" "$hex"
+  # Garbage in the middle: skipped and counted, the frames around it still read.
+  sed -i '10a this line is not a frame\n12 34 0g' "$hex"
+  cat >"$work/hexlines-$name.yaml" <<YAML
+serverport: 0
+serveraddress: 127.0.0.1
+plugins:
+  directories: [$work/hexlines]
+  capture: {plugin: capture-hexlines, config: {file: $hex}}
+  cluster: none
+  sinks: []
+YAML
+  env -u LD_LIBRARY_PATH "$host" -c "$work/hexlines-$name.yaml" -r "$hex" \
+    >"$work/hexlines-$name.json" 2>"$work/hexlines-$name.log" ||
+    fail "capture-hexlines run on $name failed: $(tail -5 "$work/hexlines-$name.log")"
+  env -u LD_LIBRARY_PATH "$host" -r "$pcap" >"$work/pcap-$name.json" 2>"$work/pcap-$name.log" ||
+    fail "capture-pcap run on $name failed: $(tail -5 "$work/pcap-$name.log")"
+  grep -q "not a frame, skipped" "$work/hexlines-$name.log" ||
+    fail "no warning for the garbage lines: $(cat "$work/hexlines-$name.log")"
+  python3 - "$work/hexlines-$name.json" "$work/pcap-$name.json" "$name" <<'PY' ||
+import json, sys
+hexr = json.load(open(sys.argv[1]))
+pcapr = json.load(open(sys.argv[2]))
+assert pcapr["capture"]["packets"] > 0, pcapr["capture"]
+assert hexr["capture"] == pcapr["capture"], (hexr["capture"], pcapr["capture"])
+stats = hexr["stats"]
+assert stats.get("capture_hexlines_bad_lines_total") == 2, stats
+assert stats.get("capture_hexlines_frames_total") == pcapr["capture"]["packets"], stats
+skip = {"capture", "stats", "interval", "node", "started_ns"}  # the run's clock, name
+keys = sorted(k for k in pcapr if k not in skip)
+for k in keys:
+    assert hexr.get(k) == pcapr[k], (k, hexr.get(k), pcapr[k])
+n = len(pcapr.get("templates", []))
+print(f"capture-hexlines on {sys.argv[3]}: same report as capture-pcap "
+      f"({pcapr['capture']['packets']} packets, {n} templates, keys {keys})")
+PY
+    fail "capture-hexlines and capture-pcap disagree on $name"
+done
+# The standard counter MP_CAPTURE_TRUNCATED, registered by a plugin the host has never heard of,
+# lands in the report's capture object: one frame whose wire length exceeds its bytes.
+hex="$work/edge_cases_small.hex"
+awk '!done && $1 ~ /^[0-9]+$/ && NF == 3 { $2 = $2 + 100; done = 1 } { print }' "$hex" >"$hex.cut"
+env -u LD_LIBRARY_PATH "$host" -c "$work/hexlines-edge_cases_small.yaml" -r "$hex.cut" \
+  >"$work/hexlines-cut.json" 2>"$work/hexlines-cut.log" || fail "truncated run failed"
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["capture"]; assert c["truncated_snaplen"] == 1, c' \
+  "$work/hexlines-cut.json" || fail "capture.truncated_snaplen is not 1"
+echo "capture-hexlines: its truncated_total counter is the report's capture.truncated_snaplen"
 echo "consumer: OK"
