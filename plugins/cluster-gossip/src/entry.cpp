@@ -76,8 +76,6 @@ const mp_property kProps[] = {
 
 using mp::gossip::parseHostPort;
 
-std::string errorJson(const std::string& why) { return "{\"error\":" + mp::jsonString(why) + "}"; }
-
 const char* stateName(mp::gossip::State s) {
     switch (s) {
         case mp::gossip::State::Alive:
@@ -239,13 +237,14 @@ class GossipCluster : public mp::Plugin {
                 throw mp::Error("cannot serve /cluster/push");
             }
         }
-        addRoute("/cluster/join", &GossipCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
-        addRoute("/cluster/leave", &GossipCluster::leave, MP_ROLE_ADMIN, MP_HTTP_POST);
-        addRoute("/cluster/listnodes", &GossipCluster::listNodes, MP_ROLE_READ, MP_HTTP_GET);
+        routes_.add("/cluster/join", &GossipCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
+        routes_.add("/cluster/leave", &GossipCluster::leave, MP_ROLE_ADMIN, MP_HTTP_POST);
+        routes_.add("/cluster/listnodes", &GossipCluster::listNodes, MP_ROLE_READ, MP_HTTP_GET);
         // GET: how many keys; POST install=|use=|remove=: a rotation step.
-        addRoute("/cluster/keys", &GossipCluster::keys, MP_ROLE_ADMIN, MP_HTTP_GET | MP_HTTP_POST);
+        routes_.add("/cluster/keys", &GossipCluster::keys, MP_ROLE_ADMIN,
+                    MP_HTTP_GET | MP_HTTP_POST);
         if (!slave_) {
-            addRoute("/cluster/merged", &GossipCluster::mergedQuery, MP_ROLE_PEER, MP_HTTP_GET);
+            routes_.add("/cluster/merged", &GossipCluster::mergedQuery, MP_ROLE_PEER, MP_HTTP_GET);
         }
     }
 
@@ -408,7 +407,7 @@ class GossipCluster : public mp::Plugin {
     // /cluster/merged?node=&started=&seqs=1,2,..&asker=HOST:PORT (inbox.hpp).
     void mergedQuery(const mp_http_request* req, mp_http_response* resp) {
         if (!inbox_) {
-            host().replyJson(resp, 503, errorJson("not started"));
+            host().replyJson(resp, 503, mp::errorJson("not started"));
             return;
         }
         std::string out;
@@ -416,10 +415,8 @@ class GossipCluster : public mp::Plugin {
                                     host().param(req, "started").value_or(""),
                                     host().param(req, "seqs").value_or(""),
                                     host().param(req, "asker").value_or(""), callerIp(req), out);
-        host().replyJson(resp, status, status == 200 ? out : errorJson(out));
+        host().replyJson(resp, status, status == 200 ? out : mp::errorJson(out));
     }
-
-    using Handler = void (GossipCluster::*)(const mp_http_request*, mp_http_response*);
 
     // The caller's address without its port ("1.2.3.4:5" -> "1.2.3.4").
     static std::string callerIp(const mp_http_request* req) {
@@ -444,50 +441,27 @@ class GossipCluster : public mp::Plugin {
         return port;
     }
 
-    // The host checks the caller's role and the method before the handler runs.
-    void addRoute(const char* path, Handler h, uint32_t role, uint32_t methods) {
-        routes_[path] = h;
-        bool ok = host().route(
-            path,
-            [](void* self, const mp_http_request* req, mp_http_response* resp) {
-                auto* me = static_cast<GossipCluster*>(self);
-                std::string p(mp::view(req->path));
-                auto it = me->routes_.find(p);
-                if (it == me->routes_.end()) {
-                    me->host().replyJson(resp, 404, errorJson("no such endpoint"));
-                    return;
-                }
-                if (!me->ml_) {
-                    me->host().replyJson(resp, 503, errorJson("not started"));
-                    return;
-                }
-                (me->*(it->second))(req, resp);
-            },
-            this, role, methods);
-        if (!ok) {
-            throw mp::Error(std::string("cannot serve ") + path);
-        }
-    }
-
+    // Routes (routes_) run once start() has returned: the membership (ml_) exists.
     void join(const mp_http_request* req, mp_http_response* resp) {
         std::string addr = host().param(req, "addr").value_or("");
         std::string ip;
         uint16_t port = 0;
         if (!parseHostPort(addr, ip, port)) {
-            host().replyJson(resp, 400, errorJson("addr must be IPv4:PORT (the gossip port)"));
+            host().replyJson(resp, 400, mp::errorJson("addr must be IPv4:PORT (the gossip port)"));
             return;
         }
         if (std::string why = mp::gossip::unusableAddress(ip); !why.empty()) {
-            host().replyJson(resp, 400, errorJson(ip + " is " + why + ": nobody to join"));
+            host().replyJson(resp, 400, mp::errorJson(ip + " is " + why + ": nobody to join"));
             return;
         }
         if ((ip == opt_.bindIp || opt_.bindIp == "0.0.0.0") && port == ml_->port()) {
-            host().replyJson(resp, 409, errorJson(addr + " is this node's own gossip address"));
+            host().replyJson(resp, 409, mp::errorJson(addr + " is this node's own gossip address"));
             return;
         }
         std::string error;
         if (!ml_->join(ip, port, error)) {
-            host().replyJson(resp, 502, errorJson("join through " + addr + " failed: " + error));
+            host().replyJson(resp, 502,
+                             mp::errorJson("join through " + addr + " failed: " + error));
             return;
         }
         left_ = false;
@@ -508,7 +482,7 @@ class GossipCluster : public mp::Plugin {
     // queries: each node gets the calls): install, use, remove; without an operation, the count.
     void keys(const mp_http_request* req, mp_http_response* resp) {
         if (opt_.keys.empty()) {
-            host().replyJson(resp, 409, errorJson("this node runs without encryption (keys)"));
+            host().replyJson(resp, 409, mp::errorJson("this node runs without encryption (keys)"));
             return;
         }
         // One rotation step at a time: each reads the keyring, changes it and sets it.
@@ -520,7 +494,8 @@ class GossipCluster : public mp::Plugin {
         for (const char* o : ops) {
             if (auto v = host().param(req, o)) {
                 if (!op.empty()) {
-                    host().replyJson(resp, 400, errorJson("one of install, use, remove at a time"));
+                    host().replyJson(resp, 400,
+                                     mp::errorJson("one of install, use, remove at a time"));
                     return;
                 }
                 op = o;
@@ -528,15 +503,16 @@ class GossipCluster : public mp::Plugin {
             }
         }
         if (!op.empty() && mp::view(req->method) != "POST") {
-            host().replyJson(resp, 405, errorJson("a key rotation step is a POST"));
+            host().replyJson(resp, 405, mp::errorJson("a key rotation step is a POST"));
             return;
         }
         if (!op.empty()) {
             mp::gossip::Bytes key;
             if (!mp::gossip::Keyring::fromBase64(value, key) ||
                 (key.size() != 16 && key.size() != 24 && key.size() != 32)) {
-                host().replyJson(resp, 400,
-                                 errorJson("a key is base64 of 16, 24 or 32 bytes (serf keygen)"));
+                host().replyJson(
+                    resp, 400,
+                    mp::errorJson("a key is base64 of 16, 24 or 32 bytes (serf keygen)"));
                 return;
             }
             bool ok = op == "install" ? ring.add(key)
@@ -545,8 +521,8 @@ class GossipCluster : public mp::Plugin {
             if (!ok) {
                 host().replyJson(
                     resp, 409,
-                    errorJson(op == "use" ? "that key is not installed"
-                                          : "that key is not installed, or is the primary"));
+                    mp::errorJson(op == "use" ? "that key is not installed"
+                                              : "that key is not installed, or is the primary"));
                 return;
             }
             ml_->setKeys(ring);
@@ -780,7 +756,7 @@ class GossipCluster : public mp::Plugin {
     std::mutex seedsMu_;  // around writes of the seeds file
     std::mutex keysMu_;   // one /cluster/keys rotation step at a time
     std::unique_ptr<mp::gossip::Membership> ml_;
-    std::map<std::string, Handler> routes_;
+    mp::Routes<GossipCluster> routes_{*this};
     std::atomic<bool> running_{false};
     std::atomic<bool> left_{false};
     std::thread seeder_;

@@ -75,8 +75,6 @@ bool parseAddr(const std::string& addr, std::string& host, uint16_t& port) {
     return true;
 }
 
-std::string errorJson(const std::string& why) { return "{\"error\":" + mp::jsonString(why) + "}"; }
-
 class StaticCluster;
 
 // A master's view of one slave, and the thread that reads its stream.
@@ -169,11 +167,11 @@ class StaticCluster : public mp::Plugin {
                 throw mp::Error("cannot serve /cluster/stream");
             }
         } else {
-            addRoute("/cluster/join", &StaticCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
-            addRoute("/cluster/remove", &StaticCluster::remove, MP_ROLE_ADMIN, MP_HTTP_POST);
-            addRoute("/cluster/leave", &StaticCluster::leave, MP_ROLE_ADMIN, MP_HTTP_POST);
+            routes_.add("/cluster/join", &StaticCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
+            routes_.add("/cluster/remove", &StaticCluster::remove, MP_ROLE_ADMIN, MP_HTTP_POST);
+            routes_.add("/cluster/leave", &StaticCluster::leave, MP_ROLE_ADMIN, MP_HTTP_POST);
         }
-        addRoute("/cluster/listnodes", &StaticCluster::listNodes, MP_ROLE_READ, MP_HTTP_GET);
+        routes_.add("/cluster/listnodes", &StaticCluster::listNodes, MP_ROLE_READ, MP_HTTP_GET);
     }
 
     ~StaticCluster() override { stopPullers(); }
@@ -200,33 +198,6 @@ class StaticCluster : public mp::Plugin {
     }
 
   private:
-    using Handler = void (StaticCluster::*)(const mp_http_request*, mp_http_response*);
-
-    // The host checks the caller's role and the method before the handler runs.
-    void addRoute(const char* path, Handler h, uint32_t role, uint32_t methods) {
-        routes_[path] = h;
-        bool ok = host().route(
-            path,
-            [](void* self, const mp_http_request* req, mp_http_response* resp) {
-                auto* me = static_cast<StaticCluster*>(self);
-                std::string p(mp::view(req->path));
-                me->dispatch(p, req, resp);
-            },
-            this, role, methods);
-        if (!ok) {
-            throw mp::Error(std::string("cannot serve ") + path);
-        }
-    }
-
-    void dispatch(const std::string& path, const mp_http_request* req, mp_http_response* resp) {
-        auto it = routes_.find(path);
-        if (it == routes_.end()) {
-            host().replyJson(resp, 404, errorJson("no such path: " + path));
-            return;
-        }
-        (this->*(it->second))(req, resp);
-    }
-
     // ---- slave -----------------------------------------------------------------------------
 
     void slaveReport(const std::string& json, uint64_t seq) {
@@ -285,7 +256,8 @@ class StaticCluster : public mp::Plugin {
         std::string h;
         uint16_t port = 0;
         if (!parseAddr(addr, h, port)) {
-            host().replyJson(resp, 400, errorJson("addr must be HOST:PORT (the slave's server)"));
+            host().replyJson(resp, 400,
+                             mp::errorJson("addr must be HOST:PORT (the slave's server)"));
             return;
         }
         // An address that is nobody's (0.0.0.0, ::, multicast) names no slave; this node's own
@@ -293,31 +265,31 @@ class StaticCluster : public mp::Plugin {
         Poco::Net::IPAddress ip;
         if (Poco::Net::IPAddress::tryParse(h, ip) &&
             (ip.isWildcard() || ip.isMulticast() || ip.isBroadcast())) {
-            host().replyJson(resp, 400, errorJson("addr " + addr + " is nobody's address"));
+            host().replyJson(resp, 400, mp::errorJson("addr " + addr + " is nobody's address"));
             return;
         }
         if (addr == host().get("server.address").value_or("") + ":" +
                         host().get("server.port").value_or("")) {
-            host().replyJson(resp, 409, errorJson("addr " + addr + " is this node"));
+            host().replyJson(resp, 409, mp::errorJson("addr " + addr + " is this node"));
             return;
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (slaves_.count(addr) != 0) {
-                host().replyJson(resp, 409, errorJson("already a slave: " + addr));
+                host().replyJson(resp, 409, mp::errorJson("already a slave: " + addr));
                 return;
             }
         }
         // Reachable and a slave: its /cluster/stream answers the upgrade.
         std::string why;
         if (!probe(h, port, why)) {
-            host().replyJson(resp, 409, errorJson("cannot add " + addr + ": " + why));
+            host().replyJson(resp, 409, mp::errorJson("cannot add " + addr + ": " + why));
             return;
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (slaves_.count(addr) != 0) {
-                host().replyJson(resp, 409, errorJson("already a slave: " + addr));
+                host().replyJson(resp, 409, mp::errorJson("already a slave: " + addr));
                 return;
             }
             addSlave(addr, h, port);
@@ -332,7 +304,7 @@ class StaticCluster : public mp::Plugin {
         std::string h;
         uint16_t port = 0;
         if (!parseAddr(addr, h, port)) {
-            host().replyJson(resp, 400, errorJson("addr must be HOST:PORT"));
+            host().replyJson(resp, 400, mp::errorJson("addr must be HOST:PORT"));
             return;
         }
         std::unique_ptr<Slave> gone;
@@ -340,7 +312,7 @@ class StaticCluster : public mp::Plugin {
             std::lock_guard<std::mutex> lock(mutex_);
             auto it = slaves_.find(addr);
             if (it == slaves_.end()) {
-                host().replyJson(resp, 404, errorJson("not a slave: " + addr));
+                host().replyJson(resp, 404, mp::errorJson("not a slave: " + addr));
                 return;
             }
             gone = std::move(it->second);
@@ -804,7 +776,7 @@ class StaticCluster : public mp::Plugin {
     std::mutex stateMutex_;        // writers of the state file, in snapshot order
     uint64_t stateGen_ = 0;        // last snapshot taken (mutex_)
     uint64_t stateWritten_ = 0;    // last snapshot written (stateMutex_)
-    std::map<std::string, Handler> routes_;
+    mp::Routes<StaticCluster> routes_{*this};
     std::mutex mutex_;
     std::condition_variable wake_;
     // slave

@@ -16,6 +16,7 @@
 #include <mp/abi.h>
 
 #include <cstdio>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -349,6 +350,67 @@ class Plugin {
 
   private:
     Host host_;
+};
+
+/// {"error": why}, the body of every error a plugin's route answers.
+inline std::string errorJson(std::string_view why) { return "{\"error\":" + jsonString(why) + "}"; }
+
+/// Thrown by a route handler (Routes) to answer `status` with {"error": message}.
+class HttpError : public Error {
+  public:
+    HttpError(int status, const std::string& why) : Error(why), status_(status) {}
+    int status() const { return status_; }
+
+  private:
+    int status_;
+};
+
+/// A plugin's HTTP routes: member functions, each registered with its access rule. Before a
+/// handler runs the host has checked the caller's role and the method (401/403/405, per
+/// docs/security.md) and that the instance has started (503). A handler answers with
+/// host().replyJson(), or throws HttpError(status, why) for {"error": why}; any other exception
+/// answers 500 {"error":"internal error"} and its message goes to the log, not to the caller.
+///
+///   routes_.add("/cluster/join", &MyCluster::join, MP_ROLE_ADMIN, MP_HTTP_POST);
+template <class T>
+class Routes {
+  public:
+    using Handler = void (T::*)(const mp_http_request*, mp_http_response*);
+    explicit Routes(T& owner) : owner_(owner) {}
+    Routes(const Routes&) = delete;
+    Routes& operator=(const Routes&) = delete;
+
+    void add(const char* path, Handler handler, uint32_t role, uint32_t methods = MP_HTTP_GET) {
+        entries_.push_back(Entry{&owner_, handler, path});
+        Entry& e = entries_.back();
+        if (!owner_.host().route(path, &Routes::call, &e, role, methods)) {
+            throw Error(std::string("cannot serve ") + path);
+        }
+    }
+
+  private:
+    struct Entry {
+        T* owner;
+        Handler handler;
+        const char* path;
+    };
+    static void call(void* user, const mp_http_request* req, mp_http_response* resp) noexcept {
+        auto* e = static_cast<Entry*>(user);
+        const Host& host = e->owner->host();
+        try {
+            (e->owner->*(e->handler))(req, resp);
+        } catch (const HttpError& err) {
+            host.replyJson(resp, err.status(), errorJson(err.what()));
+        } catch (const std::exception& err) {
+            host.error(std::string(e->path) + ": " + err.what());
+            host.replyJson(resp, 500, errorJson("internal error"));
+        } catch (...) {
+            host.error(std::string(e->path) + ": an exception");
+            host.replyJson(resp, 500, errorJson("internal error"));
+        }
+    }
+    T& owner_;
+    std::deque<Entry> entries_;  // stable addresses: each is its route's `user`
 };
 
 /// A decoder whose workers aggregate on their own (ABI 1.3 collect/report hooks): derive from

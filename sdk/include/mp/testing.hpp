@@ -459,7 +459,27 @@ class FakeHost {
         a.http_query_param = [](const mp_http_request* r, const char* name,
                                 mp_str* out) -> mp_status {
             auto* req = const_cast<Request*>(static_cast<const Request*>(r->impl));
-            // Plain key=value pairs (no percent-decoding in the fake), query then form body.
+            // key=value pairs, query then form body, names and values percent-decoded and
+            // '+' read as a space, as the host does.
+            auto decode = [](std::string_view in) {
+                std::string outText;
+                for (size_t i = 0; i < in.size(); ++i) {
+                    auto hex = [](char c) {
+                        return c >= '0' && c <= '9'   ? c - '0'
+                               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                      : -1;
+                    };
+                    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 &&
+                        hex(in[i + 2]) >= 0) {
+                        outText += static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2]));
+                        i += 2;
+                    } else {
+                        outText += in[i] == '+' ? ' ' : in[i];
+                    }
+                }
+                return outText;
+            };
             for (const std::string* src : {&req->query, &req->body}) {
                 size_t pos = 0;
                 while (pos <= src->size()) {
@@ -469,8 +489,8 @@ class FakeHost {
                     }
                     std::string part = src->substr(pos, amp - pos);
                     size_t eq = part.find('=');
-                    if (part.substr(0, eq) == name) {
-                        req->scratch = eq == std::string::npos ? "" : part.substr(eq + 1);
+                    if (decode(std::string_view(part).substr(0, eq)) == name) {
+                        req->scratch = eq == std::string::npos ? "" : decode(part.substr(eq + 1));
                         *out = toStr(req->scratch);
                         return MP_OK;
                     }
