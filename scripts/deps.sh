@@ -17,6 +17,8 @@ pkgs=(
   openssl
   # gossip: HashiCorp's serf agent (memberlist) as the reference peer; nft for partitions
   serf nftables
+  # sink-amqp: rabbitmq-c, and a real broker with a python consumer for its tests
+  librabbitmq-dev rabbitmq-server python3-pika
 )
 missing=()
 for p in "${pkgs[@]}"; do

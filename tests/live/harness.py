@@ -176,3 +176,104 @@ class Recorder(threading.Thread):
                     break
                 self.reports.append(json.loads(msg))
             self.connected.clear()
+
+
+class RabbitMQ:
+    """rabbitmq-server (Debian's) on 127.0.0.1:<free port>, with its own node name, data and
+    log folders in a world-writable temp folder (the server runs as the rabbitmq user) and its
+    own epmd port; started without systemd, stopped (and its epmd) at the end. kill9() and
+    start() again restart it on the same port and data, as after a crash."""
+
+    def __init__(self):
+        self.server = "/usr/sbin/rabbitmq-server"
+        if not os.path.exists(self.server):
+            skip("rabbitmq-server is not installed (scripts/deps.sh installs it)")
+        self.dir = tempfile.mkdtemp(prefix="mp-rabbit-")
+        os.chmod(self.dir, 0o777)
+        self.port = free_port()
+        self.epmd = free_port()
+        self.name = f"mp{self.port}"
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        os.chmod(os.path.join(self.dir, "enabled_plugins"), 0o666)
+        self.env = dict(os.environ,
+                        RABBITMQ_NODENAME=f"{self.name}@localhost",
+                        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+                        RABBITMQ_NODE_PORT=str(self.port),
+                        RABBITMQ_DIST_PORT=str(free_port()),
+                        RABBITMQ_MNESIA_BASE=os.path.join(self.dir, "mnesia"),
+                        RABBITMQ_LOG_BASE=os.path.join(self.dir, "log"),
+                        RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
+                        RABBITMQ_FEATURE_FLAGS_FILE=os.path.join(self.dir, "feature_flags"),
+                        ERL_EPMD_PORT=str(self.epmd))
+        self.proc = None
+        self.out = None
+
+    def start(self, timeout=60):
+        self.out = open(os.path.join(self.dir, "server.out"), "a")
+        self.proc = subprocess.Popen([self.server], env=self.env, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        t0 = time.time()
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("rabbitmq-server exited: " + self.log()[-3000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, timeout, "rabbitmq-server to listen")
+        print(f"rabbitmq-server on 127.0.0.1:{self.port} in {time.time() - t0:.1f} s")
+        return self
+
+    def log(self):
+        with open(os.path.join(self.dir, "server.out")) as f:
+            return f.read()
+
+    def beam_pids(self):
+        """The Erlang VM of this broker (it runs under su, in a session of its own): the
+        beam.smp whose environment names this node."""
+        out = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True).stdout
+        want = f"RABBITMQ_NODENAME={self.name}@localhost".encode()
+        pids = []
+        for pid in out.split():
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if want in f.read().split(b"\0"):
+                        pids.append(int(pid))
+            except OSError:
+                pass
+        return pids
+
+    def _gone(self):
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        wait_for(lambda: not self.beam_pids(), 30, "the broker's beam to exit")
+        self.out.close()
+
+    def kill9(self):
+        """A crash: SIGKILL to the Erlang VM, no shutdown."""
+        for pid in self.beam_pids():
+            os.kill(pid, signal.SIGKILL)
+        self._gone()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            for pid in self.beam_pids():
+                os.kill(pid, signal.SIGTERM)
+            self._gone()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        finally:
+            subprocess.run(["epmd", "-port", str(self.epmd), "-kill"], env=self.env,
+                           capture_output=True)
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+// sink-amqp: publishes every report to a RabbitMQ (AMQP 0-9-1) exchange, persistent, with
+// publisher confirms. What the broker has not confirmed is kept (bounded in bytes) and
+// published again, with the same message id, after a broken connection; see publisher.hpp.
+#include <Poco/Exception.h>
+#include <Poco/URI.h>
+
+#include <memory>
+#include <mp/report_merge.hpp>
+#include <mp/sdk.hpp>
+
+#include "publisher.hpp"
+#include "routing.hpp"
+
+namespace {
+
+// clang-format off
+const mp_property kProps[] = {
+    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST] (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
+    {"user", MP_PROP_STRING, 0, "guest", "user name", 0, 0, nullptr},
+    {"password", MP_PROP_STRING, MP_PROP_SECRET, "guest", "password", 0, 0, nullptr},
+    {"exchange", MP_PROP_STRING, 0, "mysqlprobe", "exchange to publish to", 0, 0, nullptr},
+    {"exchange_type", MP_PROP_STRING, 0, "topic", "type of the exchange when declared", 0, 0, "topic|direct|fanout|headers"},
+    {"declare", MP_PROP_STRING, 0, "declare", "declare the exchange (durable), check that it exists (passive), or neither", 0, 0, "declare|passive|none"},
+    {"routing_key", MP_PROP_STRING, 0, "mysqlprobe.report.{node}", "routing key; {node}, {type} and {seq} are replaced", 0, 0, nullptr},
+    {"persistent", MP_PROP_BOOL, 0, "true", "persistent messages (delivery mode 2)", 0, 0, nullptr},
+    {"mandatory", MP_PROP_BOOL, 0, "true", "ask the broker to return messages no queue takes (counted)", 0, 0, nullptr},
+    {"max_in_flight", MP_PROP_INT, 0, "1000", "messages published and not yet confirmed, at most", 1, 1000000, nullptr},
+    {"max_buffer_mb", MP_PROP_INT, 0, "64", "bytes of messages kept until the broker confirms them; beyond, the oldest waiting is dropped (counted)", 1, 65536, nullptr},
+    {"heartbeat_s", MP_PROP_INT, 0, "30", "AMQP heartbeat (0: none)", 0, 3600, nullptr},
+    {"connect_timeout_ms", MP_PROP_INT, 0, "2000", "connect, login and each RPC", 1, 600000, nullptr},
+    {"reconnect_max_ms", MP_PROP_INT, 0, "5000", "longest wait between connection attempts (backoff from 100 ms)", 100, 3600000, nullptr},
+    {"drain_ms", MP_PROP_INT, 0, "3000", "at stop, time given to publish and confirm what is kept", 0, 4000, nullptr},
+    {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+};
+// clang-format on
+
+mp::amqp::Options options(const mp::Config& cfg) {
+    mp::amqp::Options o;
+    std::string url = cfg.str("url");
+    Poco::URI uri;
+    try {
+        uri = Poco::URI(url);
+    } catch (const Poco::Exception& e) {
+        throw mp::Error("url: not a URL: " + e.message());
+    }
+    if (uri.getScheme() != "amqp") {
+        throw mp::Error("url: the scheme must be amqp:// (amqps is not supported): " + url);
+    }
+    if (!uri.getUserInfo().empty()) {
+        throw mp::Error("url: put credentials in user and password, not in the URL");
+    }
+    if (uri.getHost().empty()) {
+        throw mp::Error("url: no host: " + url);
+    }
+    if (!uri.getQuery().empty() || !uri.getFragment().empty()) {
+        throw mp::Error("url: no query or fragment is understood: " + url);
+    }
+    o.host = uri.getHost();
+    o.port = uri.getPort() == 0 ? 5672 : uri.getPort();
+    // The vhost is the path without its leading '/', percent-decoded ("/%2F" is "/"); an empty
+    // path is the default vhost "/".
+    size_t authority = url.find("://") + 3;
+    size_t slash = url.find('/', authority);
+    std::string raw = slash == std::string::npos ? "" : url.substr(slash);
+    if (raw.empty() || raw == "/") {
+        o.vhost = "/";
+    } else {
+        std::string decoded;
+        Poco::URI::decode(raw.substr(1), decoded);
+        if (decoded.empty() || raw.find('/', 1) != std::string::npos) {
+            throw mp::Error("url: the path is one vhost (\"/%2F\" for \"/\"): " + url);
+        }
+        o.vhost = decoded;
+    }
+    o.user = cfg.str("user");
+    o.password = cfg.str("password");
+    o.exchange = cfg.str("exchange");
+    o.exchangeType = cfg.str("exchange_type");
+    std::string declare = cfg.str("declare");
+    o.declare = declare == "passive" ? mp::amqp::Options::Declare::Passive
+                : declare == "none"  ? mp::amqp::Options::Declare::None
+                                     : mp::amqp::Options::Declare::Declare;
+    if (o.exchange.empty() && o.declare != mp::amqp::Options::Declare::None) {
+        throw mp::Error(
+            "exchange: the default exchange (\"\") cannot be declared: set declare: none");
+    }
+    o.persistent = cfg.boolean("persistent");
+    o.mandatory = cfg.boolean("mandatory");
+    o.maxInFlight = static_cast<size_t>(cfg.i64("max_in_flight"));
+    o.maxQueuedBytes = static_cast<size_t>(cfg.i64("max_buffer_mb")) << 20;
+    o.heartbeatS = static_cast<int>(cfg.i64("heartbeat_s"));
+    o.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
+    o.reconnectMaxMs = static_cast<int>(cfg.i64("reconnect_max_ms"));
+    return o;
+}
+
+class AmqpSink : public mp::Plugin {
+  public:
+    AmqpSink(mp::Host host, const mp::Config& cfg)
+        : Plugin(host),
+          routingKey_(cfg.str("routing_key")),
+          drainMs_(cfg.i64("drain_ms")),
+          node_(host.get("node.name").value_or("")),
+          published_(host.counter("published_total", "messages published (first time)")),
+          resent_(host.counter("resent_total",
+                               "messages published again after a nack or a broken connection")),
+          confirmed_(host.counter("confirmed_total", "messages the broker confirmed")),
+          nacked_(host.counter("nacked_total", "messages the broker refused (published again)")),
+          returned_(host.counter("returned_total",
+                                 "messages returned unroutable (no queue bound for them)")),
+          dropped_(host.counter("dropped_total",
+                                "messages never confirmed: buffer full, or left at stop")),
+          reconnects_(host.counter("reconnects_total", "connections made after the first")),
+          failures_(host.counter("failures_total",
+                                 "connection attempts that failed and connections broken")),
+          connected_(host.counter("connected", "1 while connected with confirms on", MP_GAUGE)),
+          inFlight_(host.counter("in_flight", "messages published, not yet confirmed", MP_GAUGE)),
+          buffered_(host.counter("buffered_bytes", "bytes kept until confirmed", MP_GAUGE)) {
+        std::string why;
+        if (!mp::amqp::validTemplate(routingKey_, why)) {
+            throw mp::Error("routing_key: " + why);
+        }
+        publisher_ = std::make_unique<mp::amqp::Publisher>(
+            options(cfg), [h = host](int level, const std::string& line) { h.log(level, line); });
+    }
+
+    void start() override {
+        publisher_->start();
+        timer_.start(host(), 250'000'000, 250'000'000, [this] { refresh(); });
+    }
+
+    void stop() override {
+        timer_.stop();
+        publisher_->stop(std::chrono::milliseconds(drainMs_));
+        refresh();
+    }
+
+    mp_status onEvent(const mp_event& ev) override {
+        if (ev.type != MP_EVENT_REPORT) {
+            return MP_OK;
+        }
+        mp::amqp::Message m;
+        m.body.assign(reinterpret_cast<const char*>(ev.payload.data), ev.payload.len);
+        mp::report::Identity id;
+        if (!mp::report::reportIdentity(m.body, id)) {
+            id.node = node_;
+            id.seq = ev.seq;
+        }
+        // (node, run, seq) names a report everywhere: a consumer drops what it has seen.
+        m.messageId = id.node + "/" + std::to_string(id.started) + "/" + std::to_string(id.seq);
+        m.type = "report";
+        m.contentType =
+            ev.content_type.len != 0 ? std::string(mp::view(ev.content_type)) : "application/json";
+        m.timestampS = ev.ts_ns / 1'000'000'000;
+        m.routingKey = mp::amqp::expand(
+            routingKey_, {{"node", id.node}, {"type", "report"}, {"seq", std::to_string(id.seq)}});
+        if (!publisher_->publish(std::move(m))) {
+            host().warn("a report larger than max_buffer_mb was not published");
+        }
+        refresh();
+        return MP_OK;
+    }
+
+  private:
+    void refresh() {
+        const mp::amqp::Stats& s = publisher_->stats();
+        published_.set(static_cast<int64_t>(s.published.load()));
+        resent_.set(static_cast<int64_t>(s.resent.load()));
+        confirmed_.set(static_cast<int64_t>(s.confirmed.load()));
+        nacked_.set(static_cast<int64_t>(s.nacked.load()));
+        returned_.set(static_cast<int64_t>(s.returned.load()));
+        dropped_.set(static_cast<int64_t>(s.dropped.load()));
+        reconnects_.set(static_cast<int64_t>(s.reconnects.load()));
+        failures_.set(static_cast<int64_t>(s.failures.load()));
+        connected_.set(s.connected.load());
+        inFlight_.set(s.inFlight.load());
+        buffered_.set(s.queuedBytes.load());
+    }
+
+    std::string routingKey_;
+    int64_t drainMs_;
+    std::string node_;
+    mp::Counter published_, resent_, confirmed_, nacked_, returned_, dropped_, reconnects_,
+        failures_, connected_, inFlight_, buffered_;
+    std::unique_ptr<mp::amqp::Publisher> publisher_;
+    mp::Timer timer_;
+};
+
+}  // namespace
+
+MP_DECLARE_PLUGIN(AmqpSink, MP_KIND_SINK, "sink-amqp", "0.1.0",
+                  "Publishes reports to a RabbitMQ exchange with publisher confirms", kProps, 0)

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+// An AMQP 0-9-1 publisher with publisher confirms (rabbitmq-c), on a thread of its own: the one
+// thread that touches the connection. Messages wait in a queue bounded in bytes; at most
+// `maxInFlight` are published and not yet confirmed. A message counts as delivered only when
+// the broker confirms it (basic.ack); a nack, or a connection that breaks, puts the unconfirmed
+// messages back at the head of the queue, in order, and they are published again, with the same
+// message id, after a reconnect with exponential backoff. Nothing the broker did not confirm
+// is forgotten, except when the queue is full (the oldest waiting message is dropped, counted)
+// or at stop() once the drain time has passed (counted).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace mp::amqp {
+
+/// Where and how to publish.
+struct Options {
+    std::string host = "127.0.0.1";
+    uint16_t port = 5672;
+    std::string vhost = "/";
+    std::string user = "guest";
+    std::string password = "guest";  // a secret: never logged
+    std::string exchange = "mysqlprobe";
+    std::string exchangeType = "topic";
+    enum class Declare { Declare, Passive, None } declare = Declare::Declare;
+    bool persistent = true;  // delivery mode 2 (and a durable exchange when declared)
+    bool mandatory = true;   // unroutable messages come back (counted as returned)
+    size_t maxInFlight = 1000;
+    size_t maxQueuedBytes = 64u << 20;
+    int heartbeatS = 30;
+    int connectTimeoutMs = 2000;
+    int reconnectMinMs = 100;
+    int reconnectMaxMs = 5000;
+};
+
+/// One message to publish.
+struct Message {
+    std::string routingKey;
+    std::string messageId;  // the same on every publication of this message
+    std::string type;       // AMQP `type` property ("report", a record stream name)
+    std::string contentType = "application/json";
+    std::string body;
+    uint64_t timestampS = 0;  // AMQP `timestamp` (seconds); 0: not set
+    uint32_t attempts = 0;    // publications so far (managed by the publisher)
+    /// Called once, on the publisher's thread: true when the broker confirmed the message,
+    /// false when it was dropped (queue full, or not confirmed when stop() gave up).
+    std::function<void(bool delivered)> done;
+};
+
+/// What happened, for counters (read from any thread).
+struct Stats {
+    std::atomic<uint64_t> published{0};   // first publications
+    std::atomic<uint64_t> resent{0};      // publications after a nack or a broken connection
+    std::atomic<uint64_t> confirmed{0};   // basic.ack
+    std::atomic<uint64_t> nacked{0};      // basic.nack (each is published again)
+    std::atomic<uint64_t> returned{0};    // basic.return: no queue took it (still confirmed)
+    std::atomic<uint64_t> dropped{0};     // never confirmed: queue full, or left at stop()
+    std::atomic<uint64_t> reconnects{0};  // connections made after the first
+    std::atomic<uint64_t> failures{0};    // connection attempts that failed, connections broken
+    std::atomic<int64_t> connected{0};    // 1 while a channel is open with confirms
+    std::atomic<int64_t> inFlight{0};     // published, not yet confirmed
+    std::atomic<int64_t> queuedBytes{0};  // bodies waiting or in flight
+};
+
+class Publisher {
+  public:
+    /// log(level, line) with the MP_LOG_* levels; it is called on the publisher's thread.
+    using Log = std::function<void(int level, const std::string& line)>;
+    Publisher(Options options, Log log);
+    ~Publisher();
+    Publisher(const Publisher&) = delete;
+    Publisher& operator=(const Publisher&) = delete;
+
+    void start();
+    /// Publishes what is queued for up to `drain`, then closes the connection; what is still
+    /// unconfirmed is dropped (counted, done(false)).
+    void stop(std::chrono::milliseconds drain);
+    /// Queues a message; never blocks. When the queue is over its byte bound, the oldest waiting
+    /// messages are dropped (counted, done(false)); false when `m` alone is larger than it.
+    bool publish(Message m);
+
+    const Stats& stats() const { return stats_; }
+
+  private:
+    struct Connection;
+    void run();
+    bool connect(Connection& c, std::string& why);
+    void disconnect(Connection& c, const std::string& why);
+    bool pump(Connection& c, std::string& why);
+    void requeueInFlight();
+    void dropAll(std::deque<Message>& q);
+    void finish(Message& m, bool delivered);
+    void problem(const std::string& why);
+
+    Options opt_;
+    Log log_;
+    Stats stats_;
+    std::mutex mu_;
+    std::condition_variable wake_;
+    std::deque<Message> queue_;           // waiting (mu_)
+    std::map<uint64_t, Message> flight_;  // delivery tag -> published, unconfirmed (thread only)
+    bool stopping_ = false;               // mu_
+    std::chrono::steady_clock::time_point drainUntil_;
+    std::thread thread_;
+    std::string lastProblem_;  // the last failure logged (thread only): repeats are not logged
+    uint64_t failedAttempts_ = 0;
+    bool everConnected_ = false;
+};
+
+}  // namespace mp::amqp

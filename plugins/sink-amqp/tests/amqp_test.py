@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""sink-amqp against a real rabbitmq-server (started here, on loopback, once for the group) with
+python3-pika as the consumer: offline reports arrive equal to the probe's own; every refusal
+(no broker, wrong password, missing exchange, bad URL) gives its message and the node keeps
+running; the broker killed with -9 and restarted in the middle of a stream of reports loses
+nothing that was confirmed, and what was published again carries the same message id.
+Usage: amqp_test.py MYSQLPROBE SOURCE_DIR"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+binary, source = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(source, "tests", "live"))
+from harness import Probe, RabbitMQ, free_port, skip, wait_for  # noqa: E402
+
+try:
+    import pika
+except ImportError as e:
+    skip(f"python module missing ({e}); scripts/deps.sh installs python3-pika")
+
+PCAPS = [os.path.join(source, "tests", "data", "pcap", n + ".pcap")
+         for n in ("sysbench_text_rw_2t_20tx", "sysbench_ps_rw_2t_20tx", "edge_cases_small")]
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def channel(broker):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    return conn, conn.channel()
+
+
+def bind_queue(broker, exchange, queue, key="mysqlprobe.report.#"):
+    conn, ch = channel(broker)
+    ch.exchange_declare(exchange, "topic", durable=True)
+    ch.queue_declare(queue, durable=True)
+    ch.queue_bind(queue, exchange, key)
+    ch.queue_purge(queue)
+    conn.close()
+
+
+def drain(broker, queue):
+    conn, ch = channel(broker)
+    out = []
+    while True:
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        out.append((method, props, body))
+    conn.close()
+    return out
+
+
+def sink_yaml(broker, extra="", interval=3600, exchange="mp.reports"):
+    return (f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: {interval}\nnodename: amqp-node\n"
+            f"plugins:\n  cluster: none\n  sinks:\n    - plugin: sink-amqp\n      config:\n"
+            f"        url: amqp://127.0.0.1:{broker.port}/%2F\n        exchange: {exchange}\n"
+            f"        reconnect_max_ms: 500\n{extra}")
+
+
+def strip(report):
+    return {k: v for k, v in report.items() if k not in ("node", "started_ns", "interval", "stats")}
+
+
+def offline_reports_arrive(broker):
+    bind_queue(broker, "mp.reports", "offline")
+    with tempfile.TemporaryDirectory() as d:
+        cfg = os.path.join(d, "amqp.yaml")
+        with open(cfg, "w") as f:
+            f.write(sink_yaml(broker))
+        for pcap in PCAPS:
+            run = subprocess.run([binary, "-c", cfg, "-r", pcap], capture_output=True, text=True)
+            check(run.returncode == 0, f"{os.path.basename(pcap)}: the probe ran ({run.stderr[-300:]})")
+            printed = json.loads(run.stdout)
+            plain = json.loads(subprocess.run([binary, "-r", pcap], capture_output=True,
+                                              check=True).stdout)
+            got = drain(broker, "offline")
+            check(len(got) == 1, f"one message for one offline report ({len(got)})")
+            if not got:
+                continue
+            method, props, body = got[0]
+            report = json.loads(body)
+            name = os.path.basename(pcap)
+            check(report == printed, f"{name}: the message is the report the probe printed")
+            check(strip(report) == strip(plain) and len(report["templates"]) > 0,
+                  f"{name}: equal to the offline report ({len(report['templates'])} templates, "
+                  f"{report['totals']['count'] if 'count' in report.get('totals', {}) else '?'} commands)")
+            check(props.message_id == f"amqp-node/{report['started_ns']}/{report['seq']}",
+                  f"message id node/run/seq ({props.message_id})")
+            check(props.delivery_mode == 2 and props.content_type == "application/json"
+                  and props.type == "report" and props.app_id == "mysqlprobe",
+                  "persistent, application/json, type report, app_id mysqlprobe")
+            check(method.routing_key == "mysqlprobe.report.amqp-node",
+                  f"routing key from the template ({method.routing_key})")
+
+
+def refusals(broker):
+    dead = free_port()
+    cases = [
+        ("no broker", sink_yaml(broker).replace(f":{broker.port}/", f":{dead}/"),
+         "cannot connect: Connection refused"),
+        ("wrong password", sink_yaml(broker, "        password: not-the-password-x7\n"),
+         "ACCESS_REFUSED"),
+        ("missing exchange", sink_yaml(broker, "        declare: passive\n",
+                                       exchange="no.such.exchange"), "NOT_FOUND"),
+    ]
+    for what, yaml_text, want in cases:
+        with Probe(binary, yaml_text) as p:
+            wait_for(lambda: want in p.log(), 15, f"{what}: '{want}' in the log")
+            time.sleep(1.2)  # a few retries
+            log = p.log()
+            m = p.metrics()
+            lines = [ln for ln in log.splitlines() if want in ln]
+            check(len(lines) == 1, f"{what}: one log line names the cause: {lines[:1]}")
+            check(m.get("mysqlprobe_sink_amqp_failures_total", 0) >= 2 and
+                  m.get("mysqlprobe_sink_amqp_connected", 1) == 0,
+                  f"{what}: retried, counted (failures_total "
+                  f"{m.get('mysqlprobe_sink_amqp_failures_total')}), not connected")
+            check("not-the-password-x7" not in log, f"{what}: the password is not in the log")
+            check(p.stop() == 0, f"{what}: the node stops cleanly")
+    bad_urls = [("amqps://127.0.0.1/", "scheme must be amqp://"),
+                ("amqp://u:p@127.0.0.1/", "credentials in user and password"),
+                ("amqp://127.0.0.1/a/b", "the path is one vhost")]
+    with tempfile.TemporaryDirectory() as d:
+        for url, want in bad_urls:
+            cfg = os.path.join(d, "bad.yaml")
+            with open(cfg, "w") as f:
+                f.write(sink_yaml(broker).replace(f"amqp://127.0.0.1:{broker.port}/%2F", url))
+            run = subprocess.run([binary, "--check", "-c", cfg], capture_output=True, text=True)
+            out = run.stdout + run.stderr
+            check(run.returncode != 0 and want in out and "u:p@" not in out,
+                  f"--check refuses url {url.replace('u:p@', '***@')}: '{want}'")
+
+
+def broker_crash(broker):
+    bind_queue(broker, "mp.reports", "crash")
+    with Probe(binary, sink_yaml(broker, interval=1)) as p:
+        def confirmed():
+            return p.metrics().get("mysqlprobe_sink_amqp_confirmed_total", 0)
+        wait_for(lambda: confirmed() >= 3, 20, "3 reports confirmed")
+        broker.kill9()
+        print("broker killed with -9")
+        wait_for(lambda: p.metrics().get("mysqlprobe_sink_amqp_connected") == 0, 10,
+                 "the sink to see the connection lost")
+        time.sleep(3)  # reports keep coming, kept by the sink
+        held = p.metrics().get("mysqlprobe_sink_amqp_buffered_bytes", 0)
+        check(held > 0, f"reports kept while the broker is down ({held} bytes)")
+        broker.start()
+        wait_for(lambda: p.metrics().get("mysqlprobe_sink_amqp_connected") == 1, 30,
+                 "the sink to reconnect")
+        wait_for(lambda: p.metrics().get("mysqlprobe_sink_amqp_in_flight") == 0 and
+                 p.metrics().get("mysqlprobe_sink_amqp_buffered_bytes") == 0, 20,
+                 "everything kept to be confirmed")
+        time.sleep(1.5)
+        check(p.stop() == 0, "the node stops cleanly")
+        m_log = p.log()
+    got = drain(broker, "crash")
+    seqs = {}
+    for _, props, body in got:
+        report = json.loads(body)
+        ident = f"amqp-node/{report['started_ns']}/{report['seq']}"
+        check(props.message_id == ident, f"message id {props.message_id} names its report") \
+            if props.message_id != ident else None
+        seqs.setdefault(report["seq"], []).append(props.message_id)
+    last = max(seqs) if seqs else 0
+    missing = sorted(set(range(1, last + 1)) - set(seqs))
+    dups = sum(len(v) - 1 for v in seqs.values())
+    check(last >= 6 and not missing,
+          f"every report 1..{last} arrived across the crash (missing: {missing}, duplicates: {dups})")
+    check("connection lost" in m_log and "connected to 127.0.0.1" in m_log,
+          "the log says the connection was lost and made again")
+
+
+def main():
+    with RabbitMQ() as broker:
+        offline_reports_arrive(broker)
+        refusals(broker)
+        broker_crash(broker)
+    if failures:
+        print(f"{len(failures)} failures")
+        sys.exit(1)
+    print("sink-amqp: OK")
+
+
+main()
