@@ -2,15 +2,13 @@
 // sink-amqp: publishes every report to a RabbitMQ (AMQP 0-9-1) exchange, persistent, with
 // publisher confirms. What the broker has not confirmed is kept (bounded in bytes) and
 // published again, with the same message id, after a broken connection; see publisher.hpp.
-#include <Poco/Exception.h>
-#include <Poco/URI.h>
-
 #include <memory>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 
 #include "publisher.hpp"
 #include "routing.hpp"
+#include "url.hpp"
 
 namespace {
 
@@ -38,41 +36,14 @@ const mp_property kProps[] = {
 mp::amqp::Options options(const mp::Config& cfg) {
     mp::amqp::Options o;
     std::string url = cfg.str("url");
-    Poco::URI uri;
-    try {
-        uri = Poco::URI(url);
-    } catch (const Poco::Exception& e) {
-        throw mp::Error("url: not a URL: " + e.message());
+    mp::amqp::Url u;
+    std::string why;
+    if (!mp::amqp::parseUrl(url, u, why)) {
+        throw mp::Error("url: " + why);  // not quoted: it could hold credentials
     }
-    if (uri.getScheme() != "amqp") {
-        throw mp::Error("url: the scheme must be amqp:// (amqps is not supported): " + url);
-    }
-    if (!uri.getUserInfo().empty()) {
-        throw mp::Error("url: put credentials in user and password, not in the URL");
-    }
-    if (uri.getHost().empty()) {
-        throw mp::Error("url: no host: " + url);
-    }
-    if (!uri.getQuery().empty() || !uri.getFragment().empty()) {
-        throw mp::Error("url: no query or fragment is understood: " + url);
-    }
-    o.host = uri.getHost();
-    o.port = uri.getPort() == 0 ? 5672 : uri.getPort();
-    // The vhost is the path without its leading '/', percent-decoded ("/%2F" is "/"); an empty
-    // path is the default vhost "/".
-    size_t authority = url.find("://") + 3;
-    size_t slash = url.find('/', authority);
-    std::string raw = slash == std::string::npos ? "" : url.substr(slash);
-    if (raw.empty() || raw == "/") {
-        o.vhost = "/";
-    } else {
-        std::string decoded;
-        Poco::URI::decode(raw.substr(1), decoded);
-        if (decoded.empty() || raw.find('/', 1) != std::string::npos) {
-            throw mp::Error("url: the path is one vhost (\"/%2F\" for \"/\"): " + url);
-        }
-        o.vhost = decoded;
-    }
+    o.host = u.host;
+    o.port = u.port;
+    o.vhost = u.vhost;
     o.user = cfg.str("user");
     o.password = cfg.str("password");
     o.exchange = cfg.str("exchange");

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fuzz target: sink-amqp's configuration parsers, the broker URL and the routing-key template.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "routing.hpp"
+#include "url.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    std::string text(reinterpret_cast<const char*>(data), size);
+    mp::amqp::Url u;
+    std::string why;
+    if (mp::amqp::parseUrl(text, u, why) && (u.host.empty() || u.vhost.empty())) {
+        __builtin_trap();
+    }
+    bool valid = mp::amqp::validTemplate(text, why);
+    std::string key = mp::amqp::expand(text, {{"node", text}, {"type", "report"}, {"seq", "1"}});
+    if (key.size() > 255 || (valid && text.find('{') == std::string::npos &&
+                             text.find('}') == std::string::npos && key != text)) {
+        __builtin_trap();
+    }
+    return 0;
+}
