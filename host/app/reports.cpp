@@ -132,7 +132,7 @@ void Runtime::deliverReport(const std::string& json, uint64_t seq, uint64_t ts) 
 
 void Runtime::toSinks(const mp_event& ev) {
     for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_SINK) {
+        if (inst->host->kind == MP_KIND_SINK && inst->takesReports) {
             dispatch::event(*inst, ev);
         }
     }

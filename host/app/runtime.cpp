@@ -141,6 +141,8 @@ void Runtime::create() {
         addBuiltinRoutes();
     }
     timers_ = std::make_unique<TimerService>();
+    bus_ = std::make_unique<RecordBus>(static_cast<size_t>(config_.records.maxBufferMb) << 20,
+                                       metrics_);
     for (auto& slot : config_.slots) {
         const LoadedPlugin* p = registry_.find(slot.plugin);
         auto values = validate(file, "plugin " + slot.plugin, slot.node, settingsFor(slot, p->desc),
@@ -157,6 +159,30 @@ void Runtime::create() {
             inst->host->slot = copies > 1 ? slot.slot + "[" + std::to_string(i) + "]" : slot.slot;
             inst->host->kind = p->desc.kind;
             inst->host->index = i;
+            inst->takesReports = slot.reports;
+            // Every instance may emit records; sources wait for room by default, the others
+            // (live capture, decoders) never block (host_set "records.backpressure").
+            Instance* raw = inst.get();
+            inst->producer = bus_->addProducer(RecordBus::ProducerPort{
+                inst->host->slot,
+                slot.kind == MP_KIND_SOURCE ? RecordBus::Policy::Wait : RecordBus::Policy::Drop,
+                [raw](uint64_t seq) { dispatch::delivered(*raw, seq); }});
+            if (slot.kind == MP_KIND_SINK && !slot.records.empty()) {
+                if (p->desc.on_record == nullptr) {
+                    throw StartError(where(file, slot.node) + slot.keyPath + ": " + slot.plugin +
+                                     " takes no records (it has no on_record hook): remove "
+                                     "`records:` or choose a sink that takes them");
+                }
+                std::string patterns;
+                for (const auto& r : slot.records) {
+                    patterns += (patterns.empty() ? "" : ", ") + r;
+                }
+                bus_->addSink(RecordBus::SinkPort{inst->host->slot + " (" + slot.plugin + ")",
+                                                  slot.records,
+                                                  [raw](const mp_record& rec, uint64_t token) {
+                                                      return dispatch::record(*raw, rec, token);
+                                                  }});
+            }
             mp_status st = dispatch::create(*inst, hostApi());
             if (st != MP_OK) {
                 throw StartError(inst->host->slot + " (" + p->path + "): create failed: " +
@@ -235,7 +261,11 @@ void Runtime::start() {
         serverPortText_ = "0";
     }
     // Downstream first, so nothing is emitted into a stage that is not running yet.
-    for (uint32_t kind : {MP_KIND_SINK, MP_KIND_CLUSTER, MP_KIND_DECODER, MP_KIND_CAPTURE}) {
+    if (bus_) {
+        bus_->start();
+    }
+    for (uint32_t kind :
+         {MP_KIND_SINK, MP_KIND_CLUSTER, MP_KIND_DECODER, MP_KIND_CAPTURE, MP_KIND_SOURCE}) {
         if (kind == MP_KIND_CAPTURE && pipeline_) {
             pipeline_->start();  // workers run before frames arrive
         }
@@ -283,13 +313,22 @@ void Runtime::stop() {
             *t = nullptr;
         }
     }
-    // Order: captures stop; the stream layer drains; the last interval's report goes out (to
-    // websocket clients too); the server stops, so no handler or websocket callback runs during
-    // the stop() of a decoder, cluster or sink; then those stop, downstream last.
+    // Order: sources and captures stop; the stream layer drains; the last interval's report goes
+    // out (to websocket clients too); the server stops, so no handler or websocket callback runs
+    // during the stop() of a decoder, cluster or sink; then those stop, downstream last. Before
+    // the first sink stops, the records held are given time to be delivered (records.drain_ms)
+    // and the sinks' record threads end; the delivered marks still go to the producers until
+    // they are destroyed.
     bool finalFlushed = startOrder_.empty();
+    bool recordsStopped = false;
     for (auto it = startOrder_.rbegin(); it != startOrder_.rend(); ++it) {
         Instance* inst = *it;
-        if (inst->host->kind != MP_KIND_CAPTURE && !finalFlushed) {
+        if (inst->host->kind == MP_KIND_SINK && !recordsStopped && bus_) {
+            bus_->stopDelivery(std::chrono::milliseconds(config_.records.drainMs));
+            recordsStopped = true;
+        }
+        if (inst->host->kind != MP_KIND_CAPTURE && inst->host->kind != MP_KIND_SOURCE &&
+            !finalFlushed) {
             // Captures are stopped: drain and close every stream, then the last interval's
             // report reaches the cluster and the sinks while they still run.
             if (pipeline_) {
@@ -308,6 +347,10 @@ void Runtime::stop() {
         log(MP_LOG_DEBUG, "host", "stopped " + inst->host->slot + " " + inst->host->name);
     }
     startOrder_.clear();
+    if (bus_) {
+        bus_->stopDelivery(std::chrono::milliseconds(0));
+        bus_->finish();  // the last delivered marks, before any producer is destroyed
+    }
     if (pipeline_) {
         pipeline_->stop();
     }
@@ -318,6 +361,7 @@ void Runtime::stop() {
         dispatch::destroy(**it);
     }
     instances_.clear();
+    bus_.reset();
     timers_.reset();
 }
 
@@ -378,6 +422,19 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
     }
     eventsDropped_->value.fetch_add(1, std::memory_order_relaxed);
     return MP_OK;
+}
+
+mp_status Runtime::recordFrom(mp_host* h, const mp_record& rec) {
+    if (!h->running.load() || !bus_ || h->instance->producer == nullptr) {
+        return MP_ECLOSED;
+    }
+    return bus_->emit(h->instance->producer, rec);
+}
+
+void Runtime::recordDone(uint64_t token, mp_status status) {
+    if (bus_) {
+        bus_->done(token, status);
+    }
 }
 
 mp_status Runtime::framesFrom(mp_host* h, const mp_frame* frames, size_t count) {
@@ -451,6 +508,14 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
 mp_status Runtime::hostSet(mp_host* h, const char* key, std::string_view value) {
     std::string_view k = key;
     Instance& inst = *h->instance;
+    if (k == "records.backpressure") {
+        if ((value != "drop" && value != "wait") || inst.producer == nullptr || inst.started) {
+            return MP_EINVAL;  // create() only, "drop" or "wait"
+        }
+        RecordBus::setPolicy(inst.producer,
+                             value == "wait" ? RecordBus::Policy::Wait : RecordBus::Policy::Drop);
+        return MP_OK;
+    }
     if (k == "capture.server_ports" || k == "capture.threads") {
         if (h->kind != MP_KIND_CAPTURE) {
             log(MP_LOG_ERROR, h->name, std::string(key) + " is for capture plugins");

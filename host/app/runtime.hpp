@@ -72,6 +72,8 @@ class Runtime {
     void logFrom(mp_host* h, int level, std::string_view msg);
     mp_status emitFrom(mp_host* h, const mp_event& ev);
     mp_status framesFrom(mp_host* h, const mp_frame* frames, size_t count);
+    mp_status recordFrom(mp_host* h, const mp_record& rec);
+    void recordDone(uint64_t token, mp_status status);
     mp_status hostGet(mp_host* h, const char* key, mp_str* out);
     mp_status hostSet(mp_host* h, const char* key, std::string_view value);
     mp_counter* counter(mp_host* h, const char* name, const char* help, uint32_t kind);
@@ -104,6 +106,7 @@ class Runtime {
     std::shared_ptr<const Authenticator> auth_;
     std::unique_ptr<HttpServer> http_;
     std::unique_ptr<TimerService> timers_;
+    std::unique_ptr<RecordBus> bus_;  // records between producers and sinks
     std::vector<std::unique_ptr<Instance>> instances_;
     std::vector<Instance*> startOrder_;
     std::string nodeName_;

@@ -202,6 +202,20 @@ mp_status apiHostSet(mp_host* h, const char* key, mp_str value) {
     return h->rt->hostSet(h, key, mp::view(value));
 }
 
+mp_status apiEmitRecord(mp_host* h, const mp_record* rec) {
+    if (h == nullptr || h->rt == nullptr || rec == nullptr ||
+        rec->struct_size < offsetof(mp_record, seq) + sizeof(rec->seq)) {
+        return MP_EINVAL;
+    }
+    return h->rt->recordFrom(h, *rec);
+}
+
+void apiRecordDone(mp_host* h, uint64_t token, mp_status status) {
+    if (h != nullptr && h->rt != nullptr) {
+        h->rt->recordDone(token, status);
+    }
+}
+
 void apiShutdown(mp_host* h, int code, mp_str reason) {
     if (h != nullptr && h->rt != nullptr) {
         h->rt->requestShutdown(code, h->name + ": " + std::string(mp::view(reason)));
@@ -239,6 +253,8 @@ const mp_host_api kApi = {
     apiHttpRouteEx,
     headerValue,
     apiHostSet,
+    apiEmitRecord,
+    apiRecordDone,
 };
 
 }  // namespace

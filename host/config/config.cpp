@@ -31,12 +31,14 @@ const mp_property kTop[] = {
     {"auth", MP_PROP_STRING, 0, nullptr, "section: access tokens and roles (docs/security.md)", 0, 0, nullptr},
     {"http", MP_PROP_STRING, 0, nullptr, "section: limits of the HTTP server", 0, 0, nullptr},
     {"tls", MP_PROP_STRING, 0, nullptr, "section: TLS certificates (docs/security.md)", 0, 0, nullptr},
+    {"records", MP_PROP_STRING, 0, nullptr, "section: the record buffer between producers and sinks", 0, 0, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
 
-const std::set<std::string> kSections = {"cluster", "probe",  "pusher", "watcher", "websocket",
-                                         "plugins", "stream", "auth",   "http",    "tls"};
+const std::set<std::string> kSections = {"cluster",   "probe",   "pusher", "watcher",
+                                         "websocket", "plugins", "stream", "auth",
+                                         "http",      "tls",     "records"};
 
 // A key of the original probe that a plugin property takes over.
 struct LegacyKey {
@@ -78,6 +80,9 @@ const LegacyKey kLegacy[] = {
     {"stream", "max_worker_buffer_mb", MP_PROP_INT, 1, 1048576, 0, nullptr},
     {"stream", "idle_timeout_s", MP_PROP_INT, 1, 86400, 0, nullptr},
     {"stream", "ring_kb", MP_PROP_INT, 64, 1048576, 0, nullptr},
+    // Records between producers and sinks (new).
+    {"records", "max_buffer_mb", MP_PROP_INT, 1, 1048576, 0, nullptr},
+    {"records", "drain_ms", MP_PROP_INT, 0, 60000, 0, nullptr},
     // TLS (new): files are checked when the server is made (--check too).
     {"tls", "cert_file", MP_PROP_STRING, 0, 0, 0, nullptr},
     {"tls", "key_file", MP_PROP_STRING, 0, 0, 0, nullptr},
@@ -129,7 +134,8 @@ void requireMap(const std::string& file, const YAML::Node& n, const std::string&
     }
 }
 
-// Parses one slot value: "name", "none", or {plugin: name, config: {...}}.
+// Parses one slot value: "name", "none", or {plugin: name, config: {...}} (sinks also take
+// `records:`, the record streams they subscribe to, and `reports:`).
 std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n,
                                     const std::string& path, uint32_t kind,
                                     const std::string& slot) {
@@ -162,9 +168,27 @@ std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n
             }
             requireMap(file, setting.node, setting.keyPath);
             s.settings = entries(file, setting.node, setting.keyPath);
+        } else if (kind == MP_KIND_SINK && key == "records") {
+            mp_property p{"records", MP_PROP_STRING_LIST, 0, nullptr, nullptr, 0, 0, nullptr};
+            s.records =
+                setting.node.IsNull() ? std::vector<std::string>{} : convert(file, setting, p).list;
+            for (const auto& pattern : s.records) {
+                if (!validStreamPattern(pattern)) {
+                    throw ConfigError(where(file, setting.node) + setting.keyPath + ": '" +
+                                      pattern +
+                                      "' is not a stream name or pattern (words of [a-z0-9_-] "
+                                      "joined by '.', optionally ending in '.*'; or '*')");
+                }
+            }
+        } else if (kind == MP_KIND_SINK && key == "reports") {
+            mp_property p{"reports", MP_PROP_BOOL, 0, nullptr, nullptr, 0, 0, nullptr};
+            s.reports = convert(file, setting, p).b;
         } else {
             throw ConfigError(where(file, setting.node) + setting.keyPath +
-                              ": unknown key (expected 'plugin' or 'config')");
+                              (kind == MP_KIND_SINK
+                                   ? ": unknown key (expected 'plugin', 'config', 'records' or "
+                                     "'reports')"
+                                   : ": unknown key (expected 'plugin' or 'config')"));
         }
     }
     if (s.plugin.empty()) {
@@ -331,6 +355,9 @@ uint32_t kindFromName(const std::string& name) {
     if (name == "sink" || name == "sinks") {
         return MP_KIND_SINK;
     }
+    if (name == "source" || name == "sources") {
+        return MP_KIND_SOURCE;
+    }
     return 0;
 }
 
@@ -344,6 +371,8 @@ const char* kindName(uint32_t kind) {
             return "cluster";
         case MP_KIND_SINK:
             return "sink";
+        case MP_KIND_SOURCE:
+            return "source";
         default:
             return "unknown";
     }
@@ -449,6 +478,8 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                                   : key == "idle_timeout_s"       ? &cfg.stream.idleTimeoutS
                                                                   : &cfg.stream.ringKb;
                 *target = v.i;
+            } else if (section == "records") {
+                (key == "max_buffer_mb" ? cfg.records.maxBufferMb : cfg.records.drainMs) = v.i;
             } else if (section == "tls") {
                 (key == "cert_file"  ? cfg.tls.certFile
                  : key == "key_file" ? cfg.tls.keyFile
@@ -520,6 +551,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     // The plugins section.
     std::map<std::string, SlotConfig> explicitSlots;
     std::vector<SlotConfig> sinks;
+    std::vector<SlotConfig> sources;
     bool sinksGiven = false;
     std::set<std::string> slotsGiven;
     if (sections.count("plugins") != 0 && !sections["plugins"].node.IsNull()) {
@@ -531,6 +563,20 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                               nullptr};
                 if (!s.node.IsNull()) {
                     cfg.pluginDirs = convert(name, s, p).list;
+                }
+            } else if (key == "sources") {
+                if (s.node.IsNull()) {
+                    continue;
+                }
+                if (!s.node.IsSequence()) {
+                    throw ConfigError(where(name, s.node) + s.keyPath + ": expected a list");
+                }
+                for (size_t i = 0; i < s.node.size(); ++i) {
+                    std::string slot = "sources[" + std::to_string(i) + "]";
+                    auto sc = parseSlot(name, s.node[i], "plugins." + slot, MP_KIND_SOURCE, slot);
+                    if (sc) {
+                        sources.push_back(*sc);
+                    }
                 }
             } else if (key == "sinks") {
                 sinksGiven = true;
@@ -556,7 +602,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
             } else {
                 throw ConfigError(where(name, s.node) + s.keyPath +
                                   ": unknown key (known: capture, cluster, decoder, "
-                                  "directories, sinks)");
+                                  "directories, sinks, sources)");
             }
         }
     }
@@ -617,6 +663,9 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     for (auto& s : sinks) {
         cfg.slots.push_back(s);
     }
+    for (auto& s : sources) {
+        cfg.slots.push_back(s);
+    }
 
     // Hand the legacy keys to the slots of their kind; the plugin's property table decides
     // (later, in validate) whether it takes them. Record them as "legacy" settings.
@@ -674,6 +723,41 @@ HostConfig loadConfig(const std::string& file, const Overrides& ov) {
         throw ConfigError(file + ": the configuration file is larger than 4 MiB");
     }
     return parseConfig(ss.str(), file, ov);
+}
+
+bool validStreamName(std::string_view name) {
+    if (name.empty() || name.size() > 64 || name.front() == '.' || name.back() == '.') {
+        return false;
+    }
+    for (size_t i = 0; i < name.size(); ++i) {
+        char c = name[i];
+        bool word = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        if (!word && !(c == '.' && name[i + 1] != '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool validStreamPattern(std::string_view pattern) {
+    if (pattern == "*") {
+        return true;
+    }
+    if (pattern.size() > 2 && pattern.substr(pattern.size() - 2) == ".*") {
+        return validStreamName(pattern.substr(0, pattern.size() - 2));
+    }
+    return validStreamName(pattern);
+}
+
+bool streamMatches(std::string_view pattern, std::string_view stream) {
+    if (pattern == "*") {
+        return true;
+    }
+    if (pattern.size() > 2 && pattern.substr(pattern.size() - 2) == ".*") {
+        std::string_view prefix = pattern.substr(0, pattern.size() - 1);  // "binlog."
+        return stream.substr(0, prefix.size()) == prefix && stream.size() > prefix.size();
+    }
+    return pattern == stream;
 }
 
 }  // namespace mp::host

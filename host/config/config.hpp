@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/values.hpp"
@@ -19,6 +20,8 @@ struct SlotConfig {
     std::string keyPath;                      // "plugins.capture" or the legacy key that chose it
     YAML::Node node;                          // for positions in messages (may be undefined)
     std::map<std::string, Setting> settings;  // property -> value
+    std::vector<std::string> records;         // sinks: record streams subscribed (patterns)
+    bool reports = true;                      // sinks: receive the reports
 };
 
 /// Command-line overrides applied on top of the file.
@@ -49,6 +52,12 @@ struct HttpConfig {
     int64_t maxBufferedMb = 256;
 };
 
+/// The record buffer between producers and sinks (`records:` section).
+struct RecordsConfig {
+    int64_t maxBufferMb = 64;  // bytes of records held for sinks, all of them together
+    int64_t drainMs = 3000;    // at stop, time given to the sinks to deliver what is held
+};
+
 /// TLS (`tls:` section): the server's certificate, and the CA that other nodes' are signed by.
 struct TlsConfig {
     std::string certFile;  // PEM chain; with keyFile: the server speaks TLS only
@@ -69,6 +78,7 @@ struct HostConfig {
     StreamConfig stream;
     HttpConfig http;
     TlsConfig tls;
+    RecordsConfig records;
     AuthConfig auth;  // `auth:` section (and the legacy cluster.token)
     std::vector<std::string> pluginDirs;
     std::vector<SlotConfig> slots;      // capture, decoder, cluster, sinks... (as present)
@@ -86,6 +96,13 @@ HostConfig loadConfig(const std::string& file, const Overrides& overrides);
 /// Same, from YAML text (for tests and the fuzzer); `name` is used in messages.
 HostConfig parseConfig(const std::string& text, const std::string& name,
                        const Overrides& overrides);
+
+/// A record stream name ("binlog.rows": words of [a-z0-9_-] joined by '.', 1..64 bytes).
+bool validStreamName(std::string_view name);
+/// A subscription: a stream name, a name ending in ".*" (that prefix and below), or "*".
+bool validStreamPattern(std::string_view pattern);
+/// True when `stream` is matched by `pattern`.
+bool streamMatches(std::string_view pattern, std::string_view stream);
 
 /// MP_KIND_* from "capture" etc.; 0 when unknown.
 uint32_t kindFromName(const std::string& name);

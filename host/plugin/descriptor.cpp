@@ -55,8 +55,12 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
                std::to_string(raw->abi_minor) + " needs at least " + std::to_string(kMinPluginSize);
     }
     std::memcpy(&out, raw, raw->struct_size < sizeof out ? raw->struct_size : sizeof out);
-    if (out.kind < MP_KIND_CAPTURE || out.kind > MP_KIND_SINK) {
-        return "unknown plugin kind " + std::to_string(out.kind);
+    if (out.kind < MP_KIND_CAPTURE || out.kind > MP_KIND_SOURCE ||
+        (out.kind == MP_KIND_SOURCE && out.abi_minor < 4)) {
+        return "unknown plugin kind " + std::to_string(out.kind) +
+               (out.kind == MP_KIND_SOURCE
+                    ? " for ABI 1." + std::to_string(out.abi_minor) + " (sources came with 1.4)"
+                    : std::string());
     }
     if (!validPluginName(out.name)) {
         std::string shown =
@@ -87,6 +91,9 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
     if (out.collect != nullptr && out.kind != MP_KIND_DECODER) {
         return "plugin '" + std::string(out.name) +
                "' has collect() and report(), which only decoders may have";
+    }
+    if (out.on_record != nullptr && out.kind != MP_KIND_SINK) {
+        return "plugin '" + std::string(out.name) + "' has on_record(), which only sinks may have";
     }
     std::set<std::string> names;
     for (size_t i = 0; out.properties != nullptr && out.properties[i].name != nullptr; ++i) {

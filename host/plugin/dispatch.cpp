@@ -78,6 +78,21 @@ bool http(Instance& inst, mp_http_handler fn, void* user, const mp_http_request&
     return guarded(inst, "an HTTP handler", [&] { fn(user, &req, resp); });
 }
 
+mp_status record(Instance& inst, const mp_record& rec, uint64_t token) {
+    if (!inst.host->running.load() || inst.desc().on_record == nullptr) {
+        return MP_ECLOSED;
+    }
+    mp_status st = MP_ERROR;
+    guarded(inst, "on_record", [&] { st = inst.desc().on_record(inst.self, &rec, token); });
+    return st;
+}
+
+void delivered(Instance& inst, uint64_t seq) {
+    if (inst.desc().on_delivered != nullptr && inst.self != nullptr) {
+        guarded(inst, "on_delivered", [&] { inst.desc().on_delivered(inst.self, seq); });
+    }
+}
+
 mp_status create(Instance& inst, const mp_host_api* api) {
     mp_status st = MP_ERROR;
     std::string what;

@@ -64,6 +64,12 @@ void* collect(Instance& inst, uint64_t seq, uint64_t ts);
 /// report() of worker 0's instance; the members it wrote are appended to `out`.
 mp_status report(Instance& inst, void* const* parts, size_t count, std::string& out);
 
+/// on_record of a sink: its status (MP_ECLOSED when the sink is not running, MP_ERROR when it
+/// threw). Not serialized with on_event: one record thread per sink calls it.
+mp_status record(Instance& inst, const mp_record& rec, uint64_t token);
+/// on_delivered of a producer (nothing when it has none), until the instance is destroyed.
+void delivered(Instance& inst, uint64_t seq);
+
 /// The handler the server is given for a websocket endpoint of `inst`: same limits and role,
 /// callbacks that go through this layer (its `user` is host-owned and lives as long as `inst`).
 mp_ws_handler websocket(Instance& inst, const mp_ws_handler& handler);

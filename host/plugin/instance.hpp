@@ -14,6 +14,7 @@
 
 #include "config/values.hpp"
 #include "plugin/registry.hpp"
+#include "records/bus.hpp"
 
 namespace mp::host {
 class Runtime;
@@ -60,6 +61,10 @@ struct Instance {
     /// (0: not said).
     std::vector<uint16_t> serverPorts;
     size_t captureThreads = 0;
+    /// Records: this instance as a producer (every instance may emit), and for a sink whether
+    /// its slot takes the reports (`reports: false` does not).
+    RecordBus::Producer* producer = nullptr;
+    bool takesReports = true;
 
     const mp_plugin& desc() const { return plugin->desc; }
     bool concurrent() const { return (plugin->desc.flags & MP_FLAG_CONCURRENT_EVENTS) != 0; }

@@ -123,7 +123,7 @@ MP_MEMBER(mp_route, reserved, 12, uint32_t);
 MP_MEMBER(mp_route, handler, 16, mp_http_handler);
 MP_MEMBER(mp_route, user, 24, void*);
 
-MP_SIZE(mp_host_api, 224);
+MP_SIZE(mp_host_api, 240);
 MP_MEMBER(mp_host_api, struct_size, 0, uint32_t);
 MP_MEMBER(mp_host_api, abi_major, 4, uint16_t);
 MP_MEMBER(mp_host_api, abi_minor, 6, uint16_t);
@@ -163,8 +163,10 @@ MP_MEMBER(mp_host_api, http_route_ex, 200,  // 1.2
 MP_MEMBER(mp_host_api, http_header, 208,
           mp_status (*)(const mp_http_request*, const char*, mp_str*));
 MP_MEMBER(mp_host_api, host_set, 216, mp_status (*)(mp_host*, const char*, mp_str));  // 1.3
+MP_MEMBER(mp_host_api, emit_record, 224, mp_status (*)(mp_host*, const mp_record*));  // 1.4
+MP_MEMBER(mp_host_api, record_done, 232, void (*)(mp_host*, uint64_t, mp_status));
 
-MP_SIZE(mp_plugin, 144);
+MP_SIZE(mp_plugin, 160);
 MP_MEMBER(mp_plugin, struct_size, 0, uint32_t);
 MP_MEMBER(mp_plugin, abi_major, 4, uint16_t);
 MP_MEMBER(mp_plugin, abi_minor, 6, uint16_t);
@@ -187,6 +189,20 @@ MP_MEMBER(mp_plugin, stream_gap, 112, void (*)(void*, void*, uint32_t, uint64_t,
 MP_MEMBER(mp_plugin, stream_close, 120, void (*)(void*, void*, uint32_t, uint64_t));
 MP_MEMBER(mp_plugin, collect, 128, void* (*)(void*, uint64_t, uint64_t));  // 1.3
 MP_MEMBER(mp_plugin, report, 136, mp_status (*)(void*, void* const*, size_t, const mp_writer*));
+MP_MEMBER(mp_plugin, on_record, 144, mp_status (*)(void*, const mp_record*, uint64_t));  // 1.4
+MP_MEMBER(mp_plugin, on_delivered, 152, void (*)(void*, uint64_t));
+
+MP_SIZE(mp_record, 120);  // 1.4
+MP_MEMBER(mp_record, struct_size, 0, uint32_t);
+MP_MEMBER(mp_record, flags, 4, uint32_t);
+MP_MEMBER(mp_record, stream, 8, mp_str);
+MP_MEMBER(mp_record, key, 24, mp_str);
+MP_MEMBER(mp_record, id, 40, mp_str);
+MP_MEMBER(mp_record, content_type, 56, mp_str);
+MP_MEMBER(mp_record, payload, 72, mp_bytes);
+MP_MEMBER(mp_record, ts_ns, 88, uint64_t);
+MP_MEMBER(mp_record, seq, 96, uint64_t);
+MP_MEMBER(mp_record, producer, 104, mp_str);
 
 MP_SIZE(mp_writer, 24);  // 1.3
 MP_MEMBER(mp_writer, struct_size, 0, uint32_t);
@@ -221,6 +237,7 @@ MP_VALUE(MP_KIND_CAPTURE, 1);
 MP_VALUE(MP_KIND_DECODER, 2);
 MP_VALUE(MP_KIND_CLUSTER, 3);
 MP_VALUE(MP_KIND_SINK, 4);
+MP_VALUE(MP_KIND_SOURCE, 5);  // 1.4
 MP_VALUE(MP_LOG_TRACE, 0);
 MP_VALUE(MP_LOG_DEBUG, 1);
 MP_VALUE(MP_LOG_INFO, 2);
@@ -401,10 +418,11 @@ TEST_CASE("abi.h struct layout is frozen") {
     CHECK(sizeof(mp_flow) == 64);
     CHECK(sizeof(mp_http_request) == 120);
     CHECK(sizeof(mp_ws_handler) == 72);
-    CHECK(sizeof(mp_host_api) == 224);
-    CHECK(sizeof(mp_plugin) == 144);
+    CHECK(sizeof(mp_host_api) == 240);
+    CHECK(sizeof(mp_plugin) == 160);
     CHECK(sizeof(mp_writer) == 24);
-    CHECK(offsetof(mp_plugin, report) + sizeof(void*) == sizeof(mp_plugin));
+    CHECK(sizeof(mp_record) == 120);
+    CHECK(offsetof(mp_plugin, on_delivered) + sizeof(void*) == sizeof(mp_plugin));
 }
 
 TEST_CASE("the SHA-256 used for abi.h is correct") {

@@ -58,11 +58,11 @@ TEST_SUITE("descriptor") {
         mp_plugin p = good();
         p.abi_major = 2;
         p.abi_minor = 3;
-        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.3");
+        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.4");
         p = good();
         p.abi_minor = MP_ABI_MINOR + 1;
         CHECK(check(p) ==
-              "built for plugin ABI 1.4, newer than this host's ABI 1.3 (upgrade mysqlprobe)");
+              "built for plugin ABI 1.5, newer than this host's ABI 1.4 (upgrade mysqlprobe)");
     }
 
     TEST_CASE("refuses a short struct, missing hooks, bad names and kinds") {
@@ -136,6 +136,22 @@ TEST_SUITE("descriptor") {
         d.collect = collect;
         d.struct_size = offsetof(mp_plugin, collect);
         CHECK(check(d) == "");
+    }
+
+    TEST_CASE("sources and on_record (1.4): sources from 1.4 on, on_record for sinks only") {
+        mp_plugin src = good();
+        src.kind = MP_KIND_SOURCE;
+        CHECK(check(src) == "");
+        src.abi_minor = 3;
+        CHECK(check(src) == "unknown plugin kind 5 for ABI 1.3 (sources came with 1.4)");
+        mp_plugin sink = good();
+        sink.on_record = [](void*, const mp_record*, uint64_t) -> mp_status { return MP_OK; };
+        CHECK(check(sink) == "");
+        sink.kind = MP_KIND_CLUSTER;
+        CHECK(check(sink) == "plugin 'sink-test' has on_record(), which only sinks may have");
+        // A 1.3 sink's descriptor ends before it: it reads as absent.
+        sink.struct_size = offsetof(mp_plugin, on_record);
+        CHECK(check(sink) == "");
     }
 
     TEST_CASE("plugin names are kebab-case") {

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 3
+#define MP_ABI_MINOR 4
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -82,6 +82,7 @@ typedef struct mp_ws_conn mp_ws_conn;
 #define MP_KIND_DECODER 2
 #define MP_KIND_CLUSTER 3
 #define MP_KIND_SINK 4
+#define MP_KIND_SOURCE 5 /* SINCE 1.4: produces records from something else than frames */
 
 /* Log levels. */
 #define MP_LOG_TRACE 0
@@ -146,6 +147,31 @@ typedef struct mp_event {
     mp_str content_type; /* e.g. "application/json" */
     mp_bytes payload;
 } mp_event;
+
+/**
+ * A record (SINCE 1.4): the second kind of data after reports. A producer (a source, a decoder,
+ * any plugin) emits records on named streams; the sinks subscribed to a stream (their slot's
+ * `records:` list in the configuration) receive each one, in order per producer, and say when
+ * it is delivered. The host tells the producer, in order, up to which `seq` every subscribed
+ * sink has delivered (on_delivered), so that it can checkpoint.
+ * OWNERSHIP: borrowed for the call, both directions (the host copies what it keeps).
+ * SINCE: 1.4
+ */
+typedef struct mp_record {
+    uint32_t struct_size;
+    uint32_t flags;      /* 0 */
+    mp_str stream;       /* "binlog.rows": lower-case letters, digits, '_' and '-' in words
+                            joined by '.', 1 to 64 bytes */
+    mp_str key;          /* routing and ordering key; may be empty; at most 255 bytes */
+    mp_str id;           /* a unique id for the record (dedupe downstream); empty: the sink
+                            derives one from node, producer and seq */
+    mp_str content_type; /* "application/json" */
+    mp_bytes payload;
+    uint64_t ts_ns; /* event time */
+    uint64_t seq;   /* per producer instance, strictly increasing (gaps allowed), from 1 */
+    mp_str producer; /* set by the host when it hands the record to a sink: the producer's slot
+                        ("sources[0]", "decoder[1]"); ignored in emit_record() */
+} mp_record;
 
 /* Standard capture counters (SINCE 1.3). A capture plugin that registers counters under these
  * names (counter_register) has them in the report's `capture` object and in the table output,
@@ -454,10 +480,30 @@ typedef struct mp_host_api {
      * side of a connection (the host's stream layer uses every capture's ports together; 3306
      * when no capture gives any); "capture.threads": how many threads of this capture call
      * emit_frames ("1" lets the host run a single worker on that thread, with no queue).
+     * Since 1.4, for any plugin: "records.backpressure": "drop" or "wait", what emit_record()
+     * does when the host's record buffer is full (see emit_record).
      * Return MP_ENOENT for a key this host does not know (a plugin may ignore it), MP_EINVAL for
      * a bad value. THREADING: create() only. OWNERSHIP: value copied.
      */
     mp_status (*host_set)(mp_host* host, const char* key, mp_str value);
+
+    /* SINCE 1.4 */
+    /**
+     * Producers: hand one record to the sinks subscribed to its stream (copied; a record no sink
+     * takes is counted and counts as delivered). What happens when the host's record buffer is
+     * full is the producer's declared policy (host_set "records.backpressure" in create()):
+     * "drop" (the default for captures and decoders: never blocks, MP_EAGAIN, the record is
+     * dropped and counted) or "wait" (the default for sources: blocks until there is room;
+     * MP_ECLOSED when the host stops meanwhile). MP_EINVAL for a bad stream name or a seq not
+     * above the previous one. THREADING: any thread, between start() and stop().
+     */
+    mp_status (*emit_record)(mp_host* host, const mp_record* record);
+    /**
+     * Sinks: the record given to on_record() with `token` is durably delivered (MP_OK: for a
+     * broker, confirmed) or given up (any other status: the producer's delivered mark stops
+     * before it). Exactly once per token. THREADING: any thread.
+     */
+    void (*record_done)(mp_host* host, uint64_t token, mp_status status);
 } mp_host_api;
 
 /** True when the host's table has field `f` (use before calling anything newer than 1.0). */
@@ -534,6 +580,23 @@ typedef struct mp_plugin {
      * does not change after create().
      */
     mp_status (*report)(void* instance, void* const* parts, size_t count, const mp_writer* out);
+
+    /* SINCE 1.4: records */
+    /**
+     * Sinks: one record of a stream the sink's slot subscribes to (a sink that subscribes must
+     * have this hook). Return MP_OK when taken (then call record_done(token) once, later or
+     * from inside this call), MP_EAGAIN when full: the host offers the same record again a
+     * little later. Anything else counts as given up. THREADING: the sink instance's record
+     * thread (one per sink instance, the host's): records in the order each producer emitted
+     * them. OWNERSHIP: record borrowed for the call.
+     */
+    mp_status (*on_record)(void* instance, const mp_record* record, uint64_t token);
+    /**
+     * Producers: every record this instance emitted with a seq up to `seq` has been delivered
+     * by every sink subscribed to its stream (or taken by none). Called in increasing order,
+     * never concurrently with itself, from a host thread; may be NULL.
+     */
+    void (*on_delivered)(void* instance, uint64_t seq);
 } mp_plugin;
 
 /**

@@ -232,6 +232,30 @@ class Host {
         ev.payload = toBytes(payload);
         return api_->emit(host_, &ev);
     }
+    /// Emits one record (ABI 1.4 emit_record; MP_ENOENT from an older host). Copied.
+    mp_status emitRecord(std::string_view stream, std::string_view payload, uint64_t seq,
+                         uint64_t ts_ns = 0, std::string_view key = {}, std::string_view id = {},
+                         std::string_view content_type = "application/json") const {
+        if (!MP_HOST_HAS(api_, emit_record)) {
+            return MP_ENOENT;
+        }
+        mp_record r{};
+        r.struct_size = sizeof r;
+        r.stream = toStr(stream);
+        r.key = toStr(key);
+        r.id = toStr(id);
+        r.content_type = toStr(content_type);
+        r.payload = toBytes(payload);
+        r.ts_ns = ts_ns;
+        r.seq = seq;
+        return api_->emit_record(host_, &r);
+    }
+    /// Sinks: the record given with `token` is delivered (MP_OK) or given up.
+    void recordDone(uint64_t token, mp_status status = MP_OK) const {
+        if (MP_HOST_HAS(api_, record_done)) {
+            api_->record_done(host_, token, status);
+        }
+    }
     mp_status emitFrames(const mp_frame* frames, size_t n) const {
         return api_->emit_frames(host_, frames, n);
     }
@@ -413,6 +437,25 @@ class Routes {
     std::deque<Entry> entries_;  // stable addresses: each is its route's `user`
 };
 
+/// A sink that takes records (ABI 1.4 on_record): derive from it as well as from Plugin. The
+/// host calls onRecord() on the sink's record thread, in order per producer; return MP_OK and
+/// call host().recordDone(token, status) once when the record is delivered or given up (from
+/// any thread, possibly inside onRecord), or MP_EAGAIN to be offered the same record later.
+class RecordSink {
+  public:
+    virtual ~RecordSink() = default;
+    virtual mp_status onRecord(const mp_record& record, uint64_t token) = 0;
+};
+
+/// A producer that wants its delivered mark (ABI 1.4 on_delivered): every record it emitted up
+/// to `seq` was delivered by every subscribed sink. In order, never concurrently with itself;
+/// also after stop() while the host drains (until the instance is destroyed).
+class RecordProducer {
+  public:
+    virtual ~RecordProducer() = default;
+    virtual void onDelivered(uint64_t seq) = 0;
+};
+
 /// A decoder whose workers aggregate on their own (ABI 1.3 collect/report hooks): derive from
 /// it as well as from Plugin, and MP_DECLARE_PLUGIN fills the two hooks (for a T that has
 /// T::CollectedPart). The host calls
@@ -586,6 +629,44 @@ struct CollectHooks<T, std::void_t<typename T::CollectedPart>> {
     static constexpr mp_status (*report)(void*, void* const*, size_t, const mp_writer*) = &reportFn;
 };
 
+// on_record for a RecordSink, on_delivered for a RecordProducer; null hooks otherwise.
+template <class T>
+struct RecordHooks {
+    static T* self(void* instance) { return static_cast<T*>(static_cast<Plugin*>(instance)); }
+    static mp_status onRecordFn(void* instance, const mp_record* r, uint64_t token) noexcept {
+        T* t = self(instance);
+        try {
+            if constexpr (std::is_base_of_v<RecordSink, T>) {
+                return static_cast<RecordSink*>(t)->onRecord(*r, token);
+            }
+            return MP_ERROR;
+        } catch (const std::exception& e) {
+            return fail(t->host(), "on_record", e.what());
+        } catch (...) {
+            return fail(t->host(), "on_record", "unknown exception");
+        }
+    }
+    static void onDeliveredFn(void* instance, uint64_t seq) noexcept {
+        T* t = self(instance);
+        try {
+            if constexpr (std::is_base_of_v<RecordProducer, T>) {
+                static_cast<RecordProducer*>(t)->onDelivered(seq);
+            }
+        } catch (const std::exception& e) {
+            t->host().error(std::string("on_delivered: ") + e.what());
+        } catch (...) {
+            t->host().error("on_delivered: unknown exception");
+        }
+    }
+    static constexpr mp_status (*onRecord)(void*, const mp_record*,
+                                           uint64_t) = std::is_base_of_v<RecordSink, T>
+                                                           ? &onRecordFn
+                                                           : nullptr;
+    static constexpr void (*onDelivered)(void*, uint64_t) = std::is_base_of_v<RecordProducer, T>
+                                                                ? &onDeliveredFn
+                                                                : nullptr;
+};
+
 }  // namespace detail
 }  // namespace mp
 
@@ -596,13 +677,14 @@ struct CollectHooks<T, std::void_t<typename T::CollectedPart>> {
     extern "C" MP_EXPORT const mp_plugin* mp_plugin_entry_v1(const mp_host_api* /*host*/) { \
         using T = ::mp::detail::Trampolines<Class>;                                         \
         using C = ::mp::detail::CollectHooks<Class>;                                        \
+        using R = ::mp::detail::RecordHooks<Class>;                                         \
         static const mp_plugin desc = {                                                     \
             sizeof(mp_plugin), MP_ABI_MAJOR,  MP_ABI_MINOR,    (Kind),                      \
             (Flags),           (Name),        (Version),       (Description),               \
             (Properties),      &T::create,    &T::start,       &T::stop,                    \
             &T::destroy,       &T::onEvent,   &T::onTick,      &T::streamOpen,              \
             &T::streamData,    &T::streamGap, &T::streamClose, C::collect,                  \
-            C::report,                                                                      \
+            C::report,         R::onRecord,   R::onDelivered,                               \
         };                                                                                  \
         return &desc;                                                                       \
     }

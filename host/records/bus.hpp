@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+// Records between producers and sinks (ABI 1.4): a record emitted by a producer goes to every
+// sink whose subscription matches its stream, in the order the producer emitted it, through one
+// delivery thread per sink. Sinks say when a record is delivered (record_done); the bus tells
+// each producer, in order, the highest seq up to which every record was delivered by every
+// sink that took it (its delivered mark), on one thread of its own.
+//
+// Memory: records are held, once whatever the number of sinks, until every sink that took them
+// is done; their bytes are bounded by one budget. When it is full a producer's policy decides:
+// Drop (captures, decoders: never block; the record is refused and counted) or Wait (sources:
+// block until there is room, which pauses whatever they read from).
+#pragma once
+
+#include <mp/abi.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/metrics.hpp"
+
+namespace mp::host {
+
+class RecordBus {
+  public:
+    enum class Policy { Drop, Wait };
+
+    /// A sink as the bus sees it: its name for logs, its subscriptions and how to hand it one
+    /// record (the sink's on_record, through the dispatcher).
+    struct SinkPort {
+        std::string name;                   // "sinks[1] (sink-amqp)"
+        std::vector<std::string> patterns;  // stream names or patterns (config validStreamPattern)
+        std::function<mp_status(const mp_record&, uint64_t token)> deliver;
+    };
+    /// A producer: its slot (given to sinks as mp_record.producer), its policy and where its
+    /// delivered mark goes (may be empty).
+    struct ProducerPort {
+        std::string slot;
+        Policy policy = Policy::Drop;
+        std::function<void(uint64_t seq)> delivered;
+    };
+
+    struct Producer;
+    struct Sink;
+
+    RecordBus(size_t maxBufferedBytes, Metrics& metrics);
+    ~RecordBus();
+    RecordBus(const RecordBus&) = delete;
+    RecordBus& operator=(const RecordBus&) = delete;
+
+    // Set-up, before start().
+    Sink* addSink(SinkPort port);
+    Producer* addProducer(ProducerPort port);
+    /// The policy a producer declared in create() (host_set "records.backpressure").
+    static void setPolicy(Producer* p, Policy policy);
+
+    /// True when some sink subscribes to a stream (no sink: the bus is not needed).
+    bool hasSinks() const { return !sinks_.empty(); }
+
+    void start();
+    /// One record from `p` (copied). MP_OK, MP_EAGAIN (buffer full, policy Drop: dropped and
+    /// counted), MP_ECLOSED (stopping), MP_EINVAL (stream name, seq, size).
+    mp_status emit(Producer* p, const mp_record& rec);
+    /// A sink is done with the record it was given with `token`.
+    void done(uint64_t token, mp_status status);
+
+    /// At stop, once producers have stopped: waits up to `drain` for every held record to be
+    /// delivered, then stops the sinks' delivery threads (what they did not take is dropped,
+    /// counted). Records a sink took and finishes later (in its own stop) still count.
+    void stopDelivery(std::chrono::milliseconds drain);
+    /// After the sinks stopped: the last delivered marks go out; the ack thread ends.
+    void finish();
+
+    size_t bufferedBytes() const { return static_cast<size_t>(buffered_.load()); }
+
+  private:
+    struct Rec;
+    void sinkLoop(Sink* s);
+    void settle(const std::shared_ptr<Rec>& r);
+    void ackLoop();
+
+    size_t maxBytes_;
+    std::vector<std::unique_ptr<Sink>> sinks_;
+    std::vector<std::unique_ptr<Producer>> producers_;
+
+    std::mutex budgetMu_;
+    std::condition_variable budgetCv_;  // room in the budget, or stopping
+    std::atomic<int64_t> buffered_{0};
+    std::atomic<bool> stopping_{false};   // producers may not wait any more
+    std::atomic<bool> delivering_{true};  // sink threads run
+
+    std::mutex tokenMu_;
+    uint64_t nextToken_ = 1;
+    std::unordered_map<uint64_t, std::pair<std::shared_ptr<Rec>, Sink*>> tokens_;
+
+    std::mutex ackMu_;
+    std::condition_variable ackCv_;
+    bool ackStop_ = false;
+    std::thread ackThread_;
+
+    mp_counter* accepted_;
+    mp_counter* dropped_;
+    mp_counter* unrouted_;
+    mp_counter* delivered_;
+    mp_counter* failed_;
+    mp_counter* retries_;
+    mp_counter* bufferedGauge_;
+};
+
+}  // namespace mp::host

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+// The record bus on its own: routing by stream pattern, order per producer, the delivered mark
+// (in order, stopping at a record given up), back-pressure by policy, retries of a full sink,
+// and the byte budget back to 0 once everything is done.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "records/bus.hpp"
+#include "support/process.hpp"
+
+namespace {
+
+using mp::host::RecordBus;
+
+mp_record rec(const std::string& stream, const std::string& payload, uint64_t seq) {
+    mp_record r{};
+    r.struct_size = sizeof r;
+    r.stream = mp_str{stream.data(), stream.size()};
+    r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(payload.data()), payload.size()};
+    r.seq = seq;
+    return r;
+}
+
+// A sink that keeps what it is given and answers as told.
+struct TestSink {
+    std::mutex mu;
+    std::vector<std::pair<std::string, uint64_t>> seen;  // stream, seq
+    std::vector<uint64_t> tokens;
+    std::atomic<int> eagain{0};  // answer MP_EAGAIN this many times first
+    bool doneAtOnce = true;
+    RecordBus* bus = nullptr;
+
+    mp_status take(const mp_record& r, uint64_t token) {
+        if (eagain > 0) {
+            --eagain;
+            return MP_EAGAIN;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            seen.emplace_back(std::string(r.stream.data, r.stream.len), r.seq);
+            tokens.push_back(token);
+        }
+        if (doneAtOnce) {
+            bus->done(token, MP_OK);  // from inside the call, as the ABI allows
+        }
+        return MP_OK;
+    }
+    size_t count() {
+        std::lock_guard<std::mutex> lock(mu);
+        return seen.size();
+    }
+};
+
+struct Marks {
+    std::mutex mu;
+    std::vector<uint64_t> seqs;
+    uint64_t last() {
+        std::lock_guard<std::mutex> lock(mu);
+        return seqs.empty() ? 0 : seqs.back();
+    }
+};
+
+RecordBus::SinkPort port(TestSink& s, std::vector<std::string> patterns) {
+    return RecordBus::SinkPort{"test-sink", std::move(patterns),
+                               [&s](const mp_record& r, uint64_t t) { return s.take(r, t); }};
+}
+RecordBus::ProducerPort producer(Marks& m, RecordBus::Policy policy = RecordBus::Policy::Drop) {
+    return RecordBus::ProducerPort{"sources[0]", policy, [&m](uint64_t seq) {
+                                       std::lock_guard<std::mutex> lock(m.mu);
+                                       m.seqs.push_back(seq);
+                                   }};
+}
+
+}  // namespace
+
+TEST_SUITE("records") {
+    TEST_CASE("routing by pattern, order per producer, marks in order, budget back to 0") {
+        mp::host::Metrics metrics;
+        RecordBus bus(1 << 20, metrics);
+        TestSink all, binlog;
+        all.bus = binlog.bus = &bus;
+        bus.addSink(port(all, {"*"}));
+        bus.addSink(port(binlog, {"binlog.*"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks));
+        bus.start();
+        CHECK(bus.emit(p, rec("binlog.rows", "a", 1)) == MP_OK);
+        CHECK(bus.emit(p, rec("mysql.inbound", "b", 2)) == MP_OK);
+        CHECK(bus.emit(p, rec("binlog.heartbeat", "c", 5)) == MP_OK);  // gaps in seq are fine
+        CHECK(bus.emit(p, rec("binlog.rows", "d", 5)) == MP_EINVAL);   // not above the last
+        CHECK(bus.emit(p, rec("Binlog", "e", 6)) == MP_EINVAL);        // not a stream name
+        REQUIRE(mptest::eventually([&] { return marks.last() == 5; }, std::chrono::seconds(5)));
+        CHECK(all.seen == std::vector<std::pair<std::string, uint64_t>>{
+                              {"binlog.rows", 1}, {"mysql.inbound", 2}, {"binlog.heartbeat", 5}});
+        CHECK(binlog.seen == std::vector<std::pair<std::string, uint64_t>>{
+                                 {"binlog.rows", 1}, {"binlog.heartbeat", 5}});
+        CHECK(bus.bufferedBytes() == 0);
+        for (size_t i = 1; i < marks.seqs.size(); ++i) {
+            CHECK(marks.seqs[i] > marks.seqs[i - 1]);
+        }
+        bus.stopDelivery(std::chrono::milliseconds(100));
+        bus.finish();
+    }
+
+    TEST_CASE("a stream no sink takes counts as delivered") {
+        mp::host::Metrics metrics;
+        RecordBus bus(1 << 20, metrics);
+        TestSink s;
+        s.bus = &bus;
+        bus.addSink(port(s, {"binlog.rows"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks));
+        bus.start();
+        CHECK(bus.emit(p, rec("other.stream", "x", 1)) == MP_OK);
+        CHECK(mptest::eventually([&] { return marks.last() == 1; }, std::chrono::seconds(5)));
+        CHECK(s.count() == 0);
+        CHECK(metrics.value("mysqlprobe_host_records_unrouted_total") == 1);
+        bus.stopDelivery(std::chrono::milliseconds(0));
+        bus.finish();
+    }
+
+    TEST_CASE("the mark waits for the slowest sink and stops at a record given up") {
+        mp::host::Metrics metrics;
+        RecordBus bus(1 << 20, metrics);
+        TestSink fast, slow;
+        fast.bus = slow.bus = &bus;
+        slow.doneAtOnce = false;  // done later, by the test
+        bus.addSink(port(fast, {"*"}));
+        bus.addSink(port(slow, {"*"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks));
+        bus.start();
+        for (uint64_t seq = 1; seq <= 4; ++seq) {
+            REQUIRE(bus.emit(p, rec("s", "payload", seq)) == MP_OK);
+        }
+        REQUIRE(mptest::eventually([&] { return slow.count() == 4; }, std::chrono::seconds(5)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        CHECK(marks.last() == 0);  // the fast sink alone moves nothing
+        CHECK(bus.bufferedBytes() > 0);
+        bus.done(slow.tokens[1], MP_OK);  // 2 first: the mark still waits for 1
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        CHECK(marks.last() == 0);
+        bus.done(slow.tokens[0], MP_OK);
+        CHECK(mptest::eventually([&] { return marks.last() == 2; }, std::chrono::seconds(5)));
+        bus.done(slow.tokens[2], MP_ERROR);  // given up
+        bus.done(slow.tokens[3], MP_OK);
+        bus.done(slow.tokens[3], MP_OK);  // a second done of a token is ignored
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        CHECK(marks.last() == 2);  // stops before 3, for good
+        CHECK(bus.bufferedBytes() == 0);
+        CHECK(metrics.value("mysqlprobe_host_records_failed_total") == 1);
+        CHECK(metrics.value("mysqlprobe_host_records_delivered_total") == 7);
+        bus.stopDelivery(std::chrono::milliseconds(0));
+        bus.finish();
+    }
+
+    TEST_CASE("a full sink is offered the record again; a full buffer drops or waits") {
+        mp::host::Metrics metrics;
+        const size_t record = 1000;
+        RecordBus bus(3 * (record + 400), metrics);  // room for about three records
+        TestSink s;
+        s.bus = &bus;
+        s.doneAtOnce = false;
+        s.eagain = 3;
+        bus.addSink(port(s, {"*"}));
+        Marks dropMarks, waitMarks;
+        RecordBus::Producer* live = bus.addProducer(producer(dropMarks));
+        RecordBus::Producer* source = bus.addProducer(producer(waitMarks, RecordBus::Policy::Wait));
+        bus.start();
+        std::string payload(record, 'x');
+        uint64_t taken = 0;
+        uint64_t refused = 0;
+        for (uint64_t seq = 1; seq <= 10; ++seq) {
+            mp_status st = bus.emit(live, rec("live", payload, seq));
+            (st == MP_OK ? taken : refused) += 1;
+            CHECK((st == MP_OK || st == MP_EAGAIN));
+        }
+        CHECK(taken >= 2);
+        CHECK(refused >= 5);
+        CHECK(metrics.value("mysqlprobe_host_records_dropped_total") ==
+              static_cast<int64_t>(refused));
+        // The source waits for room: its emit returns once the sink has delivered some.
+        std::atomic<bool> emitted{false};
+        std::thread t([&] {
+            CHECK(bus.emit(source, rec("src", payload, 1)) == MP_OK);
+            emitted = true;
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        CHECK_FALSE(emitted.load());
+        REQUIRE(mptest::eventually([&] { return s.count() == taken; }, std::chrono::seconds(5)));
+        CHECK(metrics.value("mysqlprobe_host_records_retries_total") == 3);
+        std::vector<uint64_t> tokens;
+        {
+            std::lock_guard<std::mutex> lock(s.mu);
+            tokens = s.tokens;
+        }
+        for (uint64_t token : tokens) {
+            bus.done(token, MP_OK);
+        }
+        CHECK(mptest::eventually([&] { return emitted.load(); }, std::chrono::seconds(5)));
+        t.join();
+        REQUIRE(
+            mptest::eventually([&] { return s.count() == taken + 1; }, std::chrono::seconds(5)));
+        {
+            std::lock_guard<std::mutex> lock(s.mu);
+            bus.done(s.tokens.back(), MP_OK);
+        }
+        CHECK(mptest::eventually([&] { return waitMarks.last() == 1 && bus.bufferedBytes() == 0; },
+                                 std::chrono::seconds(5)));
+        bus.stopDelivery(std::chrono::milliseconds(0));
+        bus.finish();
+    }
+
+    TEST_CASE("at stop, a waiting producer is released and what no sink took is counted") {
+        mp::host::Metrics metrics;
+        RecordBus bus(2000, metrics);
+        TestSink s;
+        s.bus = &bus;
+        s.eagain = 1 << 30;  // never takes anything
+        bus.addSink(port(s, {"*"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks, RecordBus::Policy::Wait));
+        bus.start();
+        std::string payload(1000, 'y');
+        REQUIRE(bus.emit(p, rec("s", payload, 1)) == MP_OK);
+        std::atomic<int> second{-1};
+        std::thread t([&] { second = bus.emit(p, rec("s", payload, 2)); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        CHECK(second.load() == -1);  // waiting for room
+        bus.stopDelivery(std::chrono::milliseconds(50));
+        t.join();
+        CHECK(second.load() == MP_ECLOSED);
+        CHECK(metrics.value("mysqlprobe_host_records_dropped_total") == 1);
+        CHECK(bus.bufferedBytes() == 0);
+        bus.finish();
+        CHECK(marks.last() == 0);
+    }
+}
