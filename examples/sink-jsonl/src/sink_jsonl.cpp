@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// sink-jsonl: writes every report as one JSON line, to stdout or to a file.
+// sink-jsonl: writes every report as one JSON line, to stdout or to a file; with `records:` in
+// its slot, every record of those streams too, as {"stream":..,"producer":..,"seq":..,"key":..,
+// "payload":"..."} (the payload as a JSON string), each delivered once written and flushed.
 // A complete third-party sink: it uses nothing but the installed SDK headers.
 #include <cstdio>
 #include <mp/sdk.hpp>
@@ -16,13 +18,14 @@ const mp_property kProps[] = {
 };
 // clang-format on
 
-class JsonlSink : public mp::Plugin {
+class JsonlSink : public mp::Plugin, public mp::RecordSink {
   public:
     JsonlSink(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           path_(cfg.str("path")),
           flush_(cfg.boolean("flush")),
-          written_(host.counter("reports_written_total", "reports written as JSON lines")) {
+          written_(host.counter("reports_written_total", "reports written as JSON lines")),
+          records_(host.counter("records_written_total", "records written as JSON lines")) {
         if (path_ == "-") {
             out_ = stdout;
         } else {
@@ -57,15 +60,36 @@ class JsonlSink : public mp::Plugin {
         return std::ferror(out_) != 0 ? MP_RETRY : MP_OK;
     }
 
+    // Records come on the host's record thread for this sink, in order per producer.
+    mp_status onRecord(const mp_record& rec, uint64_t token) override {
+        std::string line = "{\"stream\":" + mp::jsonString(mp::view(rec.stream)) +
+                           ",\"producer\":" + mp::jsonString(mp::view(rec.producer)) +
+                           ",\"seq\":" + std::to_string(rec.seq) +
+                           ",\"key\":" + mp::jsonString(mp::view(rec.key)) + ",\"payload\":" +
+                           mp::jsonString(std::string_view(
+                               reinterpret_cast<const char*>(rec.payload.data), rec.payload.len)) +
+                           "}\n";
+        bool ok = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ok = std::fwrite(line.data(), 1, line.size(), out_) == line.size() &&
+                 std::fflush(out_) == 0;
+        }
+        records_.add();
+        host().recordDone(token, ok ? MP_OK : MP_ERROR);  // handed to the OS, or given up
+        return MP_OK;
+    }
+
   private:
     std::string path_;
     bool flush_;
     mp::Counter written_;
+    mp::Counter records_;
     std::mutex mutex_;
     std::FILE* out_ = nullptr;
 };
 
 }  // namespace
 
-MP_DECLARE_PLUGIN(JsonlSink, MP_KIND_SINK, "sink-jsonl", "1.0.0",
-                  "Writes each report as one JSON line to stdout or a file", kProps, 0)
+MP_DECLARE_PLUGIN(JsonlSink, MP_KIND_SINK, "sink-jsonl", "1.1.0",
+                  "Writes each report and record as one JSON line to stdout or a file", kProps, 0)

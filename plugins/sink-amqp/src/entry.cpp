@@ -20,7 +20,8 @@ const mp_property kProps[] = {
     {"exchange", MP_PROP_STRING, 0, "mysqlprobe", "exchange to publish to", 0, 0, nullptr},
     {"exchange_type", MP_PROP_STRING, 0, "topic", "type of the exchange when declared", 0, 0, "topic|direct|fanout|headers"},
     {"declare", MP_PROP_STRING, 0, "declare", "declare the exchange (durable), check that it exists (passive), or neither", 0, 0, "declare|passive|none"},
-    {"routing_key", MP_PROP_STRING, 0, "mysqlprobe.report.{node}", "routing key; {node}, {type} and {seq} are replaced", 0, 0, nullptr},
+    {"routing_key", MP_PROP_STRING, 0, "mysqlprobe.report.{node}", "routing key of reports; {node}, {type} and {seq} are replaced", 0, 0, nullptr},
+    {"record_routing_key", MP_PROP_STRING, 0, "{stream}", "routing key of records (the slot's records: list); {stream}, {key}, {producer}, {node}, {seq} are replaced", 0, 0, nullptr},
     {"persistent", MP_PROP_BOOL, 0, "true", "persistent messages (delivery mode 2)", 0, 0, nullptr},
     {"mandatory", MP_PROP_BOOL, 0, "true", "ask the broker to return messages no queue takes (counted)", 0, 0, nullptr},
     {"max_in_flight", MP_PROP_INT, 0, "1000", "messages published and not yet confirmed, at most", 1, 1000000, nullptr},
@@ -66,11 +67,12 @@ mp::amqp::Options options(const mp::Config& cfg) {
     return o;
 }
 
-class AmqpSink : public mp::Plugin {
+class AmqpSink : public mp::Plugin, public mp::RecordSink {
   public:
     AmqpSink(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           routingKey_(cfg.str("routing_key")),
+          recordKey_(cfg.str("record_routing_key")),
           drainMs_(cfg.i64("drain_ms")),
           node_(host.get("node.name").value_or("")),
           published_(host.counter("published_total", "messages published (first time)")),
@@ -91,6 +93,9 @@ class AmqpSink : public mp::Plugin {
         std::string why;
         if (!mp::amqp::validTemplate(routingKey_, why)) {
             throw mp::Error("routing_key: " + why);
+        }
+        if (!mp::amqp::validTemplate(recordKey_, why)) {
+            throw mp::Error("record_routing_key: " + why);
         }
         publisher_ = std::make_unique<mp::amqp::Publisher>(
             options(cfg), [h = host](int level, const std::string& line) { h.log(level, line); });
@@ -133,6 +138,30 @@ class AmqpSink : public mp::Plugin {
         return MP_OK;
     }
 
+    // A record of a subscribed stream: published with back-pressure (MP_EAGAIN while the buffer
+    // is full, nothing dropped); delivered once the broker confirms it.
+    mp_status onRecord(const mp_record& rec, uint64_t token) override {
+        mp::amqp::Message m;
+        std::string stream(mp::view(rec.stream));
+        std::string producer(mp::view(rec.producer));
+        std::string seq = std::to_string(rec.seq);
+        m.body.assign(reinterpret_cast<const char*>(rec.payload.data), rec.payload.len);
+        m.messageId =
+            rec.id.len != 0 ? std::string(mp::view(rec.id)) : node_ + "/" + producer + "/" + seq;
+        m.type = stream;
+        m.contentType = rec.content_type.len != 0 ? std::string(mp::view(rec.content_type))
+                                                  : "application/octet-stream";
+        m.timestampS = rec.ts_ns / 1'000'000'000;
+        m.routingKey = mp::amqp::expand(recordKey_, {{"stream", stream},
+                                                     {"key", std::string(mp::view(rec.key))},
+                                                     {"producer", producer},
+                                                     {"node", node_},
+                                                     {"seq", seq}});
+        mp::Host h = host();
+        m.done = [h, token](bool delivered) { h.recordDone(token, delivered ? MP_OK : MP_ERROR); };
+        return publisher_->tryPublish(m) ? MP_OK : MP_EAGAIN;
+    }
+
   private:
     void refresh() {
         const mp::amqp::Stats& s = publisher_->stats();
@@ -150,6 +179,7 @@ class AmqpSink : public mp::Plugin {
     }
 
     std::string routingKey_;
+    std::string recordKey_;
     int64_t drainMs_;
     std::string node_;
     mp::Counter published_, resent_, confirmed_, nacked_, returned_, dropped_, reconnects_,
@@ -160,5 +190,6 @@ class AmqpSink : public mp::Plugin {
 
 }  // namespace
 
-MP_DECLARE_PLUGIN(AmqpSink, MP_KIND_SINK, "sink-amqp", "0.1.0",
-                  "Publishes reports to a RabbitMQ exchange with publisher confirms", kProps, 0)
+MP_DECLARE_PLUGIN(AmqpSink, MP_KIND_SINK, "sink-amqp", "0.2.0",
+                  "Publishes reports and records to a RabbitMQ exchange with publisher confirms",
+                  kProps, 0)

@@ -175,6 +175,20 @@ bool Publisher::publish(Message m) {
     return !refused;
 }
 
+bool Publisher::tryPublish(Message& m) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (static_cast<size_t>(stats_.queuedBytes.load()) + m.body.size() > opt_.maxQueuedBytes &&
+            stats_.queuedBytes.load() != 0) {
+            return false;  // full (a message alone larger than the bound still goes through)
+        }
+        stats_.queuedBytes += static_cast<int64_t>(m.body.size());
+        queue_.push_back(std::move(m));
+    }
+    wake_.notify_all();
+    return true;
+}
+
 void Publisher::finish(Message& m, bool delivered) {
     stats_.queuedBytes -= static_cast<int64_t>(m.body.size());
     if (m.done) {

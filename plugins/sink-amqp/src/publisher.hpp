@@ -87,6 +87,9 @@ class Publisher {
     /// Queues a message; never blocks. When the queue is over its byte bound, the oldest waiting
     /// messages are dropped (counted, done(false)); false when `m` alone is larger than it.
     bool publish(Message m);
+    /// Queues a message only when it fits in the byte bound; false (nothing dropped, `m`
+    /// untouched) when it does not: the caller offers it again later.
+    bool tryPublish(Message& m);
 
     const Stats& stats() const { return stats_; }
 

@@ -7,7 +7,7 @@ namespace mp::amqp {
 
 namespace {
 
-const std::set<std::string> kNames = {"node", "type", "seq"};
+const std::set<std::string> kNames = {"node", "type", "seq", "stream", "key", "producer"};
 
 // Walks the template: literal text and placeholder names in order; false when malformed.
 template <class Literal, class Name>
@@ -25,7 +25,7 @@ bool walk(const std::string& t, Literal lit, Name name, std::string& why) {
             }
             if (!name(t.substr(i + 1, end - i - 1))) {
                 why = "unknown placeholder {" + t.substr(i + 1, end - i - 1) +
-                      "} (known: {node}, {type}, {seq})";
+                      "} (known: {node}, {type}, {seq}, {stream}, {key}, {producer})";
                 return false;
             }
             i = end;
