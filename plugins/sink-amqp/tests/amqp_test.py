@@ -5,7 +5,10 @@ python3-pika as the consumer: offline reports arrive equal to the probe's own; e
 (no broker, wrong password, missing exchange, bad URL) gives its message and the node keeps
 running; the broker killed with -9 and restarted in the middle of a stream of reports loses
 nothing that was confirmed, and what was published again carries the same message id.
-Usage: amqp_test.py MYSQLPROBE SOURCE_DIR"""
+Records from a source (the example source-counter, checkpointing its delivered mark) go through
+the same broker killed with -9, then the probe itself is killed with -9 and restarted from the
+checkpoint: every record arrives at least once, duplicates carry the same message id.
+Usage: amqp_test.py MYSQLPROBE SOURCE_DIR TEST_PLUGIN_DIR"""
 import json
 import os
 import subprocess
@@ -13,7 +16,7 @@ import sys
 import tempfile
 import time
 
-binary, source = sys.argv[1], sys.argv[2]
+binary, source, test_plugins = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, os.path.join(source, "tests", "live"))
 from harness import Probe, RabbitMQ, free_port, skip, wait_for  # noqa: E402
 
@@ -179,11 +182,76 @@ def broker_crash(broker):
           "the log says the connection was lost and made again")
 
 
+def records_across_crashes(broker):
+    """source-counter -> sink-amqp: the broker killed with -9 mid-stream, then the probe killed
+    with -9 and restarted: it goes on from its checkpoint (the delivered mark), so every record
+    is in the queue at least once and a record sent twice has one message id."""
+    total = 20000
+    bind_queue(broker, "mp.records", "records", key="example.#")
+    with tempfile.TemporaryDirectory() as d:
+        mark = os.path.join(d, "counter.mark")
+        yaml_text = (
+            f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: amqp-node\n"
+            f"plugins:\n  directories: [{test_plugins}]\n  cluster: none\n"
+            f"  sources:\n    - plugin: source-counter\n      config: {{count: {total}, "
+            f"rate: 4000, payload_bytes: 500, checkpoint: {mark}, exit_when_delivered: true}}\n"
+            f"  sinks:\n    - plugin: sink-amqp\n      records: [example.*]\n"
+            f"      reports: false\n      config:\n"
+            f"        url: amqp://127.0.0.1:{broker.port}/%2F\n        exchange: mp.records\n"
+            f"        reconnect_max_ms: 300\n        max_buffer_mb: 2\n")
+
+        def read_mark():
+            try:
+                with open(mark) as f:
+                    return int(f.read().strip() or 0)
+            except (OSError, ValueError):
+                return 0
+        with Probe(binary, yaml_text) as p:
+            wait_for(lambda: read_mark() >= 2000, 30, "2,000 records delivered")
+            broker.kill9()
+            print(f"broker killed with -9 at mark {read_mark()}")
+            time.sleep(1.5)
+            held = p.metrics().get("mysqlprobe_host_records_buffered_bytes", 0)
+            check(held > 0, f"records held by the host while the broker is down ({held} bytes)")
+            broker.start()
+            wait_for(lambda: read_mark() >= 9000, 60, "9,000 records delivered")
+            m = p.metrics()
+            p.proc.kill()  # the probe crashes
+            p.proc.wait()
+            crashed_at = read_mark()
+            print(f"probe killed with -9 at mark {crashed_at}")
+            check(m.get("mysqlprobe_sink_amqp_resent_total", 0) +
+                  m.get("mysqlprobe_sink_amqp_reconnects_total", 0) > 0,
+                  f"the sink reconnected (reconnects {m.get('mysqlprobe_sink_amqp_reconnects_total')},"
+                  f" resent {m.get('mysqlprobe_sink_amqp_resent_total')})")
+        with Probe(binary, yaml_text) as p:
+            code = p.proc.wait(120)
+            check(code == 0, f"the restarted probe went on from {crashed_at} and stopped once all "
+                  f"were delivered (exit {code})")
+            check(f"all {total} records delivered" in p.log(), "it says so")
+        check(read_mark() == total, f"the checkpoint holds {read_mark()}")
+    got = drain(broker, "records")
+    seen = {}
+    bad_ids = 0
+    for method, props, body in got:
+        n = json.loads(body)["n"]
+        bad_ids += props.message_id != f"amqp-node/sources[0]/{n}"
+        seen[n] = seen.get(n, 0) + 1
+    missing = [n for n in range(1, total + 1) if n not in seen]
+    dups = sum(c - 1 for c in seen.values())
+    check(not missing, f"every record 1..{total} is in the queue (missing {len(missing)}: "
+          f"{missing[:5]}); {dups} sent twice across the two crashes")
+    check(bad_ids == 0, "each message id is node/producer/number, the same when sent again")
+    check(all(m.routing_key == "example.counter" for m, _, _ in got[:100]),
+          "routing key from record_routing_key ({stream})")
+
+
 def main():
     with RabbitMQ() as broker:
         offline_reports_arrive(broker)
         refusals(broker)
         broker_crash(broker)
+        records_across_crashes(broker)
     if failures:
         print(f"{len(failures)} failures")
         sys.exit(1)
