@@ -96,6 +96,8 @@ class RecordBus {
     std::mutex budgetMu_;
     std::condition_variable budgetCv_;  // room in the budget, or stopping
     std::atomic<int64_t> buffered_{0};
+    size_t waiters_ = 0;  // producers waiting for room (budgetMu_)
+    size_t lowWater() const { return maxBytes_ / 4 * 3; }
     std::atomic<bool> stopping_{false};   // producers may not wait any more
     std::atomic<bool> delivering_{true};  // sink threads run
 

@@ -67,12 +67,21 @@ mp::amqp::Options options(const mp::Config& cfg) {
     return o;
 }
 
+mp::amqp::RoutingTemplate parseTemplate(const mp::Config& cfg, const char* key) {
+    std::string why;
+    auto t = mp::amqp::RoutingTemplate::parse(cfg.str(key), why);
+    if (!t) {
+        throw mp::Error(std::string(key) + ": " + why);
+    }
+    return *t;
+}
+
 class AmqpSink : public mp::Plugin, public mp::RecordSink {
   public:
     AmqpSink(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
-          routingKey_(cfg.str("routing_key")),
-          recordKey_(cfg.str("record_routing_key")),
+          routingKey_(parseTemplate(cfg, "routing_key")),
+          recordKey_(parseTemplate(cfg, "record_routing_key")),
           drainMs_(cfg.i64("drain_ms")),
           node_(host.get("node.name").value_or("")),
           published_(host.counter("published_total", "messages published (first time)")),
@@ -90,13 +99,6 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
           connected_(host.counter("connected", "1 while connected with confirms on", MP_GAUGE)),
           inFlight_(host.counter("in_flight", "messages published, not yet confirmed", MP_GAUGE)),
           buffered_(host.counter("buffered_bytes", "bytes kept until confirmed", MP_GAUGE)) {
-        std::string why;
-        if (!mp::amqp::validTemplate(routingKey_, why)) {
-            throw mp::Error("routing_key: " + why);
-        }
-        if (!mp::amqp::validTemplate(recordKey_, why)) {
-            throw mp::Error("record_routing_key: " + why);
-        }
         publisher_ = std::make_unique<mp::amqp::Publisher>(
             options(cfg), [h = host](int level, const std::string& line) { h.log(level, line); });
     }
@@ -129,8 +131,12 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
         m.contentType =
             ev.content_type.len != 0 ? std::string(mp::view(ev.content_type)) : "application/json";
         m.timestampS = ev.ts_ns / 1'000'000'000;
-        m.routingKey = mp::amqp::expand(
-            routingKey_, {{"node", id.node}, {"type", "report"}, {"seq", std::to_string(id.seq)}});
+        mp::amqp::Values v{};
+        std::string seq = std::to_string(id.seq);
+        v[static_cast<size_t>(mp::amqp::Var::Node)] = id.node;
+        v[static_cast<size_t>(mp::amqp::Var::Type)] = "report";
+        v[static_cast<size_t>(mp::amqp::Var::Seq)] = seq;
+        m.routingKey = routingKey_.render(v);
         if (!publisher_->publish(std::move(m))) {
             host().warn("a report larger than max_buffer_mb was not published");
         }
@@ -152,11 +158,14 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
         m.contentType = rec.content_type.len != 0 ? std::string(mp::view(rec.content_type))
                                                   : "application/octet-stream";
         m.timestampS = rec.ts_ns / 1'000'000'000;
-        m.routingKey = mp::amqp::expand(recordKey_, {{"stream", stream},
-                                                     {"key", std::string(mp::view(rec.key))},
-                                                     {"producer", producer},
-                                                     {"node", node_},
-                                                     {"seq", seq}});
+        mp::amqp::Values v{};
+        v[static_cast<size_t>(mp::amqp::Var::Node)] = node_;
+        v[static_cast<size_t>(mp::amqp::Var::Type)] = stream;
+        v[static_cast<size_t>(mp::amqp::Var::Seq)] = seq;
+        v[static_cast<size_t>(mp::amqp::Var::Stream)] = stream;
+        v[static_cast<size_t>(mp::amqp::Var::Key)] = mp::view(rec.key);
+        v[static_cast<size_t>(mp::amqp::Var::Producer)] = producer;
+        m.routingKey = recordKey_.render(v);
         mp::Host h = host();
         m.done = [h, token](bool delivered) { h.recordDone(token, delivered ? MP_OK : MP_ERROR); };
         return publisher_->tryPublish(m) ? MP_OK : MP_EAGAIN;
@@ -178,8 +187,8 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
         buffered_.set(s.queuedBytes.load());
     }
 
-    std::string routingKey_;
-    std::string recordKey_;
+    mp::amqp::RoutingTemplate routingKey_;
+    mp::amqp::RoutingTemplate recordKey_;
     int64_t drainMs_;
     std::string node_;
     mp::Counter published_, resent_, confirmed_, nacked_, returned_, dropped_, reconnects_,

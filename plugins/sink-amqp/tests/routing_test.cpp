@@ -3,22 +3,42 @@
 
 #include <doctest/doctest.h>
 
-TEST_CASE("routing-key templates") {
-    std::string why;
-    CHECK(mp::amqp::validTemplate("mysqlprobe.report.{node}", why));
-    CHECK(mp::amqp::expand("mysqlprobe.{type}.{node}.{seq}",
-                           {{"node", "db1:8667"}, {"type", "report"}, {"seq", "7"}}) ==
-          "mysqlprobe.report.db1:8667.7");
-    CHECK(mp::amqp::expand("a{{b}}c", {}) == "a{b}c");
-    CHECK(mp::amqp::validTemplate("a{{b}}c", why));
+namespace {
 
-    CHECK_FALSE(mp::amqp::validTemplate("x.{node", why));
-    CHECK(why == "unclosed '{' at 2");
-    CHECK_FALSE(mp::amqp::validTemplate("x.{schema}", why));
-    CHECK(why.find("unknown placeholder {schema}") == 0);
-    CHECK_FALSE(mp::amqp::validTemplate("x}", why));
-    CHECK_FALSE(mp::amqp::validTemplate(std::string(256, 'k'), why));
-    CHECK(why == "longer than 255 bytes");
+mp::amqp::RoutingTemplate parsed(const std::string& text) {
+    std::string why;
+    auto t = mp::amqp::RoutingTemplate::parse(text, why);
+    REQUIRE_MESSAGE(t.has_value(), why);
+    return *t;
+}
+
+std::string failure(const std::string& text) {
+    std::string why;
+    CHECK_FALSE(mp::amqp::RoutingTemplate::parse(text, why).has_value());
+    return why;
+}
+
+}  // namespace
+
+TEST_CASE("routing-key templates") {
+    using mp::amqp::Var;
+    mp::amqp::Values v{};
+    v[static_cast<size_t>(Var::Node)] = "db1:8667";
+    v[static_cast<size_t>(Var::Type)] = "report";
+    v[static_cast<size_t>(Var::Seq)] = "7";
+    v[static_cast<size_t>(Var::Stream)] = "binlog.rows";
+    v[static_cast<size_t>(Var::Producer)] = "sources[0]";
+    CHECK(parsed("mysqlprobe.{type}.{node}.{seq}").render(v) == "mysqlprobe.report.db1:8667.7");
+    CHECK(parsed("{stream}.{key}").render(v) == "binlog.rows.");  // an empty key renders empty
+    CHECK(parsed("a{{b}}c").render(v) == "a{b}c");
+    CHECK(parsed("").render(v).empty());
+
+    CHECK(failure("x.{node") == "unclosed '{' at 2");
+    CHECK(failure("x.{schema}").find("unknown placeholder {schema}") == 0);
+    CHECK(failure("x}").find("a lone '}'") == 0);
+    CHECK(failure(std::string(256, 'k')) == "longer than 255 bytes");
     // A long value is cut to AMQP's 255-byte limit.
-    CHECK(mp::amqp::expand("{node}", {{"node", std::string(300, 'n')}}).size() == 255);
+    std::string longNode(300, 'n');
+    v[static_cast<size_t>(Var::Node)] = longNode;
+    CHECK(parsed("{node}").render(v).size() == 255);
 }
