@@ -182,6 +182,7 @@ cmake -S "$src/examples/source-counter" -B "$work/counter" -G Ninja \
   -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-counter.log"
 cmake --build "$work/counter" >"$work/build-counter.log" ||
   fail "source-counter did not build: $(tail -20 "$work/build-counter.log")"
+"$work/counter/source-counter-test" || fail "source-counter's unit test (on mp/testing.hpp) failed"
 for count in 3000 5000; do
   cat >"$work/counter-$count.yaml" <<YAML
 serverport: 0

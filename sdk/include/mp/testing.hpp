@@ -18,11 +18,13 @@
 
 #include <mp/abi.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,6 +41,13 @@ struct Emitted {
     uint64_t seq = 0;
     std::string contentType;
     std::string payload;
+};
+
+/// One record a plugin emitted (emit_record).
+struct Record {
+    std::string stream, key, id, contentType, payload;
+    uint64_t ts = 0;
+    uint64_t seq = 0;
 };
 
 /// One HTTP request to a route the plugin registered, and the answer.
@@ -112,6 +121,27 @@ class Instance {
     }
     void close(void* s, uint32_t reason = MP_CLOSE_FIN, uint64_t ts = 0) {
         desc_->stream_close(self_, s, reason, ts);
+    }
+
+    // Records (ABI 1.4). A sink: one record as the host's record thread would give it.
+    mp_status record(std::string_view stream, std::string_view payload, uint64_t seq,
+                     uint64_t token, std::string_view producer = "sources[0]",
+                     std::string_view key = {}) {
+        mp_record r{};
+        r.struct_size = sizeof r;
+        r.stream = mp_str{stream.data(), stream.size()};
+        r.key = mp_str{key.data(), key.size()};
+        r.content_type = mp_str{"application/json", 16};
+        r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(payload.data()), payload.size()};
+        r.seq = seq;
+        r.producer = mp_str{producer.data(), producer.size()};
+        return desc_->on_record != nullptr ? desc_->on_record(self_, &r, token) : MP_ERROR;
+    }
+    /// A producer: its delivered mark.
+    void delivered(uint64_t seq) {
+        if (desc_->on_delivered != nullptr) {
+            desc_->on_delivered(self_, seq);
+        }
     }
 
     void* self() const { return self_; }
@@ -256,6 +286,18 @@ class FakeHost {
     const std::map<std::string, std::string>& declared() const { return declared_; }
     std::optional<std::pair<int, std::string>> shutdownRequest() const { return shutdown_; }
     size_t frames() const { return frames_; }
+    /// Records emitted so far (emit_record may be called from the plugin's threads).
+    std::vector<Record> records() const {
+        std::lock_guard<std::mutex> lock(recordsMu_);
+        return records_;
+    }
+    /// The status a sink gave each token with record_done.
+    std::map<uint64_t, mp_status> recordsDone() const {
+        std::lock_guard<std::mutex> lock(recordsMu_);
+        return done_;
+    }
+    /// What emit_record answers from now on (MP_OK: taken).
+    void recordAnswer(mp_status st) { recordAnswer_ = st; }
 
   private:
     struct Handle {
@@ -518,9 +560,35 @@ class FakeHost {
             self(h).declared_[key] = std::string(value.data, value.len);
             return MP_OK;
         };
+        a.emit_record = [](mp_host* h, const mp_record* r) -> mp_status {
+            FakeHost& f = self(h);
+            mp_status st = f.recordAnswer_.load();
+            if (st == MP_OK) {
+                Record rec;
+                rec.stream.assign(r->stream.data, r->stream.len);
+                rec.key.assign(r->key.data, r->key.len);
+                rec.id.assign(r->id.data, r->id.len);
+                rec.contentType.assign(r->content_type.data, r->content_type.len);
+                rec.payload.assign(reinterpret_cast<const char*>(r->payload.data), r->payload.len);
+                rec.ts = r->ts_ns;
+                rec.seq = r->seq;
+                std::lock_guard<std::mutex> lock(f.recordsMu_);
+                f.records_.push_back(std::move(rec));
+            }
+            return st;
+        };
+        a.record_done = [](mp_host* h, uint64_t token, mp_status st) {
+            FakeHost& f = self(h);
+            std::lock_guard<std::mutex> lock(f.recordsMu_);
+            f.done_[token] = st;
+        };
         return a;
     }
 
+    mutable std::mutex recordsMu_;
+    std::vector<Record> records_;
+    std::map<uint64_t, mp_status> done_;
+    std::atomic<mp_status> recordAnswer_{MP_OK};
     const mp_host_api api_ = makeApi();
     const mp_plugin* desc_ = nullptr;
     std::map<std::string, std::string> config_;
