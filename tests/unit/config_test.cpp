@@ -214,6 +214,53 @@ TEST_SUITE("config") {
         CHECK(slotPlugin(cfg, "cluster") == "cluster-gossip");
     }
 
+    TEST_CASE("records: sources, a sink's records: and reports:, the records section") {
+        HostConfig cfg = parseConfig(
+            "records: {max_buffer_mb: 8, drain_ms: 500}\nplugins:\n  cluster: none\n"
+            "  sinks:\n    - {plugin: sink-amqp, records: [binlog.*, mysql.inbound], "
+            "reports: false}\n  sources:\n    - source-counter\n    - {plugin: source-x}\n",
+            "t.yaml", Overrides{});
+        CHECK(cfg.records.maxBufferMb == 8);
+        CHECK(cfg.records.drainMs == 500);
+        REQUIRE(cfg.slots.size() == 3);
+        CHECK(cfg.slots[0].records == std::vector<std::string>{"binlog.*", "mysql.inbound"});
+        CHECK_FALSE(cfg.slots[0].reports);
+        CHECK(cfg.slots[1].slot == "sources[0]");
+        CHECK(cfg.slots[1].kind == MP_KIND_SOURCE);
+        CHECK(cfg.slots[2].plugin == "source-x");
+        CHECK(parseError("plugins:\n  sinks:\n    - {plugin: s, records: [Binlog]}\n") ==
+              "t.yaml:3: plugins.sinks[0].records: 'Binlog' is not a stream name or pattern "
+              "(words of [a-z0-9_-] joined by '.', optionally ending in '.*'; or '*')");
+        CHECK(parseError("plugins:\n  sources:\n    - {plugin: s, records: [a]}\n") ==
+              "t.yaml:3: plugins.sources[0].records: unknown key (expected 'plugin' or 'config')");
+        CHECK(parseError("plugins:\n  sources: source-counter\n") ==
+              "t.yaml:2: plugins.sources: expected a list");
+        // A sink without on_record cannot subscribe to records.
+        std::string e;
+        try {
+            HostConfig c = parseConfig(
+                "serverport: 0\nplugins:\n  cluster: none\n  sinks:\n"
+                "    - {plugin: sink-websocket, records: ['*']}\n",
+                "t.yaml", Overrides{});
+            mp::host::RuntimeOptions ro;
+            ro.serveHttp = false;
+            mp::host::Runtime rt(c, ro);
+            rt.loadPlugins();
+            rt.resolve();
+            rt.create();
+        } catch (const std::exception& ex) {
+            e = ex.what();
+        }
+        CHECK(e == "t.yaml:5: plugins.sinks[0]: sink-websocket takes no records (it has no "
+                   "on_record hook): remove `records:` or choose a sink that takes them");
+        CHECK(mp::host::streamMatches("binlog.*", "binlog.rows"));
+        CHECK_FALSE(mp::host::streamMatches("binlog.*", "binlog"));
+        CHECK_FALSE(mp::host::streamMatches("binlog.*", "binlogx.rows"));
+        CHECK(mp::host::streamMatches("*", "a"));
+        CHECK_FALSE(mp::host::validStreamName("a..b"));
+        CHECK_FALSE(mp::host::validStreamName(std::string(65, 'a')));
+    }
+
     TEST_CASE("command-line overrides: -r and --port") {
         Overrides ov;
         ov.readFile = "x.pcap";
