@@ -39,10 +39,10 @@ fi
 host="$work/stage/bin/mysqlprobe"
 # The installed host finds its own plugins, without LD_LIBRARY_PATH.
 list=$(env -u LD_LIBRARY_PATH "$host" --list-plugins --plugin-dir "$work/example")
-for name in capture-pcap decoder-mysql cluster-static cluster-gossip sink-websocket sink-jsonl; do
+for name in capture-pcap decoder-mysql cluster-static cluster-gossip sink-websocket sink-amqp sink-jsonl; do
   grep -q "^$name " <<<"$list" || fail "--list-plugins does not list $name"
 done
-echo "installed host lists 5 built-in plugins and sink-jsonl"
+echo "installed host lists 6 built-in plugins and sink-jsonl"
 
 cat >"$work/jsonl.yaml" <<YAML
 serverport: 0
