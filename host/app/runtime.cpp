@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <mp/files.hpp>
 #include <mp/sdk.hpp>
 #include <set>
@@ -118,6 +119,20 @@ void Runtime::create() {
                                          : config_.nodeName;
     workersText_ = std::to_string(config_.workers);
     const std::string& file = config_.file;
+    // Where plugins keep their state: `statedir` (made if missing), else the configuration
+    // file's folder, as the cluster plugins always did.
+    if (!config_.stateDir.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(config_.stateDir, ec);
+        if (ec || !std::filesystem::is_directory(config_.stateDir)) {
+            throw StartError("statedir " + config_.stateDir +
+                             ": cannot make it a folder: " + ec.message());
+        }
+        stateDir_ = config_.stateDir;
+    } else if (!file.empty() && file != "(command line)") {
+        size_t slash = file.rfind('/');
+        stateDir_ = slash == std::string::npos ? "." : file.substr(0, slash);
+    }
     auth_ = std::make_shared<const Authenticator>(config_.auth);
     if (options_.serveHttp) {
         HttpOptions ho;
@@ -468,6 +483,12 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
     }
     if (k == "config.file") {
         return give(config_.file);
+    }
+    if (k == "state.dir") {
+        if (stateDir_.empty()) {
+            return MP_ENOENT;  // an offline run without a configuration file keeps no state
+        }
+        return give(stateDir_);
     }
     if (k == "instance.index") {
         thread_local std::string idx;

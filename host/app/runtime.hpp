@@ -112,6 +112,7 @@ class Runtime {
     std::string nodeName_;
     std::string serverPortText_;
     std::string workersText_;
+    std::string stateDir_;  // host_get("state.dir"); empty: none
     std::string inlineText_;  // "stream.inline", once the stream layer is planned
     std::atomic<uint64_t> intervalMs_{5000};
     std::mutex intervalMutex_;  // intervalMs_ changes and reportTimer_

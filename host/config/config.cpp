@@ -21,6 +21,7 @@ const mp_property kTop[] = {
     {"slowthresholdms", MP_PROP_INT, 0, nullptr, "slow query threshold in ms (decoder slow_threshold_ms)", 0, 86400000, nullptr},
     {"nodename", MP_PROP_STRING, 0, "", "name of this node in reports (default: hostname:serverport)", 0, 0, nullptr},
     {"loglevel", MP_PROP_STRING, 0, "info", "log level", 0, 0, "trace|debug|info|warn|error"},
+    {"statedir", MP_PROP_STRING, 0, "", "folder where plugins keep their state (default: the configuration file's folder)", 0, 0, nullptr},
     {"cluster", MP_PROP_STRING, 0, nullptr, "section: cluster settings", 0, 0, nullptr},
     {"probe", MP_PROP_STRING, 0, nullptr, "section: capture settings", 0, 0, nullptr},
     {"pusher", MP_PROP_STRING, 0, nullptr, "section: report pusher", 0, 0, nullptr},
@@ -424,6 +425,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     cfg.intervalS = static_cast<int>(values["interval"].i);
     cfg.nodeName = values["nodename"].s;
     cfg.logLevel = values["loglevel"].s;
+    cfg.stateDir = values["statedir"].s;
 
     // Legacy sections: check every key against its legacy table and collect what plugins take.
     struct Pending {

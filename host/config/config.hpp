@@ -75,6 +75,7 @@ struct HostConfig {
     int workers = 1;
     std::string nodeName;
     std::string logLevel = "info";
+    std::string stateDir;  // `statedir`; empty: the configuration file's folder
     StreamConfig stream;
     HttpConfig http;
     TlsConfig tls;

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include "app/runtime.hpp"
 #include "support/process.hpp"
 
@@ -251,14 +253,44 @@ TEST_SUITE("config") {
         } catch (const std::exception& ex) {
             e = ex.what();
         }
-        CHECK(e == "t.yaml:5: plugins.sinks[0]: sink-websocket takes no records (it has no "
-                   "on_record hook): remove `records:` or choose a sink that takes them");
+        CHECK(e ==
+              "t.yaml:5: plugins.sinks[0]: sink-websocket takes no records (it has no "
+              "on_record hook): remove `records:` or choose a sink that takes them");
         CHECK(mp::host::streamMatches("binlog.*", "binlog.rows"));
         CHECK_FALSE(mp::host::streamMatches("binlog.*", "binlog"));
         CHECK_FALSE(mp::host::streamMatches("binlog.*", "binlogx.rows"));
         CHECK(mp::host::streamMatches("*", "a"));
         CHECK_FALSE(mp::host::validStreamName("a..b"));
         CHECK_FALSE(mp::host::validStreamName(std::string(65, 'a')));
+    }
+
+    TEST_CASE("statedir: made at start, given to plugins as state.dir") {
+        std::string dir = mptest::tempDir("statedir") + "/state/deeper";
+        HostConfig cfg = parseConfig("statedir: " + dir + "\nplugins:\n  cluster: none\n",
+                                     "/etc/probe/t.yaml", Overrides{});
+        mp::host::RuntimeOptions ro;
+        ro.serveHttp = false;
+        mp::host::Runtime rt(cfg, ro);
+        rt.loadPlugins();
+        rt.resolve();
+        rt.create();
+        REQUIRE(!rt.instances().empty());
+        mp_str out{};
+        mp_host* h = rt.instances().front()->host.get();
+        REQUIRE(rt.hostGet(h, "state.dir", &out) == MP_OK);
+        CHECK(std::string(out.data, out.len) == dir);
+        CHECK(std::filesystem::is_directory(dir));
+        rt.stop();
+        // Without statedir: the configuration file's folder.
+        HostConfig plain =
+            parseConfig("plugins:\n  cluster: none\n", "/etc/probe/t.yaml", Overrides{});
+        mp::host::Runtime rt2(plain, ro);
+        rt2.loadPlugins();
+        rt2.resolve();
+        rt2.create();
+        h = rt2.instances().front()->host.get();
+        REQUIRE(rt2.hostGet(h, "state.dir", &out) == MP_OK);
+        CHECK(std::string(out.data, out.len) == "/etc/probe");
     }
 
     TEST_CASE("command-line overrides: -r and --port") {

@@ -174,11 +174,7 @@ class GossipCluster : public mp::Plugin {
                 "keys (serf keygen), or insecure: true to accept that");
         }
         seedsFile_ = cfg.str("seeds_file");
-        configDir_ = [&] {
-            std::string conf = host.get("config.file").value_or("");
-            size_t slash = conf.rfind('/');
-            return slash == std::string::npos ? std::string(".") : conf.substr(0, slash);
-        }();
+        configDir_ = host.get("state.dir").value_or(".");
         if (!slave_) {
             mp::gossip::InboxOptions io;
             io.bindIp = opt_.bindIp;

@@ -132,9 +132,7 @@ class StaticCluster : public mp::Plugin {
         stateFile_ = cfg.str("state_file");
         if (stateFile_.empty()) {
             // One file per node: two masters whose configs share a folder must not share it.
-            std::string conf = host.get("config.file").value_or("");
-            size_t slash = conf.rfind('/');
-            std::string dir = slash == std::string::npos ? std::string(".") : conf.substr(0, slash);
+            std::string dir = host.get("state.dir").value_or(".");
             std::string node = host.get("node.name").value_or("");
             if (node.empty()) {
                 node = host.get("server.port").value_or("");

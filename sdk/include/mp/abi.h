@@ -391,7 +391,9 @@ typedef struct mp_host_api {
 
     /**
      * Host-wide settings: "node.name", "server.address", "server.port", "interval.ms",
-     * "host.version", "probe.workers", "instance.index" (decoder: worker number). Since 1.2:
+     * "host.version", "probe.workers", "instance.index" (decoder: worker number), "state.dir"
+     * (the folder where plugins keep state: files named after the plugin; MP_ENOENT in an
+     * offline run without a configuration file). Since 1.2:
      * "auth.mode" ("tokens" when access tokens are configured, else "protected"), and
      * "auth.peer_authorization": the Authorization header value this node presents to other
      * nodes ("Bearer ..."; MP_ENOENT when it has none). It is a secret: never log it.
