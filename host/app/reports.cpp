@@ -132,8 +132,25 @@ void Runtime::deliverReport(const std::string& json, uint64_t seq, uint64_t ts) 
 
 void Runtime::toSinks(const mp_event& ev) {
     for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_SINK && inst->takesReports) {
-            dispatch::event(*inst, ev);
+        if (inst->host->kind != MP_KIND_SINK || !inst->takesReports) {
+            continue;
+        }
+        mp_status st = dispatch::event(*inst, ev);
+        if (st == MP_OK) {
+            inst->lastSinkStatus = MP_OK;
+        } else if (st != MP_ECLOSED) {
+            // A sink that could not take a report: counted under its name, logged the first
+            // time (and whenever the status changes), never retried by the host.
+            mp_counter* c = metrics_.get(inst->host->name, "reports_refused_total",
+                                         "reports the sink answered with an error (host count)",
+                                         MP_COUNTER);
+            c->value.fetch_add(1, std::memory_order_relaxed);
+            if (inst->lastSinkStatus.exchange(st) != st) {
+                log(MP_LOG_WARN, inst->host->name,
+                    inst->host->slot + " refused report " + std::to_string(ev.seq) +
+                        " (status " + std::to_string(st) +
+                        (inst->host->error.empty() ? "" : ": " + inst->host->error) + ")");
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ struct Instance {
     /// its slot takes the reports (`reports: false` does not).
     RecordBus::Producer* producer = nullptr;
     bool takesReports = true;
+    std::atomic<mp_status> lastSinkStatus{MP_OK};  // the last status its on_event gave a report
 
     const mp_plugin& desc() const { return plugin->desc; }
     bool concurrent() const { return (plugin->desc.flags & MP_FLAG_CONCURRENT_EVENTS) != 0; }

@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <string>
+#include <thread>
 
 #include "abi_support.hpp"
 
@@ -91,6 +92,29 @@ TEST_CASE("good_sink runs with its configured property and stops cleanly on SIGT
     p.signal(SIGTERM);
     REQUIRE(p.wait(std::chrono::seconds(15)));
     CHECK(p.exitCode() == 0);
+}
+
+TEST_CASE("refusing_sink: a sink's refusal is logged once with its message, not ignored") {
+    std::string cfg = writeConfig("refusing-sink",
+                                  "serverport: 0\nserveraddress: 127.0.0.1\n"
+                                  "interval: 1\nplugins:\n  directories: ['" +
+                                      fixtureDir("refusing_sink") +
+                                      "']\n  cluster: none\n"
+                                      "  sinks: [abi-refusing-sink]\n");
+    mptest::Process p({mptest::binary(), "-c", cfg});
+    REQUIRE(p.started());
+    // Three reports refused (the third a second after the second), one line for all of them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(3300));
+    p.signal(SIGTERM);
+    REQUIRE(p.wait(std::chrono::seconds(15)));
+    INFO("stderr: ", p.err());
+    CHECK(p.exitCode() == 0);
+    size_t refusals = 0;
+    for (const auto& line : lines(p.err())) {
+        refusals += contains(line, "sinks[0] refused report") ? 1 : 0;
+    }
+    CHECK(refusals == 1);
+    CHECK(contains(p.err(), "sinks[0] refused report 1 (status 1: disk full)"));
 }
 
 TEST_CASE("a plugin of the wrong kind cannot fill a slot") {
