@@ -517,6 +517,12 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
         ms = std::to_string(intervalMs_.load());
         return give(ms);
     }
+    if (k == "cluster.role" || k == "cluster.master") {
+        std::lock_guard<std::mutex> lock(roleMutex_);
+        thread_local std::string value;
+        value = k == "cluster.role" ? clusterRole_ : clusterMaster_;
+        return give(value);
+    }
     if (k == "stream.inline") {
         if (inlineText_.empty()) {
             return MP_ENOENT;  // decided at start, before any capture starts
@@ -529,6 +535,40 @@ mp_status Runtime::hostGet(mp_host* h, const char* key, mp_str* out) {
 mp_status Runtime::hostSet(mp_host* h, const char* key, std::string_view value) {
     std::string_view k = key;
     Instance& inst = *h->instance;
+    if (k == "cluster.role" || k == "cluster.master") {
+        if (h->kind != MP_KIND_CLUSTER) {
+            log(MP_LOG_ERROR, h->name, std::string(key) + " is for the cluster plugin");
+            return MP_EINVAL;
+        }
+        if (k == "cluster.role" && value != "master" && value != "slave" && value != "standalone") {
+            return MP_EINVAL;
+        }
+        bool changed = false;
+        {
+            std::lock_guard<std::mutex> lock(roleMutex_);
+            std::string& target = k == "cluster.role" ? clusterRole_ : clusterMaster_;
+            changed = k == "cluster.role" && target != value;
+            target.assign(value.substr(0, 256));
+        }
+        if (changed) {
+            log(MP_LOG_INFO, "host", "cluster role: " + std::string(value));
+            // Every other running plugin built for 1.4 or later hears it (on_event, serialized
+            // per instance as usual); an older one might take any event for a report.
+            mp_event ev{};
+            ev.struct_size = sizeof ev;
+            ev.type = MP_EVENT_ROLE;
+            ev.ts_ns = wallClockNs();
+            ev.content_type = mp_str{"text/plain", 10};
+            ev.payload = mp_bytes{reinterpret_cast<const uint8_t*>(value.data()), value.size()};
+            for (auto& other : instances_) {
+                if (other.get() != &inst && other->host->kind != MP_KIND_CLUSTER &&
+                    other->desc().abi_minor >= 4 && other->host->running.load()) {
+                    dispatch::event(*other, ev);
+                }
+            }
+        }
+        return MP_OK;
+    }
     if (k == "records.backpressure") {
         if ((value != "drop" && value != "wait") || inst.producer == nullptr || inst.started) {
             return MP_EINVAL;  // create() only, "drop" or "wait"

@@ -113,6 +113,9 @@ class Runtime {
     std::string serverPortText_;
     std::string workersText_;
     std::string stateDir_;  // host_get("state.dir"); empty: none
+    std::mutex roleMutex_;  // the cluster plugin's word on this node's role
+    std::string clusterRole_ = "standalone";
+    std::string clusterMaster_;
     std::string inlineText_;  // "stream.inline", once the stream layer is planned
     std::atomic<uint64_t> intervalMs_{5000};
     std::mutex intervalMutex_;  // intervalMs_ changes and reportTimer_

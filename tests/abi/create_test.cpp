@@ -117,6 +117,29 @@ TEST_CASE("refusing_sink: a sink's refusal is logged once with its message, not 
     CHECK(contains(p.err(), "sinks[0] refused report 1 (status 1: disk full)"));
 }
 
+TEST_CASE("role_sink: the cluster's role reaches other plugins (host_get, MP_EVENT_ROLE)") {
+    auto run = [](const std::string& name, const std::string& cluster, const std::string& want) {
+        std::string cfg = writeConfig(name,
+                                      "serverport: 0\nserveraddress: 127.0.0.1\n"
+                                      "plugins:\n  directories: ['" +
+                                          fixtureDir("role_sink") + "']\n  cluster: " + cluster +
+                                          "\n  sinks: [abi-role-sink]\n");
+        mptest::Process p({mptest::binary(), "-c", cfg});
+        REQUIRE(p.started());
+        bool seen =
+            mptest::eventually([&] { return contains(p.err(), want); }, std::chrono::seconds(20));
+        INFO("stderr: ", p.err());
+        CHECK(seen);
+        p.signal(SIGTERM);
+        REQUIRE(p.wait(std::chrono::seconds(15)));
+        CHECK(p.exitCode() == 0);
+    };
+    // A static master says so in create(): the sink reads it when it starts.
+    run("role-static", "cluster-static", "role at start: master");
+    // A gossip node alone elects itself once it runs: the sink hears the change.
+    run("role-gossip", "{plugin: cluster-gossip, config: {bind: 127.0.0.1}}", "role event: master");
+}
+
 TEST_CASE("a plugin of the wrong kind cannot fill a slot") {
     std::string cfg = writeConfig("wrong-kind",
                                   "serverport: 0\n"

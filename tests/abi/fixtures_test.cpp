@@ -113,7 +113,7 @@ TEST_SUITE("fixtures are what they say") {
               "duplicate_name",     "throws_in_entry",      "decoder_without_stream_hooks",
               "unknown_kind",       "create_fails",         "silent_create_fail",
               "null_instance",      "throws_in_create",     "sdk_throws_in_create",
-              "good_sink",          "refusing_sink"}) {
+              "good_sink",          "refusing_sink",        "role_sink"}) {
             INFO("fixture: ", f);
             std::string content = mptest::readFile(fixtureLib(f));
             CHECK(!content.empty());

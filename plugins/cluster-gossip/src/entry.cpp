@@ -621,14 +621,22 @@ class GossipCluster : public mp::Plugin {
                 host().warn("master's mp_http tag: " + mp::printable(e.what()));
             }
         }
-        std::lock_guard<std::mutex> lock(mu_);
-        if (master != lastMaster_) {
-            host().info(
-                "master: " + (master.empty() ? std::string("none") : mp::printable(master)) +
-                (master == ml_->name() ? " (this node)" : ""));
-            lastMaster_ = master;
+        bool changed = false;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (master != lastMaster_) {
+                host().info(
+                    "master: " + (master.empty() ? std::string("none") : mp::printable(master)) +
+                    (master == ml_->name() ? " (this node)" : ""));
+                lastMaster_ = master;
+                changed = true;
+            }
+            dirtySeeds_ = true;
         }
-        dirtySeeds_ = true;
+        if (changed) {  // the host tells the other plugins (outside mu_: they may call back)
+            host().set("cluster.master", master);
+            host().set("cluster.role", master == ml_->name() ? "master" : "slave");
+        }
     }
 
     // Seeds: the gossip addresses of the other alive members, written atomically.

@@ -129,6 +129,7 @@ class StaticCluster : public mp::Plugin {
           backlogBytes_(host.counter("slave_backlog_bytes",
                                      "bytes of slave reports held until the next interval",
                                      MP_GAUGE)) {
+        host.set("cluster.role", slave_ ? "slave" : "master");
         stateFile_ = cfg.str("state_file");
         if (stateFile_.empty()) {
             // One file per node: two masters whose configs share a folder must not share it.

@@ -133,6 +133,9 @@ typedef struct mp_property {
 /* host -> decoder (on_event of worker 0, on the report thread): the interval ended; emit
  * MP_EVENT_PARTIAL for all workers before returning */
 #define MP_EVENT_COLLECT 4
+/* SINCE 1.4, host -> every running plugin built for 1.4 or later but the cluster plugin: this
+ * node's cluster role changed; payload "master", "slave" or "standalone" (host_get "cluster.role", "cluster.master") */
+#define MP_EVENT_ROLE 5
 
 /**
  * A generic event: a report, a partial report, an end-of-input notice.
@@ -483,7 +486,10 @@ typedef struct mp_host_api {
      * when no capture gives any); "capture.threads": how many threads of this capture call
      * emit_frames ("1" lets the host run a single worker on that thread, with no queue).
      * Since 1.4, for any plugin: "records.backpressure": "drop" or "wait", what emit_record()
-     * does when the host's record buffer is full (see emit_record).
+     * does when the host's record buffer is full (see emit_record). For the cluster plugin, at
+     * any time from create() on and from any thread: "cluster.role" ("master", "slave" or
+     * "standalone") and "cluster.master" (the master's name, "" for none); any plugin reads them
+     * with host_get, and a change of role reaches the others as MP_EVENT_ROLE.
      * Return MP_ENOENT for a key this host does not know (a plugin may ignore it), MP_EINVAL for
      * a bad value. THREADING: create() only. OWNERSHIP: value copied.
      */
