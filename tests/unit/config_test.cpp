@@ -118,7 +118,7 @@ TEST_SUITE("config") {
     TEST_CASE("unknown keys are refused with file, line and key path") {
         CHECK(parseError("interval: 5\ncolour: blue\n") ==
               "t.yaml:2: colour: unknown key for the top level (known: interval, loglevel, "
-              "nodename, serveraddress, serverport, slave, slowthresholdms)");
+              "nodename, serveraddress, serverport, slave, slowthresholdms, statedir)");
         std::string e = parseError("probe:\n  port: 3306\n  devise: lo\n");
         CHECK(e.find("t.yaml:3: probe.devise: unknown key (known: device, port,") == 0);
         e = parseError("plugins:\n  capture: {plugin: capture-pcap, confg: {}}\n");
