@@ -34,6 +34,9 @@ namespace mp::host {
 namespace {
 // epoll keys of the two descriptors that are not connections (connection ids count up from 1).
 constexpr uint64_t kListenKey = UINT64_MAX;
+// Output a websocket connection may owe its client before the server stops adding to it: the
+// plugin queue waits behind it, and pings get no pong of their own.
+constexpr size_t kMaxOwedOutput = 1u << 20;
 constexpr uint64_t kWakeKey = UINT64_MAX - 1;
 
 // application/x-www-form-urlencoded decoding of one name or value; false on a broken escape.
@@ -328,7 +331,7 @@ struct HttpServer::Impl {
     // Counters.
     mp_counter *requests, *badRequests, *wsOpen, *wsDropped, *wsSlowClosed, *wsIdleClosed,
         *wsProtocolErrors, *authFailures, *forbidden, *connections, *refused, *timeouts,
-        *memoryRefused, *tlsFailures;
+        *memoryRefused, *tlsFailures, *wsPongsSkipped;
 
     // The loop's state (only the loop thread touches these, after start()).
     struct Conn;
@@ -404,7 +407,11 @@ struct HttpServer::Impl {
           tlsFailures(m.get("http", "tls_handshake_failures_total",
                             "TLS connections that failed their handshake (plain HTTP on the TLS "
                             "port, unknown ciphers, garbage)",
-                            MP_COUNTER)) {}
+                            MP_COUNTER)),
+          wsPongsSkipped(m.get("http", "websocket_pongs_skipped_total",
+                               "pings answered by a later pong only: the client did not read "
+                               "what the server already owed it",
+                               MP_COUNTER)) {}
 
     static void add(mp_counter* c, int64_t n = 1) {
         c->value.fetch_add(n, std::memory_order_relaxed);
@@ -1446,11 +1453,11 @@ class Loop {
     }
 
     void readFrames(Conn& c) {
-        size_t pushed = 0;  // bytes of complete messages handed to the session
+        size_t pushed = 0;    // bytes of complete messages handed to the session
+        size_t consumed = 0;  // of c.in, erased once after the loop (not once per frame)
         while (c.fd >= 0 && c.st == Conn::St::Ws && !c.closeSent) {
             ws::Event ev;
-            size_t used = c.reader->next(c.in, ev);
-            c.in.erase(0, used);
+            consumed += c.reader->next(std::string_view(c.in).substr(consumed), ev);
             if (ev.kind == ws::Event::Kind::None) {
                 break;
             }
@@ -1464,7 +1471,14 @@ class Loop {
                     break;
                 }
                 case ws::Event::Kind::Ping:
-                    queue(c, ws::encode(ws::Pong, ev.payload));
+                    // A client that pings and does not read would make pongs pile up: while
+                    // its output is over the bound, a ping gets no pong of its own (RFC 6455
+                    // 5.5.3 lets a pong answer only the latest ping); the memory stays bounded.
+                    if (c.out.size() < kMaxOwedOutput) {
+                        queue(c, ws::encode(ws::Pong, ev.payload));
+                    } else {
+                        HttpServer::Impl::add(s_.wsPongsSkipped);
+                    }
                     break;
                 case ws::Event::Kind::Pong:
                     break;
@@ -1479,6 +1493,7 @@ class Loop {
                     break;
             }
         }
+        c.in.erase(0, std::min(consumed, c.in.size()));
         // Held for this connection: its unparsed input and the message being assembled; the
         // complete messages are the session's until drain() delivers them.
         size_t held = c.in.size() + (c.reader ? c.reader->buffered() : 0);
@@ -1519,7 +1534,7 @@ class Loop {
         std::string reason;
         {
             std::lock_guard<std::mutex> lock(hnd.mutex);
-            while (!hnd.queue.empty() && c.out.size() < (1u << 20)) {
+            while (!hnd.queue.empty() && c.out.size() < kMaxOwedOutput) {
                 auto& [op, data] = hnd.queue.front();
                 queue(c, ws::encode(op == MP_WS_TEXT ? ws::Text : ws::Binary, data));
                 hnd.queuedBytes -= data.size();
@@ -1882,21 +1897,25 @@ mp_status wsSend(mp_ws_conn* conn, uint32_t opcode, mp_bytes data) {
             return MP_ECLOSED;
         }
         // Bounded by count (the endpoint's queue) and by bytes (this connection's share, and
-        // the server's budget): the oldest goes first, counted.
+        // the server's budget): the oldest goes first, counted. When even this connection's
+        // whole queue would not make room (the budget is held by other connections), only the
+        // new message is refused: dropping the queue would lose it for nothing.
+        size_t budget = s->options.maxBufferedBytes;
+        size_t others = static_cast<size_t>(std::max<int64_t>(s->buffered.load(), 0));
+        others -= std::min(others, conn->queuedBytes);
+        if (data.len > conn->maxQueueBytes || others + data.len > budget) {
+            HttpServer::Impl::add(s->wsDropped);
+            return MP_EAGAIN;
+        }
         while (!conn->queue.empty() &&
                (conn->queue.size() >= conn->maxQueue ||
                 conn->queuedBytes + data.len > conn->maxQueueBytes ||
-                static_cast<size_t>(s->buffered.load()) + data.len > s->options.maxBufferedBytes)) {
+                static_cast<size_t>(s->buffered.load()) + data.len > budget)) {
             conn->queuedBytes -= conn->queue.front().second.size();
             s->buffered.fetch_sub(static_cast<int64_t>(conn->queue.front().second.size()));
             conn->queue.pop_front();
             HttpServer::Impl::add(s->wsDropped);
             st = MP_EAGAIN;
-        }
-        if (data.len > conn->maxQueueBytes ||
-            static_cast<size_t>(s->buffered.load()) + data.len > s->options.maxBufferedBytes) {
-            HttpServer::Impl::add(s->wsDropped);
-            return MP_EAGAIN;
         }
         conn->queue.emplace_back(opcode,
                                  std::string(reinterpret_cast<const char*>(data.data), data.len));

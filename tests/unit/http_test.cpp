@@ -336,6 +336,41 @@ TEST_SUITE("http") {
         CHECK(closed);
     }
 
+    TEST_CASE("a client that pings and never reads owes the server at most 1 MiB of pongs") {
+        Host h;
+        Poco::Net::StreamSocket sock(
+            Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(h.port)));
+        sock.setReceiveBufferSize(4096);  // reads nothing anyway: the pongs stay on the server
+        const std::string upgrade =
+            "GET /collector HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        sock.sendBytes(upgrade.data(), static_cast<int>(upgrade.size()));
+        // 300,000 masked pings of 125 bytes (mask 0: the payload as is): 38 MB of pongs owed,
+        // more than the kernel buffers of both sides take.
+        std::string ping =
+            std::string("\x89\xfd", 2) + std::string(4, '\0') + std::string(125, 'p');
+        std::string burst;
+        for (int i = 0; i < 1000; ++i) {
+            burst += ping;
+        }
+        sock.setSendTimeout(Poco::Timespan(10, 0));
+        for (int i = 0; i < 300; ++i) {
+            sock.sendBytes(burst.data(), static_cast<int>(burst.size()));
+        }
+        CHECK(mptest::eventually(
+            [&] {
+                return h.rt->metrics().value("mysqlprobe_http_websocket_pongs_skipped_total") >
+                       100000;
+            },
+            std::chrono::seconds(10)));
+        // Once its input is read, what is held for it is the pongs owed, at most 1 MiB (the
+        // input itself is bounded by the endpoint's message size, as for any client).
+        CHECK(mptest::eventually([&] { return h.rt->http()->bufferedBytes() < (2u << 20); },
+                                 std::chrono::seconds(10)));
+        MESSAGE("bytes held for the pinging client: ", h.rt->http()->bufferedBytes());
+        CHECK(request(h.port, "GET", "/health").status == 200);  // others are served
+    }
+
     TEST_CASE("what on_open sends before it refuses is dropped, and its bytes leave the budget") {
         mp::host::Metrics metrics;
         mp::host::HttpOptions o;
