@@ -11,12 +11,18 @@ build=$2
 work=$(mktemp -d "$build/consumer.XXXXXX")
 trap 'kill "${pid:-}" 2>/dev/null || true' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# build_example NAME DIR: configure and build examples/NAME in $work/DIR against the staging
+# prefix only.
+build_example() {
+  cmake -S "$src/examples/$1" -B "$work/$2" -G Ninja -DCMAKE_PREFIX_PATH="$work/stage" \
+    -DCMAKE_BUILD_TYPE=Release >"$work/configure-$2.log" ||
+    fail "$1 did not configure: $(tail -20 "$work/configure-$2.log")"
+  cmake --build "$work/$2" >"$work/build-$2.log" || fail "$1 did not build: $(tail -20 "$work/build-$2.log")"
+}
 
 cmake --install "$build" --prefix "$work/stage" >"$work/install.log"
 # The example sees the SDK through CMAKE_PREFIX_PATH and nothing else from this tree.
-cmake -S "$src/examples/sink-jsonl" -B "$work/example" -G Ninja \
-  -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure.log"
-cmake --build "$work/example" >"$work/build.log"
+build_example sink-jsonl example
 so="$work/example/libmp-sink-jsonl.so"
 [ -f "$so" ] || fail "the example did not build $so"
 grep -q "mysqlprobe-sdk" "$work/example/CMakeCache.txt" || fail "the example did not use find_package"
@@ -26,9 +32,7 @@ if grep -q "$src/sdk/include" "$work/example/build.ninja"; then
 fi
 
 # The example decoder, the same way.
-cmake -S "$src/examples/decoder-bytes" -B "$work/decoder" -G Ninja \
-  -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-decoder.log"
-cmake --build "$work/decoder" >"$work/build-decoder.log"
+build_example decoder-bytes decoder
 [ -f "$work/decoder/libmp-decoder-bytes.so" ] || fail "the example decoder did not build"
 # Its unit test runs on the installed SDK's fake host (mp/testing.hpp).
 "$work/decoder/decoder-bytes-test" || fail "decoder-bytes' unit test (on mp/testing.hpp) failed"
@@ -121,10 +125,7 @@ print(f"decoder-bytes: {moved} bytes on {conns} connections, same with 1 and 3 w
 PY
 # A second capture source: capture-hexlines reads the same frames from text. With the built-in
 # decoder-mysql and no host change, its report is the one capture-pcap gives for the pcap.
-cmake -S "$src/examples/capture-hexlines" -B "$work/hexlines" -G Ninja \
-  -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-hexlines.log"
-cmake --build "$work/hexlines" >"$work/build-hexlines.log" ||
-  fail "capture-hexlines did not build: $(tail -20 "$work/build-hexlines.log")"
+build_example capture-hexlines hexlines
 for name in sysbench_ps_rw_2t_20tx edge_cases_small; do
   pcap="$src/tests/data/pcap/$name.pcap"
   hex="$work/$name.hex"
@@ -178,10 +179,7 @@ echo "capture-hexlines: its truncated_total counter is the report's capture.trun
 # A source (ABI 1.4 records): source-counter emits numbered records, sink-jsonl writes those of
 # its subscribed stream, and the delivered mark reaches the source's checkpoint. A second run
 # goes on from the mark: every number once, in order.
-cmake -S "$src/examples/source-counter" -B "$work/counter" -G Ninja \
-  -DCMAKE_PREFIX_PATH="$work/stage" -DCMAKE_BUILD_TYPE=Release >"$work/configure-counter.log"
-cmake --build "$work/counter" >"$work/build-counter.log" ||
-  fail "source-counter did not build: $(tail -20 "$work/build-counter.log")"
+build_example source-counter counter
 "$work/counter/source-counter-test" || fail "source-counter's unit test (on mp/testing.hpp) failed"
 for count in 3000 5000; do
   cat >"$work/counter-$count.yaml" <<YAML

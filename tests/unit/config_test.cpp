@@ -265,32 +265,25 @@ TEST_SUITE("config") {
     }
 
     TEST_CASE("statedir: made at start, given to plugins as state.dir") {
+        // What host_get("state.dir") answers a plugin of a node made from `text`.
+        auto stateDir = [](const std::string& text) {
+            HostConfig cfg = parseConfig(text, "/etc/probe/t.yaml", Overrides{});
+            mp::host::RuntimeOptions ro;
+            ro.serveHttp = false;
+            mp::host::Runtime rt(cfg, ro);
+            rt.loadPlugins();
+            rt.resolve();
+            rt.create();
+            REQUIRE(!rt.instances().empty());
+            mp_str out{};
+            REQUIRE(rt.hostGet(rt.instances().front()->host.get(), "state.dir", &out) == MP_OK);
+            return std::string(out.data, out.len);
+        };
         std::string dir = mptest::tempDir("statedir") + "/state/deeper";
-        HostConfig cfg = parseConfig("statedir: " + dir + "\nplugins:\n  cluster: none\n",
-                                     "/etc/probe/t.yaml", Overrides{});
-        mp::host::RuntimeOptions ro;
-        ro.serveHttp = false;
-        mp::host::Runtime rt(cfg, ro);
-        rt.loadPlugins();
-        rt.resolve();
-        rt.create();
-        REQUIRE(!rt.instances().empty());
-        mp_str out{};
-        mp_host* h = rt.instances().front()->host.get();
-        REQUIRE(rt.hostGet(h, "state.dir", &out) == MP_OK);
-        CHECK(std::string(out.data, out.len) == dir);
+        CHECK(stateDir("statedir: " + dir + "\nplugins:\n  cluster: none\n") == dir);
         CHECK(std::filesystem::is_directory(dir));
-        rt.stop();
         // Without statedir: the configuration file's folder.
-        HostConfig plain =
-            parseConfig("plugins:\n  cluster: none\n", "/etc/probe/t.yaml", Overrides{});
-        mp::host::Runtime rt2(plain, ro);
-        rt2.loadPlugins();
-        rt2.resolve();
-        rt2.create();
-        h = rt2.instances().front()->host.get();
-        REQUIRE(rt2.hostGet(h, "state.dir", &out) == MP_OK);
-        CHECK(std::string(out.data, out.len) == "/etc/probe");
+        CHECK(stateDir("plugins:\n  cluster: none\n") == "/etc/probe");
     }
 
     TEST_CASE("command-line overrides: -r and --port") {
