@@ -276,4 +276,15 @@ class RabbitMQ:
         finally:
             subprocess.run(["epmd", "-port", str(self.epmd), "-kill"], env=self.env,
                            capture_output=True)
+            # epmd refuses -kill while a node is still registered (a broker that would not
+            # stop): its own epmd is found by its port and killed, never another one.
+            want = f"ERL_EPMD_PORT={self.epmd}".encode()
+            out = subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True).stdout
+            for pid in out.split():
+                try:
+                    with open(f"/proc/{pid}/environ", "rb") as f:
+                        if want in f.read().split(b"\0"):
+                            os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
             shutil.rmtree(self.dir, ignore_errors=True)
