@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
         if (st != AMQP_STATUS_OK) die("wait frame");
         if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
             amqp_basic_ack_t* a = f.payload.method.decoded;
-            confirmed = (long)a->delivery_tag;  /* tags count from 1: the last confirmed */
+            confirmed = (long)a->delivery_tag; /* tags count from 1: the last confirmed */
         } else if (f.frame_type == AMQP_FRAME_METHOD) {
             die("unexpected method (nack or close)");
         }

@@ -141,14 +141,14 @@ void Runtime::toSinks(const mp_event& ev) {
         } else if (st != MP_ECLOSED) {
             // A sink that could not take a report: counted under its name, logged the first
             // time (and whenever the status changes), never retried by the host.
-            mp_counter* c = metrics_.get(inst->host->name, "reports_refused_total",
-                                         "reports the sink answered with an error (host count)",
-                                         MP_COUNTER);
+            mp_counter* c =
+                metrics_.get(inst->host->name, "reports_refused_total",
+                             "reports the sink answered with an error (host count)", MP_COUNTER);
             c->value.fetch_add(1, std::memory_order_relaxed);
             if (inst->lastSinkStatus.exchange(st) != st) {
                 log(MP_LOG_WARN, inst->host->name,
-                    inst->host->slot + " refused report " + std::to_string(ev.seq) +
-                        " (status " + std::to_string(st) +
+                    inst->host->slot + " refused report " + std::to_string(ev.seq) + " (status " +
+                        std::to_string(st) +
                         (inst->host->error.empty() ? "" : ": " + inst->host->error) + ")");
             }
         }

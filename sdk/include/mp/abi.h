@@ -134,7 +134,8 @@ typedef struct mp_property {
  * MP_EVENT_PARTIAL for all workers before returning */
 #define MP_EVENT_COLLECT 4
 /* SINCE 1.4, host -> every running plugin built for 1.4 or later but the cluster plugin: this
- * node's cluster role changed; payload "master", "slave" or "standalone" (host_get "cluster.role", "cluster.master") */
+ * node's cluster role changed; payload "master", "slave" or "standalone" (host_get "cluster.role",
+ * "cluster.master") */
 #define MP_EVENT_ROLE 5
 
 /**
@@ -170,8 +171,8 @@ typedef struct mp_record {
                             derives one from node, producer and seq */
     mp_str content_type; /* "application/json" */
     mp_bytes payload;
-    uint64_t ts_ns; /* event time */
-    uint64_t seq;   /* per producer instance, strictly increasing (gaps allowed), from 1 */
+    uint64_t ts_ns;  /* event time */
+    uint64_t seq;    /* per producer instance, strictly increasing (gaps allowed), from 1 */
     mp_str producer; /* set by the host when it hands the record to a sink: the producer's slot
                         ("sources[0]", "decoder[1]"); ignored in emit_record() */
 } mp_record;
