@@ -10,7 +10,11 @@
 #include <Poco/StreamCopier.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "app/runtime.hpp"
@@ -369,6 +373,83 @@ TEST_SUITE("http") {
                                  std::chrono::seconds(10)));
         MESSAGE("bytes held for the pinging client: ", h.rt->http()->bufferedBytes());
         CHECK(request(h.port, "GET", "/health").status == 200);  // others are served
+    }
+
+    TEST_CASE("pongs owed to a connected client that pings and never reads stay bounded") {
+        mp::host::Metrics metrics;
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        mp::host::HttpServer server(o, metrics);
+        std::atomic<bool> last{false};  // the text message sent after the pings arrived
+        mp_ws_handler h{};
+        h.struct_size = sizeof h;
+        h.user = &last;
+        h.role = MP_ROLE_ANYONE;
+        h.max_message_bytes = 4096;  // input held for the client stays small
+        h.write_timeout_ms = 60000;  // the client stays connected while it does not read
+        h.on_message = [](void* user, mp_ws_conn*, uint32_t, mp_bytes) {
+            static_cast<std::atomic<bool>*>(user)->store(true);
+        };
+        REQUIRE(server.addWebSocket("/ws", h));
+        mp::host::RouteSpec ok;
+        ok.role = MP_ROLE_ANYONE;
+        ok.fn = [](const mp_http_request&, mp_http_response& r) {
+            r.status = 200;
+            r.body = "ok";
+        };
+        REQUIRE(server.addRoute("/ok", ok));
+        server.start();
+
+        Poco::Net::StreamSocket sock(
+            Poco::Net::SocketAddress("127.0.0.1", static_cast<Poco::UInt16>(server.port())));
+        const std::string upgrade =
+            "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        sock.sendBytes(upgrade.data(), static_cast<int>(upgrade.size()));
+        std::atomic<bool> sampling{true};
+        std::atomic<size_t> peak{0};
+        std::thread sampler([&] {
+            while (sampling.load()) {
+                peak.store(std::max(peak.load(), server.bufferedBytes()));
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            }
+        });
+        struct Join {  // the sampler ends even when a send throws
+            std::atomic<bool>& on;
+            std::thread& t;
+            ~Join() {
+                on.store(false);
+                if (t.joinable()) {
+                    t.join();
+                }
+            }
+        } join{sampling, sampler};
+        // 300,000 masked pings of 125 bytes (mask 0: the payload as is): 38 MB of pongs owed,
+        // more than the kernel buffers of both sides take; then one text message.
+        const std::string ping =
+            std::string("\x89\xfd", 2) + std::string(4, '\0') + std::string(125, 'p');
+        std::string burst;
+        for (int i = 0; i < 1000; ++i) {
+            burst += ping;
+        }
+        sock.setSendTimeout(Poco::Timespan(10, 0));
+        for (int i = 0; i < 300; ++i) {
+            sock.sendBytes(burst.data(), static_cast<int>(burst.size()));
+        }
+        const std::string text = std::string("\x81\x84", 2) + std::string(4, '\0') + "done";
+        sock.sendBytes(text.data(), static_cast<int>(text.size()));
+        CHECK(mptest::eventually([&] { return last.load(); }, std::chrono::seconds(10)));
+        // Another client is served while this one is still connected and still owed pongs.
+        CHECK(request(server.port(), "GET", "/ok").status == 200);
+        sampling.store(false);
+        sampler.join();
+        MESSAGE("peak bytes held: ", peak.load());
+        CHECK(peak.load() < (1u << 20) + (64u << 10));  // 1 MiB of output, a little input
+        CHECK(metrics.value("mysqlprobe_http_websocket_pongs_skipped_total") > 0);
+        CHECK(metrics.value("mysqlprobe_http_websocket_write_timeouts_total") == 0);
+        sock.close();
+        server.stop();
     }
 
     TEST_CASE("what on_open sends before it refuses is dropped, and its bytes leave the budget") {
