@@ -2,10 +2,10 @@
 // Fuzz target: sink-amqp's configuration parsers, the broker URL and the routing-key template.
 #include <cstddef>
 #include <cstdint>
+#include <mp/amqp_url.hpp>
 #include <string>
 
 #include "routing.hpp"
-#include "url.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string text(reinterpret_cast<const char*>(data), size);

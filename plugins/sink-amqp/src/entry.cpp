@@ -3,12 +3,12 @@
 // publisher confirms. What the broker has not confirmed is kept (bounded in bytes) and
 // published again, with the same message id, after a broken connection; see publisher.hpp.
 #include <memory>
+#include <mp/amqp_config.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 
 #include "publisher.hpp"
 #include "routing.hpp"
-#include "url.hpp"
 
 namespace {
 
@@ -36,17 +36,7 @@ const mp_property kProps[] = {
 
 mp::amqp::Options options(const mp::Config& cfg) {
     mp::amqp::Options o;
-    std::string url = cfg.str("url");
-    mp::amqp::Url u;
-    std::string why;
-    if (!mp::amqp::parseUrl(url, u, why)) {
-        throw mp::Error("url: " + why);  // not quoted: it could hold credentials
-    }
-    o.host = u.host;
-    o.port = u.port;
-    o.vhost = u.vhost;
-    o.user = cfg.str("user");
-    o.password = cfg.str("password");
+    o.endpoint = mp::amqp::endpointFrom(cfg);
     o.exchange = cfg.str("exchange");
     o.exchangeType = cfg.str("exchange_type");
     std::string declare = cfg.str("declare");
@@ -61,8 +51,6 @@ mp::amqp::Options options(const mp::Config& cfg) {
     o.mandatory = cfg.boolean("mandatory");
     o.maxInFlight = static_cast<size_t>(cfg.i64("max_in_flight"));
     o.maxQueuedBytes = static_cast<size_t>(cfg.i64("max_buffer_mb")) << 20;
-    o.heartbeatS = static_cast<int>(cfg.i64("heartbeat_s"));
-    o.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
     o.reconnectMaxMs = static_cast<int>(cfg.i64("reconnect_max_ms"));
     return o;
 }

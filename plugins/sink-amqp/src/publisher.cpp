@@ -3,19 +3,9 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/time.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <memory>
 #include <utility>
 
 namespace mp::amqp {
@@ -23,13 +13,7 @@ namespace mp::amqp {
 namespace {
 
 constexpr int kWarn = 3;  // MP_LOG_WARN
-constexpr int kInfo = 2;  // MP_LOG_INFO
-constexpr uint16_t kChannel = 1;
-
-amqp_bytes_t bytes(const std::string& s) {
-    return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
-}
-std::string text(amqp_bytes_t b) { return std::string(static_cast<const char*>(b.bytes), b.len); }
+constexpr uint16_t kChannel = Connection::kChannel;
 
 timeval timeout(int ms) {
     timeval tv{};
@@ -38,87 +22,17 @@ timeval timeout(int ms) {
     return tv;
 }
 
-// One line for a failed RPC: the library's error, or the broker's close code and text
-// ("403 ACCESS_REFUSED - Login was refused ...", "404 NOT_FOUND - no exchange 'x' ...").
-std::string describe(const amqp_rpc_reply_t& r) {
-    switch (r.reply_type) {
-        case AMQP_RESPONSE_NORMAL:
-            return "";
-        case AMQP_RESPONSE_NONE:
-            return "no reply from the broker";
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-            return amqp_error_string2(r.library_error);
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-            if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
-                return "the broker closed the connection: " + std::to_string(m->reply_code) + " " +
-                       text(m->reply_text);
-            }
-            if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
-                return "the broker closed the channel: " + std::to_string(m->reply_code) + " " +
-                       text(m->reply_text);
-            }
-            return "the broker answered method " + std::to_string(r.reply.id);
-    }
-    return "unknown reply";
-}
-
-// A TCP connection within `ms`, with the reason when there is none ("connection refused",
-// "timed out", "name resolution: ..."): rabbitmq-c's own connect only says "a socket error".
-int connectTcp(const std::string& host, uint16_t port, int ms, std::string& why) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-    if (rc != 0) {
-        why = "cannot resolve " + host + ": " + ::gai_strerror(rc);
-        return -1;
-    }
-    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(res, &::freeaddrinfo);
-    why = "no address for " + host;
-    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-        int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-            why = std::string("cannot connect: ") + std::strerror(errno);
-            continue;
-        }
-        int err = 0;
-        if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            err = errno;
-            if (err == EINPROGRESS) {
-                pollfd p{fd, POLLOUT, 0};
-                int n = ::poll(&p, 1, ms);
-                socklen_t len = sizeof err;
-                if (n == 0) {
-                    err = ETIMEDOUT;
-                } else if (n < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
-                    err = errno;
-                }
-            }
-        }
-        if (err == 0) {
-            // Left non-blocking: rabbitmq-c (0.9 on) does its I/O with poll() and timeouts.
-            int one = 1;
-            ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            return fd;
-        }
-        ::close(fd);
-        why = std::string("cannot connect: ") + std::strerror(err);
-    }
-    return -1;
-}
 }  // namespace
 
-struct Publisher::Connection {
-    amqp_connection_state_t state = nullptr;
+struct Publisher::Link {
+    Connection conn;
     uint64_t nextTag = 1;  // delivery tags of a confirm channel count from 1
-    bool open = false;     // logged in
-    bool healthy = true;   // the socket works (false after an I/O error or a connection.close)
 };
 
-Publisher::Publisher(Options options, Log log) : opt_(std::move(options)), log_(std::move(log)) {}
+Publisher::Publisher(Options options, Log log)
+    : opt_(std::move(options)),
+      log_(std::move(log)),
+      retry_(opt_.endpoint.address(), opt_.reconnectMinMs, opt_.reconnectMaxMs, log_) {}
 
 Publisher::~Publisher() { stop(std::chrono::milliseconds(0)); }
 
@@ -196,80 +110,39 @@ void Publisher::finish(Message& m, bool delivered) {
     }
 }
 
-void Publisher::problem(const std::string& why) {
-    ++stats_.failures;
-    if (why != lastProblem_) {
-        log_(kWarn,
-             "amqp " + opt_.host + ":" + std::to_string(opt_.port) + ": " + why + "; retrying");
-        lastProblem_ = why;
-    }
-}
-
-bool Publisher::connect(Connection& c, std::string& why) {
-    c.state = amqp_new_connection();
+bool Publisher::connect(Link& c, std::string& why) {
     c.nextTag = 1;
-    c.healthy = true;
-    amqp_socket_t* sock = amqp_tcp_socket_new(c.state);
-    if (sock == nullptr) {
-        why = "cannot make a socket";
+    if (!c.conn.open(opt_.endpoint, why)) {
         return false;
     }
-    int fd = connectTcp(opt_.host, opt_.port, opt_.connectTimeoutMs, why);
-    if (fd < 0) {
-        return false;
-    }
-    amqp_tcp_socket_set_sockfd(sock, fd);  // the connection owns it from here
-    timeval tv = timeout(opt_.connectTimeoutMs);
-    amqp_set_handshake_timeout(c.state, &tv);
-    amqp_set_rpc_timeout(c.state, &tv);
-    amqp_rpc_reply_t r =
-        amqp_login(c.state, opt_.vhost.c_str(), 0, 131072, opt_.heartbeatS, AMQP_SASL_METHOD_PLAIN,
-                   opt_.user.c_str(), opt_.password.c_str());
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        why = "login as " + opt_.user + " to vhost " + opt_.vhost + " refused: " + describe(r);
-        c.healthy = false;
-        return false;
-    }
-    c.open = true;  // from here on the connection is closed politely
-    amqp_channel_open(c.state, kChannel);
-    if (r = amqp_get_rpc_reply(c.state); r.reply_type != AMQP_RESPONSE_NORMAL) {
-        why = "cannot open a channel: " + describe(r);
-        return false;
-    }
+    amqp_connection_state_t st = c.conn.state();
     if (opt_.declare != Options::Declare::None) {
         bool passive = opt_.declare == Options::Declare::Passive;
-        amqp_exchange_declare(c.state, kChannel, bytes(opt_.exchange), bytes(opt_.exchangeType),
+        amqp_exchange_declare(st, kChannel, bytes(opt_.exchange), bytes(opt_.exchangeType),
                               passive ? 1 : 0, opt_.persistent ? 1 : 0, 0, 0, amqp_empty_table);
-        if (r = amqp_get_rpc_reply(c.state); r.reply_type != AMQP_RESPONSE_NORMAL) {
+        if (std::string e = c.conn.rpcError(); !e.empty()) {
             why = std::string(passive ? "exchange '" + opt_.exchange + "' (passive) not usable: "
                                       : "cannot declare exchange '" + opt_.exchange + "': ") +
-                  describe(r);
+                  e;
             return false;
         }
     }
-    amqp_confirm_select(c.state, kChannel);
-    if (r = amqp_get_rpc_reply(c.state); r.reply_type != AMQP_RESPONSE_NORMAL) {
-        why = "publisher confirms refused: " + describe(r);
+    amqp_confirm_select(st, kChannel);
+    if (std::string e = c.conn.rpcError(); !e.empty()) {
+        why = "publisher confirms refused: " + e;
         return false;
     }
     return true;
 }
 
-void Publisher::disconnect(Connection& c, const std::string& why) {
-    if (c.state == nullptr) {
+void Publisher::disconnect(Link& c, const std::string& why) {
+    if (!c.conn.isOpen()) {
         return;
     }
-    if (c.open && c.healthy) {  // the socket works: say goodbye (the channel may be gone)
-        if (why.empty()) {
-            amqp_channel_close(c.state, kChannel, AMQP_REPLY_SUCCESS);
-        }
-        amqp_connection_close(c.state, AMQP_REPLY_SUCCESS);
-    }
-    amqp_destroy_connection(c.state);
-    c.state = nullptr;
-    c.open = false;
+    c.conn.close(why.empty());
     if (stats_.connected.exchange(0) != 0 && !why.empty()) {
-        problem("connection lost: " + why);
+        ++stats_.failures;
+        retry_.lost(why);
     }
     requeueInFlight();
 }
@@ -297,7 +170,7 @@ void Publisher::dropAll(std::deque<Message>& q) {
 
 // Publishes what the window allows and handles what the broker sent; false when the
 // connection is unusable (`why` says why).
-bool Publisher::pump(Connection& c, std::string& why) {
+bool Publisher::pump(Link& c, std::string& why) {
     while (flight_.size() < opt_.maxInFlight) {
         Message m;
         {
@@ -325,15 +198,16 @@ bool Publisher::pump(Connection& c, std::string& why) {
             props._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
             props.timestamp = m.timestampS;
         }
-        int st = amqp_basic_publish(c.state, kChannel, bytes(opt_.exchange), bytes(m.routingKey),
-                                    opt_.mandatory ? 1 : 0, 0, &props, bytes(m.body));
+        int st =
+            amqp_basic_publish(c.conn.state(), kChannel, bytes(opt_.exchange), bytes(m.routingKey),
+                               opt_.mandatory ? 1 : 0, 0, &props, bytes(m.body));
         ++(m.attempts == 0 ? stats_.published : stats_.resent);
         ++m.attempts;
         flight_.emplace(c.nextTag++, std::move(m));
         stats_.inFlight = static_cast<int64_t>(flight_.size());
         if (st != AMQP_STATUS_OK) {
             why = std::string("publish failed: ") + amqp_error_string2(st);
-            c.healthy = false;
+            c.conn.broken();
             return false;
         }
     }
@@ -348,15 +222,15 @@ bool Publisher::pump(Connection& c, std::string& why) {
     timeval tv = timeout(more ? 0 : flight_.empty() ? 50 : 20);
     for (int frames = 0; frames < 10000; ++frames) {
         amqp_frame_t f{};
-        amqp_maybe_release_buffers(c.state);
+        amqp_maybe_release_buffers(c.conn.state());
         timeval none{};  // after the first frame: only what has already arrived
-        int st = amqp_simple_wait_frame_noblock(c.state, &f, frames == 0 ? &tv : &none);
+        int st = amqp_simple_wait_frame_noblock(c.conn.state(), &f, frames == 0 ? &tv : &none);
         if (st == AMQP_STATUS_TIMEOUT) {
             return true;
         }
         if (st != AMQP_STATUS_OK) {
             why = amqp_error_string2(st);
-            c.healthy = false;
+            c.conn.broken();
             return false;
         }
         if (f.frame_type != AMQP_FRAME_METHOD) {
@@ -407,10 +281,10 @@ bool Publisher::pump(Connection& c, std::string& why) {
                 std::string reason = std::to_string(ret->reply_code) + " " + text(ret->reply_text) +
                                      " (routing key " + text(ret->routing_key) + ")";
                 amqp_message_t msg{};
-                amqp_rpc_reply_t r = amqp_read_message(c.state, f.channel, &msg, 0);
+                amqp_rpc_reply_t r = amqp_read_message(c.conn.state(), f.channel, &msg, 0);
                 if (r.reply_type != AMQP_RESPONSE_NORMAL) {
                     why = "reading a returned message: " + describe(r);
-                    c.healthy = false;
+                    c.conn.broken();
                     return false;
                 }
                 amqp_destroy_message(&msg);
@@ -425,7 +299,7 @@ bool Publisher::pump(Connection& c, std::string& why) {
                 why = "the broker closed the channel: " + std::to_string(m->reply_code) + " " +
                       text(m->reply_text);
                 amqp_channel_close_ok_t ok{};
-                amqp_send_method(c.state, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+                amqp_send_method(c.conn.state(), f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
                 return false;
             }
             case AMQP_CONNECTION_CLOSE_METHOD: {
@@ -433,8 +307,8 @@ bool Publisher::pump(Connection& c, std::string& why) {
                 why = "the broker closed the connection: " + std::to_string(m->reply_code) + " " +
                       text(m->reply_text);
                 amqp_connection_close_ok_t ok{};
-                amqp_send_method(c.state, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-                c.healthy = false;
+                amqp_send_method(c.conn.state(), 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+                c.conn.broken();
                 return false;
             }
             default:
@@ -445,8 +319,7 @@ bool Publisher::pump(Connection& c, std::string& why) {
 }
 
 void Publisher::run() {
-    Connection c;
-    int backoffMs = opt_.reconnectMinMs;
+    Link c;
     while (true) {
         bool stopping = false;
         bool idle = false;
@@ -458,39 +331,26 @@ void Publisher::run() {
         if (stopping && (idle || std::chrono::steady_clock::now() >= drainUntil_)) {
             break;
         }
-        if (c.state == nullptr) {
+        if (!c.conn.isOpen()) {
             std::string why;
             if (!connect(c, why)) {
                 disconnect(c, why.empty() ? "failed" : why);
-                problem(why);
-                ++failedAttempts_;
+                ++stats_.failures;
+                auto wait = retry_.failed(why);
                 std::unique_lock<std::mutex> lock(mu_);
-                auto until =
-                    std::chrono::steady_clock::now() + std::chrono::milliseconds(backoffMs);
+                auto until = std::chrono::steady_clock::now() + wait;
                 if (stopping_) {
                     until = std::min(until, drainUntil_);
                 }
                 wake_.wait_until(lock, until, [&] {
                     return stopping_ && std::chrono::steady_clock::now() >= drainUntil_;
                 });
-                backoffMs = std::min(backoffMs * 2, opt_.reconnectMaxMs);
                 continue;
             }
             stats_.connected = 1;
-            if (everConnected_) {
+            if (retry_.connected()) {
                 ++stats_.reconnects;
             }
-            if (everConnected_ || failedAttempts_ != 0) {
-                log_(kInfo,
-                     "amqp: connected to " + opt_.host + ":" + std::to_string(opt_.port) +
-                         (failedAttempts_ != 0
-                              ? " after " + std::to_string(failedAttempts_) + " failed attempts"
-                              : std::string()));
-            }
-            everConnected_ = true;
-            failedAttempts_ = 0;
-            lastProblem_.clear();
-            backoffMs = opt_.reconnectMinMs;
         }
         std::string why;
         if (!pump(c, why)) {

@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <mp/amqp_connection.hpp>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -24,11 +25,7 @@ namespace mp::amqp {
 
 /// Where and how to publish.
 struct Options {
-    std::string host = "127.0.0.1";
-    uint16_t port = 5672;
-    std::string vhost = "/";
-    std::string user = "guest";
-    std::string password = "guest";  // a secret: never logged
+    Endpoint endpoint;  // broker, vhost, credentials, heartbeat, connect timeout
     std::string exchange = "mysqlprobe";
     std::string exchangeType = "topic";
     enum class Declare { Declare, Passive, None } declare = Declare::Declare;
@@ -36,8 +33,6 @@ struct Options {
     bool mandatory = true;   // unroutable messages come back (counted as returned)
     size_t maxInFlight = 1000;
     size_t maxQueuedBytes = 64u << 20;
-    int heartbeatS = 30;
-    int connectTimeoutMs = 2000;
     int reconnectMinMs = 100;
     int reconnectMaxMs = 5000;
 };
@@ -94,15 +89,14 @@ class Publisher {
     const Stats& stats() const { return stats_; }
 
   private:
-    struct Connection;
+    struct Link;
     void run();
-    bool connect(Connection& c, std::string& why);
-    void disconnect(Connection& c, const std::string& why);
-    bool pump(Connection& c, std::string& why);
+    bool connect(Link& c, std::string& why);
+    void disconnect(Link& c, const std::string& why);
+    bool pump(Link& c, std::string& why);
     void requeueInFlight();
     void dropAll(std::deque<Message>& q);
     void finish(Message& m, bool delivered);
-    void problem(const std::string& why);
 
     Options opt_;
     Log log_;
@@ -114,9 +108,7 @@ class Publisher {
     bool stopping_ = false;               // mu_
     std::chrono::steady_clock::time_point drainUntil_;
     std::thread thread_;
-    std::string lastProblem_;  // the last failure logged (thread only): repeats are not logged
-    uint64_t failedAttempts_ = 0;
-    bool everConnected_ = false;
+    Retry retry_;  // backoff and its log (thread only)
 };
 
 }  // namespace mp::amqp

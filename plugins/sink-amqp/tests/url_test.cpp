@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "url.hpp"
-
 #include <doctest/doctest.h>
+
+#include <mp/amqp_url.hpp>
 
 TEST_CASE("broker URLs") {
     mp::amqp::Url u;

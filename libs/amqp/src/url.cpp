@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "url.hpp"
-
 #include <Poco/Exception.h>
 #include <Poco/URI.h>
+
+#include <mp/amqp_url.hpp>
 
 namespace mp::amqp {
 

@@ -1,0 +1,32 @@
+// SPDX-License-Identifier: Apache-2.0
+// The broker settings every AMQP plugin shares (url, user, password, heartbeat_s,
+// connect_timeout_ms), read from its configuration in one way.
+#pragma once
+
+#include <mp/amqp_connection.hpp>
+#include <mp/amqp_url.hpp>
+#include <mp/sdk.hpp>
+
+namespace mp::amqp {
+
+/// The endpoint of a plugin's `url`, `user`, `password`, `heartbeat_s` and `connect_timeout_ms`
+/// properties; mp::Error for a URL it refuses (the URL itself is not quoted: it could hold
+/// credentials).
+inline Endpoint endpointFrom(const mp::Config& cfg) {
+    Url u;
+    std::string why;
+    if (!parseUrl(cfg.str("url"), u, why)) {
+        throw mp::Error("url: " + why);
+    }
+    Endpoint e;
+    e.host = u.host;
+    e.port = u.port;
+    e.vhost = u.vhost;
+    e.user = cfg.str("user");
+    e.password = cfg.str("password");
+    e.heartbeatS = static_cast<int>(cfg.i64("heartbeat_s"));
+    e.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
+    return e;
+}
+
+}  // namespace mp::amqp
