@@ -182,11 +182,11 @@ void Runtime::create() {
                 inst->host->slot,
                 slot.kind == MP_KIND_SOURCE ? RecordBus::Policy::Wait : RecordBus::Policy::Drop,
                 [raw](uint64_t seq) { dispatch::delivered(*raw, seq); }});
-            if (slot.kind == MP_KIND_SINK && !slot.records.empty()) {
+            if (!slot.records.empty()) {  // (config: sinks and the cluster only)
                 if (p->desc.on_record == nullptr) {
                     throw StartError(where(file, slot.node) + slot.keyPath + ": " + slot.plugin +
                                      " takes no records (it has no on_record hook): remove "
-                                     "`records:` or choose a sink that takes them");
+                                     "`records:` or choose a plugin that takes them");
                 }
                 std::string patterns;
                 for (const auto& r : slot.records) {
@@ -331,29 +331,32 @@ void Runtime::stop() {
     // Order: sources and captures stop; the stream layer drains; the last interval's report goes
     // out (to websocket clients too); the server stops, so no handler or websocket callback runs
     // during the stop() of a decoder, cluster or sink; then those stop, downstream last. Before
-    // the first sink stops, the records held are given time to be delivered (records.drain_ms)
-    // and the sinks' record threads end; the delivered marks still go to the producers until
-    // they are destroyed.
+    // the last report, the records held are given time to be delivered (records.drain_ms) and
+    // the record threads end; the delivered marks still go to the producers until they are
+    // destroyed. A producer stopping no longer waits for room in the record buffer.
     bool finalFlushed = startOrder_.empty();
-    bool recordsStopped = false;
     for (auto it = startOrder_.rbegin(); it != startOrder_.rend(); ++it) {
         Instance* inst = *it;
-        if (inst->host->kind == MP_KIND_SINK && !recordsStopped && bus_) {
-            bus_->stopDelivery(std::chrono::milliseconds(config_.records.drainMs));
-            recordsStopped = true;
-        }
         if (inst->host->kind != MP_KIND_CAPTURE && inst->host->kind != MP_KIND_SOURCE &&
             !finalFlushed) {
-            // Captures are stopped: drain and close every stream, then the last interval's
-            // report reaches the cluster and the sinks while they still run.
+            // Captures are stopped: drain and close every stream (decoders emit their last
+            // records), deliver the records held, then the last interval's report reaches the
+            // cluster and the sinks while they still run (a cluster that takes records has all
+            // of them before its last report).
             if (pipeline_) {
                 pipeline_->stop();
+            }
+            if (bus_) {
+                bus_->stopDelivery(std::chrono::milliseconds(config_.records.drainMs));
             }
             flushReport(true);
             finalFlushed = true;
             if (http_) {
                 http_->stop();
             }
+        }
+        if (bus_ && inst->producer != nullptr) {
+            bus_->closeProducer(inst->producer);  // a source blocked in emit_record can stop
         }
         inst->host->serving = false;
         dispatch::stop(*inst);

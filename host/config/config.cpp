@@ -135,8 +135,8 @@ void requireMap(const std::string& file, const YAML::Node& n, const std::string&
     }
 }
 
-// Parses one slot value: "name", "none", or {plugin: name, config: {...}} (sinks also take
-// `records:`, the record streams they subscribe to, and `reports:`).
+// Parses one slot value: "name", "none", or {plugin: name, config: {...}} (sinks and the
+// cluster also take `records:`, the record streams they subscribe to; sinks take `reports:`).
 std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n,
                                     const std::string& path, uint32_t kind,
                                     const std::string& slot) {
@@ -169,7 +169,7 @@ std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n
             }
             requireMap(file, setting.node, setting.keyPath);
             s.settings = entries(file, setting.node, setting.keyPath);
-        } else if (kind == MP_KIND_SINK && key == "records") {
+        } else if ((kind == MP_KIND_SINK || kind == MP_KIND_CLUSTER) && key == "records") {
             mp_property p{"records", MP_PROP_STRING_LIST, 0, nullptr, nullptr, 0, 0, nullptr};
             s.records =
                 setting.node.IsNull() ? std::vector<std::string>{} : convert(file, setting, p).list;
@@ -186,9 +186,10 @@ std::optional<SlotConfig> parseSlot(const std::string& file, const YAML::Node& n
             s.reports = convert(file, setting, p).b;
         } else {
             throw ConfigError(where(file, setting.node) + setting.keyPath +
-                              (kind == MP_KIND_SINK
-                                   ? ": unknown key (expected 'plugin', 'config', 'records' or "
-                                     "'reports')"
+                              (kind == MP_KIND_SINK ? ": unknown key (expected 'plugin', 'config', "
+                                                      "'records' or 'reports')"
+                               : kind == MP_KIND_CLUSTER
+                                   ? ": unknown key (expected 'plugin', 'config' or 'records')"
                                    : ": unknown key (expected 'plugin' or 'config')"));
         }
     }

@@ -92,8 +92,9 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
         return "plugin '" + std::string(out.name) +
                "' has collect() and report(), which only decoders may have";
     }
-    if (out.on_record != nullptr && out.kind != MP_KIND_SINK) {
-        return "plugin '" + std::string(out.name) + "' has on_record(), which only sinks may have";
+    if (out.on_record != nullptr && out.kind != MP_KIND_SINK && out.kind != MP_KIND_CLUSTER) {
+        return "plugin '" + std::string(out.name) +
+               "' has on_record(), which only sinks and cluster plugins may have";
     }
     std::set<std::string> names;
     for (size_t i = 0; out.properties != nullptr && out.properties[i].name != nullptr; ++i) {

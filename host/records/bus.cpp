@@ -31,6 +31,7 @@ struct RecordBus::Producer {
     uint64_t delivered = 0;                            // the delivered mark
     uint64_t notified = 0;                             // the mark last given to the producer
     bool stuck = false;                                // a record failed: the mark stays
+    std::atomic<bool> closed{false};                   // stopping: no waiting for room
 };
 
 struct RecordBus::Sink {
@@ -95,6 +96,14 @@ RecordBus::Producer* RecordBus::addProducer(ProducerPort port) {
 
 void RecordBus::setPolicy(Producer* p, Policy policy) { p->port.policy = policy; }
 
+void RecordBus::closeProducer(Producer* p) {
+    {
+        std::lock_guard<std::mutex> lock(budgetMu_);  // a waiter sees it or is woken
+        p->closed = true;
+    }
+    budgetCv_.notify_all();
+}
+
 void RecordBus::start() {
     for (auto& s : sinks_) {
         Sink* raw = s.get();
@@ -144,8 +153,9 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
             // then sends in bursts instead of waking for every record settled.
             ++waiters_;
             budgetCv_.wait(lock, [&] {
-                return stopping_.load() || static_cast<size_t>(buffered_.load()) + r->bytes <=
-                                               std::max(lowWater(), r->bytes);
+                return stopping_.load() || p->closed.load() ||
+                       static_cast<size_t>(buffered_.load()) + r->bytes <=
+                           std::max(lowWater(), r->bytes);
             });
             --waiters_;
             if (!fits()) {

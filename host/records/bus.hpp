@@ -71,6 +71,9 @@ class RecordBus {
     /// One record from `p` (copied). MP_OK, MP_EAGAIN (buffer full, policy Drop: dropped and
     /// counted), MP_ECLOSED (stopping), MP_EINVAL (stream name, seq, size).
     mp_status emit(Producer* p, const mp_record& rec);
+    /// The producer is stopping: it no longer waits for room (a wait under way ends, MP_ECLOSED,
+    /// so that its stop() can join a thread blocked in emit_record); what fits is still taken.
+    void closeProducer(Producer* p);
     /// A sink is done with the record it was given with `token`.
     void done(uint64_t token, mp_status status);
 

@@ -255,7 +255,33 @@ TEST_SUITE("config") {
         }
         CHECK(e ==
               "t.yaml:5: plugins.sinks[0]: sink-websocket takes no records (it has no "
-              "on_record hook): remove `records:` or choose a sink that takes them");
+              "on_record hook): remove `records:` or choose a plugin that takes them");
+        // The cluster subscribes too (a master merging reports taken from a broker); it has no
+        // `reports:` key, and decoders subscribe to nothing.
+        HostConfig cc = parseConfig(
+            "serverport: 0\nplugins:\n  cluster: {plugin: cluster-static, "
+            "records: [mysqlprobe.report]}\n",
+            "t.yaml", Overrides{});
+        bool found = false;
+        for (const auto& slot : cc.slots) {
+            if (slot.kind == MP_KIND_CLUSTER) {
+                found = slot.records == std::vector<std::string>{"mysqlprobe.report"};
+            }
+        }
+        CHECK(found);
+        auto refused = [](const std::string& text) {
+            try {
+                parseConfig(text, "t.yaml", Overrides{});
+            } catch (const ConfigError& ex) {
+                return std::string(ex.what());
+            }
+            return std::string("accepted");
+        };
+        CHECK(refused("plugins:\n  cluster: {plugin: cluster-static, reports: false}\n") ==
+              "t.yaml:2: plugins.cluster.reports: unknown key (expected 'plugin', 'config' or "
+              "'records')");
+        CHECK(refused("plugins:\n  decoder: {plugin: decoder-mysql, records: ['*']}\n") ==
+              "t.yaml:2: plugins.decoder.records: unknown key (expected 'plugin' or 'config')");
         CHECK(mp::host::streamMatches("binlog.*", "binlog.rows"));
         CHECK_FALSE(mp::host::streamMatches("binlog.*", "binlog"));
         CHECK_FALSE(mp::host::streamMatches("binlog.*", "binlogx.rows"));

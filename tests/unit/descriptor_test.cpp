@@ -138,7 +138,7 @@ TEST_SUITE("descriptor") {
         CHECK(check(d) == "");
     }
 
-    TEST_CASE("sources and on_record (1.4): sources from 1.4 on, on_record for sinks only") {
+    TEST_CASE("sources and on_record (1.4): sources from 1.4 on, on_record for sinks and cluster") {
         mp_plugin src = good();
         src.kind = MP_KIND_SOURCE;
         CHECK(check(src) == "");
@@ -147,8 +147,12 @@ TEST_SUITE("descriptor") {
         mp_plugin sink = good();
         sink.on_record = [](void*, const mp_record*, uint64_t) -> mp_status { return MP_OK; };
         CHECK(check(sink) == "");
-        sink.kind = MP_KIND_CLUSTER;
-        CHECK(check(sink) == "plugin 'sink-test' has on_record(), which only sinks may have");
+        sink.kind = MP_KIND_CLUSTER;  // a master merging reports taken from a broker
+        CHECK(check(sink) == "");
+        sink.kind = MP_KIND_CAPTURE;
+        CHECK(check(sink) ==
+              "plugin 'sink-test' has on_record(), which only sinks and cluster plugins may have");
+        sink.kind = MP_KIND_SINK;
         // A 1.3 sink's descriptor ends before it: it reads as absent.
         sink.struct_size = offsetof(mp_plugin, on_record);
         CHECK(check(sink) == "");

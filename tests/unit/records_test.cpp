@@ -240,4 +240,36 @@ TEST_SUITE("records") {
         bus.finish();
         CHECK(marks.last() == 0);
     }
+
+    TEST_CASE("a producer that stops no longer waits for room, other producers still do") {
+        mp::host::Metrics metrics;
+        RecordBus bus(2000, metrics);
+        TestSink s;
+        s.bus = &bus;
+        s.eagain = 1 << 30;  // never takes anything
+        bus.addSink(port(s, {"*"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks, RecordBus::Policy::Wait));
+        RecordBus::Producer* q = bus.addProducer(producer(marks, RecordBus::Policy::Wait));
+        bus.start();
+        std::string payload(1000, 'y');
+        REQUIRE(bus.emit(p, rec("s", payload, 1)) == MP_OK);
+        std::atomic<int> blocked{-1};
+        std::atomic<int> other{-1};
+        std::thread t([&] { blocked = bus.emit(p, rec("s", payload, 2)); });
+        std::thread u([&] { other = bus.emit(q, rec("s", payload, 1)); });
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        CHECK(blocked.load() == -1);  // both wait for room
+        CHECK(other.load() == -1);
+        bus.closeProducer(p);  // its stop() begins: its wait ends
+        t.join();
+        CHECK(blocked.load() == MP_ECLOSED);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK(other.load() == -1);                               // the other one still waits
+        CHECK(bus.emit(p, rec("s", payload, 3)) == MP_ECLOSED);  // no room: no wait
+        bus.stopDelivery(std::chrono::milliseconds(10));
+        u.join();
+        CHECK(other.load() == MP_ECLOSED);
+        bus.finish();
+    }
 }

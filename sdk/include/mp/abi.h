@@ -154,10 +154,10 @@ typedef struct mp_event {
 
 /**
  * A record (SINCE 1.4): the second kind of data after reports. A producer (a source, a decoder,
- * any plugin) emits records on named streams; the sinks subscribed to a stream (their slot's
- * `records:` list in the configuration) receive each one, in order per producer, and say when
- * it is delivered. The host tells the producer, in order, up to which `seq` every subscribed
- * sink has delivered (on_delivered), so that it can checkpoint.
+ * any plugin) emits records on named streams; the sinks and the cluster plugin subscribed to a
+ * stream (their slot's `records:` list) receive each one, in order per producer, and say when
+ * it is delivered. The host tells the producer, in order, up to which `seq` every subscriber
+ * has delivered (on_delivered), so that it can checkpoint.
  * OWNERSHIP: borrowed for the call, both directions (the host copies what it keeps).
  * SINCE: 1.4
  */
@@ -508,7 +508,7 @@ typedef struct mp_host_api {
      */
     mp_status (*emit_record)(mp_host* host, const mp_record* record);
     /**
-     * Sinks: the record given to on_record() with `token` is durably delivered (MP_OK: for a
+     * Subscribers: the record given to on_record() with `token` is durably delivered (MP_OK: for a
      * broker, confirmed) or given up (any other status: the producer's delivered mark stops
      * before it). Exactly once per token. THREADING: any thread.
      */
@@ -592,12 +592,12 @@ typedef struct mp_plugin {
 
     /* SINCE 1.4: records */
     /**
-     * Sinks: one record of a stream the sink's slot subscribes to (a sink that subscribes must
-     * have this hook). Return MP_OK when taken (then call record_done(token) once, later or
-     * from inside this call), MP_EAGAIN when full: the host offers the same record again a
-     * little later. Anything else counts as given up. THREADING: the sink instance's record
-     * thread (one per sink instance, the host's): records in the order each producer emitted
-     * them. OWNERSHIP: record borrowed for the call.
+     * Sinks and the cluster plugin: one record of a stream the slot subscribes to (its
+     * `records:` list; a plugin whose slot subscribes must have this hook). Return MP_OK when taken
+     * (then call record_done(token) once, later or from inside this call), MP_EAGAIN when full: the
+     * host offers the same record again a little later. Anything else counts as given up.
+     * THREADING: the instance's record thread (one per subscribing instance, the host's):
+     * records in the order each producer emitted them. OWNERSHIP: record borrowed for the call.
      */
     mp_status (*on_record)(void* instance, const mp_record* record, uint64_t token);
     /**
