@@ -35,6 +35,7 @@ bool reportIdentity(const std::string& json, Identity& id) {
         id.intervalEnd = !iv.isNull() && iv->has("end_ns") && iv->get("end_ns").isInteger()
                              ? iv->getValue<uint64_t>("end_ns")
                              : 0;
+        id.final = o->has("final") && o->get("final").isBoolean() && o->getValue<bool>("final");
         return !id.node.empty() && id.node.size() <= 256 && id.seq != 0;
     } catch (const std::exception&) {
         return false;

@@ -37,6 +37,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -51,7 +52,7 @@ const mp_property kProps[] = {
     {"history", MP_PROP_INT, 0, "60", "reports a slave keeps for a master that was away", 1, 100000, nullptr},
     {"max_templates", MP_PROP_INT, 0, "10000", "templates in a master's merged report; further ones are counted as evicted", 1, 10000000, nullptr},
     {"max_report_mb", MP_PROP_INT, 0, "64", "largest slave report (one websocket message) a master reads; a larger one closes that slave's link (counted)", 1, 1024, nullptr},
-    {"max_slave_backlog_mb", MP_PROP_INT, 0, "64", "bytes of one slave's reports a master holds between two of its intervals; past it that link is closed until the next interval and the refused report is asked for again (counted)", 1, 4096, nullptr},
+    {"max_slave_backlog_mb", MP_PROP_INT, 0, "64", "bytes of one slave's reports a master holds between two of its intervals; past it that link is closed until the next interval and the refused report is asked for again (counted). Also the bound of the reports taken from records (the slot's records:) between two intervals: past it the next one waits", 1, 4096, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
@@ -100,7 +101,7 @@ struct Slave {
     uint64_t skipped = 0;   // seqs of a run it no longer had when asked (gaps)
 };
 
-class StaticCluster : public mp::Plugin {
+class StaticCluster : public mp::Plugin, public mp::RecordSink {
   public:
     StaticCluster(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
@@ -128,7 +129,10 @@ class StaticCluster : public mp::Plugin {
                                 "seqs of a slave run never received (gone from its history)")),
           backlogBytes_(host.counter("slave_backlog_bytes",
                                      "bytes of slave reports held until the next interval",
-                                     MP_GAUGE)) {
+                                     MP_GAUGE)),
+          recordsTaken_(host.counter("slave_reports_from_records_total",
+                                     "slave reports taken from record streams (the slot's "
+                                     "records:, e.g. consumed from a broker)")) {
         host.set("cluster.role", slave_ ? "slave" : "master");
         stateFile_ = cfg.str("state_file");
         if (stateFile_.empty()) {
@@ -193,7 +197,63 @@ class StaticCluster : public mp::Plugin {
             slaveReport(json, ev.seq);
             return host().emit(MP_EVENT_REPORT, json, ev.ts_ns, ev.seq);
         }
-        return host().emit(MP_EVENT_REPORT, masterReport(json), ev.ts_ns, ev.seq);
+        std::vector<uint64_t> merged;  // records merged into it, done once it is out
+        std::vector<uint64_t> unmerged;
+        std::string out = masterReport(json, merged, unmerged);
+        mp_status st = host().emit(MP_EVENT_REPORT, out, ev.ts_ns, ev.seq);
+        for (uint64_t token : merged) {
+            host().recordDone(token, MP_OK);
+        }
+        for (uint64_t token : unmerged) {
+            host().recordDone(token, MP_RETRY);
+        }
+        return st;
+    }
+
+    // A slave report taken from a record stream (the slot's `records:`, e.g. reports a source
+    // consumes from a broker): merged into the next report like a pulled one, deduplicated by
+    // (node, run, seq), and delivered (record_done) only once that report is out. Those still
+    // waiting at the last report are given back unmerged (the broker delivers them again to a
+    // master that runs). Not a report: counted as rejected and acknowledged, so one bad message
+    // does not stop the queue.
+    mp_status onRecord(const mp_record& record, uint64_t token) override {
+        if (slave_) {
+            warnOnce(slaveRecordsWarned_,
+                     "a slave merges nothing: the records given to it are "
+                     "refused (subscribe the master instead)");
+            return MP_ERROR;
+        }
+        std::string json(mp::view(record.payload));
+        mp::report::Identity id;
+        if (!mp::report::reportIdentity(json, id)) {
+            rejected_.add();
+            host().recordDone(token, MP_OK);
+            return MP_OK;
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
+        RecordKey key{id.node, id.started, id.seq};
+        if (recordSeen_.count(key) != 0) {
+            duplicates_.add();
+            host().recordDone(token, MP_OK);
+            return MP_OK;
+        }
+        if (recordBytes_ != 0 && recordBytes_ + json.size() > maxBacklog_) {
+            backlogRefused_.add();
+            return MP_EAGAIN;  // offered again once the next report took what is held
+        }
+        recordSeen_.insert(key);
+        recordSeenOrder_.push_back(key);
+        while (recordSeenOrder_.size() > kRecordSeenMax) {
+            recordSeen_.erase(recordSeenOrder_.front());
+            recordSeenOrder_.pop_front();
+        }
+        recordBytes_ += json.size();
+        recordsTaken_.add();
+        backlogBytes_.set(static_cast<int64_t>(heldTotal_ + recordBytes_));
+        fromRecords_.push_back(RecordReport{
+            token, mp::report::Incoming{"records:" + std::string(mp::view(record.producer)),
+                                        id.node, id.started, id.seq, std::move(json)}});
+        return MP_OK;
     }
 
   private:
@@ -616,13 +676,18 @@ class StaticCluster : public mp::Plugin {
         return Taken::Kept;
     }
 
-    std::string masterReport(const std::string& own) {
+    std::string masterReport(const std::string& own, std::vector<uint64_t>& mergedRecords,
+                             std::vector<uint64_t>& unmergedRecords) {
         std::vector<mp::report::Incoming> in;
+        std::vector<RecordReport> records;
         std::vector<std::string> missing;
         StateSnapshot state;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             in.swap(inbox_);
+            records.swap(fromRecords_);
+            recordBytes_ = 0;
+            backlogBytes_.set(static_cast<int64_t>(heldTotal_));
             for (auto& [addr, s] : slaves_) {
                 if (!s->contributed) {
                     missing.push_back(addr);
@@ -637,6 +702,26 @@ class StaticCluster : public mp::Plugin {
         if (state.gen != 0) {
             writeState(state);  // (fsync outside the cluster's lock)
         }
+        if (!records.empty()) {
+            mp::report::Identity self;
+            if (mp::report::reportIdentity(own, self) && self.final) {
+                // The last report: the source has stopped and its broker will deliver these
+                // again to a master that runs; merged here too they would count twice.
+                host().info(std::to_string(records.size()) +
+                            " slave reports taken from records were not merged before the stop: "
+                            "given back");
+                for (auto& r : records) {
+                    unmergedRecords.push_back(r.token);
+                }
+                records.clear();
+            }
+        }
+        size_t pulled = in.size();
+        for (auto& r : records) {
+            mergedRecords.push_back(r.token);
+            in.push_back(std::move(r.in));
+        }
+        records.clear();
         std::string out;
         try {
             mp::report::MergeResult r = mp::report::mergeReports(own, in, missing, maxTemplates_);
@@ -647,8 +732,15 @@ class StaticCluster : public mp::Plugin {
             host().warn(std::string("merge failed, own report sent alone: ") + e.what());
             out = own;
         }
+        in.resize(pulled);  // (the ones taken from records are not in a slave's backlog)
         release(in);
         return out;
+    }
+
+    void warnOnce(std::atomic<bool>& flag, const std::string& what) {
+        if (!flag.exchange(true)) {
+            host().warn(what);
+        }
     }
 
     // Merged: their bytes leave the slaves' backlogs, whose links may take more again.
@@ -672,7 +764,7 @@ class StaticCluster : public mp::Plugin {
                     held_.erase(it);
                 }
             }
-            backlogBytes_.set(static_cast<int64_t>(heldTotal_));
+            backlogBytes_.set(static_cast<int64_t>(heldTotal_ + recordBytes_));
         }
         wake_.notify_all();
     }
@@ -791,6 +883,18 @@ class StaticCluster : public mp::Plugin {
     std::vector<mp::report::Incoming> inbox_;
     std::map<std::string, size_t> held_;  // bytes in inbox_ per slave address (none: absent)
     size_t heldTotal_ = 0;
+    // Slave reports taken from records (onRecord), with their tokens, until the next report.
+    struct RecordReport {
+        uint64_t token = 0;
+        mp::report::Incoming in;
+    };
+    using RecordKey = std::tuple<std::string, uint64_t, uint64_t>;  // (node, run, seq)
+    static constexpr size_t kRecordSeenMax = 100000;  // keys remembered against duplicates
+    std::vector<RecordReport> fromRecords_;
+    size_t recordBytes_ = 0;  // JSON bytes in fromRecords_ (bounded by max_slave_backlog_mb)
+    std::set<RecordKey> recordSeen_;
+    std::deque<RecordKey> recordSeenOrder_;
+    std::atomic<bool> slaveRecordsWarned_{false};
     mp::Counter merged_;
     mp::Counter rejected_;
     mp::Counter duplicates_;
@@ -799,6 +903,7 @@ class StaticCluster : public mp::Plugin {
     mp::Counter oversize_;
     mp::Counter skipped_;
     mp::Counter backlogBytes_;
+    mp::Counter recordsTaken_;
 };
 
 }  // namespace

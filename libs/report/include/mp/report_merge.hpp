@@ -25,9 +25,10 @@ struct Identity {
     uint64_t started = 0;
     uint64_t seq = 0;
     uint64_t intervalEnd = 0;
+    bool final = false;  // the run's last report (end of input or shutdown)
 };
-/// Reads node, started_ns, seq (and interval.end_ns when there); false when they are missing
-/// or malformed.
+/// Reads node, started_ns, seq (and interval.end_ns and final when there); false when they are
+/// missing or malformed.
 bool reportIdentity(const std::string& json, Identity& id);
 
 struct MergeResult {
