@@ -28,6 +28,26 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def make_certs(d):
+    """Test certificates made with openssl in `d`: a CA (ca.crt/key), a node certificate
+    (node.crt/key) for 127.0.0.1..127.0.0.9 and localhost signed by it, and another CA that
+    signed nothing (other.crt/key)."""
+    def sh(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True)
+    for ca in ("ca", "other"):
+        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-nodes", "-keyout", f"{d}/{ca}.key", "-out", f"{d}/{ca}.crt", "-days", "2",
+           "-subj", f"/CN=mysqlprobe test {ca}")
+    sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", f"{d}/node.key", "-out", f"{d}/node.csr", "-subj", "/CN=mysqlprobe node")
+    with open(f"{d}/ext", "w") as f:
+        f.write("subjectAltName=DNS:localhost," +
+                ",".join(f"IP:127.0.0.{i}" for i in range(1, 10)) + "\n")
+    sh("openssl", "x509", "-req", "-in", f"{d}/node.csr", "-CA", f"{d}/ca.crt", "-CAkey",
+       f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/node.crt", "-days", "2", "-extfile",
+       f"{d}/ext")
+
+
 def wait_for(cond, timeout=20.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -182,9 +202,11 @@ class RabbitMQ:
     """rabbitmq-server (Debian's) on 127.0.0.1:<free port>, with its own node name, data and
     log folders in a world-writable temp folder (the server runs as the rabbitmq user) and its
     own epmd port; started without systemd, stopped (and its epmd) at the end. kill9() and
-    start() again restart it on the same port and data, as after a crash."""
+    start() again restart it on the same port and data, as after a crash. With tls=True it also
+    listens for AMQP over TLS on `tls_port`, with a node certificate of make_certs() in
+    `certs` (ca.crt verifies it, other.crt does not)."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.server = "/usr/sbin/rabbitmq-server"
         if not os.path.exists(self.server):
             skip("rabbitmq-server is not installed (scripts/deps.sh installs it)")
@@ -206,6 +228,26 @@ class RabbitMQ:
                         RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
                         RABBITMQ_FEATURE_FLAGS_FILE=os.path.join(self.dir, "feature_flags"),
                         ERL_EPMD_PORT=str(self.epmd))
+        self.tls_port = None
+        self.certs = None
+        if tls:
+            self.certs = os.path.join(self.dir, "certs")
+            os.mkdir(self.certs)
+            make_certs(self.certs)
+            for name in os.listdir(self.certs):  # the broker runs as the rabbitmq user
+                os.chmod(os.path.join(self.certs, name), 0o644)
+            os.chmod(self.certs, 0o755)
+            self.tls_port = free_port()
+            conf = os.path.join(self.dir, "rabbitmq.conf")
+            with open(conf, "w") as f:
+                f.write(f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+                        f"ssl_options.cacertfile = {self.certs}/ca.crt\n"
+                        f"ssl_options.certfile = {self.certs}/node.crt\n"
+                        f"ssl_options.keyfile = {self.certs}/node.key\n"
+                        "ssl_options.verify = verify_none\n"
+                        "ssl_options.fail_if_no_peer_cert = false\n")
+            os.chmod(conf, 0o644)
+            self.env["RABBITMQ_CONFIG_FILE"] = conf
         self.proc = None
         self.out = None
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "live"))
-from harness import skip, wait_for  # noqa: E402
+from harness import make_certs, skip, wait_for  # noqa: E402
 from sechttp import check, finish  # noqa: E402
 
 BINARY = sys.argv[1]
@@ -34,25 +34,6 @@ PCAP = os.path.join(SOURCE, "tests/data/pcap/sysbench_text_rw_2t_20tx.pcap")
 TOKEN = "cluster-peer-token-0123456789"
 procs = []
 
-
-
-def sh(*cmd):
-    subprocess.run(cmd, check=True, capture_output=True)
-
-
-def make_certs(d):
-    """A CA, a node certificate for 127.0.0.1..127.0.0.9, and another CA that signed nothing."""
-    for ca in ("ca", "other"):
-        sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-           "-nodes", "-keyout", f"{d}/{ca}.key", "-out", f"{d}/{ca}.crt", "-days", "2",
-           "-subj", f"/CN=mysqlprobe test {ca}")
-    sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-       "-keyout", f"{d}/node.key", "-out", f"{d}/node.csr", "-subj", "/CN=mysqlprobe node")
-    with open(f"{d}/ext", "w") as f:
-        f.write("subjectAltName=" + ",".join(f"IP:127.0.0.{i}" for i in range(1, 10)) + "\n")
-    sh("openssl", "x509", "-req", "-in", f"{d}/node.csr", "-CA", f"{d}/ca.crt", "-CAkey",
-       f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/node.crt", "-days", "2", "-extfile",
-       f"{d}/ext")
 
 
 def free_port(host):

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <amqp.h>
 #include <amqp_framing.h>
+#include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -102,20 +103,66 @@ std::string describe(const amqp_rpc_reply_t& r) {
     return "unknown reply";
 }
 
+namespace {
+
+// TLS: rabbitmq-c connects itself (its TLS socket takes no descriptor); when that fails, our
+// own TCP connect tells whether TCP or TLS is at fault, and why.
+bool openTls(amqp_connection_state_t state, const Endpoint& e, std::string& why) {
+    static const int init = amqp_initialize_ssl_library();  // once, thread-safe
+    (void)init;
+    amqp_socket_t* sock = amqp_ssl_socket_new(state);
+    if (sock == nullptr) {
+        why = "cannot make a TLS socket";
+        return false;
+    }
+    const std::string ca = e.caFile.empty() ? "/etc/ssl/certs/ca-certificates.crt" : e.caFile;
+    if (amqp_ssl_socket_set_cacert(sock, ca.c_str()) != AMQP_STATUS_OK) {
+        why = "cannot load the CA certificates of " + ca;
+        return false;
+    }
+    if (!e.certFile.empty() &&
+        amqp_ssl_socket_set_key(sock, e.certFile.c_str(), e.keyFile.c_str()) != AMQP_STATUS_OK) {
+        why = "cannot load the client certificate " + e.certFile + " with its key";
+        return false;
+    }
+    amqp_ssl_socket_set_verify_peer(sock, 1);
+    amqp_ssl_socket_set_verify_hostname(sock, 1);
+    amqp_ssl_socket_set_ssl_versions(sock, AMQP_TLSv1_2, AMQP_TLSvLATEST);
+    timeval tv = timeout(e.connectTimeoutMs);
+    int st = amqp_socket_open_noblock(sock, e.host.c_str(), e.port, &tv);
+    if (st == AMQP_STATUS_OK) {
+        return true;
+    }
+    int fd = connectTcp(e.host, e.port, e.connectTimeoutMs, why);
+    if (fd >= 0) {
+        ::close(fd);
+        why = std::string("TLS handshake failed: ") + amqp_error_string2(st);
+    }
+    return false;
+}
+
+}  // namespace
+
 bool Connection::open(const Endpoint& e, std::string& why) {
     close(false);
     state_ = amqp_new_connection();
     healthy_ = true;
-    amqp_socket_t* sock = amqp_tcp_socket_new(state_);
-    if (sock == nullptr) {
-        why = "cannot make a socket";
-        return false;
+    if (e.tls) {
+        if (!openTls(state_, e, why)) {
+            return false;
+        }
+    } else {
+        amqp_socket_t* sock = amqp_tcp_socket_new(state_);
+        if (sock == nullptr) {
+            why = "cannot make a socket";
+            return false;
+        }
+        int fd = connectTcp(e.host, e.port, e.connectTimeoutMs, why);
+        if (fd < 0) {
+            return false;
+        }
+        amqp_tcp_socket_set_sockfd(sock, fd);  // the connection owns it from here
     }
-    int fd = connectTcp(e.host, e.port, e.connectTimeoutMs, why);
-    if (fd < 0) {
-        return false;
-    }
-    amqp_tcp_socket_set_sockfd(sock, fd);  // the connection owns it from here
     timeval tv = timeout(e.connectTimeoutMs);
     amqp_set_handshake_timeout(state_, &tv);
     amqp_set_rpc_timeout(state_, &tv);

@@ -10,10 +10,11 @@ namespace {
 
 bool parse(const std::string& url, Url& out, std::string& why) {
     Poco::URI uri(url);
-    if (uri.getScheme() != "amqp") {
-        why = "the scheme must be amqp:// (amqps is not supported)";
+    if (uri.getScheme() != "amqp" && uri.getScheme() != "amqps") {
+        why = "the scheme must be amqp:// or amqps:// (TLS)";
         return false;
     }
+    out.tls = uri.getScheme() == "amqps";
     if (!uri.getUserInfo().empty()) {
         why = "put credentials in user and password, not in the URL";
         return false;
@@ -27,7 +28,7 @@ bool parse(const std::string& url, Url& out, std::string& why) {
         return false;
     }
     out.host = uri.getHost();
-    out.port = uri.getPort() == 0 ? 5672 : uri.getPort();
+    out.port = uri.getSpecifiedPort() != 0 ? uri.getSpecifiedPort() : out.tls ? 5671 : 5672;
     // The vhost is the raw path without its leading '/', percent-decoded afterwards, so that
     // "/%2F" is the vhost "/" and "/a/b" (two segments) is refused; no path is "/".
     size_t authority = url.find("://") + 3;

@@ -14,9 +14,12 @@ namespace {
 
 // clang-format off
 const mp_property kProps[] = {
-    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST] (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
+    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST], or amqps:// for TLS (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
     {"user", MP_PROP_STRING, 0, "guest", "user name", 0, 0, nullptr},
     {"password", MP_PROP_STRING, MP_PROP_SECRET, "guest", "password", 0, 0, nullptr},
+    {"tls_ca_file", MP_PROP_STRING, 0, "", "amqps://: CA certificates (PEM) the broker's certificate is verified against (empty: the system's)", 0, 0, nullptr},
+    {"tls_cert_file", MP_PROP_STRING, 0, "", "amqps://: client certificate (PEM), with tls_key_file", 0, 0, nullptr},
+    {"tls_key_file", MP_PROP_STRING, 0, "", "amqps://: the client certificate's private key (PEM)", 0, 0, nullptr},
     {"exchange", MP_PROP_STRING, 0, "mysqlprobe", "exchange to publish to", 0, 0, nullptr},
     {"exchange_type", MP_PROP_STRING, 0, "topic", "type of the exchange when declared", 0, 0, "topic|direct|fanout|headers"},
     {"declare", MP_PROP_STRING, 0, "declare", "declare the exchange (durable), check that it exists (passive), or neither", 0, 0, "declare|passive|none"},

@@ -81,7 +81,8 @@ def offline_reports_arrive(broker):
             f.write(sink_yaml(broker))
         for pcap in PCAPS:
             run = subprocess.run([binary, "-c", cfg, "-r", pcap], capture_output=True, text=True)
-            check(run.returncode == 0, f"{os.path.basename(pcap)}: the probe ran ({run.stderr[-300:]})")
+            check(run.returncode == 0, f"{os.path.basename(pcap)}: the probe ran" +
+                  ("" if run.returncode == 0 else f" ({run.stderr[-300:]})"))
             printed = json.loads(run.stdout)
             plain = json.loads(subprocess.run([binary, "-r", pcap], capture_output=True,
                                               check=True).stdout)
@@ -129,7 +130,7 @@ def refusals(broker):
                   f"{m.get('mysqlprobe_sink_amqp_failures_total')}), not connected")
             check("not-the-password-x7" not in log, f"{what}: the password is not in the log")
             check(p.stop() == 0, f"{what}: the node stops cleanly")
-    bad_urls = [("amqps://127.0.0.1/", "scheme must be amqp://"),
+    bad_urls = [("http://127.0.0.1/", "scheme must be amqp:// or amqps://"),
                 ("amqp://u:p@127.0.0.1/", "credentials in user and password"),
                 ("amqp://127.0.0.1/a/b", "the path is one vhost")]
     with tempfile.TemporaryDirectory() as d:
@@ -246,9 +247,45 @@ def records_across_crashes(broker):
           "routing key from record_routing_key ({stream})")
 
 
+def tls(broker):
+    """amqps://: a report published over TLS, the broker's certificate verified against the
+    test CA; against another CA, the handshake is refused with one log line."""
+    bind_queue(broker, "mp.reports", "tls")
+    tls_url = f"amqps://localhost:{broker.tls_port}/%2F"
+    with tempfile.TemporaryDirectory() as d:
+        cfg = os.path.join(d, "tls.yaml")
+        with open(cfg, "w") as f:
+            f.write(sink_yaml(broker, f"        tls_ca_file: {broker.certs}/ca.crt\n")
+                    .replace(f"amqp://127.0.0.1:{broker.port}/%2F", tls_url))
+        run = subprocess.run([binary, "-c", cfg, "-r", PCAPS[0]], capture_output=True, text=True)
+        check(run.returncode == 0, "a report over TLS: the probe ran" +
+              ("" if run.returncode == 0 else f" ({run.stderr[-300:]})"))
+        got = drain(broker, "tls")
+        check(len(got) == 1 and json.loads(got[0][2]) == json.loads(run.stdout),
+              f"the report arrived over TLS ({len(got)} message)")
+    wrong = (sink_yaml(broker, f"        tls_ca_file: {broker.certs}/other.crt\n")
+             .replace(f"amqp://127.0.0.1:{broker.port}/%2F", tls_url))
+    with Probe(binary, wrong) as p:
+        want = "TLS handshake failed"
+        wait_for(lambda: want in p.log(), 15, f"'{want}' in the log")
+        time.sleep(1.2)
+        lines = [ln for ln in p.log().splitlines() if want in ln]
+        check(len(lines) == 1, f"a broker certificate the CA did not sign: one line, {lines[:1]}")
+        check(p.metrics().get("mysqlprobe_sink_amqp_connected", 1) == 0, "not connected")
+        check(p.stop() == 0, "the node stops cleanly")
+    with tempfile.TemporaryDirectory() as d:
+        cfg = os.path.join(d, "bad.yaml")
+        with open(cfg, "w") as f:
+            f.write(sink_yaml(broker, f"        tls_ca_file: {broker.certs}/ca.crt\n"))
+        run = subprocess.run([binary, "--check", "-c", cfg], capture_output=True, text=True)
+        check(run.returncode == 2 and "TLS settings need an amqps:// url" in run.stderr,
+              f"TLS files with amqp:// are refused by --check ({run.stderr.strip()[-120:]})")
+
+
 def main():
-    with RabbitMQ() as broker:
+    with RabbitMQ(tls=True) as broker:
         offline_reports_arrive(broker)
+        tls(broker)
         refusals(broker)
         broker_crash(broker)
         records_across_crashes(broker)

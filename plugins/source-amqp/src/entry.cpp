@@ -14,9 +14,12 @@ namespace {
 
 // clang-format off
 const mp_property kProps[] = {
-    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST] (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
+    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST], or amqps:// for TLS (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
     {"user", MP_PROP_STRING, 0, "guest", "user name", 0, 0, nullptr},
     {"password", MP_PROP_STRING, MP_PROP_SECRET, "guest", "password", 0, 0, nullptr},
+    {"tls_ca_file", MP_PROP_STRING, 0, "", "amqps://: CA certificates (PEM) the broker's certificate is verified against (empty: the system's)", 0, 0, nullptr},
+    {"tls_cert_file", MP_PROP_STRING, 0, "", "amqps://: client certificate (PEM), with tls_key_file", 0, 0, nullptr},
+    {"tls_key_file", MP_PROP_STRING, 0, "", "amqps://: the client certificate's private key (PEM)", 0, 0, nullptr},
     {"queue", MP_PROP_STRING, MP_PROP_REQUIRED, nullptr, "queue to consume (several nodes consuming one queue share its messages)", 0, 0, nullptr},
     {"declare", MP_PROP_STRING, 0, "declare", "declare the queue (durable), check that it exists (passive), or neither", 0, 0, "declare|passive|none"},
     {"exchange", MP_PROP_STRING, 0, "", "bind the queue to this exchange (declared durable when declare is 'declare'; empty: no binding)", 0, 0, nullptr},

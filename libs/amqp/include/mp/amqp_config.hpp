@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // The broker settings every AMQP plugin shares (url, user, password, heartbeat_s,
-// connect_timeout_ms), read from its configuration in one way.
+// connect_timeout_ms, tls_ca_file, tls_cert_file, tls_key_file), read from its configuration in
+// one way.
 #pragma once
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <mp/amqp_connection.hpp>
 #include <mp/amqp_url.hpp>
 #include <mp/sdk.hpp>
@@ -26,6 +31,21 @@ inline Endpoint endpointFrom(const mp::Config& cfg) {
     e.password = cfg.str("password");
     e.heartbeatS = static_cast<int>(cfg.i64("heartbeat_s"));
     e.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
+    e.tls = u.tls;
+    e.caFile = cfg.str("tls_ca_file");
+    e.certFile = cfg.str("tls_cert_file");
+    e.keyFile = cfg.str("tls_key_file");
+    if (e.certFile.empty() != e.keyFile.empty()) {
+        throw mp::Error("tls_cert_file and tls_key_file: set both or neither");
+    }
+    if (!e.tls && !(e.caFile.empty() && e.certFile.empty())) {
+        throw mp::Error("tls_*: TLS settings need an amqps:// url");
+    }
+    for (const std::string* f : {&e.caFile, &e.certFile, &e.keyFile}) {
+        if (!f->empty() && ::access(f->c_str(), R_OK) != 0) {
+            throw mp::Error("cannot read " + *f + ": " + std::strerror(errno));
+        }
+    }
     return e;
 }
 

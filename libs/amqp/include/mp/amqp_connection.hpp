@@ -24,6 +24,13 @@ struct Endpoint {
     std::string password = "guest";  // a secret: never logged
     int heartbeatS = 30;
     int connectTimeoutMs = 2000;  // connect, login and each RPC
+    // TLS (amqps://): the broker's certificate is verified against `caFile` (the system's CAs
+    // when empty), its name against `host`; TLS 1.2 or newer. A client certificate when both
+    // `certFile` and `keyFile` are set.
+    bool tls = false;
+    std::string caFile;
+    std::string certFile;
+    std::string keyFile;
     std::string address() const { return host + ":" + std::to_string(port); }
 };
 

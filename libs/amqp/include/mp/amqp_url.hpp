@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The broker's address: amqp://HOST[:PORT][/VHOST], the vhost percent-encoded ("%2F" is "/").
+// The broker's address: amqp://HOST[:PORT][/VHOST] (port 5672), or amqps:// for TLS (port
+// 5671), the vhost percent-encoded ("%2F" is "/").
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,7 @@ struct Url {
     std::string host;
     uint16_t port = 5672;
     std::string vhost = "/";
+    bool tls = false;  // amqps://
 };
 
 /// False with `why` for anything else: another scheme, credentials in the URL (they belong in
