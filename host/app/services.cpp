@@ -33,7 +33,8 @@ const Value* lookup(const mp_config* cfg, const char* key, uint32_t type, mp_sta
         st = MP_ENOENT;
         return nullptr;
     }
-    if (it->second.type != type) {
+    // A JSON property (1.5) reads as its JSON text through the string getter.
+    if (it->second.type != type && !(type == MP_PROP_STRING && it->second.type == MP_PROP_JSON)) {
         st = MP_EINVAL;
         return nullptr;
     }

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <mp/sdk.hpp>
 #include <set>
 
 namespace mp::host {
@@ -28,6 +29,8 @@ const char* typeName(uint32_t type) {
             return "string";
         case MP_PROP_STRING_LIST:
             return "list";
+        case MP_PROP_JSON:
+            return "json";
         default:
             return "?";
     }
@@ -108,6 +111,93 @@ bool parseBool(const std::string& text, bool& out) {
     return false;
 }
 
+constexpr size_t kMaxJsonBytes = 1u << 20;
+constexpr int kMaxJsonDepth = 32;
+
+// A YAML value as JSON text (MP_PROP_JSON): quoted scalars are strings; plain ones that read as
+// null, a boolean or a number become those, the others strings. Returns the problem or "".
+std::string yamlToJson(const YAML::Node& n, int depth, std::string& out) {
+    if (depth > kMaxJsonDepth) {
+        return "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+    }
+    if (out.size() > kMaxJsonBytes) {
+        return "larger than 1 MiB as JSON";
+    }
+    switch (n.Type()) {
+        case YAML::NodeType::Undefined:
+        case YAML::NodeType::Null:
+            out += "null";
+            return "";
+        case YAML::NodeType::Scalar: {
+            const std::string& s = n.Scalar();
+            bool b = false;
+            int64_t i = 0;
+            double d = 0;
+            if (n.Tag() == "!") {
+                out += mp::jsonString(s);  // quoted: a string whatever it reads as
+            } else if (s == "null" || s == "~") {
+                out += "null";
+            } else if (parseBool(s, b)) {
+                out += b ? "true" : "false";
+            } else if (parseInt(s, i)) {
+                out += std::to_string(i);
+            } else if (parseDouble(s, d) && s.find_first_of("nN") == std::string::npos) {
+                char buf[32];
+                auto r = std::to_chars(buf, buf + sizeof buf, d);
+                out.append(buf, r.ptr);
+            } else {
+                out += mp::jsonString(s);
+            }
+            return "";
+        }
+        case YAML::NodeType::Sequence: {
+            out += '[';
+            bool first = true;
+            for (const auto& item : n) {
+                out += first ? "" : ",";
+                first = false;
+                if (std::string p = yamlToJson(item, depth + 1, out); !p.empty()) {
+                    return p;
+                }
+            }
+            out += ']';
+            return "";
+        }
+        case YAML::NodeType::Map: {
+            out += '{';
+            bool first = true;
+            std::set<std::string> keys;
+            for (const auto& kv : n) {
+                if (!kv.first.IsScalar()) {
+                    return "mapping keys must be scalars";
+                }
+                if (!keys.insert(kv.first.Scalar()).second) {
+                    return "key '" + kv.first.Scalar().substr(0, 64) + "' given twice";
+                }
+                out += first ? "" : ",";
+                first = false;
+                out += mp::jsonString(kv.first.Scalar());
+                out += ':';
+                if (std::string p = yamlToJson(kv.second, depth + 1, out); !p.empty()) {
+                    return p;
+                }
+            }
+            out += '}';
+            return "";
+        }
+    }
+    return "unknown YAML node";
+}
+
+std::string jsonValue(const YAML::Node& n, Value& v) {
+    v.s.clear();
+    std::string problem = yamlToJson(n, 0, v.s);
+    if (problem.empty() && v.s.size() > kMaxJsonBytes) {
+        problem = "larger than 1 MiB as JSON";
+    }
+    return problem;
+}
+
 // Checks a value against bounds and choices; returns the problem or "".
 std::string checkRange(const mp_property& p, const Value& v) {
     if (p.min < p.max) {
@@ -180,6 +270,12 @@ std::string fromTextShown(const mp_property& p, const std::string& text, Value& 
         case MP_PROP_STRING_LIST:
             v.list = splitList(text);
             break;
+        case MP_PROP_JSON:  // a default, in YAML syntax ("[]", "{a: 1}")
+            try {
+                return jsonValue(YAML::Load(text), v);
+            } catch (const YAML::Exception& e) {
+                return std::string("not YAML: ") + e.what();
+            }
         default:
             return "property has an unknown type " + std::to_string(p.type);
     }
@@ -209,6 +305,13 @@ Value convert(const std::string& file, const Setting& setting, const mp_property
     Value v;
     v.type = p.type;
     v.isSet = true;
+    if (p.type == MP_PROP_JSON) {
+        std::string problem = jsonValue(n, v);
+        if (!problem.empty()) {
+            fail(problem);
+        }
+        return v;
+    }
     if (p.type == MP_PROP_STRING_LIST && n.IsSequence()) {
         for (const auto& item : n) {
             if (!item.IsScalar()) {

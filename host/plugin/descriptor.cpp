@@ -92,9 +92,10 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
         return "plugin '" + std::string(out.name) +
                "' has collect() and report(), which only decoders may have";
     }
-    if (out.on_record != nullptr && out.kind != MP_KIND_SINK && out.kind != MP_KIND_CLUSTER) {
-        return "plugin '" + std::string(out.name) +
-               "' has on_record(), which only sinks and cluster plugins may have";
+    if (out.on_record != nullptr && out.kind != MP_KIND_SINK &&
+        (out.kind != MP_KIND_CLUSTER || out.abi_minor < 5)) {
+        return "plugin '" + std::string(out.name) + "' has on_record(), which only sinks and " +
+               "(ABI 1.5 on) cluster plugins may have";
     }
     std::set<std::string> names;
     for (size_t i = 0; out.properties != nullptr && out.properties[i].name != nullptr; ++i) {
@@ -110,7 +111,8 @@ std::string checkDescriptor(const mp_plugin* raw, mp_plugin& out) {
             return "plugin '" + std::string(out.name) + "': property '" + p.name +
                    "' is declared twice";
         }
-        if (p.type < MP_PROP_BOOL || p.type > MP_PROP_STRING_LIST) {
+        if (p.type < MP_PROP_BOOL || p.type > MP_PROP_JSON ||
+            (p.type == MP_PROP_JSON && out.abi_minor < 5)) {
             return "plugin '" + std::string(out.name) + "': property '" + p.name +
                    "' has unknown type " + std::to_string(p.type);
         }

@@ -29,7 +29,7 @@ TEST_SUITE("process") {
     TEST_CASE("--version, --help, and usage errors") {
         Process v({mptest::binary(), "--version"});
         CHECK(mptest::run(v) == 0);
-        CHECK(v.out().find("mysqlprobe 0.3.0 (plugin ABI 1.4)") == 0);
+        CHECK(v.out().find("mysqlprobe 0.4.0 (plugin ABI 1.5)") == 0);
         Process h({mptest::binary(), "--help"});
         CHECK(mptest::run(h) == 0);
         CHECK(h.out().find("--list-plugins") != std::string::npos);
@@ -44,14 +44,15 @@ TEST_SUITE("process") {
         CHECK(extra.err().find("unexpected argument 'stray'") != std::string::npos);
     }
 
-    TEST_CASE("--list-plugins lists the six built-in plugins with their properties") {
+    TEST_CASE("--list-plugins lists the seven built-in plugins with their properties") {
         Process p({mptest::binary(), "--list-plugins"});
         REQUIRE(mptest::run(p) == 0);
         std::string out = p.out();
         for (const char* line :
-             {"capture-pcap  capture  0.1.0  ABI 1.4", "decoder-mysql  decoder  0.2.0  ABI 1.4",
-              "cluster-static  cluster  0.1.0  ABI 1.4", "cluster-gossip  cluster  0.3.0  ABI 1.4",
-              "sink-websocket  sink  0.1.0  ABI 1.4", "sink-amqp  sink  0.2.0  ABI 1.4"}) {
+             {"capture-pcap  capture  0.1.0  ABI 1.5", "decoder-mysql  decoder  0.2.0  ABI 1.5",
+              "cluster-static  cluster  0.1.0  ABI 1.5", "cluster-gossip  cluster  0.3.0  ABI 1.5",
+              "sink-websocket  sink  0.1.0  ABI 1.5", "sink-amqp  sink  0.2.0  ABI 1.5",
+              "source-amqp  source  0.1.0  ABI 1.5"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
         }
         CHECK(out.find("snaplen                int    default \"0\" [0..262144]") !=

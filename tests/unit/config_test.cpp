@@ -368,3 +368,57 @@ TEST_SUITE("config secrets") {
         CHECK(problem("password: a\npin: 42\n").empty());
     }
 }
+
+TEST_SUITE("config json properties") {
+    // MP_PROP_JSON (1.5): any YAML value, given to the plugin as JSON text.
+    const mp_property kProps[] = {
+        {"instances", MP_PROP_JSON, 0, "[]", "a list of maps", 0, 0, nullptr},
+        {"options", MP_PROP_JSON, 0, "{retries: 3, mode: fast}", "a map", 0, 0, nullptr},
+        {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+    };
+    // The values of `yaml`, or the problem.
+    std::string json(const std::string& yaml, const std::string& key) {
+        YAML::Node root = YAML::Load(yaml);
+        std::map<std::string, mp::host::Setting> settings;
+        for (const auto& kv : root) {
+            settings[kv.first.Scalar()] = mp::host::Setting{kv.second, kv.first.Scalar()};
+        }
+        try {
+            auto values = mp::host::validate("t.yaml", "plugin p", root, settings, kProps);
+            return values.at(key).s;
+        } catch (const ConfigError& e) {
+            return e.what();
+        }
+    }
+
+    TEST_CASE("maps and lists become JSON; plain scalars are typed, quoted ones are strings") {
+        CHECK(json("instances:\n"
+                   "  - {host: db1, port: 3306, ro: yes, name: '3306', ratio: 0.5, none: ~,"
+                   " tags: [a, 'b c'], quote: 'say \"hi\"'}\n"
+                   "  - host: \"db2\"\n"
+                   "    weight: -2\n",
+                   "instances") ==
+              R"([{"host":"db1","port":3306,"ro":true,"name":"3306","ratio":0.5,"none":null,)"
+              R"("tags":["a","b c"],"quote":"say \"hi\""},{"host":"db2","weight":-2}])");
+        CHECK(json("instances: db1\n", "instances") == R"("db1")");
+        CHECK(json("instances: [nan, .inf, 1e3]\n", "instances") == R"(["nan",".inf",1000])");
+    }
+
+    TEST_CASE("defaults are YAML text too") {
+        CHECK(json("{}", "instances") == "[]");
+        CHECK(json("{}", "options") == R"({"retries":3,"mode":"fast"})");
+    }
+
+    TEST_CASE("bounds: depth, size, duplicate keys") {
+        CHECK(json("instances: " + std::string(40, '[') + std::string(40, ']') + "\n",
+                   "instances") == "t.yaml:1: instances: nested deeper than 32 levels");
+        std::string big = "instances: [";
+        for (int i = 0; i < 120000; ++i) {
+            big += "abcdefghij,";
+        }
+        big += "z]\n";
+        CHECK(json(big, "instances") == "t.yaml:1: instances: larger than 1 MiB as JSON");
+        CHECK(json("instances: {a: 1, [x]: 2}\n", "instances") ==
+              "t.yaml:1: instances: mapping keys must be scalars");
+    }
+}

@@ -58,11 +58,11 @@ TEST_SUITE("descriptor") {
         mp_plugin p = good();
         p.abi_major = 2;
         p.abi_minor = 3;
-        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.4");
+        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.5");
         p = good();
         p.abi_minor = MP_ABI_MINOR + 1;
         CHECK(check(p) ==
-              "built for plugin ABI 1.5, newer than this host's ABI 1.4 (upgrade mysqlprobe)");
+              "built for plugin ABI 1.6, newer than this host's ABI 1.5 (upgrade mysqlprobe)");
     }
 
     TEST_CASE("refuses a short struct, missing hooks, bad names and kinds") {
@@ -138,6 +138,18 @@ TEST_SUITE("descriptor") {
         CHECK(check(d) == "");
     }
 
+    TEST_CASE("json properties come with 1.5") {
+        static const mp_property props[] = {
+            {"instances", MP_PROP_JSON, 0, "[]", "a list of maps", 0, 0, nullptr},
+            {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+        };
+        mp_plugin p = good();
+        p.properties = props;
+        CHECK(check(p) == "");
+        p.abi_minor = 4;
+        CHECK(check(p) == "plugin 'sink-test': property 'instances' has unknown type 6");
+    }
+
     TEST_CASE("sources and on_record (1.4): sources from 1.4 on, on_record for sinks and cluster") {
         mp_plugin src = good();
         src.kind = MP_KIND_SOURCE;
@@ -147,11 +159,17 @@ TEST_SUITE("descriptor") {
         mp_plugin sink = good();
         sink.on_record = [](void*, const mp_record*, uint64_t) -> mp_status { return MP_OK; };
         CHECK(check(sink) == "");
-        sink.kind = MP_KIND_CLUSTER;  // a master merging reports taken from a broker
+        sink.kind = MP_KIND_CLUSTER;  // a master merging reports taken from a broker (1.5)
         CHECK(check(sink) == "");
+        sink.abi_minor = 4;
+        CHECK(check(sink) ==
+              "plugin 'sink-test' has on_record(), which only sinks and (ABI 1.5 "
+              "on) cluster plugins may have");
+        sink.abi_minor = MP_ABI_MINOR;
         sink.kind = MP_KIND_CAPTURE;
         CHECK(check(sink) ==
-              "plugin 'sink-test' has on_record(), which only sinks and cluster plugins may have");
+              "plugin 'sink-test' has on_record(), which only sinks and (ABI 1.5 on) cluster "
+              "plugins may have");
         sink.kind = MP_KIND_SINK;
         // A 1.3 sink's descriptor ends before it: it reads as absent.
         sink.struct_size = offsetof(mp_plugin, on_record);

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 4
+#define MP_ABI_MINOR 5
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -100,6 +100,11 @@ typedef struct mp_ws_conn mp_ws_conn;
 #define MP_PROP_DOUBLE 3      /* min/max enforced (as integers) when min < max */
 #define MP_PROP_STRING 4      /* choices enforced when non-NULL: "a|b|c" */
 #define MP_PROP_STRING_LIST 5 /* YAML sequence of scalars, or one comma-separated string */
+#define MP_PROP_JSON                                                     \
+    6 /* SINCE 1.5: any YAML value (a map, a list of maps...), read with \
+         config_get_str as JSON text: plain scalars that read as null,   \
+         booleans or numbers become those, all others strings. At most   \
+         1 MiB of JSON and 32 levels deep. */
 
 #define MP_PROP_REQUIRED 1u /* must be set: a default is ignored */
 #define MP_PROP_SECRET 2u   /* never printed (passwords, keys) */
@@ -154,12 +159,11 @@ typedef struct mp_event {
 
 /**
  * A record (SINCE 1.4): the second kind of data after reports. A producer (a source, a decoder,
- * any plugin) emits records on named streams; the sinks and the cluster plugin subscribed to a
- * stream (their slot's `records:` list) receive each one, in order per producer, and say when
- * it is delivered. The host tells the producer, in order, up to which `seq` every subscriber
- * has delivered (on_delivered), so that it can checkpoint.
- * OWNERSHIP: borrowed for the call, both directions (the host copies what it keeps).
- * SINCE: 1.4
+ * any plugin) emits records on named streams; the sinks (and, since 1.5, the cluster plugin)
+ * subscribed to a stream (their slot's `records:` list) receive each one, in order per producer,
+ * and say when it is delivered. The host tells the producer, in order, up to which `seq` every
+ * subscriber has delivered (on_delivered), so that it can checkpoint. OWNERSHIP: borrowed for the
+ * call, both directions (the host copies what it keeps). SINCE: 1.4
  */
 typedef struct mp_record {
     uint32_t struct_size;
@@ -592,10 +596,10 @@ typedef struct mp_plugin {
 
     /* SINCE 1.4: records */
     /**
-     * Sinks and the cluster plugin: one record of a stream the slot subscribes to (its
-     * `records:` list; a plugin whose slot subscribes must have this hook). Return MP_OK when taken
-     * (then call record_done(token) once, later or from inside this call), MP_EAGAIN when full: the
-     * host offers the same record again a little later. Anything else counts as given up.
+     * Sinks and (SINCE 1.5) the cluster plugin: one record of a stream the slot subscribes to
+     * (its `records:` list; a plugin whose slot subscribes must have this hook). Return MP_OK when
+     * taken (then call record_done(token) once, later or from inside this call), MP_EAGAIN when
+     * full: the host offers the same record again a little later. Anything else counts as given up.
      * THREADING: the instance's record thread (one per subscribing instance, the host's):
      * records in the order each producer emitted them. OWNERSHIP: record borrowed for the call.
      */
