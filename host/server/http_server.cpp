@@ -346,11 +346,32 @@ HttpServer::~HttpServer() {
 
 bool HttpServer::addRoute(const std::string& path, RouteSpec spec) {
     std::unique_lock<std::shared_mutex> lock(impl_->routesMutex);
+    if (path.size() >= 3 && path.compare(path.size() - 2, 2, "/*") == 0 && path[0] == '/') {
+        return impl_->prefixes.emplace(path.substr(0, path.size() - 1), std::move(spec)).second;
+    }
     if (impl_->routes.count(path) != 0 || impl_->sockets.count(path) != 0) {
         return false;
     }
     impl_->routes[path] = std::move(spec);
     return true;
+}
+
+const RouteSpec* HttpServer::Impl::findRoute(const std::string& path) const {
+    if (auto it = routes.find(path); it != routes.end()) {
+        return &it->second;
+    }
+    if (prefixes.empty()) {
+        return nullptr;
+    }
+    // The longest "/a/b/" that begins the path.
+    for (size_t slash = path.rfind('/'); slash != std::string::npos && slash > 0;
+         slash = path.rfind('/', slash - 1)) {
+        if (auto it = prefixes.find(path.substr(0, slash + 1)); it != prefixes.end()) {
+            return &it->second;
+        }
+    }
+    auto root = prefixes.find("/");
+    return root == prefixes.end() ? nullptr : &root->second;
 }
 
 bool HttpServer::addWebSocket(const std::string& path, const mp_ws_handler& handler,

@@ -84,7 +84,9 @@ class HttpServer {
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
 
-    /// Exact-path route. False when the path is taken (by a route or a websocket endpoint).
+    /// Exact-path route, or a prefix route when `path` ends in "/*" (every path under it that no
+    /// exact route or longer prefix takes). False when the path is taken (by a route or a
+    /// websocket endpoint).
     bool addRoute(const std::string& path, RouteSpec spec);
     /// Websocket endpoint; the handler struct is copied; its `role` field (0: admin) says who
     /// may open it. False when the path is taken.

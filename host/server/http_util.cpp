@@ -173,4 +173,36 @@ std::string stripParam(const std::string& q, std::string_view name) {
     return out;
 }
 
+bool plainPath(std::string_view path) {
+    if (path.empty() || path[0] != '/') {
+        return false;
+    }
+    for (size_t i = 0; i < path.size(); ++i) {
+        auto c = static_cast<unsigned char>(path[i]);
+        if (c < 0x20 || c == 0x7f || c == '\\') {
+            return false;
+        }
+        if (c == '%' && i + 2 < path.size()) {
+            std::string_view hex = path.substr(i + 1, 2);
+            if (iequals(hex, "2e") || iequals(hex, "2f") || iequals(hex, "5c")) {
+                return false;
+            }
+        }
+    }
+    size_t start = 1;
+    while (start <= path.size()) {
+        size_t end = path.find('/', start);
+        if (end == std::string_view::npos) {
+            end = path.size();
+        }
+        std::string_view seg = path.substr(start, end - start);
+        bool last = end == path.size();
+        if (seg == "." || seg == ".." || (seg.empty() && !last)) {
+            return false;
+        }
+        start = end + 1;
+    }
+    return true;
+}
+
 }  // namespace mp::host

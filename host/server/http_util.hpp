@@ -24,6 +24,11 @@ std::string errorJson(const std::string& msg);
 // ASCII case-insensitive equality (header names and tokens).
 bool iequals(std::string_view a, std::string_view b);
 
+/// A request path a handler may trust: it begins with '/', has no "." or ".." segment, no empty
+/// segment but a last one ("/console/"), no '\\' or control character, and no percent-encoded
+/// '.', '/' or '\\'.
+bool plainPath(std::string_view path);
+
 // Whether a comma-separated header value (such as Connection) holds `token`, any case.
 bool listHas(std::string_view value, std::string_view token);
 

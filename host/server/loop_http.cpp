@@ -74,13 +74,22 @@ void Loop::startRequest(Conn& c) {
                 return;
             }
         }
-        auto it = s_.routes.find(c.path);
-        if (it == s_.routes.end()) {
+        const RouteSpec* route = s_.findRoute(c.path);
+        if (route == nullptr) {
             lock.unlock();
             respondError(c, 404, "no such path: " + mp::printable(c.path, 200), c.closeAfter);
             return;
         }
-        c.route = it->second;
+        c.route = *route;
+    }
+    if (!plainPath(c.path)) {
+        // No handler (a prefix route's above all, which may map paths to files) sees a path
+        // that could climb out of its folder or mean something else once decoded.
+        respondError(c, 400,
+                     "a path with '.', '..' or empty segments, or an encoded '.', '/' or "
+                     "'\\', is refused",
+                     c.closeAfter);
+        return;
     }
     if (!parseQuery(c.query, c.ctx.params)) {
         respondError(c, 400, "malformed query string", c.closeAfter);

@@ -73,6 +73,9 @@ struct HttpServer::Impl {
     const Authenticator& auth;
     std::shared_mutex routesMutex;
     std::map<std::string, RouteSpec> routes;
+    std::map<std::string, RouteSpec> prefixes;  // "/console/" for a route "/console/*"
+    /// The route of `path`: the exact one, else the longest prefix route above it (null).
+    const RouteSpec* findRoute(const std::string& path) const;
     struct WsSpec {
         mp_ws_handler handler;
         const std::atomic<bool>* ready;

@@ -187,6 +187,42 @@ TEST_SUITE("http") {
         server.stop();
     }
 
+    TEST_CASE("prefix routes: the longest one under which the path falls, plain paths only") {
+        mp::host::Metrics metrics;
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        mp::host::HttpServer server(o, metrics);
+        auto named = [](const std::string& name) {
+            mp::host::RouteSpec r;
+            r.role = MP_ROLE_ANYONE;
+            r.fn = [name](const mp_http_request& req, mp_http_response& resp) {
+                resp.status = 200;
+                resp.body = name + " " + std::string(req.path.data, req.path.len);
+            };
+            return r;
+        };
+        CHECK(server.addRoute("/ui/*", named("ui")));
+        CHECK(server.addRoute("/ui/api/*", named("api")));
+        CHECK(server.addRoute("/ui/health", named("exact")));
+        CHECK_FALSE(server.addRoute("/ui/*", named("again")));
+        server.start();
+        int port = server.port();
+        CHECK(request(port, "GET", "/ui/").body == "ui /ui/");
+        CHECK(request(port, "GET", "/ui/app.js").body == "ui /ui/app.js");
+        CHECK(request(port, "GET", "/ui/img/logo.svg?v=2").body == "ui /ui/img/logo.svg");
+        CHECK(request(port, "GET", "/ui/api/templates").body == "api /ui/api/templates");
+        CHECK(request(port, "GET", "/ui/health").body == "exact /ui/health");
+        CHECK(request(port, "GET", "/ui").status == 404);  // "/ui/*" is what is under /ui/
+        CHECK(request(port, "GET", "/other/x").status == 404);
+        for (const char* bad : {"/ui/../etc/passwd", "/ui/./x", "/ui//x", "/ui/%2e%2e/x",
+                                "/ui/a%2Fb", "/ui/a%5cb", "/ui/a\\b"}) {
+            CHECK_MESSAGE(request(port, "GET", bad).status == 400, bad);
+        }
+        CHECK(request(port, "GET", "/ui/a%20b.txt").body == "ui /ui/a%20b.txt");
+        server.stop();
+    }
+
     TEST_CASE("websocket clients of /collector receive each report") {
         Host h;
         Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(h.port));

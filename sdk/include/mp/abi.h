@@ -442,7 +442,12 @@ typedef struct mp_host_api {
 
     /**
      * Serve `path` (exact match) on the host's HTTP server. Fails with MP_EINVAL when the path
-     * is taken. THREADING: create() or start(); handlers run until stop() returns.
+     * is taken. SINCE 1.5 a path whose last segment is "*" ("/console/" and a star)
+     * is a prefix route: every path under it that no exact route or longer prefix route takes
+     * (the handler reads req->path). Whatever the
+     * route, a handler only sees paths without "." or ".." segments, empty segments but the
+     * last, '\\' or percent-encoded '.', '/', '\\' (the host answers 400), so a prefix route
+     * may map them to files. THREADING: create() or start(); handlers run until stop() returns.
      */
     mp_status (*http_route)(mp_host* host, const char* path, mp_http_handler fn, void* user);
     /** Answer a request. OWNERSHIP: content_type and body copied. */
