@@ -209,4 +209,26 @@ assert all(json.loads(l["payload"])["n"] == l["seq"] and len(l["payload"]) == 20
 print(f"source-counter -> sink-jsonl: records 1..{seqs[-1]} once each over two runs "
       "(the second went on from the checkpoint); the other stream was not written")
 PY
+# The SDK's report component: a third-party program merges two offline reports the way a master
+# does; the merged totals are the sum of the two.
+build_example report-merge merge
+for name in sysbench_text_rw_2t_20tx sysbench_ps_rw_2t_20tx; do
+  env -u LD_LIBRARY_PATH "$host" -r "$src/tests/data/pcap/$name.pcap" >"$work/$name.json" 2>/dev/null ||
+    fail "offline run of $name failed"
+done
+"$work/merge/report-merge" "$work/sysbench_text_rw_2t_20tx.json" "$work/sysbench_ps_rw_2t_20tx.json" \
+  >"$work/merged.json" 2>"$work/merge.log" || fail "report-merge failed: $(cat "$work/merge.log")"
+python3 - "$work" <<'PY' || fail "the merged report is not the sum of the two"
+import json, sys
+d = sys.argv[1]
+a, b, m = (json.load(open(f"{d}/{n}.json")) for n in
+           ("sysbench_text_rw_2t_20tx", "sysbench_ps_rw_2t_20tx", "merged"))
+for k in ("commands_total", "rows_returned", "errors"):
+    assert m["totals"][k] == a["totals"][k] + b["totals"][k], (k, m["totals"][k])
+count = lambda r: sum(t["count"] for t in r["templates"])
+assert count(m) == count(a) + count(b)
+assert [c["node"] for c in m["cluster"]["contributors"]] == [b["node"]]
+print(f"report-merge (SDK component report): {m['totals']['commands_total']} commands = "
+      f"{a['totals']['commands_total']} + {b['totals']['commands_total']}")
+PY
 echo "consumer: OK"
