@@ -46,4 +46,44 @@ void DecoderStreams::tick(uint64_t ts) {
     }
 }
 
+FanoutStreams::FanoutStreams(std::vector<std::unique_ptr<DecoderStreams>> decoders)
+    : d_(std::move(decoders)) {}
+
+// A stream's state is one state per decoder, allocated at open and freed at close.
+void* FanoutStreams::open(const mp_flow& flow) {
+    auto* states = new void*[d_.size()];
+    for (size_t i = 0; i < d_.size(); ++i) {
+        states[i] = d_[i]->open(flow);
+    }
+    return states;
+}
+
+void FanoutStreams::data(void* s, uint32_t dir, const uint8_t* p, size_t n, uint64_t ts) {
+    auto** states = static_cast<void**>(s);
+    for (size_t i = 0; i < d_.size(); ++i) {
+        d_[i]->data(states[i], dir, p, n, ts);
+    }
+}
+
+void FanoutStreams::gap(void* s, uint32_t dir, uint64_t len, uint64_t ts) {
+    auto** states = static_cast<void**>(s);
+    for (size_t i = 0; i < d_.size(); ++i) {
+        d_[i]->gap(states[i], dir, len, ts);
+    }
+}
+
+void FanoutStreams::close(void* s, uint32_t reason, uint64_t ts) {
+    auto** states = static_cast<void**>(s);
+    for (size_t i = 0; i < d_.size(); ++i) {
+        d_[i]->close(states[i], reason, ts);
+    }
+    delete[] states;
+}
+
+void FanoutStreams::tick(uint64_t ts) {
+    for (auto& d : d_) {
+        d->tick(ts);
+    }
+}
+
 }  // namespace mp::host

@@ -14,14 +14,21 @@
 
 namespace mp::host {
 
+// Every decoder slot's members, joined (decoders that share a node use distinct report keys).
 std::string Runtime::collectSection(uint64_t seq, uint64_t ts) {
     std::lock_guard<std::mutex> collect(collectMutex_);
-    std::vector<Instance*> workers;  // the decoder's instances, in worker order
-    for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_DECODER && inst->host->running) {
-            workers.push_back(inst.get());
+    std::string all;
+    for (const auto& group : decoderGroups(true)) {
+        std::string members = collectGroup(group, seq, ts);
+        if (!members.empty()) {
+            all += (all.empty() ? "" : ",") + members;
         }
     }
+    return all;
+}
+
+std::string Runtime::collectGroup(const std::vector<Instance*>& workers, uint64_t seq,
+                                  uint64_t ts) {
     if (workers.empty()) {
         return "";
     }

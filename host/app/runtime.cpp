@@ -166,6 +166,7 @@ void Runtime::create() {
         for (int i = 0; i < copies; ++i) {
             auto inst = std::make_unique<Instance>();
             inst->plugin = p;
+            inst->slotName = slot.slot;
             inst->config.values = values;
             inst->host = std::make_unique<mp_host>();
             inst->host->rt = this;
@@ -244,19 +245,44 @@ void Runtime::createPipeline() {
     // ring copy, no hand-off); the kernel's capture buffer is the queue.
     po.inlineWorker = !unknownThreads && threads == 1 && po.workers == 1;
     inlineText_ = po.inlineWorker ? "true" : "false";
-    std::vector<StreamHandler*> handlers;
-    for (auto& inst : instances_) {
-        if (inst->host->kind == MP_KIND_DECODER) {
-            handlers_.push_back(std::make_unique<DecoderStreams>(*inst));
+    // Worker i feeds its streams to copy i of every decoder slot (`decoder`, then `decoders`).
+    std::vector<std::vector<Instance*>> decoders = decoderGroups(false);
+    for (size_t w = 0; w < po.workers; ++w) {
+        std::vector<std::unique_ptr<DecoderStreams>> mine;
+        for (auto& group : decoders) {
+            if (w < group.size()) {
+                mine.push_back(std::make_unique<DecoderStreams>(*group[w]));
+            }
+        }
+        if (mine.empty()) {
+            handlers_.push_back(std::make_unique<NullStreams>());
+        } else if (mine.size() == 1) {
+            handlers_.push_back(std::move(mine[0]));  // the usual case: no fan-out
+        } else {
+            handlers_.push_back(std::make_unique<FanoutStreams>(std::move(mine)));
         }
     }
-    while (handlers_.size() < po.workers) {
-        handlers_.push_back(std::make_unique<NullStreams>());
-    }
+    std::vector<StreamHandler*> handlers;
     for (auto& h : handlers_) {
         handlers.push_back(h.get());
     }
     pipeline_ = std::make_unique<Pipeline>(po, handlers, &metrics_);
+}
+
+std::vector<std::vector<Instance*>> Runtime::decoderGroups(bool runningOnly) const {
+    std::vector<std::vector<Instance*>> groups;
+    std::map<std::string, size_t> index;
+    for (const auto& inst : instances_) {
+        if (inst->host->kind != MP_KIND_DECODER || (runningOnly && !inst->host->running)) {
+            continue;
+        }
+        auto [it, fresh] = index.emplace(inst->slotName, groups.size());
+        if (fresh) {
+            groups.emplace_back();
+        }
+        groups[it->second].push_back(inst.get());
+    }
+    return groups;
 }
 
 void Runtime::start() {

@@ -92,6 +92,10 @@ class Runtime {
     std::string healthJson() const;
     std::string captureJson() const;
     std::string collectSection(uint64_t seq, uint64_t ts);
+    /// One decoder slot's section: `workers` are its instances in worker order.
+    std::string collectGroup(const std::vector<Instance*>& workers, uint64_t seq, uint64_t ts);
+    /// The decoder instances by slot (config order), each in worker order.
+    std::vector<std::vector<Instance*>> decoderGroups(bool runningOnly) const;
     void createPipeline();
     void deliverReport(const std::string& json, uint64_t seq, uint64_t ts);
     /// A report to every running sink.

@@ -555,6 +555,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     std::map<std::string, SlotConfig> explicitSlots;
     std::vector<SlotConfig> sinks;
     std::vector<SlotConfig> sources;
+    std::vector<SlotConfig> decoders;  // more decoders, each fed every stream beside `decoder`
     bool sinksGiven = false;
     std::set<std::string> slotsGiven;
     if (sections.count("plugins") != 0 && !sections["plugins"].node.IsNull()) {
@@ -567,18 +568,20 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                 if (!s.node.IsNull()) {
                     cfg.pluginDirs = convert(name, s, p).list;
                 }
-            } else if (key == "sources") {
+            } else if (key == "sources" || key == "decoders") {
                 if (s.node.IsNull()) {
                     continue;
                 }
                 if (!s.node.IsSequence()) {
                     throw ConfigError(where(name, s.node) + s.keyPath + ": expected a list");
                 }
+                bool src = key == "sources";
                 for (size_t i = 0; i < s.node.size(); ++i) {
-                    std::string slot = "sources[" + std::to_string(i) + "]";
-                    auto sc = parseSlot(name, s.node[i], "plugins." + slot, MP_KIND_SOURCE, slot);
+                    std::string slot = key + "[" + std::to_string(i) + "]";
+                    auto sc = parseSlot(name, s.node[i], "plugins." + slot,
+                                        src ? MP_KIND_SOURCE : MP_KIND_DECODER, slot);
                     if (sc) {
-                        sources.push_back(*sc);
+                        (src ? sources : decoders).push_back(*sc);
                     }
                 }
             } else if (key == "sinks") {
@@ -604,7 +607,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                 }
             } else {
                 throw ConfigError(where(name, s.node) + s.keyPath +
-                                  ": unknown key (known: capture, cluster, decoder, "
+                                  ": unknown key (known: capture, cluster, decoder, decoders, "
                                   "directories, sinks, sources)");
             }
         }
@@ -661,6 +664,11 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     for (const char* slot : {"capture", "decoder", "cluster"}) {
         if (explicitSlots.count(slot) != 0) {
             cfg.slots.push_back(explicitSlots[slot]);
+        }
+        if (std::string(slot) == "decoder") {
+            for (auto& s : decoders) {
+                cfg.slots.push_back(s);
+            }
         }
     }
     for (auto& s : sinks) {

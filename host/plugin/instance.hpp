@@ -49,6 +49,7 @@ struct WsBinding {
 /// One plugin instance and the descriptor it came from.
 struct Instance {
     const LoadedPlugin* plugin = nullptr;
+    std::string slotName;  // its slot ("decoders[1]"), whichever worker's copy it is
     std::unique_ptr<mp_host> host;
     mp_config config;
     void* self = nullptr;

@@ -123,6 +123,39 @@ for path in sys.argv[1:]:
 assert seen[0] == seen[1], seen
 print(f"decoder-bytes: {moved} bytes on {conns} connections, same with 1 and 3 workers")
 PY
+# Two decoders on one node (plugins.decoders): decoder-mysql and decoder-bytes both see every
+# connection; the report holds both sections, each equal to what that decoder gives alone.
+env -u LD_LIBRARY_PATH "$host" -r "$pcap" >"$work/mysql-alone.json" 2>/dev/null || fail "offline run failed"
+for workers in 1 3; do
+  cat >"$work/both-$workers.yaml" <<YAML
+serverport: 0
+serveraddress: 127.0.0.1
+probe: {workers: $workers}
+plugins:
+  directories: [$work/decoder]
+  decoders: [decoder-bytes]
+  cluster: none
+  sinks: []
+YAML
+  env -u LD_LIBRARY_PATH "$host" -c "$work/both-$workers.yaml" -r "$pcap" \
+    >"$work/both-$workers.json" 2>"$work/both-$workers.log" ||
+    fail "two decoders ($workers workers) failed: $(tail -5 "$work/both-$workers.log")"
+done
+python3 - "$work" <<'PY' || fail "two decoders on one node disagree with each alone"
+import json, sys
+d = sys.argv[1]
+alone = json.load(open(f"{d}/mysql-alone.json"))
+bytes_alone = json.load(open(f"{d}/bytes-1.json"))["bytes"]
+for w in (1, 3):
+    r = json.load(open(f"{d}/both-{w}.json"))
+    assert r["bytes"] == bytes_alone, (w, r["bytes"], bytes_alone)
+    strip = lambda t: {k: v for k, v in t.items() if k not in ("first_seen_ns", "last_seen_ns")}
+    assert [strip(t) for t in r["templates"]] == [strip(t) for t in alone["templates"]], w
+    assert r["totals"] == alone["totals"], (r["totals"], alone["totals"])
+print(f"decoder-mysql and decoder-bytes on one node: {len(r['templates'])} templates and "
+      f"{sum(s['to_server'] for s in r['bytes']['servers'].values())} bytes to the server, "
+      "each as alone, with 1 and 3 workers")
+PY
 # A second capture source: capture-hexlines reads the same frames from text. With the built-in
 # decoder-mysql and no host change, its report is the one capture-pcap gives for the pcap.
 build_example capture-hexlines hexlines
