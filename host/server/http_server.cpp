@@ -239,12 +239,12 @@ void Loop::tick() {
                 }
                 break;
             case Conn::St::Ws:
-                if (c->idleLimit.count() != 0 && now - c->lastHeard > c->idleLimit) {
+                if (c->idleLimit.count() != 0 && !c->sse && now - c->lastHeard > c->idleLimit) {
                     HttpServer::Impl::add(s_.wsIdleClosed);
                     sendClose(*c, 1001, "ping timeout");
                 } else if (c->pingEvery.count() != 0 && now - c->lastPing >= c->pingEvery) {
                     c->lastPing = now;
-                    queue(*c, ws::encode(ws::Ping, "mp"));
+                    queue(*c, c->sse ? std::string(":\n\n") : ws::encode(ws::Ping, "mp"));
                     flush(*c);
                 }
                 break;

@@ -65,14 +65,13 @@ void Loop::startRequest(Conn& c) {
     bool upgrade = iequals(h.header("Upgrade"), "websocket");
     {
         std::shared_lock<std::shared_mutex> lock(s_.routesMutex);
-        if (upgrade) {
-            auto it = s_.sockets.find(c.path);
-            if (it != s_.sockets.end()) {
-                HttpServer::Impl::WsSpec spec = it->second;
-                lock.unlock();
-                upgradeRequest(c, spec);
-                return;
-            }
+        auto socket = s_.sockets.find(c.path);
+        if (socket != s_.sockets.end() &&
+            (upgrade || (socket->second.handler.flags & MP_WS_SSE) != 0)) {
+            HttpServer::Impl::WsSpec spec = socket->second;
+            lock.unlock();
+            upgradeRequest(c, spec);
+            return;
         }
         const RouteSpec* route = s_.findRoute(c.path);
         if (route == nullptr) {

@@ -13,6 +13,26 @@ namespace {
 // Output a websocket connection may owe its client before the server stops adding to it: the
 // plugin queue waits behind it, and pings get no pong of their own.
 constexpr size_t kMaxOwedOutput = 1u << 20;
+
+// One Server-Sent Event: a `data:` line per line of the message (CR, LF and CRLF end lines),
+// then an empty line.
+std::string sseEvent(std::string_view msg) {
+    std::string out;
+    out.reserve(msg.size() + 8);
+    size_t pos = 0;
+    while (true) {
+        size_t end = msg.find_first_of("\r\n", pos);
+        out += "data: ";
+        out.append(msg.substr(pos, end == std::string_view::npos ? msg.size() - pos : end - pos));
+        out += '\n';
+        if (end == std::string_view::npos) {
+            break;
+        }
+        pos = end + (msg[end] == '\r' && end + 1 < msg.size() && msg[end + 1] == '\n' ? 2 : 1);
+    }
+    out += '\n';
+    return out;
+}
 }  // namespace
 
 // Runs the session's callbacks in order on a worker: queued messages, then on_close.
@@ -64,24 +84,44 @@ void HttpServer::Impl::drain(const std::shared_ptr<WsSession>& s, WorkerPool& po
     }
 }
 
+// A websocket upgrade, or the GET of an event stream (MP_WS_SSE): the same gate, the same
+// on_open decision and session.
 void Loop::upgradeRequest(Conn& c, const HttpServer::Impl::WsSpec& spec) {
     const http::RequestHead& h = c.head;
     const mp_ws_handler& wh = spec.handler;
-    if (h.method != "GET" || h.minorVersion != 1 || !listHas(h.header("Connection"), "upgrade")) {
-        respondError(c, 400, "a websocket upgrade is a GET with Connection: Upgrade", true);
-        return;
-    }
-    if (h.header("Sec-WebSocket-Version") != "13") {
-        respondError(c, 426, "websocket version 13 only", true, {{"Sec-WebSocket-Version", "13"}});
-        return;
-    }
-    std::string accept = ws::acceptKey(h.header("Sec-WebSocket-Key"));
-    if (accept.empty()) {
-        respondError(c, 400, "bad Sec-WebSocket-Key", true);
-        return;
+    bool sse = (wh.flags & MP_WS_SSE) != 0;
+    std::string accept;
+    if (sse) {
+        if (iequals(h.header("Upgrade"), "websocket")) {
+            respondError(c, 400,
+                         c.path + " is an event stream (text/event-stream), not a websocket", true);
+            return;
+        }
+        if (h.method != "GET") {
+            respondError(c, 405, "an event stream is read with GET", true, {{"Allow", "GET"}});
+            return;
+        }
+    } else {
+        if (h.method != "GET" || h.minorVersion != 1 ||
+            !listHas(h.header("Connection"), "upgrade")) {
+            respondError(c, 400, "a websocket upgrade is a GET with Connection: Upgrade", true);
+            return;
+        }
+        if (h.header("Sec-WebSocket-Version") != "13") {
+            respondError(c, 426, "websocket version 13 only", true,
+                         {{"Sec-WebSocket-Version", "13"}});
+            return;
+        }
+        accept = ws::acceptKey(h.header("Sec-WebSocket-Key"));
+        if (accept.empty()) {
+            respondError(c, 400, "bad Sec-WebSocket-Key", true);
+            return;
+        }
     }
     if (h.chunked || (h.hasLength && h.contentLength > 0)) {
-        respondError(c, 400, "a websocket upgrade has no body", true);
+        respondError(
+            c, 400, sse ? "an event stream request has no body" : "a websocket upgrade has no body",
+            true);
         return;
     }
     if (!parseQuery(c.query, c.ctx.params)) {
@@ -115,6 +155,7 @@ void Loop::upgradeRequest(Conn& c, const HttpServer::Impl::WsSpec& spec) {
         wh.queue_messages != 0 ? wh.queue_messages : s_.options.wsQueueMessages;
     session->handle.maxQueueBytes = s_.options.wsQueueBytes;
     c.session = session;
+    c.sse = sse;
     c.control = wh.role >= MP_ROLE_PEER || wh.role == MP_ROLE_DEFAULT;
     c.maxMessage = wh.max_message_bytes != 0
                        ? std::min<size_t>(wh.max_message_bytes, size_t{1} << 30)
@@ -189,12 +230,19 @@ void Loop::opened(Conn& c, const HttpServer::Impl::Done& d) {
         respondError(c, d.status, d.status == 401 ? "not authorized" : "refused", true);
         return;
     }
-    queue(c,
-          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
-          "Upgrade\r\nSec-WebSocket-Accept: " +
-              d.body + "\r\n\r\n");
+    if (c.sse) {
+        // The stream is the body, to the end of the connection.
+        queue(c,
+              "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: "
+              "no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n");
+    } else {
+        queue(c,
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: "
+              "Upgrade\r\nSec-WebSocket-Accept: " +
+                  d.body + "\r\n\r\n");
+        c.reader = std::make_unique<ws::Reader>(c.maxMessage);
+    }
     c.st = Conn::St::Ws;
-    c.reader = std::make_unique<ws::Reader>(c.maxMessage);
     c.lastHeard = c.lastPing = Clock::now();
     HttpServer::Impl::add(s_.wsOpen);
     c.wsCounted = true;
@@ -206,6 +254,13 @@ void Loop::opened(Conn& c, const HttpServer::Impl::Done& d) {
 }
 
 void Loop::readFrames(Conn& c) {
+    if (c.sse) {
+        // An event stream's client has nothing to say: what it sends is read and dropped.
+        s_.buffered.fetch_sub(static_cast<int64_t>(c.heldIn));
+        c.heldIn = 0;
+        c.in.clear();
+        return;
+    }
     size_t pushed = 0;    // bytes of complete messages handed to the session
     size_t consumed = 0;  // of c.in, erased once after the loop (not once per frame)
     while (c.fd >= 0 && c.st == Conn::St::Ws && !c.closeSent) {
@@ -265,7 +320,9 @@ void Loop::sendClose(Conn& c, uint16_t code, const std::string& why) {
     if (c.closeSent) {
         return;
     }
-    queue(c, ws::encodeClose(code, why));
+    if (!c.sse) {
+        queue(c, ws::encodeClose(code, why));  // an event stream just ends
+    }
     c.closeSent = true;
     c.st = Conn::St::Closing;
     c.deadline = Clock::now() + std::chrono::milliseconds(2000);
@@ -289,7 +346,8 @@ void Loop::pullOutgoing(Conn& c) {
         std::lock_guard<std::mutex> lock(hnd.mutex);
         while (!hnd.queue.empty() && c.out.size() < kMaxOwedOutput) {
             auto& [op, data] = hnd.queue.front();
-            queue(c, ws::encode(op == MP_WS_TEXT ? ws::Text : ws::Binary, data));
+            queue(c, c.sse ? sseEvent(data)
+                           : ws::encode(op == MP_WS_TEXT ? ws::Text : ws::Binary, data));
             hnd.queuedBytes -= data.size();
             s_.buffered.fetch_sub(static_cast<int64_t>(data.size()));
             hnd.queue.pop_front();

@@ -174,6 +174,7 @@ struct HttpServer::Impl::Conn {
     std::shared_ptr<WsSession> session;
     std::unique_ptr<ws::Reader> reader;
     bool control = false;  // callbacks go to the control pool
+    bool sse = false;      // a Server-Sent Events stream (MP_WS_SSE), not a websocket
     size_t maxMessage = 0;
     std::chrono::milliseconds pingEvery{0}, idleLimit{0}, wsWriteTimeout{0};
     Clock::time_point lastHeard, lastPing;

@@ -102,7 +102,7 @@ static_assert(
 
 MP_SIZE(mp_ws_handler, 72);
 MP_MEMBER(mp_ws_handler, struct_size, 0, uint32_t);
-MP_MEMBER(mp_ws_handler, reserved, 4, uint32_t);
+MP_MEMBER(mp_ws_handler, flags, 4, uint32_t);  // "reserved" before 1.5
 MP_MEMBER(mp_ws_handler, user, 8, void*);
 MP_MEMBER(mp_ws_handler, on_open, 16, mp_status (*)(void*, mp_ws_conn*, const mp_http_request*));
 MP_MEMBER(mp_ws_handler, on_message, 24, void (*)(void*, mp_ws_conn*, uint32_t, mp_bytes));
@@ -249,6 +249,7 @@ MP_VALUE(MP_PROP_DOUBLE, 3);
 MP_VALUE(MP_PROP_STRING, 4);
 MP_VALUE(MP_PROP_STRING_LIST, 5);
 MP_VALUE(MP_PROP_JSON, 6);  // 1.5
+MP_VALUE(MP_WS_SSE, 1);     // 1.5
 MP_VALUE(MP_PROP_REQUIRED, 1u);
 MP_VALUE(MP_PROP_SECRET, 2u);
 MP_VALUE(MP_EVENT_REPORT, 1);

@@ -516,4 +516,65 @@ TEST_SUITE("http") {
                                  std::chrono::seconds(5)));
         server.stop();
     }
+
+    TEST_CASE("event streams (MP_WS_SSE): on_open decides, each message an event, ws_close ends") {
+        mp::host::Metrics metrics;
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        mp::host::HttpServer server(o, metrics);
+        struct State {
+            std::atomic<mp_ws_conn*> conn{nullptr};
+            std::atomic<int> closed{0};
+        } st;
+        mp_ws_handler h{};
+        h.struct_size = sizeof h;
+        h.flags = MP_WS_SSE;
+        h.user = &st;
+        h.role = MP_ROLE_ANYONE;
+        h.ping_interval_ms = 50;
+        h.on_open = [](void* user, mp_ws_conn* conn, const mp_http_request*) -> mp_status {
+            static const std::string first = "hello\nworld\r\nagain";
+            mp::host::wsSend(
+                conn, MP_WS_TEXT,
+                mp_bytes{reinterpret_cast<const uint8_t*>(first.data()), first.size()});
+            static_cast<State*>(user)->conn = conn;
+            return MP_OK;
+        };
+        h.on_close = [](void* user, mp_ws_conn*) { ++static_cast<State*>(user)->closed; };
+        REQUIRE(server.addWebSocket("/events", h));
+        server.start();
+        int port = server.port();
+        std::thread later([&] {
+            REQUIRE(mptest::eventually([&] { return st.conn.load() != nullptr; }));
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a few keepalives
+            static const std::string second = "{\"n\":2}";
+            mp::host::wsSend(
+                st.conn, MP_WS_TEXT,
+                mp_bytes{reinterpret_cast<const uint8_t*>(second.data()), second.size()});
+            mp::host::wsClose(st.conn, 1000, mp_str{"", 0});
+        });
+        std::string got =
+            raw(port, "GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+        later.join();
+        CHECK(got.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+        CHECK(got.find("Content-Type: text/event-stream\r\n") != std::string::npos);
+        size_t body = got.find("\r\n\r\n");
+        REQUIRE(body != std::string::npos);
+        std::string events = got.substr(body + 4);
+        CHECK(events.rfind("data: hello\ndata: world\ndata: again\n\n", 0) == 0);
+        CHECK(events.find(":\n\n") != std::string::npos);  // keepalive comments
+        const std::string last = "data: {\"n\":2}\n\n";    // the last event, then the end
+        REQUIRE(events.size() >= last.size());
+        CHECK(events.substr(events.size() - last.size()) == last);
+        CHECK(mptest::eventually([&] { return st.closed.load() == 1; }));
+        // A websocket upgrade or a POST on it is refused.
+        const std::string upgrade =
+            "GET /events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+        CHECK(raw(port, upgrade).find(" 400 ") != std::string::npos);
+        CHECK(request(port, "POST", "/events", "x").status == 405);
+        CHECK(mptest::eventually([&] { return server.bufferedBytes() == 0; }));
+        server.stop();
+    }
 }

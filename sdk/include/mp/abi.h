@@ -304,9 +304,17 @@ typedef void (*mp_http_handler)(void* user, const mp_http_request* req, mp_http_
  * different connections run concurrently.
  * SINCE: 1.0
  */
+/* mp_ws_handler.flags (SINCE 1.5) */
+/* The endpoint serves Server-Sent Events (text/event-stream) to a plain GET instead of websocket
+ * upgrades: on_open decides as for a websocket (MP_OK: 200 and the stream), ws_send(MP_WS_TEXT)
+ * sends one event (each line of the message a `data:` line), ws_close ends the stream, on_close
+ * follows; on_message is never called (what the client sends is discarded); ping_interval_ms
+ * sends a comment line; idle_timeout_ms does not apply. */
+#define MP_WS_SSE 1u
+
 typedef struct mp_ws_handler {
     uint32_t struct_size;
-    uint32_t reserved;
+    uint32_t flags; /* MP_WS_SSE (SINCE 1.5); 0 before */
     void* user;
     /**
      * A client asks to upgrade; runs before the host answers. MP_OK accepts (what on_open sends
