@@ -7,68 +7,11 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "protocol.hpp"
+
 namespace mp::mysql {
 
 namespace {
-
-// Field types (binary protocol).
-enum : uint8_t {
-    kDecimal = 0x00,
-    kTiny = 0x01,
-    kShort = 0x02,
-    kLong = 0x03,
-    kFloat = 0x04,
-    kDouble = 0x05,
-    kNull = 0x06,
-    kTimestamp = 0x07,
-    kLongLong = 0x08,
-    kInt24 = 0x09,
-    kDate = 0x0a,
-    kTime = 0x0b,
-    kDateTime = 0x0c,
-    kYear = 0x0d,
-};
-
-struct In {
-    const uint8_t* d;
-    size_t n;
-    size_t pos = 0;
-    bool ok = true;
-    bool has(size_t k) {
-        if (!ok || k > n - pos) {
-            ok = false;
-        }
-        return ok;
-    }
-    uint64_t le(size_t k) {
-        if (!has(k)) {
-            return 0;
-        }
-        uint64_t v = 0;
-        for (size_t i = 0; i < k; ++i) {
-            v |= static_cast<uint64_t>(d[pos + i]) << (8 * i);
-        }
-        pos += k;
-        return v;
-    }
-    uint64_t lenenc() {
-        uint64_t first = le(1);
-        switch (first) {
-            case 0xfc:
-                return le(2);
-            case 0xfd:
-                return le(3);
-            case 0xfe:
-                return le(8);
-            case 0xfb:
-            case 0xff:
-                ok = false;
-                return 0;
-            default:
-                return first;
-        }
-    }
-};
 
 // The shortest text that reads back as the same float or double (3.4567, not 3.4567000000000001).
 std::string shortest(double v, bool isFloat) {
@@ -110,20 +53,20 @@ std::string closeTemporal(char (&buf)[64], int k, const uint8_t* micros) {
     return buf;
 }
 
-std::string temporal(In& in, uint8_t type) {
+std::string temporal(PacketReader& in, uint8_t type) {
     uint64_t len = in.le(1);
     if (!in.has(len)) {
         return {};
     }
-    const uint8_t* p = in.d + in.pos;
-    in.pos += len;
+    const uint8_t* p = in.here();
+    in.skip(static_cast<size_t>(len));
     char buf[64];
-    if (type == kTime) {
+    if (type == kTypeTime) {
         if (len == 0) {
             return "'00:00:00'";
         }
         if (len != 8 && len != 12) {
-            in.ok = false;
+            in.fail();
             return {};
         }
         uint32_t days = 0;
@@ -134,14 +77,14 @@ std::string temporal(In& in, uint8_t type) {
         return closeTemporal(buf, k, len == 12 ? p + 8 : nullptr);
     }
     if (len != 0 && len != 4 && len != 7 && len != 11) {
-        in.ok = false;
+        in.fail();
         return {};
     }
     unsigned year = len >= 4 ? static_cast<unsigned>(p[0] | (p[1] << 8)) : 0;
     unsigned month = len >= 4 ? p[2] : 0;
     unsigned day = len >= 4 ? p[3] : 0;
-    if (type == kDate || len < 7) {
-        if (type == kDate) {
+    if (type == kTypeDate || len < 7) {
+        if (type == kTypeDate) {
             std::snprintf(buf, sizeof buf, "'%04u-%02u-%02u'", year, month, day);
         } else {
             std::snprintf(buf, sizeof buf, "'%04u-%02u-%02u 00:00:00'", year, month, day);
@@ -153,27 +96,27 @@ std::string temporal(In& in, uint8_t type) {
     return closeTemporal(buf, k, len == 11 ? p + 7 : nullptr);
 }
 
-std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
+std::string value(PacketReader& in, uint8_t type, bool isUnsigned, size_t maxValue) {
     char buf[48];
     switch (type) {
-        case kTiny: {
+        case kTypeTiny: {
             uint64_t v = in.le(1);
             std::snprintf(buf, sizeof buf, isUnsigned ? "%" PRIu64 : "%" PRId64,
                           isUnsigned ? v : static_cast<uint64_t>(static_cast<int8_t>(v)));
             return buf;
         }
-        case kShort:
-        case kYear: {
+        case kTypeShort:
+        case kTypeYear: {
             uint64_t v = in.le(2);
-            if (isUnsigned || type == kYear) {
+            if (isUnsigned || type == kTypeYear) {
                 std::snprintf(buf, sizeof buf, "%" PRIu64, v);
             } else {
                 std::snprintf(buf, sizeof buf, "%d", static_cast<int16_t>(v));
             }
             return buf;
         }
-        case kLong:
-        case kInt24: {
+        case kTypeLong:
+        case kTypeInt24: {
             uint64_t v = in.le(4);
             if (isUnsigned) {
                 std::snprintf(buf, sizeof buf, "%" PRIu64, v);
@@ -182,7 +125,7 @@ std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
             }
             return buf;
         }
-        case kLongLong: {
+        case kTypeLongLong: {
             uint64_t v = in.le(8);
             if (isUnsigned) {
                 std::snprintf(buf, sizeof buf, "%" PRIu64, v);
@@ -191,33 +134,33 @@ std::string value(In& in, uint8_t type, bool isUnsigned, size_t maxValue) {
             }
             return buf;
         }
-        case kFloat: {
+        case kTypeFloat: {
             auto bits = static_cast<uint32_t>(in.le(4));
             float f = 0;
             std::memcpy(&f, &bits, 4);
             return shortest(static_cast<double>(f), true);
         }
-        case kDouble: {
+        case kTypeDouble: {
             uint64_t bits = in.le(8);
             double v = 0;
             std::memcpy(&v, &bits, 8);
             return shortest(v, false);
         }
-        case kNull:
+        case kTypeNull:
             return "NULL";
-        case kDate:
-        case kDateTime:
-        case kTimestamp:
-        case kTime:
+        case kTypeDate:
+        case kTypeDateTime:
+        case kTypeTimestamp:
+        case kTypeTime:
             return temporal(in, type);
         default: {  // decimal, strings, blobs, enum, set, json, bit, geometry: length-encoded
             uint64_t len = in.lenenc();
             if (!in.has(len)) {
                 return {};
             }
-            const uint8_t* p = in.d + in.pos;
-            in.pos += len;
-            if (type == kDecimal || type == 0xf6) {  // NEWDECIMAL: digits, unquoted
+            const uint8_t* p = in.here();
+            in.skip(static_cast<size_t>(len));
+            if (type == kTypeDecimal || type == kTypeNewDecimal) {  // digits, unquoted
                 return std::string(reinterpret_cast<const char*>(p), len < 66 ? len : 66);
             }
             return quoted(p, len, maxValue);
@@ -231,15 +174,14 @@ namespace {
 
 // The block's head: the value count (with query attributes), the null bitmap, the
 // new-params-bound flag and the types (and names) it binds. `in` is left at the values.
-bool readHead(In& in, uint16_t count, std::vector<uint8_t>& types, const QueryAttributes* qa,
-              const uint8_t*& bitmap) {
-    const uint8_t* d = in.d;
+bool readHead(PacketReader& in, uint16_t count, std::vector<uint8_t>& types,
+              const QueryAttributes* qa, const uint8_t*& bitmap) {
     // With query attributes (MySQL 8.0.23+): the number of values comes first (the statement's
     // parameters, then the attributes), and each bound type is followed by a name.
     size_t total = count;
     if (qa != nullptr) {
         total = count > 0 || qa->countPresent ? static_cast<size_t>(in.lenenc()) : 0;
-        if (!in.ok || total < count || total > in.n) {
+        if (!in.ok() || total < count || total > in.size()) {
             return false;
         }
     }
@@ -251,25 +193,25 @@ bool readHead(In& in, uint16_t count, std::vector<uint8_t>& types, const QueryAt
     if (!in.has(bitmapLen + 1)) {
         return false;
     }
-    bitmap = d + in.pos;
-    in.pos += bitmapLen;
-    if (in.le(1) == 1) {  // new parameters bound: their types (and names) follow
+    bitmap = in.here();
+    in.skip(bitmapLen);
+    if (in.le(1) == kNewParamsBound) {  // new parameters bound: their types (and names) follow
         types.clear();
         for (size_t i = 0; i < total; ++i) {
             if (!in.has(2)) {
                 return false;
             }
             if (i < count) {  // the attributes' types are not kept: their values come last
-                types.push_back(d[in.pos]);
-                types.push_back(d[in.pos + 1]);
+                types.push_back(in.here()[0]);
+                types.push_back(in.here()[1]);
             }
-            in.pos += 2;
+            in.skip(2);
             if (qa != nullptr) {
                 uint64_t name = in.lenenc();
-                if (!in.has(static_cast<size_t>(std::min<uint64_t>(name, in.n)))) {
+                if (!in.has(static_cast<size_t>(std::min<uint64_t>(name, in.size())))) {
                     return false;
                 }
-                in.pos += static_cast<size_t>(name);
+                in.skip(static_cast<size_t>(name));
             }
         }
     }
@@ -280,7 +222,7 @@ bool readHead(In& in, uint16_t count, std::vector<uint8_t>& types, const QueryAt
 
 bool bindExecuteTypes(const uint8_t* d, size_t n, uint16_t count, std::vector<uint8_t>& types,
                       const QueryAttributes* qa) {
-    In in{d, n};
+    PacketReader in(d, n);
     const uint8_t* bitmap = nullptr;
     return readHead(in, count, types, qa, bitmap);
 }
@@ -289,7 +231,7 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
                          const std::vector<bool>& longData, std::vector<std::string>& out,
                          size_t maxValue, const QueryAttributes* qa) {
     out.clear();
-    In in{d, n};
+    PacketReader in(d, n);
     const uint8_t* bitmap = nullptr;
     if (!readHead(in, count, types, qa, bitmap)) {
         return false;
@@ -310,8 +252,9 @@ bool decodeExecuteParams(const uint8_t* d, size_t n, uint16_t count, std::vector
             out.emplace_back("'<long data>'");
             continue;
         }
-        std::string v = value(in, types[2 * i], (types[2 * i + 1] & 0x80) != 0, maxValue);
-        if (!in.ok || v.empty()) {
+        std::string v =
+            value(in, types[2 * i], (types[2 * i + 1] & (kUnsignedFlag >> 8)) != 0, maxValue);
+        if (!in.ok() || v.empty()) {
             out.clear();
             return false;
         }
