@@ -89,30 +89,33 @@ void Membership::start() {
     }
     {
         std::lock_guard<std::mutex> lock(mu_);
-        Member self;
-        self.name = opt_.name;
-        self.addr = selfAddr_;
-        self.ip = opt_.bindIp;
-        self.port = port_;
-        self.meta = encodeTags(opt_.tags);
-        self.vsn = kVsn;
-        self.incarnation = incarnation_;
-        self.state = State::Alive;
-        self.stateChange = Clock::now();
-        self.tags = opt_.tags;
-        members_[self.name] = self;
-        auto now = Clock::now();
-        nextProbe_ = now + opt_.timing.probeInterval;
-        nextGossip_ = now + opt_.timing.gossipInterval;
-        // A random first push-pull, so that nodes started together do not sync in step.
-        nextPushPull_ =
-            now + Ms(static_cast<int64_t>(
-                      rng_() % static_cast<uint64_t>(opt_.timing.pushPullInterval.count())));
+        addSelf(now());
     }
     running_ = true;
     udpThread_ = std::thread([this] { udpLoop(); });
     timerThread_ = std::thread([this] { timerLoop(); });
     tcpThread_ = std::thread([this] { tcpLoop(); });
+}
+
+void Membership::addSelf(Clock::time_point now) {
+    Member self;
+    self.name = opt_.name;
+    self.addr = selfAddr_;
+    self.ip = opt_.bindIp;
+    self.port = port_;
+    self.meta = encodeTags(opt_.tags);
+    self.vsn = kVsn;
+    self.incarnation = incarnation_;
+    self.state = State::Alive;
+    self.stateChange = now;
+    self.tags = opt_.tags;
+    members_[self.name] = self;
+    nextProbe_ = now + opt_.timing.probeInterval;
+    nextGossip_ = now + opt_.timing.gossipInterval;
+    // A random first push-pull, so that nodes started together do not sync in step.
+    nextPushPull_ =
+        now + Ms(static_cast<int64_t>(rng_() %
+                                      static_cast<uint64_t>(opt_.timing.pushPullInterval.count())));
 }
 
 void Membership::stop(bool leaveFirst) {
@@ -164,7 +167,7 @@ void Membership::leave() {
     Dead d{incarnation_, opt_.name, opt_.name};
     if (self != nullptr) {
         self->state = State::Left;
-        self->stateChange = Clock::now();
+        self->stateChange = now();
     }
     uint64_t dead = broadcast(opt_.name, encode(d));
     changed();
@@ -225,7 +228,7 @@ bool Membership::join(const std::string& ip, uint16_t port, std::string& error) 
 std::vector<MemberInfo> Membership::members() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<MemberInfo> out;
-    auto now = Clock::now();
+    auto now = this->now();
     for (const auto& [name, m] : members_) {
         MemberInfo i;
         i.name = name;

@@ -64,6 +64,10 @@ struct Options {
     Keyring keys;  // empty: no encryption
     Timing timing;
     size_t maxMembers = 1024;  // members known at once, this one, dead and left ones included
+    // Tests only (tests/swim_test.cpp): the time (steady_clock when empty) and where UDP
+    // packets go (the socket when empty), so that the SWIM state runs without sockets or sleeps.
+    std::function<Clock::time_point()> clock;
+    std::function<void(const std::string& ip, uint16_t port, const Bytes& packet)> sendUdpHook;
 };
 
 struct MemberInfo {
@@ -128,6 +132,8 @@ class Membership {
     void onChange(Change fn) { change_ = std::move(fn); }
 
   private:
+    friend class SwimDriver;  // tests/swim_test.cpp
+
     struct Member {
         std::string name;
         Bytes addr;  // 4 bytes
@@ -209,6 +215,11 @@ class Membership {
     int retransmitLimit() const;
 
     // Periodic work.
+    Clock::time_point now() const { return opt_.clock ? opt_.clock() : Clock::now(); }
+    /// This node in its own table and the first deadlines (start(), mu_ held).
+    void addSelf(Clock::time_point now);
+    /// One round of the timer thread (mu_ held).
+    void periodic(Clock::time_point now);
     void probeNext(Clock::time_point now);
     void probeDeadlines(Clock::time_point now);
     void gossip(Clock::time_point now);

@@ -104,7 +104,7 @@ void Membership::onAlive(const Alive& a, bool /*bootstrap*/) {
         return;
     }
     Member* m = find(a.node);
-    auto now = Clock::now();
+    auto now = this->now();
     if (m == nullptr) {
         if (members_.size() >= opt_.maxMembers) {
             ++stats_.refusedFull;
@@ -186,7 +186,7 @@ void Membership::onSuspect(const Suspect& s) {
 
 void Membership::suspectMember(Member& m, const std::string& from) {
     m.state = State::Suspect;
-    auto now = Clock::now();
+    auto now = this->now();
     m.stateChange = now;
     ++stats_.suspicions;
     // Lifeguard: the timeout starts long when others can confirm, and shrinks with each
@@ -255,7 +255,7 @@ void Membership::onDead(const Dead& d) {
 
 void Membership::markDead(Member& m, const std::string& from) {
     m.state = from == m.name ? State::Left : State::Dead;
-    m.stateChange = Clock::now();
+    m.stateChange = now();
     suspicions_.erase(m.name);
     ++stats_.deaths;
     broadcast(m.name, encode(Dead{m.incarnation, m.name, from}));
@@ -326,53 +326,56 @@ void Membership::timerLoop() {
         if (!running_.load()) {
             break;
         }
-        auto now = Clock::now();
-        if (!left_) {
-            if (now >= nextProbe_) {
-                probeNext(now);
-                nextProbe_ = now + probeIntervalNow();
-            }
-            probeDeadlines(now);
-            suspicionTimers(now);
-        }
-        relayTimers(now);
-        if (now >= nextGossip_) {
-            gossip(now);
-            nextGossip_ = now + opt_.timing.gossipInterval;
-        }
-        reap(now);
-        if (now >= nextPushPull_ && !left_) {
-            nextPushPull_ = now + opt_.timing.pushPullInterval;
-            std::vector<const Member*> peers;
-            for (const auto& [name, m] : members_) {
-                if (name != opt_.name && m.state == State::Alive) {
-                    peers.push_back(&m);
-                }
-            }
-            if (!peers.empty() && tcpJobs_.load() < kMaxTcpJobs) {
-                const Member* peer = peers[rng_() % peers.size()];
-                std::string ip = peer->ip;
-                uint16_t port = peer->port;
-                Bytes request = localState(false);
-                ++tcpJobs_;
-                std::thread([this, ip, port, request] {
-                    StreamMsg reply;
-                    std::string error;
-                    if (tcpExchange(ip, port, request, true, reply, error) &&
-                        reply.type == MsgType::PushPull) {
-                        std::lock_guard<std::mutex> l(mu_);
-                        ++stats_.pushPulls;
-                        mergeRemote(reply.pushPull);
-                    }
-                    --tcpJobs_;
-                }).detach();
-            }
-        }
+        periodic(now());
         bool notify = changedFlag_;
         changedFlag_ = false;
         lock.unlock();
         if (notify && change_) {
             change_();
+        }
+    }
+}
+
+void Membership::periodic(Clock::time_point now) {
+    if (!left_) {
+        if (now >= nextProbe_) {
+            probeNext(now);
+            nextProbe_ = now + probeIntervalNow();
+        }
+        probeDeadlines(now);
+        suspicionTimers(now);
+    }
+    relayTimers(now);
+    if (now >= nextGossip_) {
+        gossip(now);
+        nextGossip_ = now + opt_.timing.gossipInterval;
+    }
+    reap(now);
+    if (now >= nextPushPull_ && !left_) {
+        nextPushPull_ = now + opt_.timing.pushPullInterval;
+        std::vector<const Member*> peers;
+        for (const auto& [name, m] : members_) {
+            if (name != opt_.name && m.state == State::Alive) {
+                peers.push_back(&m);
+            }
+        }
+        if (!peers.empty() && tcpJobs_.load() < kMaxTcpJobs) {
+            const Member* peer = peers[rng_() % peers.size()];
+            std::string ip = peer->ip;
+            uint16_t port = peer->port;
+            Bytes request = localState(false);
+            ++tcpJobs_;
+            std::thread([this, ip, port, request] {
+                StreamMsg reply;
+                std::string error;
+                if (tcpExchange(ip, port, request, true, reply, error) &&
+                    reply.type == MsgType::PushPull) {
+                    std::lock_guard<std::mutex> l(mu_);
+                    ++stats_.pushPulls;
+                    mergeRemote(reply.pushPull);
+                }
+                --tcpJobs_;
+            }).detach();
         }
     }
 }

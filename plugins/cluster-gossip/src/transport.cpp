@@ -144,7 +144,7 @@ void Membership::handlePacket(const std::string& ip, uint16_t port, const uint8_
                 r.port = ind.sourcePort;
             }
             r.nack = ind.nack;
-            r.nackAt = Clock::now() + opt_.timing.probeTimeout;
+            r.nackAt = now() + opt_.timing.probeTimeout;
             relays_[seq] = r;
             Ping ping{seq, ind.node, selfAddr_, port_, opt_.name};
             sendUdp(ipString(ind.target), ind.port, encode(ping), false);
@@ -234,6 +234,11 @@ void Membership::sendUdp(const std::string& ip, uint16_t port, const Bytes& msg,
     Bytes out = crc ? withCrc(msg) : msg;
     if (!opt_.keys.empty()) {
         out = keyring()->encryptUdp(out.data(), out.size());
+    }
+    if (opt_.sendUdpHook) {
+        opt_.sendUdpHook(ip, port, out);
+        ++stats_.udpOut;
+        return;
     }
     sockaddr_in sa = sockAddr(ip, port);
     if (::sendto(udp_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa) >
