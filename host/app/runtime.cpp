@@ -464,8 +464,20 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
         default:
             break;
     }
+    // Not this kind's to emit: counted; a 1.5 plugin is told (MP_EPERM) and it is logged once
+    // per instance, an older one gets MP_OK as it always did.
     eventsDropped_->value.fetch_add(1, std::memory_order_relaxed);
-    return MP_OK;
+    if (h->instance->plugin->desc.abi_minor < 5) {
+        return MP_OK;
+    }
+    if (!h->instance->emitRefused.exchange(true)) {
+        log(MP_LOG_WARN, "host",
+            h->slot + " (" + h->name + ") emitted an event of type " + std::to_string(ev.type) +
+                " that its kind may not emit: refused (MP_EPERM, counted in "
+                "events_ignored_total; reports come from the cluster slot only, other data "
+                "goes as records)");
+    }
+    return MP_EPERM;
 }
 
 mp_status Runtime::recordFrom(mp_host* h, const mp_record& rec) {

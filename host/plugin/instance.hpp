@@ -50,6 +50,7 @@ struct WsBinding {
 struct Instance {
     const LoadedPlugin* plugin = nullptr;
     std::string slotName;  // its slot ("decoders[1]"), whichever worker's copy it is
+    std::atomic<bool> emitRefused{false};  // an event it may not emit was refused (logged once)
     std::unique_ptr<mp_host> host;
     mp_config config;
     void* self = nullptr;

@@ -133,9 +133,18 @@ TEST_CASE("role_sink: the cluster's role reaches other plugins (host_get, MP_EVE
         p.signal(SIGTERM);
         REQUIRE(p.wait(std::chrono::seconds(15)));
         CHECK(p.exitCode() == 0);
+        return p.err();
     };
     // A static master says so in create(): the sink reads it when it starts.
     run("role-static", "cluster-static", "role at start: master");
+    // A sink's report is refused, each time, and the host says so once.
+    std::string err = run("emit-refused", "cluster-static", "emit report: 8 8");
+    size_t said = 0;
+    for (size_t at = 0; (at = err.find("that its kind may not emit", at)) != std::string::npos;
+         ++at) {
+        ++said;
+    }
+    CHECK(said == 1);
     // A gossip node alone elects itself once it runs: the sink hears the change.
     run("role-gossip", "{plugin: cluster-gossip, config: {bind: 127.0.0.1}}", "role event: master");
 }

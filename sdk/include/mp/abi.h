@@ -418,8 +418,11 @@ typedef struct mp_host_api {
      */
     mp_status (*host_get)(mp_host* host, const char* key, mp_str* out);
 
-    /** Send an event downstream (reports, end of input). Between start() and stop() only.
-     *  THREADING: any thread. OWNERSHIP: ev borrowed. */
+    /** Send an event downstream. Who may emit what: MP_EVENT_INPUT_END a capture,
+     *  MP_EVENT_REPORT the cluster plugin (the node's one report stream), MP_EVENT_PARTIAL a
+     *  1.0-1.2 decoder; any plugin sends other data as records (emit_record). Anything else is
+     *  counted and, SINCE 1.5, refused with MP_EPERM (MP_OK before). Between start() and stop()
+     *  only. THREADING: any thread. OWNERSHIP: ev borrowed. */
     mp_status (*emit)(mp_host* host, const mp_event* ev);
     /** Capture plugins: hand frames to the host. Never blocks: a full queue drops and counts
      *  (returns MP_EAGAIN). THREADING: one capture thread per source. OWNERSHIP: borrowed. */
