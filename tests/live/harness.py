@@ -330,3 +330,43 @@ class RabbitMQ:
                 except OSError:
                     pass
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- AMQP clients for tests (python3-pika, imported by the tests that use a broker) ----------
+
+def amqp_channel(broker):
+    """A pika connection and channel to the test broker."""
+    import pika
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    return conn, conn.channel()
+
+
+def amqp_bind(broker, exchange, queue, key="#"):
+    """A durable topic exchange and queue bound with `key`, the queue emptied."""
+    conn, ch = amqp_channel(broker)
+    ch.exchange_declare(exchange, "topic", durable=True)
+    ch.queue_declare(queue, durable=True)
+    ch.queue_bind(queue, exchange, key)
+    ch.queue_purge(queue)
+    conn.close()
+
+
+def amqp_drain(broker, queue):
+    """Every message in the queue, as (method, properties, body), taken off it."""
+    conn, ch = amqp_channel(broker)
+    out = []
+    while True:
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        out.append((method, props, body))
+    conn.close()
+    return out
+
+
+def amqp_depth(broker, queue):
+    """How many messages wait in the queue."""
+    conn, ch = amqp_channel(broker)
+    n = ch.queue_declare(queue, passive=True).method.message_count
+    conn.close()
+    return n

@@ -14,12 +14,7 @@ namespace {
 
 // clang-format off
 const mp_property kProps[] = {
-    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST], or amqps:// for TLS (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
-    {"user", MP_PROP_STRING, 0, "guest", "user name", 0, 0, nullptr},
-    {"password", MP_PROP_STRING, MP_PROP_SECRET, "guest", "password", 0, 0, nullptr},
-    {"tls_ca_file", MP_PROP_STRING, 0, "", "amqps://: CA certificates (PEM) the broker's certificate is verified against (empty: the system's)", 0, 0, nullptr},
-    {"tls_cert_file", MP_PROP_STRING, 0, "", "amqps://: client certificate (PEM), with tls_key_file", 0, 0, nullptr},
-    {"tls_key_file", MP_PROP_STRING, 0, "", "amqps://: the client certificate's private key (PEM)", 0, 0, nullptr},
+    MP_AMQP_BROKER_PROPERTIES,
     {"exchange", MP_PROP_STRING, 0, "mysqlprobe", "exchange to publish to", 0, 0, nullptr},
     {"exchange_type", MP_PROP_STRING, 0, "topic", "type of the exchange when declared", 0, 0, "topic|direct|fanout|headers"},
     {"declare", MP_PROP_STRING, 0, "declare", "declare the exchange (durable), check that it exists (passive), or neither", 0, 0, "declare|passive|none"},
@@ -29,9 +24,6 @@ const mp_property kProps[] = {
     {"mandatory", MP_PROP_BOOL, 0, "true", "ask the broker to return messages no queue takes (counted)", 0, 0, nullptr},
     {"max_in_flight", MP_PROP_INT, 0, "1000", "messages published and not yet confirmed, at most", 1, 1000000, nullptr},
     {"max_buffer_mb", MP_PROP_INT, 0, "64", "bytes of messages kept until the broker confirms them; beyond, the oldest waiting is dropped (counted)", 1, 65536, nullptr},
-    {"heartbeat_s", MP_PROP_INT, 0, "30", "AMQP heartbeat (0: none)", 0, 3600, nullptr},
-    {"connect_timeout_ms", MP_PROP_INT, 0, "2000", "connect, login and each RPC", 1, 600000, nullptr},
-    {"reconnect_max_ms", MP_PROP_INT, 0, "5000", "longest wait between connection attempts (backoff from 100 ms)", 100, 3600000, nullptr},
     {"drain_ms", MP_PROP_INT, 0, "3000", "at stop, time given to publish and confirm what is kept", 0, 4000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };

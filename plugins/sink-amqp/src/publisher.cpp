@@ -37,31 +37,15 @@ Publisher::Publisher(Options options, Log log)
 Publisher::~Publisher() { stop(std::chrono::milliseconds(0)); }
 
 void Publisher::start() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (thread_.joinable()) {
-        return;
-    }
-    stopping_ = false;
-    thread_ = std::thread([this] { run(); });
+    owner_.start([this] { run(); });
 }
 
-void Publisher::stop(std::chrono::milliseconds drain) {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!thread_.joinable()) {
-            return;
-        }
-        stopping_ = true;
-        drainUntil_ = std::chrono::steady_clock::now() + drain;
-    }
-    wake_.notify_all();
-    thread_.join();
-}
+void Publisher::stop(std::chrono::milliseconds drain) { owner_.stop(drain); }
 
 bool Publisher::publish(Message m) {
     std::deque<Message> dropped;
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(owner_.mu);
         if (m.body.size() > opt_.maxQueuedBytes) {
             ++stats_.dropped;
             dropped.push_back(std::move(m));
@@ -78,7 +62,7 @@ bool Publisher::publish(Message m) {
             queue_.push_back(std::move(m));
         }
     }
-    wake_.notify_all();
+    owner_.wake.notify_all();
     bool refused = false;
     for (auto& d : dropped) {
         refused = refused || d.body.size() > opt_.maxQueuedBytes;
@@ -91,7 +75,7 @@ bool Publisher::publish(Message m) {
 
 bool Publisher::tryPublish(Message& m) {
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(owner_.mu);
         if (static_cast<size_t>(stats_.queuedBytes.load()) + m.body.size() > opt_.maxQueuedBytes &&
             stats_.queuedBytes.load() != 0) {
             return false;  // full (a message alone larger than the bound still goes through)
@@ -99,7 +83,7 @@ bool Publisher::tryPublish(Message& m) {
         stats_.queuedBytes += static_cast<int64_t>(m.body.size());
         queue_.push_back(std::move(m));
     }
-    wake_.notify_all();
+    owner_.wake.notify_all();
     return true;
 }
 
@@ -152,7 +136,7 @@ void Publisher::requeueInFlight() {
     if (flight_.empty()) {
         return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(owner_.mu);
     for (auto it = flight_.rbegin(); it != flight_.rend(); ++it) {
         queue_.push_front(std::move(it->second));
     }
@@ -174,7 +158,7 @@ bool Publisher::pump(Link& c, std::string& why) {
     while (flight_.size() < opt_.maxInFlight) {
         Message m;
         {
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<std::mutex> lock(owner_.mu);
             if (queue_.empty()) {
                 break;
             }
@@ -216,7 +200,7 @@ bool Publisher::pump(Link& c, std::string& why) {
     // nothing to publish (the wait also serves heartbeats).
     bool more = false;
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(owner_.mu);
         more = !queue_.empty() && flight_.size() < opt_.maxInFlight;
     }
     timeval tv = timeout(more ? 0 : flight_.empty() ? 50 : 20);
@@ -269,7 +253,7 @@ bool Publisher::pump(Link& c, std::string& why) {
                 flight_.erase(begin, end);
                 stats_.inFlight = static_cast<int64_t>(flight_.size());
                 if (!again.empty()) {  // the broker could not take them: publish them again
-                    std::lock_guard<std::mutex> lock(mu_);
+                    std::lock_guard<std::mutex> lock(owner_.mu);
                     for (auto it = again.rbegin(); it != again.rend(); ++it) {
                         queue_.push_front(std::move(*it));
                     }
@@ -324,11 +308,11 @@ void Publisher::run() {
         bool stopping = false;
         bool idle = false;
         {
-            std::lock_guard<std::mutex> lock(mu_);
-            stopping = stopping_;
+            std::lock_guard<std::mutex> lock(owner_.mu);
+            stopping = owner_.stopping;
             idle = queue_.empty() && flight_.empty();
         }
-        if (stopping && (idle || std::chrono::steady_clock::now() >= drainUntil_)) {
+        if (stopping && (idle || std::chrono::steady_clock::now() >= owner_.drainUntil)) {
             break;
         }
         if (!c.conn.isOpen()) {
@@ -337,13 +321,13 @@ void Publisher::run() {
                 disconnect(c, why.empty() ? "failed" : why);
                 ++stats_.failures;
                 auto wait = retry_.failed(why);
-                std::unique_lock<std::mutex> lock(mu_);
+                std::unique_lock<std::mutex> lock(owner_.mu);
                 auto until = std::chrono::steady_clock::now() + wait;
-                if (stopping_) {
-                    until = std::min(until, drainUntil_);
+                if (owner_.stopping) {
+                    until = std::min(until, owner_.drainUntil);
                 }
-                wake_.wait_until(lock, until, [&] {
-                    return stopping_ && std::chrono::steady_clock::now() >= drainUntil_;
+                owner_.wake.wait_until(lock, until, [&] {
+                    return owner_.stopping && std::chrono::steady_clock::now() >= owner_.drainUntil;
                 });
                 continue;
             }
@@ -358,18 +342,18 @@ void Publisher::run() {
             continue;
         }
         if (!stopping) {
-            std::unique_lock<std::mutex> lock(mu_);
+            std::unique_lock<std::mutex> lock(owner_.mu);
             if (queue_.empty() && flight_.empty()) {
                 // Idle: wait for work, waking up for heartbeats.
-                wake_.wait_for(lock, std::chrono::milliseconds(200),
-                               [&] { return stopping_ || !queue_.empty(); });
+                owner_.wake.wait_for(lock, std::chrono::milliseconds(200),
+                                     [&] { return owner_.stopping || !queue_.empty(); });
             }
         }
     }
     disconnect(c, "");
     std::deque<Message> left;
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(owner_.mu);
         left.swap(queue_);
     }
     for (auto& [tag, m] : flight_) {

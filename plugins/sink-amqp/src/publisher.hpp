@@ -101,14 +101,10 @@ class Publisher {
     Options opt_;
     Log log_;
     Stats stats_;
-    std::mutex mu_;
-    std::condition_variable wake_;
-    std::deque<Message> queue_;           // waiting (mu_)
+    OwnerThread owner_;                   // the connection's thread; its mutex guards the rest
+    std::deque<Message> queue_;           // waiting (owner_.mu)
     std::map<uint64_t, Message> flight_;  // delivery tag -> published, unconfirmed (thread only)
-    bool stopping_ = false;               // mu_
-    std::chrono::steady_clock::time_point drainUntil_;
-    std::thread thread_;
-    Retry retry_;  // backoff and its log (thread only)
+    Retry retry_;                         // backoff and its log (thread only)
 };
 
 }  // namespace mp::amqp

@@ -18,10 +18,11 @@ import time
 
 binary, source, test_plugins = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, os.path.join(source, "tests", "live"))
-from harness import Probe, RabbitMQ, free_port, skip, wait_for  # noqa: E402
+from harness import (Probe, RabbitMQ, amqp_bind, amqp_drain, free_port, skip,  # noqa: E402
+                     wait_for)
 
 try:
-    import pika
+    import pika  # noqa: F401 (the consumers in the harness need it)
 except ImportError as e:
     skip(f"python module missing ({e}); scripts/deps.sh installs python3-pika")
 
@@ -36,30 +37,8 @@ def check(cond, what):
         failures.append(what)
 
 
-def channel(broker):
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
-    return conn, conn.channel()
-
-
 def bind_queue(broker, exchange, queue, key="mysqlprobe.report.#"):
-    conn, ch = channel(broker)
-    ch.exchange_declare(exchange, "topic", durable=True)
-    ch.queue_declare(queue, durable=True)
-    ch.queue_bind(queue, exchange, key)
-    ch.queue_purge(queue)
-    conn.close()
-
-
-def drain(broker, queue):
-    conn, ch = channel(broker)
-    out = []
-    while True:
-        method, props, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            break
-        out.append((method, props, body))
-    conn.close()
-    return out
+    amqp_bind(broker, exchange, queue, key)
 
 
 def sink_yaml(broker, extra="", interval=3600, exchange="mp.reports"):
@@ -86,7 +65,7 @@ def offline_reports_arrive(broker):
             printed = json.loads(run.stdout)
             plain = json.loads(subprocess.run([binary, "-r", pcap], capture_output=True,
                                               check=True).stdout)
-            got = drain(broker, "offline")
+            got = amqp_drain(broker, "offline")
             check(len(got) == 1, f"one message for one offline report ({len(got)})")
             if not got:
                 continue
@@ -166,7 +145,7 @@ def broker_crash(broker):
         time.sleep(1.5)
         check(p.stop() == 0, "the node stops cleanly")
         m_log = p.log()
-    got = drain(broker, "crash")
+    got = amqp_drain(broker, "crash")
     seqs = {}
     for _, props, body in got:
         report = json.loads(body)
@@ -231,7 +210,7 @@ def records_across_crashes(broker):
                   f"were delivered (exit {code})")
             check(f"all {total} records delivered" in p.log(), "it says so")
         check(read_mark() == total, f"the checkpoint holds {read_mark()}")
-    got = drain(broker, "records")
+    got = amqp_drain(broker, "records")
     seen = {}
     bad_ids = 0
     for method, props, body in got:
@@ -260,7 +239,7 @@ def tls(broker):
         run = subprocess.run([binary, "-c", cfg, "-r", PCAPS[0]], capture_output=True, text=True)
         check(run.returncode == 0, "a report over TLS: the probe ran" +
               ("" if run.returncode == 0 else f" ({run.stderr[-300:]})"))
-        got = drain(broker, "tls")
+        got = amqp_drain(broker, "tls")
         check(len(got) == 1 and json.loads(got[0][2]) == json.loads(run.stdout),
               f"the report arrived over TLS ({len(got)} message)")
     wrong = (sink_yaml(broker, f"        tls_ca_file: {broker.certs}/other.crt\n")

@@ -29,29 +29,13 @@ Consumer::Consumer(ConsumerOptions options, Log log, Handler handler)
 Consumer::~Consumer() { stop(std::chrono::milliseconds(0)); }
 
 void Consumer::start() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (thread_.joinable()) {
-        return;
-    }
-    stopping_ = false;
-    thread_ = std::thread([this] { run(); });
+    owner_.start([this] { run(); });
 }
 
-void Consumer::stop(std::chrono::milliseconds drain) {
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (!thread_.joinable()) {
-            return;
-        }
-        stopping_ = true;
-        drainUntil_ = std::chrono::steady_clock::now() + drain;
-    }
-    wake_.notify_all();
-    thread_.join();
-}
+void Consumer::stop(std::chrono::milliseconds drain) { owner_.stop(drain); }
 
 void Consumer::ack(uint64_t handle) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(owner_.mu);
     ackUpTo_ = std::max(ackUpTo_, handle);
 }
 
@@ -101,8 +85,8 @@ bool Consumer::connect(std::string& why) {
         why = "cannot consume from queue '" + opt_.queue + "': " + (e.empty() ? "no answer" : e);
         return false;
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    taking_ = !stopping_;
+    std::lock_guard<std::mutex> lock(owner_.mu);
+    taking_ = !owner_.stopping;
     return true;
 }
 
@@ -110,7 +94,7 @@ bool Consumer::sendAcks(std::string& why) {
     uint64_t tag = 0;
     uint64_t n = 0;
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(owner_.mu);
         while (!unacked_.empty() && unacked_.front().first <= ackUpTo_) {
             tag = unacked_.front().second;
             unacked_.pop_front();
@@ -157,12 +141,12 @@ bool Consumer::consumeOne(std::string& why) {
         }
         uint64_t handle = 0;
         {
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<std::mutex> lock(owner_.mu);
             handle = nextHandle_++;
         }
         switch (handler_(d, handle)) {
             case Verdict::Taken: {
-                std::lock_guard<std::mutex> lock(mu_);
+                std::lock_guard<std::mutex> lock(owner_.mu);
                 unacked_.emplace_back(handle, tag);
                 ++stats_.consumed;
                 ++stats_.unacked;
@@ -240,10 +224,10 @@ void Consumer::run() {
     while (true) {
         bool stopping = false;
         {
-            std::lock_guard<std::mutex> lock(mu_);
-            stopping = stopping_;
+            std::lock_guard<std::mutex> lock(owner_.mu);
+            stopping = owner_.stopping;
             if (stopping && (unacked_.empty() || !conn_.isOpen() ||
-                             std::chrono::steady_clock::now() >= drainUntil_)) {
+                             std::chrono::steady_clock::now() >= owner_.drainUntil)) {
                 break;
             }
         }
@@ -253,8 +237,8 @@ void Consumer::run() {
                 conn_.close(false);
                 ++stats_.failures;
                 auto wait = retry_.failed(why);
-                std::unique_lock<std::mutex> lock(mu_);
-                wake_.wait_for(lock, wait, [&] { return stopping_; });
+                std::unique_lock<std::mutex> lock(owner_.mu);
+                owner_.wake.wait_for(lock, wait, [&] { return owner_.stopping; });
                 continue;
             }
             stats_.connected = 1;
@@ -271,7 +255,7 @@ void Consumer::run() {
             stats_.connected = 0;
             ++stats_.failures;
             retry_.lost(why);
-            std::lock_guard<std::mutex> lock(mu_);
+            std::lock_guard<std::mutex> lock(owner_.mu);
             stats_.unacked -= static_cast<int64_t>(unacked_.size());
             unacked_.clear();  // the broker queues them again
         }
@@ -282,7 +266,7 @@ void Consumer::run() {
     }
     size_t left = 0;
     {
-        std::lock_guard<std::mutex> lock(mu_);
+        std::lock_guard<std::mutex> lock(owner_.mu);
         left = unacked_.size();
         stats_.unacked -= static_cast<int64_t>(left);
         unacked_.clear();

@@ -99,14 +99,10 @@ class Consumer {
     Retry retry_;         // consumer thread only
     bool taking_ = true;  // consumer thread only: false after Verdict::Stop or a cancel
 
-    std::mutex mu_;
-    std::condition_variable wake_;
-    bool stopping_ = false;
-    std::chrono::steady_clock::time_point drainUntil_;
-    uint64_t nextHandle_ = 1;                            // consumer thread (read under mu_)
+    OwnerThread owner_;        // the connection's thread; its mutex guards the rest
+    uint64_t nextHandle_ = 1;  // consumer thread (read under owner_.mu)
     std::deque<std::pair<uint64_t, uint64_t>> unacked_;  // (handle, delivery tag), this link
     uint64_t ackUpTo_ = 0;                               // highest handle ack() allowed
-    std::thread thread_;
 };
 
 }  // namespace mp::amqp

@@ -14,12 +14,7 @@ namespace {
 
 // clang-format off
 const mp_property kProps[] = {
-    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST], or amqps:// for TLS (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr},
-    {"user", MP_PROP_STRING, 0, "guest", "user name", 0, 0, nullptr},
-    {"password", MP_PROP_STRING, MP_PROP_SECRET, "guest", "password", 0, 0, nullptr},
-    {"tls_ca_file", MP_PROP_STRING, 0, "", "amqps://: CA certificates (PEM) the broker's certificate is verified against (empty: the system's)", 0, 0, nullptr},
-    {"tls_cert_file", MP_PROP_STRING, 0, "", "amqps://: client certificate (PEM), with tls_key_file", 0, 0, nullptr},
-    {"tls_key_file", MP_PROP_STRING, 0, "", "amqps://: the client certificate's private key (PEM)", 0, 0, nullptr},
+    MP_AMQP_BROKER_PROPERTIES,
     {"queue", MP_PROP_STRING, MP_PROP_REQUIRED, nullptr, "queue to consume (several nodes consuming one queue share its messages)", 0, 0, nullptr},
     {"declare", MP_PROP_STRING, 0, "declare", "declare the queue (durable), check that it exists (passive), or neither", 0, 0, "declare|passive|none"},
     {"exchange", MP_PROP_STRING, 0, "", "bind the queue to this exchange (declared durable when declare is 'declare'; empty: no binding)", 0, 0, nullptr},
@@ -27,9 +22,6 @@ const mp_property kProps[] = {
     {"binding_keys", MP_PROP_STRING_LIST, 0, "#", "binding keys of the queue to the exchange", 0, 0, nullptr},
     {"stream", MP_PROP_STRING, 0, "amqp.messages", "stream of the records (mysqlprobe.report for a master merging a fleet's reports)", 0, 0, nullptr},
     {"prefetch", MP_PROP_INT, 0, "1000", "messages taken and not yet acknowledged, at most (basic.qos)", 1, 65535, nullptr},
-    {"heartbeat_s", MP_PROP_INT, 0, "30", "AMQP heartbeat (0: none)", 0, 3600, nullptr},
-    {"connect_timeout_ms", MP_PROP_INT, 0, "2000", "connect, login and each RPC", 1, 600000, nullptr},
-    {"reconnect_max_ms", MP_PROP_INT, 0, "5000", "longest wait between connection attempts (backoff from 100 ms)", 100, 3600000, nullptr},
     {"drain_ms", MP_PROP_INT, 0, "1000", "at stop, time given to the subscribers to deliver what was taken (then it goes back to the queue)", 0, 60000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };

@@ -21,7 +21,8 @@ import time
 
 binary, source = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(source, "tests", "live"))
-from harness import Probe, RabbitMQ, skip, wait_for  # noqa: E402
+from harness import (Probe, RabbitMQ, amqp_bind, amqp_channel, amqp_depth,  # noqa: E402
+                     amqp_drain, skip, wait_for)
 
 try:
     import pika
@@ -39,48 +40,15 @@ def check(cond, what):
         failures.append(what)
 
 
-def channel(broker):
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
-    return conn, conn.channel()
-
-
-def bind_queue(broker, exchange, queue, key="#"):
-    conn, ch = channel(broker)
-    ch.exchange_declare(exchange, "topic", durable=True)
-    ch.queue_declare(queue, durable=True)
-    ch.queue_bind(queue, exchange, key)
-    ch.queue_purge(queue)
-    conn.close()
-
-
-def drain(broker, queue):
-    conn, ch = channel(broker)
-    out = []
-    while True:
-        method, props, body = ch.basic_get(queue, auto_ack=True)
-        if method is None:
-            break
-        out.append((method, props, body))
-    conn.close()
-    return out
-
-
-def depth(broker, queue):
-    conn, ch = channel(broker)
-    n = ch.queue_declare(queue, passive=True).method.message_count
-    conn.close()
-    return n
-
-
 def url(broker):
     return f"amqp://127.0.0.1:{broker.port}/%2F"
 
 
 def shovel(broker):
     total = 3000
-    bind_queue(broker, "mp.in", "in", "in.#")
-    bind_queue(broker, "mp.out", "out")
-    conn, ch = channel(broker)
+    amqp_bind(broker, "mp.in", "in", "in.#")
+    amqp_bind(broker, "mp.out", "out")
+    conn, ch = amqp_channel(broker)
     ch.confirm_delivery()
     for i in range(1, total + 1):
         ch.basic_publish("mp.in", f"in.{i % 7}", json.dumps({"i": i, "pad": "x" * 300}),
@@ -97,14 +65,14 @@ def shovel(broker):
         f"record_routing_key: 'out.{{key}}', max_in_flight: 20}}\n")
     got = []
     with Probe(binary, yaml_text) as p:
-        wait_for(lambda: depth(broker, "out") >= 1000, 60, "1,000 messages through")
+        wait_for(lambda: amqp_depth(broker, "out") >= 1000, 60, "1,000 messages through")
         p.proc.kill()  # a crash: what it took and did not acknowledge goes back to the queue
         p.proc.wait()
-        left = depth(broker, "in")
-        print(f"probe killed with -9; {depth(broker, 'out')} out, {left} still in")
+        left = amqp_depth(broker, "in")
+        print(f"probe killed with -9; {amqp_depth(broker, 'out')} out, {left} still in")
         check(0 < left < total, f"the crash left messages in the input queue ({left})")
     with Probe(binary, yaml_text) as p:
-        wait_for(lambda: depth(broker, "in") == 0, 60, "the input queue drained")
+        wait_for(lambda: amqp_depth(broker, "in") == 0, 60, "the input queue drained")
         time.sleep(0.5)
         m = p.metrics()
         check(m.get("mysqlprobe_source_amqp_connected") == 1, "the source is connected")
@@ -112,8 +80,8 @@ def shovel(broker):
         log = p.log()
     m_consumed = m.get("mysqlprobe_source_amqp_consumed_total", 0)
     m_acked = m.get("mysqlprobe_source_amqp_acked_total", 0)
-    got = drain(broker, "out")
-    check(depth(broker, "in") == 0, "nothing left in the input queue after the stop")
+    got = amqp_drain(broker, "out")
+    check(amqp_depth(broker, "in") == 0, "nothing left in the input queue after the stop")
     seen = {}
     bad = 0
     for method, props, body in got:
@@ -160,8 +128,8 @@ def add(total, report):
 
 
 def fleet(broker):
-    bind_queue(broker, "mp.merged", "merged")
-    conn, ch = channel(broker)
+    amqp_bind(broker, "mp.merged", "merged")
+    conn, ch = amqp_channel(broker)
     ch.exchange_declare("mp.fleet", "topic", durable=True)
     ch.queue_declare("fleet", durable=True)
     ch.queue_purge("fleet")
@@ -190,7 +158,7 @@ def fleet(broker):
         reports = []
 
         def merged_all():
-            for _, _, body in drain(broker, "merged"):
+            for _, _, body in amqp_drain(broker, "merged"):
                 r = json.loads(body)
                 reports.append(r)
                 add(got, r)
@@ -209,11 +177,11 @@ def fleet(broker):
               f"both masters took part: {per_master} slave reports merged")
         check({r["node"] for r in reports} == {"master1", "master2"},
               "merged reports come from both masters")
-        check(depth(broker, "fleet") == 0, "the fleet queue is empty: every report acknowledged")
+        check(amqp_depth(broker, "fleet") == 0, "the fleet queue is empty: every report acknowledged")
 
         # A new report published twice reaches one master twice: merged once.
         m2.stop()
-        conn, ch = channel(broker)
+        conn, ch = amqp_channel(broker)
         ch.confirm_delivery()
         fresh = dict(offline[0], seq=offline[0]["seq"] + 1000)
         body = json.dumps(fresh)
@@ -227,11 +195,11 @@ def fleet(broker):
         check(m1.metrics().get(dup_metric) == 1, "the second copy is a duplicate, dropped")
         once, again = {}, {}
         add(once, fresh)
-        for _, _, b in drain(broker, "merged"):
+        for _, _, b in amqp_drain(broker, "merged"):
             add(again, json.loads(b))
         check(again == once, "the report is merged once (same node, run and seq: "
               f"{again.get('commands_total')} commands, expected {once['commands_total']})")
-        check(depth(broker, "fleet") == 0, "both copies acknowledged")
+        check(amqp_depth(broker, "fleet") == 0, "both copies acknowledged")
         check(m1.stop() == 0, "master1 stops cleanly")
 
 

@@ -12,6 +12,22 @@
 #include <mp/amqp_url.hpp>
 #include <mp/sdk.hpp>
 
+// The broker properties every AMQP plugin declares, first in its table (endpointFrom() reads
+// them; reconnect_max_ms is the plugin's to use):
+//   const mp_property kProps[] = {MP_AMQP_BROKER_PROPERTIES, {...its own...}, {nullptr, ...}};
+// clang-format off
+#define MP_AMQP_BROKER_PROPERTIES \
+    {"url", MP_PROP_STRING, 0, "amqp://127.0.0.1:5672/%2F", "broker: amqp://HOST[:PORT][/VHOST], or amqps:// for TLS (vhost percent-encoded, %2F is \"/\"; credentials go in user and password)", 0, 0, nullptr}, \
+    {"user", MP_PROP_STRING, 0, "guest", "user name", 0, 0, nullptr}, \
+    {"password", MP_PROP_STRING, MP_PROP_SECRET, "guest", "password", 0, 0, nullptr}, \
+    {"tls_ca_file", MP_PROP_STRING, 0, "", "amqps://: CA certificates (PEM) the broker's certificate is verified against (empty: the system's)", 0, 0, nullptr}, \
+    {"tls_cert_file", MP_PROP_STRING, 0, "", "amqps://: client certificate (PEM), with tls_key_file", 0, 0, nullptr}, \
+    {"tls_key_file", MP_PROP_STRING, 0, "", "amqps://: the client certificate's private key (PEM)", 0, 0, nullptr}, \
+    {"heartbeat_s", MP_PROP_INT, 0, "30", "AMQP heartbeat (0: none)", 0, 3600, nullptr}, \
+    {"connect_timeout_ms", MP_PROP_INT, 0, "2000", "connect, login and each RPC", 1, 600000, nullptr}, \
+    {"reconnect_max_ms", MP_PROP_INT, 0, "5000", "longest wait between connection attempts (backoff from 100 ms)", 100, 3600000, nullptr}
+// clang-format on
+
 namespace mp::amqp {
 
 /// The endpoint of a plugin's `url`, `user`, `password`, `heartbeat_s` and `connect_timeout_ms`

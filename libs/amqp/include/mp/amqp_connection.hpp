@@ -9,9 +9,12 @@
 #include <amqp.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace mp::amqp {
 
@@ -72,6 +75,40 @@ class Connection {
     amqp_connection_state_t state_ = nullptr;
     bool loggedIn_ = false;
     bool healthy_ = true;
+};
+
+/// The one thread that owns a client's connection, and how it is stopped: `stopping` set under
+/// `mu`, a deadline for what is left to finish (`drainUntil`), `wake` notified, then joined.
+/// The owner's other state may share `mu` and `wake`.
+struct OwnerThread {
+    std::mutex mu;
+    std::condition_variable wake;
+    bool stopping = false;  // mu
+    std::chrono::steady_clock::time_point drainUntil;
+
+    void start(std::function<void()> run) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (thread_.joinable()) {
+            return;
+        }
+        stopping = false;
+        thread_ = std::thread(std::move(run));
+    }
+    void stop(std::chrono::milliseconds drain) {
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            if (!thread_.joinable()) {
+                return;
+            }
+            stopping = true;
+            drainUntil = std::chrono::steady_clock::now() + drain;
+        }
+        wake.notify_all();
+        thread_.join();
+    }
+
+  private:
+    std::thread thread_;
 };
 
 /// The reconnect policy of a client thread and its log: exponential backoff between attempts,
