@@ -204,6 +204,7 @@ void Loop::upgradeRequest(Conn& c, const HttpServer::Impl::WsSpec& spec) {
     });
     if (!ok) {
         c.session.reset();
+        c.sse = false;
         c.st = Conn::St::Head;
         respondError(c, 503, "server busy: too many requests waiting", true,
                      {{"Retry-After", "1"}});
@@ -222,6 +223,7 @@ void Loop::opened(Conn& c, const HttpServer::Impl::Done& d) {
             c.session->handle.queue.clear();
         }
         c.session.reset();  // refused before the upgrade: no on_close is owed
+        c.sse = false;
         c.st = Conn::St::Head;
         c.closeAfter = true;
         if (d.status == 401) {

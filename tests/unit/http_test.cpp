@@ -543,6 +543,11 @@ TEST_SUITE("http") {
         };
         h.on_close = [](void* user, mp_ws_conn*) { ++static_cast<State*>(user)->closed; };
         REQUIRE(server.addWebSocket("/events", h));
+        mp_ws_handler refusing = h;
+        refusing.on_open = [](void*, mp_ws_conn*, const mp_http_request*) -> mp_status {
+            return MP_EPERM;
+        };
+        REQUIRE(server.addWebSocket("/events-refused", refusing));
         server.start();
         int port = server.port();
         std::thread later([&] {
@@ -574,6 +579,10 @@ TEST_SUITE("http") {
             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         CHECK(raw(port, upgrade).find(" 400 ") != std::string::npos);
         CHECK(request(port, "POST", "/events", "x").status == 405);
+        // on_open refuses: a plain 401, no stream, and the connection is not left an event stream.
+        std::string refused = raw(port, "GET /events-refused HTTP/1.1\r\nHost: x\r\n\r\n");
+        CHECK(refused.rfind("HTTP/1.1 401 ", 0) == 0);
+        CHECK(refused.find("text/event-stream") == std::string::npos);
         CHECK(mptest::eventually([&] { return server.bufferedBytes() == 0; }));
         server.stop();
     }
