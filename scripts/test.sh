@@ -61,8 +61,8 @@ echo "ThreadSanitizer: no race reported"
 
 step "fuzz (${fuzz_seconds}s per target)"
 cmake --preset fuzz >/dev/null
-cmake --build --preset fuzz -j"$jobs" --target fuzz_config fuzz_query fuzz_http fuzz_wsframe fuzz_descriptor fuzz_frame fuzz_stream fuzz_pcap_file fuzz_decoder fuzz_report fuzz_fingerprint fuzz_gossip fuzz_inbox fuzz_hostport fuzz_amqp
-for t in config query http wsframe descriptor frame stream pcap_file decoder report fingerprint gossip inbox hostport amqp; do
+cmake --build --preset fuzz -j"$jobs" --target fuzz_config fuzz_query fuzz_http fuzz_wsframe fuzz_descriptor fuzz_frame fuzz_stream fuzz_pcap_file fuzz_decoder fuzz_report fuzz_fingerprint fuzz_gossip fuzz_inbox fuzz_hostport fuzz_amqp fuzz_binlog
+for t in config query http wsframe descriptor frame stream pcap_file decoder report fingerprint gossip inbox hostport amqp binlog; do
   work=$(mktemp -d)
   cp tests/fuzz/corpus/$t/* "$work/"
   build/fuzz/bin/fuzz_$t -max_total_time="$fuzz_seconds" -max_len=4096 "$work" 2>"$work.log" ||

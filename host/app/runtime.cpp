@@ -447,6 +447,22 @@ mp_status Runtime::emitFrom(mp_host* h, const mp_event& ev) {
                 }
                 return MP_OK;
             }
+            if (h->kind == MP_KIND_SOURCE) {
+                // A source with finite input (files read from disk): when no capture runs and
+                // every source has ended, the job is done (records drain at stop).
+                log(MP_LOG_INFO, "host", h->name + ": end of input");
+                size_t sources = 0;
+                bool capture = false;
+                for (const auto& inst : instances_) {
+                    sources += inst->host->kind == MP_KIND_SOURCE ? 1 : 0;
+                    capture = capture || inst->host->kind == MP_KIND_CAPTURE;
+                }
+                if (!h->inputEnded.exchange(true) && sourcesEnded_.fetch_add(1) + 1 == sources &&
+                    !capture) {
+                    requestShutdown(0, "input finished");
+                }
+                return MP_OK;
+            }
             break;
         case MP_EVENT_REPORT:
             if (h->kind == MP_KIND_CLUSTER) {

@@ -139,6 +139,7 @@ class Runtime {
     std::mutex shutdownMutex_;
     std::condition_variable shutdownCv_;
     bool shutdownRequested_ = false;
+    std::atomic<size_t> sourcesEnded_{0};  // sources whose finite input is read
     int exitCode_ = 0;
     uint64_t startedNs_ = 0;
     std::vector<std::unique_ptr<StreamHandler>> handlers_;  // one per worker

@@ -31,7 +31,8 @@ struct mp_host {
     int index = 0;      // worker index for decoders
     std::string error;  // set by set_error during the current hook
     std::atomic<bool> running{false};
-    std::atomic<bool> serving{false};  // start() returned OK: its routes and endpoints answer
+    std::atomic<bool> inputEnded{false};  // a source said MP_EVENT_INPUT_END (finite input read)
+    std::atomic<bool> serving{false};     // start() returned OK: its routes and endpoints answer
 };
 
 struct mp_config {

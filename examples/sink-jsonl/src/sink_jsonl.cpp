@@ -65,7 +65,8 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
         std::string line = "{\"stream\":" + mp::jsonString(mp::view(rec.stream)) +
                            ",\"producer\":" + mp::jsonString(mp::view(rec.producer)) +
                            ",\"seq\":" + std::to_string(rec.seq) +
-                           ",\"key\":" + mp::jsonString(mp::view(rec.key)) + ",\"payload\":" +
+                           ",\"key\":" + mp::jsonString(mp::view(rec.key)) +
+                           ",\"id\":" + mp::jsonString(mp::view(rec.id)) + ",\"payload\":" +
                            mp::jsonString(std::string_view(
                                reinterpret_cast<const char*>(rec.payload.data), rec.payload.len)) +
                            "}\n";
@@ -73,7 +74,7 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             ok = std::fwrite(line.data(), 1, line.size(), out_) == line.size() &&
-                 std::fflush(out_) == 0;
+                 (!flush_ || std::fflush(out_) == 0);
         }
         records_.add();
         host().recordDone(token, ok ? MP_OK : MP_ERROR);  // handed to the OS, or given up

@@ -131,7 +131,7 @@ typedef struct mp_property {
 
 /* Event types for emit() / on_event(). */
 #define MP_EVENT_REPORT 1    /* payload: one report, content_type "application/json" */
-#define MP_EVENT_INPUT_END 2 /* a capture has read all of its input (offline file at EOF) */
+#define MP_EVENT_INPUT_END 2 /* a capture (or, SINCE 1.5, a source) has read all of its input */
 /* decoder -> host: its section of the interval's report, a JSON object whose members are added
  * to the report (the answer to MP_EVENT_COLLECT) */
 #define MP_EVENT_PARTIAL 3
@@ -418,7 +418,9 @@ typedef struct mp_host_api {
      */
     mp_status (*host_get)(mp_host* host, const char* key, mp_str* out);
 
-    /** Send an event downstream. Who may emit what: MP_EVENT_INPUT_END a capture,
+    /** Send an event downstream. Who may emit what: MP_EVENT_INPUT_END a capture or (SINCE
+     *  1.5) a source with finite input (files): with no capture, the node stops once every
+     *  source has sent it and its records are delivered;
      *  MP_EVENT_REPORT the cluster plugin (the node's one report stream), MP_EVENT_PARTIAL a
      *  1.0-1.2 decoder; any plugin sends other data as records (emit_record). Anything else is
      *  counted and, SINCE 1.5, refused with MP_EPERM (MP_OK before). Between start() and stop()

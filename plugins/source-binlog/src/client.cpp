@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "client.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/sha.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mp/mysql_wire.hpp>
+
+namespace mp::binlog {
+namespace {
+
+using mysql::PacketReader;
+
+constexpr uint32_t kLongPassword = 1;
+constexpr uint32_t kLongFlag = 4;
+constexpr uint32_t kProtocol41 = 0x200;
+constexpr uint32_t kTransactions = 0x2000;
+constexpr uint32_t kSecureConnection = 0x8000;
+constexpr uint32_t kMultiResults = 0x20000;
+constexpr uint32_t kPluginAuth = 0x80000;
+constexpr uint8_t kUtf8mb4 = 45;
+constexpr size_t kMaxWire = 0xffffff;
+constexpr uint8_t kOk = 0x00;
+constexpr uint8_t kEof = 0xfe;
+constexpr uint8_t kErr = 0xff;
+constexpr uint8_t kComQuery = 0x03;
+const char* kNativePassword = "mysql_native_password";
+
+std::string sha1(const std::string& s) {
+    unsigned char out[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), out);
+    return std::string(reinterpret_cast<const char*>(out), sizeof out);
+}
+
+void putLe(std::string& out, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+    }
+}
+
+}  // namespace
+
+std::string nativePasswordScramble(const std::string& password, const std::string& salt) {
+    if (password.empty()) {
+        return "";
+    }
+    std::string stage1 = sha1(password);
+    std::string stage2 = sha1(stage1);
+    std::string mix = sha1(salt + stage2);
+    for (size_t i = 0; i < mix.size(); ++i) {
+        mix[i] = static_cast<char>(mix[i] ^ stage1[i]);
+    }
+    return mix;
+}
+
+void Connection::raise(const std::string& err) {
+    PacketReader r(reinterpret_cast<const uint8_t*>(err.data()), err.size());
+    r.skip(1);
+    auto code = static_cast<uint16_t>(r.le(2));
+    std::string state;
+    if (r.left() > 0 && *r.here() == '#') {
+        r.skip(1);
+        state = r.has(5) ? std::string(reinterpret_cast<const char*>(r.here()), 5) : "";
+        r.skip(5);
+    }
+    throw ServerError(code, state, "server error " + std::to_string(code) + ": " + r.rest(512));
+}
+
+void Connection::connect(const ServerAddress& a) {
+    close();
+    maxPacket_ = a.maxPacket;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string where = a.host + ":" + std::to_string(a.port);
+    if (int rc = getaddrinfo(a.host.c_str(), std::to_string(a.port).c_str(), &hints, &res);
+        rc != 0) {
+        throw std::runtime_error("cannot resolve " + a.host + ": " + gai_strerror(rc));
+    }
+    std::string why = "no address";
+    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+        int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            why = std::strerror(errno);
+            continue;
+        }
+        int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+        if (rc != 0 && errno == EINPROGRESS) {
+            pollfd p{fd, POLLOUT, 0};
+            rc = ::poll(&p, 1, a.connectTimeoutMs);
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (rc == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
+                rc = 0;
+            } else {
+                why = rc == 0 ? "timed out" : std::strerror(err != 0 ? err : errno);
+                rc = -1;
+            }
+        } else if (rc != 0) {
+            why = std::strerror(errno);
+        }
+        if (rc == 0) {
+            // Blocking from here on, with read and write timeouts.
+            ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+            fd_ = fd;
+            break;
+        }
+        ::close(fd);
+    }
+    freeaddrinfo(res);
+    if (fd_ < 0) {
+        throw std::runtime_error("cannot connect to " + where + ": " + why);
+    }
+    int fd = fd_;
+    int fl = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &fl, sizeof fl);
+    timeval tv{a.readTimeoutMs / 1000, (a.readTimeoutMs % 1000) * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+
+    // Handshake v10.
+    std::string hs;
+    seq_ = 0;
+    read(hs);
+    if (!hs.empty() && static_cast<uint8_t>(hs[0]) == kErr) {
+        raise(hs);
+    }
+    PacketReader r(reinterpret_cast<const uint8_t*>(hs.data()), hs.size());
+    if (r.le(1) != 10) {
+        throw std::runtime_error(where + " is not a MySQL/MariaDB server (handshake)");
+    }
+    version_ = r.nulString(128);
+    connectionId_ = static_cast<uint32_t>(r.le(4));
+    std::string salt(reinterpret_cast<const char*>(r.here()), r.has(8) ? 8 : 0);
+    r.skip(8);
+    r.skip(1);
+    uint32_t caps = static_cast<uint32_t>(r.le(2));
+    r.skip(1 + 2);  // charset, status
+    caps |= static_cast<uint32_t>(r.le(2)) << 16;
+    size_t saltLen = r.le(1);
+    r.skip(10);
+    std::string plugin = kNativePassword;
+    if ((caps & kSecureConnection) != 0) {
+        size_t n = saltLen > 8 ? saltLen - 8 : 13;
+        n = n > 13 ? n : 13;
+        if (r.has(n)) {
+            salt.append(reinterpret_cast<const char*>(r.here()), n);
+            r.skip(n);
+        }
+        if (!salt.empty() && salt.back() == '\0') {
+            salt.pop_back();
+        }
+        if ((caps & kPluginAuth) != 0 && r.left() > 0) {
+            plugin = r.nulString(64);
+        }
+    }
+    if (!r.ok()) {
+        throw std::runtime_error(where + ": damaged handshake");
+    }
+    if ((caps & kProtocol41) == 0) {
+        throw std::runtime_error(where + ": server too old (no protocol 4.1)");
+    }
+    const uint32_t mine = kLongPassword | kLongFlag | kProtocol41 | kTransactions |
+                          kSecureConnection | kMultiResults | kPluginAuth;
+    std::string auth = plugin == kNativePassword ? nativePasswordScramble(a.password, salt) : "";
+    std::string resp;
+    putLe(resp, mine, 4);
+    putLe(resp, 1u << 24, 4);  // max packet we send
+    resp += static_cast<char>(kUtf8mb4);
+    resp.append(23, '\0');
+    resp += a.user;
+    resp += '\0';
+    resp += static_cast<char>(auth.size());
+    resp += auth;
+    resp += kNativePassword;
+    resp += '\0';
+    writePacket(resp);
+    for (int round = 0; round < 3; ++round) {
+        std::string reply;
+        read(reply);
+        const auto first = reply.empty() ? kErr : static_cast<uint8_t>(reply[0]);
+        if (first == kOk) {
+            return;
+        }
+        if (first == kErr) {
+            raise(reply);
+        }
+        if (first == kEof) {  // auth switch: plugin name, then its data
+            PacketReader s(reinterpret_cast<const uint8_t*>(reply.data()), reply.size());
+            s.skip(1);
+            std::string name = s.nulString(64);
+            std::string data = s.rest(64);
+            if (!data.empty() && data.back() == '\0') {
+                data.pop_back();
+            }
+            if (name != kNativePassword) {
+                throw std::runtime_error(where + ": the server asks for authentication plugin '" +
+                                         name +
+                                         "'; this replica speaks mysql_native_password "
+                                         "(create the user IDENTIFIED WITH mysql_native_password)");
+            }
+            writePacket(nativePasswordScramble(a.password, data));
+            continue;
+        }
+        throw std::runtime_error(where + ": unexpected packet during login");
+    }
+    throw std::runtime_error(where + ": login did not end");
+}
+
+void Connection::close() {
+    int fd = fd_.exchange(-1);
+    if (fd >= 0) {
+        ::close(fd);
+    }
+}
+
+void Connection::interrupt() {
+    int fd = fd_.load();
+    if (fd >= 0) {
+        ::shutdown(fd, SHUT_RDWR);
+    }
+}
+
+void Connection::readExact(uint8_t* p, size_t n) {
+    while (n > 0) {
+        int fd = fd_.load();
+        if (fd < 0) {
+            throw std::runtime_error("connection closed");
+        }
+        ssize_t got = ::recv(fd, p, n, 0);
+        if (got > 0) {
+            p += got;
+            n -= static_cast<size_t>(got);
+        } else if (got == 0) {
+            throw std::runtime_error("the server closed the connection");
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            throw std::runtime_error("no data from the server within the read timeout");
+        } else {
+            throw std::runtime_error(std::string("read failed: ") + std::strerror(errno));
+        }
+    }
+}
+
+void Connection::read(std::string& out) {
+    out.clear();
+    for (;;) {
+        uint8_t h[4];
+        readExact(h, 4);
+        const size_t len = h[0] | (h[1] << 8) | (h[2] << 16);
+        seq_ = static_cast<uint8_t>(h[3] + 1);
+        if (out.size() + len > maxPacket_) {
+            throw std::runtime_error("packet larger than " + std::to_string(maxPacket_) +
+                                     " bytes (max_event_mb)");
+        }
+        const size_t at = out.size();
+        out.resize(at + len);
+        readExact(reinterpret_cast<uint8_t*>(out.data() + at), len);
+        if (len < kMaxWire) {
+            return;
+        }
+    }
+}
+
+void Connection::writePacket(const std::string& payload) {
+    int fd = fd_.load();
+    size_t off = 0;
+    do {
+        const size_t n = std::min(payload.size() - off, kMaxWire);
+        std::string frame;
+        putLe(frame, n, 3);
+        frame += static_cast<char>(seq_++);
+        frame.append(payload, off, n);
+        size_t sent = 0;
+        while (sent < frame.size()) {
+            ssize_t w = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR) {
+                continue;
+            }
+            if (w <= 0) {
+                throw std::runtime_error(std::string("write failed: ") + std::strerror(errno));
+            }
+            sent += static_cast<size_t>(w);
+        }
+        off += n;
+        if (n < kMaxWire) {
+            break;
+        }
+    } while (true);
+}
+
+void Connection::send(uint8_t command, const std::string& payload) {
+    seq_ = 0;
+    std::string p;
+    p.reserve(payload.size() + 1);
+    p += static_cast<char>(command);
+    p += payload;
+    writePacket(p);
+}
+
+std::vector<Connection::Row> Connection::query(const std::string& sql) {
+    send(kComQuery, sql);
+    std::string pkt;
+    read(pkt);
+    if (pkt.empty()) {
+        throw std::runtime_error("empty answer to a query");
+    }
+    const auto first = static_cast<uint8_t>(pkt[0]);
+    if (first == kErr) {
+        raise(pkt);
+    }
+    std::vector<Row> rows;
+    if (first == kOk) {
+        return rows;
+    }
+    PacketReader c(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+    const uint64_t columns = c.lenenc();
+    if (!c.ok() || columns == 0 || columns > 4096) {
+        throw std::runtime_error("damaged result set header");
+    }
+    for (uint64_t i = 0; i < columns; ++i) {
+        read(pkt);  // column definitions: not needed
+    }
+    read(pkt);  // EOF after the definitions
+    for (;;) {
+        read(pkt);
+        const auto b = pkt.empty() ? kErr : static_cast<uint8_t>(pkt[0]);
+        if (b == kErr) {
+            raise(pkt);
+        }
+        if (b == kEof && pkt.size() < 9) {
+            return rows;
+        }
+        PacketReader r(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+        Row row;
+        for (uint64_t i = 0; i < columns; ++i) {
+            if (r.left() > 0 && *r.here() == mysql::kLenencNull) {
+                r.skip(1);
+                row.emplace_back(std::nullopt);
+            } else {
+                row.emplace_back(r.lenencString(maxPacket_));
+            }
+        }
+        if (!r.ok()) {
+            throw std::runtime_error("damaged row in a result set");
+        }
+        rows.push_back(std::move(row));
+    }
+}
+
+}  // namespace mp::binlog

@@ -1,0 +1,514 @@
+// SPDX-License-Identifier: Apache-2.0
+// source-binlog: row-based binary log events as change records (stream `binlog.rows`) in the
+// message formats of MySQL Monitor, streamed live as a replica (`host:`) or read from binlog
+// files on disk (`files:`). Live, the checkpoint (GTID state, file and position) is written
+// only once every record before it is delivered (the host's delivered mark), so a crash loses
+// nothing: the changes after the checkpoint are read again, with the same record ids. The
+// README has the messages, the value types and the keys.
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <mp/sdk.hpp>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include "binlog.hpp"
+#include "checkpoint.hpp"
+#include "client.hpp"
+#include "file_reader.hpp"
+#include "message.hpp"
+#include "replica.hpp"
+
+namespace {
+
+// clang-format off
+const mp_property kProps[] = {
+    {"files", MP_PROP_STRING_LIST, 0, "", "binlog files to read, in this order (offline: the node stops once they are read and their records delivered); empty: replicate from host", 0, 0, nullptr},
+    {"host", MP_PROP_STRING, 0, "", "server to replicate from (live), host name or address", 0, 0, nullptr},
+    {"port", MP_PROP_INT, 0, "3306", "its port", 1, 65535, nullptr},
+    {"user", MP_PROP_STRING, 0, "repl", "user with REPLICATION SLAVE and REPLICATION CLIENT (mysql_native_password)", 0, 0, nullptr},
+    {"password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password", 0, 0, nullptr},
+    {"server_id", MP_PROP_INT, 0, "4243", "server id this replica registers with (unique among the server's replicas)", 1, 4294967295LL, nullptr},
+    {"start", MP_PROP_STRING, 0, "current", "without a checkpoint: from the server's current position, or from its oldest binlog", 0, 0, "current|beginning"},
+    {"start_gtid", MP_PROP_STRING, 0, "", "without a checkpoint: MariaDB GTID state to start after (\"0-1-100\")", 0, 0, nullptr},
+    {"start_file", MP_PROP_STRING, 0, "", "without a checkpoint: binlog file to start in (MySQL, or MariaDB by position)", 0, 0, nullptr},
+    {"start_position", MP_PROP_INT, 0, "4", "with start_file: position to start at", 4, INT64_MAX, nullptr},
+    {"checkpoint", MP_PROP_STRING, 0, "", "checkpoint file (default: STATEDIR/source-binlog-SERVER_ID.checkpoint)", 0, 0, nullptr},
+    {"checkpoint_ms", MP_PROP_INT, 0, "200", "the checkpoint is written at most this often (and at stop)", 10, 60000, nullptr},
+    {"heartbeat_s", MP_PROP_INT, 0, "5", "the server sends a heartbeat after this much idle time; a heartbeat message is published for each", 1, 3600, nullptr},
+    {"heartbeat_messages", MP_PROP_BOOL, 0, "true", "publish MySQL Monitor's heartbeat message on each server heartbeat", 0, 0, nullptr},
+    {"connect_timeout_ms", MP_PROP_INT, 0, "5000", "connect and login timeout", 100, 600000, nullptr},
+    {"reconnect_max_ms", MP_PROP_INT, 0, "5000", "backoff between attempts doubles from 100 ms up to this", 100, 600000, nullptr},
+    {"stream", MP_PROP_STRING, 0, "binlog.rows", "stream of the records", 0, 0, nullptr},
+    {"include", MP_PROP_STRING_LIST, 0, "*.*", "tables whose changes are published, as schema.table patterns (* and ? wildcards)", 0, 0, nullptr},
+    {"exclude", MP_PROP_STRING_LIST, 0, "", "tables left out even when included (patterns as include)", 0, 0, nullptr},
+    {"full_images", MP_PROP_BOOL, 0, "false", "row_update carries every column before and after (not only the changed ones); row_delete its before_values", 0, 0, nullptr},
+    {"verify_checksums", MP_PROP_BOOL, 0, "true", "check each event's CRC32 when the binlog has them (a mismatch stops the reading with its position)", 0, 0, nullptr},
+    {"max_event_mb", MP_PROP_INT, 0, "256", "largest event read (MiB); a larger one stops the reading with its position", 1, 1024, nullptr},
+    {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
+};
+// clang-format on
+
+// Which tables' rows are published: include patterns minus exclude patterns, decided once
+// per table (bounded: the cache is dropped when it grows past 100,000 tables).
+class Filter {
+  public:
+    Filter(std::vector<std::string> include, std::vector<std::string> exclude)
+        : include_(std::move(include)), exclude_(std::move(exclude)) {}
+    static bool call(void* self, std::string_view schema, std::string_view table) {
+        return static_cast<Filter*>(self)->wanted(schema, table);
+    }
+    bool wanted(std::string_view schema, std::string_view table) {
+        std::string name;
+        name.reserve(schema.size() + table.size() + 1);
+        name.append(schema).append(".").append(table);
+        auto it = cache_.find(name);
+        if (it != cache_.end()) {
+            return it->second;
+        }
+        auto any = [&](const std::vector<std::string>& patterns) {
+            for (const auto& p : patterns) {
+                if (!p.empty() && fnmatch(p.c_str(), name.c_str(), 0) == 0) {
+                    return true;
+                }
+            }
+            return false;
+        };
+        bool w = any(include_) && !any(exclude_);
+        if (cache_.size() > 100000) {
+            cache_.clear();
+        }
+        cache_.emplace(std::move(name), w);
+        return w;
+    }
+
+  private:
+    std::vector<std::string> include_, exclude_;
+    std::unordered_map<std::string, bool> cache_;
+};
+
+class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::Handler {
+  public:
+    BinlogSource(mp::Host host, const mp::Config& cfg)
+        : Plugin(host),
+          files_(cfg.list("files")),
+          stream_(cfg.str("stream")),
+          filter_(cfg.list("include"), cfg.list("exclude")),
+          maxEvent_(static_cast<size_t>(cfg.i64("max_event_mb")) << 20),
+          decoder_(*this),
+          rows_(host.counter("rows_total", "row changes published")),
+          events_(host.counter("events_total", "binlog events read")),
+          transactions_(host.counter("transactions_total", "transactions committed")),
+          skipped_(host.counter("skipped_row_events_total",
+                                "row events of tables the filters leave out")),
+          bytes_(host.counter("bytes_read_total", "binlog bytes read")),
+          delivered_(host.counter("delivered_seq", "highest record seq delivered to every sink",
+                                  MP_GAUGE)),
+          connected_(host.counter("connected", "1 while streaming from the server", MP_GAUGE)),
+          reconnects_(host.counter("reconnects_total", "connections made after the first")),
+          failures_(host.counter("failures_total", "failed connections and broken streams")),
+          lag_(host.counter("lag_seconds", "now minus the time of the last event read (live)",
+                            MP_GAUGE)),
+          checkpoints_(host.counter("checkpoints_total", "checkpoints written")) {
+        host.set("records.backpressure", "wait");  // a full buffer pauses the reading
+        options_.fullImages = cfg.boolean("full_images");
+        decoder_.verifyChecksums(cfg.boolean("verify_checksums"));
+        decoder_.setFilter(&Filter::call, &filter_);
+        server_.host = cfg.str("host");
+        if (files_.empty() == server_.host.empty()) {
+            throw mp::Error(files_.empty() ? "give files (binlog files to read) or host (a server "
+                                             "to replicate from)"
+                                           : "files and host: one or the other");
+        }
+        if (!server_.host.empty()) {
+            server_.port = static_cast<uint16_t>(cfg.i64("port"));
+            server_.user = cfg.str("user");
+            server_.password = cfg.str("password");
+            server_.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
+            server_.maxPacket = maxEvent_ + 64;
+            stream_opts_.serverId = static_cast<uint32_t>(cfg.i64("server_id"));
+            stream_opts_.heartbeatS = static_cast<int>(cfg.i64("heartbeat_s"));
+            server_.readTimeoutMs = stream_opts_.heartbeatS * 2000 + 5000;
+            heartbeats_ = cfg.boolean("heartbeat_messages");
+            reconnectMaxMs_ = static_cast<int>(cfg.i64("reconnect_max_ms"));
+            checkpointNs_ = static_cast<uint64_t>(cfg.i64("checkpoint_ms")) * 1000000;
+            checkpointPath_ = cfg.str("checkpoint");
+            if (checkpointPath_.empty()) {
+                checkpointPath_ = host.get("state.dir").value_or(".") + "/source-binlog-" +
+                                  std::to_string(stream_opts_.serverId) + ".checkpoint";
+            }
+            startFrom(cfg);
+        }
+    }
+
+    ~BinlogSource() override {
+        stop();
+        flushCheckpoint(true);  // the last delivered marks come after stop()
+    }
+
+    void start() override {
+        stopping_ = false;
+        if (!server_.host.empty()) {
+            connectAtStart();
+            thread_ = std::thread([this] { runLive(); });
+        } else {
+            thread_ = std::thread([this] { runFiles(); });
+        }
+        timer_.start(host(), 250'000'000, 250'000'000, [this] {
+            publishStats();
+            flushCheckpoint(false);
+        });
+    }
+    void stop() override {
+        stopping_ = true;
+        conn_.interrupt();
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+        conn_.close();
+        timer_.stop();
+        publishStats();
+    }
+    void onDelivered(uint64_t seq) override { deliveredSeq_ = seq; }
+
+  private:
+    struct Stop {};  // thrown from a handler callback when the host stops
+
+    // Where to start: the checkpoint, else start_gtid / start_file, else `start`.
+    void startFrom(const mp::Config& cfg) {
+        if (auto c = mp::binlog::loadCheckpoint(checkpointPath_)) {
+            start_.useGtid = !c->gtidState.empty() || c->file.empty();
+            start_.gtidState = c->gtidState;
+            start_.file = c->file;
+            start_.position = c->position;
+            fromCheckpoint_ = true;
+            return;
+        }
+        if (!cfg.str("start_gtid").empty()) {
+            start_.useGtid = true;
+            start_.gtidState = cfg.str("start_gtid");
+            if (!decoder_.setGtidState(start_.gtidState)) {
+                throw mp::Error("start_gtid: '" + start_.gtidState +
+                                "' is not a GTID state (\"0-1-100\" or \"0-1-100,1-2-7\")");
+            }
+            fixedStart_ = true;
+        } else if (!cfg.str("start_file").empty()) {
+            start_.useGtid = false;
+            start_.file = cfg.str("start_file");
+            start_.position = static_cast<uint64_t>(cfg.i64("start_position"));
+            fixedStart_ = true;
+        } else {
+            startCurrent_ = cfg.str("start") == "current";
+            fixedStart_ = !startCurrent_;  // "beginning": an empty GTID state
+        }
+    }
+
+    // The first connection, in start(): a server that cannot serve us (no binlog, wrong
+    // format, grants, a purged position) refuses the start with its one line; one that does
+    // not answer is retried by the thread.
+    void connectAtStart() {
+        try {
+            openConnection();
+        } catch (const mp::binlog::ServerError& e) {
+            conn_.close();
+            if (mp::binlog::needsOperator(e)) {
+                throw mp::Error(server_.host + ":" + std::to_string(server_.port) + ": " +
+                                mp::binlog::explain(e, start_));
+            }
+            host().warn(std::string(e.what()) + "; retrying");
+        } catch (const std::exception& e) {
+            conn_.close();
+            host().warn(std::string(e.what()) + "; retrying");
+        }
+    }
+
+    void openConnection() {
+        conn_.connect(server_);
+        if (startCurrent_) {
+            start_ = mp::binlog::currentPosition(conn_);
+            startCurrent_ = false;
+            if (start_.useGtid) {
+                decoder_.setGtidState(start_.gtidState);
+            }
+            host().info("starting at the server's current position: " + describe(start_));
+        } else if (fromCheckpoint_ && seq_ == 0) {
+            host().info("resuming from the checkpoint: " + describe(start_));
+            if (start_.useGtid) {
+                decoder_.setGtidState(start_.gtidState);
+            }
+        }
+        auto facts = mp::binlog::openStream(conn_, start_, stream_opts_);
+        // The dump's first answer: an event, or the refusal (a purged position...).
+        conn_.read(packet_);
+        if (!packet_.empty() && static_cast<uint8_t>(packet_[0]) == 0xff) {
+            mp::binlog::Connection::raise(packet_);
+        }
+        decoder_.reset();
+        decoder_.assumeChecksum(facts.checksum);
+        havePacket_ = true;
+        connected_.set(1);
+        if (connections_++ > 0) {
+            reconnects_.add();
+        }
+        host().info("replicating from " + server_.host + ":" + std::to_string(server_.port) + " (" +
+                    facts.version + ") as server_id " + std::to_string(stream_opts_.serverId) +
+                    " from " + describe(start_));
+    }
+
+    static std::string describe(const mp::binlog::StreamStart& s) {
+        if (s.useGtid) {
+            return s.gtidState.empty() ? "the oldest binlog" : "GTID " + s.gtidState;
+        }
+        return s.file + ":" + std::to_string(s.position);
+    }
+
+    void runLive() {
+        int backoff = 100;
+        while (!stopping_) {
+            try {
+                if (!conn_.connected()) {
+                    openConnection();
+                }
+                backoff = 100;
+                streamEvents();
+            } catch (const Stop&) {
+                return;
+            } catch (const mp::binlog::ServerError& e) {
+                if (stopping_) {
+                    return;
+                }
+                failures_.add();
+                (mp::binlog::needsOperator(e)
+                     ? host().error(mp::binlog::explain(e, start_))
+                     : host().warn(std::string(e.what()) + "; reconnecting"));
+            } catch (const std::exception& e) {
+                if (stopping_) {
+                    return;
+                }
+                failures_.add();
+                host().warn(std::string(e.what()) + "; reconnecting");
+            }
+            conn_.close();
+            connected_.set(0);
+            havePacket_ = false;
+            // Resume at the last transaction boundary read: what followed it is read again
+            // (records of a transaction cut in the middle repeat, with the same ids).
+            resumeFromCommit();
+            for (int waited = 0; waited < backoff && !stopping_; waited += 50) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+            backoff = std::min(backoff * 2, reconnectMaxMs_);
+        }
+    }
+
+    void resumeFromCommit() {
+        if (!lastCommit_) {
+            return;  // nothing committed yet: start where we started
+        }
+        if (start_.useGtid) {
+            start_.gtidState = lastCommit_->gtidState;
+        } else {
+            start_.file = lastCommit_->file;
+            start_.position = lastCommit_->pos;
+        }
+        if (start_.useGtid) {
+            decoder_.setGtidState(start_.gtidState);
+        }
+    }
+
+    void streamEvents() {
+        for (;;) {
+            if (!havePacket_) {
+                conn_.read(packet_);
+            }
+            havePacket_ = false;
+            if (stopping_) {
+                throw Stop{};
+            }
+            const auto first = packet_.empty() ? 0xff : static_cast<uint8_t>(packet_[0]);
+            if (first == 0xff) {
+                mp::binlog::Connection::raise(packet_);
+            }
+            if (first == 0xfe && packet_.size() < 9) {
+                throw std::runtime_error("the server ended the binlog stream");
+            }
+            const auto* ev = reinterpret_cast<const uint8_t*>(packet_.data()) + 1;
+            if (!decoder_.event(ev, packet_.size() - 1)) {
+                throw std::runtime_error(decoder_.error());
+            }
+            bytesRead_ += packet_.size() - 1;
+            mp::binlog::EventHeader h;
+            if (mp::binlog::parseHeader(ev, packet_.size() - 1, h) && h.timestamp != 0 &&
+                h.logPos != 0 && h.type != mp::binlog::kHeartbeat) {
+                lastEventS_ = h.timestamp;
+            }
+        }
+    }
+
+    void runFiles() {
+        std::vector<uint8_t> ev;
+        try {
+            for (const auto& path : files_) {
+                mp::binlog::FileReader file(path, maxEvent_);
+                decoder_.startFile(baseName(path));
+                while (!stopping_ && file.next(ev)) {
+                    if (!decoder_.event(ev.data(), ev.size())) {
+                        throw mp::Error(path + ": " + decoder_.error());
+                    }
+                    bytesRead_ += ev.size();
+                }
+                if (stopping_) {
+                    return;
+                }
+            }
+            host().info("read " + std::to_string(files_.size()) +
+                        " file(s): " + std::to_string(decoder_.stats().rows) + " row changes in " +
+                        std::to_string(decoder_.stats().transactions) + " transactions");
+        } catch (const Stop&) {
+            return;
+        } catch (const std::exception& e) {
+            host().error(e.what());  // what was read before stays published
+        }
+        host().emit(MP_EVENT_INPUT_END, "", 0, 0, "");
+    }
+
+    static std::string baseName(const std::string& path) {
+        auto slash = path.rfind('/');
+        return slash == std::string::npos ? path : path.substr(slash + 1);
+    }
+
+    void emit(std::string_view key, const std::string& id, uint64_t tsNs) {
+        mp_status st = host().emitRecord(stream_, message_, ++seq_, tsNs, key, id);
+        if (st == MP_ECLOSED) {
+            throw Stop{};
+        }
+        if (st != MP_OK) {
+            throw mp::Error("record refused by the host (status " + std::to_string(st) + ")");
+        }
+    }
+
+    void row(const mp::binlog::EventHeader& h, const mp::binlog::TableMap& t,
+             mp::binlog::RowKind kind, const mp::binlog::Image& before,
+             const mp::binlog::Image& after, uint32_t index) override {
+        const auto& pos = decoder_.position();
+        if (index == 0) {
+            transactionStart_ = pos.pos;
+        }
+        uint64_t now = host().nowNs();
+        mp::binlog::rowMessage(message_, h, t, kind, before, after, pos, now / 1000000000,
+                               options_);
+        key_.assign(t.schema).append(".").append(t.table);
+        emit(std::string_view(key_).substr(0, 255),
+             mp::binlog::messageId(pos, transactionStart_, index),
+             uint64_t{h.timestamp} * 1000000000);
+    }
+
+    void heartbeat(const mp::binlog::EventHeader&, const mp::binlog::Position& pos) override {
+        lastEventS_ = host().nowNs() / 1000000000;  // idle and caught up: no lag
+        if (!heartbeats_) {
+            return;
+        }
+        uint64_t now = host().nowNs();
+        mp::binlog::heartbeatMessage(message_, now / 1000000000, pos);
+        emit("heartbeat", "heartbeat/" + std::to_string(now), now);
+    }
+
+    // A transaction boundary: safe to resume after once every record up to seq_ is delivered.
+    void commit(const mp::binlog::EventHeader&, const mp::binlog::Position& pos) override {
+        lastCommit_ = pos;
+        if (server_.host.empty()) {
+            return;  // files: no checkpoint
+        }
+        std::lock_guard<std::mutex> lock(commitsMutex_);
+        if (!commits_.empty() && commits_.back().first == seq_) {
+            commits_.back().second = pos;  // nothing emitted since: the newer one covers it
+        } else {
+            commits_.emplace_back(seq_, pos);
+        }
+    }
+
+    // The newest commit whose records are all delivered becomes the checkpoint (at most every
+    // checkpoint_ms, and at the end).
+    void flushCheckpoint(bool force) {
+        if (server_.host.empty()) {
+            return;
+        }
+        std::lock_guard<std::mutex> lock(commitsMutex_);
+        const uint64_t delivered = deliveredSeq_.load();
+        while (!commits_.empty() && commits_.front().first <= delivered) {
+            pending_ = commits_.front().second;
+            commits_.pop_front();
+        }
+        const uint64_t now = host().nowNs();
+        if (!pending_ || (!force && now - lastCheckpointNs_ < checkpointNs_)) {
+            return;
+        }
+        mp::binlog::Checkpoint c{pending_->gtidState, pending_->file, pending_->pos};
+        pending_.reset();
+        lastCheckpointNs_ = now;
+        std::string why = mp::binlog::saveCheckpoint(checkpointPath_, c);
+        if (!why.empty()) {
+            host().error("checkpoint " + checkpointPath_ + ": " + why);
+        } else {
+            checkpoints_.add();
+        }
+    }
+
+    void publishStats() {
+        const auto& s = decoder_.stats();
+        rows_.set(static_cast<int64_t>(s.rows));
+        events_.set(static_cast<int64_t>(s.events));
+        transactions_.set(static_cast<int64_t>(s.transactions));
+        skipped_.set(static_cast<int64_t>(s.skippedRows));
+        bytes_.set(static_cast<int64_t>(bytesRead_.load()));
+        delivered_.set(static_cast<int64_t>(deliveredSeq_.load()));
+        if (!server_.host.empty() && lastEventS_.load() != 0) {
+            const auto now = static_cast<int64_t>(host().nowNs() / 1000000000);
+            lag_.set(std::max<int64_t>(0, now - static_cast<int64_t>(lastEventS_.load())));
+        }
+    }
+
+    std::vector<std::string> files_;
+    std::string stream_;
+    Filter filter_;
+    size_t maxEvent_;
+    mp::binlog::MessageOptions options_;
+    mp::binlog::Decoder decoder_;
+    std::string message_, key_;
+    uint64_t seq_ = 0;
+    uint64_t transactionStart_ = 0;
+    std::atomic<uint64_t> bytesRead_{0}, deliveredSeq_{0}, lastEventS_{0};
+    mp::Counter rows_, events_, transactions_, skipped_, bytes_, delivered_, connected_,
+        reconnects_, failures_, lag_, checkpoints_;
+    // live
+    mp::binlog::ServerAddress server_;
+    mp::binlog::StreamOptions stream_opts_;
+    mp::binlog::StreamStart start_;
+    bool fromCheckpoint_ = false, fixedStart_ = false, startCurrent_ = false;
+    bool heartbeats_ = true;
+    int reconnectMaxMs_ = 5000;
+    mp::binlog::Connection conn_;
+    std::string packet_;
+    bool havePacket_ = false;
+    uint64_t connections_ = 0;
+    std::optional<mp::binlog::Position> lastCommit_;
+    std::mutex commitsMutex_;
+    std::deque<std::pair<uint64_t, mp::binlog::Position>> commits_;
+    std::optional<mp::binlog::Position> pending_;
+    std::string checkpointPath_;
+    uint64_t checkpointNs_ = 200000000, lastCheckpointNs_ = 0;
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;
+    mp::Timer timer_;
+};
+
+}  // namespace
+
+MP_DECLARE_PLUGIN(BinlogSource, MP_KIND_SOURCE, "source-binlog", "0.1.0",
+                  "Row changes from MariaDB/MySQL binary logs as records (MySQL Monitor's format)",
+                  kProps, 0)

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "replica.hpp"
+
+#include <algorithm>
+
+namespace mp::binlog {
+namespace {
+
+constexpr uint8_t kComRegisterSlave = 0x15;
+constexpr uint8_t kComBinlogDump = 0x12;
+constexpr uint16_t kErrAccessDenied = 1045;
+constexpr uint16_t kErrSpecificAccessDenied = 1227;
+constexpr uint16_t kErrMasterFatalReadingBinlog = 1236;
+constexpr uint16_t kErrNoBinaryLogging = 1381;
+constexpr int kMariaSlaveCapability = 4;  // MARIA_SLAVE_CAPABILITY_MINE: GTID, annotate, ...
+
+void putLe(std::string& out, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+    }
+}
+
+std::string quoted(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out + "'";
+}
+
+std::string scalar(Connection& conn, const std::string& sql) {
+    auto rows = conn.query(sql);
+    if (rows.empty() || rows[0].empty() || !rows[0][0]) {
+        return "";
+    }
+    return *rows[0][0];
+}
+
+std::string upper(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+    return s;
+}
+
+}  // namespace
+
+StreamStart currentPosition(Connection& conn) {
+    StreamStart s;
+    if (conn.mariadb()) {
+        s.useGtid = true;
+        s.gtidState = scalar(conn, "SELECT @@GLOBAL.gtid_binlog_pos");
+        return s;
+    }
+    auto rows = conn.query("SHOW MASTER STATUS");
+    if (rows.empty() || rows[0].size() < 2 || !rows[0][0] || !rows[0][1]) {
+        throw std::runtime_error("SHOW MASTER STATUS is empty: the server writes no binary log");
+    }
+    s.useGtid = false;
+    s.file = *rows[0][0];
+    s.position = std::stoull(*rows[0][1]);
+    return s;
+}
+
+ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamOptions& o) {
+    ServerFacts f;
+    f.version = conn.serverVersion();
+    auto rows = conn.query(
+        "SELECT @@GLOBAL.log_bin, @@GLOBAL.binlog_format, "
+        "@@GLOBAL.binlog_checksum, @@GLOBAL.server_id");
+    if (rows.empty() || rows[0].size() < 4) {
+        throw std::runtime_error("the server did not answer its binlog settings");
+    }
+    const auto& r = rows[0];
+    if (!r[0] || (*r[0] != "1" && upper(*r[0]) != "ON")) {
+        throw ServerError(kErrNoBinaryLogging, "HY000",
+                          "the server writes no binary log: start it with log_bin (and "
+                          "binlog_format=ROW)");
+    }
+    if (!r[1] || upper(*r[1]) != "ROW") {
+        throw ServerError(kErrNoBinaryLogging, "HY000",
+                          "binlog_format is " + r[1].value_or("NULL") +
+                              ": row changes need binlog_format=ROW (SET GLOBAL "
+                              "binlog_format=ROW, and in the server's configuration)");
+    }
+    const std::string checksum = r[2] ? upper(*r[2]) : "NONE";
+    if (r[3] && std::to_string(o.serverId) == *r[3]) {
+        throw ServerError(kErrNoBinaryLogging, "HY000",
+                          "server_id " + std::to_string(o.serverId) +
+                              " is the server's own: choose another server_id");
+    }
+    f.checksum = checksum == "CRC32";
+    conn.query("SET @master_binlog_checksum = @@GLOBAL.binlog_checksum");
+    conn.query("SET @master_heartbeat_period = " +
+               std::to_string(static_cast<uint64_t>(o.heartbeatS) * 1000000000ull));
+    if (conn.mariadb()) {
+        conn.query("SET @mariadb_slave_capability = " + std::to_string(kMariaSlaveCapability));
+        if (start.useGtid) {
+            conn.query("SET @slave_connect_state = " + quoted(start.gtidState));
+            conn.query("SET @slave_gtid_strict_mode = 0");
+            conn.query("SET @slave_gtid_ignore_duplicates = 0");
+        }
+    } else if (start.useGtid) {
+        throw std::runtime_error(
+            "MySQL: GTID start positions are not read yet (COM_BINLOG_DUMP_GTID); give "
+            "start_file and start_position");
+    }
+    std::string reg;
+    putLe(reg, o.serverId, 4);
+    reg += '\0';  // host name
+    reg += '\0';  // user
+    reg += '\0';  // password
+    putLe(reg, 0, 2);
+    putLe(reg, 0, 4);  // replication rank
+    putLe(reg, 0, 4);  // master id
+    conn.send(kComRegisterSlave, reg);
+    std::string ok;
+    conn.read(ok);
+    if (!ok.empty() && static_cast<uint8_t>(ok[0]) == 0xff) {
+        Connection::raise(ok);
+    }
+    std::string dump;
+    putLe(dump, start.useGtid ? 4 : start.position, 4);
+    putLe(dump, 0, 2);  // flags: block (wait for new events)
+    putLe(dump, o.serverId, 4);
+    if (!start.useGtid) {
+        dump += start.file;
+    }
+    conn.send(kComBinlogDump, dump);
+    return f;
+}
+
+bool needsOperator(const ServerError& e) {
+    switch (e.code()) {
+        case kErrAccessDenied:
+        case kErrSpecificAccessDenied:
+        case kErrMasterFatalReadingBinlog:
+        case kErrNoBinaryLogging:
+            return true;
+        default:
+            return false;
+    }
+}
+
+std::string explain(const ServerError& e, const StreamStart& start) {
+    const std::string what = e.what();
+    switch (e.code()) {
+        case kErrAccessDenied:
+            return what + " (check user and password)";
+        case kErrSpecificAccessDenied:
+            return what +
+                   " (the user needs: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* "
+                   "TO ...; SELECT on the tables when the binlog has no column names)";
+        case kErrMasterFatalReadingBinlog: {
+            std::string where = start.useGtid ? "GTID state '" + start.gtidState + "'"
+                                              : start.file + ":" + std::to_string(start.position);
+            return what + " (the binlog at " + where +
+                   " is no longer on the server, purged? Changes after it are lost to this "
+                   "replica: rebuild the consumers, then remove the checkpoint or set start)";
+        }
+        default:
+            return what;
+    }
+}
+
+}  // namespace mp::binlog

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// Registering as a replica and asking for the binlog: the session variables a primary reads
+// (checksums, heartbeat period, MariaDB's capability and GTID start state), COM_REGISTER_SLAVE
+// and COM_BINLOG_DUMP, and the checks that turn a server that cannot serve us into one line
+// that says what to do.
+#pragma once
+
+#include <string>
+
+#include "client.hpp"
+
+namespace mp::binlog {
+
+struct StreamStart {
+    bool useGtid = true;    // MariaDB: from a GTID state ("" is the oldest binlog)
+    std::string gtidState;  // useGtid
+    std::string file;       // !useGtid: file and position
+    uint64_t position = 4;
+};
+
+struct StreamOptions {
+    uint32_t serverId = 0;
+    int heartbeatS = 5;
+};
+
+/// What the server said about itself before the dump.
+struct ServerFacts {
+    bool checksum = false;  // events end with a CRC32
+    std::string version;
+};
+
+/// Checks the server (binary log on, ROW format) and starts the dump from `start`. Throws
+/// ServerError or std::runtime_error with a line that says what to do. After it returns, read
+/// events with conn.read(): 0x00 then the event, or an ERR packet.
+ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamOptions& o);
+
+/// Where the server is now: its GTID state (MariaDB) or SHOW MASTER STATUS.
+StreamStart currentPosition(Connection& conn);
+
+/// A server error during the dump, explained (binlog purged, grants, duplicate server id...).
+std::string explain(const ServerError& e, const StreamStart& start);
+
+/// Errors that retrying cannot cure without the operator (grants, purged binlogs, a server
+/// without binary log or in the wrong format): refused at start.
+bool needsOperator(const ServerError& e);
+
+}  // namespace mp::binlog

@@ -1,0 +1,193 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""source-binlog against a real MariaDB (log_bin, binlog_format=ROW, binlog_row_metadata=FULL,
+CRC32 checksums): the workload of workload.py runs, mysqlprobe reads the binlog files with
+source-binlog into sink-jsonl, and a consumer applies the messages to an empty copy of the
+schema; every table's CHECKSUM TABLE must equal the source's. Then the same files with
+binlog_row_metadata=NONE semantics are not needed: column names come from the binlog.
+
+usage: binlog_test.py MYSQLPROBE SOURCE_DIR TEST_PLUGINS_DIR"""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import MariaDB, skip  # noqa: E402
+from workload import run_sysbench, run_workload  # noqa: E402
+
+try:
+    import pymysql
+except ImportError:
+    skip("python3-pymysql is not installed (scripts/deps.sh installs it)")
+
+BINARY_TYPES = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry",
+                "point", "linestring", "polygon", "multipoint", "multilinestring",
+                "multipolygon", "geometrycollection"}
+
+
+def decode(binary, plugins, files, out, extra=""):
+    """mysqlprobe reads the files (source-binlog) into a JSON-lines file (sink-jsonl)."""
+    work = tempfile.mkdtemp(prefix="mp-binlog-")
+    cfg = os.path.join(work, "binlog.yaml")
+    with open(cfg, "w") as f:
+        f.write(f"""serverport: 0
+serveraddress: 127.0.0.1
+plugins:
+  directories: [{plugins}]
+  cluster: none
+  sources:
+    - {{plugin: source-binlog, config: {{files: {json.dumps(files)}{extra}}}}}
+  sinks:
+    - {{plugin: sink-jsonl, records: [binlog.*], reports: false, config: {{path: {out}, flush: false}}}}
+""")
+    p = subprocess.run([binary, "-c", cfg], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise AssertionError(f"mysqlprobe exited {p.returncode}: {p.stderr[-3000:]}")
+    return [json.loads(line) for line in open(out)], p.stderr
+
+
+class Copy:
+    """Applies MySQL Monitor messages to schema `dst` the way a consumer would: by key."""
+
+    def __init__(self, cur, columns):
+        self.cur = cur
+        self.columns = columns  # table -> {column: data_type}
+        self.applied = 0
+
+    def value(self, table, col, v):
+        t = self.columns[table][col]
+        if v is None:
+            return None
+        if t in BINARY_TYPES:
+            return base64.b64decode(v)
+        if t == "bit":
+            return int(v)  # BIT(n > 53) comes as a decimal string
+        return v
+
+    def where(self, table, keys):
+        parts, args = [], []
+        for k, v in keys.items():
+            parts.append(f"`{k}` <=> %s")
+            args.append(self.value(table, k, v))
+        return " AND ".join(parts), args
+
+    def apply(self, m):
+        table = m["table_name"]
+        if m["schema"] != "src":
+            return
+        if m["type"] == "row_insert":
+            cols = list(m["values"])
+            self.cur.execute(
+                f"INSERT INTO dst.`{table}` ({','.join('`%s`' % c for c in cols)}) VALUES "
+                f"({','.join(['%s'] * len(cols))})",
+                [self.value(table, c, m["values"][c]) for c in cols])
+        elif m["type"] == "row_update":
+            after = m["after_values"]
+            if after:
+                w, wargs = self.where(table, m["keys"])
+                sets = ",".join(f"`{c}`=%s" for c in after)
+                n = self.cur.execute(f"UPDATE dst.`{table}` SET {sets} WHERE {w} LIMIT 1",
+                                     [self.value(table, c, after[c]) for c in after] + wargs)
+                assert n == 1, f"update found no row: {m}"
+        elif m["type"] == "row_delete":
+            w, wargs = self.where(table, m["keys"])
+            n = self.cur.execute(f"DELETE FROM dst.`{table}` WHERE {w} LIMIT 1", wargs)
+            assert n == 1, f"delete found no row: {m}"
+        self.applied += 1
+
+
+def main():
+    binary, _, plugins = sys.argv[1:4]
+    args = ["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL",
+            "--server-id=7", "--binlog-checksum=CRC32", "--max-allowed-packet=64M",
+            "--character-set-server=utf8mb4"]
+    with MariaDB(args) as db:
+        conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True,
+                               charset="utf8mb4")
+        cur = conn.cursor()
+
+        def compress(c):
+            c.execute("SET GLOBAL log_bin_compress=ON")
+            c.execute("SET GLOBAL log_bin_compress_min_len=10")
+        run_workload(cur, compress)
+        sysbench = run_sysbench(db.port)
+        cur.execute("FLUSH BINARY LOGS")
+        cur.execute("SHOW BINARY LOGS")
+        names = [r[0] for r in cur.fetchall()]
+        datadir = os.path.join(db.dir, "data")
+        files = [os.path.join(datadir, n) for n in names]
+
+        work = tempfile.mkdtemp(prefix="mp-binlog-out-")
+        if os.environ.get("MP_KEEP_BINLOGS"):
+            os.makedirs(os.environ["MP_KEEP_BINLOGS"], exist_ok=True)
+            for f in files:
+                shutil.copy(f, os.environ["MP_KEEP_BINLOGS"])
+        records, log = decode(binary, plugins, files, os.path.join(work, "rows.jsonl"))
+        msgs = [json.loads(r["payload"]) for r in records]
+        assert records and all(r["stream"] == "binlog.rows" for r in records)
+        ids = [r["id"] for r in records]
+        assert len(set(ids)) == len(ids), "record ids are not unique"
+        assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+        assert not any(m.get("table_name") == "types" and
+                       "rolled back" in json.dumps(m) for m in msgs), "a rolled-back row was published"
+        kinds = {}
+        for m in msgs:
+            kinds[m["type"]] = kinds.get(m["type"], 0) + 1
+        print(f"{len(names)} binlog files, {len(msgs)} row changes {kinds}")
+
+        # the copy: the final schema of every table, empty, in dst; then the messages applied
+        cur.execute("CREATE DATABASE dst")
+        cur.execute("SET SESSION sql_log_bin=0, time_zone='+00:00', sql_mode=''")
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='src'")
+        tables = sorted(r[0] for r in cur.fetchall())
+        columns = {}
+        for t in tables:
+            cur.execute(f"SHOW CREATE TABLE src.`{t}`")
+            ddl = cur.fetchone()[1]
+            cur.execute("USE dst")
+            cur.execute(ddl)
+            cur.execute("SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_schema='src' AND table_name=%s", (t,))
+            columns[t] = {c: d for c, d in cur.fetchall()}
+        copy = Copy(cur, columns)
+        for m in msgs:
+            copy.apply(m)
+        bad = []
+        for t in tables:
+            cur.execute(f"CHECKSUM TABLE src.`{t}`, dst.`{t}`")
+            (_, a), (_, b) = cur.fetchall()
+            cur.execute(f"SELECT COUNT(*) FROM src.`{t}`")
+            n = cur.fetchone()[0]
+            print(f"  {t}: {n} rows, checksum {a} {'==' if a == b else '!='} {b}")
+            if a != b:
+                bad.append(t)
+        if bad:
+            dump(cur, bad[0])
+        assert not bad, f"the copy differs from the source in {bad}"
+        assert sysbench is False or "sbtest1" in tables
+        print(f"the copy built from {copy.applied} messages equals the source in all "
+              f"{len(tables)} tables (CHECKSUM TABLE)")
+
+
+def dump(cur, t):
+    """The first differing row of a table, for the failure message."""
+    cur.execute(f"SELECT * FROM src.`{t}` ORDER BY 1")
+    a = cur.fetchall()
+    cur.execute(f"SELECT * FROM dst.`{t}` ORDER BY 1")
+    b = cur.fetchall()
+    print(f"  {t}: {len(a)} rows in src, {len(b)} in dst")
+    for ra, rb in zip(a, b):
+        if ra != rb:
+            for i, (x, y) in enumerate(zip(ra, rb)):
+                if x != y:
+                    print(f"  first difference, column {i}: src {str(x)[:200]!r} dst {str(y)[:200]!r}")
+            break
+
+
+if __name__ == "__main__":
+    main()
