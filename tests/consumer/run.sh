@@ -4,10 +4,15 @@
 # examples/decoder-bytes against that prefix ONLY, and have the installed host load them from
 # YAML: the sink writes the reports, the decoder's figures agree with the stream layer's, the
 # example capture source gives the same report as capture-pcap on the same frames.
-# Usage: run.sh SOURCE_DIR BUILD_DIR
+# Usage: run.sh SOURCE_DIR BUILD_DIR [SANITIZERS]
 set -euo pipefail
 src=$1
 build=$2
+sanitize=()  # a sanitizer build's static libraries need the same runtimes in the examples
+if [ -n "${3:-}" ]; then
+  sanitize=(-DCMAKE_CXX_FLAGS="-fsanitize=$3" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=$3"
+    -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=$3" -DCMAKE_MODULE_LINKER_FLAGS="-fsanitize=$3")
+fi
 work=$(mktemp -d "$build/consumer.XXXXXX")
 trap 'kill "${pid:-}" 2>/dev/null || true' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -15,7 +20,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # prefix only.
 build_example() {
   cmake -S "$src/examples/$1" -B "$work/$2" -G Ninja -DCMAKE_PREFIX_PATH="$work/stage" \
-    -DCMAKE_BUILD_TYPE=Release >"$work/configure-$2.log" ||
+    -DCMAKE_BUILD_TYPE=Release "${sanitize[@]}" >"$work/configure-$2.log" ||
     fail "$1 did not configure: $(tail -20 "$work/configure-$2.log")"
   cmake --build "$work/$2" >"$work/build-$2.log" || fail "$1 did not build: $(tail -20 "$work/build-$2.log")"
 }

@@ -2,6 +2,8 @@
 #include "replica.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
 
 namespace mp::binlog {
 namespace {
@@ -44,7 +46,53 @@ std::string upper(std::string s) {
     return s;
 }
 
+// "0-1-5,1-2-9" as domain -> sequence number.
+std::map<uint64_t, uint64_t> sequences(const std::string& state) {
+    std::map<uint64_t, uint64_t> out;
+    size_t at = 0;
+    while (at < state.size()) {
+        size_t comma = state.find(',', at);
+        std::string one = state.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        at = comma == std::string::npos ? state.size() : comma + 1;
+        unsigned long long d = 0;
+        unsigned long long s = 0;
+        unsigned long long n = 0;
+        if (std::sscanf(one.c_str(), "%llu-%llu-%llu", &d, &s, &n) == 3) {
+            out[d] = n;
+        }
+    }
+    return out;
+}
+
 }  // namespace
+
+void checkNotPurged(Connection& conn, const std::string& state) {
+    if (state.empty() || !conn.mariadb()) {
+        return;
+    }
+    auto logs = conn.query("SHOW BINARY LOGS");
+    if (logs.empty() || logs[0].empty() || !logs[0][0]) {
+        return;
+    }
+    const std::string oldest = *logs[0][0];
+    std::string startOfOldest;
+    auto rows = conn.query("SELECT BINLOG_GTID_POS(" + quoted(oldest) + ", 4)");
+    if (!rows.empty() && !rows[0].empty() && rows[0][0]) {
+        startOfOldest = *rows[0][0];
+    }
+    auto have = sequences(startOfOldest);
+    for (const auto& [domain, seq] : sequences(state)) {
+        auto it = have.find(domain);
+        if (it != have.end() && it->second > seq) {
+            // MariaDB would stream on from its oldest binlog without a word (gtid_strict_mode
+            // off): the transactions in between are gone.
+            throw ServerError(kErrMasterFatalReadingBinlog, "HY000",
+                              "the server's oldest binlog " + oldest + " starts after GTID " +
+                                  startOfOldest + ", past domain " + std::to_string(domain) +
+                                  " of the start position");
+        }
+    }
+}
 
 StreamStart currentPosition(Connection& conn) {
     StreamStart s;
@@ -94,6 +142,9 @@ ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamO
     conn.query("SET @master_binlog_checksum = @@GLOBAL.binlog_checksum");
     conn.query("SET @master_heartbeat_period = " +
                std::to_string(static_cast<uint64_t>(o.heartbeatS) * 1000000000ull));
+    if (start.useGtid) {
+        checkNotPurged(conn, start.gtidState);
+    }
     if (conn.mariadb()) {
         conn.query("SET @mariadb_slave_capability = " + std::to_string(kMariaSlaveCapability));
         if (start.useGtid) {

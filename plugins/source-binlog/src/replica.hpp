@@ -34,6 +34,10 @@ struct ServerFacts {
 /// events with conn.read(): 0x00 then the event, or an ERR packet.
 ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamOptions& o);
 
+/// MariaDB: throws ServerError 1236 when the server's oldest binlog starts after `state` in
+/// one of its domains (the changes in between were purged: MariaDB itself would stream on).
+void checkNotPurged(Connection& conn, const std::string& state);
+
 /// Where the server is now: its GTID state (MariaDB) or SHOW MASTER STATUS.
 StreamStart currentPosition(Connection& conn);
 

@@ -102,6 +102,47 @@ class Copy:
         self.applied += 1
 
 
+def rebuild(cur, msgs):
+    """The copy: the final schema of every table of src, empty, in dst; the messages applied
+    in order; CHECKSUM TABLE of each table equal in both. Returns the column types."""
+    cur.execute("CREATE DATABASE dst")
+    cur.execute("SET SESSION sql_log_bin=0, time_zone='+00:00', sql_mode=''")
+    cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='src'")
+    tables = sorted(r[0] for r in cur.fetchall())
+    columns = {}
+    for t in tables:
+        cur.execute(f"SHOW CREATE TABLE src.`{t}`")
+        ddl = cur.fetchone()[1]
+        cur.execute("USE dst")
+        cur.execute(ddl)
+        cur.execute("SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema='src' AND table_name=%s", (t,))
+        columns[t] = {c: d for c, d in cur.fetchall()}
+    cur.execute("SELECT table_name, column_name, column_type FROM information_schema.columns "
+                "WHERE table_schema='src'")
+    column_types = {}
+    for t, c, ct in cur.fetchall():
+        column_types.setdefault(t, {})[c] = ct
+    copy = Copy(cur, columns)
+    for m in msgs:
+        copy.apply(m)
+    bad = []
+    for t in tables:
+        cur.execute(f"CHECKSUM TABLE src.`{t}`, dst.`{t}`")
+        (_, a), (_, b) = cur.fetchall()
+        cur.execute(f"SELECT COUNT(*) FROM src.`{t}`")
+        n = cur.fetchone()[0]
+        print(f"  {t}: {n} rows, checksum {a} {'==' if a == b else '!='} {b}")
+        if a != b:
+            bad.append(t)
+    if bad:
+        dump(cur, bad[0])
+    assert not bad, f"the copy differs from the source in {bad}"
+    print(f"the copy built from {copy.applied} messages equals the source in all "
+          f"{len(tables)} tables (CHECKSUM TABLE)")
+    return columns, column_types
+
+
 def main():
     binary, _, plugins = sys.argv[1:4]
     args = ["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL",
@@ -141,43 +182,7 @@ def main():
             kinds[m["type"]] = kinds.get(m["type"], 0) + 1
         print(f"{len(names)} binlog files, {len(msgs)} row changes {kinds}")
 
-        # the copy: the final schema of every table, empty, in dst; then the messages applied
-        cur.execute("CREATE DATABASE dst")
-        cur.execute("SET SESSION sql_log_bin=0, time_zone='+00:00', sql_mode=''")
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema='src'")
-        tables = sorted(r[0] for r in cur.fetchall())
-        columns = {}
-        for t in tables:
-            cur.execute(f"SHOW CREATE TABLE src.`{t}`")
-            ddl = cur.fetchone()[1]
-            cur.execute("USE dst")
-            cur.execute(ddl)
-            cur.execute("SELECT column_name, data_type FROM information_schema.columns "
-                        "WHERE table_schema='src' AND table_name=%s", (t,))
-            columns[t] = {c: d for c, d in cur.fetchall()}
-        cur.execute("SELECT table_name, column_name, column_type FROM information_schema.columns "
-                    "WHERE table_schema='src'")
-        column_types = {}
-        for t, c, ct in cur.fetchall():
-            column_types.setdefault(t, {})[c] = ct
-        copy = Copy(cur, columns)
-        for m in msgs:
-            copy.apply(m)
-        bad = []
-        for t in tables:
-            cur.execute(f"CHECKSUM TABLE src.`{t}`, dst.`{t}`")
-            (_, a), (_, b) = cur.fetchall()
-            cur.execute(f"SELECT COUNT(*) FROM src.`{t}`")
-            n = cur.fetchone()[0]
-            print(f"  {t}: {n} rows, checksum {a} {'==' if a == b else '!='} {b}")
-            if a != b:
-                bad.append(t)
-        if bad:
-            dump(cur, bad[0])
-        assert not bad, f"the copy differs from the source in {bad}"
-        assert sysbench is False or "sbtest1" in tables
-        print(f"the copy built from {copy.applied} messages equals the source in all "
-              f"{len(tables)} tables (CHECKSUM TABLE)")
+        columns, column_types = rebuild(cur, msgs)
 
         # the differential: every row image against mariadb-binlog's
         full, _ = decode(binary, plugins, files, os.path.join(work, "full.jsonl"),

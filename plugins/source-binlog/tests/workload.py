@@ -124,16 +124,16 @@ def run_workload(cur, log_bin_compress_point):
     cur.execute("INSERT INTO src.nokey VALUES (9,'compressed',NULL)")
 
 
-def run_sysbench(port, seconds=8):
+def run_sysbench(port, seconds=8, threads=2, tables=2):
     """oltp_write_only into src (prepare creates and fills the tables: DDL and inserts)."""
     sysbench = shutil.which("sysbench")
     if not sysbench:
         return False
     common = ["--db-driver=mysql", "--mysql-host=127.0.0.1", f"--mysql-port={port}",
-              "--mysql-user=root", "--mysql-db=src", "--tables=2", "--table-size=500"]
+              "--mysql-user=root", "--mysql-db=src", f"--tables={tables}", "--table-size=500"]
     subprocess.run([sysbench, "oltp_write_only"] + common + ["prepare"], check=True,
                    stdout=subprocess.DEVNULL)
     subprocess.run([sysbench, "oltp_write_only"] + common +
-                   ["--threads=2", f"--time={seconds}", "run"], check=True,
+                   [f"--threads={threads}", f"--time={seconds}", "run"], check=True,
                    stdout=subprocess.DEVNULL)
     return True

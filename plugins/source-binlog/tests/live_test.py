@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""source-binlog live: mysqlprobe replicates from a real MariaDB (GTID, CRC32 checksums) and
+sink-amqp publishes the row changes to a real RabbitMQ with publisher confirms. In the middle
+of the write load (workload.py, then sysbench oltp_write_only) the node is killed with -9 and
+started again (it resumes from its checkpoint), and the broker is restarted. A consumer takes
+every message off the queue, drops repeated message ids (each repeat must be the same change)
+and applies the rest to an empty copy: CHECKSUM TABLE of every table equals the source's, so
+nothing was lost. Also: the refusals at start (binlog off, STATEMENT format, a purged position)
+each in one line, and heartbeat messages while idle.
+
+usage: live_test.py MYSQLPROBE SOURCE_DIR TEST_PLUGINS_DIR"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (MariaDB, Probe, RabbitMQ, amqp_bind, amqp_drain, skip,  # noqa: E402
+                     wait_for)
+from workload import run_sysbench, run_workload  # noqa: E402
+
+try:
+    import pika  # noqa: F401
+    import pymysql
+except ImportError:
+    skip("python3-pika or python3-pymysql is not installed (scripts/deps.sh installs them)")
+
+from binlog_test import rebuild  # noqa: E402
+
+SERVER_ARGS = ["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL",
+               "--server-id=7", "--binlog-checksum=CRC32", "--character-set-server=utf8mb4"]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok: {what}")
+
+
+def node_yaml(db, broker, checkpoint, extra=""):
+    return (f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: cdc\n"
+            f"plugins:\n  cluster: none\n"
+            f"  sources:\n    - plugin: source-binlog\n      config: {{host: 127.0.0.1, "
+            f"port: {db.port}, user: root, server_id: 99, checkpoint: '{checkpoint}', "
+            f"heartbeat_s: 1{extra}}}\n"
+            f"  sinks:\n    - plugin: sink-amqp\n      records: [binlog.rows]\n"
+            f"      reports: false\n"
+            f"      config: {{url: 'amqp://127.0.0.1:{broker.port}/%2F', exchange: cdc, "
+            f"record_routing_key: 'binlog.{{key}}'}}\n")
+
+
+def checkpoint_state(path):
+    try:
+        text = open(path).read()
+    except OSError:
+        return None
+    m = re.search(r"^gtid_state=(.*)$", text, re.M)
+    return m.group(1) if m else None
+
+
+def refusals(binary, broker, work):
+    """A server that cannot serve a replica: the node does not start, one line says why."""
+    cases = [
+        ("--skip-log-bin", "writes no binary log"),
+        ("--binlog-format=STATEMENT", "binlog_format is STATEMENT"),
+    ]
+    for arg, want in cases:
+        args = [a for a in SERVER_ARGS if not a.startswith("--log-bin") or arg != "--skip-log-bin"]
+        with MariaDB(args + [arg]) as db:
+            cfg = os.path.join(work, "refuse.yaml")
+            with open(cfg, "w") as f:
+                f.write(node_yaml(db, broker, os.path.join(work, "none.cp")))
+            p = subprocess.run([binary, "-c", cfg], capture_output=True, text=True, timeout=60)
+            check(p.returncode != 0 and want in p.stderr,
+                  f"refused at start ({arg}): {[l for l in p.stderr.splitlines() if want in l][:1]}")
+    # a checkpoint the server no longer has (purged): refused, with what to do
+    with MariaDB(SERVER_ARGS) as db:
+        conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True)
+        cur = conn.cursor()
+        cur.execute("CREATE DATABASE gone")
+        cur.execute("CREATE TABLE gone.t (a INT)")
+        cur.execute("INSERT INTO gone.t VALUES (1)")
+        cur.execute("FLUSH BINARY LOGS")
+
+        def purged():  # a binlog goes once InnoDB's binlog checkpoint has passed it
+            cur.execute("SHOW MASTER STATUS")
+            cur.execute(f"PURGE BINARY LOGS TO '{cur.fetchone()[0]}'")
+            cur.execute("SHOW BINARY LOGS")
+            return len(cur.fetchall()) == 1
+        wait_for(purged, 30, "the first binlog to be purged")
+        conn.close()
+        cp = os.path.join(work, "purged.cp")
+        with open(cp, "w") as f:
+            f.write("gtid_state=0-7-1\nfile=\nposition=0\n")
+        cfg = os.path.join(work, "purged.yaml")
+        with open(cfg, "w") as f:
+            f.write(node_yaml(db, broker, cp))
+        p = subprocess.run([binary, "-c", cfg], capture_output=True, text=True, timeout=60)
+        check(p.returncode != 0 and "no longer on the server" in p.stderr,
+              "a checkpoint past what the server has is refused at start")
+
+
+def main():
+    binary, _, _ = sys.argv[1:4]
+    work = tempfile.mkdtemp(prefix="mp-binlog-live-")
+    with RabbitMQ() as broker:
+        refusals(binary, broker, work)
+        with MariaDB(SERVER_ARGS) as db:
+            amqp_bind(broker, "cdc", "rows", "binlog.#")
+            conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True,
+                                   charset="utf8mb4")
+            cur = conn.cursor()
+            cp = os.path.join(work, "cdc.checkpoint")
+            yaml_text = node_yaml(db, broker, cp)
+
+            def compress(c):
+                c.execute("SET GLOBAL log_bin_compress=ON")
+                c.execute("SET GLOBAL log_bin_compress_min_len=10")
+            with Probe(binary, yaml_text) as p:
+                run_workload(cur, compress)
+                sb = threading.Thread(target=run_sysbench, args=(db.port, 14, 4, 4))
+                sb.start()
+                time.sleep(5)
+                before = checkpoint_state(cp)
+                p.proc.kill()  # a crash in the middle of the write load
+                p.proc.wait()
+                print(f"node killed with -9 at checkpoint {before}")
+                check(before is not None, "a checkpoint was written before the crash")
+            with Probe(binary, yaml_text) as p:
+                check("resuming from the checkpoint" in p.log(), "the new node resumes from "
+                      "the checkpoint")
+                time.sleep(2)
+                broker.stop()  # the broker goes away while changes keep coming
+                time.sleep(1)
+                broker.start()
+                sb.join()
+                cur.execute("INSERT INTO src.nokey VALUES (42, 'after all', NULL)")
+                cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+                target = cur.fetchone()[0]
+                t0 = time.time()
+                wait_for(lambda: checkpoint_state(cp) == target, 120,
+                         f"the checkpoint to reach the server's {target}")
+                t1 = time.time()
+                time.sleep(2.5)  # idle: the server's heartbeats become heartbeat messages
+                m = p.metrics()
+                check(m.get("mysqlprobe_source_binlog_connected") == 1, "streaming")
+                check(m.get("mysqlprobe_source_binlog_lag_seconds", 99) <= 2,
+                      f"lag {m.get('mysqlprobe_source_binlog_lag_seconds')} s")
+                print(f"checkpoint at the server's position {t1 - t0:.1f} s after the "
+                      "last write; metrics: " + ", ".join(
+                    f"{k.split('source_binlog_')[1]}={v}" for k, v in m.items()
+                    if "source_binlog" in k))
+                check(p.stop() == 0, "the node stops cleanly")
+            got = amqp_drain(broker, "rows")
+            print(f"{len(got)} messages in the queue")
+            seen, dups, applied, heartbeats = {}, 0, [], 0
+            for method, props, body in got:
+                msg = json.loads(body)
+                if msg["type"] == "heartbeat":
+                    heartbeats += 1
+                    continue
+                mid = props.message_id
+                strip = {k: v for k, v in msg.items() if k != "timestamp"}
+                if mid in seen:
+                    dups += 1
+                    assert seen[mid] == strip, f"message {mid} repeated with other content"
+                    continue
+                seen[mid] = strip
+                applied.append(msg)
+            check(heartbeats > 0, f"{heartbeats} heartbeat messages while idle")
+            print(f"{dups} repeated messages (same id, same change) dropped by the consumer")
+            rebuild(cur, applied)
+
+
+if __name__ == "__main__":
+    main()
