@@ -10,7 +10,14 @@ namespace mp::host {
 
 // One record, held once for every sink that takes it.
 struct RecordBus::Rec {
-    std::string stream, key, id, contentType, payload;
+    // stream, key, id, content type and payload, one after the other in one allocation (a
+    // record crosses threads: each malloc freed by another thread contends for its arena)
+    std::string data;
+    uint32_t streamLen = 0, keyLen = 0, idLen = 0, typeLen = 0;
+    std::string_view field(size_t at, size_t len) const {
+        return std::string_view(data).substr(at, len);
+    }
+    std::string_view stream() const { return field(0, streamLen); }
     uint64_t ts = 0;
     uint64_t seq = 0;
     Producer* producer = nullptr;
@@ -45,11 +52,17 @@ struct RecordBus::Sink {
 mp_record RecordBus::Rec::view() const {
     mp_record r{};
     r.struct_size = sizeof r;
-    r.stream = mp_str{stream.data(), stream.size()};
-    r.key = mp_str{key.data(), key.size()};
-    r.id = mp_str{id.data(), id.size()};
-    r.content_type = mp_str{contentType.data(), contentType.size()};
-    r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(payload.data()), payload.size()};
+    const char* d = data.data();
+    size_t at = 0;
+    r.stream = mp_str{d, streamLen};
+    at += streamLen;
+    r.key = mp_str{d + at, keyLen};
+    at += keyLen;
+    r.id = mp_str{d + at, idLen};
+    at += idLen;
+    r.content_type = mp_str{d + at, typeLen};
+    at += typeLen;
+    r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(d + at), data.size() - at};
     r.ts_ns = ts;
     r.seq = seq;
     r.producer = mp_str{producer->port.slot.data(), producer->port.slot.size()};
@@ -140,8 +153,21 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
             return MP_EINVAL;
         }
     }
+    // Room in the budget: taken without a lock while there is some (the common case), else
+    // refused (Drop) or waited for (Wait) under the lock.
+    bool reserved = false;
     if (!to.empty()) {
-        // Room in the budget: refuse (Drop) or wait for it (Wait).
+        int64_t cur = buffered_.load();
+        while (static_cast<size_t>(cur) + r->bytes <= maxBytes_ &&
+               !(reserved =
+                     buffered_.compare_exchange_weak(cur, cur + static_cast<int64_t>(r->bytes)))) {
+        }
+        if (reserved) {
+            bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
+            r->inBudget = true;
+        }
+    }
+    if (!to.empty() && !reserved) {
         std::unique_lock<std::mutex> lock(budgetMu_);
         auto fits = [&] { return static_cast<size_t>(buffered_.load()) + r->bytes <= maxBytes_; };
         if (!fits()) {
@@ -166,11 +192,17 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
         r->inBudget = true;
     }
-    r->stream.assign(stream);
-    r->key.assign(mp::view(rec.key));
-    r->id.assign(mp::view(rec.id));
-    r->contentType.assign(mp::view(rec.content_type));
-    r->payload.assign(reinterpret_cast<const char*>(rec.payload.data), rec.payload.len);
+    r->data.reserve(stream.size() + rec.key.len + rec.id.len + rec.content_type.len +
+                    rec.payload.len);
+    r->data.append(stream);
+    r->data.append(mp::view(rec.key));
+    r->data.append(mp::view(rec.id));
+    r->data.append(mp::view(rec.content_type));
+    r->data.append(reinterpret_cast<const char*>(rec.payload.data), rec.payload.len);
+    r->streamLen = static_cast<uint32_t>(stream.size());
+    r->keyLen = static_cast<uint32_t>(rec.key.len);
+    r->idLen = static_cast<uint32_t>(rec.id.len);
+    r->typeLen = static_cast<uint32_t>(rec.content_type.len);
     r->ts = rec.ts_ns;
     r->seq = rec.seq;
     r->producer = p;
@@ -194,11 +226,17 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         return MP_OK;
     }
     for (Sink* s : to) {
+        bool wasEmpty = false;
         {
             std::lock_guard<std::mutex> lock(s->mu);
+            wasEmpty = s->queue.empty();
             s->queue.push_back(r);
         }
-        s->cv.notify_one();
+        // A sink thread waits only on an empty queue: records added behind others need no
+        // wake-up (one futex call per record otherwise, when the sink keeps up).
+        if (wasEmpty) {
+            s->cv.notify_one();
+        }
     }
     return MP_OK;
 }
@@ -283,7 +321,7 @@ void RecordBus::done(uint64_t token, mp_status status) {
         if (!r->failed.exchange(true)) {
             log(MP_LOG_WARN, "host",
                 s->port.name + " gave up record " + std::to_string(r->seq) + " of " +
-                    r->producer->port.slot + " (stream " + r->stream + ", status " +
+                    r->producer->port.slot + " (stream " + std::string(r->stream()) + ", status " +
                     std::to_string(status) + ")");
         }
     }
@@ -296,14 +334,12 @@ void RecordBus::done(uint64_t token, mp_status status) {
 // over every settled record in seq order, stopping for good at one that failed.
 void RecordBus::settle(const std::shared_ptr<Rec>& r) {
     if (r->inBudget) {
-        bool wake = false;
-        {
-            std::lock_guard<std::mutex> lock(budgetMu_);
-            buffered_ -= static_cast<int64_t>(r->bytes);
-            bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
-            wake = waiters_ != 0 && static_cast<size_t>(buffered_.load()) <= lowWater();
-        }
-        if (wake) {
+        // Without the lock: a producer that waits has counted itself in waiters_ (under the
+        // lock) before it tests the budget, so either it sees these bytes gone or it is woken.
+        buffered_ -= static_cast<int64_t>(r->bytes);
+        bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
+        if (waiters_.load() != 0 && static_cast<size_t>(buffered_.load()) <= lowWater()) {
+            { std::lock_guard<std::mutex> lock(budgetMu_); }
             budgetCv_.notify_all();
         }
     }
@@ -331,15 +367,24 @@ void RecordBus::settle(const std::shared_ptr<Rec>& r) {
             }
         }
     }
+    // The ack thread looks every 20 ms anyway; waking it for every record settled costs a
+    // futex call per record: at most one wake-up per 5 ms.
     if (wake) {
-        ackCv_.notify_one();
+        const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now().time_since_epoch())
+                                .count();
+        int64_t last = lastAckWakeUs_.load(std::memory_order_relaxed);
+        if (now - last >= 5000 &&
+            lastAckWakeUs_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+            ackCv_.notify_one();
+        }
     }
 }
 
 void RecordBus::ackLoop() {
     std::unique_lock<std::mutex> lock(ackMu_);
     while (true) {
-        ackCv_.wait_for(lock, std::chrono::milliseconds(100));
+        ackCv_.wait_for(lock, std::chrono::milliseconds(20));
         bool stop = ackStop_;
         lock.unlock();
         for (auto& p : producers_) {

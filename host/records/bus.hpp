@@ -99,7 +99,7 @@ class RecordBus {
     std::mutex budgetMu_;
     std::condition_variable budgetCv_;  // room in the budget, or stopping
     std::atomic<int64_t> buffered_{0};
-    size_t waiters_ = 0;  // producers waiting for room (budgetMu_)
+    std::atomic<size_t> waiters_{0};  // producers waiting for room (changed under budgetMu_)
     size_t lowWater() const { return maxBytes_ / 4 * 3; }
     std::atomic<bool> stopping_{false};   // producers may not wait any more
     std::atomic<bool> delivering_{true};  // sink threads run
@@ -110,6 +110,7 @@ class RecordBus {
 
     std::mutex ackMu_;
     std::condition_variable ackCv_;
+    std::atomic<int64_t> lastAckWakeUs_{0};  // settle() wakes the ack thread at most every 5 ms
     bool ackStop_ = false;
     std::thread ackThread_;
 

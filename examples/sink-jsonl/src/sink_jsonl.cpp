@@ -62,14 +62,20 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
 
     // Records come on the host's record thread for this sink, in order per producer.
     mp_status onRecord(const mp_record& rec, uint64_t token) override {
-        std::string line = "{\"stream\":" + mp::jsonString(mp::view(rec.stream)) +
-                           ",\"producer\":" + mp::jsonString(mp::view(rec.producer)) +
-                           ",\"seq\":" + std::to_string(rec.seq) +
-                           ",\"key\":" + mp::jsonString(mp::view(rec.key)) +
-                           ",\"id\":" + mp::jsonString(mp::view(rec.id)) + ",\"payload\":" +
-                           mp::jsonString(std::string_view(
-                               reinterpret_cast<const char*>(rec.payload.data), rec.payload.len)) +
-                           "}\n";
+        std::string line;
+        line.reserve(rec.payload.len + rec.stream.len + rec.key.len + rec.id.len + 96);
+        line += "{\"stream\":";
+        mp::appendJsonString(line, mp::view(rec.stream));
+        line += ",\"producer\":";
+        mp::appendJsonString(line, mp::view(rec.producer));
+        line += ",\"seq\":" + std::to_string(rec.seq) + ",\"key\":";
+        mp::appendJsonString(line, mp::view(rec.key));
+        line += ",\"id\":";
+        mp::appendJsonString(line, mp::view(rec.id));
+        line += ",\"payload\":";
+        mp::appendJsonString(line, std::string_view(reinterpret_cast<const char*>(rec.payload.data),
+                                                    rec.payload.len));
+        line += "}\n";
         bool ok = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);

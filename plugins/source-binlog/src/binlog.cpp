@@ -32,6 +32,8 @@ enum OptionalMetadata : uint8_t {
 
 constexpr uint32_t kBinaryCollation = 63;
 constexpr uint8_t kChecksumOff = 0;
+constexpr size_t kFlagsOffset = 17;     // the header's flags (2 bytes, little-endian)
+constexpr uint8_t kBinlogInUse = 0x01;  // LOG_EVENT_BINLOG_IN_USE_F
 constexpr uint8_t kChecksumCrc32 = 1;
 constexpr uint8_t kGtidGroupCommitId = 2;
 constexpr size_t kMaxTablesHeld = 4096;       // table maps of one statement, at most
@@ -357,7 +359,13 @@ bool Decoder::formatDescription(const EventHeader& h, const uint8_t* d, size_t n
         if (checksum_ && verify_) {
             uint32_t want = 0;
             std::memcpy(&want, d + n - 4, 4);
-            if (static_cast<uint32_t>(crc32(0L, d, static_cast<uInt>(n - 4))) != want) {
+            // The server sets "binlog in use" in the header's flags of a file it is writing
+            // and clears it at close, after the checksum was computed without it.
+            uLong crc = crc32(0L, d, kFlagsOffset);
+            const uint8_t flags = d[kFlagsOffset] & ~kBinlogInUse;
+            crc = crc32(crc, &flags, 1);
+            crc = crc32(crc, d + kFlagsOffset + 1, static_cast<uInt>(n - 4 - kFlagsOffset - 1));
+            if (static_cast<uint32_t>(crc) != want) {
                 ++stats_.checksumErrors;
                 return fail(h, "checksum mismatch (damaged event)");
             }
@@ -462,7 +470,6 @@ bool Decoder::tableMap(const EventHeader& h, const uint8_t* d, size_t n) {
         t.columns[i].nullable = ((r.here()[i / 8] >> (i % 8)) & 1) != 0;
     }
     r.skip(bitmap);
-    bool keyed = false;
     while (r.ok() && r.left() > 0) {
         auto type = static_cast<uint8_t>(r.le(1));
         uint64_t flen = r.lenenc();
@@ -483,6 +490,7 @@ bool Decoder::tableMap(const EventHeader& h, const uint8_t* d, size_t n) {
                         ++k;
                     }
                 }
+                t.signs = true;
                 break;
             }
             case kDefaultCharset:
@@ -514,6 +522,7 @@ bool Decoder::tableMap(const EventHeader& h, const uint8_t* d, size_t n) {
                         c.binary = coll[k++] == kBinaryCollation;
                     }
                 }
+                t.charset = true;
                 break;
             }
             case kColumnName:
@@ -532,6 +541,7 @@ bool Decoder::tableMap(const EventHeader& h, const uint8_t* d, size_t n) {
                         }
                     }
                 }
+                t.labels = true;
                 break;
             case kSimplePrimaryKey:
             case kPrimaryKeyWithPrefix:
@@ -542,7 +552,7 @@ bool Decoder::tableMap(const EventHeader& h, const uint8_t* d, size_t n) {
                     }
                     if (f.ok() && idx < count) {
                         t.columns[idx].key = true;
-                        keyed = true;
+                        t.keyed = true;
                     }
                 }
                 break;
@@ -550,7 +560,6 @@ bool Decoder::tableMap(const EventHeader& h, const uint8_t* d, size_t n) {
                 break;
         }
     }
-    t.keyed = keyed;
     if (!t.named) {
         for (size_t i = 0; i < count; ++i) {
             t.columns[i].name = "@" + std::to_string(i + 1);

@@ -82,8 +82,11 @@ struct TableMap {
     std::string schema;
     std::string table;
     std::vector<Column> columns;
-    bool named = false;  // names from the binlog (binlog_row_metadata=FULL)
-    bool keyed = false;  // a primary key from the binlog
+    bool named = false;    // names from the binlog (binlog_row_metadata=FULL)
+    bool keyed = false;    // a primary key from the binlog (or from the completion hook)
+    bool signs = false;    // signedness from the binlog (MINIMAL or FULL)
+    bool charset = false;  // character sets from the binlog (MINIMAL or FULL)
+    bool labels = false;   // ENUM/SET names from the binlog (FULL)
 };
 
 enum class RowKind : uint8_t { Insert, Update, Delete };
@@ -170,8 +173,9 @@ class Decoder {
     void assumeChecksum(bool on) { checksum_ = on; }
     const std::string& serverVersion() const { return serverVersion_; }
     const Stats& stats() const { return stats_; }
-    /// Column names or primary keys the binlog does not carry: the caller may supply them
-    /// (information_schema) through this hook, called once per table map without names.
+    /// Column names, primary keys (and signedness, binary or text, ENUM/SET names) the binlog
+    /// does not carry: the caller may supply them (information_schema) through this hook,
+    /// called for each table map without names, before "every column is a key" applies.
     using Complete = void (*)(void* ctx, TableMap& t);
     void setCompletion(Complete f, void* ctx) {
         complete_ = f;

@@ -143,6 +143,7 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
                                   std::to_string(stream_opts_.serverId) + ".checkpoint";
             }
             startFrom(cfg);
+            decoder_.setCompletion(&BinlogSource::completeHook, this);
         }
     }
 
@@ -171,6 +172,7 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
             thread_.join();
         }
         conn_.close();
+        meta_.close();
         timer_.stop();
         publishStats();
     }
@@ -408,6 +410,108 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
              uint64_t{h.timestamp} * 1000000000);
     }
 
+    // A table map without column names (binlog_row_metadata is not FULL): names, primary key,
+    // and what else the binlog lacks from information_schema, on a second connection, kept
+    // until a DDL passes. The table as it is now: a change read long after the DDL that
+    // preceded it would be named after the newer definition (a column count that differs is
+    // noticed: then the names stay @N).
+    static void completeHook(void* self, mp::binlog::TableMap& t) {
+        static_cast<BinlogSource*>(self)->complete(t);
+    }
+    void complete(mp::binlog::TableMap& t) {
+        std::string name = t.schema + "." + t.table;
+        auto it = described_.find(name);
+        if (it == described_.end()) {
+            try {
+                if (!meta_.connected()) {
+                    meta_.connect(server_);
+                }
+                auto rows = meta_.query(
+                    "SELECT COLUMN_NAME, COLUMN_KEY, DATA_TYPE, COLUMN_TYPE FROM "
+                    "information_schema.COLUMNS WHERE TABLE_SCHEMA = " +
+                    mp::binlog::sqlQuote(t.schema) + " AND TABLE_NAME = " +
+                    mp::binlog::sqlQuote(t.table) + " ORDER BY ORDINAL_POSITION");
+                std::vector<Described> cols;
+                for (auto& r : rows) {
+                    if (r.size() == 4) {
+                        cols.push_back({r[0].value_or(""), r[1].value_or(""), r[2].value_or(""),
+                                        r[3].value_or("")});
+                    }
+                }
+                if (described_.size() > 10000) {
+                    described_.clear();
+                }
+                it = described_.emplace(name, std::move(cols)).first;
+            } catch (const std::exception& e) {
+                meta_.close();
+                if (!describeWarned_) {
+                    describeWarned_ = true;
+                    host().warn(
+                        "the binlog has no column names (binlog_row_metadata is not "
+                        "FULL) and information_schema cannot be read (" +
+                        std::string(e.what()) + "): columns are named @1, @2...");
+                }
+                return;
+            }
+        }
+        const auto& cols = it->second;
+        if (cols.size() != t.columns.size()) {
+            return;  // dropped, or changed since this event: @N names
+        }
+        for (size_t i = 0; i < cols.size(); ++i) {
+            auto& c = t.columns[i];
+            const auto& d = cols[i];
+            c.name = d.name;
+            if (d.key == "PRI") {
+                c.key = true;
+                t.keyed = true;
+            }
+            if (!t.signs) {
+                c.isUnsigned = d.columnType.find("unsigned") != std::string::npos;
+            }
+            if (!t.charset) {
+                c.binary = d.dataType == "binary" || d.dataType == "varbinary" ||
+                           d.dataType.find("blob") != std::string::npos;
+            }
+            if (!t.labels && (d.dataType == "enum" || d.dataType == "set")) {
+                c.labels = labelsOf(d.columnType);
+            }
+        }
+        t.named = true;
+    }
+
+    // enum('a','b''c') -> a, b'c
+    static std::vector<std::string> labelsOf(const std::string& type) {
+        std::vector<std::string> out;
+        size_t i = type.find('(');
+        while (i != std::string::npos && i < type.size()) {
+            size_t q = type.find('\'', i);
+            if (q == std::string::npos) {
+                break;
+            }
+            std::string label;
+            size_t j = q + 1;
+            for (; j < type.size(); ++j) {
+                if (type[j] == '\'') {
+                    if (j + 1 < type.size() && type[j + 1] == '\'') {
+                        label += '\'';
+                        ++j;
+                        continue;
+                    }
+                    break;
+                }
+                label += type[j];
+            }
+            out.push_back(std::move(label));
+            i = j + 1;
+        }
+        return out;
+    }
+
+    void ddl(const mp::binlog::EventHeader&, std::string_view, std::string_view) override {
+        described_.clear();  // a definition may have changed: asked again when next mapped
+    }
+
     void heartbeat(const mp::binlog::EventHeader&, const mp::binlog::Position& pos) override {
         lastEventS_ = host().nowNs() / 1000000000;  // idle and caught up: no lag
         if (!heartbeats_) {
@@ -493,6 +597,12 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
     bool heartbeats_ = true;
     int reconnectMaxMs_ = 5000;
     mp::binlog::Connection conn_;
+    struct Described {
+        std::string name, key, dataType, columnType;
+    };
+    mp::binlog::Connection meta_;  // information_schema, when the binlog has no names
+    std::unordered_map<std::string, std::vector<Described>> described_;
+    bool describeWarned_ = false;
     std::string packet_;
     bool havePacket_ = false;
     uint64_t connections_ = 0;

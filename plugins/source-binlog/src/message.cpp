@@ -20,7 +20,7 @@ void columns(std::string& out, const TableMap& t, const Image& img, Pick pick) {
             out += ',';
         }
         first = false;
-        out += jsonString(t.columns[i].name);
+        appendJsonString(out, t.columns[i].name);
         out += ':';
         out += v;
     }
@@ -42,9 +42,9 @@ void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKi
            : kind == RowKind::Update ? "\"row_update\""
                                      : "\"row_delete\"";
     out += ",\"schema\":";
-    out += jsonString(t.schema);
+    appendJsonString(out, t.schema);
     out += ",\"table_name\":";
-    out += jsonString(t.table);
+    appendJsonString(out, t.table);
     out += ",\"keys\":";
     // The row's key: from the image that finds the row (the one before the change), except
     // for an insert.
@@ -74,10 +74,10 @@ void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKi
     }
     if (!pos.gtid.empty()) {
         out += ",\"gtid\":";
-        out += jsonString(pos.gtid);
+        appendJsonString(out, pos.gtid);
     }
     out += ",\"binlog_file\":";
-    out += jsonString(pos.file);
+    appendJsonString(out, pos.file);
     out += ",\"binlog_position\":";
     out += std::to_string(h.logPos != 0 ? h.logPos : pos.pos);
     out += ",\"server_id\":";

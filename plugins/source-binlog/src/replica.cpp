@@ -22,17 +22,6 @@ void putLe(std::string& out, uint64_t v, size_t n) {
     }
 }
 
-std::string quoted(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'' || c == '\\') {
-            out += '\\';
-        }
-        out += c;
-    }
-    return out + "'";
-}
-
 std::string scalar(Connection& conn, const std::string& sql) {
     auto rows = conn.query(sql);
     if (rows.empty() || rows[0].empty() || !rows[0][0]) {
@@ -52,7 +41,8 @@ std::map<uint64_t, uint64_t> sequences(const std::string& state) {
     size_t at = 0;
     while (at < state.size()) {
         size_t comma = state.find(',', at);
-        std::string one = state.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        std::string one =
+            state.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
         at = comma == std::string::npos ? state.size() : comma + 1;
         unsigned long long d = 0;
         unsigned long long s = 0;
@@ -66,6 +56,17 @@ std::map<uint64_t, uint64_t> sequences(const std::string& state) {
 
 }  // namespace
 
+std::string sqlQuote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out + "'";
+}
+
 void checkNotPurged(Connection& conn, const std::string& state) {
     if (state.empty() || !conn.mariadb()) {
         return;
@@ -76,7 +77,7 @@ void checkNotPurged(Connection& conn, const std::string& state) {
     }
     const std::string oldest = *logs[0][0];
     std::string startOfOldest;
-    auto rows = conn.query("SELECT BINLOG_GTID_POS(" + quoted(oldest) + ", 4)");
+    auto rows = conn.query("SELECT BINLOG_GTID_POS(" + sqlQuote(oldest) + ", 4)");
     if (!rows.empty() && !rows[0].empty() && rows[0][0]) {
         startOfOldest = *rows[0][0];
     }
@@ -148,7 +149,7 @@ ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamO
     if (conn.mariadb()) {
         conn.query("SET @mariadb_slave_capability = " + std::to_string(kMariaSlaveCapability));
         if (start.useGtid) {
-            conn.query("SET @slave_connect_state = " + quoted(start.gtidState));
+            conn.query("SET @slave_connect_state = " + sqlQuote(start.gtidState));
             conn.query("SET @slave_gtid_strict_mode = 0");
             conn.query("SET @slave_gtid_ignore_duplicates = 0");
         }

@@ -34,6 +34,9 @@ struct ServerFacts {
 /// events with conn.read(): 0x00 then the event, or an ERR packet.
 ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamOptions& o);
 
+/// A string as an SQL literal ('...' with ' and \ escaped).
+std::string sqlQuote(const std::string& s);
+
 /// MariaDB: throws ServerError 1236 when the server's oldest binlog starts after `state` in
 /// one of its domains (the changes in between were purged: MariaDB itself would stream on).
 void checkNotPurged(Connection& conn, const std::string& state);

@@ -137,8 +137,8 @@ bool appendDecimal(PacketReader& r, unsigned precision, unsigned scale, std::str
     const int intg0x = intg % kDigitsPerWord;
     const int frac0 = static_cast<int>(scale) / kDigitsPerWord;
     const int frac0x = static_cast<int>(scale) % kDigitsPerWord;
-    const size_t size =
-        static_cast<size_t>(intg0 * 4 + kDigitBytes[intg0x] + frac0 * 4 + kDigitBytes[frac0x]);
+    const int bytes = intg0 * 4 + kDigitBytes[intg0x] + frac0 * 4 + kDigitBytes[frac0x];
+    const auto size = static_cast<size_t>(bytes);
     if (!r.has(size)) {
         return false;
     }
@@ -204,7 +204,7 @@ bool appendBytes(PacketReader& r, size_t prefix, bool binary, std::string& out) 
         appendBase64(out, p, len);
         out += '"';
     } else {
-        out += jsonString(std::string_view(reinterpret_cast<const char*>(p), len));
+        appendJsonString(out, std::string_view(reinterpret_cast<const char*>(p), len));
     }
     return true;
 }
@@ -486,7 +486,8 @@ bool appendValue(PacketReader& r, const Column& c, std::string& out, std::string
         case mysql::kTypeEnum: {
             uint64_t v = r.le(c.meta == 2 ? 2 : 1);
             if (!c.labels.empty() && v <= c.labels.size()) {
-                out += jsonString(v == 0 ? std::string_view() : std::string_view(c.labels[v - 1]));
+                appendJsonString(out,
+                                 v == 0 ? std::string_view() : std::string_view(c.labels[v - 1]));
             } else {
                 appendUnsigned(out, v);
             }
@@ -505,7 +506,7 @@ bool appendValue(PacketReader& r, const Column& c, std::string& out, std::string
                         joined += c.labels[i];
                     }
                 }
-                out += jsonString(joined);
+                appendJsonString(out, joined);
             } else {
                 appendUnsigned(out, v);
             }

@@ -43,7 +43,7 @@ def check(cond, what):
     print(f"ok: {what}")
 
 
-def node_yaml(db, broker, checkpoint, extra=""):
+def node_yaml(db, broker, checkpoint, extra="", exchange="cdc"):
     return (f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: cdc\n"
             f"plugins:\n  cluster: none\n"
             f"  sources:\n    - plugin: source-binlog\n      config: {{host: 127.0.0.1, "
@@ -51,7 +51,7 @@ def node_yaml(db, broker, checkpoint, extra=""):
             f"heartbeat_s: 1{extra}}}\n"
             f"  sinks:\n    - plugin: sink-amqp\n      records: [binlog.rows]\n"
             f"      reports: false\n"
-            f"      config: {{url: 'amqp://127.0.0.1:{broker.port}/%2F', exchange: cdc, "
+            f"      config: {{url: 'amqp://127.0.0.1:{broker.port}/%2F', exchange: {exchange}, "
             f"record_routing_key: 'binlog.{{key}}'}}\n")
 
 
@@ -106,11 +106,45 @@ def refusals(binary, broker, work):
               "a checkpoint past what the server has is refused at start")
 
 
+def without_names(binary, broker, work):
+    """binlog_row_metadata left at MariaDB's default (no column names, no signedness): names,
+    keys, unsigned, binary and ENUM names come from information_schema."""
+    with MariaDB(["--log-bin=mysql-bin", "--binlog-format=ROW", "--server-id=8"]) as db:
+        amqp_bind(broker, "cdc2", "rows2", "binlog.#")
+        conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True)
+        cur = conn.cursor()
+        cp = os.path.join(work, "names.cp")
+        with Probe(binary, node_yaml(db, broker, cp, ", heartbeat_messages: false",
+                                     "cdc2")) as p:
+            cur.execute("CREATE DATABASE s2")
+            cur.execute("CREATE TABLE s2.t (id INT UNSIGNED PRIMARY KEY, name VARCHAR(10), "
+                        "b VARBINARY(4), e ENUM('x','y'), n TINYINT UNSIGNED)")
+            cur.execute("INSERT INTO s2.t VALUES (4294967295, 'max', 0xff00, 'y', 200)")
+            cur.execute("UPDATE s2.t SET name='changed' WHERE id=4294967295")
+            cur.execute("DELETE FROM s2.t")
+            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+            target = cur.fetchone()[0]
+            wait_for(lambda: checkpoint_state(cp) == target, 30, "the checkpoint")
+            check(p.stop() == 0, "stopped")
+        msgs = [json.loads(b) for _, _, b in amqp_drain(broker, "rows2")]
+        check([m["type"] for m in msgs] == ["row_insert", "row_update", "row_delete"],
+              "three changes")
+        ins, upd, dele = msgs
+        check(ins["values"] == {"id": 4294967295, "name": "max", "b": "/wA=", "e": "y", "n": 200}
+              and ins["keys"] == {"id": 4294967295},
+              f"without binlog metadata, names, key, unsigned, binary and ENUM from "
+              f"information_schema: {ins['values']}")
+        check(upd["keys"] == {"id": 4294967295} and upd["after_values"] == {"name": "changed"},
+              "the update names its key and the changed column")
+        check(dele["keys"] == {"id": 4294967295}, "the delete names its key")
+
+
 def main():
     binary, _, _ = sys.argv[1:4]
     work = tempfile.mkdtemp(prefix="mp-binlog-live-")
     with RabbitMQ() as broker:
         refusals(binary, broker, work)
+        without_names(binary, broker, work)
         with MariaDB(SERVER_ARGS) as db:
             amqp_bind(broker, "cdc", "rows", "binlog.#")
             conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True,

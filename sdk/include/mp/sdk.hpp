@@ -75,14 +75,30 @@ inline size_t utf8SequenceLength(std::string_view s, size_t i) {
 /// that is not part of a well-formed UTF-8 sequence, as \u00XX: it reads as Latin-1, MySQL's
 /// old default character set. Text that went through a JSON parser once is therefore UTF-8,
 /// and encodes and parses back to itself from then on (a master re-encoding its slaves'
-/// reports changes nothing).
-inline std::string jsonString(std::string_view s) {
+/// reports changes nothing). Appended to `out`.
+inline void appendJsonString(std::string& out, std::string_view s) {
     static const char* hex = "0123456789abcdef";
-    std::string out;
-    out.reserve(s.size() + 2);
+    out.reserve(out.size() + s.size() + 2);
     out += '"';
+    size_t plain = 0;  // start of the run of bytes copied as they are
+    auto flush = [&](size_t i) {
+        if (i > plain) {
+            out.append(s.data() + plain, i - plain);
+        }
+    };
     for (size_t i = 0; i < s.size(); ++i) {
         const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            continue;  // the common case: kept in the run
+        }
+        if (c >= 0x80) {
+            if (size_t n = utf8SequenceLength(s, i); n != 0) {
+                i += n - 1;  // well-formed UTF-8: kept in the run
+                continue;
+            }
+        }
+        flush(i);
+        plain = i + 1;
         switch (c) {
             case '"':
                 out += "\\\"";
@@ -100,19 +116,19 @@ inline std::string jsonString(std::string_view s) {
                 out += "\\t";
                 break;
             default:
-                if (c >= 0x20 && c < 0x80) {
-                    out += static_cast<char>(c);
-                } else if (size_t n = c >= 0x80 ? utf8SequenceLength(s, i) : 0; n != 0) {
-                    out.append(s.substr(i, n));
-                    i += n - 1;
-                } else {
-                    out += "\\u00";
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                }
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 15];
         }
     }
+    flush(s.size());
     out += '"';
+}
+
+/// The same as a new string.
+inline std::string jsonString(std::string_view s) {
+    std::string out;
+    appendJsonString(out, s);
     return out;
 }
 
