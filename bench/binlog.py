@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """source-binlog's speed, against mariadb-binlog in the same run. A local mariadbd (log_bin, ROW,
 FULL row metadata, CRC32) takes sysbench oltp_write_only (4 threads) into its binlog; then:
-  - offline: the same binlog files decoded to JSON by mysqlprobe (source-binlog -> sink-jsonl
-    into /dev/null) and by `mariadb-binlog --verbose --base64-output=DECODE-ROWS > /dev/null`:
-    row images per CPU second (user + system, wait4), median of RUNS, and the ratio;
+  - offline: the same binlog files decoded to JSON by mysqlprobe (source-binlog -> record bus ->
+    sink-jsonl into /dev/null), by source-binlog's decoder alone (binlog-decode: each row's
+    message rendered, no host) and by `mariadb-binlog --verbose --base64-output=DECODE-ROWS >
+    /dev/null`: row images per CPU second (user + system, wait4), median of RUNS, the ratios;
   - live: mysqlprobe replicating with sink-amqp into a local rabbitmq-server (publisher
     confirms) while sysbench oltp_write_only runs with 4 threads: rows per second published and
     confirmed, the replication lag sampled each 0.5 s (/metrics lag_seconds: now minus the last
@@ -67,8 +68,10 @@ def offline(files, work):
                 f"{{files: {json.dumps(files)}}}}}\n  sinks:\n    - {{plugin: sink-jsonl, records: "
                 f"[binlog.*], reports: false, config: {{path: /dev/null, flush: false}}}}\n")
     tool = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog")
-    ours, theirs, rows = [], [], 0
+    ours, theirs, alone, rows = [], [], [], 0
     for _ in range(RUNS):
+        cpu, _, _ = timed([os.path.join(build, "bin", "binlog-decode")] + files)
+        alone.append(cpu)
         cpu, wall, err = timed([binary, "-c", cfg])
         m = re.search(r"read \d+ file\(s\): (\d+) row changes", err)
         if not m:
@@ -77,14 +80,16 @@ def offline(files, work):
         ours.append(cpu)
         cpu, _, _ = timed([tool, "--verbose", "--base64-output=DECODE-ROWS"] + files)
         theirs.append(cpu)
-    a, b = statistics.median(ours), statistics.median(theirs)
+    a, b, c = statistics.median(ours), statistics.median(theirs), statistics.median(alone)
     size = sum(os.path.getsize(f) for f in files) / 1e6
     print(f"offline decode of {size:.0f} MB of binlog, {rows} row images, median of {RUNS}:")
     print(f"  source-binlog (mysqlprobe -> JSON records):  {a:6.2f} CPU s  "
           f"{rows / a:10,.0f} rows/CPU s")
     print(f"  mariadb-binlog --verbose:                    {b:6.2f} CPU s  "
           f"{rows / b:10,.0f} rows/CPU s")
-    print(f"  ratio: {b / a:.1f}x")
+    print(f"  source-binlog's decoder alone (binlog-decode): {c:6.2f} CPU s  "
+          f"{rows / c:10,.0f} rows/CPU s")
+    print(f"  ratio to mariadb-binlog: node {b / a:.1f}x, decoder alone {b / c:.1f}x")
 
 
 def metrics(port):
