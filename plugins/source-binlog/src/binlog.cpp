@@ -137,24 +137,35 @@ bool uncompress(const uint8_t* d, size_t n, std::string& out, size_t limit) {
     return true;
 }
 
-bool Decoder::setGtidState(std::string_view state) {
-    std::map<uint32_t, std::string> domains;
+bool parseGtidState(std::string_view state, std::map<uint32_t, GtidEntry>& out) {
+    out.clear();
     while (!state.empty()) {
         size_t comma = state.find(',');
-        std::string_view g = state.substr(0, comma);
+        std::string one(state.substr(0, comma));
         state = comma == std::string_view::npos ? std::string_view() : state.substr(comma + 1);
         unsigned long long d = 0;
         unsigned long long s = 0;
         unsigned long long n = 0;
         char rest = 0;
-        std::string one(g);
         if (std::sscanf(one.c_str(), "%llu-%llu-%llu%c", &d, &s, &n, &rest) != 3 ||
             d > UINT32_MAX || s > UINT32_MAX) {
             return false;
         }
-        domains[static_cast<uint32_t>(d)] = one;
+        out[static_cast<uint32_t>(d)] = GtidEntry{static_cast<uint32_t>(s), n};
     }
-    domains_ = std::move(domains);
+    return true;
+}
+
+bool Decoder::setGtidState(std::string_view state) {
+    std::map<uint32_t, GtidEntry> parsed;
+    if (!parseGtidState(state, parsed)) {
+        return false;
+    }
+    domains_.clear();
+    for (const auto& [domain, e] : parsed) {
+        domains_[domain] =
+            std::to_string(domain) + "-" + std::to_string(e.server) + "-" + std::to_string(e.seq);
+    }
     pos_.gtidState = joinState();
     return true;
 }

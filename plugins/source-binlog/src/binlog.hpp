@@ -214,6 +214,14 @@ class Decoder {
     Stats stats_;
 };
 
+/// A MariaDB GTID state ("0-1-5,1-2-9") as domain -> (server, sequence); false when it does
+/// not parse ("" is the empty state).
+struct GtidEntry {
+    uint32_t server = 0;
+    uint64_t seq = 0;
+};
+bool parseGtidState(std::string_view state, std::map<uint32_t, GtidEntry>& out);
+
 /// Decompresses MariaDB's compressed payload (a header byte 0x8N, N big-endian length bytes,
 /// then zlib) into `out`, at most `limit` bytes. False when damaged.
 bool uncompress(const uint8_t* d, size_t n, std::string& out, size_t limit);

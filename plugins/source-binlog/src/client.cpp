@@ -40,12 +40,6 @@ std::string sha1(const std::string& s) {
     return std::string(reinterpret_cast<const char*>(out), sizeof out);
 }
 
-void putLe(std::string& out, uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-        out += static_cast<char>((v >> (8 * i)) & 0xff);
-    }
-}
-
 }  // namespace
 
 std::string nativePasswordScramble(const std::string& password, const std::string& salt) {

@@ -79,6 +79,13 @@ class Connection {
     uint32_t connectionId_ = 0;
 };
 
+/// Appends `v` as `n` little-endian bytes (packet fields).
+inline void putLe(std::string& out, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+    }
+}
+
 /// mysql_native_password: SHA1(password) XOR SHA1(salt + SHA1(SHA1(password))).
 std::string nativePasswordScramble(const std::string& password, const std::string& salt);
 

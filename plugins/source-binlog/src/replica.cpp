@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <map>
 
+#include "binlog.hpp"
+
 namespace mp::binlog {
 namespace {
 
@@ -15,12 +17,6 @@ constexpr uint16_t kErrSpecificAccessDenied = 1227;
 constexpr uint16_t kErrMasterFatalReadingBinlog = 1236;
 constexpr uint16_t kErrNoBinaryLogging = 1381;
 constexpr int kMariaSlaveCapability = 4;  // MARIA_SLAVE_CAPABILITY_MINE: GTID, annotate, ...
-
-void putLe(std::string& out, uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; ++i) {
-        out += static_cast<char>((v >> (8 * i)) & 0xff);
-    }
-}
 
 std::string scalar(Connection& conn, const std::string& sql) {
     auto rows = conn.query(sql);
@@ -33,25 +29,6 @@ std::string scalar(Connection& conn, const std::string& sql) {
 std::string upper(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
     return s;
-}
-
-// "0-1-5,1-2-9" as domain -> sequence number.
-std::map<uint64_t, uint64_t> sequences(const std::string& state) {
-    std::map<uint64_t, uint64_t> out;
-    size_t at = 0;
-    while (at < state.size()) {
-        size_t comma = state.find(',', at);
-        std::string one =
-            state.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-        at = comma == std::string::npos ? state.size() : comma + 1;
-        unsigned long long d = 0;
-        unsigned long long s = 0;
-        unsigned long long n = 0;
-        if (std::sscanf(one.c_str(), "%llu-%llu-%llu", &d, &s, &n) == 3) {
-            out[d] = n;
-        }
-    }
-    return out;
 }
 
 }  // namespace
@@ -81,10 +58,14 @@ void checkNotPurged(Connection& conn, const std::string& state) {
     if (!rows.empty() && !rows[0].empty() && rows[0][0]) {
         startOfOldest = *rows[0][0];
     }
-    auto have = sequences(startOfOldest);
-    for (const auto& [domain, seq] : sequences(state)) {
+    std::map<uint32_t, GtidEntry> have;
+    std::map<uint32_t, GtidEntry> want;
+    if (!parseGtidState(startOfOldest, have) || !parseGtidState(state, want)) {
+        return;  // not MariaDB's form: the server decides
+    }
+    for (const auto& [domain, entry] : want) {
         auto it = have.find(domain);
-        if (it != have.end() && it->second > seq) {
+        if (it != have.end() && it->second.seq > entry.seq) {
             // MariaDB would stream on from its oldest binlog without a word (gtid_strict_mode
             // off): the transactions in between are gone.
             throw ServerError(kErrMasterFatalReadingBinlog, "HY000",
