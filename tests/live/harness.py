@@ -59,16 +59,19 @@ def wait_for(cond, timeout=20.0, what="condition"):
 
 
 class MariaDB:
-    """mariadbd with a fresh datadir on 127.0.0.1:<free port>, grants off (test only)."""
+    """mariadbd with a fresh datadir on 127.0.0.1:<free port>, grants off (test only) unless
+    grants=True (then root connects over `socket` only)."""
 
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), grants=False):
         self.mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
         self.install = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
         if not os.path.exists(self.mariadbd) or not os.path.exists(self.install):
             skip("mariadbd is not installed (scripts/deps.sh installs mariadb-server)")
         self.extra = list(extra_args)
+        self.grants = grants  # True: privileges checked (root over the socket only)
         self.dir = tempfile.mkdtemp(prefix="mp-mariadb-")
         self.port = free_port()
+        self.socket = os.path.join(self.dir, "mysqld.sock")
         self.proc = None
 
     def __enter__(self):
@@ -80,9 +83,9 @@ class MariaDB:
         self.proc = subprocess.Popen(
             [self.mariadbd, "--no-defaults", f"--datadir={data}", "--user=root",
              f"--socket={self.dir}/mysqld.sock", f"--port={self.port}", "--bind-address=127.0.0.1",
-             "--skip-grant-tables", "--skip-name-resolve", "--max-allowed-packet=64M",
+             "--skip-name-resolve", "--max-allowed-packet=64M",
              f"--pid-file={self.dir}/mysqld.pid", "--innodb-buffer-pool-size=64M",
-             "--skip-log-bin"] + self.extra,
+             "--skip-log-bin"] + ([] if self.grants else ["--skip-grant-tables"]) + self.extra,
             stdout=self.log, stderr=subprocess.STDOUT)
 
         def up():

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "file_reader.hpp"
 #include "message.hpp"
 #include "replica.hpp"
+#include "window.hpp"
 
 namespace {
 
@@ -48,6 +50,8 @@ const mp_property kProps[] = {
     {"include", MP_PROP_STRING_LIST, 0, "*.*", "tables whose changes are published, as schema.table patterns (* and ? wildcards)", 0, 0, nullptr},
     {"exclude", MP_PROP_STRING_LIST, 0, "", "tables left out even when included (patterns as include)", 0, 0, nullptr},
     {"full_images", MP_PROP_BOOL, 0, "false", "row_update carries every column before and after (not only the changed ones); row_delete its before_values", 0, 0, nullptr},
+    {"dedupe_s", MP_PROP_INT, 0, "0", "de-duplication window, seconds of binlog time: later changes of the same row within it merge into the first (README: the rules); 0: off", 0, 3600, nullptr},
+    {"dedupe_max_mb", MP_PROP_INT, 0, "64", "bytes the window holds at most (MiB); past it the oldest changes leave early", 1, 4096, nullptr},
     {"verify_checksums", MP_PROP_BOOL, 0, "true", "check each event's CRC32 when the binlog has them (a mismatch stops the reading with its position)", 0, 0, nullptr},
     {"max_event_mb", MP_PROP_INT, 0, "256", "largest event read (MiB); a larger one stops the reading with its position", 1, 1024, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
@@ -114,11 +118,21 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
           failures_(host.counter("failures_total", "failed connections and broken streams")),
           lag_(host.counter("lag_seconds", "now minus the time of the last event read (live)",
                             MP_GAUGE)),
-          checkpoints_(host.counter("checkpoints_total", "checkpoints written")) {
+          checkpoints_(host.counter("checkpoints_total", "checkpoints written")),
+          merged_(host.counter("dedupe_merged_total",
+                               "changes merged into one waiting in the de-duplication window")),
+          early_(host.counter("dedupe_early_total",
+                              "changes that left the window early (dedupe_max_mb reached)")) {
         host.set("records.backpressure", "wait");  // a full buffer pauses the reading
         options_.fullImages = cfg.boolean("full_images");
         decoder_.verifyChecksums(cfg.boolean("verify_checksums"));
         decoder_.setFilter(&Filter::call, &filter_);
+        if (cfg.i64("dedupe_s") > 0) {
+            window_ = std::make_unique<mp::binlog::Window>(
+                static_cast<uint64_t>(cfg.i64("dedupe_s")),
+                static_cast<size_t>(cfg.i64("dedupe_max_mb")) << 20,
+                [this](const mp::binlog::Change& c) { publish(c); });
+        }
         server_.host = cfg.str("host");
         if (files_.empty() == server_.host.empty()) {
             throw mp::Error(files_.empty() ? "give files (binlog files to read) or host (a server "
@@ -368,6 +382,9 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
                     return;
                 }
             }
+            if (window_) {
+                drainWindow(binlogNowS_, true);
+            }
             host().info("read " + std::to_string(files_.size()) +
                         " file(s): " + std::to_string(decoder_.stats().rows) + " row changes in " +
                         std::to_string(decoder_.stats().transactions) + " transactions");
@@ -402,12 +419,50 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
             transactionStart_ = pos.pos;
         }
         uint64_t now = host().nowNs();
+        if (window_) {
+            auto& shared = mapped_[&t];
+            if (!shared || shared->id != t.id || shared->table != t.table ||
+                shared->schema != t.schema) {  // (a map the decoder dropped: its address reused)
+                shared = std::make_shared<const mp::binlog::TableMap>(t);
+            }
+            window_->add(h, shared, kind, before, after, pos,
+                         mp::binlog::messageId(pos, transactionStart_, index));
+            drainWindow(h.timestamp, false);
+            return;
+        }
         mp::binlog::rowMessage(message_, h, t, kind, before, after, pos, now / 1000000000,
                                options_);
         key_.assign(t.schema).append(".").append(t.table);
         emit(std::string_view(key_).substr(0, 255),
              mp::binlog::messageId(pos, transactionStart_, index),
              uint64_t{h.timestamp} * 1000000000);
+    }
+
+    // A change leaving the de-duplication window.
+    void publish(const mp::binlog::Change& c) {
+        const auto& t = *c.table;
+        mp::binlog::rowMessage(message_, c.header, t, c.kind, c.before, c.after, c.position,
+                               host().nowNs() / 1000000000, options_,
+                               c.kind == mp::binlog::RowKind::Update ? &c.touched : nullptr,
+                               c.parts);
+        key_.assign(t.schema).append(".").append(t.table);
+        emit(std::string_view(key_).substr(0, 255),
+             c.lastId.empty() ? c.id : (c.id + ".." + c.lastId).substr(0, 255),
+             uint64_t{c.header.timestamp} * 1000000000);
+    }
+
+    // Sends what waited long enough; the commits whose changes have all left become resume
+    // points (at the seq of the last record sent).
+    void drainWindow(uint64_t nowS, bool all) {
+        binlogNowS_ = std::max(binlogNowS_, nowS);
+        window_->flush(binlogNowS_, all);
+        merged_.set(static_cast<int64_t>(window_->stats().merged));
+        early_.set(static_cast<int64_t>(window_->stats().early));
+        const uint64_t oldest = window_->oldestWaiting();
+        while (!windowCommits_.empty() && windowCommits_.front().first <= oldest) {
+            noteCommit(windowCommits_.front().second);
+            windowCommits_.pop_front();
+        }
     }
 
     // A table map without column names (binlog_row_metadata is not FULL): names, primary key,
@@ -514,6 +569,9 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
 
     void heartbeat(const mp::binlog::EventHeader&, const mp::binlog::Position& pos) override {
         lastEventS_ = host().nowNs() / 1000000000;  // idle and caught up: no lag
+        if (window_) {
+            drainWindow(host().nowNs() / 1000000000, false);  // caught up: the binlog's now
+        }
         if (!heartbeats_) {
             return;
         }
@@ -525,6 +583,18 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
     // A transaction boundary: safe to resume after once every record up to seq_ is delivered.
     void commit(const mp::binlog::EventHeader&, const mp::binlog::Position& pos) override {
         lastCommit_ = pos;
+        if (window_) {
+            mapped_.clear();  // the decoder drops its table maps at each commit
+            if (!server_.host.empty()) {
+                windowCommits_.emplace_back(window_->nextOrder(), pos);
+            }
+            drainWindow(binlogNowS_, false);
+            return;
+        }
+        noteCommit(pos);
+    }
+
+    void noteCommit(const mp::binlog::Position& pos) {
         if (server_.host.empty()) {
             return;  // files: no checkpoint
         }
@@ -588,7 +658,12 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
     uint64_t transactionStart_ = 0;
     std::atomic<uint64_t> bytesRead_{0}, deliveredSeq_{0}, lastEventS_{0};
     mp::Counter rows_, events_, transactions_, skipped_, bytes_, delivered_, connected_,
-        reconnects_, failures_, lag_, checkpoints_;
+        reconnects_, failures_, lag_, checkpoints_, merged_, early_;
+    std::unique_ptr<mp::binlog::Window> window_;  // dedupe_s > 0
+    uint64_t binlogNowS_ = 0;                     // the newest event time read (window clock)
+    std::unordered_map<const mp::binlog::TableMap*, std::shared_ptr<const mp::binlog::TableMap>>
+        mapped_;  // this transaction's table maps, shared by the changes waiting in the window
+    std::deque<std::pair<uint64_t, mp::binlog::Position>> windowCommits_;  // (order, position)
     // live
     mp::binlog::ServerAddress server_;
     mp::binlog::StreamOptions stream_opts_;

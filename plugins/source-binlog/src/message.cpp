@@ -31,7 +31,7 @@ void columns(std::string& out, const TableMap& t, const Image& img, Pick pick) {
 
 void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKind kind,
                 const Image& before, const Image& after, const Position& pos, uint64_t nowS,
-                const MessageOptions& o) {
+                const MessageOptions& o, const std::vector<bool>* touched, uint32_t parts) {
     out.clear();
     out += "{\"timestamp\":";
     out += std::to_string(nowS);
@@ -57,7 +57,13 @@ void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKi
             break;
         case RowKind::Update: {
             auto changed = [&](size_t i) {
-                return o.fullImages || i >= before.end.size() || before.value(i) != after.value(i);
+                if (o.fullImages) {
+                    return true;
+                }
+                if (touched != nullptr) {
+                    return i < touched->size() && (*touched)[i];
+                }
+                return i >= before.end.size() || before.value(i) != after.value(i);
             };
             out += ",\"before_values\":";
             columns(out, t, before, changed);
@@ -82,6 +88,10 @@ void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKi
     out += std::to_string(h.logPos != 0 ? h.logPos : pos.pos);
     out += ",\"server_id\":";
     out += std::to_string(h.serverId);
+    if (parts > 1) {
+        out += ",\"merged\":";
+        out += std::to_string(parts);
+    }
     out += '}';
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "binlog.hpp"
 
@@ -15,10 +16,13 @@ struct MessageOptions {
     bool fullImages = false;  // row_update: every column before and after, not only changes
 };
 
-/// Appends the message of one row change to `out` (cleared first).
+/// Appends the message of one row change to `out` (cleared first). `touched`: an update's
+/// columns to show (a merged update's); null: those whose value changed. `parts` > 1 adds
+/// "merged": parts.
 void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKind kind,
                 const Image& before, const Image& after, const Position& pos, uint64_t nowS,
-                const MessageOptions& o);
+                const MessageOptions& o, const std::vector<bool>* touched = nullptr,
+                uint32_t parts = 1);
 
 /// {"timestamp":now,"type":"heartbeat"} plus where the stream is.
 void heartbeatMessage(std::string& out, uint64_t nowS, const Position& pos);

@@ -3,7 +3,8 @@
 """source-binlog live: mysqlprobe replicates from a real MariaDB (GTID, CRC32 checksums) and
 sink-amqp publishes the row changes to a real RabbitMQ with publisher confirms. In the middle
 of the write load (workload.py, then sysbench oltp_write_only) the node is killed with -9 and
-started again (it resumes from its checkpoint), and the broker is restarted. A consumer takes
+started again (it resumes from its checkpoint, now with a de-duplication window), and the
+broker is restarted. A consumer takes
 every message off the queue, drops repeated message ids (each repeat must be the same change)
 and applies the rest to an empty copy: CHECKSUM TABLE of every table equals the source's, so
 nothing was lost. Also: the refusals at start (binlog off, STATEMENT format, a purged position)
@@ -43,11 +44,11 @@ def check(cond, what):
     print(f"ok: {what}")
 
 
-def node_yaml(db, broker, checkpoint, extra="", exchange="cdc"):
+def node_yaml(db, broker, checkpoint, extra="", exchange="cdc", user="root"):
     return (f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: cdc\n"
             f"plugins:\n  cluster: none\n"
             f"  sources:\n    - plugin: source-binlog\n      config: {{host: 127.0.0.1, "
-            f"port: {db.port}, user: root, server_id: 99, checkpoint: '{checkpoint}', "
+            f"port: {db.port}, user: {user}, server_id: 99, checkpoint: '{checkpoint}', "
             f"heartbeat_s: 1{extra}}}\n"
             f"  sinks:\n    - plugin: sink-amqp\n      records: [binlog.rows]\n"
             f"      reports: false\n"
@@ -106,6 +107,52 @@ def refusals(binary, broker, work):
               "a checkpoint past what the server has is refused at start")
 
 
+def grants_and_password(binary, broker, work):
+    """Privileges checked: a user without REPLICATION SLAVE and a wrong password are refused at
+    start in one line; with the grants and the password (mysql_native_password) the replica
+    streams; the password is in no log line."""
+    secret = "Pw-9f3k-not-in-logs"
+    with MariaDB(SERVER_ARGS, grants=True) as db:
+        conn = pymysql.connect(unix_socket=db.socket, user="root", autocommit=True)
+        cur = conn.cursor()
+        cur.execute(f"CREATE USER cdc IDENTIFIED BY '{secret}'")
+        cur.execute("GRANT SELECT ON *.* TO cdc")
+        cur.execute("CREATE USER nopass IDENTIFIED BY 'other'")
+        amqp_bind(broker, "cdc3", "rows3", "binlog.#")
+
+        def run(user, password):
+            cfg = os.path.join(work, f"grants-{user}.yaml")
+            with open(cfg, "w") as f:
+                f.write(node_yaml(db, broker, os.path.join(work, f"{user}.cp"),
+                                  f", password: '{password}', heartbeat_messages: false", "cdc3",
+                                  user))
+            return subprocess.run([binary, "-c", cfg], capture_output=True, text=True, timeout=60)
+        p = run("cdc", secret)
+        check(p.returncode != 0 and "REPLICATION SLAVE" in p.stderr and secret not in p.stderr,
+              "a user without REPLICATION SLAVE is refused at start: " +
+              [l for l in p.stderr.splitlines() if "start failed" in l][0][-160:])
+        p = run("nopass", secret)
+        check(p.returncode != 0 and "1045" in p.stderr and secret not in p.stderr,
+              "a wrong password is refused at start: " +
+              [l for l in p.stderr.splitlines() if "start failed" in l][0][-120:])
+        cur.execute("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO cdc")
+        cp = os.path.join(work, "granted.cp")
+        with Probe(binary, node_yaml(db, broker, cp, f", password: '{secret}', "
+                                     "heartbeat_messages: false", "cdc3", "cdc")) as node:
+            cur.execute("CREATE DATABASE g")
+            cur.execute("CREATE TABLE g.t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO g.t VALUES (7)")
+            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+            target = cur.fetchone()[0]
+            wait_for(lambda: checkpoint_state(cp) == target, 30, "the checkpoint")
+            log = node.log()
+            check(node.stop() == 0, "stopped")
+        msgs = [json.loads(b) for _, _, b in amqp_drain(broker, "rows3")]
+        check([m.get("values") for m in msgs] == [{"id": 7}],
+              "with the grants and its password (mysql_native_password), the change arrives")
+        check(secret not in log, "the password is in no log line")
+
+
 def without_names(binary, broker, work):
     """binlog_row_metadata left at MariaDB's default (no column names, no signedness): names,
     keys, unsigned, binary and ENUM names come from information_schema."""
@@ -139,77 +186,88 @@ def without_names(binary, broker, work):
         check(dele["keys"] == {"id": 4294967295}, "the delete names its key")
 
 
+def crash_and_restart(binary, broker, work, extra, exchange, queue):
+    """The write load with a kill -9 of the node and a broker restart in the middle; the copy
+    rebuilt from the messages (repeated ids dropped) must equal the source."""
+    cp = os.path.join(work, f"{queue}.checkpoint")
+    with MariaDB(SERVER_ARGS) as db:
+        amqp_bind(broker, exchange, queue, "binlog.#")
+        conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True,
+                               charset="utf8mb4")
+        cur = conn.cursor()
+        yaml_text = node_yaml(db, broker, cp, extra, exchange)
+
+        def compress(c):
+            c.execute("SET GLOBAL log_bin_compress=ON")
+            c.execute("SET GLOBAL log_bin_compress_min_len=10")
+        with Probe(binary, yaml_text) as p:
+            run_workload(cur, compress)
+            sb = threading.Thread(target=run_sysbench, args=(db.port, 14, 4, 4))
+            sb.start()
+            time.sleep(5)
+            before = checkpoint_state(cp)
+            p.proc.kill()  # a crash in the middle of the write load
+            p.proc.wait()
+            print(f"node killed with -9 at checkpoint {before}")
+            check(before is not None, "a checkpoint was written before the crash")
+        with Probe(binary, yaml_text) as p:
+            check("resuming from the checkpoint" in p.log(), "the new node resumes from "
+                  "the checkpoint")
+            time.sleep(2)
+            broker.stop()  # the broker goes away while changes keep coming
+            time.sleep(1)
+            broker.start()
+            sb.join()
+            cur.execute("INSERT INTO src.nokey VALUES (42, 'after all', NULL)")
+            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+            target = cur.fetchone()[0]
+            t0 = time.time()
+            wait_for(lambda: checkpoint_state(cp) == target, 120,
+                     f"the checkpoint to reach the server's {target}")
+            t1 = time.time()
+            time.sleep(2.5)  # idle: the server's heartbeats become heartbeat messages
+            m = p.metrics()
+            check(m.get("mysqlprobe_source_binlog_connected") == 1, "streaming")
+            check(m.get("mysqlprobe_source_binlog_lag_seconds", 99) <= 2,
+                  f"lag {m.get('mysqlprobe_source_binlog_lag_seconds')} s")
+            print(f"checkpoint at the server's position {t1 - t0:.1f} s after the "
+                  "last write; metrics: " + ", ".join(
+                f"{k.split('source_binlog_')[1]}={v}" for k, v in m.items()
+                if "source_binlog" in k))
+            check(p.stop() == 0, "the node stops cleanly")
+        got = amqp_drain(broker, queue)
+        print(f"{len(got)} messages in the queue")
+        seen, dups, applied, heartbeats = {}, 0, [], 0
+        for method, props, body in got:
+            msg = json.loads(body)
+            if msg["type"] == "heartbeat":
+                heartbeats += 1
+                continue
+            mid = props.message_id
+            strip = {k: v for k, v in msg.items() if k != "timestamp"}
+            if mid in seen:
+                dups += 1
+                assert seen[mid] == strip, f"message {mid} repeated with other content"
+                continue
+            seen[mid] = strip
+            applied.append(msg)
+        check(heartbeats > 0, f"{heartbeats} heartbeat messages while idle")
+        print(f"{dups} repeated messages (same id, same change) dropped by the consumer")
+        rebuild(cur, applied)
+
+
 def main():
     binary, _, _ = sys.argv[1:4]
     work = tempfile.mkdtemp(prefix="mp-binlog-live-")
     with RabbitMQ() as broker:
         refusals(binary, broker, work)
+        grants_and_password(binary, broker, work)
         without_names(binary, broker, work)
-        with MariaDB(SERVER_ARGS) as db:
-            amqp_bind(broker, "cdc", "rows", "binlog.#")
-            conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root", autocommit=True,
-                                   charset="utf8mb4")
-            cur = conn.cursor()
-            cp = os.path.join(work, "cdc.checkpoint")
-            yaml_text = node_yaml(db, broker, cp)
-
-            def compress(c):
-                c.execute("SET GLOBAL log_bin_compress=ON")
-                c.execute("SET GLOBAL log_bin_compress_min_len=10")
-            with Probe(binary, yaml_text) as p:
-                run_workload(cur, compress)
-                sb = threading.Thread(target=run_sysbench, args=(db.port, 14, 4, 4))
-                sb.start()
-                time.sleep(5)
-                before = checkpoint_state(cp)
-                p.proc.kill()  # a crash in the middle of the write load
-                p.proc.wait()
-                print(f"node killed with -9 at checkpoint {before}")
-                check(before is not None, "a checkpoint was written before the crash")
-            with Probe(binary, yaml_text) as p:
-                check("resuming from the checkpoint" in p.log(), "the new node resumes from "
-                      "the checkpoint")
-                time.sleep(2)
-                broker.stop()  # the broker goes away while changes keep coming
-                time.sleep(1)
-                broker.start()
-                sb.join()
-                cur.execute("INSERT INTO src.nokey VALUES (42, 'after all', NULL)")
-                cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
-                target = cur.fetchone()[0]
-                t0 = time.time()
-                wait_for(lambda: checkpoint_state(cp) == target, 120,
-                         f"the checkpoint to reach the server's {target}")
-                t1 = time.time()
-                time.sleep(2.5)  # idle: the server's heartbeats become heartbeat messages
-                m = p.metrics()
-                check(m.get("mysqlprobe_source_binlog_connected") == 1, "streaming")
-                check(m.get("mysqlprobe_source_binlog_lag_seconds", 99) <= 2,
-                      f"lag {m.get('mysqlprobe_source_binlog_lag_seconds')} s")
-                print(f"checkpoint at the server's position {t1 - t0:.1f} s after the "
-                      "last write; metrics: " + ", ".join(
-                    f"{k.split('source_binlog_')[1]}={v}" for k, v in m.items()
-                    if "source_binlog" in k))
-                check(p.stop() == 0, "the node stops cleanly")
-            got = amqp_drain(broker, "rows")
-            print(f"{len(got)} messages in the queue")
-            seen, dups, applied, heartbeats = {}, 0, [], 0
-            for method, props, body in got:
-                msg = json.loads(body)
-                if msg["type"] == "heartbeat":
-                    heartbeats += 1
-                    continue
-                mid = props.message_id
-                strip = {k: v for k, v in msg.items() if k != "timestamp"}
-                if mid in seen:
-                    dups += 1
-                    assert seen[mid] == strip, f"message {mid} repeated with other content"
-                    continue
-                seen[mid] = strip
-                applied.append(msg)
-            check(heartbeats > 0, f"{heartbeats} heartbeat messages while idle")
-            print(f"{dups} repeated messages (same id, same change) dropped by the consumer")
-            rebuild(cur, applied)
+        crash_and_restart(binary, broker, work, "", "cdc", "rows")
+        # again with the de-duplication window (both nodes): the replay after the crash must
+        # merge the same parts into the same messages with the same ids
+        print("with the de-duplication window (dedupe_s: 1):")
+        crash_and_restart(binary, broker, work, ", dedupe_s: 1", "cdcw", "rowsw")
 
 
 if __name__ == "__main__":
