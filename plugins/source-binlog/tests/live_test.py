@@ -65,6 +65,14 @@ def checkpoint_state(path):
     return m.group(1) if m else None
 
 
+def wait_checkpoint(cur, cp, timeout=30):
+    """Until the checkpoint holds the server's last GTID (every change delivered)."""
+    cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+    target = cur.fetchone()[0]
+    wait_for(lambda: checkpoint_state(cp) == target, timeout,
+             f"the checkpoint to reach the server's {target}")
+
+
 def refusals(binary, broker, work):
     """A server that cannot serve a replica: the node does not start, one line says why."""
     cases = [
@@ -142,9 +150,7 @@ def grants_and_password(binary, broker, work):
             cur.execute("CREATE DATABASE g")
             cur.execute("CREATE TABLE g.t (id INT PRIMARY KEY)")
             cur.execute("INSERT INTO g.t VALUES (7)")
-            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
-            target = cur.fetchone()[0]
-            wait_for(lambda: checkpoint_state(cp) == target, 30, "the checkpoint")
+            wait_checkpoint(cur, cp)
             log = node.log()
             check(node.stop() == 0, "stopped")
         msgs = [json.loads(b) for _, _, b in amqp_drain(broker, "rows3")]
@@ -169,9 +175,7 @@ def without_names(binary, broker, work):
             cur.execute("INSERT INTO s2.t VALUES (4294967295, 'max', 0xff00, 'y', 200)")
             cur.execute("UPDATE s2.t SET name='changed' WHERE id=4294967295")
             cur.execute("DELETE FROM s2.t")
-            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
-            target = cur.fetchone()[0]
-            wait_for(lambda: checkpoint_state(cp) == target, 30, "the checkpoint")
+            wait_checkpoint(cur, cp)
             check(p.stop() == 0, "stopped")
         msgs = [json.loads(b) for _, _, b in amqp_drain(broker, "rows2")]
         check([m["type"] for m in msgs] == ["row_insert", "row_update", "row_delete"],
@@ -219,11 +223,8 @@ def crash_and_restart(binary, broker, work, extra, exchange, queue):
             broker.start()
             sb.join()
             cur.execute("INSERT INTO src.nokey VALUES (42, 'after all', NULL)")
-            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
-            target = cur.fetchone()[0]
             t0 = time.time()
-            wait_for(lambda: checkpoint_state(cp) == target, 120,
-                     f"the checkpoint to reach the server's {target}")
+            wait_checkpoint(cur, cp, 120)
             t1 = time.time()
             time.sleep(2.5)  # idle: the server's heartbeats become heartbeat messages
             m = p.metrics()
