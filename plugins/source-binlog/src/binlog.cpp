@@ -212,7 +212,7 @@ bool Decoder::event(const uint8_t* d, size_t n) {
         return fail(
             h, "event says " + std::to_string(h.size) + " bytes, " + std::to_string(n) + " given");
     }
-    ++stats_.events;
+    stats_.events.fetch_add(1, std::memory_order_relaxed);
     size_t bodyEnd = n;
     if (h.type == kFormatDescription) {
         if (!formatDescription(h, d, n)) {
@@ -229,7 +229,7 @@ bool Decoder::event(const uint8_t* d, size_t n) {
                 std::memcpy(&want, d + bodyEnd, 4);  // little-endian hosts (x86, arm64)
                 auto got = static_cast<uint32_t>(crc32(0L, d, static_cast<uInt>(bodyEnd)));
                 if (got != want) {
-                    ++stats_.checksumErrors;
+                    stats_.checksumErrors.fetch_add(1, std::memory_order_relaxed);
                     return fail(h, "checksum mismatch (damaged event)");
                 }
             }
@@ -327,7 +327,7 @@ bool Decoder::event(const uint8_t* d, size_t n) {
     if (committed_) {
         committed_ = false;
         inTransaction_ = false;
-        ++stats_.transactions;
+        stats_.transactions.fetch_add(1, std::memory_order_relaxed);
         tables_.clear();  // each transaction maps its tables again
         if (mariaGtid_) {
             mariaGtid_ = false;
@@ -377,7 +377,7 @@ bool Decoder::formatDescription(const EventHeader& h, const uint8_t* d, size_t n
             crc = crc32(crc, &flags, 1);
             crc = crc32(crc, d + kFlagsOffset + 1, static_cast<uInt>(n - 4 - kFlagsOffset - 1));
             if (static_cast<uint32_t>(crc) != want) {
-                ++stats_.checksumErrors;
+                stats_.checksumErrors.fetch_add(1, std::memory_order_relaxed);
                 return fail(h, "checksum mismatch (damaged event)");
             }
         }
@@ -614,7 +614,7 @@ bool Decoder::rows(const EventHeader& h, const uint8_t* d, size_t n) {
             kind = RowKind::Delete;
             break;
     }
-    ++stats_.rowEvents;
+    stats_.rowEvents.fetch_add(1, std::memory_order_relaxed);
     PacketReader r(d, n);
     const size_t ph = postHeader(type, v2 || compressedV2 ? 10 : 8);
     uint64_t tableId = r.le(ph == 6 ? 4 : 6);
@@ -652,7 +652,7 @@ bool Decoder::rows(const EventHeader& h, const uint8_t* d, size_t n) {
     }
     const bool wanted = filter_ == nullptr || filter_(filterCtx_, t.schema, t.table);
     if (!wanted) {
-        ++stats_.skippedRows;
+        stats_.skippedRows.fetch_add(1, std::memory_order_relaxed);
     } else {
         const uint8_t* data = r.here();
         size_t dataLen = r.left();
@@ -707,7 +707,7 @@ bool Decoder::rows(const EventHeader& h, const uint8_t* d, size_t n) {
             if (!ok) {
                 return fail(h, t.schema + "." + t.table + ": " + why);
             }
-            ++stats_.rows;
+            stats_.rows.fetch_add(1, std::memory_order_relaxed);
             handler_.row(h, t, kind, before_, after_, rowIndex_++);
         }
     }

@@ -7,6 +7,7 @@
 // error with its position, never a read past its end.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -136,13 +137,14 @@ using TableFilter = bool (*)(void* ctx, std::string_view schema, std::string_vie
 
 class Decoder {
   public:
+    /// Counted by the decoding thread, read by any (the plugin's stats timer).
     struct Stats {
-        uint64_t events = 0;
-        uint64_t rowEvents = 0;
-        uint64_t rows = 0;
-        uint64_t skippedRows = 0;  // rows of filtered-out tables
-        uint64_t transactions = 0;
-        uint64_t checksumErrors = 0;
+        std::atomic<uint64_t> events{0};
+        std::atomic<uint64_t> rowEvents{0};
+        std::atomic<uint64_t> rows{0};
+        std::atomic<uint64_t> skippedRows{0};  // row events of filtered-out tables
+        std::atomic<uint64_t> transactions{0};
+        std::atomic<uint64_t> checksumErrors{0};
     };
 
     explicit Decoder(Handler& handler) : handler_(handler) {}

@@ -385,9 +385,9 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
             if (window_) {
                 drainWindow(binlogNowS_, true);
             }
-            host().info("read " + std::to_string(files_.size()) +
-                        " file(s): " + std::to_string(decoder_.stats().rows) + " row changes in " +
-                        std::to_string(decoder_.stats().transactions) + " transactions");
+            host().info("read " + std::to_string(files_.size()) + " file(s): " +
+                        std::to_string(decoder_.stats().rows.load()) + " row changes in " +
+                        std::to_string(decoder_.stats().transactions.load()) + " transactions");
         } catch (const Stop&) {
             return;
         } catch (const std::exception& e) {

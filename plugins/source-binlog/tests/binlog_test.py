@@ -199,6 +199,16 @@ def main():
         else:
             print(f"mariadb-binlog --verbose: {got[0]} row images, {got[1]} values, all equal")
 
+        # filters: include and exclude patterns of schema.table
+        kept, _ = decode(binary, plugins, files, os.path.join(work, "filtered.jsonl"),
+                         ", include: ['src.*'], exclude: ['src.sbtest*', 'src.typ?s']")
+        tables_kept = {json.loads(r["payload"])["table_name"] for r in kept}
+        want = {m["table_name"] for m in msgs} - {"types"} - {t for t in columns
+                                                               if t.startswith("sbtest")}
+        assert tables_kept == want, (tables_kept, want)
+        assert len(kept) == sum(1 for m in msgs if m["table_name"] in want)
+        print(f"filters: {len(kept)} changes of {sorted(tables_kept)} kept")
+
         # the de-duplication window, as long as the whole run: every change of a row merges
         # into one (insert+update -> insert, update+update -> update, insert+delete -> none...);
         # the copy built from the merged messages must still equal the source
