@@ -328,12 +328,10 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
         }
         if (start_.useGtid) {
             start_.gtidState = lastCommit_->gtidState;
+            decoder_.setGtidState(start_.gtidState);
         } else {
             start_.file = lastCommit_->file;
             start_.position = lastCommit_->pos;
-        }
-        if (start_.useGtid) {
-            decoder_.setGtidState(start_.gtidState);
         }
     }
 

@@ -53,25 +53,12 @@ void appendFraction(std::string& out, uint64_t micros, unsigned fsp) {
     appendPadded(out, micros / kDiv[fsp], static_cast<int>(fsp));
 }
 
-// The fractional part of TIME2, DATETIME2 and TIMESTAMP2: (fsp + 1) / 2 big-endian bytes, in
-// units of 10^(6 - 2 * bytes) microseconds.
-int64_t readFraction(PacketReader& r, unsigned fsp, bool isSigned) {
-    switch ((fsp + 1) / 2) {
-        case 1: {
-            auto v = static_cast<int64_t>(r.be(1));
-            return (isSigned ? static_cast<int8_t>(v) : v) * 10000;
-        }
-        case 2: {
-            auto v = static_cast<int64_t>(r.be(2));
-            return (isSigned ? static_cast<int16_t>(v) : v) * 100;
-        }
-        case 3: {
-            auto v = static_cast<int64_t>(r.be(3));
-            return isSigned && (v & 0x800000) != 0 ? v - 0x1000000 : v;
-        }
-        default:
-            return 0;
-    }
+// The fractional part of DATETIME2 and TIMESTAMP2 (never negative; TIME2 reads its own):
+// (fsp + 1) / 2 big-endian bytes, in units of 10^(6 - 2 * bytes) microseconds.
+uint64_t readFraction(PacketReader& r, unsigned fsp) {
+    static constexpr uint64_t kUnit[4] = {0, 10000, 100, 1};
+    const size_t bytes = (fsp + 1) / 2;
+    return bytes >= 1 && bytes <= 3 ? r.be(bytes) * kUnit[bytes] : 0;
 }
 
 void appendDate(std::string& out, uint64_t year, uint64_t month, uint64_t day) {
@@ -444,7 +431,7 @@ bool appendValue(PacketReader& r, const Column& c, std::string& out, std::string
             // Five big-endian bytes offset by 0x8000000000: 17 bits of year*13+month, 5 of
             // day, 5 of hour, 6 of minute, 6 of second; then the fraction.
             uint64_t intpart = r.be(5) - 0x8000000000ULL;
-            auto frac = static_cast<uint64_t>(readFraction(r, fsp, false));
+            auto frac = readFraction(r, fsp);
             const uint64_t ymd = intpart >> 17;
             const uint64_t ym = ymd >> 5;
             const uint64_t hms = intpart & ((1 << 17) - 1);
@@ -462,7 +449,7 @@ bool appendValue(PacketReader& r, const Column& c, std::string& out, std::string
         case mysql::kTypeTimestamp2: {
             const unsigned fsp = c.meta > 6 ? 6 : c.meta;
             uint64_t seconds = r.be(4);
-            auto frac = static_cast<uint64_t>(readFraction(r, fsp, false));
+            auto frac = readFraction(r, fsp);
             appendEpoch(out, seconds, frac, fsp);
             break;
         }
