@@ -2,7 +2,6 @@
 // The classic pcap reader through its read(2) buffer against the same reader on the whole file in
 // memory: the bundled captures (real traffic) read with buffers from 64 bytes (every record
 // straddles a refill, the buffer grows for large ones) to the default, and files cut anywhere.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "pcap_file.hpp"
 
 #include <doctest/doctest.h>

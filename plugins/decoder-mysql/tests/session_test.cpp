@@ -2,7 +2,6 @@
 // decoder-mysql against ground truth: each bundled capture of real MariaDB traffic is
 // reassembled by the host's stream layer and decoded; per-command counts, outcomes, error codes
 // and rows must equal the truth recorded beside the capture (tests/data/pcap/*.truth.json).
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include "session.hpp"
 
 #include <Poco/JSON/Array.h>

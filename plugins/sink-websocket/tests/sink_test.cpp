@@ -3,7 +3,6 @@
 // real websocket client (Poco's): /collector reports add up to the offline report of the same
 // file, the mysqlprobe-v1 format decodes with snappy and has the original's fields, a client that
 // never reads does not hold the others back, /config/update changes the interval.
-#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <Poco/Buffer.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/Net/WebSocket.h>
