@@ -21,11 +21,10 @@ struct RecordBus::Rec {
     uint64_t ts = 0;
     uint64_t seq = 0;
     Producer* producer = nullptr;
-    size_t bytes = 0;
+    size_t bytes = 0;               // what it holds: data, this struct and its control block
     std::atomic<int> remaining{0};  // sinks not done yet
     std::atomic<bool> failed{false};
-    bool settled = false;   // every sink done (producer's mutex)
-    bool inBudget = false;  // its bytes count in the budget (it went to a sink)
+    std::atomic<bool> settled{false};  // every sink done
 
     mp_record view() const;
 };
@@ -33,20 +32,37 @@ struct RecordBus::Rec {
 struct RecordBus::Producer {
     ProducerPort port;
     std::mutex mu;
-    uint64_t lastSeq = 0;                              // the last seq taken
-    std::map<uint64_t, std::shared_ptr<Rec>> pending;  // taken, in seq order, until marked
-    uint64_t delivered = 0;                            // the delivered mark
-    uint64_t notified = 0;                             // the mark last given to the producer
-    bool stuck = false;                                // a record failed: the mark stays
-    std::atomic<bool> closed{false};                   // stopping: no waiting for room
+    std::atomic<uint64_t> lastSeq{0};  // the last seq taken (written under mu)
+    // Taken, in seq order, until the mark passes; `rec` empty: records no sink took, up to
+    // `seq` (consecutive ones share one entry, so they cost nothing while a record waits).
+    struct Entry {
+        uint64_t seq = 0;
+        std::shared_ptr<Rec> rec;
+    };
+    std::deque<Entry> pending;
+    uint64_t delivered = 0;           // the delivered mark
+    uint64_t notified = 0;            // the mark last given to the producer
+    bool stuck = false;               // a record failed: the mark stays
+    std::atomic<bool> closed{false};  // stopping: no waiting for room
 };
+
+// A token is the sink's index (high 16 bits, from 1) and its place in that sink's run of tokens
+// (low 48 bits): done() finds its record without a shared table.
+constexpr int kTokenShift = 48;
+constexpr uint64_t kTokenPlace = (uint64_t{1} << kTokenShift) - 1;
 
 struct RecordBus::Sink {
     SinkPort port;
+    size_t index = 0;
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::shared_ptr<Rec>> queue;
+    std::atomic<size_t> inHand{0};  // taken from the queue by the thread, not yet offered
     std::thread thread;
+    // Tokens given and not done: places base .. base + tokens.size() - 1; a done one is empty.
+    std::mutex tokenMu;
+    uint64_t base = 1;
+    std::deque<std::shared_ptr<Rec>> tokens;
 };
 
 mp_record RecordBus::Rec::view() const {
@@ -96,6 +112,7 @@ RecordBus::~RecordBus() {
 RecordBus::Sink* RecordBus::addSink(SinkPort port) {
     auto s = std::make_unique<Sink>();
     s->port = std::move(port);
+    s->index = sinks_.size();
     sinks_.push_back(std::move(s));
     return sinks_.back().get();
 }
@@ -131,69 +148,59 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         rec.content_type.len > 255 || (rec.payload.data == nullptr && rec.payload.len != 0)) {
         return MP_EINVAL;
     }
-    std::vector<Sink*> to;
+    if (rec.seq <= p->lastSeq.load(std::memory_order_relaxed)) {
+        return MP_EINVAL;
+    }
+    Sink* fixed[8] = {};
+    std::vector<Sink*> more;
+    size_t nTo = 0;
     for (auto& s : sinks_) {
         for (const auto& pattern : s->port.patterns) {
             if (streamMatches(pattern, stream)) {
-                to.push_back(s.get());
+                if (nTo < std::size(fixed)) {
+                    fixed[nTo] = s.get();
+                } else {
+                    more.push_back(s.get());
+                }
+                ++nTo;
                 break;
             }
         }
     }
-    auto r = std::make_shared<Rec>();
-    r->bytes = rec.payload.len + stream.size() + rec.key.len + rec.id.len + rec.content_type.len +
-               sizeof(Rec);
-    if (!to.empty() && r->bytes > maxBytes_) {
+    if (nTo == 0) {  // nobody wants it: nothing to hold, nothing to lose
+        {
+            std::lock_guard<std::mutex> lock(p->mu);
+            if (rec.seq <= p->lastSeq.load()) {
+                return MP_EINVAL;  // another thread of the producer got there first
+            }
+            p->lastSeq = rec.seq;
+            if (p->pending.empty()) {
+                if (!p->stuck) {
+                    p->delivered = rec.seq;
+                }
+            } else if (!p->pending.back().rec) {
+                p->pending.back().seq = rec.seq;
+            } else {
+                p->pending.push_back(Producer::Entry{rec.seq, nullptr});
+            }
+        }
+        accepted_->value.fetch_add(1, std::memory_order_relaxed);
+        unrouted_->value.fetch_add(1, std::memory_order_relaxed);
+        wakeAckThread(false);
+        return MP_OK;
+    }
+    const size_t dataBytes =
+        stream.size() + rec.key.len + rec.id.len + rec.content_type.len + rec.payload.len;
+    // what a held record costs beyond its data: the struct, make_shared's control block, its
+    // place in the producer's and the sinks' queues
+    const size_t bytes = dataBytes + sizeof(Rec) + 64;
+    if (bytes > maxBytes_) {
         dropped_->value.fetch_add(1, std::memory_order_relaxed);
         return MP_EINVAL;  // larger than the whole buffer
     }
-    {
-        std::lock_guard<std::mutex> lock(p->mu);
-        if (rec.seq <= p->lastSeq) {
-            return MP_EINVAL;
-        }
-    }
-    // Room in the budget: taken without a lock while there is some (the common case), else
-    // refused (Drop) or waited for (Wait) under the lock.
-    bool reserved = false;
-    if (!to.empty()) {
-        int64_t cur = buffered_.load();
-        while (static_cast<size_t>(cur) + r->bytes <= maxBytes_ &&
-               !(reserved =
-                     buffered_.compare_exchange_weak(cur, cur + static_cast<int64_t>(r->bytes)))) {
-        }
-        if (reserved) {
-            bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
-            r->inBudget = true;
-        }
-    }
-    if (!to.empty() && !reserved) {
-        std::unique_lock<std::mutex> lock(budgetMu_);
-        auto fits = [&] { return static_cast<size_t>(buffered_.load()) + r->bytes <= maxBytes_; };
-        if (!fits()) {
-            if (p->port.policy == Policy::Drop) {
-                dropped_->value.fetch_add(1, std::memory_order_relaxed);
-                return MP_EAGAIN;
-            }
-            // Woken once the buffer is down to three quarters: a producer faster than its sinks
-            // then sends in bursts instead of waking for every record settled.
-            ++waiters_;
-            budgetCv_.wait(lock, [&] {
-                return stopping_.load() || p->closed.load() ||
-                       static_cast<size_t>(buffered_.load()) + r->bytes <=
-                           std::max(lowWater(), r->bytes);
-            });
-            --waiters_;
-            if (!fits()) {
-                return MP_ECLOSED;
-            }
-        }
-        buffered_ += static_cast<int64_t>(r->bytes);
-        bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
-        r->inBudget = true;
-    }
-    r->data.reserve(stream.size() + rec.key.len + rec.id.len + rec.content_type.len +
-                    rec.payload.len);
+    auto r = std::make_shared<Rec>();
+    r->bytes = bytes;
+    r->data.reserve(dataBytes);
     r->data.append(stream);
     r->data.append(mp::view(rec.key));
     r->data.append(mp::view(rec.id));
@@ -206,26 +213,66 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     r->ts = rec.ts_ns;
     r->seq = rec.seq;
     r->producer = p;
-    r->remaining = static_cast<int>(to.size());
+    r->remaining = static_cast<int>(nTo);
+
+    // Room in the budget: taken without waiting while there is some (the common case), else
+    // refused (Drop) or waited for (Wait). Records the mark has passed leave first.
+    auto reserve = [&] {
+        int64_t cur = buffered_.load();
+        while (static_cast<size_t>(cur) + bytes <= maxBytes_) {
+            if (buffered_.compare_exchange_weak(cur, cur + static_cast<int64_t>(bytes))) {
+                return true;
+            }
+        }
+        return false;
+    };
+    bool taken = false;
     {
         std::lock_guard<std::mutex> lock(p->mu);
-        if (rec.seq <= p->lastSeq) {  // another thread of the producer got there first
-            if (r->inBudget) {
-                std::lock_guard<std::mutex> budget(budgetMu_);
-                buffered_ -= static_cast<int64_t>(r->bytes);
+        if (rec.seq <= p->lastSeq.load()) {
+            return MP_EINVAL;  // another thread of the producer got there first
+        }
+        advance(p);
+        if (reserve()) {
+            p->lastSeq = rec.seq;
+            p->pending.push_back(Producer::Entry{rec.seq, r});
+            taken = true;
+        }
+    }
+    if (!taken) {
+        std::unique_lock<std::mutex> lock(budgetMu_);
+        if (!reserve()) {
+            if (p->port.policy == Policy::Drop) {
+                dropped_->value.fetch_add(1, std::memory_order_relaxed);
+                wakeAckThread(false);  // settled records of other producers may hold the room
+                return MP_EAGAIN;
             }
+            // Woken once the buffer is down to three quarters: a producer faster than its sinks
+            // then sends in bursts instead of waking for every record settled.
+            ++waiters_;
+            wakeAckThread(true);  // settled records of this producer may be what holds the room
+            budgetCv_.wait(lock, [&] {
+                return stopping_.load() || p->closed.load() ||
+                       static_cast<size_t>(buffered_.load()) + bytes <= std::max(lowWater(), bytes);
+            });
+            --waiters_;
+            if (!reserve()) {
+                return MP_ECLOSED;
+            }
+        }
+        lock.unlock();
+        std::lock_guard<std::mutex> plock(p->mu);
+        if (rec.seq <= p->lastSeq.load()) {
+            release(static_cast<int64_t>(bytes));
             return MP_EINVAL;
         }
         p->lastSeq = rec.seq;
-        p->pending.emplace(rec.seq, r);
+        p->pending.push_back(Producer::Entry{rec.seq, r});
     }
+    bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
     accepted_->value.fetch_add(1, std::memory_order_relaxed);
-    if (to.empty()) {
-        unrouted_->value.fetch_add(1, std::memory_order_relaxed);
-        settle(r);  // nobody wants it: nothing to lose
-        return MP_OK;
-    }
-    for (Sink* s : to) {
+    for (size_t i = 0; i < nTo; ++i) {
+        Sink* s = i < std::size(fixed) ? fixed[i] : more[i - std::size(fixed)];
         bool wasEmpty = false;
         {
             std::lock_guard<std::mutex> lock(s->mu);
@@ -242,43 +289,70 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
 }
 
 void RecordBus::sinkLoop(Sink* s) {
+    // Records are offered a chunk at a time: their tokens are registered in one lock, and a
+    // sink that says MP_EAGAIN has the rest of the chunk offered again after a pause.
+    constexpr size_t kChunk = 256;
     auto backoff = std::chrono::milliseconds(1);
+    std::deque<std::shared_ptr<Rec>> work;
     while (true) {
-        std::shared_ptr<Rec> r;
-        {
+        if (work.empty()) {
             std::unique_lock<std::mutex> lock(s->mu);
             s->cv.wait(lock, [&] { return !s->queue.empty() || !delivering_.load(); });
             if (!delivering_.load()) {
                 break;
             }
-            r = s->queue.front();
+            work.swap(s->queue);
+            s->inHand = work.size();
         }
-        uint64_t token = 0;
+        if (!delivering_.load()) {
+            break;
+        }
+        const size_t n = std::min(work.size(), kChunk);
+        uint64_t first = 0;
+        outstanding_ += static_cast<int64_t>(n);
         {
-            std::lock_guard<std::mutex> lock(tokenMu_);
-            token = nextToken_++;
-            tokens_.emplace(token, std::make_pair(r, s));
+            std::lock_guard<std::mutex> lock(s->tokenMu);
+            first = s->base + s->tokens.size();
+            s->tokens.insert(s->tokens.end(), work.begin(),
+                             work.begin() + static_cast<std::ptrdiff_t>(n));
         }
-        mp_record view = r->view();
-        mp_status st = s->port.deliver(view, token);
-        if (st == MP_EAGAIN) {
-            {
-                std::lock_guard<std::mutex> lock(tokenMu_);
-                tokens_.erase(token);
+        const uint64_t high = static_cast<uint64_t>(s->index + 1) << kTokenShift;
+        size_t i = 0;
+        mp_status st = MP_OK;
+        for (; i < n; ++i) {
+            const uint64_t token = high | (first + i);
+            mp_record view = work[i]->view();
+            st = s->port.deliver(view, token);
+            if (st == MP_EAGAIN) {
+                break;
             }
+            if (st != MP_OK) {
+                done(token, st);  // refused: given up (a token it did not keep)
+            }
+        }
+        if (i < n) {  // not taken: their tokens are void, they are offered again
+            std::lock_guard<std::mutex> lock(s->tokenMu);
+            for (size_t j = i; j < n; ++j) {
+                const uint64_t place = first + j;
+                if (place >= s->base && place - s->base < s->tokens.size()) {
+                    s->tokens[place - s->base].reset();
+                }
+            }
+            while (!s->tokens.empty() && !s->tokens.front()) {
+                s->tokens.pop_front();
+                ++s->base;
+            }
+            outstanding_ -= static_cast<int64_t>(n - i);
+        }
+        work.erase(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(i));
+        s->inHand = work.size();
+        if (st == MP_EAGAIN) {
             retries_->value.fetch_add(1, std::memory_order_relaxed);
             std::unique_lock<std::mutex> lock(s->mu);
             s->cv.wait_for(lock, backoff, [&] { return !delivering_.load(); });
             backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
-            continue;
-        }
-        backoff = std::chrono::milliseconds(1);
-        {
-            std::lock_guard<std::mutex> lock(s->mu);
-            s->queue.pop_front();
-        }
-        if (st != MP_OK) {
-            done(token, st);  // refused: given up (a token it did not keep)
+        } else {
+            backoff = std::chrono::milliseconds(1);
         }
     }
     // Stopping: what this sink did not take is given up.
@@ -287,6 +361,9 @@ void RecordBus::sinkLoop(Sink* s) {
         std::lock_guard<std::mutex> lock(s->mu);
         left.swap(s->queue);
     }
+    left.insert(left.begin(), work.begin(), work.end());
+    work.clear();
+    s->inHand = 0;
     if (!left.empty()) {
         log(MP_LOG_WARN, "host",
             s->port.name + ": " + std::to_string(left.size()) +
@@ -302,18 +379,28 @@ void RecordBus::sinkLoop(Sink* s) {
 }
 
 void RecordBus::done(uint64_t token, mp_status status) {
+    const uint64_t index = token >> kTokenShift;
+    if (index == 0 || index > sinks_.size()) {
+        return;  // not a token of this bus
+    }
+    Sink* s = sinks_[index - 1].get();
+    const uint64_t place = token & kTokenPlace;
     std::shared_ptr<Rec> r;
-    Sink* s = nullptr;
     {
-        std::lock_guard<std::mutex> lock(tokenMu_);
-        auto it = tokens_.find(token);
-        if (it == tokens_.end()) {
+        std::lock_guard<std::mutex> lock(s->tokenMu);
+        if (place < s->base || place - s->base >= s->tokens.size()) {
             return;  // unknown or already done: exactly once per token
         }
-        r = it->second.first;
-        s = it->second.second;
-        tokens_.erase(it);
+        r = std::move(s->tokens[place - s->base]);
+        if (!r) {
+            return;
+        }
+        while (!s->tokens.empty() && !s->tokens.front()) {
+            s->tokens.pop_front();
+            ++s->base;
+        }
     }
+    --outstanding_;
     if (status == MP_OK) {
         delivered_->value.fetch_add(1, std::memory_order_relaxed);
     } else {
@@ -330,55 +417,77 @@ void RecordBus::done(uint64_t token, mp_status status) {
     }
 }
 
-// Every sink is done with `r`: its bytes leave the budget and its producer's mark moves on
-// over every settled record in seq order, stopping for good at one that failed.
+// Every sink is done with `r`. Its producer's mark moves over it later, under the producer's
+// lock (advance), when the producer emits next or the ack thread looks: that lock is then never
+// fought over by the sinks' threads, record by record.
 void RecordBus::settle(const std::shared_ptr<Rec>& r) {
-    if (r->inBudget) {
-        // Without the lock: a producer that waits has counted itself in waiters_ (under the
-        // lock) before it tests the budget, so either it sees these bytes gone or it is woken.
-        buffered_ -= static_cast<int64_t>(r->bytes);
-        bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
-        if (waiters_.load() != 0 && static_cast<size_t>(buffered_.load()) <= lowWater()) {
-            { std::lock_guard<std::mutex> lock(budgetMu_); }
-            budgetCv_.notify_all();
-        }
-    }
-    Producer* p = r->producer;
-    bool wake = false;
-    {
-        std::lock_guard<std::mutex> lock(p->mu);
-        r->settled = true;
-        while (!p->stuck && !p->pending.empty() && p->pending.begin()->second->settled) {
-            const auto& front = p->pending.begin()->second;
-            if (front->failed) {
-                p->stuck = true;
-                log(MP_LOG_WARN, "host",
-                    p->port.slot + ": its delivered mark stays at " + std::to_string(p->delivered) +
-                        ": record " + std::to_string(front->seq) + " was not delivered");
-                break;
-            }
-            p->delivered = front->seq;
-            p->pending.erase(p->pending.begin());
-            wake = true;
-        }
-        if (p->stuck) {  // the mark moves no more: hold no settled record for it
-            for (auto it = p->pending.begin(); it != p->pending.end();) {
-                it = it->second->settled ? p->pending.erase(it) : std::next(it);
-            }
-        }
-    }
+    r->settled.store(true, std::memory_order_release);
+    // A producer waiting for room: the room may be this record's, move the mark now.
+    wakeAckThread(waiters_.load() != 0);
+}
+
+void RecordBus::wakeAckThread(bool now) {
     // The ack thread looks every 20 ms anyway; waking it for every record settled costs a
-    // futex call per record: at most one wake-up per 5 ms.
-    if (wake) {
-        const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::steady_clock::now().time_since_epoch())
-                                .count();
-        int64_t last = lastAckWakeUs_.load(std::memory_order_relaxed);
-        if (now - last >= 5000 &&
-            lastAckWakeUs_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
-            ackCv_.notify_one();
+    // futex call per record: at most one wake-up per 5 ms, per 0.5 ms when a producer waits for
+    // room.
+    const int64_t t = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+    int64_t last = lastAckWakeUs_.load(std::memory_order_relaxed);
+    if (t - last >= (now ? 500 : 5000) &&
+        lastAckWakeUs_.compare_exchange_strong(last, t, std::memory_order_relaxed)) {
+        ackCv_.notify_one();
+    }
+}
+
+void RecordBus::release(int64_t bytes) {
+    if (bytes == 0) {
+        return;
+    }
+    // Without the lock: a producer that waits has counted itself in waiters_ (under the lock)
+    // before it tests the budget, so either it sees these bytes gone or it is woken.
+    buffered_ -= bytes;
+    bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
+    if (waiters_.load() != 0 && static_cast<size_t>(buffered_.load()) <= lowWater()) {
+        { std::lock_guard<std::mutex> lock(budgetMu_); }
+        budgetCv_.notify_all();
+    }
+}
+
+// The producer's mark moves over every settled record in seq order, stopping for good at one
+// that failed; the records it passed leave the budget. True when the mark moved.
+bool RecordBus::advance(Producer* p) {
+    auto settled = [](const Producer::Entry& e) {
+        return !e.rec || e.rec->settled.load(std::memory_order_acquire);
+    };
+    int64_t freed = 0;
+    bool moved = false;
+    while (!p->stuck && !p->pending.empty() && settled(p->pending.front())) {
+        const Producer::Entry& front = p->pending.front();
+        if (front.rec && front.rec->failed) {
+            p->stuck = true;
+            log(MP_LOG_WARN, "host",
+                p->port.slot + ": its delivered mark stays at " + std::to_string(p->delivered) +
+                    ": record " + std::to_string(front.seq) + " was not delivered");
+            break;
+        }
+        p->delivered = front.seq;
+        freed += front.rec ? static_cast<int64_t>(front.rec->bytes) : 0;
+        p->pending.pop_front();
+        moved = true;
+    }
+    if (p->stuck) {  // the mark moves no more: hold no settled record for it
+        for (auto it = p->pending.begin(); it != p->pending.end();) {
+            if (settled(*it)) {
+                freed += it->rec ? static_cast<int64_t>(it->rec->bytes) : 0;
+                it = p->pending.erase(it);
+            } else {
+                ++it;
+            }
         }
     }
+    release(freed);
+    return moved;
 }
 
 void RecordBus::ackLoop() {
@@ -391,6 +500,7 @@ void RecordBus::ackLoop() {
             uint64_t mark = 0;
             {
                 std::lock_guard<std::mutex> pl(p->mu);
+                advance(p.get());
                 if (p->delivered <= p->notified) {
                     continue;
                 }
@@ -421,10 +531,10 @@ void RecordBus::stopDelivery(std::chrono::milliseconds drain) {
             std::lock_guard<std::mutex> lock(s->mu);
             empty = empty && s->queue.empty();
         }
-        {
-            std::lock_guard<std::mutex> lock(tokenMu_);
-            empty = empty && tokens_.empty();
+        for (auto& s : sinks_) {
+            empty = empty && s->inHand.load() == 0;
         }
+        empty = empty && outstanding_.load() == 0;
         if (empty) {
             break;
         }
@@ -438,6 +548,10 @@ void RecordBus::stopDelivery(std::chrono::milliseconds drain) {
         if (s->thread.joinable()) {
             s->thread.join();
         }
+    }
+    for (auto& p : producers_) {  // what settled leaves the budget now, not at the ack thread's
+        std::lock_guard<std::mutex> lock(p->mu);
+        advance(p.get());
     }
 }
 

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -124,6 +125,41 @@ TEST_SUITE("records") {
         bus.finish();
     }
 
+    TEST_CASE("records no sink takes wait behind a taken one, and move the mark with it") {
+        mp::host::Metrics metrics;
+        RecordBus bus(1 << 20, metrics);
+        TestSink s;
+        s.bus = &bus;
+        s.doneAtOnce = false;
+        bus.addSink(port(s, {"binlog.rows"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks));
+        bus.start();
+        REQUIRE(bus.emit(p, rec("other", "x", 1)) == MP_OK);  // nothing before it: marked now
+        CHECK(mptest::eventually([&] { return marks.last() == 1; }, std::chrono::seconds(5)));
+        REQUIRE(bus.emit(p, rec("binlog.rows", "a", 2)) == MP_OK);
+        for (uint64_t seq = 3; seq <= 1000; ++seq) {
+            REQUIRE(bus.emit(p, rec("other", "x", seq)) == MP_OK);
+        }
+        REQUIRE(bus.emit(p, rec("binlog.rows", "b", 1001)) == MP_OK);
+        REQUIRE(bus.emit(p, rec("other", "x", 1002)) == MP_OK);
+        REQUIRE(mptest::eventually([&] { return s.count() == 2; }, std::chrono::seconds(5)));
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        CHECK(marks.last() == 1);  // 2 is not done: nothing after it is marked
+        bus.done(s.tokens[0], MP_OK);
+        CHECK(mptest::eventually([&] { return marks.last() == 1000; }, std::chrono::seconds(5)));
+        bus.done(s.tokens[1], MP_OK);
+        CHECK(mptest::eventually([&] { return marks.last() == 1002; }, std::chrono::seconds(5)));
+        CHECK(bus.bufferedBytes() == 0);
+        CHECK(metrics.value("mysqlprobe_host_records_unrouted_total") == 1000);
+        bus.done(s.tokens[1] + 1, MP_OK);  // never given: ignored
+        bus.done(0, MP_OK);
+        bus.done(~uint64_t{0}, MP_OK);
+        CHECK(metrics.value("mysqlprobe_host_records_delivered_total") == 2);
+        bus.stopDelivery(std::chrono::milliseconds(0));
+        bus.finish();
+    }
+
     TEST_CASE("the mark waits for the slowest sink and stops at a record given up") {
         mp::host::Metrics metrics;
         RecordBus bus(1 << 20, metrics);
@@ -199,6 +235,8 @@ TEST_SUITE("records") {
             std::lock_guard<std::mutex> lock(s.mu);
             tokens = s.tokens;
         }
+        std::set<uint64_t> unique(tokens.begin(), tokens.end());
+        CHECK(unique.size() == tokens.size());  // a record offered again has a new token
         for (uint64_t token : tokens) {
             bus.done(token, MP_OK);
         }
