@@ -4,7 +4,11 @@
 measured the same way in the same run. One local rabbitmq-server (started here, as the tests
 start it); N persistent messages of SIZE bytes each, all confirmed:
   - minimal: bench/amqp_publish.c, a bare rabbitmq-c publisher with the same confirm window
-    (1,000 unconfirmed, sink-amqp's max_in_flight default);
+    (1,000 unconfirmed, sink-amqp's max_in_flight default), publishing the same messages
+    (properties, mandatory flag, routing key) as sink-amqp does for the records: the ceiling
+    the ratio is taken against;
+  - bare: the same publisher with the smallest message (delivery mode and content type only,
+    not mandatory): what the broker's own work per message property costs, for reference;
   - mysqlprobe: the example source-counter emitting N records of SIZE bytes into the host, the
     host's record bus, sink-amqp publishing and confirming them, the delivered mark back to the
     source, which stops the node once all are confirmed. Timed from process start to exit, less
@@ -54,9 +58,10 @@ def queued(broker):
     return n
 
 
-def minimal(broker, n):
-    out = subprocess.run([publisher, "127.0.0.1", str(broker.port), "bench", "bench.x", str(n),
-                          str(SIZE), "1000"], check=True, capture_output=True, text=True).stdout
+def minimal(broker, n, bare=False):
+    out = subprocess.run([publisher, "127.0.0.1", str(broker.port), "bench", "example.counter",
+                          str(n), str(SIZE), "1000"] + (["bare"] if bare else []), check=True,
+                         capture_output=True, text=True).stdout
     return float(out)
 
 
@@ -98,13 +103,17 @@ with RabbitMQ() as broker:
     reset(broker)
     minimal(broker, 20000)  # warm the broker up
     reset(broker)
-    rates = {"minimal": [], "mysqlprobe": [], "pika": []}
+    rates = {"minimal": [], "bare": [], "mysqlprobe": [], "pika": []}
     probe_cpu, probe_rss, overheads = [], [], []
     pika_n = min(N, 5000)
     for run in range(RUNS):
         dt = minimal(broker, N)
         assert queued(broker) == N
         rates["minimal"].append(N / dt)
+        reset(broker)
+        dt = minimal(broker, N, bare=True)
+        assert queued(broker) == N
+        rates["bare"].append(N / dt)
         reset(broker)
         base, _, _ = probe(broker, 1)
         reset(broker)
@@ -119,14 +128,17 @@ with RabbitMQ() as broker:
         dt = pika_sync(broker, pika_n)
         rates["pika"].append(pika_n / dt)
         reset(broker)
-        print(f"run {run + 1}: minimal {rates['minimal'][-1]:,.0f}/s, mysqlprobe "
+        print(f"run {run + 1}: minimal {rates['minimal'][-1]:,.0f}/s, bare "
+              f"{rates['bare'][-1]:,.0f}/s, mysqlprobe "
               f"{rates['mysqlprobe'][-1]:,.0f}/s (wall {wall:.2f} s less {base:.2f} s start/stop, "
               f"CPU {cpu:.2f} s, {rss} MB), pika {rates['pika'][-1]:,.0f}/s", flush=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"\n{N:,} persistent messages of {SIZE} bytes, publisher confirms, one local broker "
           f"(median of {RUNS}):")
     print(f"{'publisher':<34}{'msg/s':>12}{'vs minimal':>12}")
-    print(f"{'minimal rabbitmq-c (window 1000)':<34}{med['minimal']:>12,.0f}{'1.00x':>12}")
+    print(f"{'minimal rabbitmq-c, same messages':<34}{med['minimal']:>12,.0f}{'1.00x':>12}")
+    print(f"{'minimal, bare messages':<34}{med['bare']:>12,.0f}"
+          f"{med['bare'] / med['minimal']:>11.2f}x")
     print(f"{'mysqlprobe source -> sink-amqp':<34}{med['mysqlprobe']:>12,.0f}"
           f"{med['mysqlprobe'] / med['minimal']:>11.2f}x")
     print(f"{'pika, confirm per message':<34}{med['pika']:>12,.0f}"

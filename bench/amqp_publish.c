@@ -2,8 +2,11 @@
  * The broker's ceiling for bench/amqp.py: a minimal rabbitmq-c publisher, no framework. It
  * publishes N persistent messages of SIZE bytes to EXCHANGE with publisher confirms, at most
  * WINDOW unconfirmed (as sink-amqp's max_in_flight), and prints the seconds from the first
- * publish to the last confirm.
- * Usage: amqp_publish HOST PORT EXCHANGE ROUTING_KEY N SIZE WINDOW */
+ * publish to the last confirm. Each message is the one sink-amqp publishes for a record: the
+ * same properties (content type, a message id per message, app id, type, timestamp) and the
+ * mandatory flag, so that the broker does the same work for both; with BARE, only delivery mode
+ * and content type, not mandatory (the broker's work for the smallest message).
+ * Usage: amqp_publish HOST PORT EXCHANGE ROUTING_KEY N SIZE WINDOW [BARE] */
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
@@ -24,9 +27,10 @@ static void die(const char* what) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 8) {
-        die("usage: HOST PORT EXCHANGE ROUTING_KEY N SIZE WINDOW");
+    if (argc != 8 && argc != 9) {
+        die("usage: HOST PORT EXCHANGE ROUTING_KEY N SIZE WINDOW [BARE]");
     }
+    int bare = argc == 9;
     long n = atol(argv[5]), size = atol(argv[6]), window = atol(argv[7]);
     amqp_connection_state_t c = amqp_new_connection();
     amqp_socket_t* s = amqp_tcp_socket_new(c);
@@ -43,15 +47,25 @@ int main(int argc, char** argv) {
     amqp_basic_properties_t props;
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
+    if (!bare) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_APP_ID_FLAG |
+                        AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    }
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.content_type = amqp_cstring_bytes("application/json");
+    props.content_type = amqp_cstring_bytes("application/octet-stream");
+    props.app_id = amqp_cstring_bytes("mysqlprobe");
+    props.type = amqp_cstring_bytes(argv[4]);
+    char id[64];
     amqp_bytes_t msg = {(size_t)size, body};
     long published = 0, confirmed = 0;
     double t0 = now();
     while (confirmed < n) {
         while (published < n && published - confirmed < window) {
+            snprintf(id, sizeof id, "bench/sources[0]/%ld", published + 1);
+            props.message_id = amqp_cstring_bytes(id);
+            props.timestamp = (uint64_t)time(NULL);
             if (amqp_basic_publish(c, 1, amqp_cstring_bytes(argv[3]), amqp_cstring_bytes(argv[4]),
-                                   0, 0, &props, msg) != AMQP_STATUS_OK)
+                                   bare ? 0 : 1, 0, &props, msg) != AMQP_STATUS_OK)
                 die("publish");
             ++published;
         }

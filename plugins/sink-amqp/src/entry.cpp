@@ -82,8 +82,12 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
           connected_(host.counter("connected", "1 while connected with confirms on", MP_GAUGE)),
           inFlight_(host.counter("in_flight", "messages published, not yet confirmed", MP_GAUGE)),
           buffered_(host.counter("buffered_bytes", "bytes kept until confirmed", MP_GAUGE)) {
+        mp::amqp::Options o = options(cfg);
+        o.done = [h = host](uint64_t token, bool delivered) {
+            h.recordDone(token, delivered ? MP_OK : MP_ERROR);
+        };
         publisher_ = std::make_unique<mp::amqp::Publisher>(
-            options(cfg), [h = host](int level, const std::string& line) { h.log(level, line); });
+            std::move(o), [h = host](int level, const std::string& line) { h.log(level, line); });
     }
 
     void start() override {
@@ -149,8 +153,8 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
         v[static_cast<size_t>(mp::amqp::Var::Key)] = mp::view(rec.key);
         v[static_cast<size_t>(mp::amqp::Var::Producer)] = producer;
         m.routingKey = recordKey_.render(v);
-        mp::Host h = host();
-        m.done = [h, token](bool delivered) { h.recordDone(token, delivered ? MP_OK : MP_ERROR); };
+        m.tracked = true;
+        m.token = token;
         return publisher_->tryPublish(m) ? MP_OK : MP_EAGAIN;
     }
 

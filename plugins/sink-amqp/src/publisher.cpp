@@ -66,8 +66,8 @@ bool Publisher::publish(Message m) {
     bool refused = false;
     for (auto& d : dropped) {
         refused = refused || d.body.size() > opt_.maxQueuedBytes;
-        if (d.done) {
-            d.done(false);
+        if (d.tracked && opt_.done) {
+            opt_.done(d.token, false);
         }
     }
     return !refused;
@@ -89,8 +89,8 @@ bool Publisher::tryPublish(Message& m) {
 
 void Publisher::finish(Message& m, bool delivered) {
     stats_.queuedBytes -= static_cast<int64_t>(m.body.size());
-    if (m.done) {
-        m.done(delivered);
+    if (m.tracked && opt_.done) {
+        opt_.done(m.token, delivered);
     }
 }
 
@@ -138,9 +138,12 @@ void Publisher::requeueInFlight() {
     }
     std::lock_guard<std::mutex> lock(owner_.mu);
     for (auto it = flight_.rbegin(); it != flight_.rend(); ++it) {
-        queue_.push_front(std::move(it->second));
+        if (it->open) {
+            queue_.push_front(std::move(it->m));
+        }
     }
     flight_.clear();
+    flightOpen_ = 0;
     stats_.inFlight = 0;
 }
 
@@ -155,16 +158,23 @@ void Publisher::dropAll(std::deque<Message>& q) {
 // Publishes what the window allows and handles what the broker sent; false when the
 // connection is unusable (`why` says why).
 bool Publisher::pump(Link& c, std::string& why) {
-    while (flight_.size() < opt_.maxInFlight) {
-        Message m;
-        {
-            std::lock_guard<std::mutex> lock(owner_.mu);
-            if (queue_.empty()) {
-                break;
-            }
-            m = std::move(queue_.front());
-            queue_.pop_front();
-        }
+    // What the window allows, taken from the queue in one lock (the sink's thread adds to it
+    // record by record: one lock each way per message would make them take turns).
+    std::deque<Message> batch;
+    if (flightOpen_ < opt_.maxInFlight) {
+        std::lock_guard<std::mutex> lock(owner_.mu);
+        const size_t n = std::min(queue_.size(), opt_.maxInFlight - flightOpen_);
+        auto end = queue_.begin() + static_cast<std::ptrdiff_t>(n);
+        batch.insert(batch.end(), std::make_move_iterator(queue_.begin()),
+                     std::make_move_iterator(end));
+        queue_.erase(queue_.begin(), end);
+    }
+    if (flight_.empty()) {
+        flightTag_ = c.nextTag;
+    }
+    static const std::string app = "mysqlprobe";
+    while (!batch.empty()) {
+        Message& m = batch.front();
         amqp_basic_properties_t props{};
         props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
                        AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_APP_ID_FLAG;
@@ -172,7 +182,6 @@ bool Publisher::pump(Link& c, std::string& why) {
         props.delivery_mode =
             opt_.persistent ? AMQP_DELIVERY_PERSISTENT : AMQP_DELIVERY_NONPERSISTENT;
         props.message_id = bytes(m.messageId);
-        static const std::string app = "mysqlprobe";
         props.app_id = bytes(app);
         if (!m.type.empty()) {
             props._flags |= AMQP_BASIC_TYPE_FLAG;
@@ -187,11 +196,20 @@ bool Publisher::pump(Link& c, std::string& why) {
                                opt_.mandatory ? 1 : 0, 0, &props, bytes(m.body));
         ++(m.attempts == 0 ? stats_.published : stats_.resent);
         ++m.attempts;
-        flight_.emplace(c.nextTag++, std::move(m));
-        stats_.inFlight = static_cast<int64_t>(flight_.size());
+        ++c.nextTag;
+        flight_.push_back(Flight{std::move(m), true});
+        batch.pop_front();
+        ++flightOpen_;
+        stats_.inFlight = static_cast<int64_t>(flightOpen_);
         if (st != AMQP_STATUS_OK) {
             why = std::string("publish failed: ") + amqp_error_string2(st);
             c.conn.broken();
+            // not published: back to the head of the queue, behind what is in flight (which
+            // disconnect() puts back in front of them)
+            std::lock_guard<std::mutex> lock(owner_.mu);
+            for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+                queue_.push_front(std::move(*it));
+            }
             return false;
         }
     }
@@ -201,9 +219,9 @@ bool Publisher::pump(Link& c, std::string& why) {
     bool more = false;
     {
         std::lock_guard<std::mutex> lock(owner_.mu);
-        more = !queue_.empty() && flight_.size() < opt_.maxInFlight;
+        more = !queue_.empty() && flightOpen_ < opt_.maxInFlight;
     }
-    timeval tv = timeout(more ? 0 : flight_.empty() ? 50 : 20);
+    timeval tv = timeout(more ? 0 : flightOpen_ == 0 ? 50 : 20);
     for (int frames = 0; frames < 10000; ++frames) {
         amqp_frame_t f{};
         amqp_maybe_release_buffers(c.conn.state());
@@ -235,23 +253,35 @@ bool Publisher::pump(Link& c, std::string& why) {
                     tag = n->delivery_tag;
                     multiple = n->multiple != 0;
                 }
-                auto end = multiple ? flight_.upper_bound(tag) : flight_.find(tag);
-                auto begin = multiple ? flight_.begin() : end;
-                if (!multiple && end != flight_.end()) {
-                    ++end;
+                // places [from, to) of flight_: every tag up to `tag`, or that one tag
+                const uint64_t last = flightTag_ + flight_.size();  // one past the last tag
+                size_t from = 0;
+                size_t to = 0;
+                if (tag >= flightTag_ && tag < last) {
+                    to = static_cast<size_t>(tag - flightTag_) + 1;
+                    from = multiple ? 0 : to - 1;
                 }
                 std::deque<Message> again;
-                for (auto it = begin; it != end; ++it) {
+                for (size_t i = from; i < to; ++i) {
+                    Flight& fl = flight_[i];
+                    if (!fl.open) {
+                        continue;
+                    }
+                    fl.open = false;
+                    --flightOpen_;
                     if (ack) {
                         ++stats_.confirmed;
-                        finish(it->second, true);
+                        finish(fl.m, true);
                     } else {
                         ++stats_.nacked;
-                        again.push_back(std::move(it->second));
+                        again.push_back(std::move(fl.m));
                     }
                 }
-                flight_.erase(begin, end);
-                stats_.inFlight = static_cast<int64_t>(flight_.size());
+                while (!flight_.empty() && !flight_.front().open) {
+                    flight_.pop_front();
+                    ++flightTag_;
+                }
+                stats_.inFlight = static_cast<int64_t>(flightOpen_);
                 if (!again.empty()) {  // the broker could not take them: publish them again
                     std::lock_guard<std::mutex> lock(owner_.mu);
                     for (auto it = again.rbegin(); it != again.rend(); ++it) {
@@ -310,7 +340,7 @@ void Publisher::run() {
         {
             std::lock_guard<std::mutex> lock(owner_.mu);
             stopping = owner_.stopping;
-            idle = queue_.empty() && flight_.empty();
+            idle = queue_.empty() && flightOpen_ == 0;
         }
         if (stopping && (idle || std::chrono::steady_clock::now() >= owner_.drainUntil)) {
             break;
@@ -343,7 +373,7 @@ void Publisher::run() {
         }
         if (!stopping) {
             std::unique_lock<std::mutex> lock(owner_.mu);
-            if (queue_.empty() && flight_.empty()) {
+            if (queue_.empty() && flightOpen_ == 0) {
                 // Idle: wait for work, waking up for heartbeats.
                 owner_.wake.wait_for(lock, std::chrono::milliseconds(200),
                                      [&] { return owner_.stopping || !queue_.empty(); });
@@ -356,10 +386,13 @@ void Publisher::run() {
         std::lock_guard<std::mutex> lock(owner_.mu);
         left.swap(queue_);
     }
-    for (auto& [tag, m] : flight_) {
-        left.push_back(std::move(m));
+    for (auto& f : flight_) {
+        if (f.open) {
+            left.push_back(std::move(f.m));
+        }
     }
     flight_.clear();
+    flightOpen_ = 0;
     stats_.inFlight = 0;
     if (!left.empty()) {
         log_(kWarn, "amqp: stopping with " + std::to_string(left.size()) +

@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <mp/amqp_connection.hpp>
 #include <mutex>
 #include <string>
@@ -35,6 +34,10 @@ struct Options {
     size_t maxQueuedBytes = 64u << 20;
     int reconnectMinMs = 100;
     int reconnectMaxMs = 5000;
+    /// Called once per tracked message with its token, on the publisher's thread:
+    /// true when the broker confirmed it, false when it was dropped (queue full, or not
+    /// confirmed when stop() gave up). One callback for all messages: no allocation per message.
+    std::function<void(uint64_t token, bool delivered)> done;
 };
 
 /// One message to publish.
@@ -46,9 +49,8 @@ struct Message {
     std::string body;
     uint64_t timestampS = 0;  // AMQP `timestamp` (seconds); 0: not set
     uint32_t attempts = 0;    // publications so far (managed by the publisher)
-    /// Called once, on the publisher's thread: true when the broker confirmed the message,
-    /// false when it was dropped (queue full, or not confirmed when stop() gave up).
-    std::function<void(bool delivered)> done;
+    bool tracked = false;     // Options::done is called for it, once, with its token
+    uint64_t token = 0;
 };
 
 /// What happened, for counters (read from any thread).
@@ -101,10 +103,19 @@ class Publisher {
     Options opt_;
     Log log_;
     Stats stats_;
-    OwnerThread owner_;                   // the connection's thread; its mutex guards the rest
-    std::deque<Message> queue_;           // waiting (owner_.mu)
-    std::map<uint64_t, Message> flight_;  // delivery tag -> published, unconfirmed (thread only)
-    Retry retry_;                         // backoff and its log (thread only)
+    OwnerThread owner_;          // the connection's thread; its mutex guards the rest
+    std::deque<Message> queue_;  // waiting (owner_.mu)
+    // Published, unconfirmed, in delivery-tag order from flightTag_ (thread only): tags of a
+    // channel are consecutive, so a confirm finds its message by subtraction. A message
+    // confirmed out of order leaves an empty place (open = false) until those before it go.
+    struct Flight {
+        Message m;
+        bool open = true;
+    };
+    std::deque<Flight> flight_;
+    uint64_t flightTag_ = 1;  // delivery tag of flight_.front()
+    size_t flightOpen_ = 0;   // open places in flight_
+    Retry retry_;             // backoff and its log (thread only)
 };
 
 }  // namespace mp::amqp
