@@ -48,8 +48,8 @@ int main(int argc, char** argv) {
     memset(&props, 0, sizeof props);
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
     if (!bare) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_APP_ID_FLAG |
-                        AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_TYPE_FLAG |
+                        AMQP_BASIC_TIMESTAMP_FLAG;
     }
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     props.content_type = amqp_cstring_bytes("application/octet-stream");
