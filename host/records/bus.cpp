@@ -455,36 +455,28 @@ void RecordBus::release(int64_t bytes) {
 }
 
 // The producer's mark moves over every settled record in seq order, stopping for good at one
-// that failed; the records it passed leave the budget. True when the mark moved.
+// that failed; the records it passed leave the budget (after a failure, settled records still
+// leave it from the front, in order, the mark staying where it is). True when the mark moved.
 bool RecordBus::advance(Producer* p) {
-    auto settled = [](const Producer::Entry& e) {
-        return !e.rec || e.rec->settled.load(std::memory_order_acquire);
-    };
     int64_t freed = 0;
     bool moved = false;
-    while (!p->stuck && !p->pending.empty() && settled(p->pending.front())) {
+    while (!p->pending.empty()) {
         const Producer::Entry& front = p->pending.front();
-        if (front.rec && front.rec->failed) {
+        if (front.rec && !front.rec->settled.load(std::memory_order_acquire)) {
+            break;
+        }
+        if (!p->stuck && front.rec && front.rec->failed) {
             p->stuck = true;
             log(MP_LOG_WARN, "host",
                 p->port.slot + ": its delivered mark stays at " + std::to_string(p->delivered) +
                     ": record " + std::to_string(front.seq) + " was not delivered");
-            break;
         }
-        p->delivered = front.seq;
+        if (!p->stuck) {
+            p->delivered = front.seq;
+            moved = true;
+        }
         freed += front.rec ? static_cast<int64_t>(front.rec->bytes) : 0;
         p->pending.pop_front();
-        moved = true;
-    }
-    if (p->stuck) {  // the mark moves no more: hold no settled record for it
-        for (auto it = p->pending.begin(); it != p->pending.end();) {
-            if (settled(*it)) {
-                freed += it->rec ? static_cast<int64_t>(it->rec->bytes) : 0;
-                it = p->pending.erase(it);
-            } else {
-                ++it;
-            }
-        }
     }
     release(freed);
     return moved;
