@@ -269,4 +269,72 @@ assert [c["node"] for c in m["cluster"]["contributors"]] == [b["node"]]
 print(f"report-merge (SDK component report): {m['totals']['commands_total']} commands = "
       f"{a['totals']['commands_total']} + {b['totals']['commands_total']}")
 PY
+# The SDK's push component: a third-party program sends an offline report to a master's
+# /cluster/push with a peer token read from a file, as a slave does; the master acknowledges it
+# once merged, and its next report counts those commands (it has no traffic of its own).
+build_example report-push push
+ports=$(python3 -c 'import socket
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+http_port=$(sed -n 1p <<<"$ports")
+gossip_port=$(sed -n 2p <<<"$ports")
+(umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$work/peer.token")
+gossip_key=$(head -c 16 /dev/urandom | base64)
+cat >"$work/master.yaml" <<YAML
+serverport: $http_port
+serveraddress: 127.0.0.1
+nodename: master
+interval: 1
+cluster:
+  gossip: true
+  port: $gossip_port
+auth:
+  tokens:
+    - {name: cluster, role: peer, file: $work/peer.token}
+  cluster_token: cluster
+plugins:
+  directories: [$work/example]
+  cluster:
+    plugin: cluster-gossip
+    config: {name: master, seeds_file: $work/master.seeds, keys: ["$gossip_key"]}
+  sinks:
+    - plugin: sink-jsonl
+      config: {path: $work/master.jsonl}
+YAML
+"$host" -c "$work/master.yaml" 2>"$work/master.log" &
+pid=$!
+for _ in $(seq 1 100); do  # until its HTTP port answers
+  (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || fail "the master did not start: $(tail -5 "$work/master.log")"
+  sleep 0.1
+done
+MP_TOKEN_FILE="$work/peer.token" "$work/push/report-push" "127.0.0.1:$http_port" \
+  "$work/sysbench_text_rw_2t_20tx.json" >"$work/push.out" 2>"$work/push.log" ||
+  fail "report-push: $(cat "$work/push.out" "$work/push.log"); master: $(tail -5 "$work/master.log")"
+pushed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"]["commands_total"])' \
+  "$work/sysbench_text_rw_2t_20tx.json")
+merged=0
+for _ in $(seq 1 50); do
+  merged=$(python3 - "$work/master.jsonl" <<'PY'
+import json, sys
+best = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if any(c.get("node") != "master" for c in r.get("cluster", {}).get("contributors", [])):
+        best = max(best, r["totals"]["commands_total"])
+print(best)
+PY
+  )
+  [ "$merged" = "$pushed" ] && break
+  sleep 0.2
+done
+kill -TERM "$pid"
+wait "$pid" || fail "the master exited with $? after SIGTERM: $(tail -5 "$work/master.log")"
+pid=
+[ "$merged" = "$pushed" ] ||
+  fail "the master's reports count $merged commands from the pushed report, not $pushed"
+if grep -qF "$(cat "$work/peer.token")" "$work/master.log" "$work/push.log"; then
+  fail "the peer token appears in a log"
+fi
+echo "report-push (SDK component push): $(cat "$work/push.out"); the master's report counts its $pushed commands"
 echo "consumer: OK"
