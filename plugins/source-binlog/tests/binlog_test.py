@@ -48,7 +48,9 @@ plugins:
 """)
     p = subprocess.run([binary, "-c", cfg], capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
-        raise AssertionError(f"mysqlprobe exited {p.returncode}: {p.stderr[-3000:]}")
+        raise AssertionError(f"mysqlprobe exited {p.returncode}: {p.stderr[-3000:]} "
+                             f"(configuration in {work})")
+    shutil.rmtree(work)
     return [json.loads(line) for line in open(out)], p.stderr
 
 
@@ -224,6 +226,7 @@ def main():
         rebuild(cur, mmsgs, "dst_merged")
         print(f"de-duplication window: {len(msgs)} changes became {len(mmsgs)} messages; the "
               "copy built from them equals the source")
+        shutil.rmtree(work)  # kept when a check failed above (the records, for a look)
 
 
 def dump(cur, t, dst):

@@ -14,6 +14,7 @@ usage: live_test.py MYSQLPROBE SOURCE_DIR TEST_PLUGINS_DIR"""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -274,6 +275,7 @@ def main():
         # merge the same parts into the same messages with the same ids
         print("with the de-duplication window (dedupe_s: 1):")
         crash_and_restart(binary, broker, work, ", dedupe_s: 1", "cdcw", "rowsw")
+    shutil.rmtree(work)  # kept when a check failed above (configurations, checkpoints)
 
 
 if __name__ == "__main__":
