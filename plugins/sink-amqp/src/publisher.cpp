@@ -272,6 +272,7 @@ bool Publisher::pump(Link& c, std::string& why) {
                     if (ack) {
                         ++stats_.confirmed;
                         finish(fl.m, true);
+                        fl.m = Message{};  // its place may wait for earlier ones: not its body
                     } else {
                         ++stats_.nacked;
                         again.push_back(std::move(fl.m));
