@@ -5,13 +5,18 @@
 // never reads does not hold the others back, /config/update changes the interval.
 #include <Poco/Buffer.h>
 #include <Poco/JSON/Array.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/NetException.h>
 #include <Poco/Net/WebSocket.h>
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <set>
+#include <thread>
 
 #include "encode.hpp"
 #include "support/node.hpp"
@@ -52,15 +57,29 @@ struct Node {
     }
 };
 
+// The node logs its port once it serves HTTP, and its plugins start just after: until the sink
+// runs, an upgrade of its path gets 503 "not ready" (as any client would, this one tries again).
 std::unique_ptr<Poco::Net::WebSocket> connect(int port, Poco::Net::HTTPClientSession& session,
                                               const std::string& path = "/collector") {
-    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, path,
-                               Poco::Net::HTTPMessage::HTTP_1_1);
-    Poco::Net::HTTPResponse resp;
     (void)port;
-    auto ws = std::make_unique<Poco::Net::WebSocket>(session, req, resp);
-    ws->setReceiveTimeout(Poco::Timespan(10, 0));
-    return ws;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (true) {
+        Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, path,
+                                   Poco::Net::HTTPMessage::HTTP_1_1);
+        Poco::Net::HTTPResponse resp;
+        try {
+            auto ws = std::make_unique<Poco::Net::WebSocket>(session, req, resp);
+            ws->setReceiveTimeout(Poco::Timespan(10, 0));
+            return ws;
+        } catch (const Poco::Net::WebSocketException&) {
+            if (resp.getStatus() != Poco::Net::HTTPResponse::HTTP_SERVICE_UNAVAILABLE ||
+                std::chrono::steady_clock::now() >= until) {
+                throw;
+            }
+        }
+        session.reset();
+        std::this_thread::sleep_for(50ms);
+    }
 }
 
 // The next data message (pings are answered, pongs skipped); empty string when none in time.
