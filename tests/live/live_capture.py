@@ -88,10 +88,13 @@ plugins:
               f"{counted['received']} received")
 
         def caught_up():
+            # the decoder's own count follows the stream layer's (its worker takes the bytes
+            # from a queue): wait for both
             m = probe.metrics()
             done = m.get("mysqlprobe_stream_connections_closed_fin_total", 0)
             return m if done >= counted["connections"] and \
-                m.get("mysqlprobe_stream_delivered_bytes_total", 0) >= total else None
+                m.get("mysqlprobe_stream_delivered_bytes_total", 0) >= total and \
+                m.get("mysqlprobe_decoder_mysql_bytes_total", 0) >= total else None
         try:
             m = wait_for(caught_up, 20, "the probe to see every byte and every FIN")
         except AssertionError:
