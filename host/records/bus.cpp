@@ -173,16 +173,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
             if (rec.seq <= p->lastSeq.load()) {
                 return MP_EINVAL;  // another thread of the producer got there first
             }
-            p->lastSeq = rec.seq;
-            if (p->pending.empty()) {
-                if (!p->stuck) {
-                    p->delivered = rec.seq;
-                }
-            } else if (!p->pending.back().rec) {
-                p->pending.back().seq = rec.seq;
-            } else {
-                p->pending.push_back(Producer::Entry{rec.seq, nullptr});
-            }
+            append(p, rec.seq, nullptr);
         }
         accepted_->value.fetch_add(1, std::memory_order_relaxed);
         unrouted_->value.fetch_add(1, std::memory_order_relaxed);
@@ -234,8 +225,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         }
         advance(p);
         if (reserve()) {
-            p->lastSeq = rec.seq;
-            p->pending.push_back(Producer::Entry{rec.seq, r});
+            append(p, rec.seq, r);
             taken = true;
         }
     }
@@ -266,8 +256,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
             release(static_cast<int64_t>(bytes));
             return MP_EINVAL;
         }
-        p->lastSeq = rec.seq;
-        p->pending.push_back(Producer::Entry{rec.seq, r});
+        append(p, rec.seq, r);
     }
     bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
     accepted_->value.fetch_add(1, std::memory_order_relaxed);
@@ -338,10 +327,7 @@ void RecordBus::sinkLoop(Sink* s) {
                     s->tokens[place - s->base].reset();
                 }
             }
-            while (!s->tokens.empty() && !s->tokens.front()) {
-                s->tokens.pop_front();
-                ++s->base;
-            }
+            trimTokens(s);
             outstanding_ -= static_cast<int64_t>(n - i);
         }
         work.erase(work.begin(), work.begin() + static_cast<std::ptrdiff_t>(i));
@@ -395,10 +381,7 @@ void RecordBus::done(uint64_t token, mp_status status) {
         if (!r) {
             return;
         }
-        while (!s->tokens.empty() && !s->tokens.front()) {
-            s->tokens.pop_front();
-            ++s->base;
-        }
+        trimTokens(s);
     }
     --outstanding_;
     if (status == MP_OK) {
@@ -456,10 +439,9 @@ void RecordBus::release(int64_t bytes) {
 
 // The producer's mark moves over every settled record in seq order, stopping for good at one
 // that failed; the records it passed leave the budget (after a failure, settled records still
-// leave it from the front, in order, the mark staying where it is). True when the mark moved.
-bool RecordBus::advance(Producer* p) {
+// leave it from the front, in order, the mark staying where it is).
+void RecordBus::advance(Producer* p) {
     int64_t freed = 0;
-    bool moved = false;
     while (!p->pending.empty()) {
         const Producer::Entry& front = p->pending.front();
         if (front.rec && !front.rec->settled.load(std::memory_order_acquire)) {
@@ -473,13 +455,35 @@ bool RecordBus::advance(Producer* p) {
         }
         if (!p->stuck) {
             p->delivered = front.seq;
-            moved = true;
         }
         freed += front.rec ? static_cast<int64_t>(front.rec->bytes) : 0;
         p->pending.pop_front();
     }
     release(freed);
-    return moved;
+}
+
+// Record `seq` joins the producer's pending run, in seq order; `r` empty: a record no sink took
+// (nothing to wait for: it extends an entry of such records, or moves the mark when nothing
+// waits before it).
+void RecordBus::append(Producer* p, uint64_t seq, std::shared_ptr<Rec> r) {
+    p->lastSeq = seq;
+    if (!r && p->pending.empty()) {
+        if (!p->stuck) {
+            p->delivered = seq;
+        }
+    } else if (!r && !p->pending.back().rec) {
+        p->pending.back().seq = seq;
+    } else {
+        p->pending.push_back(Producer::Entry{seq, std::move(r)});
+    }
+}
+
+// Tokens done (or void) at the front of a sink's table leave it; the next one becomes its base.
+void RecordBus::trimTokens(Sink* s) {
+    while (!s->tokens.empty() && !s->tokens.front()) {
+        s->tokens.pop_front();
+        ++s->base;
+    }
 }
 
 void RecordBus::ackLoop() {

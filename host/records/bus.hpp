@@ -7,15 +7,15 @@
 //
 // Memory: records are held, once whatever the number of sinks, until every sink that took them
 // is done and the producer's mark has passed them; their bytes (payload, names and the record's
-// own bookkeeping) are bounded by one budget.
+// own bookkeeping) are bounded by one budget. When it is full a producer's policy decides: Drop
+// (captures, decoders: never block; the record is refused and counted) or Wait (sources: block
+// until there is room, which pauses whatever they read from).
 //
 // Cost: the bus is on the path of every record (a binlog source emits hundreds of thousands a
 // second), so no lock is taken per record by two threads at once in the common case: a sink's
 // thread takes its whole queue in one lock and registers its tokens a chunk at a time; done()
 // only counts down; the producer's mark moves under the producer's own lock, taken by the
-// producer when it emits and by the ack thread every few milliseconds. When it is full a producer's
-// policy decides: Drop (captures, decoders: never block; the record is refused and counted) or Wait
-// (sources: block until there is room, which pauses whatever they read from).
+// producer when it emits and by the ack thread every few milliseconds.
 #pragma once
 
 #include <mp/abi.h>
@@ -95,7 +95,9 @@ class RecordBus {
     struct Rec;
     void sinkLoop(Sink* s);
     void settle(const std::shared_ptr<Rec>& r);
-    bool advance(Producer* p);  // p->mu held
+    static void append(Producer* p, uint64_t seq, std::shared_ptr<Rec> r);  // p->mu held
+    void advance(Producer* p);                                              // p->mu held
+    static void trimTokens(Sink* s);                                        // s->tokenMu held
     void release(int64_t bytes);
     void wakeAckThread(bool now);
     void ackLoop();

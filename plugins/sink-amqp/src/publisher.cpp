@@ -147,6 +147,17 @@ void Publisher::requeueInFlight() {
     stats_.inFlight = 0;
 }
 
+// Messages go back to the head of the queue, in their order.
+void Publisher::putBack(std::deque<Message>& msgs) {
+    if (msgs.empty()) {
+        return;
+    }
+    std::lock_guard<std::mutex> lock(owner_.mu);
+    for (auto it = msgs.rbegin(); it != msgs.rend(); ++it) {
+        queue_.push_front(std::move(*it));
+    }
+}
+
 void Publisher::dropAll(std::deque<Message>& q) {
     for (auto& m : q) {
         ++stats_.dropped;
@@ -206,10 +217,7 @@ bool Publisher::pump(Link& c, std::string& why) {
             c.conn.broken();
             // not published: back to the head of the queue, behind what is in flight (which
             // disconnect() puts back in front of them)
-            std::lock_guard<std::mutex> lock(owner_.mu);
-            for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
-                queue_.push_front(std::move(*it));
-            }
+            putBack(batch);
             return false;
         }
     }
@@ -283,12 +291,7 @@ bool Publisher::pump(Link& c, std::string& why) {
                     ++flightTag_;
                 }
                 stats_.inFlight = static_cast<int64_t>(flightOpen_);
-                if (!again.empty()) {  // the broker could not take them: publish them again
-                    std::lock_guard<std::mutex> lock(owner_.mu);
-                    for (auto it = again.rbegin(); it != again.rend(); ++it) {
-                        queue_.push_front(std::move(*it));
-                    }
-                }
+                putBack(again);  // the broker could not take them: publish them again
                 break;
             }
             case AMQP_BASIC_RETURN_METHOD: {

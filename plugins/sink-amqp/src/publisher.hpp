@@ -97,6 +97,7 @@ class Publisher {
     void disconnect(Link& c, const std::string& why);
     bool pump(Link& c, std::string& why);
     void requeueInFlight();
+    void putBack(std::deque<Message>& msgs);
     void dropAll(std::deque<Message>& q);
     void finish(Message& m, bool delivered);
 
