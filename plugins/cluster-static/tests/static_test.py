@@ -136,9 +136,14 @@ def quantile(buckets, zero, count, q, vmin, vmax):
 def main():
     slaves = [Node(f"slave{i + 1}", f"127.0.0.{i + 2}", slave_yaml(p)) for i, p in enumerate(PCAPS)]
     master = Node("master", "127.0.0.1", master_yaml())
+    # Each slave's recorder connects as soon as that slave runs, before the next one starts: the
+    # recorder must hold every report the slave sends (starting the other slaves first could take
+    # longer than a slave's first interval under ASan and load, and its first report was missed).
+    recorders = {}
     for s in slaves:
         s.start()
-    recorders = {s.name: Recorder(s) for s in slaves}
+        recorders[s.name] = Recorder(s)
+        recorders[s.name].connected.wait(10)
     master.start()
     merged = Recorder(master)
     for r in list(recorders.values()) + [merged]:
