@@ -36,7 +36,15 @@ bool Membership::setKeys(const Keyring& keys) {
 
 Keyring Membership::keys() const { return *keyring(); }
 
-Membership::~Membership() { stop(false); }
+Membership::~Membership() {
+    stop(false);
+    // A Membership that never started (the tests drive one by hand) may still have spawned
+    // outgoing exchanges from periodic(): they hold `this`, so they are cancelled and waited for.
+    dialsCancelled_ = true;
+    while (tcpJobs_.load() > 0) {
+        std::this_thread::sleep_for(Ms(10));
+    }
+}
 
 void Membership::start() {
     if (!ipBytes(opt_.bindIp, selfAddr_)) {
