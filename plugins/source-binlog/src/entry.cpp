@@ -20,7 +20,6 @@
 
 #include "binlog.hpp"
 #include "checkpoint.hpp"
-#include "client.hpp"
 #include "file_reader.hpp"
 #include "message.hpp"
 #include "replica.hpp"

@@ -5,11 +5,16 @@
 // that says what to do.
 #pragma once
 
+#include <mp/mysql_client.hpp>
 #include <string>
 
-#include "client.hpp"
-
 namespace mp::binlog {
+
+// The client is shared with replay-mysql (libs/mysql).
+using mysql::Connection;
+using mysql::putLe;
+using mysql::ServerAddress;
+using mysql::ServerError;
 
 struct StreamStart {
     bool useGtid = true;    // MariaDB: from a GTID state ("" is the oldest binlog)

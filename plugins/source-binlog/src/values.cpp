@@ -198,30 +198,6 @@ bool appendBytes(PacketReader& r, size_t prefix, bool binary, std::string& out) 
 
 }  // namespace
 
-void appendBase64(std::string& out, const uint8_t* d, size_t n) {
-    static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t{d[i]} << 16) | (uint32_t{d[i + 1]} << 8) | d[i + 2];
-        out += k[v >> 18];
-        out += k[(v >> 12) & 63];
-        out += k[(v >> 6) & 63];
-        out += k[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = uint32_t{d[i]} << 16;
-        out += k[v >> 18];
-        out += k[(v >> 12) & 63];
-        out += "==";
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t{d[i]} << 16) | (uint32_t{d[i + 1]} << 8);
-        out += k[v >> 18];
-        out += k[(v >> 12) & 63];
-        out += k[(v >> 6) & 63];
-        out += '=';
-    }
-}
-
 int metadataLength(uint8_t type) {
     switch (type) {
         case mysql::kTypeTiny:

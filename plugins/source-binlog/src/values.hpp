@@ -7,11 +7,14 @@
 #pragma once
 
 #include <mp/mysql_wire.hpp>
+#include <mp/sdk.hpp>
 #include <string>
 
 #include "binlog.hpp"
 
 namespace mp::binlog {
+
+using mp::appendBase64;  // mp/sdk.hpp
 
 /// Appends the value's JSON text to `out`; false when the bytes run out or the type is unknown
 /// (`why` says which).
@@ -22,8 +25,5 @@ int metadataLength(uint8_t type);
 
 /// Reads the metadata of one column from the table map (little-endian, or STRING's two bytes).
 void readMetadata(mysql::PacketReader& r, Column& c);
-
-/// Base64 (RFC 4648, with padding).
-void appendBase64(std::string& out, const uint8_t* d, size_t n);
 
 }  // namespace mp::binlog

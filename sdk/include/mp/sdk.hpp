@@ -125,6 +125,72 @@ inline void appendJsonString(std::string& out, std::string_view s) {
     out += '"';
 }
 
+/// Standard base64 with padding (RFC 4648), appended to `out`: bytes in JSON.
+inline void appendBase64(std::string& out, const uint8_t* d, size_t n) {
+    static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    out.reserve(out.size() + (n + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t{d[i]} << 16) | (uint32_t{d[i + 1]} << 8) | d[i + 2];
+        out += k[v >> 18];
+        out += k[(v >> 12) & 63];
+        out += k[(v >> 6) & 63];
+        out += k[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = uint32_t{d[i]} << 16;
+        out += k[v >> 18];
+        out += k[(v >> 12) & 63];
+        out += "==";
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t{d[i]} << 16) | (uint32_t{d[i + 1]} << 8);
+        out += k[v >> 18];
+        out += k[(v >> 12) & 63];
+        out += k[(v >> 6) & 63];
+        out += '=';
+    }
+}
+
+/// The bytes of standard base64 with padding, appended to `out`; false (with `out` partly
+/// written) for anything else: a character outside the alphabet, a length that is not a multiple
+/// of 4, padding other than at the end.
+inline bool decodeBase64(std::string_view in, std::string& out) {
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    if (in.size() % 4 != 0) {
+        return false;
+    }
+    out.reserve(out.size() + in.size() / 4 * 3);
+    for (size_t i = 0; i < in.size(); i += 4) {
+        const bool last = i + 4 == in.size();
+        const int pads = last ? (in[i + 3] == '=') + (in[i + 2] == '=' && in[i + 3] == '=') : 0;
+        int v[4];
+        for (int k = 0; k < 4; ++k) {
+            v[k] = k >= 4 - pads ? 0 : value(in[i + static_cast<size_t>(k)]);
+            if (v[k] < 0) {
+                return false;
+            }
+        }
+        const uint32_t w = (static_cast<uint32_t>(v[0]) << 18) |
+                           (static_cast<uint32_t>(v[1]) << 12) |
+                           (static_cast<uint32_t>(v[2]) << 6) | static_cast<uint32_t>(v[3]);
+        out += static_cast<char>(w >> 16);
+        if (pads < 2) {
+            out += static_cast<char>((w >> 8) & 0xff);
+        }
+        if (pads < 1) {
+            out += static_cast<char>(w & 0xff);
+        }
+    }
+    return true;
+}
+
 /// The same as a new string.
 inline std::string jsonString(std::string_view s) {
     std::string out;

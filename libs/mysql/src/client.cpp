@@ -1,6 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "client.hpp"
-
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -12,15 +10,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mp/mysql_client.hpp>
 #include <mp/mysql_wire.hpp>
 
-namespace mp::binlog {
+namespace mp::mysql {
 namespace {
-
-using mysql::PacketReader;
 
 constexpr uint32_t kLongPassword = 1;
 constexpr uint32_t kLongFlag = 4;
+constexpr uint32_t kConnectWithDb = 8;
 constexpr uint32_t kProtocol41 = 0x200;
 constexpr uint32_t kTransactions = 0x2000;
 constexpr uint32_t kSecureConnection = 0x8000;
@@ -31,7 +29,19 @@ constexpr size_t kMaxWire = 0xffffff;
 constexpr uint8_t kOk = 0x00;
 constexpr uint8_t kEof = 0xfe;
 constexpr uint8_t kErr = 0xff;
+constexpr uint8_t kLocalInfile = 0xfb;
+constexpr uint8_t kComQuit = 0x01;
 constexpr uint8_t kComQuery = 0x03;
+constexpr uint8_t kComFieldList = 0x04;
+constexpr uint8_t kComStatistics = 0x09;
+constexpr uint8_t kComChangeUser = 0x11;
+constexpr uint8_t kComStmtPrepare = 0x16;
+constexpr uint8_t kComStmtExecute = 0x17;
+constexpr uint8_t kComStmtSendLongData = 0x18;
+constexpr uint8_t kComStmtClose = 0x19;
+constexpr uint8_t kComStmtFetch = 0x1c;
+constexpr uint16_t kMoreResults = 0x0008;
+constexpr uint16_t kCursorExists = 0x0040;
 const char* kNativePassword = "mysql_native_password";
 
 std::string sha1(const std::string& s) {
@@ -163,29 +173,49 @@ void Connection::connect(const ServerAddress& a) {
     if ((caps & kProtocol41) == 0) {
         throw std::runtime_error(where + ": server too old (no protocol 4.1)");
     }
-    const uint32_t mine = kLongPassword | kLongFlag | kProtocol41 | kTransactions |
-                          kSecureConnection | kMultiResults | kPluginAuth;
+    uint32_t mine = kLongPassword | kLongFlag | kProtocol41 | kTransactions | kSecureConnection |
+                    kMultiResults | kPluginAuth | (a.extraCapabilities & kSemanticCapabilities);
+    if (!a.schema.empty()) {
+        mine |= kConnectWithDb;
+    }
+    salt_ = salt;
+    collation_ = a.collation != 0 ? a.collation : kUtf8mb4;
     std::string auth = plugin == kNativePassword ? nativePasswordScramble(a.password, salt) : "";
     std::string resp;
     putLe(resp, mine, 4);
     putLe(resp, 1u << 24, 4);  // max packet we send
-    resp += static_cast<char>(kUtf8mb4);
+    resp += static_cast<char>(collation_);
     resp.append(23, '\0');
     resp += a.user;
     resp += '\0';
     resp += static_cast<char>(auth.size());
     resp += auth;
+    if (!a.schema.empty()) {
+        resp += a.schema;
+        resp += '\0';
+    }
     resp += kNativePassword;
     resp += '\0';
     writePacket(resp);
+    finishAuth(where, a.password, nullptr);
+}
+
+void Connection::finishAuth(const std::string& where, const std::string& password, Response* out) {
     for (int round = 0; round < 3; ++round) {
         std::string reply;
         read(reply);
         const auto first = reply.empty() ? kErr : static_cast<uint8_t>(reply[0]);
         if (first == kOk) {
+            if (out != nullptr) {
+                parseOk(reply, *out);
+            }
             return;
         }
         if (first == kErr) {
+            if (out != nullptr) {
+                parseErr(reply, *out);
+                return;
+            }
             raise(reply);
         }
         if (first == kEof) {  // auth switch: plugin name, then its data
@@ -202,7 +232,7 @@ void Connection::connect(const ServerAddress& a) {
                                          "'; this replica speaks mysql_native_password "
                                          "(create the user IDENTIFIED WITH mysql_native_password)");
             }
-            writePacket(nativePasswordScramble(a.password, data));
+            writePacket(nativePasswordScramble(password, data));
             continue;
         }
         throw std::runtime_error(where + ": unexpected packet during login");
@@ -266,7 +296,7 @@ void Connection::read(std::string& out) {
     }
 }
 
-void Connection::writePacket(const std::string& payload) {
+void Connection::writePacket(std::string_view payload) {
     int fd = fd_.load();
     size_t off = 0;
     do {
@@ -274,7 +304,7 @@ void Connection::writePacket(const std::string& payload) {
         std::string frame;
         putLe(frame, n, 3);
         frame += static_cast<char>(seq_++);
-        frame.append(payload, off, n);
+        frame.append(payload.substr(off, n));
         size_t sent = 0;
         while (sent < frame.size()) {
             ssize_t w = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
@@ -352,4 +382,177 @@ std::vector<Connection::Row> Connection::query(const std::string& sql) {
     }
 }
 
-}  // namespace mp::binlog
+void parseOk(const std::string& pkt, Response& r) {
+    PacketReader p(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+    p.skip(1);
+    r.affectedRows += p.lenenc();
+    r.lastInsertId = p.lenenc();
+    r.status = static_cast<uint16_t>(p.le(2));
+    r.warnings = static_cast<uint16_t>(r.warnings + p.le(2));
+    if (r.kind == Response::None) {
+        r.kind = Response::Ok;
+    }
+}
+
+void parseErr(const std::string& pkt, Response& r) {
+    PacketReader p(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+    p.skip(1);
+    r.kind = Response::Error;
+    r.errorCode = static_cast<uint16_t>(p.le(2));
+    r.sqlState.clear();
+    if (p.left() > 0 && *p.here() == '#') {
+        p.skip(1);
+        r.sqlState = p.has(5) ? std::string(reinterpret_cast<const char*>(p.here()), 5) : "";
+        p.skip(5);
+    }
+    r.errorMessage = p.rest(512);
+}
+
+uint16_t Connection::skipUntilEof(std::string& pkt, uint64_t* rows) {
+    for (;;) {
+        read(pkt);
+        const auto b = pkt.empty() ? kErr : static_cast<uint8_t>(pkt[0]);
+        if (b == kErr) {
+            return 0xffff;  // an ERR in place of the rest: the caller reads it from pkt
+        }
+        if (b == kEof && pkt.size() < 9) {
+            PacketReader r(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+            r.skip(1 + 2);  // header, warnings
+            return static_cast<uint16_t>(r.le(2));
+        }
+        if (rows != nullptr) {
+            ++*rows;
+        }
+    }
+}
+
+Response Connection::command(std::string_view packet) {
+    Response resp;
+    if (packet.empty()) {
+        throw std::runtime_error("empty command packet");
+    }
+    const auto cmd = static_cast<uint8_t>(packet[0]);
+    seq_ = 0;
+    writePacket(packet);
+    if (cmd == kComStmtClose || cmd == kComStmtSendLongData) {
+        return resp;
+    }
+    if (cmd == kComQuit) {
+        close();
+        return resp;
+    }
+    std::string pkt;
+    read(pkt);
+    readResponse(cmd, pkt, resp);
+    return resp;
+}
+
+void Connection::readResponse(uint8_t cmd, std::string& pkt, Response& resp) {
+    for (;;) {  // one result per round
+        const auto first = pkt.empty() ? kErr : static_cast<uint8_t>(pkt[0]);
+        if (first == kErr) {
+            parseErr(pkt, resp);
+            return;
+        }
+        if (cmd == kComStatistics) {
+            resp.kind = Response::Ok;
+            return;
+        }
+        if (cmd == kComStmtFetch || cmd == kComFieldList) {
+            // Rows (fetch) or definitions (field list) up to an EOF; the first is already here.
+            if (first == kEof && pkt.size() < 9) {
+                resp.kind = Response::ResultSet;
+                return;
+            }
+            uint64_t n = 1;
+            uint16_t st = skipUntilEof(pkt, &n);
+            if (st == 0xffff) {
+                parseErr(pkt, resp);
+                return;
+            }
+            resp.kind = Response::ResultSet;
+            resp.rows += cmd == kComStmtFetch ? n : 0;
+            resp.status = st;
+            return;
+        }
+        if (cmd == kComStmtPrepare && first == kOk) {
+            PacketReader r(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+            r.skip(1);
+            resp.kind = Response::Prepared;
+            resp.statementId = static_cast<uint32_t>(r.le(4));
+            resp.columns = static_cast<uint16_t>(r.le(2));
+            resp.params = static_cast<uint16_t>(r.le(2));
+            r.skip(1);
+            resp.warnings = static_cast<uint16_t>(r.le(2));
+            for (int part = 0; part < 2; ++part) {
+                if ((part == 0 ? resp.params : resp.columns) != 0 &&
+                    skipUntilEof(pkt, nullptr) == 0xffff) {
+                    throw std::runtime_error("ERR inside a prepare's definitions");
+                }
+            }
+            return;
+        }
+        if (first == kOk) {
+            parseOk(pkt, resp);
+        } else if (first == kEof && pkt.size() < 9) {  // COM_SET_OPTION's answer: an EOF
+            PacketReader r(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+            r.skip(1);
+            resp.warnings = static_cast<uint16_t>(r.le(2));
+            resp.status = static_cast<uint16_t>(r.le(2));
+            resp.kind = resp.kind == Response::None ? Response::Ok : resp.kind;
+        } else if (first == kLocalInfile) {
+            // The server asks for a client file: this client sends none (an empty file).
+            writePacket(std::string_view());
+            read(pkt);
+            continue;
+        } else {
+            PacketReader c(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+            const uint64_t columns = c.lenenc();
+            if (!c.ok() || columns == 0) {
+                throw std::runtime_error("damaged result set header");
+            }
+            resp.kind = Response::ResultSet;
+            ++resp.resultSets;
+            uint16_t st = skipUntilEof(pkt, nullptr);  // column definitions
+            if (st == 0xffff) {
+                parseErr(pkt, resp);
+                return;
+            }
+            if ((st & kCursorExists) == 0 || cmd != kComStmtExecute) {
+                st = skipUntilEof(pkt, &resp.rows);
+                if (st == 0xffff) {
+                    parseErr(pkt, resp);
+                    return;
+                }
+            }
+            resp.status = st;
+        }
+        if ((resp.status & kMoreResults) == 0) {
+            return;
+        }
+        read(pkt);
+    }
+}
+
+Response Connection::changeUser(const std::string& user, const std::string& password,
+                                const std::string& schema) {
+    std::string auth = nativePasswordScramble(password, salt_);
+    std::string p;
+    p += static_cast<char>(kComChangeUser);
+    p += user;
+    p += '\0';
+    p += static_cast<char>(auth.size());
+    p += auth;
+    p += schema;
+    p += '\0';
+    putLe(p, collation_, 2);
+    p += kNativePassword;
+    p += '\0';
+    seq_ = 0;
+    writePacket(p);
+    Response resp;
+    finishAuth("change user", password, &resp);
+    return resp;
+}
+
+}  // namespace mp::mysql

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+// The little of the MySQL client protocol that source-binlog (a replica) and replay-mysql (a
+// replayer) need, on a blocking socket: the handshake with mysql_native_password, text queries
+// and their result sets, any command sent as it was captured and its whole response read
+// (result sets counted, not kept), change-user, and whole packets (a packet of 16 MiB - 1
+// continues in the next). Every read is bounded by the packet's length and by `max_packet`; a
+// read waits at most the read timeout, so a cut network is noticed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mp::mysql {
+
+struct ServerAddress {
+    std::string host = "127.0.0.1";
+    uint16_t port = 3306;
+    std::string user;
+    std::string password;  // a secret: never in an error or a log line
+    int connectTimeoutMs = 5000;
+    int readTimeoutMs = 30000;
+    size_t maxPacket = 256u << 20;
+    // For a replayer: the default schema at login, the client's collation (0: utf8mb4) and the
+    // capability flags that change what the server does (CLIENT_FOUND_ROWS, IGNORE_SPACE,
+    // MULTI_STATEMENTS...), added to the ones this client always asks for.
+    std::string schema;
+    uint8_t collation = 0;
+    uint32_t extraCapabilities = 0;
+};
+
+/// The capability flags a replayer may copy from a captured client (they change results, not
+/// the framing this client reads): FOUND_ROWS, NO_SCHEMA, IGNORE_SPACE, INTERACTIVE,
+/// MULTI_STATEMENTS.
+constexpr uint32_t kSemanticCapabilities = 0x2 | 0x10 | 0x100 | 0x400 | 0x10000;
+
+/// What the server answered to one command.
+struct Response {
+    enum Kind { None, Ok, Error, ResultSet, Prepared } kind = None;
+    uint16_t errorCode = 0;
+    std::string sqlState;
+    std::string errorMessage;   // at most 512 bytes
+    uint64_t rows = 0;          // rows of every result set
+    uint64_t affectedRows = 0;  // summed over the results
+    uint64_t lastInsertId = 0;
+    uint32_t resultSets = 0;
+    uint16_t warnings = 0;
+    uint16_t status = 0;       // of the last OK/EOF
+    uint32_t statementId = 0;  // Prepared: the new statement's id
+    uint16_t params = 0;       // Prepared
+    uint16_t columns = 0;      // Prepared
+};
+
+/// An error the server sent (ERR packet): its code and message.
+class ServerError : public std::runtime_error {
+  public:
+    ServerError(uint16_t code, std::string state, const std::string& message)
+        : std::runtime_error(message), code_(code), state_(std::move(state)) {}
+    uint16_t code() const { return code_; }
+    const std::string& sqlState() const { return state_; }
+
+  private:
+    uint16_t code_;
+    std::string state_;
+};
+
+class Connection {
+  public:
+    using Row = std::vector<std::optional<std::string>>;
+
+    Connection() = default;
+    ~Connection() { close(); }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    /// Connects and logs in; throws ServerError (refused login...) or std::runtime_error
+    /// (network, protocol) with one line.
+    void connect(const ServerAddress& a);
+    void close();
+    /// From another thread: a blocked read returns (with an error) at once.
+    void interrupt();
+    bool connected() const { return fd_.load() >= 0; }
+
+    /// A text query; the rows of its result set (none for a statement). Throws ServerError.
+    std::vector<Row> query(const std::string& sql);
+    /// Sends one command packet (command byte and its payload), a new sequence.
+    void send(uint8_t command, const std::string& payload);
+    /// Sends a whole command packet (its first byte is the command) and reads the whole
+    /// response: OK, ERR, result sets (several with SERVER_MORE_RESULTS_EXISTS; a cursor's
+    /// empty one), a prepare's definitions, LOCAL INFILE (answered with an empty file).
+    /// Commands without a response (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_QUIT) return
+    /// kind None at once. Throws std::runtime_error on a network or protocol failure (the
+    /// connection is then unusable), never for an ERR: that is the response.
+    Response command(std::string_view packet);
+    /// COM_CHANGE_USER with this client's scramble for `password`; the server's answer (an
+    /// auth switch is followed). The login collation stays.
+    Response changeUser(const std::string& user, const std::string& password,
+                        const std::string& schema);
+    /// Reads one whole packet (continuations joined) into `out`.
+    void read(std::string& out);
+    /// Throws the ServerError an ERR packet holds.
+    [[noreturn]] static void raise(const std::string& err);
+
+    const std::string& serverVersion() const { return version_; }
+    bool mariadb() const { return version_.find("MariaDB") != std::string::npos; }
+    uint32_t connectionId() const { return connectionId_; }
+
+  private:
+    void writePacket(std::string_view payload);
+    void readExact(uint8_t* p, size_t n);
+    /// After the first packet of a response: the rest of it into `resp`.
+    void readResponse(uint8_t command, std::string& pkt, Response& resp);
+    /// Reads packets until an EOF (the end of definitions or rows); rows counted when `rows`.
+    uint16_t skipUntilEof(std::string& pkt, uint64_t* rows);
+    /// Follows an auth exchange after a login or change-user packet.
+    void finishAuth(const std::string& where, const std::string& password, Response* resp);
+
+    std::atomic<int> fd_{-1};
+    uint8_t seq_ = 0;
+    size_t maxPacket_ = 256u << 20;
+    std::string version_;
+    uint32_t connectionId_ = 0;
+    uint8_t collation_ = 45;
+    std::string salt_;
+};
+
+/// Parses an OK packet (first byte 0x00 or 0xfe) into `r`; an ERR packet (0xff).
+void parseOk(const std::string& pkt, Response& r);
+void parseErr(const std::string& pkt, Response& r);
+
+/// Appends `v` as `n` little-endian bytes (packet fields).
+inline void putLe(std::string& out, uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+    }
+}
+
+/// mysql_native_password: SHA1(password) XOR SHA1(salt + SHA1(SHA1(password))).
+std::string nativePasswordScramble(const std::string& password, const std::string& salt);
+
+}  // namespace mp::mysql
