@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "aggregate.hpp"
+#include "collector.hpp"
 #include "session.hpp"
 
 namespace {
@@ -24,6 +25,10 @@ const mp_property kProps[] = {
     {"max_sql_length", MP_PROP_INT, 0, "1024", "bytes of raw SQL kept per sample", 16, 1048576, nullptr},
     {"max_templates", MP_PROP_INT, 0, "10000", "templates kept per interval; further ones are counted as evicted", 1, 10000000, nullptr},
     {"max_statements_per_connection", MP_PROP_INT, 0, "1024", "prepared statements remembered per connection", 1, 1000000, nullptr},
+    {"inbound", MP_PROP_BOOL, 0, "false", "also emit each client command, with its exact bytes, and each connection event as a mysql.inbound record (the traffic collector, for replay)", 0, 0, nullptr},
+    {"inbound_format", MP_PROP_STRING, 0, "json", "form of the mysql.inbound records", 0, 0, "json|binary"},
+    {"inbound_backpressure", MP_PROP_STRING, 0, "drop", "when the host's record buffer is full: drop records (counted; a live capture never waits) or wait (reading a capture file: nothing lost)", 0, 0, "drop|wait"},
+    {"inbound_max_command_bytes", MP_PROP_INT, 0, "1048576", "bytes of one command kept whole for its record; a longer one is recorded truncated (not replayable)", 1024, 268435456, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
@@ -68,6 +73,14 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         aggLimits_.slowThresholdUs = static_cast<double>(cfg.i64("slow_threshold_ms")) * 1000.0;
         aggLimits_.maxSample = static_cast<size_t>(cfg.i64("max_sql_length"));
         agg_ = mp::mysql::Aggregator(aggLimits_);
+        if (cfg.boolean("inbound")) {
+            limits_.keepPackets = true;
+            limits_.maxCommandBytes = static_cast<size_t>(cfg.i64("inbound_max_command_bytes"));
+            limits_.maxPendingPacketBytes = std::max<size_t>(16 << 20, limits_.maxCommandBytes);
+            collector_ = std::make_unique<mp::mysql::Collector>(
+                host, mp::mysql::Collector::Options{cfg.str("inbound_format") == "binary"});
+            host.set("records.backpressure", cfg.str("inbound_backpressure").c_str());
+        }
     }
 
     ~MysqlDecoder() override { flushCounts(); }
@@ -88,6 +101,14 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
             [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); }, &texts_);
+        if (collector_) {
+            s->conn.client = flow.ip_version == 6 ? "[" + s->client + "]:" : s->client + ":";
+            s->conn.client += std::to_string(flow.client_port);
+            s->conn.server = s->server;
+            s->session->onLogin([this, s](const mp::mysql::LoginInfo& login, uint64_t ts) {
+                collector_->login(s->conn, login, ts);
+            });
+        }
         return s;
     }
 
@@ -115,11 +136,18 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
     }
     void streamGap(void* s, uint32_t dir, uint64_t len, uint64_t ts) override {
         gaps_.add(len);
-        static_cast<Stream*>(s)->session->gap(dir, len, ts);
+        auto* st = static_cast<Stream*>(s);
+        st->session->gap(dir, len, ts);  // commands that lost their answer first
+        if (collector_) {
+            collector_->gap(st->conn, dir, len, ts);
+        }
     }
-    void streamClose(void* s, uint32_t /*reason*/, uint64_t ts) override {
+    void streamClose(void* s, uint32_t reason, uint64_t ts) override {
         auto* st = static_cast<Stream*>(s);
         st->session->close(ts);
+        if (collector_) {
+            collector_->close(st->conn, reason, ts);
+        }
         flushCounts();
         const auto& stats = st->session->stats();
         tls_.add(stats.tlsSessions);
@@ -139,10 +167,14 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         std::string client;  // ip
         uint16_t clientPort = 0;
         std::unique_ptr<mp::mysql::Session> session;
+        mp::mysql::Collector::Conn conn;  // with `inbound`
     };
 
-    void record(const mp::mysql::Transaction& tx, const Stream& s) {
+    void record(const mp::mysql::Transaction& tx, Stream& s) {
         agg_.add(tx, s.server, s.client, s.clientPort);
+        if (collector_) {
+            collector_->command(s.conn, tx);
+        }
         // Metric counters are shared atomics: counted here and added every 256 commands, at
         // each connection's end and at each report interval (collect()).
         bool known =
@@ -175,6 +207,7 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
     }
 
     mp::mysql::SessionLimits limits_;
+    std::unique_ptr<mp::mysql::Collector> collector_;  // with `inbound`
     // This worker's prepared statement texts, shared by its sessions (which all close before
     // the decoder goes: the host closes every stream first).
     mp::mysql::StatementTexts texts_;

@@ -160,7 +160,11 @@ Session::Session(SessionLimits limits, bool midstream, Emit emit, StatementTexts
       emit_(std::move(emit)),
       phase_(midstream ? Phase::Resync : Phase::Greeting),
       ownTexts_(texts == nullptr ? std::make_unique<StatementTexts>() : nullptr),
-      texts_(texts != nullptr ? texts : ownTexts_.get()) {}
+      texts_(texts != nullptr ? texts : ownTexts_.get()) {
+    if (limits_.keepPackets) {
+        framer_[0] = Framer(std::max<size_t>(limits_.maxCommandBytes, 1 << 20));
+    }
+}
 
 Session::~Session() { forgetStatements(); }
 
@@ -368,6 +372,7 @@ void Session::serverPacket(const Packet& p) {
                 login_.failed = true;
                 login_.errorCode = t.errorCode;
                 phase_ = Phase::Resync;  // the server closes the connection
+                loginEnded(p.ts);
             } else if (p.kept > 0 && p.data[0] == kOkHeader && phase_ == Phase::Auth) {
                 phase_ = Phase::Command;
                 if (pendingCompression_) {
@@ -375,6 +380,7 @@ void Session::serverPacket(const Packet& p) {
                     framer_[1].setCompressed(true);
                     login_.compressed = true;
                 }
+                loginEnded(p.ts);
             }
             return;
         case Phase::Command:
@@ -403,6 +409,7 @@ void Session::greeting(const Packet& p) {
         login_.failed = true;
         login_.errorCode = t.errorCode;
         phase_ = Phase::Resync;
+        loginEnded(p.ts);
         return;
     }
     login_.serverVersion = r.nulString(64);
@@ -433,6 +440,7 @@ void Session::handshakeResponse(const Packet& p) {
                 : 0;
         r41.skip(4);
         clientCaps_ = caps;
+        login_.collation = p.kept > 8 ? p.data[8] : 0;
         clientExt_ = (caps & kClientMysql) == 0 ? ext : 0;
         if (p.length == 32 && (caps & kSsl) != 0) {
             login_.tls = true;
@@ -461,6 +469,7 @@ void Session::handshakeResponse(const Packet& p) {
             login_.schema = r.nulString(256);
         }
     }
+    login_.clientFlags = clientCaps_;
     uint32_t both = clientCaps_ & serverCaps_;
     deprecateEof_ = (both & kDeprecateEof) != 0;
     cacheMetadata_ = (clientExt_ & serverExt_ & kMariaCacheMetadata) != 0;
@@ -477,6 +486,12 @@ std::vector<std::string> Transaction::paramValues() const {
         executeParams.decode(out);
     }
     return out;
+}
+
+void Session::loginEnded(uint64_t ts) {
+    if (loginHook_) {
+        loginHook_(login_, ts);
+    }
 }
 
 void Transaction::reset(bool keepLogin) {
@@ -497,6 +512,12 @@ void Transaction::reset(bool keepLogin) {
     warnings = statusFlags = 0;
     resultSets = 0;
     requestBytes = responseBytes = 0;
+    packetTruncated = false;
+    if (packet.capacity() > 64 * 1024) {
+        std::string().swap(packet);  // a large command's buffer is not kept for every later one
+    } else {
+        packet.clear();
+    }
     if (!keepLogin) {
         user.clear();
         schema.clear();
@@ -518,7 +539,7 @@ Session::Pending& Session::PendingQueue::pushBack() {
     pc.tx.reset(/*keepLogin=*/true);
     pc.state = Resp::Start;
     pc.columns = pc.left = pc.params = 0;
-    pc.binary = pc.cursor = false;
+    pc.binary = pc.cursor = pc.done = false;
     pc.newSchema.clear();
     return pc;
 }

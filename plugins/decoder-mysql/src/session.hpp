@@ -54,6 +54,10 @@ struct Transaction {
     uint64_t responseBytes = 0;
     std::string user;
     std::string schema;
+    // With SessionLimits::keepPackets: the command packet's payload as sent (byte 0 is the
+    // command), a prefix when `packetTruncated`.
+    std::string packet;
+    bool packetTruncated = false;
 
     /// The parameters as SQL literals (empty when none or when they do not decode).
     std::vector<std::string> paramValues() const;
@@ -72,12 +76,20 @@ struct LoginInfo {
     bool compressed = false;
     bool failed = false;
     uint16_t errorCode = 0;
+    uint32_t clientFlags = 0;  // the client's capability flags
+    uint16_t collation = 0;    // the client's collation id
 };
 
 struct SessionLimits {
     size_t maxSql = 1024;         // bytes of SQL kept per transaction
     size_t maxStatements = 1024;  // prepared statements remembered per connection
     size_t maxPending = 256;      // pipelined commands awaiting a response
+    // Keep each command's bytes in Transaction::packet (the traffic collector): commands up to
+    // maxCommandBytes whole, and at most maxPendingPacketBytes held by the commands of one
+    // connection awaiting their response (beyond: kept empty, marked truncated).
+    bool keepPackets = false;
+    size_t maxCommandBytes = 1 << 20;
+    size_t maxPendingPacketBytes = 16 << 20;
 };
 
 /// The texts of prepared statements, and the parameter types their executes bind, shared by
@@ -137,6 +149,8 @@ struct SessionStats {
 class Session {
   public:
     using Emit = std::function<void(const Transaction&)>;
+    /// The end of a login: accepted, or refused (login().failed); `ts` of the server's answer.
+    using LoginHook = std::function<void(const LoginInfo&, uint64_t ts)>;
 
     /// `texts`: where prepared statements' texts are shared (the decoder worker's); nullptr:
     /// the session keeps its own.
@@ -151,6 +165,7 @@ class Session {
     /// Connection end: pending commands are emitted as lost.
     void close(uint64_t ts);
 
+    void onLogin(LoginHook hook) { loginHook_ = std::move(hook); }
     const LoginInfo& login() const { return login_; }
     const SessionStats& stats() const { return stats_; }
     bool tls() const { return phase_ == Phase::Tls; }
@@ -182,6 +197,7 @@ class Session {
         bool cursor = false;
         std::string newSchema;  // COM_CHANGE_USER: the schema it asks for
         uint32_t loginGen = 0;  // the login_ generation that tx.user and tx.schema are of
+        bool done = false;      // a command without a response, behind others: emitted in turn
     };
 
     void clientPacket(const Packet& p);
@@ -191,6 +207,7 @@ class Session {
     void command(const Packet& p);
     void respond(Pending& pc, const Packet& p);
     void finish(Outcome o, uint64_t ts);
+    void loginEnded(uint64_t ts);
     uint16_t parseOk(Transaction& tx, const uint8_t* d, size_t n);  // returns its status
     void parseErr(Transaction& tx, const uint8_t* d, size_t n);
     bool isEof(const Packet& p) const;
@@ -257,6 +274,8 @@ class Session {
     StatementTexts* texts_;
     uint32_t lastPrepared_ = 0xffffffff;
     uint32_t loginGen_ = 1;  // bumped at every change of login_.user or login_.schema
+    LoginHook loginHook_;
+    size_t pendingPacketBytes_ = 0;  // Transaction::packet bytes of the pending commands
     SessionStats stats_;
 };
 

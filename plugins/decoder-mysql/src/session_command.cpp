@@ -122,6 +122,14 @@ void Session::command(const Packet& p) {
         tx.schema = login_.schema;
         pc.loginGen = loginGen_;
     }
+    if (limits_.keepPackets) {
+        const size_t keep = std::min(p.kept, limits_.maxCommandBytes);
+        if (pendingPacketBytes_ + keep <= limits_.maxPendingPacketBytes) {
+            tx.packet.assign(reinterpret_cast<const char*>(p.data), keep);
+            pendingPacketBytes_ += keep;
+        }
+        tx.packetTruncated = tx.packet.size() < p.length;
+    }
     PacketReader r(p.data + 1, p.kept - 1);
     switch (tx.command) {
         case kQuery:
@@ -253,8 +261,13 @@ void Session::command(const Packet& p) {
             break;
     }
     if (noResponse(tx.command)) {
-        emit_(tx);
-        pending_.popBack();
+        if (pending_.size() == 1) {
+            emit_(tx);
+            pendingPacketBytes_ -= tx.packet.size();
+            pending_.popBack();
+        } else {
+            pc.done = true;  // emitted when the commands before it are (finish())
+        }
     }
 }
 

@@ -125,7 +125,14 @@ void Session::finish(Outcome o, uint64_t ts) {
         tx.responseTs = ts;
     }
     emit_(tx);
+    pendingPacketBytes_ -= tx.packet.size();
     pending_.popFront();
+    // Commands without a response sent behind this one: their turn now, in order.
+    while (!pending_.empty() && pending_.front().done) {
+        emit_(pending_.front().tx);
+        pendingPacketBytes_ -= pending_.front().tx.packet.size();
+        pending_.popFront();
+    }
 }
 
 void Session::respond(Pending& pc, const Packet& p) {

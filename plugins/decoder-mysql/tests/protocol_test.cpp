@@ -322,4 +322,77 @@ TEST_SUITE("decoder-mysql") {
         c.server(packet(1, ok()));
         CHECK(c.txs.back().sql == "UPDATE t SET a = ? WHERE id = 5");
     }
+    TEST_CASE("collector: each command's exact bytes, in the order sent, and the login") {
+        SessionLimits limits;
+        limits.keepPackets = true;
+        limits.maxCommandBytes = 4096;
+        Conn c(kCaps, nullptr, limits);
+        // A statement closed while a query still waits for its answer: the close (no answer)
+        // comes out after the query, as it was sent.
+        c.prepare(3, "SELECT 1");
+        Bytes q{0x03};
+        str(q, "SELECT 2", false);
+        c.client(packet(0, q));
+        c.close(3);
+        REQUIRE(c.txs.size() == 1);  // the close waits for the query before it
+        c.server(packet(1, ok()));
+        REQUIRE(c.txs.size() == 3);
+        CHECK(c.txs[1].command == mp::mysql::kQuery);
+        CHECK(c.txs[1].packet == std::string("\x03SELECT 2"));
+        CHECK(c.txs[2].command == mp::mysql::kStmtClose);
+        CHECK(c.txs[2].packet == std::string("\x19\x03\x00\x00\x00", 5));
+        CHECK(c.txs[0].statementId == 3);
+        // A command longer than kept: its prefix, marked truncated.
+        std::string big(5000, 'x');
+        c.query("SELECT '" + big + "'", ok());
+        CHECK(c.txs.back().packetTruncated);
+        CHECK(c.txs.back().packet.size() == 4096);
+        // Without keepPackets nothing is kept.
+        Conn plain(kCaps);
+        plain.query("SELECT 3", ok());
+        CHECK(plain.txs.back().packet.empty());
+    }
+
+    TEST_CASE("collector: the login hook sees user, schema, flags and collation once") {
+        std::vector<mp::mysql::LoginInfo> logins;
+        SessionLimits limits;
+        Session s(limits, false, [](const Transaction&) {});
+        s.onLogin([&](const mp::mysql::LoginInfo& l, uint64_t) { logins.push_back(l); });
+        Bytes g{0x0a};
+        str(g, "10.11.6-MariaDB");
+        le(g, 9, 4);
+        str(g, "abcdefgh", false);
+        g.push_back(0);
+        le(g, kCaps & 0xffff, 2);
+        g.push_back(0x21);
+        le(g, 0x0002, 2);
+        le(g, kCaps >> 16, 2);
+        g.push_back(21);
+        g.insert(g.end(), 10, 0);
+        str(g, "ijklmnopqrst");
+        str(g, "mysql_native_password");
+        Bytes p = packet(0, g);
+        s.data(1, p.data(), p.size(), 10);
+        Bytes r;
+        le(r, kCaps, 4);
+        le(r, 1u << 24, 4);
+        r.push_back(45);
+        r.insert(r.end(), 23, 0);
+        str(r, "bob");
+        r.push_back(0);
+        str(r, "inventory");
+        str(r, "mysql_native_password");
+        p = packet(1, r);
+        s.data(0, p.data(), p.size(), 20);
+        CHECK(logins.empty());  // not before the server's answer
+        p = packet(2, ok());
+        s.data(1, p.data(), p.size(), 30);
+        REQUIRE(logins.size() == 1);
+        CHECK(logins[0].user == "bob");
+        CHECK(logins[0].schema == "inventory");
+        CHECK(logins[0].connectionId == 9);
+        CHECK(logins[0].collation == 45);
+        CHECK(logins[0].clientFlags == kCaps);
+        CHECK_FALSE(logins[0].failed);
+    }
 }
