@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "replayer.hpp"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <mp/sdk.hpp>
+#include <set>
+
+#include "readonly.hpp"
+
+namespace mp::replay {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using mysql::inbound::Record;
+using mysql::inbound::Type;
+
+constexpr uint8_t kQuit = 0x01;
+constexpr uint8_t kInitDb = 0x02;
+constexpr uint8_t kQuery = 0x03;
+constexpr uint8_t kCreateDb = 0x05;
+constexpr uint8_t kDropDb = 0x06;
+constexpr uint8_t kRefresh = 0x07;
+constexpr uint8_t kChangeUser = 0x11;
+constexpr uint8_t kStmtPrepare = 0x16;
+constexpr uint8_t kStmtExecute = 0x17;
+constexpr uint8_t kStmtSendLongData = 0x18;
+constexpr uint8_t kStmtClose = 0x19;
+constexpr uint8_t kStmtReset = 0x1a;
+constexpr uint8_t kStmtFetch = 0x1c;
+constexpr uint32_t kLastPrepared = 0xffffffff;
+
+const char* const kSkipNames[] = {"read_only",      "truncated",      "unknown_statement",
+                                  "prepare_failed", "not_replayable", "no_connection",
+                                  "login_unknown",  "same_server"};
+
+// Commands sent as they were captured (statement ids mapped); the rest are never replayed:
+// replication, shutdown, kill, debug, the obsolete ones, and bulk execute (its capability is
+// not negotiated).
+bool replayable(uint8_t cmd) {
+    switch (cmd) {
+        case 0x01:
+        case 0x02:
+        case 0x03:
+        case 0x04:
+        case 0x05:
+        case 0x06:
+        case 0x07:
+        case 0x09:
+        case 0x0a:
+        case 0x0e:
+        case 0x11:
+        case 0x16:
+        case 0x17:
+        case 0x18:
+        case 0x19:
+        case 0x1a:
+        case 0x1b:
+        case 0x1c:
+        case 0x1f:
+            return true;
+        default:
+            return false;
+    }
+}
+
+bool hasStatementId(uint8_t cmd) {
+    return cmd == kStmtExecute || cmd == kStmtSendLongData || cmd == kStmtClose ||
+           cmd == kStmtReset || cmd == kStmtFetch;
+}
+
+uint32_t le32(const std::string& b, size_t at) {
+    return static_cast<uint32_t>(static_cast<uint8_t>(b[at])) |
+           static_cast<uint32_t>(static_cast<uint8_t>(b[at + 1])) << 8 |
+           static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 16 |
+           static_cast<uint32_t>(static_cast<uint8_t>(b[at + 3])) << 24;
+}
+
+// COM_CHANGE_USER's user and schema (protocol 4.1: user NUL, auth with its length byte,
+// schema NUL).
+bool changeUserFields(const std::string& b, std::string& user, std::string& schema) {
+    size_t nul = b.find('\0', 1);
+    if (nul == std::string::npos || nul + 1 >= b.size()) {
+        return false;
+    }
+    user = b.substr(1, nul - 1);
+    size_t at = nul + 2 + static_cast<uint8_t>(b[nul + 1]);
+    if (at > b.size()) {
+        return false;
+    }
+    size_t end = b.find('\0', at);
+    schema = b.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    return true;
+}
+
+}  // namespace
+
+const char* skipName(Skip s) { return kSkipNames[static_cast<int>(s)]; }
+
+struct Replayer::Conn {
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Item> queue;
+    bool closed = false;                // its close record is queued: nothing after it
+    std::atomic<bool> finished{false};  // the thread has ended
+    mysql::Connection db;
+    bool opened = false;
+    Skip broken = Skip::Count;  // Count: usable; else why every command is skipped
+    std::unordered_map<uint32_t, uint32_t> statements;  // captured id -> target id
+    std::set<uint32_t> skippedStatements;               // prepares skipped (read-only)
+    std::set<uint32_t> failedStatements;                // prepares the target refused
+};
+
+Replayer::Replayer(Options o, Done done, Log log)
+    : opt_(std::move(o)),
+      done_(std::move(done)),
+      log_(std::move(log)),
+      divergence_(opt_.maxTemplates, opt_.maxSamples) {
+    // The target's addresses, to refuse replaying onto the captured server itself.
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(opt_.target.host.c_str(), nullptr, &hints, &res) == 0) {
+        for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+            char ip[NI_MAXHOST];
+            if (getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, nullptr, 0,
+                            NI_NUMERICHOST) == 0) {
+                std::string port = std::to_string(opt_.target.port);
+                targetAddrs_.push_back(ai->ai_family == AF_INET6
+                                           ? "[" + std::string(ip) + "]:" + port
+                                           : std::string(ip) + ":" + port);
+            }
+        }
+        freeaddrinfo(res);
+    }
+}
+
+Replayer::~Replayer() { stop(); }
+
+bool Replayer::offer(Record&& r, uint64_t token) {
+    if (stopping_.load()) {
+        done_(token);
+        return true;
+    }
+    const size_t bytes = r.bytes.size() + r.sql.size() + r.templateText.size() + 512;
+    std::lock_guard<std::mutex> lock(mu_);
+    reap(false);
+    if (buffered_.load() > 0 && buffered_.load() + bytes > opt_.maxBufferBytes) {
+        return false;
+    }
+    if (!clockSet_) {
+        clockSet_ = true;
+        captureZero_ = r.ts;
+        wallZero_ = Clock::now();
+    }
+    std::string key = r.client + " " + r.server;
+    auto it = conns_.find(key);
+    if (it == conns_.end()) {
+        if (conns_.size() + ending_.size() >= opt_.maxConnections) {
+            return false;  // until a connection ends
+        }
+        auto c = std::make_unique<Conn>();
+        Conn* raw = c.get();
+        it = conns_.emplace(key, std::move(c)).first;
+        raw->thread = std::thread([this, raw] { run(*raw); });
+    }
+    Conn& c = *it->second;
+    const bool close = r.type == Type::Close;
+    {
+        std::lock_guard<std::mutex> l(c.mu);
+        c.queue.push_back(Item{std::move(r), token, bytes});
+        c.closed = close;
+    }
+    buffered_ += bytes;
+    c.cv.notify_one();
+    if (close) {  // the same client address may connect again: a new Conn then
+        ending_.push_back(std::move(it->second));
+        conns_.erase(it);
+    }
+    return true;
+}
+
+void Replayer::reap(bool all) {
+    for (auto it = ending_.begin(); it != ending_.end();) {
+        if (all || (*it)->finished.load()) {
+            if ((*it)->thread.joinable()) {
+                (*it)->thread.join();
+            }
+            it = ending_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+void Replayer::stop() {
+    if (stopping_.exchange(true)) {
+        return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, c] : conns_) {
+        ending_.push_back(std::move(c));
+    }
+    conns_.clear();
+    for (auto& c : ending_) {
+        c->db.interrupt();  // a command waiting for the target returns at once
+        std::lock_guard<std::mutex> l(c->mu);
+        c->cv.notify_all();
+    }
+    reap(true);
+}
+
+void Replayer::run(Conn& c) {
+    for (;;) {
+        Item item;
+        {
+            std::unique_lock<std::mutex> l(c.mu);
+            c.cv.wait(l, [&] { return !c.queue.empty() || stopping_.load(); });
+            if (c.queue.empty()) {
+                break;  // stopping, nothing left
+            }
+            item = std::move(c.queue.front());
+            c.queue.pop_front();
+        }
+        const bool last = item.rec.type == Type::Close;
+        if (!stopping_.load()) {
+            try {
+                execute(c, item.rec);
+            } catch (const std::exception& e) {
+                // The target connection broke (network, protocol): what follows is skipped.
+                log_(MP_LOG_WARN, "replay of " + item.rec.client + ": " + e.what());
+                c.db.close();
+                c.broken = Skip::NoConnection;
+                ++failed_;
+            }
+        }
+        buffered_ -= item.bytes;
+        done_(item.token);
+        if (last) {
+            break;
+        }
+    }
+    if (c.opened && c.db.connected()) {
+        try {
+            c.db.command(std::string(1, static_cast<char>(kQuit)));
+        } catch (const std::exception&) {
+        }
+    }
+    c.db.close();
+    // Records queued behind a close (none, normally) or at stop: given up.
+    std::unique_lock<std::mutex> l(c.mu);
+    while (!c.queue.empty()) {
+        buffered_ -= c.queue.front().bytes;
+        done_(c.queue.front().token);
+        c.queue.pop_front();
+    }
+    c.finished = true;
+}
+
+void Replayer::skip(Skip why) { ++skipped_[static_cast<int>(why)]; }
+
+void Replayer::pace(Conn& c, uint64_t ts) {
+    if (opt_.speed <= 0) {
+        return;
+    }
+    // The clock was set by the first record, before any connection's thread started.
+    const uint64_t since = ts > captureZero_ ? ts - captureZero_ : 0;
+    const Clock::time_point due =
+        wallZero_ +
+        std::chrono::nanoseconds(static_cast<int64_t>(static_cast<double>(since) / opt_.speed));
+    auto now = Clock::now();
+    if (now < due) {
+        std::unique_lock<std::mutex> l(c.mu);
+        c.cv.wait_until(l, due, [&] { return stopping_.load(); });
+    } else {
+        lagMs_ = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - due).count());
+    }
+}
+
+std::string Replayer::mapUser(const std::string& u) const {
+    if (!opt_.target.user.empty()) {
+        return opt_.target.user;
+    }
+    auto it = opt_.users.find(u);
+    return it != opt_.users.end() ? it->second : u;
+}
+
+std::string Replayer::mapSchema(const std::string& s) const {
+    auto it = opt_.schemas.find(s);
+    return it != opt_.schemas.end() ? it->second : s;
+}
+
+bool Replayer::sameServer(const std::string& captured) {
+    if (opt_.force ||
+        std::find(targetAddrs_.begin(), targetAddrs_.end(), captured) == targetAddrs_.end()) {
+        return false;
+    }
+    if (!sameWarned_.exchange(true)) {
+        log_(MP_LOG_ERROR, "the target " + captured +
+                               " is the captured server itself: its commands are not replayed "
+                               "(set force: true to replay onto it anyway)");
+    }
+    return true;
+}
+
+bool Replayer::open(Conn& c, const Record& connect) {
+    c.opened = true;
+    if (sameServer(connect.server)) {
+        c.broken = Skip::SameServer;
+        return false;
+    }
+    if (!connect.loginKnown && opt_.target.user.empty()) {
+        c.broken = Skip::LoginUnknown;
+        return false;
+    }
+    mysql::ServerAddress a = opt_.target;
+    a.user = mapUser(connect.user);
+    a.schema = connect.loginKnown ? mapSchema(connect.schema) : std::string();
+    a.collation = static_cast<uint8_t>(connect.collation);
+    a.extraCapabilities = connect.clientFlags & mysql::kSemanticCapabilities;
+    try {
+        c.db.connect(a);
+        ++opened_;
+        return true;
+    } catch (const std::exception& e) {
+        ++failed_;
+        c.broken = Skip::NoConnection;
+        const uint64_t n = failed_.load();
+        if (n <= 10 || n % 1000 == 0) {
+            log_(MP_LOG_WARN, "cannot open the target connection for " + connect.client + " as " +
+                                  a.user + ": " + e.what() + " (failure " + std::to_string(n) +
+                                  "; its commands are skipped)");
+        }
+        return false;
+    }
+}
+
+void Replayer::execute(Conn& c, const Record& r) {
+    switch (r.type) {
+        case Type::Connect:
+            if (!r.loginFailed && !c.opened) {
+                pace(c, r.ts);
+                open(c, r);
+            }
+            return;
+        case Type::Gap:
+            ++gaps_;
+            return;
+        case Type::Close:
+            return;
+        case Type::Command:
+            break;
+    }
+    if (!c.opened) {  // no connect record (lost): the login is not known
+        Record unknown = r;
+        unknown.loginKnown = false;
+        open(c, unknown);
+    }
+    if (c.broken != Skip::Count) {
+        skip(c.broken);
+        return;
+    }
+    if (r.truncated || r.bytes.empty()) {
+        skip(Skip::Truncated);
+        return;
+    }
+    const auto cmd = static_cast<uint8_t>(r.bytes[0]);
+    if (!replayable(cmd)) {
+        skip(Skip::NotReplayable);
+        return;
+    }
+    std::string packet = r.bytes;
+    uint32_t capturedId = 0;
+    if (hasStatementId(cmd)) {
+        if (packet.size() < 5) {
+            skip(Skip::Truncated);
+            return;
+        }
+        capturedId = le32(packet, 1);
+        if (capturedId != kLastPrepared) {
+            auto it = c.statements.find(capturedId);
+            if (it == c.statements.end()) {
+                skip(c.skippedStatements.count(capturedId) != 0  ? Skip::ReadOnly
+                     : c.failedStatements.count(capturedId) != 0 ? Skip::PrepareFailed
+                                                                 : Skip::UnknownStatement);
+                return;
+            }
+            for (int i = 0; i < 4; ++i) {
+                packet[1 + static_cast<size_t>(i)] =
+                    static_cast<char>((it->second >> (8 * i)) & 0xff);
+            }
+        }
+    }
+    if (opt_.readOnly) {
+        const std::string_view text(packet.data() + 1, packet.size() - 1);
+        bool writes = cmd == kCreateDb || cmd == kDropDb || cmd == kRefresh;
+        if (cmd == kQuery) {
+            writes = !readOnlySql(text);
+        }
+        if (cmd == kStmtPrepare && !readOnlySql(text)) {
+            c.skippedStatements.insert(r.statementId);
+            skip(Skip::ReadOnly);
+            return;
+        }
+        if (writes) {
+            skip(Skip::ReadOnly);
+            return;
+        }
+    }
+    pace(c, r.ts);
+    if (stopping_.load()) {
+        return;
+    }
+    mysql::Response resp;
+    const auto t0 = Clock::now();
+    if (cmd == kChangeUser) {
+        std::string user, schema;
+        if (!changeUserFields(packet, user, schema)) {
+            skip(Skip::Truncated);
+            return;
+        }
+        resp = c.db.changeUser(mapUser(user), opt_.target.password, mapSchema(schema));
+    } else {
+        if (cmd == kInitDb) {
+            packet = std::string(1, static_cast<char>(kInitDb)) + mapSchema(packet.substr(1));
+        }
+        resp = c.db.command(packet);
+    }
+    const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    if (cmd == kStmtPrepare && r.statementId != 0) {
+        if (resp.kind == mysql::Response::Prepared) {
+            c.statements[r.statementId] = resp.statementId;
+        } else {
+            c.failedStatements.insert(r.statementId);
+        }
+    }
+    if (cmd == kStmtClose) {
+        c.statements.erase(capturedId);
+    }
+    if (cmd == kQuit) {
+        c.broken = Skip::NoConnection;  // nothing should follow
+    }
+    ++replayed_;
+    if (resp.kind == mysql::Response::Error) {
+        ++targetErrors_;
+    }
+    divergence_.add(r, resp, us);
+}
+
+Replayer::Stats Replayer::stats() const {
+    Stats s;
+    s.replayed = replayed_.load();
+    for (int i = 0; i < static_cast<int>(Skip::Count); ++i) {
+        s.skipped[i] = skipped_[i].load();
+    }
+    s.targetErrors = targetErrors_.load();
+    s.divergent = divergence_.divergentCommands();
+    s.connectionsOpened = opened_.load();
+    s.connectionsFailed = failed_.load();
+    s.gaps = gaps_.load();
+    s.lagMs = lagMs_.load();
+    s.bufferedBytes = buffered_.load();
+    std::lock_guard<std::mutex> lock(mu_);
+    s.connectionsOpen = conns_.size() + ending_.size();
+    return s;
+}
+
+std::string Replayer::reportJson() const {
+    Stats s = stats();
+    std::string out = "{\"replayed\":" + std::to_string(s.replayed) + ",\"skipped\":{";
+    for (int i = 0; i < static_cast<int>(Skip::Count); ++i) {
+        out += i == 0 ? "\"" : ",\"";
+        out += kSkipNames[i];
+        out += "\":" + std::to_string(s.skipped[i]);
+    }
+    out += "},\"target_errors\":" + std::to_string(s.targetErrors) +
+           ",\"connections_opened\":" + std::to_string(s.connectionsOpened) +
+           ",\"connections_failed\":" + std::to_string(s.connectionsFailed) +
+           ",\"gaps\":" + std::to_string(s.gaps) + ",\"lag_ms\":" + std::to_string(s.lagMs) +
+           ",\"divergence\":" + divergence_.json() + "}";
+    return out;
+}
+
+}  // namespace mp::replay
