@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mp/mysql_client.hpp>
@@ -26,6 +27,7 @@ constexpr uint32_t kMultiResults = 0x20000;
 constexpr uint32_t kPluginAuth = 0x80000;
 constexpr uint8_t kUtf8mb4 = 45;
 constexpr size_t kMaxWire = 0xffffff;
+constexpr size_t kReadBuffer = 64 * 1024;
 constexpr uint8_t kOk = 0x00;
 constexpr uint8_t kEof = 0xfe;
 constexpr uint8_t kErr = 0xff;
@@ -241,6 +243,7 @@ void Connection::finishAuth(const std::string& where, const std::string& passwor
 }
 
 void Connection::close() {
+    rpos_ = rend_ = 0;  // what was buffered belonged to that connection
     int fd = fd_.exchange(-1);
     if (fd >= 0) {
         ::close(fd);
@@ -255,15 +258,35 @@ void Connection::interrupt() {
 }
 
 void Connection::readExact(uint8_t* p, size_t n) {
+    // From the buffer first: a response of many small packets (rows) costs one recv() per
+    // buffer, not two per packet.
     while (n > 0) {
+        if (rpos_ < rend_) {
+            const size_t take = std::min(n, rend_ - rpos_);
+            std::memcpy(p, rbuf_.data() + rpos_, take);
+            rpos_ += take;
+            p += take;
+            n -= take;
+            continue;
+        }
         int fd = fd_.load();
         if (fd < 0) {
             throw std::runtime_error("connection closed");
         }
-        ssize_t got = ::recv(fd, p, n, 0);
+        // A large remainder goes straight to its destination; a small one fills the buffer.
+        const bool direct = n >= kReadBuffer;
+        if (!direct && rbuf_.size() < kReadBuffer) {
+            rbuf_.resize(kReadBuffer);
+        }
+        ssize_t got = direct ? ::recv(fd, p, n, 0) : ::recv(fd, rbuf_.data(), rbuf_.size(), 0);
         if (got > 0) {
-            p += got;
-            n -= static_cast<size_t>(got);
+            if (direct) {
+                p += got;
+                n -= static_cast<size_t>(got);
+            } else {
+                rpos_ = 0;
+                rend_ = static_cast<size_t>(got);
+            }
         } else if (got == 0) {
             throw std::runtime_error("the server closed the connection");
         } else if (errno == EINTR) {

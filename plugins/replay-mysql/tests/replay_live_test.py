@@ -97,8 +97,7 @@ nodename: collector
 probe: {{device: lo, port: {a.port}, workers: 2}}
 plugins:
   cluster: none
-  decoders:
-    - {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary}}}}
+  decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary}}}}
   sinks:
     - {{plugin: sink-amqp, records: [mysql.inbound], reports: false,
         config: {{url: '{url}', exchange: inbound, record_routing_key: 'inbound.{{key}}'}}}}

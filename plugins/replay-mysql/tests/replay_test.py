@@ -60,8 +60,7 @@ serveraddress: 127.0.0.1
 records: {{drain_ms: 60000}}
 plugins:
   cluster: none
-  decoders:
-    - {{plugin: decoder-mysql, config: {{inbound: true, inbound_backpressure: wait{inbound}}}}}
+  decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_backpressure: wait{inbound}}}}}
   sinks:
     - {{plugin: replay-mysql, records: [mysql.inbound], reports: false,
         config: {{host: 127.0.0.1, port: {db.port}, report_file: {report}{extra}}}}}

@@ -126,6 +126,9 @@ class Connection {
     uint32_t connectionId_ = 0;
     uint8_t collation_ = 45;
     std::string salt_;
+    std::vector<uint8_t> rbuf_;  // bytes received, not yet read: [rpos_, rend_)
+    size_t rpos_ = 0;
+    size_t rend_ = 0;
 };
 
 /// Parses an OK packet (first byte 0x00 or 0xfe) into `r`; an ERR packet (0xff).
