@@ -5,8 +5,9 @@
 1. Collector cost, live: sysbench (oltp_read_write, 2 threads, not rate-limited) runs on a
    real mariadbd while three nodes capture it on `lo` side by side: one with the probe's report
    path only; one with the collector as well (decoder-mysql `inbound: true`, binary records)
-   whose records no sink takes (the cost of making them); one whose records sink-amqp publishes
-   to a real RabbitMQ with confirms (the cost of shipping them). CPU per command of each node
+   whose records no sink takes (the cost of making them); two whose records sink-amqp publishes
+   to a real RabbitMQ with confirms, one message per command and batches of 64 (the cost of
+   shipping them). CPU per command of each node
    (user + system, from /proc), and the ratios.
 2. Replay rate: a third node consumes those records from the broker (source-amqp) and replays
    them as fast as possible (replay-mysql, speed max) on the same server; commands per second
@@ -56,6 +57,7 @@ def main():
         sys.exit(f"{BINARY} is missing: cmake --preset release && cmake --build --preset release")
     with RabbitMQ() as broker, MariaDB() as db:
         amqp_bind(broker, "inbound", "replay", "#")
+        amqp_bind(broker, "batched", "batched", "#")
         subprocess.run(["mariadb", "-h127.0.0.1", f"-P{db.port}", "-uroot", "-e",
                             "CREATE DATABASE sbtest"], check=True)
         sysbench(db.port, "prepare")
@@ -72,20 +74,24 @@ plugins:
   cluster: none
   decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary}}}}
 """
-        collector = f"""serverport: 0
+        def collector(batch, exchange):
+            return f"""serverport: 0
 serveraddress: 127.0.0.1
 probe: {{device: lo, port: {db.port}, workers: 1}}
 records: {{max_buffer_mb: 256}}
 plugins:
   cluster: none
-  decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary}}}}
+  decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary,
+      inbound_batch: {batch}}}}}
   sinks:
     - {{plugin: sink-amqp, records: [mysql.inbound], reports: false,
-        config: {{url: '{url}', exchange: inbound, record_routing_key: 'inbound.{{key}}'}}}}
+        config: {{url: '{url}', exchange: {exchange}, record_routing_key: 'inbound.{{key}}'}}}}
 """
         with Probe(BINARY, probe_only) as p, Probe(BINARY, unrouted) as u, \
-                Probe(BINARY, collector) as col:
+                Probe(BINARY, collector(1, "inbound")) as col, \
+                Probe(BINARY, collector(64, "batched")) as bat:
             p0, u0, c0 = cpu_s(p.proc.pid), cpu_s(u.proc.pid), cpu_s(col.proc.pid)
+            b0 = cpu_s(bat.proc.pid)
             out = sysbench(db.port, "--threads=2", f"--time={SECONDS}", f"--db-ps-mode={MODE}",
                            "run")
             n, qps = queries(out)
@@ -97,7 +103,16 @@ plugins:
                     else None
             m = wait_for(published, 120, "the collector's records confirmed by the broker")
             time.sleep(1)
+            def batched():
+                b = bat.metrics()
+                return b.get("mysqlprobe_decoder_mysql_inbound_records_total", 0) >= \
+                    m["mysqlprobe_decoder_mysql_inbound_records_total"] and \
+                    b.get("mysqlprobe_sink_amqp_confirmed_total", 0) >= \
+                    b.get("mysqlprobe_sink_amqp_published_total", 1)
+            wait_for(batched, 120, "the batches confirmed")
             p1, u1, c1 = cpu_s(p.proc.pid), cpu_s(u.proc.pid), cpu_s(col.proc.pid)
+            b1 = cpu_s(bat.proc.pid)
+            messages = bat.metrics().get("mysqlprobe_sink_amqp_confirmed_total", 0)
             records = m["mysqlprobe_decoder_mysql_inbound_records_total"]
             dropped = m.get("mysqlprobe_decoder_mysql_inbound_dropped_total", 0)
             commands = sum(v for k, v in m.items()
@@ -105,6 +120,7 @@ plugins:
         probe_us = (p1 - p0) / commands * 1e6
         col_us = (c1 - c0) / commands * 1e6
         unrouted_us = (u1 - u0) / commands * 1e6
+        batch_us = (b1 - b0) / commands * 1e6
         print(f"sysbench oltp_read_write ({MODE}), 2 threads, {SECONDS} s: {n} queries, "
               f"{qps:.0f}/s; the probe saw {commands} commands, the collector emitted {records} "
               f"records ({dropped} dropped)")
@@ -115,6 +131,8 @@ plugins:
               f"{unrouted_us:.2f} | {unrouted_us / probe_us:.2f}x |")
         print(f"| probe + collector + sink-amqp (binary records, confirms) | {c1 - c0:.2f} | "
               f"{col_us:.2f} | {col_us / probe_us:.2f}x |")
+        print(f"| probe + collector + sink-amqp (batches of 64: {messages} messages) | "
+              f"{b1 - b0:.2f} | {batch_us:.2f} | {batch_us / probe_us:.2f}x |")
 
         depth = amqp_depth(broker, "replay")
         replayer = f"""serverport: 0

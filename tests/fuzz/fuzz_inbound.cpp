@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <mp/mysql_inbound.hpp>
 #include <string>
+#include <vector>
 
 using namespace mp::mysql::inbound;
 
@@ -42,6 +43,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (parse(in, kJsonContentType, r, error)) {
         again(r);
+    }
+    std::vector<Record> batch;
+    for (std::string_view type : {kBinaryContentType, kJsonBatchContentType}) {
+        batch.clear();
+        if (parseBatch(in, type, batch, error)) {
+            for (const Record& one : batch) {
+                again(one);
+            }
+        } else if (!batch.empty()) {
+            __builtin_trap();  // a refused batch leaves nothing behind
+        }
     }
     return 0;
 }

@@ -81,7 +81,9 @@ void boolean(std::string& out, const char* name, bool v) {
     out += v ? "true" : "false";
 }
 
-bool parseBinary(std::string_view payload, Record& r, std::string& error) {
+// One binary record from the start of `payload`; `used` its length (the rest may be more
+// records of a batch).
+bool parseBinaryAt(std::string_view payload, Record& r, std::string& error, size_t& used) {
     Reader in{reinterpret_cast<const uint8_t*>(payload.data()), payload.size()};
     if (payload.size() < kFixed || std::memcmp(payload.data(), kMagic, 3) != 0) {
         error = "not a binary inbound record (magic MPI)";
@@ -126,8 +128,21 @@ bool parseBinary(std::string_view payload, Record& r, std::string& error) {
           &r.templateText, &r.serverVersion, &r.reason, &r.commandName, &r.bytes}) {
         in.str(*s);
     }
-    if (!in.ok || in.off != payload.size()) {
-        error = "binary inbound record: damaged (a length runs past the end, or bytes follow)";
+    if (!in.ok) {
+        error = "binary inbound record: damaged (a length runs past the end)";
+        return false;
+    }
+    used = in.off;
+    return true;
+}
+
+bool parseBinary(std::string_view payload, Record& r, std::string& error) {
+    size_t used = 0;
+    if (!parseBinaryAt(payload, r, error, used)) {
+        return false;
+    }
+    if (used != payload.size()) {
+        error = "binary inbound record: bytes follow the record";
         return false;
     }
     return true;
@@ -346,6 +361,42 @@ void appendBinary(const Record& r, std::string& out) {
           &r.templateText, &r.serverVersion, &r.reason, &r.commandName, &r.bytes}) {
         putString(out, *s);
     }
+}
+
+bool parseBatch(std::string_view payload, std::string_view contentType, std::vector<Record>& out,
+                std::string& error) {
+    const size_t before = out.size();
+    auto fail = [&] {
+        out.resize(before);
+        return false;
+    };
+    const bool magic = payload.size() >= 3 && std::memcmp(payload.data(), kMagic, 3) == 0;
+    if (contentType == kBinaryContentType ||
+        ((contentType.empty() || contentType == "application/octet-stream") && magic)) {
+        while (!payload.empty()) {
+            size_t used = 0;
+            out.emplace_back();
+            if (!parseBinaryAt(payload, out.back(), error, used)) {
+                return fail();
+            }
+            payload.remove_prefix(used);
+        }
+        return true;
+    }
+    // JSON: one record per line (a JSON string never holds a raw newline).
+    while (!payload.empty()) {
+        size_t nl = payload.find('\n');
+        std::string_view line = payload.substr(0, nl);
+        payload.remove_prefix(nl == std::string_view::npos ? payload.size() : nl + 1);
+        if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
+            continue;
+        }
+        out.emplace_back();
+        if (!parseJson(line, out.back(), error)) {
+            return fail();
+        }
+    }
+    return true;
 }
 
 bool parse(std::string_view payload, std::string_view contentType, Record& out,

@@ -62,21 +62,56 @@ void Collector::emit(Conn& c, inbound::Record& r) {
     r.server = c.server;
     r.connectionId = c.connectionId;
     r.n = ++c.n;
-    payload_.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (inBatch_ == 0) {
+        batchTs_ = r.ts;
+        batchKey_ = c.client;
+        batchStarted_ = std::chrono::steady_clock::now();
+    } else if (!opt_.binary) {
+        payload_ += '\n';
+    }
     if (opt_.binary) {
         inbound::appendBinary(r, payload_);
     } else {
         inbound::appendJson(r, payload_);
     }
-    mp_status st =
-        host_.emitRecord(inbound::kStream, payload_, ++seq_, r.ts, c.client, {},
-                         opt_.binary ? inbound::kBinaryContentType : inbound::kJsonContentType);
+    if (++inBatch_ >= opt_.batch) {
+        flushLocked();
+    }
+}
+
+void Collector::flush(uint64_t olderThanNs, bool wait) {
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (wait) {
+        lock.lock();
+    } else if (!lock.try_lock()) {
+        return;  // the worker is emitting: the batch moves anyway
+    }
+    if (inBatch_ != 0 &&
+        std::chrono::steady_clock::now() - batchStarted_ >= std::chrono::nanoseconds(olderThanNs)) {
+        flushLocked();
+    }
+}
+
+void Collector::flushLocked() {
+    if (inBatch_ == 0) {
+        return;
+    }
+    // A batch of one keeps its connection as the key (brokers route a connection's records
+    // together); a batch of several connections has none.
+    const std::string_view type = opt_.binary      ? inbound::kBinaryContentType
+                                  : opt_.batch > 1 ? inbound::kJsonBatchContentType
+                                                   : inbound::kJsonContentType;
+    mp_status st = host_.emitRecord(inbound::kStream, payload_, ++seq_, batchTs_,
+                                    opt_.batch > 1 ? std::string_view() : batchKey_, {}, type);
     if (st == MP_OK) {
-        records_.add();
+        records_.add(inBatch_);
         bytes_.add(payload_.size());
     } else {
-        dropped_.add();  // the hole in `n` tells the consumer
+        dropped_.add(inBatch_);  // the holes in `n` tell the consumer
     }
+    payload_.clear();
+    inBatch_ = 0;
 }
 
 void Collector::start(Conn& c, uint64_t ts) {
@@ -87,6 +122,16 @@ void Collector::start(Conn& c, uint64_t ts) {
     r.type = inbound::Type::Connect;
     r.ts = ts;
     r.loginKnown = false;
+    if (opt_.sessions) {
+        auto it = opt_.sessions->find(c.client);
+        if (it != opt_.sessions->end()) {  // the server listed it before the capture began
+            c.listed = &it->second;
+            c.connectionId = it->second.id;
+            r.loginKnown = true;
+            r.user = it->second.user;
+            r.schema = it->second.schema;
+        }
+    }
     emit(c, r);
 }
 
@@ -117,9 +162,17 @@ void Collector::command(Conn& c, const Transaction& tx) {
     inbound::Record& r = rec_;
     r.type = inbound::Type::Command;
     r.ts = tx.requestTs;
-    r.loginKnown = c.loginSeen;
+    r.loginKnown = c.loginSeen || c.listed != nullptr;
     r.user = tx.user;
     r.schema = tx.schema;
+    if (c.listed != nullptr && !c.loginSeen) {
+        if (r.user.empty()) {
+            r.user = c.listed->user;
+        }
+        if (r.schema.empty()) {
+            r.schema = c.listed->schema;  // unless a USE or COM_INIT_DB was seen since
+        }
+    }
     r.command = tx.command;
     r.commandName = commandName(tx.command);
     r.bytes = tx.packet;

@@ -6,10 +6,14 @@
 // worker: its records carry that worker's sequence numbers (a connection stays on one worker).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mp/mysql_inbound.hpp>
 #include <mp/sdk.hpp>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "session.hpp"
 
@@ -17,8 +21,19 @@ namespace mp::mysql {
 
 class Collector {
   public:
+    /// A session the server listed before the capture began (PROCESSLIST): what a connection
+    /// seen mid-stream from that client address is.
+    struct Session {
+        uint32_t id = 0;
+        std::string user;
+        std::string schema;
+    };
+    using Sessions = std::unordered_map<std::string, Session>;  // by client "ip:port"
+
     struct Options {
-        bool binary = false;  // the binary form instead of JSON
+        bool binary = false;                       // the binary form instead of JSON
+        size_t batch = 1;                          // records per host record (one per line in JSON)
+        std::shared_ptr<const Sessions> sessions;  // may be null
     };
     /// A connection's part.
     struct Conn {
@@ -27,7 +42,8 @@ class Collector {
         uint64_t n = 0;          // records emitted for it
         bool loginSeen = false;  // its login was decoded (else user and schema are unknown)
         uint32_t connectionId = 0;
-        bool quit = false;  // COM_QUIT was sent
+        bool quit = false;                // COM_QUIT was sent
+        const Session* listed = nullptr;  // seen mid-stream, its login from PROCESSLIST
     };
 
     Collector(mp::Host host, Options o);
@@ -37,16 +53,27 @@ class Collector {
     void gap(Conn& c, uint32_t dir, uint64_t len, uint64_t ts);
     /// `reason`: MP_CLOSE_*.
     void close(Conn& c, uint32_t reason, uint64_t ts);
+    /// Emits the batch being filled (any thread: the decoder's tick and the host's timer, so a
+    /// batch never waits for traffic). `olderThanNs`: only when its first record is that old;
+    /// `wait` false: not when the worker holds the batch (the host's timer thread never waits
+    /// on a worker that may be waiting on a full record buffer).
+    void flush(uint64_t olderThanNs = 0, bool wait = true);
 
   private:
     void start(Conn& c, uint64_t ts);  // the unknown login of a connection seen mid-stream
     void emit(Conn& c, inbound::Record& r);
+    void flushLocked();
 
     mp::Host host_;
     Options opt_;
+    std::mutex mu_;  // the batch and seq_ (the worker thread, and the timer's flush)
     uint64_t seq_ = 0;
     inbound::Record rec_;  // commands' (reused: its strings keep their capacity)
-    std::string payload_;
+    std::string payload_;  // the batch being filled
+    size_t inBatch_ = 0;
+    uint64_t batchTs_ = 0;  // the first record's time
+    std::string batchKey_;  // a batch of one: its client (the record's key)
+    std::chrono::steady_clock::time_point batchStarted_;
     mp::Counter records_;
     mp::Counter bytes_;
     mp::Counter dropped_;

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <mp/hostport.hpp>
+#include <mp/mysql_client.hpp>
 #include <mp/sdk.hpp>
 #include <string>
 #include <vector>
@@ -28,6 +30,11 @@ const mp_property kProps[] = {
     {"inbound", MP_PROP_BOOL, 0, "false", "also emit each client command, with its exact bytes, and each connection event as a mysql.inbound record (the traffic collector, for replay)", 0, 0, nullptr},
     {"inbound_format", MP_PROP_STRING, 0, "json", "form of the mysql.inbound records", 0, 0, "json|binary"},
     {"inbound_backpressure", MP_PROP_STRING, 0, "drop", "when the host's record buffer is full: drop records (counted; a live capture never waits) or wait (reading a capture file: nothing lost)", 0, 0, "drop|wait"},
+    {"inbound_batch", MP_PROP_INT, 0, "1", "mysql.inbound records per host record (binary: one after the other; JSON: one per line, application/x-ndjson); one broker message carries a batch", 1, 10000, nullptr},
+    {"inbound_batch_ms", MP_PROP_INT, 0, "100", "without traffic, a batch not full goes out after this long (with traffic, at the next 100 ms stream tick)", 1, 60000, nullptr},
+    {"inbound_server", MP_PROP_STRING, 0, "", "with inbound: the captured server (host:port) the collector asks, at start, for the sessions already open (information_schema.PROCESSLIST): connections seen mid-stream then get their user and schema; empty: they stay unknown", 0, 0, nullptr},
+    {"inbound_server_user", MP_PROP_STRING, 0, "", "a user of that server with the PROCESS privilege (mysql_native_password)", 0, 0, nullptr},
+    {"inbound_server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password", 0, 0, nullptr},
     {"inbound_max_command_bytes", MP_PROP_INT, 0, "1048576", "bytes of one command kept whole for its record; a longer one is recorded truncated (not replayable)", 1024, 268435456, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
@@ -78,12 +85,41 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
             limits_.maxCommandBytes = static_cast<size_t>(cfg.i64("inbound_max_command_bytes"));
             limits_.maxPendingPacketBytes = std::max<size_t>(16 << 20, limits_.maxCommandBytes);
             collector_ = std::make_unique<mp::mysql::Collector>(
-                host, mp::mysql::Collector::Options{cfg.str("inbound_format") == "binary"});
+                host,
+                mp::mysql::Collector::Options{
+                    cfg.str("inbound_format") == "binary",
+                    static_cast<size_t>(cfg.i64("inbound_batch")),
+                    listSessions(host, cfg.str("inbound_server"), cfg.str("inbound_server_user"),
+                                 cfg.str("inbound_server_password"))});
+            if (cfg.i64("inbound_batch") > 1) {
+                batchNs_ = static_cast<uint64_t>(cfg.i64("inbound_batch_ms")) * 1'000'000ULL;
+            }
             host.set("records.backpressure", cfg.str("inbound_backpressure").c_str());
         }
     }
 
     ~MysqlDecoder() override { flushCounts(); }
+
+    void start() override {
+        if (collector_ && batchNs_ != 0) {
+            // A batch waits at most inbound_batch_ms, traffic or not (ticks follow packets).
+            timer_.start(host(), batchNs_, batchNs_,
+                         [this] { collector_->flush(batchNs_, false); });
+        }
+    }
+    void stop() override {
+        timer_.stop();
+        if (collector_) {
+            collector_->flush();
+        }
+    }
+    // Stream-time ticks (every 100 ms of traffic, and one after the last connection closes at
+    // the end of input): what is batched goes out.
+    void onTick(uint64_t /*ts*/) override {
+        if (collector_) {
+            collector_->flush();
+        }
+    }
 
     void* streamOpen(const mp_flow& flow) override {
         streams_.add();
@@ -206,8 +242,50 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         counts_ = Counts{};
     }
 
+    // The sessions open on the captured server before the capture (MRTE's "init database
+    // information of all sessions"): null without a server, or when it cannot be asked (logged:
+    // such connections are then marked unknown, never guessed).
+    static std::shared_ptr<const mp::mysql::Collector::Sessions> listSessions(
+        const mp::Host& host, const std::string& server, const std::string& user,
+        const std::string& password) {
+        if (server.empty()) {
+            return nullptr;
+        }
+        auto at = mp::net::parseHostPort(server);
+        if (!at || at->port == 0) {
+            throw mp::Error("inbound_server: host:port expected, not '" + server + "'");
+        }
+        mp::mysql::ServerAddress a;
+        a.host = at->host;
+        a.port = at->port;
+        a.user = user;
+        a.password = password;
+        a.connectTimeoutMs = 3000;
+        a.readTimeoutMs = 10000;
+        auto sessions = std::make_shared<mp::mysql::Collector::Sessions>();
+        try {
+            mp::mysql::Connection conn;
+            conn.connect(a);
+            for (const auto& row :
+                 conn.query("SELECT ID, USER, HOST, DB FROM information_schema.PROCESSLIST")) {
+                if (row.size() == 4 && row[0] && row[2] && row[2]->find(':') != std::string::npos) {
+                    (*sessions)[*row[2]] =
+                        mp::mysql::Collector::Session{static_cast<uint32_t>(std::stoul(*row[0])),
+                                                      row[1].value_or(""), row[3].value_or("")};
+                }
+            }
+        } catch (const std::exception& e) {
+            host.warn("inbound_server " + server + ": cannot list its sessions (" + e.what() +
+                      "); connections seen mid-stream stay unknown");
+            return nullptr;
+        }
+        return sessions;
+    }
+
     mp::mysql::SessionLimits limits_;
     std::unique_ptr<mp::mysql::Collector> collector_;  // with `inbound`
+    uint64_t batchNs_ = 0;
+    mp::Timer timer_;
     // This worker's prepared statement texts, shared by its sessions (which all close before
     // the decoder goes: the host closes every stream first).
     mp::mysql::StatementTexts texts_;

@@ -21,6 +21,7 @@ const mp_property kProps[] = {
     {"user_map", MP_PROP_STRING_LIST, 0, "", "captured=target user names", 0, 0, nullptr},
     {"schema_map", MP_PROP_STRING_LIST, 0, "", "captured=target schema names (login, COM_INIT_DB and change user; not USE or qualified names in SQL text)", 0, 0, nullptr},
     {"speed", MP_PROP_STRING, 0, "1", "1: as captured; a factor (2: twice as fast); max: as fast as possible", 0, 0, nullptr},
+    {"start_delay_ms", MP_PROP_INT, 0, "1000", "with a speed other than max: the first command runs this long after its record arrived, so that records arriving late (batches, several decoder workers, the broker) still start at their captured offsets, in order across connections", 0, 600000, nullptr},
     {"read_only", MP_PROP_BOOL, 0, "false", "replay only what cannot write (SELECT, SHOW, session SET...); the rest is skipped and counted", 0, 0, nullptr},
     {"force", MP_PROP_BOOL, 0, "false", "replay even when the target is the captured server itself", 0, 0, nullptr},
     {"max_connections", MP_PROP_INT, 0, "512", "target connections at once (one per captured connection); more wait", 1, 100000, nullptr},
@@ -79,6 +80,9 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
           failed_(host.counter("connections_failed_total", "target connections refused or broken")),
           gaps_(host.counter("gaps_total",
                              "captured bytes known missing (commands after may differ)")),
+          missing_(host.counter("records_missing_total",
+                                "records of a connection never received (the collector dropped "
+                                "them)")),
           invalid_(host.counter("invalid_records_total",
                                 "records that are not mysql.inbound records (skipped)")),
           open_(host.counter("connections", "target connections open", MP_GAUGE)),
@@ -101,6 +105,7 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
         o.users = pairs(cfg.list("user_map"), "user_map");
         o.schemas = pairs(cfg.list("schema_map"), "schema_map");
         o.speed = speedOf(cfg.str("speed"));
+        o.startDelayMs = cfg.i64("start_delay_ms");
         o.readOnly = cfg.boolean("read_only");
         o.force = cfg.boolean("force");
         o.maxConnections = static_cast<size_t>(cfg.i64("max_connections"));
@@ -125,11 +130,11 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
     }
 
     mp_status onRecord(const mp_record& rec, uint64_t token) override {
-        mp::mysql::inbound::Record r;
+        std::vector<mp::mysql::inbound::Record> batch;
         std::string error;
         std::string_view payload(reinterpret_cast<const char*>(rec.payload.data), rec.payload.len);
         std::string_view type(rec.content_type.data, rec.content_type.len);
-        if (!mp::mysql::inbound::parse(payload, type, r, error)) {
+        if (!mp::mysql::inbound::parseBatch(payload, type, batch, error)) {
             invalid_.add();
             if (!invalidLogged_.exchange(true)) {
                 host().warn("a record of " + std::string(rec.stream.data, rec.stream.len) +
@@ -139,7 +144,7 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
             host().recordDone(token);
             return MP_OK;
         }
-        return replayer_->offer(std::move(r), token) ? MP_OK : MP_EAGAIN;
+        return replayer_->offer(std::move(batch), token) ? MP_OK : MP_EAGAIN;
     }
 
   private:
@@ -161,6 +166,7 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
         delta(opened_, s.connectionsOpened, last_.connectionsOpened);
         delta(failed_, s.connectionsFailed, last_.connectionsFailed);
         delta(gaps_, s.gaps, last_.gaps);
+        delta(missing_, s.missing, last_.missing);
         for (size_t i = 0; i < skipped_.size(); ++i) {
             delta(skipped_[i], s.skipped[i], last_.skipped[i]);
         }
@@ -199,8 +205,8 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
     mp::Timer timer_;
     std::unique_ptr<mp::replay::Replayer> replayer_;
     std::atomic<bool> invalidLogged_{false};
-    mp::Counter replayed_, targetErrors_, divergent_, opened_, failed_, gaps_, invalid_, open_,
-        lag_, buffered_;
+    mp::Counter replayed_, targetErrors_, divergent_, opened_, failed_, gaps_, missing_, invalid_,
+        open_, lag_, buffered_;
     std::array<mp::Counter, static_cast<size_t>(mp::replay::Skip::Count)> skipped_;
     mp::replay::Replayer::Stats last_;
 };

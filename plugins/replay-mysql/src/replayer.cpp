@@ -115,6 +115,7 @@ struct Replayer::Conn {
     std::unordered_map<uint32_t, uint32_t> statements;  // captured id -> target id
     std::set<uint32_t> skippedStatements;               // prepares skipped (read-only)
     std::set<uint32_t> failedStatements;                // prepares the target refused
+    uint64_t lastN = 0;                                 // the last record's `n`
 };
 
 Replayer::Replayer(Options o, Done done, Log log)
@@ -143,47 +144,74 @@ Replayer::Replayer(Options o, Done done, Log log)
 
 Replayer::~Replayer() { stop(); }
 
-bool Replayer::offer(Record&& r, uint64_t token) {
-    if (stopping_.load()) {
+bool Replayer::offer(std::vector<Record>&& batch, uint64_t token) {
+    auto ack = std::make_shared<Ack>();
+    ack->left = batch.size();
+    ack->token = token;
+    if (stopping_.load() || batch.empty()) {
         done_(token);
         return true;
     }
-    const size_t bytes = r.bytes.size() + r.sql.size() + r.templateText.size() + 512;
+    auto sizeOf = [](const Record& r) {
+        return r.bytes.size() + r.sql.size() + r.templateText.size() + 512;
+    };
+    size_t bytes = 0;
+    for (const Record& r : batch) {
+        bytes += sizeOf(r);
+    }
     std::lock_guard<std::mutex> lock(mu_);
     reap(false);
     if (buffered_.load() > 0 && buffered_.load() + bytes > opt_.maxBufferBytes) {
         return false;
     }
+    // The connections this batch opens must fit (when none runs, they are let in whatever
+    // their number: a batch larger than the bound must not wait for ever).
+    size_t fresh = 0;
+    for (const Record& r : batch) {
+        fresh += conns_.count(r.client + " " + r.server) == 0 ? 1 : 0;
+    }
+    const size_t running = conns_.size() + ending_.size();
+    if (fresh != 0 && running != 0 && running + fresh > opt_.maxConnections) {
+        return false;  // until connections end
+    }
     if (!clockSet_) {
         clockSet_ = true;
-        captureZero_ = r.ts;
-        wallZero_ = Clock::now();
-    }
-    std::string key = r.client + " " + r.server;
-    auto it = conns_.find(key);
-    if (it == conns_.end()) {
-        if (conns_.size() + ending_.size() >= opt_.maxConnections) {
-            return false;  // until a connection ends
-        }
-        auto c = std::make_unique<Conn>();
-        Conn* raw = c.get();
-        it = conns_.emplace(key, std::move(c)).first;
-        raw->thread = std::thread([this, raw] { run(*raw); });
-    }
-    Conn& c = *it->second;
-    const bool close = r.type == Type::Close;
-    {
-        std::lock_guard<std::mutex> l(c.mu);
-        c.queue.push_back(Item{std::move(r), token, bytes});
-        c.closed = close;
+        captureZero_ = batch.front().ts;
+        wallZero_ =
+            Clock::now() + std::chrono::milliseconds(opt_.speed > 0 ? opt_.startDelayMs : 0);
     }
     buffered_ += bytes;
-    c.cv.notify_one();
-    if (close) {  // the same client address may connect again: a new Conn then
-        ending_.push_back(std::move(it->second));
-        conns_.erase(it);
+    for (Record& r : batch) {
+        std::string key = r.client + " " + r.server;
+        auto it = conns_.find(key);
+        if (it == conns_.end()) {
+            auto c = std::make_unique<Conn>();
+            Conn* raw = c.get();
+            it = conns_.emplace(key, std::move(c)).first;
+            raw->thread = std::thread([this, raw] { run(*raw); });
+        }
+        Conn& c = *it->second;
+        const bool close = r.type == Type::Close;
+        const size_t size = sizeOf(r);
+        {
+            std::lock_guard<std::mutex> l(c.mu);
+            c.queue.push_back(Item{std::move(r), ack, size});
+            c.closed = close;
+        }
+        c.cv.notify_one();
+        if (close) {  // the same client address may connect again: a new Conn then
+            ending_.push_back(std::move(it->second));
+            conns_.erase(it);
+        }
     }
     return true;
+}
+
+void Replayer::finish(Item& item) {
+    buffered_ -= item.bytes;
+    if (item.ack && --item.ack->left == 0) {
+        done_(item.ack->token);
+    }
 }
 
 void Replayer::reap(bool all) {
@@ -229,6 +257,10 @@ void Replayer::run(Conn& c) {
             c.queue.pop_front();
         }
         const bool last = item.rec.type == Type::Close;
+        if (item.rec.n > c.lastN + 1 && c.lastN != 0) {
+            missing_ += item.rec.n - c.lastN - 1;  // the collector dropped some (its counter)
+        }
+        c.lastN = std::max(c.lastN, item.rec.n);
         if (!stopping_.load()) {
             try {
                 execute(c, item.rec);
@@ -240,8 +272,7 @@ void Replayer::run(Conn& c) {
                 ++failed_;
             }
         }
-        buffered_ -= item.bytes;
-        done_(item.token);
+        finish(item);
         if (last) {
             break;
         }
@@ -256,8 +287,7 @@ void Replayer::run(Conn& c) {
     // Records queued behind a close (none, normally) or at stop: given up.
     std::unique_lock<std::mutex> l(c.mu);
     while (!c.queue.empty()) {
-        buffered_ -= c.queue.front().bytes;
-        done_(c.queue.front().token);
+        finish(c.queue.front());
         c.queue.pop_front();
     }
     c.finished = true;
@@ -465,6 +495,7 @@ Replayer::Stats Replayer::stats() const {
     s.connectionsOpened = opened_.load();
     s.connectionsFailed = failed_.load();
     s.gaps = gaps_.load();
+    s.missing = missing_.load();
     s.lagMs = lagMs_.load();
     s.bufferedBytes = buffered_.load();
     std::lock_guard<std::mutex> lock(mu_);
@@ -483,8 +514,9 @@ std::string Replayer::reportJson() const {
     out += "},\"target_errors\":" + std::to_string(s.targetErrors) +
            ",\"connections_opened\":" + std::to_string(s.connectionsOpened) +
            ",\"connections_failed\":" + std::to_string(s.connectionsFailed) +
-           ",\"gaps\":" + std::to_string(s.gaps) + ",\"lag_ms\":" + std::to_string(s.lagMs) +
-           ",\"divergence\":" + divergence_.json() + "}";
+           ",\"gaps\":" + std::to_string(s.gaps) +
+           ",\"records_missing\":" + std::to_string(s.missing) +
+           ",\"lag_ms\":" + std::to_string(s.lagMs) + ",\"divergence\":" + divergence_.json() + "}";
     return out;
 }
 

@@ -32,6 +32,10 @@ struct Options {
     std::map<std::string, std::string> users;    // captured user -> target user
     std::map<std::string, std::string> schemas;  // captured schema -> target schema
     double speed = 1.0;                          // 0: as fast as possible
+    // As captured: the first command runs this long after its record arrived, so records that
+    // arrive late (batches, other decoder workers, the broker) still start at their captured
+    // offsets, in the captured order across connections.
+    int64_t startDelayMs = 1000;
     bool readOnly = false;
     bool force = false;  // replay even when the target is the captured server
     size_t maxConnections = 512;
@@ -68,7 +72,8 @@ class Replayer {
         uint64_t connectionsFailed = 0;
         uint64_t connectionsOpen = 0;
         uint64_t gaps = 0;
-        uint64_t lagMs = 0;  // how late the last command started against its captured time
+        uint64_t missing = 0;  // records of a connection never received (holes in `n`)
+        uint64_t lagMs = 0;    // how late the last command started against its captured time
         uint64_t bufferedBytes = 0;
     };
 
@@ -77,20 +82,26 @@ class Replayer {
     Replayer(const Replayer&) = delete;
     Replayer& operator=(const Replayer&) = delete;
 
-    /// Takes one record (`done(token)` once it has run or been skipped); false when the buffer
-    /// or the connection bound is full: offer it again later.
-    bool offer(mysql::inbound::Record&& r, uint64_t token);
+    /// Takes the records of one host record (a batch of the collector, or one):
+    /// `done(token)` once each has run or been skipped; false (nothing taken) when the buffer
+    /// or the connection bound is full: offer them again later.
+    bool offer(std::vector<mysql::inbound::Record>&& batch, uint64_t token);
     /// Ends every connection (what is queued is given up: done() for each, counted nowhere).
     void stop();
     Stats stats() const;
     std::string reportJson() const;
 
   private:
+    struct Ack {  // one host record: done once its last command has run
+        std::atomic<size_t> left;
+        uint64_t token;
+    };
     struct Item {
         mysql::inbound::Record rec;
-        uint64_t token;
+        std::shared_ptr<Ack> ack;
         size_t bytes;
     };
+    void finish(Item& item);
     struct Conn;
 
     void run(Conn& c);
@@ -126,6 +137,7 @@ class Replayer {
     std::atomic<uint64_t> opened_{0};
     std::atomic<uint64_t> failed_{0};
     std::atomic<uint64_t> gaps_{0};
+    std::atomic<uint64_t> missing_{0};
     std::atomic<uint64_t> lagMs_{0};
 };
 

@@ -154,3 +154,40 @@ TEST_CASE("inbound: damaged or foreign payloads are refused with a reason") {
     CHECK_FALSE(parse(v2, kBinaryContentType, r, error));
     CHECK(error.find("version 2") != std::string::npos);
 }
+
+TEST_CASE("inbound: batches of records in both forms, a damaged one refused whole") {
+    Record a = sample();
+    Record b;  // a close has only the common fields and its reason
+    b.type = Type::Close;
+    b.client = a.client;
+    b.server = a.server;
+    b.connectionId = a.connectionId;
+    b.reason = "quit";
+    b.n = 8;
+    std::string json, bin, error;
+    appendJson(a, json);
+    json += '\n';
+    appendJson(b, json);
+    appendBinary(a, bin);
+    appendBinary(b, bin);
+    std::vector<Record> out;
+    REQUIRE_MESSAGE(parseBatch(json, kJsonBatchContentType, out, error), error);
+    REQUIRE(out.size() == 2);
+    same(a, out[0]);
+    same(b, out[1]);
+    REQUIRE_MESSAGE(parseBatch(bin, kBinaryContentType, out, error), error);
+    REQUIRE(out.size() == 4);
+    same(a, out[2]);
+    same(b, out[3]);
+    // One record alone is a batch of one; an empty payload a batch of none.
+    std::string one;
+    appendJson(a, one);
+    REQUIRE(parseBatch(one, kJsonContentType, out, error));
+    CHECK(out.size() == 5);
+    REQUIRE(parseBatch("", kBinaryContentType, out, error));
+    CHECK(out.size() == 5);
+    // A damaged record anywhere: nothing of the batch is taken.
+    CHECK_FALSE(parseBatch(bin.substr(0, bin.size() - 1), kBinaryContentType, out, error));
+    CHECK_FALSE(parseBatch(json + "\n{", kJsonBatchContentType, out, error));
+    CHECK(out.size() == 5);
+}

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
@@ -32,7 +33,7 @@ BINARY = sys.argv[1]
 COUNTED = ["Com_begin", "Com_commit", "Com_delete", "Com_insert", "Com_select", "Com_update",
            "Com_stmt_execute", "Com_stmt_prepare", "Com_stmt_close"]
 TABLES = 2
-ROWS = 20000
+ROWS = 50000
 
 
 def check(cond, what):
@@ -57,13 +58,14 @@ def status(db):
 
 def sysbench(db, mode, seconds):
     """oltp_read_write on A, rate-limited (the two servers, the broker and two nodes share
-    the machine). Its report's ignored errors (deadlocks) must be 0 for the replay to be
-    comparable."""
+    the machine), ids drawn uniformly: two connections writing the same row within the
+    scheduler's jitter of each other may be replayed in the other order (see the README), and
+    sysbench's default hot set would make that likely."""
     out = subprocess.run(
         ["sysbench", "oltp_read_write", "--db-driver=mysql", "--mysql-host=127.0.0.1",
          f"--mysql-port={db.port}", "--mysql-user=sbtest", "--mysql-db=sbtest",
          f"--tables={TABLES}", f"--table-size={ROWS}", "--threads=2", f"--time={seconds}",
-         "--rate=40", f"--db-ps-mode={mode}", "--rand-seed=7", "run"],
+         "--rate=40", f"--db-ps-mode={mode}", "--rand-seed=7", "--rand-type=uniform", "run"],
         check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
         if "ignored errors:" in line:
@@ -97,7 +99,8 @@ nodename: collector
 probe: {{device: lo, port: {a.port}, workers: 2}}
 plugins:
   cluster: none
-  decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary}}}}
+  decoder: {{plugin: decoder-mysql, config: {{inbound: true, inbound_format: binary,
+      inbound_batch: 64}}}}
   sinks:
     - {{plugin: sink-amqp, records: [mysql.inbound], reports: false,
         config: {{url: '{url}', exchange: inbound, record_routing_key: 'inbound.{{key}}'}}}}
@@ -148,8 +151,91 @@ plugins:
             check(rnode.stop() == 0 and cnode.stop() == 0, "both nodes stop cleanly")
         check(query(a, f"CHECKSUM TABLE {tables}") == query(b, f"CHECKSUM TABLE {tables}"),
               "CHECKSUM TABLE is equal on A and B at the end")
+        midstream(b, broker, url)
     print("PASS")
 
+
+def midstream(b, broker, url):
+    """Connections open before the capture: sysbench runs on server C (privileges checked,
+    so its PROCESSLIST shows each client's address) before two collectors start. One may ask C
+    for its sessions (inbound_server, a PROCESS user with a password): their user and schema
+    come from PROCESSLIST and the replayer (without a configured user) logs in as them on B;
+    the other may not: the sessions stay unknown and their commands are skipped as
+    login_unknown, never guessed. Both replay read-only."""
+    secret = "Pl-7d2q-not-in-logs"
+    with MariaDB(grants=True) as c:
+        root = pymysql.connect(unix_socket=c.socket, user="root", autocommit=True)
+        cur = root.cursor()
+        cur.execute("CREATE DATABASE sbtest")
+        cur.execute("CREATE USER sbtest@'%'")
+        cur.execute("GRANT ALL ON sbtest.* TO sbtest@'%'")
+        cur.execute(f"CREATE USER lister@'%' IDENTIFIED BY '{secret}'")
+        cur.execute("GRANT PROCESS ON *.* TO lister@'%'")
+        root.close()
+        subprocess.run(["sysbench", "oltp_read_only", "--db-driver=mysql",
+                        "--mysql-host=127.0.0.1", f"--mysql-port={c.port}", "--mysql-user=sbtest",
+                        "--mysql-db=sbtest", "--tables=1", "--table-size=1000", "prepare"],
+                       check=True, stdout=subprocess.DEVNULL)
+        for name in ("listed", "unlisted"):
+            amqp_bind(broker, name, name, "#")
+
+        def collector(name, extra):
+            return f"""serverport: 0
+serveraddress: 127.0.0.1
+nodename: {name}
+probe: {{device: lo, port: {c.port}, workers: 1}}
+plugins:
+  cluster: none
+  decoder: {{plugin: decoder-mysql, config: {{inbound: true{extra}}}}}
+  sinks:
+    - {{plugin: sink-amqp, records: [mysql.inbound], reports: false,
+        config: {{url: '{url}', exchange: {name}, record_routing_key: 'inbound.{{key}}'}}}}
+"""
+
+        def replayer(name):
+            return f"""serverport: 0
+serveraddress: 127.0.0.1
+plugins:
+  cluster: none
+  sources:
+    - {{plugin: source-amqp, config: {{url: '{url}', queue: {name}, declare: passive,
+        stream: mysql.inbound}}}}
+  sinks:
+    - {{plugin: replay-mysql, records: [mysql.inbound], reports: false,
+        config: {{host: 127.0.0.1, port: {b.port}, read_only: true, speed: max}}}}
+"""
+        load = threading.Thread(target=subprocess.run, args=(
+            ["sysbench", "oltp_read_only", "--db-driver=mysql", "--mysql-host=127.0.0.1",
+             f"--mysql-port={c.port}", "--mysql-user=sbtest", "--mysql-db=sbtest", "--tables=1",
+             "--table-size=1000", "--threads=2", "--time=8", "--rate=40",
+             "--db-ps-mode=disable", "run"],),
+            kwargs={"check": True, "stdout": subprocess.DEVNULL})
+        load.start()
+        time.sleep(2)  # sysbench's connections are open before the collectors start
+        server = (f", inbound_server: '127.0.0.1:{c.port}', inbound_server_user: lister, "
+                  f"inbound_server_password: '{secret}'")
+        with Probe(BINARY, collector("listed", server)) as c1, \
+                Probe(BINARY, collector("unlisted", "")) as c2, \
+                Probe(BINARY, replayer("listed")) as r1, Probe(BINARY, replayer("unlisted")) as r2:
+            load.join()
+            time.sleep(1)
+            reports = []
+            for col, r in ((c1, r1), (c2, r2)):
+                records = col.metrics()["mysqlprobe_decoder_mysql_inbound_records_total"]
+                wait_for(lambda: r.metrics().get("mysqlprobe_host_records_delivered_total", 0)
+                         >= records, 60, "the replay of the mid-stream sessions")
+                reports.append(json.loads(r.get("/replay/report")))
+            check(secret not in c1.log(), "the lister's password is in no log line")
+        listed, unlisted = reports
+        print("listed:", json.dumps({k: v for k, v in listed.items() if k != "divergence"}))
+        print("unlisted:", json.dumps({k: v for k, v in unlisted.items() if k != "divergence"}))
+        check(listed["skipped"]["login_unknown"] == 0 and listed["replayed"] > 0 and
+              listed["connections_opened"] >= 2,
+              "with inbound_server, the 2 sessions open before the capture replay as their "
+              "PROCESSLIST user and schema")
+        check(unlisted["replayed"] == 0 and unlisted["skipped"]["login_unknown"] > 0 and
+              unlisted["connections_opened"] == 0,
+              "without it, they stay unknown: skipped as login_unknown, never guessed")
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,8 @@ capture's tables. The server's Com_* counters must move exactly as the captured 
 (the capture's server_truth), every command must be replayed, none skipped, and the divergence
 report must be empty. Then the read-only mode (writes skipped and counted, reads replayed), the
 binary record form, and the edge-case capture (every command replayed or skipped with a reason,
-nothing lost, no crash).
+nothing lost, no crash). The records go one per host record, in batches (binary and JSON
+lines) and in both forms.
 
 usage: replay_test.py MYSQLPROBE SOURCE_DIR"""
 import json
@@ -97,8 +98,10 @@ def main():
                         "--table-size=100000", "prepare"], check=True,
                        stdout=subprocess.DEVNULL)
 
+        # Text: one JSON record per command; prepared: binary records in batches of 50.
         for name, extra, inbound in (("sysbench_text_rw_2t_20tx", "", ""),
-                                     ("sysbench_ps_rw_2t_20tx", "", ", inbound_format: binary")):
+                                     ("sysbench_ps_rw_2t_20tx", "",
+                                      ", inbound_format: binary, inbound_batch: 50")):
             truth = json.load(open(os.path.join(PCAPS, name + ".truth.json")))
             before = status(db)
             rep, offline, _ = replay(db, os.path.join(PCAPS, name + ".pcap"), work, extra,
@@ -131,7 +134,7 @@ def main():
         sd = truth["server_truth"]["status_delta"]
         before = status(db)
         rep, _, _ = replay(db, os.path.join(PCAPS, name + ".pcap"), work,
-                           ", read_only: true, speed: max")
+                           ", read_only: true, speed: max", ", inbound_batch: 16")  # JSON lines
         moved = delta(before, status(db))
         writes = sd["Com_insert"] + sd["Com_update"] + sd["Com_delete"]
         check(moved["Com_insert"] == moved["Com_update"] == moved["Com_delete"] == 0,

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mp::mysql::inbound {
 
@@ -81,5 +82,13 @@ void appendBinary(const Record& r, std::string& out);
 /// when the content type is empty or application/octet-stream). False with `error` set when the
 /// payload is not a version-1 inbound record.
 bool parse(std::string_view payload, std::string_view contentType, Record& out, std::string& error);
+
+/// A batch: several records in one payload (the collector's `inbound_batch`): binary records
+/// one after the other, or JSON records one per line (kJsonBatchContentType). A single record
+/// is a batch of one. Every record is appended to `out`; false with `error` (and `out` as it
+/// was) when any of them does not parse.
+constexpr std::string_view kJsonBatchContentType = "application/x-ndjson";
+bool parseBatch(std::string_view payload, std::string_view contentType, std::vector<Record>& out,
+                std::string& error);
 
 }  // namespace mp::mysql::inbound
