@@ -57,6 +57,39 @@ Bytes ok(uint16_t status = 0x0002, const Bytes& tail = {}) {
     return b;
 }
 
+// The server's greeting (handshake v10) and the client's HandshakeResponse41.
+Bytes greeting(uint32_t caps, const std::string& version, uint32_t connectionId) {
+    Bytes g{0x0a};
+    str(g, version);
+    le(g, connectionId, 4);
+    str(g, "abcdefgh", false);
+    g.push_back(0);
+    le(g, caps & 0xffff, 2);
+    g.push_back(0x21);
+    le(g, 0x0002, 2);
+    le(g, caps >> 16, 2);
+    g.push_back(21);
+    g.insert(g.end(), 10, 0);
+    str(g, "ijklmnopqrst");
+    str(g, "mysql_native_password");
+    return packet(0, g);
+}
+
+Bytes handshakeResponse(uint32_t caps, uint8_t collation, const std::string& user,
+                        const std::string& schema) {
+    Bytes r;
+    le(r, caps, 4);
+    le(r, 1u << 24, 4);
+    r.push_back(collation);
+    r.insert(r.end(), 23, 0);
+    str(r, user);
+    r.push_back(20);
+    r.insert(r.end(), 20, 0x5a);
+    str(r, schema);
+    str(r, "mysql_native_password");
+    return packet(1, r);
+}
+
 struct Conn {
     std::vector<Transaction> txs;
     Session s;
@@ -66,31 +99,8 @@ struct Conn {
                   SessionLimits limits = {})
         : s(
               limits, false, [this](const Transaction& t) { txs.push_back(t); }, texts) {
-        Bytes g{0x0a};
-        str(g, "8.0.36");
-        le(g, 7, 4);  // connection id
-        str(g, "abcdefgh", false);
-        g.push_back(0);
-        le(g, caps & 0xffff, 2);
-        g.push_back(0x21);
-        le(g, 0x0002, 2);
-        le(g, caps >> 16, 2);
-        g.push_back(21);
-        g.insert(g.end(), 10, 0);
-        str(g, "ijklmnopqrst");
-        str(g, "mysql_native_password");
-        server(packet(0, g));
-        Bytes r;
-        le(r, caps, 4);
-        le(r, 1u << 24, 4);
-        r.push_back(0x21);
-        r.insert(r.end(), 23, 0);
-        str(r, "alice");
-        r.push_back(20);
-        r.insert(r.end(), 20, 0x5a);
-        str(r, "shop");
-        str(r, "mysql_native_password");
-        client(packet(1, r));
+        server(greeting(caps, "8.0.36", 7));
+        client(handshakeResponse(caps, 0x21, "alice", "shop"));
         server(packet(2, ok()));
     }
     void client(const Bytes& b) { s.data(0, b.data(), b.size(), ts += 10); }
@@ -358,31 +368,9 @@ TEST_SUITE("decoder-mysql") {
         SessionLimits limits;
         Session s(limits, false, [](const Transaction&) {});
         s.onLogin([&](const mp::mysql::LoginInfo& l, uint64_t) { logins.push_back(l); });
-        Bytes g{0x0a};
-        str(g, "10.11.6-MariaDB");
-        le(g, 9, 4);
-        str(g, "abcdefgh", false);
-        g.push_back(0);
-        le(g, kCaps & 0xffff, 2);
-        g.push_back(0x21);
-        le(g, 0x0002, 2);
-        le(g, kCaps >> 16, 2);
-        g.push_back(21);
-        g.insert(g.end(), 10, 0);
-        str(g, "ijklmnopqrst");
-        str(g, "mysql_native_password");
-        Bytes p = packet(0, g);
+        Bytes p = greeting(kCaps, "10.11.6-MariaDB", 9);
         s.data(1, p.data(), p.size(), 10);
-        Bytes r;
-        le(r, kCaps, 4);
-        le(r, 1u << 24, 4);
-        r.push_back(45);
-        r.insert(r.end(), 23, 0);
-        str(r, "bob");
-        r.push_back(0);
-        str(r, "inventory");
-        str(r, "mysql_native_password");
-        p = packet(1, r);
+        p = handshakeResponse(kCaps, 45, "bob", "inventory");
         s.data(0, p.data(), p.size(), 20);
         CHECK(logins.empty());  // not before the server's answer
         p = packet(2, ok());

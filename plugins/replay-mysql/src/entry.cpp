@@ -154,21 +154,15 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
 
     void refresh() {
         auto s = replayer_->stats();
-        auto delta = [](const mp::Counter& c, uint64_t now, uint64_t& last) {
-            if (now > last) {
-                c.add(now - last);
-                last = now;
-            }
-        };
-        delta(replayed_, s.replayed, last_.replayed);
-        delta(targetErrors_, s.targetErrors, last_.targetErrors);
-        delta(divergent_, s.divergent, last_.divergent);
-        delta(opened_, s.connectionsOpened, last_.connectionsOpened);
-        delta(failed_, s.connectionsFailed, last_.connectionsFailed);
-        delta(gaps_, s.gaps, last_.gaps);
-        delta(missing_, s.missing, last_.missing);
+        replayed_.follow(s.replayed, last_.replayed);
+        targetErrors_.follow(s.targetErrors, last_.targetErrors);
+        divergent_.follow(s.divergent, last_.divergent);
+        opened_.follow(s.connectionsOpened, last_.connectionsOpened);
+        failed_.follow(s.connectionsFailed, last_.connectionsFailed);
+        gaps_.follow(s.gaps, last_.gaps);
+        missing_.follow(s.missing, last_.missing);
         for (size_t i = 0; i < skipped_.size(); ++i) {
-            delta(skipped_[i], s.skipped[i], last_.skipped[i]);
+            skipped_[i].follow(s.skipped[i], last_.skipped[i]);
         }
         open_.set(static_cast<int64_t>(s.connectionsOpen));
         lag_.set(static_cast<int64_t>(s.lagMs));

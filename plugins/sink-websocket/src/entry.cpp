@@ -161,17 +161,11 @@ class WebsocketSink : public mp::Plugin {
     // Counters follow the pusher's own figures (called from its thread).
     void publish(const mp::push::PusherStats& s) {
         std::lock_guard<std::mutex> lock(statsMutex_);
-        auto bump = [](mp::Counter& c, uint64_t now, uint64_t& was) {
-            if (now > was) {
-                c.add(static_cast<int64_t>(now - was));
-            }
-            was = now;
-        };
-        bump(pushSent_, s.sent, last_.sent);
-        bump(pushRetried_, s.retried, last_.retried);
-        bump(pushDropped_, s.dropped, last_.dropped);
-        bump(pushAcked_, s.acked, last_.acked);
-        bump(pushFailures_, s.failures, last_.failures);
+        pushSent_.follow(s.sent, last_.sent);
+        pushRetried_.follow(s.retried, last_.retried);
+        pushDropped_.follow(s.dropped, last_.dropped);
+        pushAcked_.follow(s.acked, last_.acked);
+        pushFailures_.follow(s.failures, last_.failures);
         pushConnected_.set(static_cast<int64_t>(s.connected));
     }
 

@@ -219,6 +219,14 @@ class Counter {
             api_->counter_set(c_, value);
         }
     }
+    /// Follows a running total kept elsewhere: adds what it grew since `last` (then `last` is
+    /// the total).
+    void follow(uint64_t total, uint64_t& last) const {
+        if (total > last) {
+            add(total - last);
+        }
+        last = total;
+    }
 
   private:
     const mp_host_api* api_ = nullptr;
