@@ -166,12 +166,15 @@ bool Replayer::offer(std::vector<Record>&& batch, uint64_t token) {
     }
     // The connections this batch opens must fit (when none runs, they are let in whatever
     // their number: a batch larger than the bound must not wait for ever).
-    size_t fresh = 0;
+    std::set<std::string> fresh;
     for (const Record& r : batch) {
-        fresh += conns_.count(r.client + " " + r.server) == 0 ? 1 : 0;
+        std::string key = r.client + " " + r.server;
+        if (conns_.count(key) == 0) {
+            fresh.insert(std::move(key));
+        }
     }
     const size_t running = conns_.size() + ending_.size();
-    if (fresh != 0 && running != 0 && running + fresh > opt_.maxConnections) {
+    if (!fresh.empty() && running != 0 && running + fresh.size() > opt_.maxConnections) {
         return false;  // until connections end
     }
     if (!clockSet_) {
