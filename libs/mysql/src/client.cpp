@@ -32,16 +32,6 @@ constexpr uint8_t kOk = 0x00;
 constexpr uint8_t kEof = 0xfe;
 constexpr uint8_t kErr = 0xff;
 constexpr uint8_t kLocalInfile = 0xfb;
-constexpr uint8_t kComQuit = 0x01;
-constexpr uint8_t kComQuery = 0x03;
-constexpr uint8_t kComFieldList = 0x04;
-constexpr uint8_t kComStatistics = 0x09;
-constexpr uint8_t kComChangeUser = 0x11;
-constexpr uint8_t kComStmtPrepare = 0x16;
-constexpr uint8_t kComStmtExecute = 0x17;
-constexpr uint8_t kComStmtSendLongData = 0x18;
-constexpr uint8_t kComStmtClose = 0x19;
-constexpr uint8_t kComStmtFetch = 0x1c;
 constexpr uint16_t kMoreResults = 0x0008;
 constexpr uint16_t kCursorExists = 0x0040;
 const char* kNativePassword = "mysql_native_password";
@@ -356,7 +346,7 @@ void Connection::send(uint8_t command, const std::string& payload) {
 }
 
 std::vector<Connection::Row> Connection::query(const std::string& sql) {
-    send(kComQuery, sql);
+    send(kQuery, sql);
     std::string pkt;
     read(pkt);
     if (pkt.empty()) {
@@ -457,10 +447,10 @@ Response Connection::command(std::string_view packet) {
     const auto cmd = static_cast<uint8_t>(packet[0]);
     seq_ = 0;
     writePacket(packet);
-    if (cmd == kComStmtClose || cmd == kComStmtSendLongData) {
+    if (cmd == kStmtClose || cmd == kStmtSendLongData) {
         return resp;
     }
-    if (cmd == kComQuit) {
+    if (cmd == kQuit) {
         close();
         return resp;
     }
@@ -477,11 +467,11 @@ void Connection::readResponse(uint8_t cmd, std::string& pkt, Response& resp) {
             parseErr(pkt, resp);
             return;
         }
-        if (cmd == kComStatistics) {
+        if (cmd == kStatistics) {
             resp.kind = Response::Ok;
             return;
         }
-        if (cmd == kComStmtFetch || cmd == kComFieldList) {
+        if (cmd == kStmtFetch || cmd == kFieldList) {
             // Rows (fetch) or definitions (field list) up to an EOF; the first is already here.
             if (first == kEof && pkt.size() < 9) {
                 resp.kind = Response::ResultSet;
@@ -494,11 +484,11 @@ void Connection::readResponse(uint8_t cmd, std::string& pkt, Response& resp) {
                 return;
             }
             resp.kind = Response::ResultSet;
-            resp.rows += cmd == kComStmtFetch ? n : 0;
+            resp.rows += cmd == kStmtFetch ? n : 0;
             resp.status = st;
             return;
         }
-        if (cmd == kComStmtPrepare && first == kOk) {
+        if (cmd == kStmtPrepare && first == kOk) {
             PacketReader r(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
             r.skip(1);
             resp.kind = Response::Prepared;
@@ -541,7 +531,7 @@ void Connection::readResponse(uint8_t cmd, std::string& pkt, Response& resp) {
                 parseErr(pkt, resp);
                 return;
             }
-            if ((st & kCursorExists) == 0 || cmd != kComStmtExecute) {
+            if ((st & kCursorExists) == 0 || cmd != kStmtExecute) {
                 st = skipUntilEof(pkt, &resp.rows);
                 if (st == 0xffff) {
                     parseErr(pkt, resp);
@@ -561,7 +551,7 @@ Response Connection::changeUser(const std::string& user, const std::string& pass
                                 const std::string& schema) {
     std::string auth = nativePasswordScramble(password, salt_);
     std::string p;
-    p += static_cast<char>(kComChangeUser);
+    p += static_cast<char>(kChangeUser);
     p += user;
     p += '\0';
     p += static_cast<char>(auth.size());

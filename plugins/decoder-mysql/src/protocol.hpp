@@ -8,43 +8,6 @@
 
 namespace mp::mysql {
 
-// Client commands (first payload byte).
-enum Command : uint8_t {
-    kSleep = 0x00,
-    kQuit = 0x01,
-    kInitDb = 0x02,
-    kQuery = 0x03,
-    kFieldList = 0x04,
-    kCreateDb = 0x05,
-    kDropDb = 0x06,
-    kRefresh = 0x07,
-    kShutdown = 0x08,
-    kStatistics = 0x09,
-    kProcessInfo = 0x0a,
-    kConnect = 0x0b,
-    kProcessKill = 0x0c,
-    kDebug = 0x0d,
-    kPing = 0x0e,
-    kTime = 0x0f,
-    kDelayedInsert = 0x10,
-    kChangeUser = 0x11,
-    kBinlogDump = 0x12,
-    kTableDump = 0x13,
-    kConnectOut = 0x14,
-    kRegisterSlave = 0x15,
-    kStmtPrepare = 0x16,
-    kStmtExecute = 0x17,
-    kStmtSendLongData = 0x18,
-    kStmtClose = 0x19,
-    kStmtReset = 0x1a,
-    kSetOption = 0x1b,
-    kStmtFetch = 0x1c,
-    kDaemon = 0x1d,
-    kBinlogDumpGtid = 0x1e,
-    kResetConnection = 0x1f,
-    kStmtBulkExecute = 0xfa,
-};
-
 // The first byte of a server response packet.
 enum Header : uint8_t {
     kOkHeader = 0x00,

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <mp/mysql_wire.hpp>
 #include <mp/sdk.hpp>
 #include <set>
 
@@ -20,19 +21,6 @@ using Clock = std::chrono::steady_clock;
 using mysql::inbound::Record;
 using mysql::inbound::Type;
 
-constexpr uint8_t kQuit = 0x01;
-constexpr uint8_t kInitDb = 0x02;
-constexpr uint8_t kQuery = 0x03;
-constexpr uint8_t kCreateDb = 0x05;
-constexpr uint8_t kDropDb = 0x06;
-constexpr uint8_t kRefresh = 0x07;
-constexpr uint8_t kChangeUser = 0x11;
-constexpr uint8_t kStmtPrepare = 0x16;
-constexpr uint8_t kStmtExecute = 0x17;
-constexpr uint8_t kStmtSendLongData = 0x18;
-constexpr uint8_t kStmtClose = 0x19;
-constexpr uint8_t kStmtReset = 0x1a;
-constexpr uint8_t kStmtFetch = 0x1c;
 constexpr uint32_t kLastPrepared = 0xffffffff;
 
 const char* const kSkipNames[] = {"read_only",      "truncated",      "unknown_statement",
@@ -44,25 +32,25 @@ const char* const kSkipNames[] = {"read_only",      "truncated",      "unknown_s
 // not negotiated).
 bool replayable(uint8_t cmd) {
     switch (cmd) {
-        case 0x01:
-        case 0x02:
-        case 0x03:
-        case 0x04:
-        case 0x05:
-        case 0x06:
-        case 0x07:
-        case 0x09:
-        case 0x0a:
-        case 0x0e:
-        case 0x11:
-        case 0x16:
-        case 0x17:
-        case 0x18:
-        case 0x19:
-        case 0x1a:
-        case 0x1b:
-        case 0x1c:
-        case 0x1f:
+        case mysql::kQuit:
+        case mysql::kInitDb:
+        case mysql::kQuery:
+        case mysql::kFieldList:
+        case mysql::kCreateDb:
+        case mysql::kDropDb:
+        case mysql::kRefresh:
+        case mysql::kStatistics:
+        case mysql::kProcessInfo:
+        case mysql::kPing:
+        case mysql::kChangeUser:
+        case mysql::kStmtPrepare:
+        case mysql::kStmtExecute:
+        case mysql::kStmtSendLongData:
+        case mysql::kStmtClose:
+        case mysql::kStmtReset:
+        case mysql::kSetOption:
+        case mysql::kStmtFetch:
+        case mysql::kResetConnection:
             return true;
         default:
             return false;
@@ -70,32 +58,23 @@ bool replayable(uint8_t cmd) {
 }
 
 bool hasStatementId(uint8_t cmd) {
-    return cmd == kStmtExecute || cmd == kStmtSendLongData || cmd == kStmtClose ||
-           cmd == kStmtReset || cmd == kStmtFetch;
+    return cmd == mysql::kStmtExecute || cmd == mysql::kStmtSendLongData ||
+           cmd == mysql::kStmtClose || cmd == mysql::kStmtReset || cmd == mysql::kStmtFetch;
 }
 
-uint32_t le32(const std::string& b, size_t at) {
-    return static_cast<uint32_t>(static_cast<uint8_t>(b[at])) |
-           static_cast<uint32_t>(static_cast<uint8_t>(b[at + 1])) << 8 |
-           static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 16 |
-           static_cast<uint32_t>(static_cast<uint8_t>(b[at + 3])) << 24;
+mysql::PacketReader reader(const std::string& b) {
+    return {reinterpret_cast<const uint8_t*>(b.data()), b.size()};
 }
 
 // COM_CHANGE_USER's user and schema (protocol 4.1: user NUL, auth with its length byte,
 // schema NUL).
 bool changeUserFields(const std::string& b, std::string& user, std::string& schema) {
-    size_t nul = b.find('\0', 1);
-    if (nul == std::string::npos || nul + 1 >= b.size()) {
-        return false;
-    }
-    user = b.substr(1, nul - 1);
-    size_t at = nul + 2 + static_cast<uint8_t>(b[nul + 1]);
-    if (at > b.size()) {
-        return false;
-    }
-    size_t end = b.find('\0', at);
-    schema = b.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    return true;
+    mysql::PacketReader r = reader(b);
+    r.skip(1);
+    user = r.nulString(b.size());
+    r.skip(static_cast<size_t>(r.le(1)));
+    schema = r.nulString(b.size());
+    return r.ok();
 }
 
 }  // namespace
@@ -282,7 +261,7 @@ void Replayer::run(Conn& c) {
     }
     if (c.opened && c.db.connected()) {
         try {
-            c.db.command(std::string(1, static_cast<char>(kQuit)));
+            c.db.command(std::string(1, static_cast<char>(mysql::kQuit)));
         } catch (const std::exception&) {
         }
     }
@@ -416,7 +395,9 @@ void Replayer::execute(Conn& c, const Record& r) {
             skip(Skip::Truncated);
             return;
         }
-        capturedId = le32(packet, 1);
+        mysql::PacketReader id = reader(packet);
+        id.skip(1);
+        capturedId = static_cast<uint32_t>(id.le(4));
         if (capturedId != kLastPrepared) {
             auto it = c.statements.find(capturedId);
             if (it == c.statements.end()) {
@@ -433,11 +414,11 @@ void Replayer::execute(Conn& c, const Record& r) {
     }
     if (opt_.readOnly) {
         const std::string_view text(packet.data() + 1, packet.size() - 1);
-        bool writes = cmd == kCreateDb || cmd == kDropDb || cmd == kRefresh;
-        if (cmd == kQuery) {
+        bool writes = cmd == mysql::kCreateDb || cmd == mysql::kDropDb || cmd == mysql::kRefresh;
+        if (cmd == mysql::kQuery) {
             writes = !readOnlySql(text);
         }
-        if (cmd == kStmtPrepare && !readOnlySql(text)) {
+        if (cmd == mysql::kStmtPrepare && !readOnlySql(text)) {
             c.skippedStatements.insert(r.statementId);
             skip(Skip::ReadOnly);
             return;
@@ -453,7 +434,7 @@ void Replayer::execute(Conn& c, const Record& r) {
     }
     mysql::Response resp;
     const auto t0 = Clock::now();
-    if (cmd == kChangeUser) {
+    if (cmd == mysql::kChangeUser) {
         std::string user, schema;
         if (!changeUserFields(packet, user, schema)) {
             skip(Skip::Truncated);
@@ -461,23 +442,24 @@ void Replayer::execute(Conn& c, const Record& r) {
         }
         resp = c.db.changeUser(mapUser(user), opt_.target.password, mapSchema(schema));
     } else {
-        if (cmd == kInitDb) {
-            packet = std::string(1, static_cast<char>(kInitDb)) + mapSchema(packet.substr(1));
+        if (cmd == mysql::kInitDb) {
+            packet =
+                std::string(1, static_cast<char>(mysql::kInitDb)) + mapSchema(packet.substr(1));
         }
         resp = c.db.command(packet);
     }
     const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-    if (cmd == kStmtPrepare && r.statementId != 0) {
+    if (cmd == mysql::kStmtPrepare && r.statementId != 0) {
         if (resp.kind == mysql::Response::Prepared) {
             c.statements[r.statementId] = resp.statementId;
         } else {
             c.failedStatements.insert(r.statementId);
         }
     }
-    if (cmd == kStmtClose) {
+    if (cmd == mysql::kStmtClose) {
         c.statements.erase(capturedId);
     }
-    if (cmd == kQuit) {
+    if (cmd == mysql::kQuit) {
         c.broken = Skip::NoConnection;  // nothing should follow
     }
     ++replayed_;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// What the MySQL/MariaDB client protocol and the binary log share, written once: the field
-// types, length-encoded integers and the one bounds-checked reader both the wire decoder
-// (decoder-mysql) and the binlog decoder (source-binlog) read bytes with.
+// What the MySQL/MariaDB client protocol and the binary log share, written once: the command
+// codes, the field types, length-encoded integers and the one bounds-checked reader both the wire
+// decoder (decoder-mysql) and the binlog decoder (source-binlog) read bytes with.
 #pragma once
 
 #include <algorithm>
@@ -18,6 +18,43 @@ constexpr uint8_t kLenenc2 = 0xfc;
 constexpr uint8_t kLenenc3 = 0xfd;
 constexpr uint8_t kLenenc8 = 0xfe;
 constexpr uint8_t kLenencNull = 0xfb;
+
+// Client commands (first payload byte).
+enum Command : uint8_t {
+    kSleep = 0x00,
+    kQuit = 0x01,
+    kInitDb = 0x02,
+    kQuery = 0x03,
+    kFieldList = 0x04,
+    kCreateDb = 0x05,
+    kDropDb = 0x06,
+    kRefresh = 0x07,
+    kShutdown = 0x08,
+    kStatistics = 0x09,
+    kProcessInfo = 0x0a,
+    kConnect = 0x0b,
+    kProcessKill = 0x0c,
+    kDebug = 0x0d,
+    kPing = 0x0e,
+    kTime = 0x0f,
+    kDelayedInsert = 0x10,
+    kChangeUser = 0x11,
+    kBinlogDump = 0x12,
+    kTableDump = 0x13,
+    kConnectOut = 0x14,
+    kRegisterSlave = 0x15,
+    kStmtPrepare = 0x16,
+    kStmtExecute = 0x17,
+    kStmtSendLongData = 0x18,
+    kStmtClose = 0x19,
+    kStmtReset = 0x1a,
+    kSetOption = 0x1b,
+    kStmtFetch = 0x1c,
+    kDaemon = 0x1d,
+    kBinlogDumpGtid = 0x1e,
+    kResetConnection = 0x1f,
+    kStmtBulkExecute = 0xfa,
+};
 
 // Field types (binary protocol).
 enum FieldType : uint8_t {
