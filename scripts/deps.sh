@@ -19,6 +19,8 @@ pkgs=(
   serf nftables
   # sink-amqp: rabbitmq-c, and a real broker with a python consumer for its tests
   librabbitmq-dev rabbitmq-server python3-pika
+  # monitor-mysql and proxy-mysql: Redis coordination; haproxy as the proxy's peer in bench/
+  redis-server haproxy
 )
 missing=()
 for p in "${pkgs[@]}"; do

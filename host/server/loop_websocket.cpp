@@ -15,11 +15,25 @@ namespace {
 constexpr size_t kMaxOwedOutput = 1u << 20;
 
 // One Server-Sent Event: a `data:` line per line of the message (CR, LF and CRLF end lines),
-// then an empty line.
-std::string sseEvent(std::string_view msg) {
+// then an empty line. `named` (MP_WS_SSE_EVENTS): the first line is the event's name instead, an
+// `event:` line (none when it is empty).
+std::string sseEvent(std::string_view msg, bool named) {
     std::string out;
     out.reserve(msg.size() + 8);
     size_t pos = 0;
+    if (named) {
+        size_t end = msg.find_first_of("\r\n");
+        std::string_view name = msg.substr(0, end);
+        if (!name.empty()) {
+            out += "event: ";
+            out.append(name);
+            out += '\n';
+        }
+        if (end == std::string_view::npos) {
+            return out + "data: \n\n";
+        }
+        pos = end + (msg[end] == '\r' && end + 1 < msg.size() && msg[end + 1] == '\n' ? 2 : 1);
+    }
     while (true) {
         size_t end = msg.find_first_of("\r\n", pos);
         out += "data: ";
@@ -348,7 +362,7 @@ void Loop::pullOutgoing(Conn& c) {
         std::lock_guard<std::mutex> lock(hnd.mutex);
         while (!hnd.queue.empty() && c.out.size() < kMaxOwedOutput) {
             auto& [op, data] = hnd.queue.front();
-            queue(c, c.sse ? sseEvent(data)
+            queue(c, c.sse ? sseEvent(data, (c.session->h.flags & MP_WS_SSE_EVENTS) != 0)
                            : ws::encode(op == MP_WS_TEXT ? ws::Text : ws::Binary, data));
             hnd.queuedBytes -= data.size();
             s_.buffered.fetch_sub(static_cast<int64_t>(data.size()));

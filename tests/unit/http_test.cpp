@@ -586,4 +586,34 @@ TEST_SUITE("http") {
         CHECK(mptest::eventually([&] { return server.bufferedBytes() == 0; }));
         server.stop();
     }
+
+    TEST_CASE("named events (MP_WS_SSE_EVENTS, 1.6): the first line of a message is its name") {
+        mp::host::Metrics metrics;
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        mp::host::HttpServer server(o, metrics);
+        mp_ws_handler h{};
+        h.struct_size = sizeof h;
+        h.flags = MP_WS_SSE | MP_WS_SSE_EVENTS;
+        h.role = MP_ROLE_ANYONE;
+        h.on_open = [](void*, mp_ws_conn* conn, const mp_http_request*) -> mp_status {
+            for (const std::string m :
+                 {"init\n{\"a\":1}", "update\r\nx\ny", "\nnameless", "bare"}) {
+                mp::host::wsSend(conn, MP_WS_TEXT,
+                                 mp_bytes{reinterpret_cast<const uint8_t*>(m.data()), m.size()});
+            }
+            mp::host::wsClose(conn, 1000, mp_str{"", 0});
+            return MP_OK;
+        };
+        REQUIRE(server.addWebSocket("/servers", h));
+        server.start();
+        std::string got = raw(server.port(), "GET /servers HTTP/1.1\r\nHost: x\r\n\r\n");
+        size_t body = got.find("\r\n\r\n");
+        REQUIRE(body != std::string::npos);
+        CHECK(got.substr(body + 4) ==
+              "event: init\ndata: {\"a\":1}\n\nevent: update\ndata: x\ndata: y\n\n"
+              "data: nameless\n\nevent: bare\ndata: \n\n");
+        server.stop();
+    }
 }

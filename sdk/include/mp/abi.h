@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 5
+#define MP_ABI_MINOR 6
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -311,10 +311,14 @@ typedef void (*mp_http_handler)(void* user, const mp_http_request* req, mp_http_
  * follows; on_message is never called (what the client sends is discarded); ping_interval_ms
  * sends a comment line; idle_timeout_ms does not apply. */
 #define MP_WS_SSE 1u
+/* SINCE 1.6, with MP_WS_SSE: named events. The first line of each message is the event's name
+ * (an `event:` line; empty: none, the client's default "message"), the lines after it the data
+ * (`init\n{...}` sends `event: init`, `data: {...}`). */
+#define MP_WS_SSE_EVENTS 2u
 
 typedef struct mp_ws_handler {
     uint32_t struct_size;
-    uint32_t flags; /* MP_WS_SSE (SINCE 1.5); 0 before */
+    uint32_t flags; /* MP_WS_SSE (SINCE 1.5), MP_WS_SSE_EVENTS (SINCE 1.6); 0 before */
     void* user;
     /**
      * A client asks to upgrade; runs before the host answers. MP_OK accepts (what on_open sends
