@@ -80,13 +80,17 @@ class MariaDB:
                         "--skip-test-db", "--auth-root-authentication-method=normal"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.log = open(os.path.join(self.dir, "mariadbd.log"), "w")
-        self.proc = subprocess.Popen(
+        self.cmd = (
             [self.mariadbd, "--no-defaults", f"--datadir={data}", "--user=root",
              f"--socket={self.dir}/mysqld.sock", f"--port={self.port}", "--bind-address=127.0.0.1",
              "--skip-name-resolve", "--max-allowed-packet=64M",
              f"--pid-file={self.dir}/mysqld.pid", "--innodb-buffer-pool-size=64M",
-             "--skip-log-bin"] + ([] if self.grants else ["--skip-grant-tables"]) + self.extra,
-            stdout=self.log, stderr=subprocess.STDOUT)
+             "--skip-log-bin"] + ([] if self.grants else ["--skip-grant-tables"]) + self.extra)
+        self._launch()
+        return self
+
+    def _launch(self):
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
         def up():
             if self.proc.poll() is not None:
@@ -97,7 +101,15 @@ class MariaDB:
             except OSError:
                 return False
         wait_for(up, 60, "mariadbd to listen")
-        return self
+
+    def kill9(self):
+        """The server dies at once (SIGKILL), as in a crash; restart() brings it back."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self):
+        """Starts the same server again on its datadir and port (crash recovery runs)."""
+        self._launch()
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:
@@ -106,6 +118,59 @@ class MariaDB:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Redis:
+    """redis-server on 127.0.0.1:<free port>, nothing saved to disk, its own folder."""
+
+    def __init__(self):
+        self.binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not os.path.exists(self.binary):
+            skip("redis-server is not installed (scripts/deps.sh installs it)")
+        self.dir = tempfile.mkdtemp(prefix="mp-redis-")
+        self.port = free_port()
+        self.proc = None
+
+    def __enter__(self):
+        self.log = open(os.path.join(self.dir, "redis.log"), "w")
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir], stdout=self.log, stderr=subprocess.STDOUT)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited: " + open(self.log.name).read()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 20, "redis-server to listen")
+        return self
+
+    def command(self, *args):
+        """One command over RESP; the reply's first line (enough for GET/SET/PUBLISH checks)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+            msg = f"*{len(args)}\r\n" + "".join(f"${len(str(a).encode())}\r\n{a}\r\n"
+                                                for a in args)
+            c.sendall(msg.encode())
+            data = b""
+            while b"\r\n" not in data:
+                data += c.recv(65536)
+            head, _, rest = data.partition(b"\r\n")
+            if head.startswith(b"$") and head != b"$-1":
+                n = int(head[1:])
+                while len(rest) < n + 2:
+                    rest += c.recv(65536)
+                return rest[:n].decode()
+            return None if head == b"$-1" else head.decode()
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -345,7 +345,8 @@ void Connection::send(uint8_t command, const std::string& payload) {
     writePacket(p);
 }
 
-std::vector<Connection::Row> Connection::query(const std::string& sql) {
+std::vector<Connection::Row> Connection::query(const std::string& sql,
+                                               std::vector<std::string>* names) {
     send(kQuery, sql);
     std::string pkt;
     read(pkt);
@@ -365,8 +366,22 @@ std::vector<Connection::Row> Connection::query(const std::string& sql) {
     if (!c.ok() || columns == 0 || columns > 4096) {
         throw std::runtime_error("damaged result set header");
     }
+    if (names != nullptr) {
+        names->clear();
+    }
     for (uint64_t i = 0; i < columns; ++i) {
-        read(pkt);  // column definitions: not needed
+        read(pkt);  // a column definition: catalog, schema, table, org_table, name...
+        if (names != nullptr) {
+            PacketReader d(reinterpret_cast<const uint8_t*>(pkt.data()), pkt.size());
+            for (int skip = 0; skip < 4; ++skip) {
+                d.lenencString(maxPacket_);
+            }
+            std::string name = d.lenencString(maxPacket_);
+            if (!d.ok()) {
+                throw std::runtime_error("damaged column definition");
+            }
+            names->push_back(std::move(name));
+        }
     }
     read(pkt);  // EOF after the definitions
     for (;;) {

@@ -85,8 +85,9 @@ class Connection {
     void interrupt();
     bool connected() const { return fd_.load() >= 0; }
 
-    /// A text query; the rows of its result set (none for a statement). Throws ServerError.
-    std::vector<Row> query(const std::string& sql);
+    /// A text query; the rows of its result set (none for a statement), and the column names
+    /// into `names` when given. Throws ServerError.
+    std::vector<Row> query(const std::string& sql, std::vector<std::string>* names = nullptr);
     /// Sends one command packet (command byte and its payload), a new sequence.
     void send(uint8_t command, const std::string& payload);
     /// Sends a whole command packet (its first byte is the command) and reads the whole
