@@ -64,8 +64,8 @@ class MonitorPlugin : public mp::Plugin {
               host.counter("operations_failed_total", "operations refused or failed")),
           topologyUpdates_(host.counter("topology_updates_total", "changes of the topology feed")),
           leaderGauge_(host.counter("acting", "this monitor acts (1) or watches (0)", MP_GAUGE)),
-          recordsDropped_(
-              host.counter("records_dropped_total", "status records the host's buffer refused")) {
+          recordsDropped_(host.counter("records_dropped_total",
+                                       "records the host's buffer refused (drop policy)")) {
         mp::monitor::Options o;
         for (const auto& spec : cfg.list("instances")) {
             o.instances.push_back(mp::monitor::parseInstance(spec));
@@ -193,7 +193,7 @@ class MonitorPlugin : public mp::Plugin {
                 send(c, "update\n" + json);
             }
         }
-        host().emitRecord("mysql.topology", json, ++seq_, host().nowNs(), "topology");
+        emit("mysql.topology", json, host().nowNs(), "topology");
         coordination_->announce(json);
     }
 
@@ -218,7 +218,14 @@ class MonitorPlugin : public mp::Plugin {
         };
         g.threadsConnected.set(num("Threads_connected"));
         g.threadsRunning.set(num("Threads_running"));
-        if (host().emitRecord("mysql.status", json, ++seq_, st.polledNs, name) != MP_OK) {
+        emit("mysql.status", json, st.polledNs, name);
+    }
+
+    // Records leave in the order of their seq (the host refuses a seq not above the last), from
+    // the poll thread and from operations: one at a time.
+    void emit(const char* stream, const std::string& json, uint64_t tsNs, const std::string& key) {
+        std::lock_guard<std::mutex> lock(emitMutex_);
+        if (host().emitRecord(stream, json, ++seq_, tsNs, key) != MP_OK) {
             recordsDropped_.add();
         }
     }
@@ -265,7 +272,8 @@ class MonitorPlugin : public mp::Plugin {
     std::unique_ptr<mp::monitor::Monitor> monitor_;
     std::mutex feedMutex_;
     std::set<mp_ws_conn*> feeds_;
-    std::atomic<uint64_t> seq_{0};
+    std::mutex emitMutex_;
+    uint64_t seq_ = 0;
     mp::Timer timer_;
 };
 
