@@ -330,9 +330,10 @@ void Monitor::evaluate(bool afterOperation) {
 
 // mmm's agent duties, on the acting monitor only: read_only on every registered node but the
 // master, and the master's own replication (mutual backup) started again when both of its
-// threads stopped.
+// threads stopped; a replica's too, when they stopped without an error.
 void Monitor::enforce() {
     std::vector<std::string> makeReadOnly;
+    std::vector<std::string> restartReplicas;
     bool restartMaster = false;
     std::string master;
     {
@@ -345,10 +346,17 @@ void Monitor::enforce() {
             if (r.role != Role::Master && !st->second.readOnly) {
                 makeReadOnly.push_back(name);
             }
-            if (r.role == Role::Master && !r.paused && reg_.mutual && st->second.replica &&
-                st->second.replica->ioRunning == "No" && st->second.replica->sqlRunning == "No") {
+            const auto& rep = st->second.replica;
+            const bool stopped = rep && rep->ioRunning == "No" && rep->sqlRunning == "No";
+            if (r.role == Role::Master && !r.paused && reg_.mutual && stopped) {
                 restartMaster = true;
                 master = name;
+            }
+            // A replica of the master whose threads both stopped without an error (a restart
+            // with skip-slave-start): started again. With an error it waits for an operator.
+            if (r.role != Role::Master && !r.paused && stopped && rep->lastIoError.empty() &&
+                rep->lastSqlError.empty() && views_[name].state == State::Syncing) {
+                restartReplicas.push_back(name);
             }
         }
     }
@@ -358,6 +366,14 @@ void Monitor::enforce() {
             log_(MP_LOG_WARN, name + " is not the master and was writable: read_only set");
         } catch (const std::exception& e) {
             log_(MP_LOG_WARN, name + ": cannot set read_only: " + e.what());
+        }
+    }
+    for (const auto& name : restartReplicas) {
+        try {
+            exec(name, "START SLAVE");
+            log_(MP_LOG_WARN, name + ": replication had stopped without an error: started again");
+        } catch (const std::exception& e) {
+            log_(MP_LOG_WARN, name + ": cannot start replication: " + e.what());
         }
     }
     if (restartMaster) {
