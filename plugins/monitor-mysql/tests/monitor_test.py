@@ -119,6 +119,13 @@ def states(node):
     return {n["name"]: n for n in json.loads(node.get("/mysql/status"))["nodes"]}
 
 
+def states_with(node, token):
+    req = urllib.request.Request(f"http://127.0.0.1:{node.http_port}/mysql/status")
+    req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return {n["name"]: n for n in json.loads(r.read())["nodes"]}
+
+
 def wait_states(node, want, timeout=30):
     def ok():
         s = states(node)
@@ -271,6 +278,173 @@ def sysbench(test, port, seconds, threads=2, extra=()):
     return errors, queries, out
 
 
+def roles_and_operations(node, dbs, state, pm, ps):
+    """Sections 1 to 4, on one node running the monitor and the proxy."""
+    a, b, c = dbs["a"], dbs["b"], dbs["c"]
+    # --- 1. register, activate, traffic through the proxy ---------------------------
+    wait_states(node, {"a": "UNREGISTERED", "b": "UNREGISTERED", "c": "UNREGISTERED"})
+    for n, role in (("a", "master"), ("b", "standby"), ("c", "slave")):
+        st, body = op(node, "register", node=n, role=role)
+        check(st == 200 and body["ok"], f"register {n} as {role}: {body['result']}")
+    st, body = op(node, "register", node="b", role="master")
+    check(st == 409 and "registered already" in body["error"],
+          f"a second register is refused with 409: {body['error']}")
+    wait_states(node, {"a": "OK", "b": "DETACHED", "c": "DETACHED"})
+    st, body = op(node, "switchover", to="b")
+    check(st == 409 and "DETACHED" in body["error"],
+          f"switchover to a DETACHED standby: 409 ({body['error']})")
+    st, body = op(node, "failover")
+    check(st == 409 and "not ERROR" in body["error"],
+          f"failover while the master answers: 409 ({body['error']})")
+    sql(a, "CREATE DATABASE app")
+    sql(a, "CREATE TABLE app.w (id BIGINT AUTO_INCREMENT PRIMARY KEY, t INT, n INT, "
+           "UNIQUE KEY (t, n))")
+    sql(a, "CREATE DATABASE sbtest")
+    for n in ("b", "c"):
+        st, body = op(node, "activate", node=n)
+        check(st == 200, f"activate {n}: {body.get('result', body)}")
+    wait_states(node, {"a": "OK", "b": "OK", "c": "OK"})
+    check(sql(b, "SELECT @@read_only")[0][0] == 1 and
+          sql(a, "SELECT @@read_only")[0][0] == 0,
+          "read_only on the replicas, off on the master")
+    check(json.loads(open(state).read())["nodes"]["a"]["role"] == "master",
+          "the registry is in the state file")
+    ev = events(node, 1)
+    check(ev and ev[0][0] == "init" and master_port(ev[0][1]) == [a.port] and
+          sorted(x["container_port"] for x in ev[0][1]["slave"]["containers"]) ==
+          sorted([b.port, c.port]),
+          f"/servers: an init event in LAIN's shape, master {a.port}, slaves b and c")
+    wait_for(lambda: sql(pm, "SELECT @@port", user="app")[0][0] == a.port, 10,
+             "the proxy's master port to reach a")
+    subprocess.run(["sysbench", "oltp_write_only", "--db-driver=mysql",
+                    "--mysql-host=127.0.0.1", f"--mysql-port={pm}", "--mysql-user=app",
+                    f"--mysql-password={PASSWORDS['app']}", "--mysql-db=sbtest",
+                    "--tables=2", "--table-size=2000", "prepare"],
+                   check=True, capture_output=True)
+    # One thread: no deadlock between sysbench's own transactions (sysbench counts the
+    # ones it retries as errors), so any error is the path's.
+    errors, queries, _ = sysbench("oltp_write_only", pm, 4, threads=1)
+    check(errors == 0 and queries > 0,
+          f"sysbench oltp_write_only through the proxy's master port: {queries} queries, "
+          f"0 errors")
+    pos = sql(a, "SELECT @@gtid_binlog_pos")[0][0]
+    for r in (b, c):
+        wait_gtid(r, pos)
+    ports = {sql(ps, "SELECT @@port", user="app")[0][0] for _ in range(4)}
+    check(ports == {b.port, c.port}, f"the slave port round-robins over b and c: {ports}")
+    errors, queries, _ = sysbench("oltp_read_only", ps, 4)
+    check(errors == 0 and queries > 0,
+          f"sysbench oltp_read_only through the proxy's slave port: {queries} queries, "
+          f"0 errors")
+
+    # --- 2. switchover under write load ------------------------------------------
+    result = {}
+
+    def switch():
+        result["switch"] = op(node, "switchover", to="b")
+    acked, gap, first, t0, t1, errs = write_load(pm, 2, switch, 3)
+    st, body = result["switch"]
+    check(st == 200, f"switchover to b: {body.get('result', body)}")
+    print(f"figure: switchover took {t1 - t0:.3f} s; write downtime seen by the "
+          f"application through the proxy: {gap:.3f} s ({errs} failed attempts "
+          f"retried)", flush=True)
+    check(gap is not None and gap < 5, "writes resumed through the proxy within 5 s")
+    wait_states(node, {"a": "OK", "b": "OK", "c": "OK"})
+    roles = {n: v["role"] for n, v in states(node).items()}
+    check(roles == {"a": "standby", "b": "master", "c": "slave"},
+          f"roles after the switchover: {roles}")
+    check(sql(pm, "SELECT @@port", user="app")[0][0] == b.port,
+          "new connections through the master port reach b")
+    sync_and_compare(b, [a, c], acked, "switchover")
+    ops = json.loads(node.get("/mysql/operations"))["operations"]
+    check(any(o["op"] == "switchover" and o["ok"] and o["by"].startswith("loopback")
+              for o in ops), "the operation is logged with who, when and its result")
+    check("operation switchover" in node.log() and PASSWORDS["repl"] not in node.log()
+          and PASSWORDS["mon"] not in node.log(),
+          "the node's log has the operation and no password")
+
+    # --- 3. kill -9 of the master: automatic failover ----------------------------
+    result = {}
+
+    def crash():
+        b.kill9()
+        result["killed"] = time.time()
+    acked, gap, first, t0, t1, errs = write_load(pm, 2, crash, 8)
+    check(first is not None, "writes resumed through the proxy after the crash")
+    print(f"figure: kill -9 of the master to the first acknowledged write through the "
+          f"proxy: {first - result['killed']:.3f} s (failover_after_ms 1000, "
+          f"interval 200 ms)", flush=True)
+    wait_states(node, {"a": "OK", "b": "ERROR", "c": "OK"})
+    roles = {n: v["role"] for n, v in states(node).items()}
+    check(roles["a"] == "master" and roles["b"] == "standby",
+          f"the standby a was promoted, b is the standby now: {roles}")
+    ops = json.loads(node.get("/mysql/operations"))["operations"]
+    check(any(o["op"] == "failover" and o["by"] == "automatic" and o["ok"] for o in ops),
+          "an automatic failover is in the operations log")
+    sync_and_compare(a, [c], acked, "failover (semi-synchronous)")
+    b.restart()
+    wait_states(node, {"b": "DETACHED"})
+    wait_for(lambda: sql(b, "SELECT @@read_only")[0][0] == 1, 10,
+             "read_only on the old master")
+    check(True, "the old master came back DETACHED and read-only (it may hold "
+                "transactions nobody acknowledged: activate is the operator's call)")
+
+    # --- 4. pause/resume, detach/activate, LOST, ERROR, refusals -----------------
+    st, body = op(node, "pause", node="c")
+    check(st == 200, f"pause c: {body.get('result', body)}")
+    wait_states(node, {"c": "PAUSE"})
+    check(sql(c, "SHOW SLAVE STATUS")[0][11] == "No", "c's replication is stopped")
+    st, body = op(node, "pause", node="c")
+    check(st == 409 and "paused already" in body["error"], "pause twice: 409")
+    st, body = op(node, "resume", node="c")
+    check(st == 200, "resume c")
+    wait_states(node, {"c": "OK"})
+    st, body = op(node, "pause", node="a")
+    check(st == 200, "pause the master a")
+    wait_states(node, {"a": "PAUSE"})
+    try:
+        sql(pm, "INSERT INTO app.w (t, n) VALUES (99, 1)", user="app")
+        refused = False
+    except pymysql.MySQLError as e:
+        refused = e.args[0] in (1290, 1836, 4151)  # read-only, or the account locked
+    check(refused, "a paused master refuses writes (read_only)")
+    st, body = op(node, "resume", node="a")
+    check(st == 200, "resume a")
+    sql(pm, "INSERT INTO app.w (t, n) VALUES (99, 2)", user="app")
+    check(True, "writes go through again")
+    st, body = op(node, "detach", node="c")
+    check(st == 200, "detach c")
+    wait_states(node, {"c": "DETACHED"})
+    st, body = op(node, "activate", node="c")
+    check(st == 200, "activate c again")
+    wait_states(node, {"c": "OK"})
+    # By hand, c replicates from b (not the master): LOST.
+    cc = pymysql.connect(host="127.0.0.1", port=c.port, user="mon",
+                         password=PASSWORDS["mon"], autocommit=True)
+    cur = cc.cursor()
+    cur.execute("STOP SLAVE")
+    cur.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={b.port}, "
+                f"MASTER_USER='repl', MASTER_PASSWORD='{PASSWORDS['repl']}', "
+                f"MASTER_USE_GTID=current_pos")
+    cc.close()
+    wait_states(node, {"c": "LOST"})
+    check(f":{b.port}" in states(node)["c"]["reason"], "LOST says where it replicates from")
+    st, body = op(node, "activate", node="c")
+    check(st == 200, "activate puts c back on the master")
+    wait_states(node, {"c": "OK"})
+    c.kill9()
+    wait_states(node, {"c": "ERROR"})
+    st, body = op(node, "activate", node="c")
+    check(st == 409 and "ERROR" in body["error"], f"activate an ERROR node: 409 "
+          f"({body['error']})")
+    st, body = op(node, "switchover", to="c")
+    check(st == 409, f"switchover to an ERROR node: 409 ({body['error']})")
+    st, body = op(node, "nonsense", node="c")
+    check(st == 404, "an unknown operation: 404")
+    c.restart()
+    wait_states(node, {"c": "OK"}, 40)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="mp-monitor-")
     state = os.path.join(tmp, "state.json")
@@ -281,173 +455,12 @@ def main():
         for db in dbs.values():
             prepare_users(db)
         with Probe(BINARY, node_yaml(dbs, state, proxy=(pm, ps))) as node:
-          try:
-            # --- 1. register, activate, traffic through the proxy ---------------------------
-            wait_states(node, {"a": "UNREGISTERED", "b": "UNREGISTERED", "c": "UNREGISTERED"})
-            for n, role in (("a", "master"), ("b", "standby"), ("c", "slave")):
-                st, body = op(node, "register", node=n, role=role)
-                check(st == 200 and body["ok"], f"register {n} as {role}: {body['result']}")
-            st, body = op(node, "register", node="b", role="master")
-            check(st == 409 and "registered already" in body["error"],
-                  f"a second register is refused with 409: {body['error']}")
-            wait_states(node, {"a": "OK", "b": "DETACHED", "c": "DETACHED"})
-            st, body = op(node, "switchover", to="b")
-            check(st == 409 and "DETACHED" in body["error"],
-                  f"switchover to a DETACHED standby: 409 ({body['error']})")
-            st, body = op(node, "failover")
-            check(st == 409 and "not ERROR" in body["error"],
-                  f"failover while the master answers: 409 ({body['error']})")
-            sql(a, "CREATE DATABASE app")
-            sql(a, "CREATE TABLE app.w (id BIGINT AUTO_INCREMENT PRIMARY KEY, t INT, n INT, "
-                   "UNIQUE KEY (t, n))")
-            sql(a, "CREATE DATABASE sbtest")
-            for n in ("b", "c"):
-                st, body = op(node, "activate", node=n)
-                check(st == 200, f"activate {n}: {body.get('result', body)}")
-            wait_states(node, {"a": "OK", "b": "OK", "c": "OK"})
-            check(sql(b, "SELECT @@read_only")[0][0] == 1 and
-                  sql(a, "SELECT @@read_only")[0][0] == 0,
-                  "read_only on the replicas, off on the master")
-            check(json.loads(open(state).read())["nodes"]["a"]["role"] == "master",
-                  "the registry is in the state file")
-            ev = events(node, 1)
-            check(ev and ev[0][0] == "init" and master_port(ev[0][1]) == [a.port] and
-                  sorted(x["container_port"] for x in ev[0][1]["slave"]["containers"]) ==
-                  sorted([b.port, c.port]),
-                  f"/servers: an init event in LAIN's shape, master {a.port}, slaves b and c")
-            wait_for(lambda: sql(pm, "SELECT @@port", user="app")[0][0] == a.port, 10,
-                     "the proxy's master port to reach a")
-            subprocess.run(["sysbench", "oltp_write_only", "--db-driver=mysql",
-                            "--mysql-host=127.0.0.1", f"--mysql-port={pm}", "--mysql-user=app",
-                            f"--mysql-password={PASSWORDS['app']}", "--mysql-db=sbtest",
-                            "--tables=2", "--table-size=2000", "prepare"],
-                           check=True, capture_output=True)
-            # One thread: no deadlock between sysbench's own transactions (sysbench counts the
-            # ones it retries as errors), so any error is the path's.
-            errors, queries, _ = sysbench("oltp_write_only", pm, 4, threads=1)
-            check(errors == 0 and queries > 0,
-                  f"sysbench oltp_write_only through the proxy's master port: {queries} queries, "
-                  f"0 errors")
-            pos = sql(a, "SELECT @@gtid_binlog_pos")[0][0]
-            for r in (b, c):
-                wait_gtid(r, pos)
-            ports = {sql(ps, "SELECT @@port", user="app")[0][0] for _ in range(4)}
-            check(ports == {b.port, c.port}, f"the slave port round-robins over b and c: {ports}")
-            errors, queries, _ = sysbench("oltp_read_only", ps, 4)
-            check(errors == 0 and queries > 0,
-                  f"sysbench oltp_read_only through the proxy's slave port: {queries} queries, "
-                  f"0 errors")
-
-            # --- 2. switchover under write load ------------------------------------------
-            result = {}
-
-            def switch():
-                result["switch"] = op(node, "switchover", to="b")
-            acked, gap, first, t0, t1, errs = write_load(pm, 2, switch, 3)
-            st, body = result["switch"]
-            check(st == 200, f"switchover to b: {body.get('result', body)}")
-            print(f"figure: switchover took {t1 - t0:.3f} s; write downtime seen by the "
-                  f"application through the proxy: {gap:.3f} s ({errs} failed attempts "
-                  f"retried)", flush=True)
-            check(gap is not None and gap < 5, "writes resumed through the proxy within 5 s")
-            wait_states(node, {"a": "OK", "b": "OK", "c": "OK"})
-            roles = {n: v["role"] for n, v in states(node).items()}
-            check(roles == {"a": "standby", "b": "master", "c": "slave"},
-                  f"roles after the switchover: {roles}")
-            check(sql(pm, "SELECT @@port", user="app")[0][0] == b.port,
-                  "new connections through the master port reach b")
-            sync_and_compare(b, [a, c], acked, "switchover")
-            ops = json.loads(node.get("/mysql/operations"))["operations"]
-            check(any(o["op"] == "switchover" and o["ok"] and o["by"].startswith("loopback")
-                      for o in ops), "the operation is logged with who, when and its result")
-            check("operation switchover" in node.log() and PASSWORDS["repl"] not in node.log()
-                  and PASSWORDS["mon"] not in node.log(),
-                  "the node's log has the operation and no password")
-
-            # --- 3. kill -9 of the master: automatic failover ----------------------------
-            result = {}
-
-            def crash():
-                b.kill9()
-                result["killed"] = time.time()
-            acked, gap, first, t0, t1, errs = write_load(pm, 2, crash, 8)
-            check(first is not None, "writes resumed through the proxy after the crash")
-            print(f"figure: kill -9 of the master to the first acknowledged write through the "
-                  f"proxy: {first - result['killed']:.3f} s (failover_after_ms 1000, "
-                  f"interval 200 ms)", flush=True)
-            wait_states(node, {"a": "OK", "b": "ERROR", "c": "OK"})
-            roles = {n: v["role"] for n, v in states(node).items()}
-            check(roles["a"] == "master" and roles["b"] == "standby",
-                  f"the standby a was promoted, b is the standby now: {roles}")
-            ops = json.loads(node.get("/mysql/operations"))["operations"]
-            check(any(o["op"] == "failover" and o["by"] == "automatic" and o["ok"] for o in ops),
-                  "an automatic failover is in the operations log")
-            sync_and_compare(a, [c], acked, "failover (semi-synchronous)")
-            b.restart()
-            wait_states(node, {"b": "DETACHED"})
-            wait_for(lambda: sql(b, "SELECT @@read_only")[0][0] == 1, 10,
-                     "read_only on the old master")
-            check(True, "the old master came back DETACHED and read-only (it may hold "
-                        "transactions nobody acknowledged: activate is the operator's call)")
-
-            # --- 4. pause/resume, detach/activate, LOST, ERROR, refusals -----------------
-            st, body = op(node, "pause", node="c")
-            check(st == 200, f"pause c: {body.get('result', body)}")
-            wait_states(node, {"c": "PAUSE"})
-            check(sql(c, "SHOW SLAVE STATUS")[0][11] == "No", "c's replication is stopped")
-            st, body = op(node, "pause", node="c")
-            check(st == 409 and "paused already" in body["error"], "pause twice: 409")
-            st, body = op(node, "resume", node="c")
-            check(st == 200, "resume c")
-            wait_states(node, {"c": "OK"})
-            st, body = op(node, "pause", node="a")
-            check(st == 200, "pause the master a")
-            wait_states(node, {"a": "PAUSE"})
             try:
-                sql(pm, "INSERT INTO app.w (t, n) VALUES (99, 1)", user="app")
-                refused = False
-            except pymysql.MySQLError as e:
-                refused = e.args[0] in (1290, 1836, 4151)  # read-only, or the account locked
-            check(refused, "a paused master refuses writes (read_only)")
-            st, body = op(node, "resume", node="a")
-            check(st == 200, "resume a")
-            sql(pm, "INSERT INTO app.w (t, n) VALUES (99, 2)", user="app")
-            check(True, "writes go through again")
-            st, body = op(node, "detach", node="c")
-            check(st == 200, "detach c")
-            wait_states(node, {"c": "DETACHED"})
-            st, body = op(node, "activate", node="c")
-            check(st == 200, "activate c again")
-            wait_states(node, {"c": "OK"})
-            # By hand, c replicates from b (not the master): LOST.
-            cc = pymysql.connect(host="127.0.0.1", port=c.port, user="mon",
-                                 password=PASSWORDS["mon"], autocommit=True)
-            cur = cc.cursor()
-            cur.execute("STOP SLAVE")
-            cur.execute(f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={b.port}, "
-                        f"MASTER_USER='repl', MASTER_PASSWORD='{PASSWORDS['repl']}', "
-                        f"MASTER_USE_GTID=current_pos")
-            cc.close()
-            wait_states(node, {"c": "LOST"})
-            check(f":{b.port}" in states(node)["c"]["reason"], "LOST says where it replicates from")
-            st, body = op(node, "activate", node="c")
-            check(st == 200, "activate puts c back on the master")
-            wait_states(node, {"c": "OK"})
-            c.kill9()
-            wait_states(node, {"c": "ERROR"})
-            st, body = op(node, "activate", node="c")
-            check(st == 409 and "ERROR" in body["error"], f"activate an ERROR node: 409 "
-                  f"({body['error']})")
-            st, body = op(node, "switchover", to="c")
-            check(st == 409, f"switchover to an ERROR node: 409 ({body['error']})")
-            st, body = op(node, "nonsense", node="c")
-            check(st == 404, "an unknown operation: 404")
-            c.restart()
-            wait_states(node, {"c": "OK"}, 40)
+                roles_and_operations(node, dbs, state, pm, ps)
+            except BaseException:
+                print("node log:\n" + node.log()[-8000:])
+                raise
             node.stop()
-          except BaseException:
-            print("node log:\n" + node.log()[-8000:])
-            raise
 
         # --- 5. two monitors coordinated through Redis ----------------------------------
         with Redis() as redis:
@@ -529,6 +542,43 @@ def main():
             check(status == 409 and "not registered" in body["error"],
                   "the new acting monitor takes operations (an unknown node: 409 not registered, "
                   "not 'not the acting one')")
+        # --- 7. a proxy in another node follows the monitor's /servers feed, with a token ---
+        read_token, admin_token = "feed-reader-5d1c0b7e2a", "operator-9e4f1a6c3b"
+        mon_yaml = node_yaml(dbs, state, name="mon7", auto_failover=False) + (
+            f"auth:\n  tokens:\n    - {{name: ops, role: admin, token: {admin_token}}}\n"
+            f"    - {{name: feed, role: read, token: {read_token}}}\n")
+        with Probe(BINARY, mon_yaml) as mon:
+            feed = f"http://127.0.0.1:{mon.http_port}/servers"
+            master = [n for n, v in states_with(mon, read_token).items()
+                      if v["role"] == "master"][0]
+            pm7, pm8 = free_port(), free_port()
+
+            def proxy_yaml(name, port, token):
+                return (f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\n"
+                        f"nodename: {name}\nplugins:\n  cluster: none\n  sinks:\n"
+                        f"    - plugin: proxy-mysql\n      reports: false\n"
+                        f"      config: {{master_listen: '127.0.0.1:{port}', slave_listen: '', "
+                        f"servers_url: '{feed}', token: {token}}}\n")
+            with Probe(BINARY, proxy_yaml("p7", pm7, read_token)) as p7, \
+                    Probe(BINARY, proxy_yaml("p8", pm8, "a-wrong-token-0000")) as p8:
+                wait_for(lambda: sql(pm7, "SELECT @@port", user="app")[0][0] ==
+                         dbs[master].port, 20, "the remote proxy to reach the master")
+                check(p7.proc.poll() is None, f"a proxy in another node follows the feed (token "
+                      f"in the header): its master port reaches {master}")
+                wait_for(lambda: p8.metrics().get("mysqlprobe_proxy_mysql_feed_refused_total", 0)
+                         >= 1, 20, "the wrong token to be refused")
+                check("answered 401" in p8.log() and "a-wrong-token" not in p8.log(),
+                      "a wrong token: the feed answers 401, the proxy says so without the token")
+                try:
+                    sql(pm8, "SELECT 1", user="app")
+                    got = "connected"
+                except pymysql.MySQLError:
+                    got = "refused"
+                check(got == "refused", "a proxy without targets refuses clients")
+                wait_for(lambda: p8.metrics().get(
+                    "mysqlprobe_proxy_mysql_connections_refused_total", 0) >= 1, 5,
+                    "the refusal to be counted")
+                check(True, "and counts it (connections_refused_total)")
     shutil.rmtree(tmp, ignore_errors=True)
     print("monitor-mysql: all checks passed")
 
