@@ -20,20 +20,13 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "live"))
-from harness import MariaDB, Probe, free_port, wait_for  # noqa: E402
+from harness import MariaDB, Probe, cpu_seconds, free_port, wait_for  # noqa: E402
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 THREADS = int(sys.argv[2]) if len(sys.argv) > 2 else 4
 ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 BUILD = os.environ.get("MP_BUILD_DIR", os.path.join(ROOT, "build", "release"))
 BINARY = os.path.join(BUILD, "bin", "mysqlprobe")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def sysbench(port, *args):
@@ -47,10 +40,10 @@ def sysbench(port, *args):
 
 
 def run(port, pid=None):
-    c0 = cpu_s(pid) if pid else 0
+    c0 = cpu_seconds(pid) if pid else 0
     out = sysbench(port, f"--threads={THREADS}", f"--time={SECONDS}", "--percentile=99",
                    "--histogram=on", "run")
-    cpu = (cpu_s(pid) - c0) if pid else 0
+    cpu = (cpu_seconds(pid) - c0) if pid else 0
     q = int(re.search(r"queries:\s+(\d+)", out).group(1))
     qps = float(re.search(r"queries:\s+\d+\s+\((\d+\.\d+) per sec", out).group(1))
     p99 = float(re.search(r"99th percentile:\s+([\d.]+)", out).group(1))
@@ -82,7 +75,8 @@ def main():
         pm = free_port()
         yaml = (f"serverport: 0\nserveraddress: 127.0.0.1\ninterval: 3600\nnodename: bench\n"
                 f"plugins:\n  cluster: none\n  sources:\n"
-                f"    - plugin: monitor-mysql\n      config: {{instances: ['db=127.0.0.1:{db.port}'], "
+                f"    - plugin: monitor-mysql\n"
+                f"      config: {{instances: ['db=127.0.0.1:{db.port}'], "
                 f"user: root, state_file: '{tmp}/state.json', enforce: false}}\n"
                 f"  sinks:\n    - plugin: proxy-mysql\n      records: [mysql.topology]\n"
                 f"      reports: false\n      config: {{master_listen: '127.0.0.1:{pm}', "

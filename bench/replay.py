@@ -24,19 +24,13 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "live"))
-from harness import MariaDB, Probe, RabbitMQ, amqp_bind, amqp_depth, wait_for  # noqa: E402
+from harness import (MariaDB, Probe, RabbitMQ, amqp_bind, amqp_depth,  # noqa: E402
+                     cpu_seconds, wait_for)
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 MODE = sys.argv[2] if len(sys.argv) > 2 else "disable"
 BUILD = os.environ.get("MP_BUILD_DIR", os.path.join(ROOT, "build", "release"))
 BINARY = os.path.join(BUILD, "bin", "mysqlprobe")
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def sysbench(port, *args):
@@ -90,8 +84,9 @@ plugins:
         with Probe(BINARY, probe_only) as p, Probe(BINARY, unrouted) as u, \
                 Probe(BINARY, collector(1, "inbound")) as col, \
                 Probe(BINARY, collector(64, "batched")) as bat:
-            p0, u0, c0 = cpu_s(p.proc.pid), cpu_s(u.proc.pid), cpu_s(col.proc.pid)
-            b0 = cpu_s(bat.proc.pid)
+            p0, u0, c0 = (cpu_seconds(p.proc.pid), cpu_seconds(u.proc.pid),
+                          cpu_seconds(col.proc.pid))
+            b0 = cpu_seconds(bat.proc.pid)
             out = sysbench(db.port, "--threads=2", f"--time={SECONDS}", f"--db-ps-mode={MODE}",
                            "run")
             n, qps = queries(out)
@@ -110,8 +105,9 @@ plugins:
                     b.get("mysqlprobe_sink_amqp_confirmed_total", 0) >= \
                     b.get("mysqlprobe_sink_amqp_published_total", 1)
             wait_for(batched, 120, "the batches confirmed")
-            p1, u1, c1 = cpu_s(p.proc.pid), cpu_s(u.proc.pid), cpu_s(col.proc.pid)
-            b1 = cpu_s(bat.proc.pid)
+            p1, u1, c1 = (cpu_seconds(p.proc.pid), cpu_seconds(u.proc.pid),
+                          cpu_seconds(col.proc.pid))
+            b1 = cpu_seconds(bat.proc.pid)
             messages = bat.metrics().get("mysqlprobe_sink_amqp_confirmed_total", 0)
             records = m["mysqlprobe_decoder_mysql_inbound_records_total"]
             dropped = m.get("mysqlprobe_decoder_mysql_inbound_dropped_total", 0)
@@ -148,7 +144,7 @@ plugins:
 """
         with Probe(BINARY, replayer) as r:
             start = time.monotonic()
-            r0 = cpu_s(r.proc.pid)
+            r0 = cpu_seconds(r.proc.pid)
 
             def drained():  # every record taken from the queue, replayed and acknowledged
                 m = r.metrics()
@@ -156,7 +152,7 @@ plugins:
                     if m.get("mysqlprobe_host_records_delivered_total", 0) >= depth else None
             rep = wait_for(drained, 600, "the replay")
             wall = time.monotonic() - start
-            rcpu = cpu_s(r.proc.pid) - r0
+            rcpu = cpu_seconds(r.proc.pid) - r0
         rate = rep["replayed"] / wall
         print(f"\nreplay of the {depth} records ({rep['replayed']} commands, skipped "
               f"{sum(rep['skipped'].values())}, target errors {rep['target_errors']}) from "

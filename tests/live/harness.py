@@ -48,6 +48,13 @@ def make_certs(d):
        f"{d}/ext")
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds a running process has used so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_for(cond, timeout=20.0, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mp/dial.hpp>
 #include <mp/mysql_client.hpp>
 #include <mp/mysql_wire.hpp>
 
@@ -73,52 +74,16 @@ void Connection::raise(const std::string& err) {
 void Connection::connect(const ServerAddress& a) {
     close();
     maxPacket_ = a.maxPacket;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
     const std::string where = a.host + ":" + std::to_string(a.port);
-    if (int rc = getaddrinfo(a.host.c_str(), std::to_string(a.port).c_str(), &hints, &res);
-        rc != 0) {
-        throw std::runtime_error("cannot resolve " + a.host + ": " + gai_strerror(rc));
-    }
-    std::string why = "no address";
-    for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-        int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-            why = std::strerror(errno);
-            continue;
-        }
-        int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
-        if (rc != 0 && errno == EINPROGRESS) {
-            pollfd p{fd, POLLOUT, 0};
-            rc = ::poll(&p, 1, a.connectTimeoutMs);
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (rc == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-                rc = 0;
-            } else {
-                why = rc == 0 ? "timed out" : std::strerror(err != 0 ? err : errno);
-                rc = -1;
-            }
-        } else if (rc != 0) {
-            why = std::strerror(errno);
-        }
-        if (rc == 0) {
-            // Blocking from here on, with read and write timeouts.
-            ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-            fd_ = fd;
-            break;
-        }
-        ::close(fd);
-    }
-    freeaddrinfo(res);
-    if (fd_ < 0) {
+    std::string why;
+    const int dialed = net::dial(a.host, a.port, a.connectTimeoutMs, why);
+    if (dialed < 0) {
         throw std::runtime_error("cannot connect to " + where + ": " + why);
     }
+    // Blocking from here on, with read and write timeouts.
+    ::fcntl(dialed, F_SETFL, ::fcntl(dialed, F_GETFL) & ~O_NONBLOCK);
+    fd_ = dialed;
     int fd = fd_;
-    int fl = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &fl, sizeof fl);
     timeval tv{a.readTimeoutMs / 1000, (a.readTimeoutMs % 1000) * 1000};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -408,6 +373,21 @@ std::vector<Connection::Row> Connection::query(const std::string& sql,
         }
         rows.push_back(std::move(row));
     }
+}
+
+std::string sqlQuote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\0') {
+            out += "\\0";
+            continue;
+        }
+        if (c == '\'' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    return out + "'";
 }
 
 void parseOk(const std::string& pkt, Response& r) {

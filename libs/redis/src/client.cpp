@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <mp/dial.hpp>
 
 #include "connection.hpp"
 
@@ -95,52 +96,12 @@ void Connection::close() {
 }
 
 void Connection::connectSocket() {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    const std::string port = std::to_string(options_.port);
-    if (int rc = ::getaddrinfo(options_.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-        fail(std::string("cannot resolve the host: ") + ::gai_strerror(rc));
-    }
-    std::string why = "no address";
-    for (addrinfo* ai = res; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
-        const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-            why = std::strerror(errno);
-            continue;
-        }
-        int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
-        if (rc != 0 && errno == EINPROGRESS) {
-            pollfd p{fd, POLLOUT, 0};
-            do {
-                rc = ::poll(&p, 1, std::max(options_.connectTimeoutMs, 0));
-            } while (rc < 0 && errno == EINTR);
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (rc == 1 && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) {
-                rc = 0;
-            } else {
-                why = rc == 0
-                          ? "timed out after " + std::to_string(options_.connectTimeoutMs) + " ms"
-                          : std::strerror(err != 0 ? err : errno);
-                rc = -1;
-            }
-        } else if (rc != 0) {
-            why = std::strerror(errno);
-        }
-        if (rc == 0) {
-            fd_ = fd;
-        } else {
-            ::close(fd);
-        }
-    }
-    ::freeaddrinfo(res);
+    std::string why;
+    fd_ = net::dial(options_.host, options_.port, options_.connectTimeoutMs, why);
     if (fd_ < 0) {
-        fail("cannot connect: " + why);
+        fail(why.rfind("cannot resolve", 0) == 0 ? why : "cannot connect: " + why);
     }
     int on = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     ::setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
 }
 

@@ -63,21 +63,6 @@ std::string val(const mysql::Connection::Row& row, size_t i) {
 bool yes(const std::string& v) { return v == "1" || v == "ON" || v == "YES"; }
 }  // namespace
 
-std::string sqlQuote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'' || c == '\\') {
-            out += '\\';
-        }
-        if (c == '\0') {
-            out += "\\0";
-            continue;
-        }
-        out += c;
-    }
-    return out + "'";
-}
-
 namespace {
 bool digit(char c) { return c >= '0' && c <= '9'; }
 

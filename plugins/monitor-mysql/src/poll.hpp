@@ -19,7 +19,6 @@ NodeStatus pollNode(mysql::Connection& conn, const mysql::ServerAddress& addr, b
 /// and writes, buffer pool hit rate.
 std::map<std::string, std::string> innodbSummary(const std::string& text);
 
-/// A SQL string literal: quotes and backslashes escaped (NO_BACKSLASH_ESCAPES not assumed).
-std::string sqlQuote(const std::string& s);
+using mysql::sqlQuote;
 
 }  // namespace mp::monitor

@@ -133,7 +133,8 @@ def wait_states(node, want, timeout=30):
     try:
         wait_for(ok, timeout, f"states {want}")
     except AssertionError:
-        print(json.dumps({n: (v["role"], v["state"], v["reason"]) for n, v in states(node).items()}))
+        print(json.dumps({n: (v["role"], v["state"], v["reason"])
+                          for n, v in states(node).items()}))
         raise
     check(True, "states " + ", ".join(f"{n} {st}" for n, st in want.items()))
 

@@ -33,17 +33,6 @@ std::string upper(std::string s) {
 
 }  // namespace
 
-std::string sqlQuote(const std::string& s) {
-    std::string out = "'";
-    for (char c : s) {
-        if (c == '\'' || c == '\\') {
-            out += '\\';
-        }
-        out += c;
-    }
-    return out + "'";
-}
-
 void checkNotPurged(Connection& conn, const std::string& state) {
     if (state.empty() || !conn.mariadb()) {
         return;

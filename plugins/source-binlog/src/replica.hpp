@@ -15,6 +15,7 @@ using mysql::Connection;
 using mysql::putLe;
 using mysql::ServerAddress;
 using mysql::ServerError;
+using mysql::sqlQuote;
 
 struct StreamStart {
     bool useGtid = true;    // MariaDB: from a GTID state ("" is the oldest binlog)
@@ -38,9 +39,6 @@ struct ServerFacts {
 /// ServerError or std::runtime_error with a line that says what to do. After it returns, read
 /// events with conn.read(): 0x00 then the event, or an ERR packet.
 ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamOptions& o);
-
-/// A string as an SQL literal ('...' with ' and \ escaped).
-std::string sqlQuote(const std::string& s);
 
 /// MariaDB: throws ServerError 1236 when the server's oldest binlog starts after `state` in
 /// one of its domains (the changes in between were purged: MariaDB itself would stream on).

@@ -146,4 +146,8 @@ inline void putLe(std::string& out, uint64_t v, size_t n) {
 /// mysql_native_password: SHA1(password) XOR SHA1(salt + SHA1(SHA1(password))).
 std::string nativePasswordScramble(const std::string& password, const std::string& salt);
 
+/// A string as an SQL literal: '...' with quotes and backslashes escaped and NUL as \0
+/// (NO_BACKSLASH_ESCAPES not assumed).
+std::string sqlQuote(const std::string& s);
+
 }  // namespace mp::mysql
