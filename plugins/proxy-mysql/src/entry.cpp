@@ -20,6 +20,7 @@ const mp_property kProps[] = {
     {"threads", MP_PROP_INT, 0, "1", "event threads (each serves any connection)", 1, 64, nullptr},
     {"buffer_kb", MP_PROP_INT, 0, "64", "buffer per direction and connection: a side that fills it is not read until the other took some", 1, 16384, nullptr},
     {"max_connections", MP_PROP_INT, 0, "10000", "client connections at once; more are closed and counted", 1, 1000000, nullptr},
+    {"max_memory_mb", MP_PROP_INT, 0, "256", "the buffers of every connection together (2 x buffer_kb each, allocated when it opens); a client that would pass it is closed and counted", 1, 65536, nullptr},
     {"connect_timeout_ms", MP_PROP_INT, 0, "2000", "a target that does not accept within this counts as down (the next slave is tried once)", 1, 600000, nullptr},
     {"close_after_switch_ms", MP_PROP_INT, 0, "0", "connections to a target that left its role are closed after this grace (0: never, LAIN's behaviour)", 0, 86400000, nullptr},
     {"slave_fallback", MP_PROP_BOOL, 0, "false", "with no slave, slave connections go to the master", 0, 0, nullptr},
@@ -36,7 +37,8 @@ class ProxyPlugin : public mp::Plugin, public mp::RecordSink {
           open_(host.counter("connections", "client connections open", MP_GAUGE)),
           refused_(host.counter("connections_refused_total",
                                 "clients closed at once: no target for their role")),
-          full_(host.counter("connections_full_total", "clients closed at once: max_connections")),
+          full_(host.counter("connections_full_total",
+                             "clients closed at once: max_connections or max_memory_mb reached")),
           connectFailed_(host.counter("connect_failed_total",
                                       "clients closed because no target of their role answered")),
           toServer_(host.counter("bytes_to_server_total", "bytes from clients to targets")),
@@ -57,6 +59,11 @@ class ProxyPlugin : public mp::Plugin, public mp::RecordSink {
         o.threads = static_cast<int>(cfg.i64("threads"));
         o.bufferBytes = static_cast<size_t>(cfg.i64("buffer_kb")) << 10;
         o.maxConnections = static_cast<size_t>(cfg.i64("max_connections"));
+        o.maxMemoryBytes = static_cast<size_t>(cfg.i64("max_memory_mb")) << 20;
+        if (o.maxMemoryBytes < 2 * o.bufferBytes) {
+            throw mp::Error(
+                "max_memory_mb holds not even one connection's buffers (2 x buffer_kb)");
+        }
         o.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
         o.closeAfterSwitchMs = static_cast<int>(cfg.i64("close_after_switch_ms"));
         o.slaveFallback = cfg.boolean("slave_fallback");

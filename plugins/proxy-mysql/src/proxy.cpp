@@ -173,7 +173,10 @@ struct Proxy::Loop {
             if (fd < 0) {
                 return;  // EAGAIN (another loop took it), or an error on one client
             }
-            if (p.open_.load() >= p.o_.maxConnections) {
+            // The buffers are allocated whole when a connection opens: the budget counts them.
+            const uint64_t open = p.open_.load();
+            if (open >= p.o_.maxConnections ||
+                (open + 1) * 2 * p.o_.bufferBytes > p.o_.maxMemoryBytes) {
                 ++p.full_;
                 ::close(fd);
                 continue;

@@ -26,6 +26,7 @@ struct Options {
     int threads = 1;
     size_t bufferBytes = 64u << 10;  // per direction and connection
     size_t maxConnections = 10000;
+    size_t maxMemoryBytes = size_t{256} << 20;  // every connection's two buffers, together
     int connectTimeoutMs = 2000;
     int closeAfterSwitchMs = 0;  // 0: connections stay on a target that left its role
     bool slaveFallback = false;  // no slave: slave connections go to the master

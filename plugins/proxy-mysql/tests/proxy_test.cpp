@@ -294,4 +294,34 @@ TEST_SUITE("proxy-mysql") {
             proxy.stop();
         }
     }
+
+    TEST_CASE("memory is bounded by the bytes of the buffers: one connection too many is closed") {
+        EchoServer a("a");
+        Options o = options();
+        o.maxMemoryBytes = 3 * 2 * o.bufferBytes;  // three connections' buffers
+        Proxy proxy(o, [](int, const std::string&) {});
+        proxy.start();
+        Topology t;
+        t.master = {a.target()};
+        proxy.setTargets(t);
+        std::vector<int> held;
+        for (int i = 0; i < 3; ++i) {
+            held.push_back(dial(proxy.masterPort()));
+            CHECK(readLine(held.back()) == "a");
+        }
+        int extra = dial(proxy.masterPort());
+        char byte = 0;
+        CHECK(::recv(extra, &byte, 1, 0) == 0);  // closed at once
+        ::close(extra);
+        CHECK(proxy.stats().full == 1);
+        ::close(held[0]);
+        CHECK(eventually([&] { return proxy.stats().open == 2; }));
+        int again = dial(proxy.masterPort());  // room again
+        CHECK(readLine(again) == "a");
+        ::close(again);
+        for (size_t i = 1; i < held.size(); ++i) {
+            ::close(held[i]);
+        }
+        proxy.stop();
+    }
 }
