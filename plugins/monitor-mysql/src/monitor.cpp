@@ -333,9 +333,7 @@ void Monitor::evaluate(bool afterOperation) {
 // threads stopped; a replica's too, when they stopped without an error.
 void Monitor::enforce() {
     std::vector<std::string> makeReadOnly;
-    std::vector<std::string> restartReplicas;
-    bool restartMaster = false;
-    std::string master;
+    std::vector<std::string> restart;  // START SLAVE
     {
         std::lock_guard<std::mutex> lock(mu_);
         for (const auto& [name, r] : reg_.nodes) {
@@ -343,20 +341,31 @@ void Monitor::enforce() {
             if (st == statuses_.end() || !st->second.reachable) {
                 continue;
             }
-            if (r.role != Role::Master && !st->second.readOnly) {
-                makeReadOnly.push_back(name);
+            // A duty acts on a node at most once per two of its polls: the poll that follows an
+            // action may have read the server before it.
+            uint64_t& last = enforcedAt_[name];
+            if (last != 0 && polledRound_[name] <= last + 1) {
+                continue;
             }
             const auto& rep = st->second.replica;
             const bool stopped = rep && rep->ioRunning == "No" && rep->sqlRunning == "No";
-            if (r.role == Role::Master && !r.paused && reg_.mutual && stopped) {
-                restartMaster = true;
-                master = name;
+            bool acts = false;
+            if (r.role != Role::Master && !st->second.readOnly) {
+                makeReadOnly.push_back(name);
+                acts = true;
             }
-            // A replica of the master whose threads both stopped without an error (a restart
-            // with skip-slave-start): started again. With an error it waits for an operator.
-            if (r.role != Role::Master && !r.paused && stopped && rep->lastIoError.empty() &&
-                rep->lastSqlError.empty() && views_[name].state == State::Syncing) {
-                restartReplicas.push_back(name);
+            // The master's replication (mutual backup) when both threads stopped; a replica's
+            // of the master when both stopped without an error (a restart with
+            // skip-slave-start). With an error, it waits for an operator.
+            const bool masterBackup = r.role == Role::Master && reg_.mutual;
+            const bool replica = r.role != Role::Master && rep && rep->lastIoError.empty() &&
+                                 rep->lastSqlError.empty() && views_[name].state == State::Syncing;
+            if (!r.paused && stopped && (masterBackup || replica)) {
+                restart.push_back(name);
+                acts = true;
+            }
+            if (acts) {
+                last = polledRound_[name];
             }
         }
     }
@@ -368,20 +377,14 @@ void Monitor::enforce() {
             log_(MP_LOG_WARN, name + ": cannot set read_only: " + e.what());
         }
     }
-    for (const auto& name : restartReplicas) {
+    for (const auto& name : restart) {
         try {
             exec(name, "START SLAVE");
-            log_(MP_LOG_WARN, name + ": replication had stopped without an error: started again");
+            log_(MP_LOG_WARN, name +
+                                  ": both replication threads had stopped without an error: "
+                                  "started again");
         } catch (const std::exception& e) {
             log_(MP_LOG_WARN, name + ": cannot start replication: " + e.what());
-        }
-    }
-    if (restartMaster) {
-        try {
-            exec(master, "START SLAVE");
-            log_(MP_LOG_WARN, master + ": both replication threads had stopped: started again");
-        } catch (const std::exception& e) {
-            log_(MP_LOG_WARN, master + ": cannot start replication: " + e.what());
         }
     }
 }

@@ -135,8 +135,10 @@ class Monitor {
     std::deque<OpRecord> ops_;
     uint64_t round_ = 0;  // completed poll rounds (every instance once)
     std::map<std::string, uint64_t> polledRound_;
-    std::map<std::string, bool> busy_;  // a poll of it is under way
-    uint64_t wakeGen_ = 0;              // refresh(): the pollers poll again at once
+    std::map<std::string, bool> busy_;
+    std::map<std::string, uint64_t>
+        enforcedAt_;        // the poll count when a duty last acted  // a poll of it is under way
+    uint64_t wakeGen_ = 0;  // refresh(): the pollers poll again at once
     uint64_t masterDownSinceNs_ = 0;
     std::atomic<int64_t> stateStamp_{0};  // mtime and size of the state file last read or written
     std::atomic<bool> stopping_{false};

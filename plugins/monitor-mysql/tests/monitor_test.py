@@ -305,6 +305,23 @@ def roles_and_operations(node, dbs, state, pm, ps):
         st, body = op(node, "activate", node=n)
         check(st == 200, f"activate {n}: {body.get('result', body)}")
     wait_states(node, {"a": "OK", "b": "OK", "c": "OK"})
+    # Mutual backup: activate on the master makes it replicate from the standby; when both of
+    # its threads stop, the monitor starts them again (mmm's duty).
+    st, body = op(node, "activate", node="a")
+    check(st == 200 and "mutual" in body["result"], f"activate the master: {body['result']}")
+
+    def master_replication():
+        row = sql(a, "SHOW SLAVE STATUS")[0]
+        return row[3], row[10], row[11]  # Master_Port, Slave_IO_Running, Slave_SQL_Running
+    wait_for(lambda: master_replication() == (b.port, "Yes", "Yes"), 20,
+             "the master to replicate from the standby")
+    check(True, "the master replicates from the standby (mutual backup)")
+    sql(a, "STOP SLAVE")
+    wait_for(lambda: master_replication()[1:] == ("Yes", "Yes"), 20,
+             "the monitor to start the master's replication again")
+    check("a: both replication threads had stopped without an error: started again"
+          in node.log(),
+          "the master's replication, stopped by hand, was started again by the monitor")
     check(sql(b, "SELECT @@read_only")[0][0] == 1 and
           sql(a, "SELECT @@read_only")[0][0] == 0,
           "read_only on the replicas, off on the master")
@@ -384,11 +401,17 @@ def roles_and_operations(node, dbs, state, pm, ps):
           "an automatic failover is in the operations log")
     sync_and_compare(a, [c], acked, "failover (semi-synchronous)")
     b.restart()
-    wait_states(node, {"b": "DETACHED"})
+    wait_for(lambda: states(node)["b"]["state"] != "ERROR", 30, "b to answer again")
     wait_for(lambda: sql(b, "SELECT @@read_only")[0][0] == 1, 10,
              "read_only on the old master")
-    check(True, "the old master came back DETACHED and read-only (it may hold "
-                "transactions nobody acknowledged: activate is the operator's call)")
+    # The backup was mutual: b already replicated from a (the switchover set it up), so the
+    # monitor starts that replication again. b either holds nothing a lacks and catches up
+    # (OK), or its replication stops with the server's error (SYNCING, with the reason): it
+    # is never written to, and never promoted while it is not OK or SYNCING from the master.
+    wait_for(lambda: states(node)["b"]["state"] in ("OK", "SYNCING"), 30,
+             "b to replicate from the new master")
+    check(True, f"the old master came back read-only, replicating from the new master: "
+                f"{states(node)['b']['state']} {states(node)['b']['reason'][:120]}")
 
     # --- 4. pause/resume, detach/activate, LOST, ERROR, refusals -----------------
     st, body = op(node, "pause", node="c")
