@@ -168,6 +168,27 @@ def events(node, count, timeout=10):
     return out
 
 
+def subscribe(port, channel):
+    """A real Redis subscriber: what is published on `channel` accumulates in ["data"]."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(f"*2\r\n$9\r\nSUBSCRIBE\r\n${len(channel)}\r\n{channel}\r\n".encode())
+    heard = {"sock": sock, "data": ""}
+
+    def read():
+        sock.settimeout(None)
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            heard["data"] += chunk.decode(errors="replace")
+    threading.Thread(target=read, daemon=True).start()
+    wait_for(lambda: "subscribe" in heard["data"], 5, "the subscription")
+    return heard
+
+
 def master_port(topology):
     return [c["container_port"] for c in topology["master"]["containers"]]
 
@@ -511,6 +532,7 @@ def main():
                 print(f"figure: the second monitor acts {took:.3f} s after kill -9 of the first "
                       f"(lease 1.5 s, renewed every 0.5 s)", flush=True)
                 check(took < 1.5 + 1.0, "within the lease (plus one renewal)")
+                heard = subscribe(redis.port, "mysqlprobe-switch")
                 a.kill9()
                 wait_for(lambda: states(second)["b"]["role"] == "master" or
                          states(second)["c"]["role"] == "master", 30,
@@ -521,6 +543,12 @@ def main():
                 announced = json.loads(redis.command("GET", "mysqlprobe:default:master"))
                 check(master_port(announced) == [new_master.port],
                       "the active master is announced in Redis (mysqlprobe:default:master)")
+                want = (f'"master":{{"containers":[{{"container_ip":"127.0.0.1",'
+                        f'"container_port":{new_master.port}}}]}}')
+                wait_for(lambda: want in heard["data"], 10, "the switch message")
+                check('{"tag":"default","by":"' in heard["data"],
+                      "and published on the topic mysqlprobe-switch, with the tag and who decided")
+                heard["sock"].close()
 
         # --- 6. two monitors coordinated through the gossip cluster's master -------------
         gport = free_port()
