@@ -40,6 +40,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <mp/clock.hpp>
 #include <mp/files.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
@@ -90,11 +91,7 @@ const char* stateName(mp::gossip::State s) {
     return "unknown";
 }
 
-uint64_t epochMs() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-}
+uint64_t epochMs() { return mp::wallClockNs() / 1'000'000ULL; }
 
 class GossipCluster : public mp::Plugin {
   public:

@@ -27,6 +27,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mp/clock.hpp>
 #include <mp/files.hpp>
 #include <mp/hostport.hpp>
 #include <mp/pusher.hpp>
@@ -58,12 +59,6 @@ const mp_property kProps[] = {
 // clang-format on
 
 using Clock = std::chrono::steady_clock;
-
-uint64_t wallNs() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-}
 
 // "host:port" (IPv6 in brackets), a port 1..65535: mp::net's one parser.
 bool parseAddr(const std::string& addr, std::string& host, uint16_t& port) {
@@ -412,7 +407,7 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
         } else {
             out << ",\"nodes\":[";
             bool first = true;
-            uint64_t now = wallNs();
+            uint64_t now = mp::wallClockNs();
             for (const auto& [addr, s] : slaves_) {
                 out << (first ? "" : ",") << "{\"addr\":" << mp::jsonString(addr)
                     << ",\"role\":\"slave\",\"state\":\"" << (s->up ? "up" : "down")
@@ -665,7 +660,7 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
         s.lastSeq = id.seq;
         progress_[s.addr] = {s.started, s.lastSeq};
         ++s.received;
-        s.lastReportWall = wallNs();
+        s.lastReportWall = mp::wallClockNs();
         s.lastIntervalEnd = id.intervalEnd;
         s.contributed = true;
         held_[s.addr] += bytes;

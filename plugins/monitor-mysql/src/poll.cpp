@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <mp/clock.hpp>
 #include <string_view>
 
 namespace mp::monitor {
@@ -139,9 +140,7 @@ std::map<std::string, std::string> innodbSummary(const std::string& text) {
 NodeStatus pollNode(mysql::Connection& conn, const mysql::ServerAddress& addr, bool innodb) {
     NodeStatus st;
     const auto t0 = std::chrono::steady_clock::now();
-    st.polledNs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch())
-                                            .count());
+    st.polledNs = mp::wallClockNs();
     try {
         if (!conn.connected()) {
             conn.connect(addr);
@@ -221,9 +220,7 @@ NodeStatus pollNode(mysql::Connection& conn, const mysql::ServerAddress& addr, b
     } catch (const std::exception& e) {
         conn.close();
         st = NodeStatus{};
-        st.polledNs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                std::chrono::system_clock::now().time_since_epoch())
-                                                .count());
+        st.polledNs = mp::wallClockNs();
         st.reachable = false;
         st.error = e.what();
     }
