@@ -125,7 +125,9 @@ class MonitorPlugin : public mp::Plugin {
         monitor_ = std::make_unique<mp::monitor::Monitor>(
             std::move(o), [h = host](int level, const std::string& line) { h.log(level, line); },
             [this](const std::string& json) { topologyChanged(json); },
-            [this](const std::string& name, const std::string& json) { statusPolled(name, json); },
+            [this](const std::string& name, const mp::monitor::NodeStatus& st,
+                   const mp::monitor::NodeView& view,
+                   const std::string& json) { statusPolled(name, st, view, json); },
             [this] { return coordination_->acting(); });
 
         mp_ws_handler h{};
@@ -197,15 +199,13 @@ class MonitorPlugin : public mp::Plugin {
         coordination_->announce(json);
     }
 
-    void statusPolled(const std::string& name, const std::string& json) {
+    void statusPolled(const std::string& name, const mp::monitor::NodeStatus& st,
+                      const mp::monitor::NodeView& view, const std::string& json) {
         polls_.add();
-        auto views = monitor_->views();
-        auto statuses = monitor_->statuses();
         auto& g = gauges_[name];
-        const auto& st = statuses[name];
         pollFailures_.add(st.reachable ? 0 : 1);
         g.up.set(st.reachable ? 1 : 0);
-        g.state.set(static_cast<int64_t>(views[name].state));
+        g.state.set(static_cast<int64_t>(view.state));
         g.readOnly.set(st.readOnly ? 1 : 0);
         g.lag.set(st.replica && st.replica->lagSeconds ? *st.replica->lagSeconds : -1);
         auto num = [&](const char* key) -> int64_t {

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "monitor.hpp"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <mp/clock.hpp>
+#include <mp/files.hpp>
 #include <mp/sdk.hpp>
 #include <sstream>
 
@@ -16,12 +16,6 @@
 namespace mp::monitor {
 
 namespace {
-uint64_t nowNs() {
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::system_clock::now().time_since_epoch())
-                                     .count());
-}
-
 double since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -34,28 +28,6 @@ std::string arg(const std::map<std::string, std::string>& args, const char* key)
     return it->second;
 }
 
-// Written beside, flushed to disk, then renamed: a crash leaves the old state or the new one.
-void writeAtomically(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        throw std::runtime_error("cannot write " + tmp);
-    }
-    size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n <= 0) {
-            ::close(fd);
-            throw std::runtime_error("cannot write " + tmp);
-        }
-        done += static_cast<size_t>(n);
-    }
-    ::fsync(fd);
-    ::close(fd);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        throw std::runtime_error("cannot rename " + tmp + " to " + path);
-    }
-}
 }  // namespace
 
 Monitor::Monitor(Options o, Log log, TopologyFn topo, StatusFn status, LeaderFn leader)
@@ -252,7 +224,13 @@ void Monitor::evaluate(bool afterOperation) {
     }
     std::unique_lock<std::mutex> serial(evalMutex_);
     std::string topo;
-    std::vector<std::pair<std::string, std::string>> statusJsons;
+    struct Polled {
+        std::string name;
+        NodeStatus st;
+        NodeView view;
+        std::string json;
+    };
+    std::vector<Polled> polled;
     bool masterDown = false;
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -268,16 +246,17 @@ void Monitor::evaluate(bool afterOperation) {
             }
             auto r = reg_.nodes.find(i.name);
             Role role = r == reg_.nodes.end() ? Role::None : r->second.role;
-            statusJsons.emplace_back(i.name,
-                                     monitor::statusJson(i, st->second, role, views_[i.name]));
+            const NodeView& view = views_[i.name];
+            polled.push_back(
+                {i.name, st->second, view, monitor::statusJson(i, st->second, role, view)});
         }
         auto master = reg_.master();
         masterDown =
             master && views_[*master].state == State::Error && statuses_.count(*master) != 0;
         if (!masterDown) {
-            masterDownSinceNs_ = 0;
-        } else if (masterDownSinceNs_ == 0) {
-            masterDownSinceNs_ = nowNs();
+            masterDownSince_.reset();
+        } else if (!masterDownSince_) {
+            masterDownSince_ = std::chrono::steady_clock::now();
         }
         if (topo == lastTopology_) {
             topo.clear();
@@ -289,8 +268,8 @@ void Monitor::evaluate(bool afterOperation) {
         topo_(topo);
     }
     if (!afterOperation && statusFn_) {
-        for (const auto& [name, json] : statusJsons) {
-            statusFn_(name, json);
+        for (const auto& p : polled) {
+            statusFn_(p.name, p.st, p.view, p.json);
         }
     }
     serial.unlock();
@@ -298,16 +277,18 @@ void Monitor::evaluate(bool afterOperation) {
         return;
     }
     if (o_.autoFailover && masterDown) {
-        uint64_t downNs = 0;
+        std::chrono::steady_clock::duration down{};
         {
             std::lock_guard<std::mutex> lock(mu_);
-            downNs = masterDownSinceNs_ == 0 ? 0 : nowNs() - masterDownSinceNs_;
+            if (masterDownSince_) {
+                down = std::chrono::steady_clock::now() - *masterDownSince_;
+            }
         }
-        if (downNs >= static_cast<uint64_t>(o_.failoverAfterMs) * 1'000'000ULL && leader_() &&
+        if (down >= std::chrono::milliseconds(o_.failoverAfterMs) && leader_() &&
             opMutex_.try_lock()) {
             std::lock_guard<std::mutex> held(opMutex_, std::adopt_lock);
             OpRecord rec;
-            rec.atNs = nowNs();
+            rec.atNs = mp::wallClockNs();
             rec.op = "failover";
             rec.by = "automatic";
             const auto t0 = std::chrono::steady_clock::now();
@@ -392,7 +373,10 @@ void Monitor::enforce() {
 void Monitor::save() {
     ++reg_.version;
     if (!o_.stateFile.empty()) {
-        writeAtomically(o_.stateFile, reg_.toJson() + "\n");
+        if (std::string err = mp::writeFileAtomic(o_.stateFile, reg_.toJson() + "\n");
+            !err.empty()) {
+            throw std::runtime_error(err);
+        }
         struct stat sb {};
         if (::stat(o_.stateFile.c_str(), &sb) == 0) {
             stateStamp_ = static_cast<int64_t>(sb.st_mtim.tv_sec) * 1'000'000'000 +
@@ -723,159 +707,183 @@ std::string Monitor::doFailover() {
            ", activate it when it is back), promoted in " + buf + " s at " + positions[to] + note;
 }
 
+std::string Monitor::doRegister(const std::map<std::string, std::string>& args) {
+    const std::string node = arg(args, "node");
+    instance(node);
+    auto role = parseRole(arg(args, "role"));
+    if (!role) {
+        throw OpError(400, "role is master, standby or slave");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = reg_.nodes.find(node);
+    if (it != reg_.nodes.end()) {
+        throw OpError(409, node + " is registered already (as " + roleName(it->second.role) +
+                               "): unregister it first");
+    }
+    if (*role == Role::Master && reg_.master()) {
+        throw OpError(409, "the master is " + *reg_.master() + " already");
+    }
+    if (*role == Role::Standby && reg_.standby()) {
+        throw OpError(409, "the standby is " + *reg_.standby() + " already");
+    }
+    reg_.nodes[node] = Registration{*role, false};
+    save();
+    return node + " registered as " + roleName(*role);
+}
+
+std::string Monitor::doUnregister(const std::map<std::string, std::string>& args) {
+    const std::string node = arg(args, "node");
+    std::lock_guard<std::mutex> lock(mu_);
+    if (reg_.nodes.erase(node) == 0) {
+        throw OpError(409, node + " is not registered");
+    }
+    if (!reg_.standby()) {
+        reg_.mutual = false;
+    }
+    save();
+    return node + " unregistered (the server itself is left as it is)";
+}
+
+// A registered node that answers (not ERROR), with what an operation on it needs to know.
+Monitor::Target Monitor::target(const std::map<std::string, std::string>& args) {
+    Target t;
+    t.node = arg(args, "node");
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = reg_.nodes.find(t.node);
+        if (it == reg_.nodes.end()) {
+            throw OpError(409, t.node + " is not registered");
+        }
+        t.reg = it->second;
+        t.view = views_[t.node];
+        t.master = reg_.master();
+        t.standby = reg_.standby();
+        t.mutual = reg_.mutual;
+    }
+    if (t.view.state == State::Error) {
+        throw OpError(409, t.node + " is ERROR (" + t.view.reason + ")");
+    }
+    return t;
+}
+
+std::string Monitor::doActivate(const Target& t) {
+    if (t.view.state == State::Pause) {
+        throw OpError(409, t.node + " is paused: resume it");
+    }
+    if (t.reg.role == Role::Master) {
+        if (!t.standby) {
+            throw OpError(409,
+                          "no standby registered: activate on the master sets up replication "
+                          "from the standby (mutual backup)");
+        }
+        pointTo(t.node, *t.standby);
+        std::lock_guard<std::mutex> lock(mu_);
+        reg_.mutual = true;
+        save();
+        return t.node + " replicates from the standby " + *t.standby + " (mutual backup)";
+    }
+    if (!t.master) {
+        throw OpError(409, "no master registered");
+    }
+    if (t.view.state == State::Ok || t.view.state == State::Syncing) {
+        throw OpError(409, t.node + " is " + stateName(t.view.state) +
+                               ": it replicates from the master already");
+    }
+    pointTo(t.node, *t.master);
+    setReadOnly(t.node, true);
+    return t.node + " replicates from " + *t.master;
+}
+
+std::string Monitor::doDetach(const Target& t) {
+    if (t.reg.role == Role::Master) {
+        if (!t.mutual) {
+            throw OpError(409, t.node + " is the master and replicates from nobody");
+        }
+        exec(t.node, "STOP SLAVE");
+        exec(t.node, "RESET SLAVE ALL");
+        std::lock_guard<std::mutex> lock(mu_);
+        reg_.mutual = false;
+        save();
+        return t.node + " no longer replicates from the standby";
+    }
+    if (t.view.state == State::Detached) {
+        throw OpError(409, t.node + " is DETACHED already");
+    }
+    exec(t.node, "STOP SLAVE");
+    exec(t.node, "RESET SLAVE ALL");
+    return t.node + " detached";
+}
+
+std::string Monitor::doPause(const Target& t) {
+    if (t.view.state == State::Pause) {
+        throw OpError(409, t.node + " is paused already");
+    }
+    if (t.reg.role == Role::Master) {
+        blockUsers(t.node, true);
+        setReadOnly(t.node, true);
+    } else {
+        exec(t.node, "STOP SLAVE");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    reg_.nodes[t.node].paused = true;
+    save();
+    return t.node +
+           (t.reg.role == Role::Master ? " read-only (paused)" : " replication stopped (paused)");
+}
+
+std::string Monitor::doResume(const Target& t) {
+    if (t.view.state != State::Pause) {
+        throw OpError(409, t.node + " is " + stateName(t.view.state) + ", not PAUSE");
+    }
+    if (t.reg.role == Role::Master) {
+        setReadOnly(t.node, false);
+        blockUsers(t.node, false);
+    } else {
+        exec(t.node, "START SLAVE");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    reg_.nodes[t.node].paused = false;
+    save();
+    return t.node + " resumed";
+}
+
 std::string Monitor::operate(const std::string& op, const std::map<std::string, std::string>& args,
                              const std::string& by) {
     std::lock_guard<std::mutex> serial(opMutex_);
     OpRecord rec;
-    rec.atNs = nowNs();
+    rec.atNs = mp::wallClockNs();
     rec.op = op;
     rec.by = by;
     auto n = args.find("node");
     rec.node = n == args.end() ? (args.count("to") != 0 ? args.at("to") : "") : n->second;
     const auto t0 = std::chrono::steady_clock::now();
+    auto finish = [&](bool ok, std::string result) {
+        rec.ok = ok;
+        rec.result = std::move(result);
+        rec.seconds = since(t0);
+        record(rec);
+    };
     try {
         if (op != "register" && op != "unregister" && !leader_()) {
             throw OpError(409, "this monitor is not the acting one (coordination): ask the leader");
         }
         std::string result;
         if (op == "register") {
-            const std::string node = arg(args, "node");
-            instance(node);
-            auto role = parseRole(arg(args, "role"));
-            if (!role) {
-                throw OpError(400, "role is master, standby or slave");
-            }
-            std::lock_guard<std::mutex> lock(mu_);
-            auto it = reg_.nodes.find(node);
-            if (it != reg_.nodes.end()) {
-                throw OpError(409, node + " is registered already (as " +
-                                       roleName(it->second.role) + "): unregister it first");
-            }
-            if (*role == Role::Master && reg_.master()) {
-                throw OpError(409, "the master is " + *reg_.master() + " already");
-            }
-            if (*role == Role::Standby && reg_.standby()) {
-                throw OpError(409, "the standby is " + *reg_.standby() + " already");
-            }
-            reg_.nodes[node] = Registration{*role, false};
-            save();
-            result = node + " registered as " + roleName(*role);
+            result = doRegister(args);
         } else if (op == "unregister") {
-            const std::string node = arg(args, "node");
-            std::lock_guard<std::mutex> lock(mu_);
-            if (reg_.nodes.erase(node) == 0) {
-                throw OpError(409, node + " is not registered");
-            }
-            if (!reg_.standby()) {
-                reg_.mutual = false;
-            }
-            save();
-            result = node + " unregistered (the server itself is left as it is)";
+            result = doUnregister(args);
         } else if (op == "switchover") {
             result = doSwitchover(arg(args, "to"));
         } else if (op == "failover") {
             result = doFailover();
-        } else if (op == "activate" || op == "detach" || op == "pause" || op == "resume") {
-            const std::string node = arg(args, "node");
-            Registration r;
-            NodeView v;
-            std::optional<std::string> master;
-            std::optional<std::string> standby;
-            {
-                std::lock_guard<std::mutex> lock(mu_);
-                auto it = reg_.nodes.find(node);
-                if (it == reg_.nodes.end()) {
-                    throw OpError(409, node + " is not registered");
-                }
-                r = it->second;
-                v = views_[node];
-                master = reg_.master();
-                standby = reg_.standby();
-            }
-            if (v.state == State::Error) {
-                throw OpError(409, node + " is ERROR (" + v.reason + ")");
-            }
-            if (op == "activate") {
-                if (v.state == State::Pause) {
-                    throw OpError(409, node + " is paused: resume it");
-                }
-                if (r.role == Role::Master) {
-                    if (!standby) {
-                        throw OpError(409,
-                                      "no standby registered: activate on the master sets "
-                                      "up replication from the standby (mutual backup)");
-                    }
-                    pointTo(node, *standby);
-                    std::lock_guard<std::mutex> lock(mu_);
-                    reg_.mutual = true;
-                    save();
-                    result = node + " replicates from the standby " + *standby + " (mutual backup)";
-                } else {
-                    if (!master) {
-                        throw OpError(409, "no master registered");
-                    }
-                    if (v.state == State::Ok || v.state == State::Syncing) {
-                        throw OpError(409, node + " is " + stateName(v.state) +
-                                               ": it replicates from the master already");
-                    }
-                    pointTo(node, *master);
-                    setReadOnly(node, true);
-                    result = node + " replicates from " + *master;
-                }
-            } else if (op == "detach") {
-                if (r.role == Role::Master) {
-                    bool mutual = false;
-                    {
-                        std::lock_guard<std::mutex> lock(mu_);
-                        mutual = reg_.mutual;
-                    }
-                    if (!mutual) {
-                        throw OpError(409, node + " is the master and replicates from nobody");
-                    }
-                    exec(node, "STOP SLAVE");
-                    exec(node, "RESET SLAVE ALL");
-                    std::lock_guard<std::mutex> lock(mu_);
-                    reg_.mutual = false;
-                    save();
-                    result = node + " no longer replicates from the standby";
-                } else {
-                    if (v.state == State::Detached) {
-                        throw OpError(409, node + " is DETACHED already");
-                    }
-                    exec(node, "STOP SLAVE");
-                    exec(node, "RESET SLAVE ALL");
-                    result = node + " detached";
-                }
-            } else if (op == "pause") {
-                if (v.state == State::Pause) {
-                    throw OpError(409, node + " is paused already");
-                }
-                if (r.role == Role::Master) {
-                    blockUsers(node, true);
-                    setReadOnly(node, true);
-                } else {
-                    exec(node, "STOP SLAVE");
-                }
-                std::lock_guard<std::mutex> lock(mu_);
-                reg_.nodes[node].paused = true;
-                save();
-                result = node + (r.role == Role::Master ? " read-only (paused)"
-                                                        : " replication stopped (paused)");
-            } else {
-                if (v.state != State::Pause) {
-                    throw OpError(409, node + " is " + stateName(v.state) + ", not PAUSE");
-                }
-                if (r.role == Role::Master) {
-                    setReadOnly(node, false);
-                    blockUsers(node, false);
-                } else {
-                    exec(node, "START SLAVE");
-                }
-                std::lock_guard<std::mutex> lock(mu_);
-                reg_.nodes[node].paused = false;
-                save();
-                result = node + " resumed";
-            }
+        } else if (op == "activate") {
+            result = doActivate(target(args));
+        } else if (op == "detach") {
+            result = doDetach(target(args));
+        } else if (op == "pause") {
+            result = doPause(target(args));
+        } else if (op == "resume") {
+            result = doResume(target(args));
         } else {
             throw OpError(404, "no operation '" + op +
                                    "' (register, unregister, activate, detach, pause, resume, "
@@ -885,20 +893,13 @@ std::string Monitor::operate(const std::string& op, const std::map<std::string, 
             refresh(o_.connectTimeoutMs + o_.readTimeoutMs + 1000);
             evaluate(true);
         }
-        rec.ok = true;
-        rec.result = result;
-        rec.seconds = since(t0);
-        record(rec);
+        finish(true, result);
         return result;
     } catch (const OpError& e) {
-        rec.result = e.what();
-        rec.seconds = since(t0);
-        record(rec);
+        finish(false, e.what());
         throw;
     } catch (const std::exception& e) {
-        rec.result = e.what();
-        rec.seconds = since(t0);
-        record(rec);
+        finish(false, e.what());
         throw OpError(500, e.what());
     }
 }
@@ -952,16 +953,6 @@ std::string Monitor::operationsJson() {
                ",\"seconds\":" + std::to_string(r.seconds) + "}";
     }
     return out + "]}";
-}
-
-std::map<std::string, NodeView> Monitor::views() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return views_;
-}
-
-std::map<std::string, NodeStatus> Monitor::statuses() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return statuses_;
 }
 
 Registry Monitor::registry() {

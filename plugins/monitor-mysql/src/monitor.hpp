@@ -4,12 +4,14 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <mp/mysql_client.hpp>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -60,7 +62,9 @@ class Monitor {
     /// Called (from the poll thread or an operation) when the feed's JSON changed.
     using TopologyFn = std::function<void(const std::string& lainJson)>;
     /// Called after every poll round with each instance's status JSON.
-    using StatusFn = std::function<void(const std::string& name, const std::string& json)>;
+    // One instance's poll: its status, its view (state, reason) and both as JSON.
+    using StatusFn = std::function<void(const std::string& name, const NodeStatus& st,
+                                        const NodeView& view, const std::string& json)>;
     /// True when this monitor may act (coordination); asked before every automatic action.
     using LeaderFn = std::function<bool()>;
 
@@ -80,8 +84,6 @@ class Monitor {
     std::string topologyJson();    // the feed's data now
     std::string statusJson();      // every node: role, state, status
     std::string operationsJson();  // the last operations
-    std::map<std::string, NodeView> views();
-    std::map<std::string, NodeStatus> statuses();
     Registry registry();
 
     /// Waits until every instance was polled after this call (or the timeout).
@@ -111,6 +113,21 @@ class Monitor {
     bool waitGtid(const std::string& node, const std::string& pos, int timeoutS);
     bool waitRelay(const std::string& node, int timeoutS);
 
+    struct Target {  // the node of an operation, as the last evaluation saw it
+        std::string node;
+        Registration reg;
+        NodeView view;
+        std::optional<std::string> master;
+        std::optional<std::string> standby;
+        bool mutual = false;
+    };
+    Target target(const std::map<std::string, std::string>& args);
+    std::string doRegister(const std::map<std::string, std::string>& args);
+    std::string doUnregister(const std::map<std::string, std::string>& args);
+    std::string doActivate(const Target& t);
+    std::string doDetach(const Target& t);
+    std::string doPause(const Target& t);
+    std::string doResume(const Target& t);
     std::string doSwitchover(const std::string& to);
     std::string doFailover();
     void record(const OpRecord& r);
@@ -135,11 +152,10 @@ class Monitor {
     std::deque<OpRecord> ops_;
     uint64_t round_ = 0;  // completed poll rounds (every instance once)
     std::map<std::string, uint64_t> polledRound_;
-    std::map<std::string, bool> busy_;
-    std::map<std::string, uint64_t>
-        enforcedAt_;        // the poll count when a duty last acted  // a poll of it is under way
-    uint64_t wakeGen_ = 0;  // refresh(): the pollers poll again at once
-    uint64_t masterDownSinceNs_ = 0;
+    std::map<std::string, bool> busy_;            // a poll of it is under way
+    std::map<std::string, uint64_t> enforcedAt_;  // the poll count when a duty last acted
+    uint64_t wakeGen_ = 0;                        // refresh(): the pollers poll again at once
+    std::optional<std::chrono::steady_clock::time_point> masterDownSince_;  // steady: durations
     std::atomic<int64_t> stateStamp_{0};  // mtime and size of the state file last read or written
     std::atomic<bool> stopping_{false};
     std::deque<Poller> pollers_;

@@ -3,8 +3,8 @@
 // reading a capture, or from a broker queue through source-amqp) that runs the captured commands
 // on a target server and reports how the target's answers differ from the captured ones.
 #include <array>
-#include <fstream>
 #include <memory>
+#include <mp/files.hpp>
 #include <mp/sdk.hpp>
 #include <string>
 
@@ -177,18 +177,10 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
         if (reportFile_.empty()) {
             return;
         }
-        // Written beside, then renamed: a reader never sees half a report.
-        const std::string tmp = reportFile_ + ".tmp";
-        {
-            std::ofstream f(tmp, std::ios::trunc);
-            f << replayer_->reportJson() << '\n';
-            if (!f) {
-                host().warn("cannot write " + tmp);
-                return;
-            }
-        }
-        if (std::rename(tmp.c_str(), reportFile_.c_str()) != 0) {
-            host().warn("cannot rename " + tmp + " to " + reportFile_);
+        // A reader sees the old report or the new one, never a part (mp/files.hpp).
+        if (std::string err = mp::writeFileAtomic(reportFile_, replayer_->reportJson() + "\n");
+            !err.empty()) {
+            host().warn(err);
         }
     }
 
