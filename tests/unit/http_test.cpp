@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -67,6 +68,29 @@ std::string raw(int port, const std::string& bytes) {
     }
     return out;
 }
+
+// The bytes after the header of a raw HTTP answer ("" when there is no header end).
+std::string bodyOf(const std::string& answer) {
+    size_t end = answer.find("\r\n\r\n");
+    return end == std::string::npos ? std::string() : answer.substr(end + 4);
+}
+
+// A bare HTTP server (no plugins) on a free loopback port; `tune` changes its options first.
+struct Loopback {
+    mp::host::Metrics metrics;
+    mp::host::HttpServer server;
+    explicit Loopback(const std::function<void(mp::host::HttpOptions&)>& tune = {})
+        : server(options(tune), metrics) {}
+    static mp::host::HttpOptions options(const std::function<void(mp::host::HttpOptions&)>& tune) {
+        mp::host::HttpOptions o;
+        o.address = "127.0.0.1";
+        o.port = 0;
+        if (tune) {
+            tune(o);
+        }
+        return o;
+    }
+};
 
 Poco::JSON::Object::Ptr parseJson(const std::string& text) {
     Poco::JSON::Parser p;
@@ -150,12 +174,8 @@ TEST_SUITE("http") {
     }
 
     TEST_CASE("plugin routes: query parameters, bad encodings and body limits") {
-        mp::host::Metrics metrics;
-        mp::host::HttpOptions o;
-        o.address = "127.0.0.1";
-        o.port = 0;
-        o.maxBodyBytes = 1024;
-        mp::host::HttpServer server(o, metrics);
+        Loopback lb([](mp::host::HttpOptions& o) { o.maxBodyBytes = 1024; });
+        auto& server = lb.server;
         mp::host::RouteSpec echo;
         echo.role = MP_ROLE_ANYONE;
         echo.methods = MP_HTTP_GET | MP_HTTP_POST;
@@ -183,16 +203,13 @@ TEST_SUITE("http") {
             "800\r\n" +
             std::string(2048, 'y') + "\r\n0\r\n\r\n";
         CHECK(raw(port, chunked).find(" 413 ") != std::string::npos);
-        CHECK(metrics.value("mysqlprobe_http_bad_requests_total") >= 4);
+        CHECK(lb.metrics.value("mysqlprobe_http_bad_requests_total") >= 4);
         server.stop();
     }
 
     TEST_CASE("prefix routes: the longest one under which the path falls, plain paths only") {
-        mp::host::Metrics metrics;
-        mp::host::HttpOptions o;
-        o.address = "127.0.0.1";
-        o.port = 0;
-        mp::host::HttpServer server(o, metrics);
+        Loopback lb;
+        auto& server = lb.server;
         auto named = [](const std::string& name) {
             mp::host::RouteSpec r;
             r.role = MP_ROLE_ANYONE;
@@ -412,11 +429,8 @@ TEST_SUITE("http") {
     }
 
     TEST_CASE("pongs owed to a connected client that pings and never reads stay bounded") {
-        mp::host::Metrics metrics;
-        mp::host::HttpOptions o;
-        o.address = "127.0.0.1";
-        o.port = 0;
-        mp::host::HttpServer server(o, metrics);
+        Loopback lb;
+        auto& server = lb.server;
         std::atomic<bool> last{false};  // the text message sent after the pings arrived
         mp_ws_handler h{};
         h.struct_size = sizeof h;
@@ -482,18 +496,15 @@ TEST_SUITE("http") {
         sampler.join();
         MESSAGE("peak bytes held: ", peak.load());
         CHECK(peak.load() < (1u << 20) + (64u << 10));  // 1 MiB of output, a little input
-        CHECK(metrics.value("mysqlprobe_http_websocket_pongs_skipped_total") > 0);
-        CHECK(metrics.value("mysqlprobe_http_websocket_write_timeouts_total") == 0);
+        CHECK(lb.metrics.value("mysqlprobe_http_websocket_pongs_skipped_total") > 0);
+        CHECK(lb.metrics.value("mysqlprobe_http_websocket_write_timeouts_total") == 0);
         sock.close();
         server.stop();
     }
 
     TEST_CASE("what on_open sends before it refuses is dropped, and its bytes leave the budget") {
-        mp::host::Metrics metrics;
-        mp::host::HttpOptions o;
-        o.address = "127.0.0.1";
-        o.port = 0;
-        mp::host::HttpServer server(o, metrics);
+        Loopback lb;
+        auto& server = lb.server;
         mp_ws_handler h{};
         h.struct_size = sizeof h;
         h.role = MP_ROLE_READ;
@@ -518,11 +529,8 @@ TEST_SUITE("http") {
     }
 
     TEST_CASE("event streams (MP_WS_SSE): on_open decides, each message an event, ws_close ends") {
-        mp::host::Metrics metrics;
-        mp::host::HttpOptions o;
-        o.address = "127.0.0.1";
-        o.port = 0;
-        mp::host::HttpServer server(o, metrics);
+        Loopback lb;
+        auto& server = lb.server;
         struct State {
             std::atomic<mp_ws_conn*> conn{nullptr};
             std::atomic<int> closed{0};
@@ -564,9 +572,7 @@ TEST_SUITE("http") {
         later.join();
         CHECK(got.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
         CHECK(got.find("Content-Type: text/event-stream\r\n") != std::string::npos);
-        size_t body = got.find("\r\n\r\n");
-        REQUIRE(body != std::string::npos);
-        std::string events = got.substr(body + 4);
+        std::string events = bodyOf(got);
         CHECK(events.rfind("data: hello\ndata: world\ndata: again\n\n", 0) == 0);
         CHECK(events.find(":\n\n") != std::string::npos);  // keepalive comments
         const std::string last = "data: {\"n\":2}\n\n";    // the last event, then the end
@@ -588,11 +594,8 @@ TEST_SUITE("http") {
     }
 
     TEST_CASE("named events (MP_WS_SSE_EVENTS, 1.6): the first line of a message is its name") {
-        mp::host::Metrics metrics;
-        mp::host::HttpOptions o;
-        o.address = "127.0.0.1";
-        o.port = 0;
-        mp::host::HttpServer server(o, metrics);
+        Loopback lb;
+        auto& server = lb.server;
         mp_ws_handler h{};
         h.struct_size = sizeof h;
         h.flags = MP_WS_SSE | MP_WS_SSE_EVENTS;
@@ -609,9 +612,7 @@ TEST_SUITE("http") {
         REQUIRE(server.addWebSocket("/servers", h));
         server.start();
         std::string got = raw(server.port(), "GET /servers HTTP/1.1\r\nHost: x\r\n\r\n");
-        size_t body = got.find("\r\n\r\n");
-        REQUIRE(body != std::string::npos);
-        CHECK(got.substr(body + 4) ==
+        CHECK(bodyOf(got) ==
               "event: init\ndata: {\"a\":1}\n\nevent: update\ndata: x\ndata: y\n\n"
               "data: nameless\n\nevent: bare\ndata: \n\n");
         server.stop();
