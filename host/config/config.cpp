@@ -21,6 +21,7 @@ const mp_property kTop[] = {
     {"slowthresholdms", MP_PROP_INT, 0, nullptr, "slow query threshold in ms (decoder slow_threshold_ms)", 0, 86400000, nullptr},
     {"nodename", MP_PROP_STRING, 0, "", "name of this node in reports (default: hostname:serverport)", 0, 0, nullptr},
     {"loglevel", MP_PROP_STRING, 0, "info", "log level", 0, 0, "trace|debug|info|warn|error"},
+    {"compat", MP_PROP_STRING, 0, "auto", "whose callers the node answers by default: original (the Go probe's formats on /collector and /cluster), native, or auto: original when the file has only the original's keys", 0, 0, "auto|original|native"},
     {"statedir", MP_PROP_STRING, 0, "", "folder where plugins keep their state (default: the configuration file's folder)", 0, 0, nullptr},
     {"cluster", MP_PROP_STRING, 0, nullptr, "section: cluster settings", 0, 0, nullptr},
     {"probe", MP_PROP_STRING, 0, nullptr, "section: capture settings", 0, 0, nullptr},
@@ -36,6 +37,38 @@ const mp_property kTop[] = {
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
 // clang-format on
+
+// Every key the original Go probe reads (its config/config.go), by section ("" for top level).
+const std::map<std::string, std::set<std::string>> kOriginalKeys = {
+    {"",
+     {"slave", "serverport", "interval", "slowthresholdms", "cluster", "probe", "pusher", "watcher",
+      "websocket"}},
+    {"cluster", {"gossip", "group", "port"}},
+    {"probe", {"device", "port", "snappylength", "workers"}},
+    {"pusher", {"servers", "path", "preconnect"}},
+    {"watcher", {"uname", "password", "passward", "address", "dbname"}},
+    {"websocket",
+     {"connecttimeoutms", "writetimeoutms", "pingtimeouts", "reconnectperiods", "maxmessagesize"}},
+};
+
+// True when every key of the file is one the original probe reads.
+bool onlyOriginalKeys(const YAML::Node& root) {
+    for (const auto& kv : root) {
+        const std::string key = kv.first.Scalar();
+        if (kOriginalKeys.at("").count(key) == 0) {
+            return false;
+        }
+        auto section = kOriginalKeys.find(key);
+        if (section != kOriginalKeys.end() && kv.second.IsMap()) {
+            for (const auto& inner : kv.second) {
+                if (section->second.count(inner.first.Scalar()) == 0) {
+                    return false;
+                }
+            }
+        }
+    }
+    return true;
+}
 
 const std::set<std::string> kSections = {"cluster",   "probe",   "pusher", "watcher",
                                          "websocket", "plugins", "stream", "auth",
@@ -381,6 +414,23 @@ const char* kindName(uint32_t kind) {
 }
 
 namespace {
+// The first line (from 1) whose indentation holds a tab character; 0 when none does.
+size_t firstTabIndentedLine(std::string_view text) {
+    size_t line = 1;
+    bool indent = true;  // still in the line's leading whitespace
+    for (char c : text) {
+        if (c == '\n') {
+            ++line;
+            indent = true;
+        } else if (indent && c == '\t') {
+            return line;
+        } else if (c != ' ') {
+            indent = false;
+        }
+    }
+    return 0;
+}
+
 HostConfig parseConfigImpl(const std::string& text, const std::string& name, const Overrides& ov) {
     HostConfig cfg;
     cfg.file = name;
@@ -388,6 +438,12 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     try {
         root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
+        // The original probe's documented sample is indented with tabs: say so, by line.
+        if (size_t line = firstTabIndentedLine(text); line != 0) {
+            throw ConfigError(name + ":" + std::to_string(line) +
+                              ": tab characters are not allowed for indentation in YAML, line " +
+                              std::to_string(line) + ": indent with spaces");
+        }
         throw ConfigError(name + ":" + std::to_string(e.mark.line + 1) +
                           ": YAML syntax error: " + e.msg);
     }
@@ -427,6 +483,8 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     cfg.nodeName = values["nodename"].s;
     cfg.logLevel = values["loglevel"].s;
     cfg.stateDir = values["statedir"].s;
+    cfg.originalApi = values["compat"].s == "original" ||
+                      (values["compat"].s == "auto" && root.size() != 0 && onlyOriginalKeys(root));
 
     // Legacy sections: check every key against its legacy table and collect what plugins take.
     struct Pending {
@@ -436,7 +494,8 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     };
     std::vector<Pending> pending;
     bool gossip = false;
-    bool haveCaptureInput = false;
+    bool haveCaptureInput = false;  // probe.file or -r
+    bool haveDevice = false;        // probe.device
     std::optional<Setting> legacyToken;
     for (const auto& k : kLegacy) {
         if (std::string(k.section).empty() && scalars.count(k.key) != 0 &&
@@ -502,8 +561,9 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                                        " is accepted for compatibility and not used: user and "
                                        "schema come from the wire");
             } else {
-                if (section == "probe" && (key == "device" || key == "file")) {
-                    haveCaptureInput = haveCaptureInput || !v.s.empty() || !v.list.empty();
+                if (section == "probe" && (key == "device" || key == "file") &&
+                    (!v.s.empty() || !v.list.empty())) {
+                    (key == "device" ? haveDevice : haveCaptureInput) = true;
                 }
                 pending.push_back({s, found->kind, found->prop});
             }
@@ -638,6 +698,18 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
         }
     };
     bool offlineOnly = ov.readFile.has_value() && name == "(command line)";
+    // The original's `probe:` section is "slave only": a cluster's master given the slaves'
+    // shared file does not capture. A node without a cluster (plugins.cluster: none) does.
+    const bool clusterMaster =
+        !cfg.slave && !offlineOnly &&
+        (slotsGiven.count("cluster") == 0 || explicitSlots.count("cluster") != 0);
+    if (haveDevice && clusterMaster && !haveCaptureInput && slotsGiven.count("capture") == 0) {
+        cfg.warnings.push_back(
+            "probe.device is not used: this node is a master (slave: false) and the probe "
+            "section is for slaves, as in the original; set slave: true to capture here");
+    } else if (haveDevice) {
+        haveCaptureInput = true;
+    }
     if (slotsGiven.count("capture") == 0 && (haveCaptureInput || cfg.slave)) {
         if (!haveCaptureInput) {
             throw ConfigError(
@@ -701,6 +773,11 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
             if (p.kind == s.kind) {
                 s.settings[p.prop] = p.setting;
             }
+        }
+        // The original's callers: sinks and clusters that know its formats answer in them.
+        if (cfg.originalApi && (s.kind == MP_KIND_SINK || s.kind == MP_KIND_CLUSTER) &&
+            s.settings.count("api") == 0) {
+            s.settings["api"] = Setting{YAML::Node("original"), "legacy:compat"};
         }
     }
     for (const auto& d : ov.pluginDirs) {

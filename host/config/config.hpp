@@ -69,6 +69,9 @@ struct TlsConfig {
 struct HostConfig {
     std::string file;
     bool slave = false;
+    /// Serve the original probe's callers by default (`compat:`; auto: when the file has only
+    /// the original's keys): sinks and clusters get `api: original` unless they set `api`.
+    bool originalApi = false;
     std::string serverAddress = "0.0.0.0";
     int serverPort = 8667;
     int intervalS = 5;

@@ -29,7 +29,7 @@ TEST_SUITE("process") {
     TEST_CASE("--version, --help, and usage errors") {
         Process v({mptest::binary(), "--version"});
         CHECK(mptest::run(v) == 0);
-        CHECK(v.out().find("mysqlprobe 0.5.0 (plugin ABI 1.6)") == 0);
+        CHECK(v.out().find("mysqlprobe 0.6.0 (plugin ABI 1.6)") == 0);
         Process h({mptest::binary(), "--help"});
         CHECK(mptest::run(h) == 0);
         CHECK(h.out().find("--list-plugins") != std::string::npos);
@@ -361,8 +361,8 @@ TEST_SUITE("process") {
         CHECK(garbage.err().find("cannot read " + notPcap) != std::string::npos);
 
         std::string dev = config("dev",
-                                 "serverport: 0\nserveraddress: 127.0.0.1\nprobe:\n"
-                                 "  device: nosuchdev0\n");
+                                 "serverport: 0\nserveraddress: 127.0.0.1\nslave: true\n"
+                                 "probe:\n  device: nosuchdev0\n");
         Process badDev({mptest::binary(), "-c", dev});
         CHECK(mptest::run(badDev) == 2);
         CHECK(badDev.err().find("cannot capture on nosuchdev0") != std::string::npos);

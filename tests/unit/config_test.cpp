@@ -98,7 +98,8 @@ TEST_SUITE("config") {
     }
 
     TEST_CASE("lists are accepted as sequences or comma-separated strings") {
-        for (const char* text : {"probe: {device: [lo, eth0]}", "probe: {device: 'lo, eth0'}"}) {
+        for (const char* text : {"slave: true\nprobe: {device: [lo, eth0]}",
+                                 "slave: true\nprobe: {device: 'lo, eth0'}"}) {
             HostConfig cfg = parseConfig(text, "t.yaml", Overrides{});
             mp::host::Runtime rt(cfg, mp::host::RuntimeOptions{});
             rt.loadPlugins();
@@ -115,9 +116,68 @@ TEST_SUITE("config") {
         CHECK(e.find("YAML syntax error") != std::string::npos);
     }
 
+    TEST_CASE("tabs in the indentation are named as such, with their line") {
+        // The original's README sample: its cluster section is indented with a tab.
+        std::string e = parseError(
+            "slave: true\nserverport: 8667\ninterval: 10\ncluster:\n  gossip: true\n"
+            "  \t  group: test\n  port: 0\n");
+        CHECK(e ==
+              "t.yaml:6: tab characters are not allowed for indentation in YAML, line 6: indent "
+              "with spaces");
+        // A tab inside a value is no indentation: the usual message.
+        CHECK(parseError("probe: [unclosed\t\n").find("YAML syntax error") != std::string::npos);
+    }
+
+    TEST_CASE("probe: is for slaves, as in the original: a cluster master does not capture") {
+        HostConfig master = parseConfig("probe: {device: lo, port: 3306}\n", "t.yaml", Overrides{});
+        CHECK(slotPlugin(master, "capture") == "(none)");
+        bool warned = false;
+        for (const auto& w : master.warnings) {
+            warned = warned || w.find("probe.device is not used") != std::string::npos;
+        }
+        CHECK(warned);
+        HostConfig slave = parseConfig("slave: true\nprobe: {device: lo}\n", "t.yaml", Overrides{});
+        CHECK(slotPlugin(slave, "capture") == "capture-pcap");
+        // A node without a cluster captures; so does a master reading a file (a new key).
+        HostConfig alone =
+            parseConfig("probe: {device: lo}\nplugins: {cluster: none}\n", "t.yaml", Overrides{});
+        CHECK(slotPlugin(alone, "capture") == "capture-pcap");
+        HostConfig file = parseConfig("probe: {file: x.pcap}\n", "t.yaml", Overrides{});
+        CHECK(slotPlugin(file, "capture") == "capture-pcap");
+    }
+
+    TEST_CASE("compat: a file with only the original's keys serves the original's callers") {
+        auto api = [](const HostConfig& cfg, const std::string& slot) -> std::string {
+            for (const auto& s : cfg.slots) {
+                if (s.slot == slot) {
+                    auto it = s.settings.find("api");
+                    return it == s.settings.end() ? "(unset)" : it->second.node.Scalar();
+                }
+            }
+            return "(no slot)";
+        };
+        std::string path = mptest::sourceDir() + "/tests/data/config/original-full.yaml";
+        HostConfig original = mp::host::loadConfig(path, Overrides{});
+        CHECK(original.originalApi);
+        CHECK(api(original, "cluster") == "original");
+        CHECK(api(original, "sinks[0]") == "original");
+        HostConfig mixed = parseConfig("slave: false\nnodename: n1\n", "t.yaml", Overrides{});
+        CHECK(!mixed.originalApi);
+        CHECK(api(mixed, "cluster") == "(unset)");
+        CHECK(!parseConfig("", "t.yaml", Overrides{}).originalApi);
+        HostConfig forced = parseConfig(
+            "compat: original\nplugins:\n  sinks: [{plugin: sink-websocket, config: {api: "
+            "native}}]\n",
+            "t.yaml", Overrides{});
+        CHECK(api(forced, "cluster") == "original");
+        CHECK(api(forced, "sinks[0]") == "native");  // set by the file: kept
+        CHECK(!parseConfig("compat: native\nslave: false\n", "t.yaml", Overrides{}).originalApi);
+        CHECK(resolveError("compat: original\n") == "");  // every default plugin takes it
+    }
+
     TEST_CASE("unknown keys are refused with file, line and key path") {
         CHECK(parseError("interval: 5\ncolour: blue\n") ==
-              "t.yaml:2: colour: unknown key for the top level (known: interval, loglevel, "
+              "t.yaml:2: colour: unknown key for the top level (known: compat, interval, loglevel, "
               "nodename, serveraddress, serverport, slave, slowthresholdms, statedir)");
         std::string e = parseError("probe:\n  port: 3306\n  devise: lo\n");
         CHECK(e.find("t.yaml:3: probe.devise: unknown key (known: device, port,") == 0);
@@ -187,7 +247,7 @@ TEST_SUITE("config") {
             "plugins:\n  sinks:\n    - {plugin: sink-websocket, config: {format: xml}}\n");
         CHECK(e ==
               "t.yaml:3: plugins.sinks[0].config.format: 'xml' is not one of "
-              "native|mysqlprobe-v1");
+              "auto|native|mysqlprobe-v1");
     }
 
     TEST_CASE("unknown plugins and plugins in the wrong slot are refused") {
