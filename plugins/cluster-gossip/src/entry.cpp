@@ -28,6 +28,8 @@
 // first): the report comes to the next master announced as resent, and is held there until the
 // earlier master says whether it merged it. The inbox (inbox.hpp) does all of that.
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,6 +44,8 @@
 #include <memory>
 #include <mp/clock.hpp>
 #include <mp/files.hpp>
+#include <mp/hostport.hpp>
+#include <mp/original_api.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
@@ -60,7 +64,9 @@ const mp_property kProps[] = {
     {"slave", MP_PROP_BOOL, 0, "false", "this node is a slave (never master-eligible)", 0, 0, nullptr},
     {"group", MP_PROP_STRING, 0, "", "cluster name: nodes of another group are refused", 0, 0, nullptr},
     {"port", MP_PROP_INT, 0, "0", "gossip bind port, UDP and TCP (0: random)", 0, 65535, nullptr},
-    {"bind", MP_PROP_STRING, 0, "", "gossip bind address (IPv4; default: serveraddress, or 127.0.0.1 when that is 0.0.0.0)", 0, 0, nullptr},
+    {"bind", MP_PROP_STRING, 0, "", "gossip bind address (IPv4; default: serveraddress, which is 0.0.0.0, every interface, unless set, as the original)", 0, 0, nullptr},
+    {"advertise", MP_PROP_STRING, 0, "", "the address other members reach this one at (IPv4; default: bind, or when that is 0.0.0.0 the first IPv4 address of an interface that is up and not loopback, else 127.0.0.1)", 0, 0, nullptr},
+    {"api", MP_PROP_STRING, 0, "native", "shape of the /cluster answers: native JSON, or the original probe's (listnodes an array of {name, ip, gossip_port, meta}, join/leave plain \"OK\"); ?format= on a request overrides it", 0, 0, mp::original::kApiValues},
     {"name", MP_PROP_STRING, 0, "", "member name, unique in the cluster (default: BIND:PORT)", 0, 0, nullptr},
     {"profile", MP_PROP_STRING, 0, "lan", "memberlist timings: lan, wan or local", 0, 0, nullptr},
     {"keys", MP_PROP_STRING_LIST, MP_PROP_SECRET, "", "base64 AES keys (16/24/32 bytes), first one primary", 0, 0, nullptr},
@@ -93,11 +99,36 @@ const char* stateName(mp::gossip::State s) {
 
 uint64_t epochMs() { return mp::wallClockNs() / 1'000'000ULL; }
 
+// What the original advertised: the first IPv4 address of an interface that is up and not
+// loopback; 127.0.0.1 on a host without one.
+std::string routableIpv4() {
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) {
+        return "127.0.0.1";
+    }
+    std::string found;
+    for (ifaddrs* i = list; i != nullptr && found.empty(); i = i->ifa_next) {
+        if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET ||
+            (i->ifa_flags & IFF_UP) == 0 || (i->ifa_flags & IFF_LOOPBACK) != 0) {
+            continue;
+        }
+        char buf[INET_ADDRSTRLEN] = {};
+        const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+        if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf) != nullptr &&
+            mp::gossip::unusableAddress(buf).empty()) {
+            found = buf;
+        }
+    }
+    ::freeifaddrs(list);
+    return found.empty() ? "127.0.0.1" : found;
+}
+
 class GossipCluster : public mp::Plugin {
   public:
     GossipCluster(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           slave_(cfg.boolean("slave")),
+          api_(*mp::original::parseApi(cfg.str("api"))),
           peerAuthorization_(host.get("auth.peer_authorization").value_or("")),
           tls_{host.get("tls.ca_file").has_value(), host.get("tls.ca_file").value_or("")},
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
@@ -127,11 +158,20 @@ class GossipCluster : public mp::Plugin {
         opt_.bindIp = cfg.str("bind");
         if (opt_.bindIp.empty()) {
             std::string sa = host.get("server.address").value_or("");
-            opt_.bindIp = sa.empty() || sa == "0.0.0.0" ? "127.0.0.1" : sa;
+            opt_.bindIp = sa.empty() ? "0.0.0.0" : sa;
         }
         in_addr a{};
         if (inet_pton(AF_INET, opt_.bindIp.c_str(), &a) != 1) {
             throw mp::Error("cluster bind '" + opt_.bindIp + "' is not an IPv4 address");
+        }
+        opt_.advertiseIp = cfg.str("advertise");
+        if (opt_.advertiseIp.empty()) {
+            opt_.advertiseIp = opt_.bindIp == "0.0.0.0" ? routableIpv4() : opt_.bindIp;
+        }
+        if (inet_pton(AF_INET, opt_.advertiseIp.c_str(), &a) != 1 ||
+            !mp::gossip::unusableAddress(opt_.advertiseIp).empty()) {
+            throw mp::Error("cluster advertise '" + opt_.advertiseIp +
+                            "' is not an IPv4 address other members can reach");
         }
         std::string profile = cfg.str("profile");
         if (profile == "local") {
@@ -247,7 +287,7 @@ class GossipCluster : public mp::Plugin {
         opt_.tags["mp_role"] = slave_ ? "slave" : "master";
         opt_.tags["mp_epoch"] = std::to_string(epochMs());
         std::string http = host().get("server.port").value_or("0");
-        opt_.tags["mp_http"] = opt_.bindIp + ":" + http;
+        opt_.tags["mp_http"] = opt_.advertiseIp + ":" + http;
 
         if (!opt_.group.empty()) {
             opt_.tags["group"] = opt_.group;
@@ -256,7 +296,7 @@ class GossipCluster : public mp::Plugin {
             opt_.port = freePort();  // the default name includes it, so it is chosen here
         }
         if (opt_.name.empty()) {
-            opt_.name = opt_.bindIp + ":" + std::to_string(opt_.port);
+            opt_.name = opt_.advertiseIp + ":" + std::to_string(opt_.port);
         }
         if (seedsFile_.empty()) {
             // One file per node, so that two nodes configured in one folder never share one.
@@ -307,7 +347,8 @@ class GossipCluster : public mp::Plugin {
             throw mp::Error(e.what());
         }
         host().info("gossip member " + ml_->name() + " on " + opt_.bindIp + ":" +
-                    std::to_string(ml_->port()) + (slave_ ? " (slave)" : " (master-eligible)") +
+                    std::to_string(ml_->port()) + ", reached at " + opt_.advertiseIp +
+                    (slave_ ? " (slave)" : " (master-eligible)") +
                     (opt_.keys.empty() ? "" : ", encrypted"));
         if (opt_.keys.empty()) {
             host().warn("SECURITY: gossip on " + opt_.bindIp + ":" + std::to_string(ml_->port()) +
@@ -436,39 +477,43 @@ class GossipCluster : public mp::Plugin {
 
     // Routes (routes_) run once start() has returned: the membership (ml_) exists.
     void join(const mp_http_request* req, mp_http_response* resp) {
+        const auto api = mp::original::requested(host(), req, api_);
+        auto refuse = [&](int status, const std::string& why) {
+            mp::original::replyError(host(), resp, api, status, why);
+        };
         std::string addr = host().param(req, "addr").value_or("");
         std::string ip;
         uint16_t port = 0;
         if (!parseHostPort(addr, ip, port)) {
-            host().replyJson(resp, 400, mp::errorJson("addr must be IPv4:PORT (the gossip port)"));
+            refuse(400, "addr must be IPv4:PORT (the gossip port)");
             return;
         }
         if (std::string why = mp::gossip::unusableAddress(ip); !why.empty()) {
-            host().replyJson(resp, 400, mp::errorJson(ip + " is " + why + ": nobody to join"));
+            refuse(400, ip + " is " + why + ": nobody to join");
             return;
         }
-        if ((ip == opt_.bindIp || opt_.bindIp == "0.0.0.0") && port == ml_->port()) {
-            host().replyJson(resp, 409, mp::errorJson(addr + " is this node's own gossip address"));
+        if ((ip == opt_.advertiseIp || ip == opt_.bindIp) && port == ml_->port()) {
+            refuse(409, addr + " is this node's own gossip address");
             return;
         }
         std::string error;
         if (!ml_->join(ip, port, error)) {
-            host().replyJson(resp, 502,
-                             mp::errorJson("join through " + addr + " failed: " + error));
+            refuse(502, "join through " + addr + " failed: " + error);
             return;
         }
         left_ = false;
         saveSeeds();
-        host().replyJson(resp, 200,
-                         "{\"joined\":" + mp::jsonString(addr) +
-                             ",\"members\":" + std::to_string(ml_->members().size()) + "}");
+        mp::original::replyDone(host(), resp, api,
+                                "{\"joined\":" + mp::jsonString(addr) +
+                                    ",\"members\":" + std::to_string(ml_->members().size()) + "}");
     }
 
-    void leave(const mp_http_request* /*req*/, mp_http_response* resp) {
+    void leave(const mp_http_request* req, mp_http_response* resp) {
+        const auto api = mp::original::requested(host(), req, api_);
         if (!left_.exchange(true)) {
             ml_->leave();
         }
-        host().replyJson(resp, 200, "{\"left\":true}");
+        mp::original::replyDone(host(), resp, api, "{\"left\":true}");
     }
 
     // Key rotation at run time, as `serf keys` does it (the probes do not answer serf's key
@@ -526,14 +571,19 @@ class GossipCluster : public mp::Plugin {
                              (op.empty() ? "" : ",\"done\":" + mp::jsonString(op)) + "}");
     }
 
-    void listNodes(const mp_http_request* /*req*/, mp_http_response* resp) {
+    void listNodes(const mp_http_request* req, mp_http_response* resp) {
         auto members = ml_->members();
         std::string master = masterOf(members);
+        if (mp::original::requested(host(), req, api_) == mp::original::Api::Original) {
+            host().replyJson(resp, 200, originalNodes(members, master));
+            return;
+        }
         auto st = ml_->stats();
         std::ostringstream o;
         o << "{\"self\":" << mp::jsonString(ml_->name())
           << ",\"group\":" << mp::jsonString(opt_.group)
-          << ",\"gossip\":" << mp::jsonString(opt_.bindIp + ":" + std::to_string(ml_->port()))
+          << ",\"gossip\":" << mp::jsonString(opt_.advertiseIp + ":" + std::to_string(ml_->port()))
+          << ",\"bind\":" << mp::jsonString(opt_.bindIp + ":" + std::to_string(ml_->port()))
           << ",\"encrypted\":" << (opt_.keys.empty() ? "false" : "true") << ",\"role\":"
           << mp::jsonString(master == ml_->name() ? "master"
                             : slave_              ? "slave"
@@ -574,6 +624,35 @@ class GossipCluster : public mp::Plugin {
         }
         o << "}";
         host().replyJson(resp, 200, o.str());
+    }
+
+    // The original's listnodes: its live members as {name, ip, gossip_port, meta{role, epic,
+    // group, server_port}}; role master, standby (master-eligible, not the master) or slave.
+    std::string originalNodes(const std::vector<mp::gossip::MemberInfo>& members,
+                              const std::string& master) const {
+        std::vector<mp::original::Node> nodes;
+        for (const auto& m : members) {
+            if (m.state != mp::gossip::State::Alive && m.state != mp::gossip::State::Suspect) {
+                continue;
+            }
+            auto tag = [&m](const char* k) {
+                auto it = m.tags.find(k);
+                return it == m.tags.end() ? std::string() : it->second;
+            };
+            mp::original::Node n;
+            n.name = m.name;
+            n.ip = m.ip;
+            n.gossipPort = m.port;
+            n.role = m.name == master ? "master" : tag("mp_role") == "slave" ? "slave" : "standby";
+            std::string epoch = tag("mp_epoch");
+            std::from_chars(epoch.data(), epoch.data() + epoch.size(), n.epic);
+            n.group = tag("group");
+            if (auto hp = mp::net::parseHostPort(tag("mp_http")); hp) {
+                n.serverPort = hp->port;
+            }
+            nodes.push_back(std::move(n));
+        }
+        return mp::original::nodesJson(nodes);
     }
 
     static std::string masterOf(const std::vector<mp::gossip::MemberInfo>& members) {
@@ -736,7 +815,7 @@ class GossipCluster : public mp::Plugin {
                 uint16_t port = 0;
                 std::string error;
                 if (!running_.load() || !parseHostPort(s, ip, port) ||
-                    (ip == opt_.bindIp && port == ml_->port())) {
+                    ((ip == opt_.advertiseIp || ip == opt_.bindIp) && port == ml_->port())) {
                     continue;
                 }
                 if (ml_->join(ip, port, error)) {
@@ -748,6 +827,7 @@ class GossipCluster : public mp::Plugin {
     }
 
     bool slave_;
+    mp::original::Api api_;
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
     mp::push::TlsClient tls_;        // tls.ca_file set: other nodes are dialled with TLS
     std::chrono::seconds reconnect_;

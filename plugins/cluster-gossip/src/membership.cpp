@@ -47,8 +47,12 @@ Membership::~Membership() {
 }
 
 void Membership::start() {
-    if (!ipBytes(opt_.bindIp, selfAddr_)) {
-        throw std::runtime_error("gossip bind address must be an IPv4 address: " + opt_.bindIp);
+    if (opt_.advertiseIp.empty()) {
+        opt_.advertiseIp = opt_.bindIp;
+    }
+    if (!ipBytes(opt_.advertiseIp, selfAddr_)) {
+        throw std::runtime_error("gossip advertise address must be an IPv4 address: " +
+                                 opt_.advertiseIp);
     }
     opt_.maxMembers = std::max<size_t>(opt_.maxMembers, 1);
     // A push-pull carries every member (at most about 850 bytes each within the bounds) and
@@ -109,7 +113,7 @@ void Membership::addSelf(Clock::time_point now) {
     Member self;
     self.name = opt_.name;
     self.addr = selfAddr_;
-    self.ip = opt_.bindIp;
+    self.ip = opt_.advertiseIp;
     self.port = port_;
     self.meta = encodeTags(opt_.tags);
     self.vsn = kVsn;
@@ -204,7 +208,7 @@ bool Membership::join(const std::string& ip, uint16_t port, std::string& error) 
         error = ip + " is " + why;
         return false;
     }
-    if ((ip == opt_.bindIp || opt_.bindIp == "0.0.0.0") && port == port_) {
+    if ((ip == opt_.advertiseIp || ip == opt_.bindIp) && port == port_) {
         error = "that is this node's own gossip address";
         return false;
     }

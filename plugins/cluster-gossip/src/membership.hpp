@@ -56,10 +56,11 @@ struct Timing {
 };
 
 struct Options {
-    std::string name;    // unique member name
-    std::string bindIp;  // IPv4 dotted quad
-    uint16_t port = 0;   // 0: any free port (the same for UDP and TCP)
-    std::string group;   // members whose `group` tag differs are refused (no tag: "")
+    std::string name;         // unique member name
+    std::string bindIp;       // IPv4 dotted quad; 0.0.0.0: every interface
+    std::string advertiseIp;  // the address members reach it at (empty: bindIp)
+    uint16_t port = 0;        // 0: any free port (the same for UDP and TCP)
+    std::string group;        // members whose `group` tag differs are refused (no tag: "")
     std::map<std::string, std::string> tags;
     Keyring keys;  // empty: no encryption
     Timing timing;

@@ -30,6 +30,7 @@
 #include <mp/clock.hpp>
 #include <mp/files.hpp>
 #include <mp/hostport.hpp>
+#include <mp/original_api.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
@@ -48,6 +49,7 @@ const mp_property kProps[] = {
     {"slave", MP_PROP_BOOL, 0, "false", "this node is a slave (reports to a master)", 0, 0, nullptr},
     {"group", MP_PROP_STRING, 0, "", "cluster name (a label in static mode)", 0, 0, nullptr},
     {"port", MP_PROP_INT, 0, "0", "unused in static mode (gossip port)", 0, 65535, nullptr},
+    {"api", MP_PROP_STRING, 0, "native", "shape of the /cluster answers: native JSON, or the original probe's (listnodes an array of {name, ip, gossip_port, meta}, join/leave/remove plain \"OK\"); ?format= on a request overrides it", 0, 0, mp::original::kApiValues},
     {"state_file", MP_PROP_STRING, 0, "", "where a master saves its slaves (default: cluster-state-NODE.txt next to the config file, NODE the node name with characters other than letters, digits, '.', '_', '-' as '_')", 0, 0, nullptr},
     {"reconnect_period_s", MP_PROP_INT, 0, "10", "how often a master redials a lost slave", 1, 86400, nullptr},
     {"history", MP_PROP_INT, 0, "60", "reports a slave keeps for a master that was away", 1, 100000, nullptr},
@@ -101,6 +103,8 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
     StaticCluster(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           slave_(cfg.boolean("slave")),
+          group_(cfg.str("group")),
+          api_(*mp::original::parseApi(cfg.str("api"))),
           peerAuthorization_(host.get("auth.peer_authorization").value_or("")),
           tls_{host.get("tls.ca_file").has_value(), host.get("tls.ca_file").value_or("")},
           reconnect_(std::chrono::seconds(cfg.i64("reconnect_period_s"))),
@@ -306,12 +310,15 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
     // ---- master: topology ------------------------------------------------------------------
 
     void join(const mp_http_request* req, mp_http_response* resp) {
+        const auto api = mp::original::requested(host(), req, api_);
+        auto refuse = [&](int status, const std::string& why) {
+            mp::original::replyError(host(), resp, api, status, why);
+        };
         std::string addr = host().param(req, "addr").value_or("");
         std::string h;
         uint16_t port = 0;
         if (!parseAddr(addr, h, port)) {
-            host().replyJson(resp, 400,
-                             mp::errorJson("addr must be HOST:PORT (the slave's server)"));
+            refuse(400, "addr must be HOST:PORT (the slave's server)");
             return;
         }
         // An address that is nobody's (0.0.0.0, ::, multicast) names no slave; this node's own
@@ -319,46 +326,54 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
         Poco::Net::IPAddress ip;
         if (Poco::Net::IPAddress::tryParse(h, ip) &&
             (ip.isWildcard() || ip.isMulticast() || ip.isBroadcast())) {
-            host().replyJson(resp, 400, mp::errorJson("addr " + addr + " is nobody's address"));
+            refuse(400, "addr " + addr + " is nobody's address");
             return;
         }
         if (addr == host().get("server.address").value_or("") + ":" +
                         host().get("server.port").value_or("")) {
-            host().replyJson(resp, 409, mp::errorJson("addr " + addr + " is this node"));
+            refuse(409, "addr " + addr + " is this node");
             return;
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (slaves_.count(addr) != 0) {
-                host().replyJson(resp, 409, mp::errorJson("already a slave: " + addr));
+                refuse(409, "already a slave: " + addr);
                 return;
             }
         }
-        // Reachable and a slave: its /cluster/stream answers the upgrade.
+        // A server that answers must be a slave (its /cluster/stream takes the upgrade); one
+        // that does not answer yet is taken as the original did, shown down until it answers:
+        // a topology can be registered ahead of its slaves.
         std::string why;
-        if (!probe(h, port, why)) {
-            host().replyJson(resp, 409, mp::errorJson("cannot add " + addr + ": " + why));
+        Reach reach = probe(h, port, why);
+        if (reach == Reach::NotSlave) {
+            refuse(409, "cannot add " + addr + ": " + why);
             return;
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (slaves_.count(addr) != 0) {
-                host().replyJson(resp, 409, mp::errorJson("already a slave: " + addr));
+                refuse(409, "already a slave: " + addr);
                 return;
             }
             addSlave(addr, h, port);
             saveState();
         }
-        host().info("slave joined: " + addr);
-        host().replyJson(resp, 200, "{\"joined\":" + mp::jsonString(addr) + "}");
+        const bool down = reach == Reach::Unreachable;
+        host().info("slave joined: " + addr + (down ? " (down for now: " + why + ")" : ""));
+        mp::original::replyDone(host(), resp, api,
+                                "{\"joined\":" + mp::jsonString(addr) + ",\"state\":\"" +
+                                    (down ? "down" : "up") + "\"" +
+                                    (down ? ",\"why\":" + mp::jsonString(why) : "") + "}");
     }
 
     void remove(const mp_http_request* req, mp_http_response* resp) {
+        const auto api = mp::original::requested(host(), req, api_);
         std::string addr = host().param(req, "addr").value_or("");
         std::string h;
         uint16_t port = 0;
         if (!parseAddr(addr, h, port)) {
-            host().replyJson(resp, 400, mp::errorJson("addr must be HOST:PORT"));
+            mp::original::replyError(host(), resp, api, 400, "addr must be HOST:PORT");
             return;
         }
         std::unique_ptr<Slave> gone;
@@ -366,7 +381,7 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
             std::lock_guard<std::mutex> lock(mutex_);
             auto it = slaves_.find(addr);
             if (it == slaves_.end()) {
-                host().replyJson(resp, 404, mp::errorJson("not a slave: " + addr));
+                mp::original::replyError(host(), resp, api, 404, "not a slave: " + addr);
                 return;
             }
             gone = std::move(it->second);
@@ -375,10 +390,11 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
         }
         stopSlave(*gone);
         host().info("slave removed: " + addr);
-        host().replyJson(resp, 200, "{\"removed\":" + mp::jsonString(addr) + "}");
+        mp::original::replyDone(host(), resp, api, "{\"removed\":" + mp::jsonString(addr) + "}");
     }
 
-    void leave(const mp_http_request*, mp_http_response* resp) {
+    void leave(const mp_http_request* req, mp_http_response* resp) {
+        const auto api = mp::original::requested(host(), req, api_);
         std::map<std::string, std::unique_ptr<Slave>> all;
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -389,10 +405,15 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
             stopSlave(*s);
         }
         host().info("left: " + std::to_string(all.size()) + " slave(s) dropped");
-        host().replyJson(resp, 200, "{\"removed\":" + std::to_string(all.size()) + "}");
+        mp::original::replyDone(host(), resp, api,
+                                "{\"removed\":" + std::to_string(all.size()) + "}");
     }
 
-    void listNodes(const mp_http_request*, mp_http_response* resp) {
+    void listNodes(const mp_http_request* req, mp_http_response* resp) {
+        if (mp::original::requested(host(), req, api_) == mp::original::Api::Original) {
+            listNodesOriginal(resp);
+            return;
+        }
         std::string self = host().get("server.address").value_or("") + ":" +
                            host().get("server.port").value_or("");
         std::ostringstream out;
@@ -471,7 +492,8 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
     }
 
     // The slave's /cluster/stream, opened (and closed) once: is it there, and a slave?
-    bool probe(const std::string& h, uint16_t port, std::string& why) {
+    enum class Reach { Slave, NotSlave, Unreachable };
+    Reach probe(const std::string& h, uint16_t port, std::string& why) {
         try {
             auto session = mp::push::openHttpSession("", h, port, std::chrono::seconds(2),
                                                      std::chrono::seconds(2), tls_);
@@ -479,13 +501,37 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
             Poco::Net::HTTPResponse resp;
             Poco::Net::WebSocket ws(*session, req, resp);
             ws.shutdown();
-            return true;
-        } catch (const Poco::Net::WebSocketException& e) {
+            return Reach::Slave;
+        } catch (const Poco::Net::ConnectionRefusedException& e) {
+            why = "unreachable (" + std::string(e.displayText()) + ")";
+        } catch (const Poco::TimeoutException& e) {
+            why = "unreachable (" + std::string(e.displayText()) + ")";
+        } catch (const Poco::Net::HostNotFoundException& e) {
+            why = "unreachable (" + std::string(e.displayText()) + ")";
+        } catch (const Poco::Exception& e) {
+            // It answered, but not as a slave: a refusal, another protocol (TLS), a closed link.
             why = "not a slave or refused (" + std::string(e.displayText()) + ")";
+            return Reach::NotSlave;
         } catch (const std::exception& e) {
-            why = std::string("unreachable (") + e.what() + ")";
+            why = std::string("not a slave or refused (") + e.what() + ")";
+            return Reach::NotSlave;
         }
-        return false;
+        return Reach::Unreachable;
+    }
+
+    // The original's listnodes: the master's slaves as {name, ip, gossip_port, meta}; a slave
+    // answers "not master", as the original did.
+    void listNodesOriginal(mp_http_response* resp) {
+        if (slave_) {
+            mp::original::replyError(host(), resp, mp::original::Api::Original, 500, "not master");
+            return;
+        }
+        std::vector<mp::original::Node> nodes;
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const auto& [addr, s] : slaves_) {
+            nodes.push_back({addr, s->host, 0, "slave", 0, group_, s->port});
+        }
+        host().replyJson(resp, 200, mp::original::nodesJson(nodes));
     }
 
     std::string streamUri(uint64_t since, uint64_t started) const {
@@ -850,6 +896,8 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
     }
 
     bool slave_;
+    std::string group_;
+    mp::original::Api api_;
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
     mp::push::TlsClient tls_;        // tls.ca_file set: slaves are dialled with TLS
     std::chrono::seconds reconnect_;

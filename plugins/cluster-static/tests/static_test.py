@@ -152,7 +152,13 @@ def main():
     # Bad requests change nothing.
     check(master.post("/cluster/join")[0] == 400, "join without addr: 400")
     check(master.post("/cluster/join?addr=no-port")[0] == 400, "join with a bad addr: 400")
-    check(master.post("/cluster/join?addr=127.0.0.9:1")[0] == 409, "join of an unreachable addr: 409")
+    # A slave that does not answer yet is taken (as the original did) and shown down: a topology
+    # can be registered ahead of its slaves. A server that answers but is not a slave is refused.
+    st, body = master.post("/cluster/join?addr=127.0.0.9:1")
+    check(st == 200 and body.get("state") == "down", f"join of a slave that is down: {st} {body}")
+    nodes = {n["addr"]: n["state"] for n in master.get("/cluster/listnodes")[1]["nodes"]}
+    check(nodes.get("127.0.0.9:1") == "down", f"listnodes shows it down: {nodes}")
+    check(master.post("/cluster/remove?addr=127.0.0.9:1")[0] == 200, "remove it again: 200")
     check(master.post("/cluster/remove?addr=127.0.0.2:1")[0] == 404, "remove of a stranger: 404")
     check(master.post("/cluster/join?addr=0.0.0.0:8667")[0] == 400, "join of nobody's address: 400")
     check(master.post(f"/cluster/join?addr={master.addr}")[0] == 409, "join of itself: 409")
@@ -168,6 +174,11 @@ def main():
     check(True, "listnodes: 3 slaves up")
     st, body = slaves[0].get("/cluster/listnodes")
     check(st == 200 and body["self"]["role"] == "slave" and body["master"], "slave listnodes")
+    # The original's shape on request: the master's slaves as {name, ip, gossip_port, meta}.
+    st, body = master.get("/cluster/listnodes?format=original")
+    check(st == 200 and sorted(n["name"] for n in body) == sorted(s.addr for s in slaves) and
+          all(n["meta"]["role"] == "slave" and n["meta"]["server_port"] == int(n["name"].split(":")[1])
+              for n in body), f"listnodes?format=original: the original's array ({body})")
 
     time.sleep(3)
     # kill -9 a slave, then start it again: down, then up, with a new run.

@@ -393,6 +393,10 @@ class Host {
     void replyJson(mp_http_response* resp, int status, std::string_view body) const {
         api_->http_reply(resp, status, toStr("application/json"), toStr(body));
     }
+    void reply(mp_http_response* resp, int status, std::string_view contentType,
+               std::string_view body) const {
+        api_->http_reply(resp, status, toStr(contentType), toStr(body));
+    }
 
     void requestShutdown(int exit_code, std::string_view reason) const {
         api_->request_shutdown(host_, exit_code, toStr(reason));
