@@ -185,6 +185,11 @@ void TemplateStats::merge(const TemplateStats& o) {
         }
     }
     otherErrors += o.otherErrors;
+    for (const auto& [code, info] : o.errorInfo) {  // the one merged last is the latest
+        if (errorCodes.count(code) != 0) {
+            errorInfo[code] = info;
+        }
+    }
     lost += o.lost;
     latency.merge(o.latency);
     rowsReturned += o.rowsReturned;
@@ -263,6 +268,17 @@ TemplateStats* Section::findOrAdd(std::string_view server, std::string_view sche
                 .first->second;
 }
 
+void Section::addUnresolved(std::string_view server, std::string_view schema, uint64_t n) {
+    unresolved += n;
+    auto key = std::make_pair(std::string(server), std::string(schema));
+    auto it = unresolvedBy.find(key);
+    if (it != unresolvedBy.end()) {
+        it->second += n;
+    } else if (unresolvedBy.size() < kMaxUnresolvedKeys) {
+        unresolvedBy.emplace(std::move(key), n);
+    }
+}
+
 void Section::merge(const Section& o) {
     for (const auto& [k, v] : o.commands) {
         commands[k] += v;
@@ -274,7 +290,12 @@ void Section::merge(const Section& o) {
     rows += o.rows;
     lost += o.lost;
     evicted += o.evicted;
-    unresolved += o.unresolved;
+    uint64_t attributed = 0;
+    for (const auto& [k, n] : o.unresolvedBy) {
+        addUnresolved(k.first, k.second, n);
+        attributed += n;
+    }
+    unresolved += o.unresolved - std::min(o.unresolved, attributed);
     for (const auto& [key, t] : o.templates_) {
         auto it = templates_.find(key);
         if (it != templates_.end()) {
@@ -305,7 +326,14 @@ std::string Section::json() const {
     }
     out << "},\"rows_returned\":" << rows << ",\"lost_responses\":" << lost
         << ",\"templates_evicted\":" << evicted << ",\"unresolved_executes\":" << unresolved
-        << "},\"templates\":[";
+        << ",\"unresolved_by_schema\":[";
+    first = true;
+    for (const auto& [k, n] : unresolvedBy) {
+        out << (first ? "" : ",") << "{\"server\":" << mp::jsonString(k.first)
+            << ",\"schema\":" << mp::jsonString(k.second) << ",\"executes\":" << n << "}";
+        first = false;
+    }
+    out << "]},\"templates\":[";
     // Most total time first: what an operator looks at.
     std::vector<const TemplateStats*> order;
     for (const auto& [k, t] : templates_) {
@@ -329,6 +357,14 @@ std::string Section::json() const {
             out << (f2 ? "" : ",") << '"' << code << "\":" << c;
             f2 = false;
         }
+        out << "},\"error_details\":{";
+        f2 = true;
+        for (const auto& [code, info] : t->errorInfo) {
+            out << (f2 ? "" : ",") << '"' << code
+                << "\":{\"sql_state\":" << mp::jsonString(info.sqlState)
+                << ",\"message\":" << mp::jsonString(info.message) << "}";
+            f2 = false;
+        }
         out << "},\"other_errors\":" << t->otherErrors << ",\"lost\":" << t->lost
             << ",\"latency_us\":{\"p50\":" << num(l.quantile(0.5))
             << ",\"p95\":" << num(l.quantile(0.95)) << ",\"p99\":" << num(l.quantile(0.99))
@@ -350,7 +386,7 @@ std::string Section::json() const {
                 << ",\"conn_id\":" << x.connectionId << ",\"user\":" << mp::jsonString(x.user)
                 << ",\"ts_ns\":" << x.ts << ",\"error_code\":" << x.errorCode
                 << ",\"status_flags\":" << x.statusFlags << ",\"rows_affected\":" << x.rowsAffected
-                << "}";
+                << ",\"error_message\":" << mp::jsonString(x.errorMessage) << "}";
             f3 = false;
         }
         out << "],\"clients\":";
@@ -519,6 +555,19 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
     s.lost = u64(totals, "lost_responses");
     s.evicted = u64(totals, "templates_evicted");
     s.unresolved = u64(totals, "unresolved_executes", false);  // since decoder-mysql 0.2.0
+    if (Array::Ptr by = array(totals, "unresolved_by_schema", false); !by.isNull()) {
+        uint64_t attributed = 0;  // since mysqlprobe 0.6.0
+        for (size_t i = 0; i < by->size() && i < Section::kMaxUnresolvedKeys; ++i) {
+            Object::Ptr e = element(by, i, "unresolved_by_schema");
+            uint64_t n = u64(e, "executes");
+            auto key = std::make_pair(text(e, "server", 256), text(e, "schema", 1024));
+            s.unresolvedBy[key] += n;
+            attributed += n;
+        }
+        if (attributed > s.unresolved) {
+            bad("unresolved_by_schema: more than unresolved_executes");
+        }
+    }
     Array::Ptr templates = array(report, "templates");
     for (size_t i = 0; i < templates->size(); ++i) {
         Object::Ptr o = element(templates, i, "templates");
@@ -547,6 +596,18 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
             }
         }
         t.otherErrors += u64(o, "other_errors");
+        if (o->has("error_details")) {  // since mysqlprobe 0.6.0
+            Object::Ptr details = object(o, "error_details");
+            for (const std::string& c : details->getNames()) {
+                uint16_t k = code(c);
+                Object::Ptr d = object(details, c.c_str());
+                if (t.errorCodes.count(k) != 0) {
+                    std::string message = text(d, "message", 4 * kMaxErrorMessage);
+                    message.resize(std::min(message.size(), kMaxErrorMessage));
+                    t.errorInfo[k] = ErrorInfo{text(d, "sql_state", 5), std::move(message)};
+                }
+            }
+        }
         t.lost = u64(o, "lost");
         Object::Ptr lat = object(o, "latency_us");
         Object::Ptr sk = object(lat, "sketch");
@@ -604,6 +665,10 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
             q.statusFlags =
                 static_cast<uint16_t>(std::min<uint64_t>(u64(x, "status_flags"), 65535));
             q.rowsAffected = u64(x, "rows_affected");
+            if (x->has("error_message")) {  // since mysqlprobe 0.6.0
+                q.errorMessage = text(x, "error_message", 4 * kMaxErrorMessage);
+                q.errorMessage.resize(std::min(q.errorMessage.size(), kMaxErrorMessage));
+            }
             t.slow.push_back(std::move(q));
         }
         breakdownsOf(array(o, "clients", false), "addr", t.clients);

@@ -36,7 +36,9 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
         return;
     }
     if (tx.fingerprint.empty() && tx.sql.empty()) {
-        r.unresolved += tx.command != kQuery ? 1 : 0;  // an empty COM_QUERY is no execute
+        if (tx.command != kQuery) {  // an empty COM_QUERY is no execute
+            r.addUnresolved(server, tx.schema, 1);
+        }
         return;
     }
     TemplateStats* found = findOrAdd(server, tx.schema, tx.fingerprintId);
@@ -54,6 +56,10 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
         if (t.errorCodes.count(tx.errorCode) != 0 ||
             t.errorCodes.size() < TemplateStats::kMaxErrorCodes) {
             ++t.errorCodes[tx.errorCode];
+            report::ErrorInfo& info = t.errorInfo[tx.errorCode];  // the latest message
+            info.sqlState = tx.sqlState;
+            info.message.assign(tx.errorMessage, 0,
+                                std::min(tx.errorMessage.size(), report::kMaxErrorMessage));
         } else {
             ++t.otherErrors;
         }
@@ -112,9 +118,19 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
             }
         }
         if (slot != nullptr) {
-            *slot = SlowSample{
-                us,      sampleSql(),  std::string(client), clientPort,     tx.connectionId,
-                tx.user, tx.requestTs, tx.errorCode,        tx.statusFlags, tx.rowsAffected};
+            *slot = SlowSample{us,
+                               sampleSql(),
+                               std::string(client),
+                               clientPort,
+                               tx.connectionId,
+                               tx.user,
+                               tx.requestTs,
+                               tx.errorCode,
+                               tx.statusFlags,
+                               tx.rowsAffected,
+                               error ? tx.errorMessage.substr(0, std::min(tx.errorMessage.size(),
+                                                                          report::kMaxErrorMessage))
+                                     : std::string()};
         }
     }
 }

@@ -143,7 +143,15 @@ struct SlowSample {
     uint16_t errorCode = 0;
     uint16_t statusFlags = 0;
     uint64_t rowsAffected = 0;
+    std::string errorMessage;  // the server's text when errorCode != 0 (bounded)
 };
+
+/// What the server said with an error code: its SQL state and its latest message.
+struct ErrorInfo {
+    std::string sqlState;  // 5 characters ("" before protocol 4.1)
+    std::string message;   // at most kMaxErrorMessage bytes
+};
+inline constexpr size_t kMaxErrorMessage = 256;
 
 struct TemplateStats {
     std::string fingerprint;
@@ -153,6 +161,7 @@ struct TemplateStats {
     uint64_t count = 0;
     uint64_t errors = 0;
     std::map<uint16_t, uint64_t> errorCodes;  // at most kMaxErrorCodes, rest in otherErrors
+    std::map<uint16_t, ErrorInfo> errorInfo;  // for the codes of errorCodes
     uint64_t otherErrors = 0;
     uint64_t lost = 0;  // response lost to a gap: no latency
     LatencySketch latency;
@@ -193,6 +202,11 @@ class Section {
     // Executes of a statement whose text is not known (prepared before the capture started,
     // or forgotten by the per-connection statement bound): counted, in no template.
     uint64_t unresolved = 0;
+    // The same by (server, schema) of the session (the original's per-schema count), at most
+    // kMaxUnresolvedKeys pairs; the rest only in `unresolved`.
+    std::map<std::pair<std::string, std::string>, uint64_t> unresolvedBy;
+    static constexpr size_t kMaxUnresolvedKeys = 64;
+    void addUnresolved(std::string_view server, std::string_view schema, uint64_t n);
 
     /// The template of (server, schema, id), created when there is room; nullptr when full.
     TemplateStats* find(std::string_view server, std::string_view schema, uint64_t id);
