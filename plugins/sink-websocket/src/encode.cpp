@@ -4,6 +4,7 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/MD5Engine.h>
 #include <mp/abi.h>
 #include <snappy.h>
 
@@ -78,6 +79,13 @@ void writeShare(std::string& out, const Share& s) {
            ",\"i\":" + std::to_string(s.noIndex) + ",\"j\":" + std::to_string(s.slowFlag);
 }
 
+// The original's template key: the MD5 of the template text, 32 hex digits.
+std::string md5Hex(const std::string& text) {
+    Poco::MD5Engine md5;
+    md5.update(text);
+    return Poco::DigestEngine::digestToHex(md5.digest());
+}
+
 // One slow query as the original's Message.
 std::string slowMessage(const Object::Ptr& s) {
     double us = num<double>(s, "latency_us");
@@ -86,6 +94,10 @@ std::string slowMessage(const Object::Ptr& s) {
     std::string out =
         "{\"c\":" + mp::jsonString(str(s, "sql")) + ",\"d\":" + (code != 0 ? "true" : "false");
     if (code != 0) {
+        std::string message = str(s, "error_message");
+        if (!message.empty()) {
+            out += ",\"e\":" + mp::jsonString(message);
+        }
         out += ",\"f\":" + std::to_string(code);
     }
     out += ",\"g\":" + std::to_string(num<uint64_t>(s, "status_flags")) +
@@ -106,6 +118,7 @@ struct Assembly {
     uint64_t lastSeen = 0;
     std::vector<std::string> summaries;               // d
     std::map<std::string, ClientSummaries> byClient;  // e
+    uint64_t unknownExec = 0;                         // f
 };
 
 }  // namespace
@@ -122,7 +135,16 @@ std::optional<std::string> toMysqlProbeV1(std::string_view nativeJson) {
         return std::nullopt;  // a report without a decoder section: nothing the original knows
     }
     Array::Ptr templates = root->getArray("templates");
-    if (templates.isNull() || templates->size() == 0) {
+    if (templates.isNull()) {
+        return std::nullopt;
+    }
+    // Executes of statements prepared before the capture, by the session's (server, schema).
+    Array::Ptr unresolved;
+    if (Object::Ptr totals = root->getObject("totals"); !totals.isNull()) {
+        unresolved = totals->getArray("unresolved_by_schema");
+    }
+    const size_t unresolvedCount = unresolved.isNull() ? 0 : unresolved->size();
+    if (templates->size() == 0 && unresolvedCount == 0) {
         return std::nullopt;
     }
     double seconds = 0;
@@ -138,16 +160,27 @@ std::optional<std::string> toMysqlProbeV1(std::string_view nativeJson) {
         Object::Ptr t = templates->getObject(static_cast<unsigned>(i));
         serversOfSchema[str(t, "schema")].insert(mp::net::hostOf(str(t, "server")));
     }
+    for (size_t i = 0; i < unresolvedCount; ++i) {
+        Object::Ptr u = unresolved->getObject(static_cast<unsigned>(i));
+        serversOfSchema[str(u, "schema")].insert(mp::net::hostOf(str(u, "server")));
+    }
     std::map<std::string, Assembly> report;
-    for (size_t i = 0; i < templates->size(); ++i) {
-        Object::Ptr t = templates->getObject(static_cast<unsigned>(i));
-        std::string schema = str(t, "schema");
-        std::string ip = mp::net::hostOf(str(t, "server"));
+    auto assembly = [&](const std::string& schema, const std::string& ip) -> Assembly& {
         std::string key = serversOfSchema[schema].size() > 1 ? schema + "|" + ip : schema;
         Assembly& a = report[key];
         a.schema = schema;
         a.ip = ip;
-        std::string id = str(t, "id");
+        return a;
+    };
+    for (size_t i = 0; i < unresolvedCount; ++i) {
+        Object::Ptr u = unresolved->getObject(static_cast<unsigned>(i));
+        assembly(str(u, "schema"), mp::net::hostOf(str(u, "server"))).unknownExec +=
+            num<uint64_t>(u, "executes");
+    }
+    for (size_t i = 0; i < templates->size(); ++i) {
+        Object::Ptr t = templates->getObject(static_cast<unsigned>(i));
+        Assembly& a = assembly(str(t, "schema"), mp::net::hostOf(str(t, "server")));
+        std::string id = md5Hex(str(t, "fingerprint"));
         // The template's own summary: the clients' shares summed (they carry the split of the
         // latency between succeeded and failed commands), plus rates and percentiles.
         Share all;
@@ -220,9 +253,7 @@ std::optional<std::string> toMysqlProbeV1(std::string_view nativeJson) {
             out += "]}";
             firstClient = false;
         }
-        // f: executes of statements prepared before the capture; this decoder counts them in
-        // its metrics (unknown_statements_total), not per schema, so 0 here.
-        out += "],\"f\":0}";
+        out += "],\"f\":" + std::to_string(a.unknownExec) + "}";
         first = false;
     }
     out += "}";

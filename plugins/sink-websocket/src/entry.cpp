@@ -3,11 +3,13 @@
 // with pusher servers configured, pushes it to one of them. Formats: native JSON (text frames,
 // or snappy in binary frames) and the original Go probe's mysqlprobe-v1 (snappy, binary).
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <mp/pusher.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
-#include <set>
+#include <optional>
+#include <utility>
 
 #include "encode.hpp"
 
@@ -16,7 +18,8 @@ namespace {
 // clang-format off
 const mp_property kProps[] = {
     {"path", MP_PROP_STRING, 0, "/collector", "websocket path on the host's server", 0, 0, nullptr},
-    {"format", MP_PROP_STRING, 0, "native", "report format: native JSON, or the original Go probe's (snappy short-key JSON)", 0, 0, "native|mysqlprobe-v1"},
+    {"format", MP_PROP_STRING, 0, "auto", "report format: native JSON, or the original Go probe's (snappy short-key JSON); auto: mysqlprobe-v1 when api is original, else native. A /collector client may ask for another with ?format=", 0, 0, "auto|native|mysqlprobe-v1"},
+    {"api", MP_PROP_STRING, 0, "native", "whose clients this node serves by default: native, or the original probe's (format auto becomes mysqlprobe-v1); the host sets original for a file with only the original's keys", 0, 0, "native|original"},
     {"compression", MP_PROP_STRING, 0, "none", "compression of native reports (mysqlprobe-v1 is always snappy)", 0, 0, "none|snappy"},
     {"pusher_servers", MP_PROP_STRING_LIST, 0, "", "ws://host:port servers to push reports to (one at a time, next on failure)", 0, 0, nullptr},
     {"pusher_path", MP_PROP_STRING, 0, "/", "websocket path on the pusher servers", 0, 0, nullptr},
@@ -38,8 +41,10 @@ class WebsocketSink : public mp::Plugin {
     WebsocketSink(mp::Host host, const mp::Config& cfg)
         : Plugin(host),
           path_(cfg.str("path")),
-          format_(cfg.str("format") == "mysqlprobe-v1" ? mp::ws::Format::MysqlProbeV1
-                                                       : mp::ws::Format::Native),
+          format_(cfg.str("format") == "mysqlprobe-v1" ||
+                          (cfg.str("format") == "auto" && cfg.str("api") == "original")
+                      ? mp::ws::Format::MysqlProbeV1
+                      : mp::ws::Format::Native),
           compression_(cfg.str("compression") == "snappy" ? mp::ws::Compression::Snappy
                                                           : mp::ws::Compression::None),
           sent_(host.counter("reports_sent_total", "report messages queued to websocket clients")),
@@ -64,8 +69,8 @@ class WebsocketSink : public mp::Plugin {
         mp_ws_handler h{};
         h.struct_size = sizeof h;
         h.user = this;
-        h.on_open = [](void* self, mp_ws_conn* c, const mp_http_request*) -> mp_status {
-            return static_cast<WebsocketSink*>(self)->add(c);
+        h.on_open = [](void* self, mp_ws_conn* c, const mp_http_request* req) -> mp_status {
+            return static_cast<WebsocketSink*>(self)->add(c, req);
         };
         h.on_close = [](void* self, mp_ws_conn* c) {
             static_cast<WebsocketSink*>(self)->remove(c);
@@ -118,38 +123,72 @@ class WebsocketSink : public mp::Plugin {
         if (ev.type != MP_EVENT_REPORT) {
             return MP_OK;
         }
-        std::optional<mp::push::Encoded> msg;
-        try {
-            msg = mp::ws::encodeReport(
-                std::string_view(reinterpret_cast<const char*>(ev.payload.data), ev.payload.len),
-                format_, compression_);
-        } catch (const std::exception& e) {
-            encodeErrors_.add();
-            host().warn(std::string("report not sent: ") + e.what());
-            return MP_OK;
-        }
-        if (!msg) {
+        const std::string_view report(reinterpret_cast<const char*>(ev.payload.data),
+                                      ev.payload.len);
+        // One encoding per variant that someone asked for, made once per report.
+        std::map<Variant, std::optional<mp::push::Encoded>> encoded;
+        bool failed = false;
+        auto encode = [&](const Variant& v) -> const std::optional<mp::push::Encoded>& {
+            auto it = encoded.find(v);
+            if (it == encoded.end()) {
+                std::optional<mp::push::Encoded> msg;
+                try {
+                    msg = mp::ws::encodeReport(report, v.first, v.second);
+                } catch (const std::exception& e) {
+                    if (!failed) {
+                        encodeErrors_.add();
+                        host().warn(std::string("report not sent: ") + e.what());
+                    }
+                    failed = true;
+                }
+                it = encoded.emplace(v, std::move(msg)).first;
+            }
+            return it->second;
+        };
+        const Variant configured{format_, compression_};
+        if (!encode(configured) && !failed) {
             skipped_.add();
-            return MP_OK;
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            mp_bytes bytes{reinterpret_cast<const uint8_t*>(msg->data.data()), msg->data.size()};
-            for (mp_ws_conn* c : conns_) {
-                host().api()->ws_send(c, msg->opcode, bytes);
-                sent_.add();
+            for (const auto& [c, v] : conns_) {
+                const auto& msg = encode(v);
+                if (msg) {
+                    host().api()->ws_send(
+                        c, msg->opcode,
+                        mp_bytes{reinterpret_cast<const uint8_t*>(msg->data.data()),
+                                 msg->data.size()});
+                    sent_.add();
+                }
             }
         }
-        if (pusher_) {
-            pusher_->push(ev.seq, std::move(*msg));
+        if (pusher_ && encoded[configured]) {
+            pusher_->push(ev.seq, std::move(*encoded[configured]));
         }
         return MP_OK;
     }
 
   private:
-    mp_status add(mp_ws_conn* c) {
+    using Variant = std::pair<mp::ws::Format, mp::ws::Compression>;
+
+    // A client may ask for another encoding than the configured one: ?format=native|
+    // mysqlprobe-v1 and ?compression=none|snappy (native only). Other values are refused.
+    mp_status add(mp_ws_conn* c, const mp_http_request* req) {
+        Variant v{format_, compression_};
+        if (auto f = host().param(req, "format")) {
+            if (*f != "native" && *f != "mysqlprobe-v1") {
+                return MP_EINVAL;
+            }
+            v.first = *f == "native" ? mp::ws::Format::Native : mp::ws::Format::MysqlProbeV1;
+        }
+        if (auto z = host().param(req, "compression")) {
+            if (*z != "none" && *z != "snappy") {
+                return MP_EINVAL;
+            }
+            v.second = *z == "snappy" ? mp::ws::Compression::Snappy : mp::ws::Compression::None;
+        }
         std::lock_guard<std::mutex> lock(mutex_);
-        conns_.insert(c);
+        conns_[c] = v;
         clients_.set(static_cast<int64_t>(conns_.size()));
         return MP_OK;
     }
@@ -173,7 +212,7 @@ class WebsocketSink : public mp::Plugin {
     mp::ws::Format format_;
     mp::ws::Compression compression_;
     std::mutex mutex_;
-    std::set<mp_ws_conn*> conns_;
+    std::map<mp_ws_conn*, Variant> conns_;  // each client's encoding
     mp::Counter sent_;
     mp::Counter encodeErrors_;
     mp::Counter skipped_;

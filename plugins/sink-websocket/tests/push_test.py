@@ -4,6 +4,7 @@
 python3-snappy): /collector content equals the offline report; mysqlprobe-v1 decodes with
 another snappy; the pusher fails over when its server is killed (kill -9) and, after dedupe by
 sequence number, no report is lost or duplicated. Usage: push_test.py MYSQLPROBE SOURCE_DIR"""
+import hashlib
 import json
 import os
 import signal
@@ -67,8 +68,16 @@ def collector_equals_offline():
     check(got == want, f"their templates add up to the offline report ({len(want)} templates)")
 
 
+def by_fingerprint(report):
+    out = {}
+    for t in report.get("templates", []):
+        out[t["fingerprint"]] = out.get(t["fingerprint"], 0) + t["count"]
+    return out
+
+
 def v1_with_python_snappy():
-    want = offline()
+    want_report = json.loads(subprocess.run([binary, "-r", CAPTURE, "--port", "3306"], check=True,
+                                            capture_output=True).stdout)
     with Probe(binary, node_yaml("format: mysqlprobe-v1")) as p:
         ws = websocket.create_connection(f"ws://127.0.0.1:{p.http_port}/collector", timeout=10)
         opcode, data = ws.recv_data()
@@ -77,8 +86,11 @@ def v1_with_python_snappy():
     report = json.loads(snappy.uncompress(data))
     db = report.get("sbtest", {})
     check(db.get("a") == "sbtest" and db.get("b") == "127.0.0.1", "keyed by schema, a/b fields")
-    counts = {s["a"]: s["c"] + s["d"] for s in db.get("d", [])}
-    check(counts == want, "python-snappy decodes it; per-template c+d equal the offline counts")
+    counts = {s["b"]: s["c"] + s["d"] for s in db.get("d", [])}
+    check(counts == by_fingerprint(want_report),
+          "python-snappy decodes it; per-template c+d equal the offline counts")
+    check(all(s["a"] == hashlib.md5(s["b"].encode()).hexdigest() for s in db.get("d", [])),
+          "each template's key is the MD5 of its text, as the original's")
 
 
 def receiver(port, out, ack):

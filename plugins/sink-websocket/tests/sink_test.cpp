@@ -5,6 +5,7 @@
 // never reads does not hold the others back, /config/update changes the interval.
 #include <Poco/Buffer.h>
 #include <Poco/JSON/Array.h>
+#include <Poco/MD5Engine.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/NetException.h>
@@ -111,15 +112,26 @@ std::string receive(Poco::Net::WebSocket& ws, int& opcode) {
     }
 }
 
-// The offline report of the bundled capture: template id -> count, and the command totals.
+// What the original's consumers take as a template's key: the MD5 of its text, in hex.
+std::string md5Hex(const std::string& text) {
+    Poco::MD5Engine md5;
+    md5.update(text);
+    return Poco::DigestEngine::digestToHex(md5.digest());
+}
+
+// The offline report of the bundled capture: template id -> count (and by the original's key,
+// the MD5 of the fingerprint), and the command totals.
 struct Totals {
     std::map<std::string, uint64_t> templates;
+    std::map<std::string, uint64_t> byMd5;
     std::map<std::string, uint64_t> commands;
     void add(const Object::Ptr& report) {
         Array::Ptr t = report->getArray("templates");
         for (size_t i = 0; t && i < t->size(); ++i) {
             Object::Ptr o = t->getObject(static_cast<unsigned>(i));
             templates[o->getValue<std::string>("id")] += o->getValue<uint64_t>("count");
+            byMd5[md5Hex(o->getValue<std::string>("fingerprint"))] +=
+                o->getValue<uint64_t>("count");
         }
         Object::Ptr c = report->getObject("totals")->getObject("commands");
         for (const auto& name : c->getNames()) {
@@ -216,7 +228,9 @@ TEST_SUITE("sink-websocket") {
             }
             CHECK(s->getValue<double>("m") <= s->getValue<double>("o"));
             CHECK(s->getValue<double>("o") <= s->getValue<double>("n"));
-            CHECK(want.templates.count(s->getValue<std::string>("a")) == 1);
+            // The original's key: the MD5 of the template text, as its consumers check it.
+            CHECK(s->getValue<std::string>("a") == md5Hex(s->getValue<std::string>("b")));
+            CHECK(want.byMd5.count(s->getValue<std::string>("a")) == 1);
         }
         CHECK(count == wantCount);
         CHECK(keys.size() == 38);
@@ -245,6 +259,43 @@ TEST_SUITE("sink-websocket") {
         // Intervals without traffic send nothing, as the original (2 of them in 5 s).
         ws->setReceiveTimeout(Poco::Timespan(5, 0));
         CHECK(receive(*ws, op).empty());
+    }
+
+    TEST_CASE("a client asks for its format: ?format= and ?compression=; api: original") {
+        auto first = [](int port, const std::string& path, int& op) {
+            Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
+            auto ws = connect(port, session, path);
+            return receive(*ws, op);
+        };
+        int op = 0;
+        {
+            Node node(fileConfig("format: native"));
+            std::string v1 = first(node.port, "/collector?format=mysqlprobe-v1", op);
+            CHECK(op == Poco::Net::WebSocket::FRAME_OP_BINARY);
+            std::string json;
+            REQUIRE(mp::ws::snappyUncompress(v1, json, 64 << 20));
+            CHECK(mptest::parseJson(json)->has("sbtest"));
+            std::string z = first(node.port, "/collector?compression=snappy", op);
+            CHECK(op == Poco::Net::WebSocket::FRAME_OP_BINARY);
+            REQUIRE(mp::ws::snappyUncompress(z, json, 64 << 20));
+            CHECK(mptest::parseJson(json)->has("templates"));
+            Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(node.port));
+            CHECK_THROWS_AS(connect(node.port, session, "/collector?format=xml"),
+                            Poco::Net::WebSocketException);
+        }
+        {
+            // What the host gives a file with only the original's keys: the original's format
+            // by default, native JSON on request.
+            Node node(fileConfig("api: original"));
+            std::string v1 = first(node.port, "/collector", op);
+            CHECK(op == Poco::Net::WebSocket::FRAME_OP_BINARY);
+            std::string json;
+            REQUIRE(mp::ws::snappyUncompress(v1, json, 64 << 20));
+            CHECK(mptest::parseJson(json)->has("sbtest"));
+            std::string native = first(node.port, "/collector?format=native", op);
+            CHECK(op == Poco::Net::WebSocket::FRAME_OP_TEXT);
+            CHECK(mptest::parseJson(native)->has("templates"));
+        }
     }
 
     TEST_CASE("a client that never reads does not hold back another; memory stays bounded") {
