@@ -171,6 +171,9 @@ with MariaDB() as db:
         check(re.search(r"(0\.0\.0\.0|\*):%d\b" % me["gossip_port"], ss) is not None,
               f"gossip UDP is bound to every interface: {ss.strip()}")
         check("WITHOUT encryption keys" in slave.log(), "gossip without keys: a warning at start")
+        # Bound to every interface, any local address on its own port is itself.
+        st, _, body = http(slave, "POST", f"/cluster/join?addr=127.0.0.1:{me['gossip_port']}")
+        check(st == 409 and "own gossip address" in body, f"join of itself by 127.0.0.1: {st}")
         # join answers "OK" in plain text, as the original (by POST: state changes are POSTs).
         st, ctype, body = http(master, "POST",
                                f"/cluster/join?addr={me['ip']}:{me['gossip_port']}")

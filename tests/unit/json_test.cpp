@@ -6,6 +6,7 @@
 #include <Poco/JSON/Parser.h>
 #include <doctest/doctest.h>
 
+#include <mp/report.hpp>
 #include <mp/report_merge.hpp>
 #include <mp/sdk.hpp>
 #include <string>
@@ -109,6 +110,61 @@ TEST_SUITE("json") {
                                 R"({"resent":12,"unacked_by":[""]})"}) {
             CAPTURE(bad);
             CHECK_FALSE(mp::report::parseResentNotice(bad, n));
+        }
+    }
+
+    TEST_CASE("error messages are cut at 256 bytes, never inside a character") {
+        std::string ascii(300, 'x');
+        CHECK(mp::report::boundedMessage(ascii).size() == 256);
+        // 255 ASCII bytes, then a 2-byte character across the limit: cut before it.
+        std::string across = std::string(255, 'a') + "\xc3\xa9" + "tail";
+        CHECK(mp::report::boundedMessage(across) == std::string(255, 'a'));
+        // A 3-byte character at 254..256: cut before it; the result is well-formed.
+        std::string euro = std::string(254, 'a') + "\xe2\x82\xac";
+        CHECK(mp::report::boundedMessage(euro) == std::string(254, 'a'));
+        CHECK(wellFormedUtf8(mp::report::boundedMessage(std::string(200, 'b') + euro)));
+        CHECK(mp::report::boundedMessage("short") == "short");
+    }
+
+    TEST_CASE("error details and unresolved executes by schema survive JSON and merges") {
+        mp::report::Section a;
+        mp::report::TemplateStats* t = a.findOrAdd("127.0.0.1:3306", "db", 7);
+        REQUIRE(t != nullptr);
+        t->fingerprint = "select ?";
+        t->count = 2;
+        t->errors = 2;
+        t->errorCodes[1146] = 2;
+        t->errorInfo[1146] = {"42S02", "Table 'db.x' doesn't exist"};
+        t->latency.add(10);
+        t->latency.add(20);
+        a.addUnresolved("127.0.0.1:3306", "", 3);
+        a.addUnresolved("127.0.0.1:3306", "db", 1);
+        Poco::JSON::Parser p;
+        auto obj = p.parse("{" + a.json() + "}").extract<Poco::JSON::Object::Ptr>();
+        mp::report::Section back = mp::report::Section::fromJson(obj);
+        CHECK(back.unresolved == 4);
+        CHECK(back.unresolvedBy.at({"127.0.0.1:3306", ""}) == 3);
+        mp::report::TemplateStats* bt = back.find("127.0.0.1:3306", "db", 7);
+        REQUIRE(bt != nullptr);
+        CHECK(bt->errorInfo.at(1146).sqlState == "42S02");
+        CHECK(bt->errorInfo.at(1146).message == "Table 'db.x' doesn't exist");
+        // A merge adds the counts; the message merged last is kept.
+        back.find("127.0.0.1:3306", "db", 7)->errorInfo[1146].message = "newer";
+        a.merge(back);
+        CHECK(a.unresolved == 8);
+        CHECK(a.unresolvedBy.at({"127.0.0.1:3306", "db"}) == 2);
+        CHECK(a.find("127.0.0.1:3306", "db", 7)->errorInfo.at(1146).message == "newer");
+        // More by schema than in total, or sums that would wrap: refused.
+        for (
+            const char* bad :
+            {R"("unresolved_executes":1,"unresolved_by_schema":[{"server":"s","schema":"","executes":2}])",
+             R"("unresolved_executes":5,"unresolved_by_schema":[{"server":"s","schema":"a","executes":4},{"server":"s","schema":"b","executes":18446744073709551615}])"}) {
+            CAPTURE(bad);
+            std::string text = R"({"totals":{"commands":{},"errors":0,"errors_by_code":{},)"
+                               R"("rows_returned":0,"lost_responses":0,"templates_evicted":0,)" +
+                               std::string(bad) + R"(},"templates":[]})";
+            auto o = p.parse(text).extract<Poco::JSON::Object::Ptr>();
+            CHECK_THROWS_AS(mp::report::Section::fromJson(o), std::runtime_error);
         }
     }
 }

@@ -560,12 +560,12 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
         for (size_t i = 0; i < by->size() && i < Section::kMaxUnresolvedKeys; ++i) {
             Object::Ptr e = element(by, i, "unresolved_by_schema");
             uint64_t n = u64(e, "executes");
+            if (n > s.unresolved - attributed) {  // no sum that could wrap
+                bad("unresolved_by_schema: more than unresolved_executes");
+            }
             auto key = std::make_pair(text(e, "server", 256), text(e, "schema", 1024));
             s.unresolvedBy[key] += n;
             attributed += n;
-        }
-        if (attributed > s.unresolved) {
-            bad("unresolved_by_schema: more than unresolved_executes");
         }
     }
     Array::Ptr templates = array(report, "templates");
@@ -602,9 +602,8 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
                 uint16_t k = code(c);
                 Object::Ptr d = object(details, c.c_str());
                 if (t.errorCodes.count(k) != 0) {
-                    std::string message = text(d, "message", 4 * kMaxErrorMessage);
-                    message.resize(std::min(message.size(), kMaxErrorMessage));
-                    t.errorInfo[k] = ErrorInfo{text(d, "sql_state", 5), std::move(message)};
+                    t.errorInfo[k] = ErrorInfo{text(d, "sql_state", 5),
+                                               boundedMessage(text(d, "message", 1024))};
                 }
             }
         }
@@ -666,8 +665,7 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
                 static_cast<uint16_t>(std::min<uint64_t>(u64(x, "status_flags"), 65535));
             q.rowsAffected = u64(x, "rows_affected");
             if (x->has("error_message")) {  // since mysqlprobe 0.6.0
-                q.errorMessage = text(x, "error_message", 4 * kMaxErrorMessage);
-                q.errorMessage.resize(std::min(q.errorMessage.size(), kMaxErrorMessage));
+                q.errorMessage = boundedMessage(text(x, "error_message", 1024));
             }
             t.slow.push_back(std::move(q));
         }

@@ -28,8 +28,6 @@
 // first): the report comes to the next master announced as resent, and is held there until the
 // earlier master says whether it merged it. The inbox (inbox.hpp) does all of that.
 #include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,7 +42,6 @@
 #include <memory>
 #include <mp/clock.hpp>
 #include <mp/files.hpp>
-#include <mp/hostport.hpp>
 #include <mp/original_api.hpp>
 #include <mp/pusher.hpp>
 #include <mp/report_merge.hpp>
@@ -67,7 +64,7 @@ const mp_property kProps[] = {
     {"bind", MP_PROP_STRING, 0, "", "gossip bind address (IPv4; default: serveraddress, which is 0.0.0.0, every interface, unless set, as the original)", 0, 0, nullptr},
     {"advertise", MP_PROP_STRING, 0, "", "the address other members reach this one at (IPv4; default: bind, or when that is 0.0.0.0 the first IPv4 address of an interface that is up and not loopback, else 127.0.0.1)", 0, 0, nullptr},
     {"api", MP_PROP_STRING, 0, "native", "shape of the /cluster answers: native JSON, or the original probe's (listnodes an array of {name, ip, gossip_port, meta}, join/leave plain \"OK\"); ?format= on a request overrides it", 0, 0, mp::original::kApiValues},
-    {"name", MP_PROP_STRING, 0, "", "member name, unique in the cluster (default: BIND:PORT)", 0, 0, nullptr},
+    {"name", MP_PROP_STRING, 0, "", "member name, unique in the cluster (default: ADVERTISE:PORT)", 0, 0, nullptr},
     {"profile", MP_PROP_STRING, 0, "lan", "memberlist timings: lan, wan or local", 0, 0, nullptr},
     {"keys", MP_PROP_STRING_LIST, MP_PROP_SECRET, "", "base64 AES keys (16/24/32 bytes), first one primary", 0, 0, nullptr},
     {"seeds_file", MP_PROP_STRING, 0, "", "where known members are saved (default: gossip-seeds-NAME.txt next to the config file, NAME the member name made file-safe)", 0, 0, nullptr},
@@ -98,30 +95,6 @@ const char* stateName(mp::gossip::State s) {
 }
 
 uint64_t epochMs() { return mp::wallClockNs() / 1'000'000ULL; }
-
-// What the original advertised: the first IPv4 address of an interface that is up and not
-// loopback; 127.0.0.1 on a host without one.
-std::string routableIpv4() {
-    ifaddrs* list = nullptr;
-    if (::getifaddrs(&list) != 0) {
-        return "127.0.0.1";
-    }
-    std::string found;
-    for (ifaddrs* i = list; i != nullptr && found.empty(); i = i->ifa_next) {
-        if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET ||
-            (i->ifa_flags & IFF_UP) == 0 || (i->ifa_flags & IFF_LOOPBACK) != 0) {
-            continue;
-        }
-        char buf[INET_ADDRSTRLEN] = {};
-        const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
-        if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf) != nullptr &&
-            mp::gossip::unusableAddress(buf).empty()) {
-            found = buf;
-        }
-    }
-    ::freeifaddrs(list);
-    return found.empty() ? "127.0.0.1" : found;
-}
 
 class GossipCluster : public mp::Plugin {
   public:
@@ -166,7 +139,7 @@ class GossipCluster : public mp::Plugin {
         }
         opt_.advertiseIp = cfg.str("advertise");
         if (opt_.advertiseIp.empty()) {
-            opt_.advertiseIp = opt_.bindIp == "0.0.0.0" ? routableIpv4() : opt_.bindIp;
+            opt_.advertiseIp = opt_.bindIp == "0.0.0.0" ? mp::gossip::routableIpv4() : opt_.bindIp;
         }
         if (inet_pton(AF_INET, opt_.advertiseIp.c_str(), &a) != 1 ||
             !mp::gossip::unusableAddress(opt_.advertiseIp).empty()) {
@@ -214,7 +187,7 @@ class GossipCluster : public mp::Plugin {
         configDir_ = host.get("state.dir").value_or(".");
         if (!slave_) {
             mp::gossip::InboxOptions io;
-            io.bindIp = opt_.bindIp;
+            io.bindIp = mp::gossip::sourceIpFor(opt_.bindIp, opt_.advertiseIp);
             io.authorization = peerAuthorization_;
             io.tls = tls_;
             io.holdLimit = holdLimit_;
@@ -308,7 +281,8 @@ class GossipCluster : public mp::Plugin {
             po.authorization = peerAuthorization_;  // the cluster's token, in a header
             po.tls = tls_;                          // tls.ca_file: masters over TLS
             po.bufferReports = bufferReports_;
-            po.sourceIp = opt_.bindIp;  // from this node's address, as its gossip
+            // From this node's address, as its gossip (and as the inbox's asker checks).
+            po.sourceIp = mp::gossip::sourceIpFor(opt_.bindIp, opt_.advertiseIp);
             po.ack = mp::push::AckMode::Message;
             po.reconnectPeriod = std::chrono::milliseconds(500);
             // A master that is still alive (a view change, a healed partition) acknowledges
@@ -492,7 +466,7 @@ class GossipCluster : public mp::Plugin {
             refuse(400, ip + " is " + why + ": nobody to join");
             return;
         }
-        if ((ip == opt_.advertiseIp || ip == opt_.bindIp) && port == ml_->port()) {
+        if (ml_->isSelf(ip, port)) {
             refuse(409, addr + " is this node's own gossip address");
             return;
         }
@@ -647,8 +621,9 @@ class GossipCluster : public mp::Plugin {
             std::string epoch = tag("mp_epoch");
             std::from_chars(epoch.data(), epoch.data() + epoch.size(), n.epic);
             n.group = tag("group");
-            if (auto hp = mp::net::parseHostPort(tag("mp_http")); hp) {
-                n.serverPort = hp->port;
+            std::string httpIp;
+            if (!parseHostPort(tag("mp_http"), httpIp, n.serverPort)) {
+                n.serverPort = 0;
             }
             nodes.push_back(std::move(n));
         }
@@ -814,8 +789,7 @@ class GossipCluster : public mp::Plugin {
                 std::string ip;
                 uint16_t port = 0;
                 std::string error;
-                if (!running_.load() || !parseHostPort(s, ip, port) ||
-                    ((ip == opt_.advertiseIp || ip == opt_.bindIp) && port == ml_->port())) {
+                if (!running_.load() || !parseHostPort(s, ip, port) || ml_->isSelf(ip, port)) {
                     continue;
                 }
                 if (ml_->join(ip, port, error)) {

@@ -2,6 +2,8 @@
 // Membership's lifecycle: sockets bound, threads started and stopped, join, leave, views.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -48,8 +50,9 @@ Membership::~Membership() {
 
 void Membership::start() {
     if (opt_.advertiseIp.empty()) {
-        opt_.advertiseIp = opt_.bindIp;
+        opt_.advertiseIp = opt_.bindIp == "0.0.0.0" ? routableIpv4() : opt_.bindIp;
     }
+    sourceIp_ = sourceIpFor(opt_.bindIp, opt_.advertiseIp);
     if (!ipBytes(opt_.advertiseIp, selfAddr_)) {
         throw std::runtime_error("gossip advertise address must be an IPv4 address: " +
                                  opt_.advertiseIp);
@@ -107,6 +110,75 @@ void Membership::start() {
     udpThread_ = std::thread([this] { udpLoop(); });
     timerThread_ = std::thread([this] { timerLoop(); });
     tcpThread_ = std::thread([this] { tcpLoop(); });
+}
+
+std::vector<std::string> localIpv4s() {
+    std::vector<std::string> out;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) {
+        return out;
+    }
+    for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+        if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET ||
+            (i->ifa_flags & IFF_UP) == 0) {
+            continue;
+        }
+        char buf[INET_ADDRSTRLEN] = {};
+        const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+        if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf) != nullptr) {
+            out.emplace_back(buf);
+        }
+    }
+    ::freeifaddrs(list);
+    return out;
+}
+
+std::string routableIpv4() {
+    std::string other;
+    for (const std::string& ip : localIpv4s()) {
+        in_addr a{};
+        if (::inet_pton(AF_INET, ip.c_str(), &a) != 1 || !unusableAddress(ip).empty()) {
+            continue;
+        }
+        const uint32_t h = ntohl(a.s_addr);
+        if ((h >> 24) == 127 || (h >> 16) == 0xa9fe) {  // loopback, link-local
+            continue;
+        }
+        const bool priv = (h >> 24) == 10 || (h >> 20) == 0xac1 || (h >> 16) == 0xc0a8 ||
+                          (h >> 22) == (0x64400000u >> 22);
+        if (priv) {
+            return ip;
+        }
+        if (other.empty()) {
+            other = ip;
+        }
+    }
+    return other.empty() ? "127.0.0.1" : other;
+}
+
+std::string sourceIpFor(const std::string& bind, const std::string& advertise) {
+    if (bind != "0.0.0.0") {
+        return bind;
+    }
+    auto local = localIpv4s();
+    return std::find(local.begin(), local.end(), advertise) != local.end() ? advertise : "";
+}
+
+bool Membership::isSelf(const std::string& ip, uint16_t port) const {
+    if (port != port_) {
+        return false;
+    }
+    if (ip == opt_.advertiseIp || ip == opt_.bindIp) {
+        return true;
+    }
+    if (opt_.bindIp != "0.0.0.0") {
+        return false;
+    }
+    if (ip.rfind("127.", 0) == 0) {
+        return true;
+    }
+    auto local = localIpv4s();
+    return std::find(local.begin(), local.end(), ip) != local.end();
 }
 
 void Membership::addSelf(Clock::time_point now) {
@@ -208,7 +280,7 @@ bool Membership::join(const std::string& ip, uint16_t port, std::string& error) 
         error = ip + " is " + why;
         return false;
     }
-    if ((ip == opt_.advertiseIp || ip == opt_.bindIp) && port == port_) {
+    if (isSelf(ip, port)) {
         error = "that is this node's own gossip address";
         return false;
     }

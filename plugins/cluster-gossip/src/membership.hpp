@@ -97,6 +97,17 @@ struct Stats {
     int awareness = 0;
 };
 
+/// The IPv4 addresses of this host's interfaces that are up (loopback included).
+std::vector<std::string> localIpv4s();
+/// The address to advertise when bound to every interface, as memberlist's GetPrivateIP: the
+/// first private one (10/8, 172.16/12, 192.168/16, 100.64/10) of an interface that is up and
+/// not loopback, else the first other usable one, else 127.0.0.1.
+std::string routableIpv4();
+/// The source address of what a member bound to `bind` and advertised as `advertise` dials:
+/// `bind`, or when that is every interface (0.0.0.0) `advertise` if it is this host's, else ""
+/// (the kernel chooses).
+std::string sourceIpFor(const std::string& bind, const std::string& advertise);
+
 class Membership {
   public:
     using Log = std::function<void(int level, const std::string&)>;  // 0 info, 1 warn
@@ -123,6 +134,12 @@ class Membership {
 
     uint16_t port() const { return port_; }
     const std::string& name() const { return opt_.name; }
+    /// Whether ip:port is this member: its advertised or bound address, or, bound to every
+    /// interface, any address of this host.
+    bool isSelf(const std::string& ip, uint16_t port) const;
+    /// The source address of what this member dials: the bound one, or when bound to every
+    /// interface the advertised one if it is this host's (else "": the kernel's choice).
+    const std::string& sourceIp() const { return sourceIp_; }
     std::vector<MemberInfo> members() const;
     Stats stats() const;
     /// Replaces the keyring (rotation). Only for a member started with keys: false otherwise,
@@ -193,6 +210,7 @@ class Membership {
                      StreamMsg& reply, std::string& error);
 
     // State (all under mu_).
+    std::string sourceIp_;
     Member* find(const std::string& name);
     Bytes localState(bool join);
     void mergeRemote(const PushPull& pp);

@@ -381,9 +381,11 @@ bool Membership::tcpExchange(const std::string& ip, uint16_t port, const Bytes& 
     auto deadline = Clock::now() + opt_.timing.tcpTimeout;
     // From the member's own address (memberlist dials from any): a firewall or a partition
     // then treats every packet of a member alike.
-    sockaddr_in src = sockAddr(opt_.bindIp, 0);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
-        // Not fatal: the kernel then picks the source address, as memberlist always lets it.
+    if (!sourceIp_.empty()) {
+        sockaddr_in src = sockAddr(sourceIp_, 0);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+            // Not fatal: the kernel then picks the source address, as memberlist always lets it.
+        }
     }
     sockaddr_in sa = sockAddr(ip, port);
     int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <cstdio>
@@ -502,16 +503,18 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
             Poco::Net::WebSocket ws(*session, req, resp);
             ws.shutdown();
             return Reach::Slave;
-        } catch (const Poco::Net::ConnectionRefusedException& e) {
-            why = "unreachable (" + std::string(e.displayText()) + ")";
-        } catch (const Poco::TimeoutException& e) {
-            why = "unreachable (" + std::string(e.displayText()) + ")";
-        } catch (const Poco::Net::HostNotFoundException& e) {
-            why = "unreachable (" + std::string(e.displayText()) + ")";
         } catch (const Poco::Exception& e) {
-            // It answered, but not as a slave: a refusal, another protocol (TLS), a closed link.
-            why = "not a slave or refused (" + std::string(e.displayText()) + ")";
-            return Reach::NotSlave;
+            // Down (nobody listens, no route, no answer in time) or answering, but not as a
+            // slave: a refusal, another protocol (TLS), a closed link, a name that resolves to
+            // nothing.
+            const int code = e.code();
+            const bool down = dynamic_cast<const Poco::Net::ConnectionRefusedException*>(&e) ||
+                              dynamic_cast<const Poco::TimeoutException*>(&e) ||
+                              code == EHOSTUNREACH || code == ENETUNREACH || code == EHOSTDOWN ||
+                              code == ETIMEDOUT;
+            why = (down ? "unreachable (" : "not a slave or refused (") +
+                  std::string(e.displayText()) + ")";
+            return down ? Reach::Unreachable : Reach::NotSlave;
         } catch (const std::exception& e) {
             why = std::string("not a slave or refused (") + e.what() + ")";
             return Reach::NotSlave;

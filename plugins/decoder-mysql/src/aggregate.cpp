@@ -58,8 +58,7 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
             ++t.errorCodes[tx.errorCode];
             report::ErrorInfo& info = t.errorInfo[tx.errorCode];  // the latest message
             info.sqlState = tx.sqlState;
-            info.message.assign(tx.errorMessage, 0,
-                                std::min(tx.errorMessage.size(), report::kMaxErrorMessage));
+            info.message = report::boundedMessage(tx.errorMessage);
         } else {
             ++t.otherErrors;
         }
@@ -128,9 +127,7 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
                                tx.errorCode,
                                tx.statusFlags,
                                tx.rowsAffected,
-                               error ? tx.errorMessage.substr(0, std::min(tx.errorMessage.size(),
-                                                                          report::kMaxErrorMessage))
-                                     : std::string()};
+                               error ? report::boundedMessage(tx.errorMessage) : std::string()};
         }
     }
 }

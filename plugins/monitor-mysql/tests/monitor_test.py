@@ -534,9 +534,15 @@ def main():
                 check(took < 1.5 + 1.0, "within the lease (plus one renewal)")
                 heard = subscribe(redis.port, "mysqlprobe-switch")
                 a.kill9()
-                wait_for(lambda: states(second)["b"]["role"] == "master" or
-                         states(second)["c"]["role"] == "master", 30,
-                         "the acting monitor to fail over on its own")
+                try:
+                    wait_for(lambda: states(second)["b"]["role"] == "master" or
+                             states(second)["c"]["role"] == "master", 30,
+                             "the acting monitor to fail over on its own")
+                except AssertionError:
+                    print("status:\n" + second.get("/mysql/status"))
+                    print("operations:\n" + second.get("/mysql/operations"))
+                    print("node log:\n" + second.log()[-8000:])
+                    raise
                 roles = {n: v["role"] for n, v in states(second).items()}
                 check(True, f"failover by the second monitor: {roles}")
                 new_master = b if roles["b"] == "master" else c

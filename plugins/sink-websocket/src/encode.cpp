@@ -79,13 +79,6 @@ void writeShare(std::string& out, const Share& s) {
            ",\"i\":" + std::to_string(s.noIndex) + ",\"j\":" + std::to_string(s.slowFlag);
 }
 
-// The original's template key: the MD5 of the template text, 32 hex digits.
-std::string md5Hex(const std::string& text) {
-    Poco::MD5Engine md5;
-    md5.update(text);
-    return Poco::DigestEngine::digestToHex(md5.digest());
-}
-
 // One slow query as the original's Message.
 std::string slowMessage(const Object::Ptr& s) {
     double us = num<double>(s, "latency_us");
@@ -258,6 +251,12 @@ std::optional<std::string> toMysqlProbeV1(std::string_view nativeJson) {
     }
     out += "}";
     return out;
+}
+
+std::string md5Hex(const std::string& text) {
+    Poco::MD5Engine md5;
+    md5.update(text);
+    return Poco::DigestEngine::digestToHex(md5.digest());
 }
 
 std::string snappyCompress(std::string_view in) {

@@ -21,6 +21,9 @@ enum class Compression { None, Snappy };
 /// Throws std::runtime_error on a report that is not the native format.
 std::optional<std::string> toMysqlProbeV1(std::string_view nativeJson);
 
+/// The original probe's template key: the MD5 of the template text, 32 hex digits.
+std::string md5Hex(const std::string& text);
+
 std::string snappyCompress(std::string_view in);
 /// False on input that is not a valid snappy block (or would exceed `maxOut` bytes).
 bool snappyUncompress(std::string_view in, std::string& out, size_t maxOut);

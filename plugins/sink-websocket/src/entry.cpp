@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <mp/original_api.hpp>
 #include <mp/pusher.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "encode.hpp"
@@ -19,7 +21,7 @@ namespace {
 const mp_property kProps[] = {
     {"path", MP_PROP_STRING, 0, "/collector", "websocket path on the host's server", 0, 0, nullptr},
     {"format", MP_PROP_STRING, 0, "auto", "report format: native JSON, or the original Go probe's (snappy short-key JSON); auto: mysqlprobe-v1 when api is original, else native. A /collector client may ask for another with ?format=", 0, 0, "auto|native|mysqlprobe-v1"},
-    {"api", MP_PROP_STRING, 0, "native", "whose clients this node serves by default: native, or the original probe's (format auto becomes mysqlprobe-v1); the host sets original for a file with only the original's keys", 0, 0, "native|original"},
+    {"api", MP_PROP_STRING, 0, "native", "whose clients this node serves by default: native, or the original probe's (format auto becomes mysqlprobe-v1); the host sets original for a file with only the original's keys", 0, 0, mp::original::kApiValues},
     {"compression", MP_PROP_STRING, 0, "none", "compression of native reports (mysqlprobe-v1 is always snappy)", 0, 0, "none|snappy"},
     {"pusher_servers", MP_PROP_STRING_LIST, 0, "", "ws://host:port servers to push reports to (one at a time, next on failure)", 0, 0, nullptr},
     {"pusher_path", MP_PROP_STRING, 0, "/", "websocket path on the pusher servers", 0, 0, nullptr},
@@ -42,11 +44,13 @@ class WebsocketSink : public mp::Plugin {
         : Plugin(host),
           path_(cfg.str("path")),
           format_(cfg.str("format") == "mysqlprobe-v1" ||
-                          (cfg.str("format") == "auto" && cfg.str("api") == "original")
+                          (cfg.str("format") == "auto" &&
+                           mp::original::parseApi(cfg.str("api")) == mp::original::Api::Original)
                       ? mp::ws::Format::MysqlProbeV1
                       : mp::ws::Format::Native),
-          compression_(cfg.str("compression") == "snappy" ? mp::ws::Compression::Snappy
-                                                          : mp::ws::Compression::None),
+          compression_(cfg.str("compression") == "snappy" && format_ == mp::ws::Format::Native
+                           ? mp::ws::Compression::Snappy
+                           : mp::ws::Compression::None),  // mysqlprobe-v1: snappy always
           sent_(host.counter("reports_sent_total", "report messages queued to websocket clients")),
           encodeErrors_(host.counter("encode_errors_total", "reports that could not be encoded")),
           skipped_(host.counter("reports_skipped_total",
@@ -125,35 +129,40 @@ class WebsocketSink : public mp::Plugin {
         }
         const std::string_view report(reinterpret_cast<const char*>(ev.payload.data),
                                       ev.payload.len);
-        // One encoding per variant that someone asked for, made once per report.
+        // One encoding per variant that someone asked for, made once per report and outside the
+        // lock (add/remove run on the host's event loop: it never waits for an encoding).
+        const Variant configured{format_, compression_};
+        std::set<Variant> wanted{configured};
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (const auto& [c, v] : conns_) {
+                wanted.insert(v);
+            }
+        }
         std::map<Variant, std::optional<mp::push::Encoded>> encoded;
         bool failed = false;
-        auto encode = [&](const Variant& v) -> const std::optional<mp::push::Encoded>& {
-            auto it = encoded.find(v);
-            if (it == encoded.end()) {
-                std::optional<mp::push::Encoded> msg;
-                try {
-                    msg = mp::ws::encodeReport(report, v.first, v.second);
-                } catch (const std::exception& e) {
-                    if (!failed) {
-                        encodeErrors_.add();
-                        host().warn(std::string("report not sent: ") + e.what());
-                    }
-                    failed = true;
+        for (const Variant& v : wanted) {
+            std::optional<mp::push::Encoded> msg;
+            try {
+                msg = mp::ws::encodeReport(report, v.first, v.second);
+            } catch (const std::exception& e) {
+                if (!failed) {
+                    encodeErrors_.add();
+                    host().warn(std::string("report not sent: ") + e.what());
                 }
-                it = encoded.emplace(v, std::move(msg)).first;
+                failed = true;
             }
-            return it->second;
-        };
-        const Variant configured{format_, compression_};
-        if (!encode(configured) && !failed) {
+            encoded.emplace(v, std::move(msg));
+        }
+        if (!encoded[configured] && !failed) {
             skipped_.add();
         }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             for (const auto& [c, v] : conns_) {
-                const auto& msg = encode(v);
-                if (msg) {
+                auto it = encoded.find(v);  // absent: a client that came since (the next one)
+                if (it != encoded.end() && it->second) {
+                    const auto& msg = it->second;
                     host().api()->ws_send(
                         c, msg->opcode,
                         mp_bytes{reinterpret_cast<const uint8_t*>(msg->data.data()),
@@ -186,6 +195,9 @@ class WebsocketSink : public mp::Plugin {
                 return MP_EINVAL;
             }
             v.second = *z == "snappy" ? mp::ws::Compression::Snappy : mp::ws::Compression::None;
+        }
+        if (v.first == mp::ws::Format::MysqlProbeV1) {
+            v.second = mp::ws::Compression::None;  // always snappy: one encoding, not two
         }
         std::lock_guard<std::mutex> lock(mutex_);
         conns_[c] = v;

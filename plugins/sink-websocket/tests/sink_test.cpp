@@ -5,7 +5,6 @@
 // never reads does not hold the others back, /config/update changes the interval.
 #include <Poco/Buffer.h>
 #include <Poco/JSON/Array.h>
-#include <Poco/MD5Engine.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/NetException.h>
@@ -112,13 +111,6 @@ std::string receive(Poco::Net::WebSocket& ws, int& opcode) {
     }
 }
 
-// What the original's consumers take as a template's key: the MD5 of its text, in hex.
-std::string md5Hex(const std::string& text) {
-    Poco::MD5Engine md5;
-    md5.update(text);
-    return Poco::DigestEngine::digestToHex(md5.digest());
-}
-
 // The offline report of the bundled capture: template id -> count (and by the original's key,
 // the MD5 of the fingerprint), and the command totals.
 struct Totals {
@@ -130,7 +122,7 @@ struct Totals {
         for (size_t i = 0; t && i < t->size(); ++i) {
             Object::Ptr o = t->getObject(static_cast<unsigned>(i));
             templates[o->getValue<std::string>("id")] += o->getValue<uint64_t>("count");
-            byMd5[md5Hex(o->getValue<std::string>("fingerprint"))] +=
+            byMd5[mp::ws::md5Hex(o->getValue<std::string>("fingerprint"))] +=
                 o->getValue<uint64_t>("count");
         }
         Object::Ptr c = report->getObject("totals")->getObject("commands");
@@ -229,7 +221,7 @@ TEST_SUITE("sink-websocket") {
             CHECK(s->getValue<double>("m") <= s->getValue<double>("o"));
             CHECK(s->getValue<double>("o") <= s->getValue<double>("n"));
             // The original's key: the MD5 of the template text, as its consumers check it.
-            CHECK(s->getValue<std::string>("a") == md5Hex(s->getValue<std::string>("b")));
+            CHECK(s->getValue<std::string>("a") == mp::ws::md5Hex(s->getValue<std::string>("b")));
             CHECK(want.byMd5.count(s->getValue<std::string>("a")) == 1);
         }
         CHECK(count == wantCount);

@@ -8,6 +8,7 @@
 
 #include <Poco/JSON/Object.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -152,6 +153,17 @@ struct ErrorInfo {
     std::string message;   // at most kMaxErrorMessage bytes
 };
 inline constexpr size_t kMaxErrorMessage = 256;
+
+/// `text` cut to kMaxErrorMessage bytes, never inside a UTF-8 sequence.
+inline std::string boundedMessage(std::string_view text) {
+    size_t n = std::min(text.size(), kMaxErrorMessage);
+    if (n < text.size()) {
+        while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) {
+            --n;  // text[n] continues a sequence: cut before the sequence's first byte
+        }
+    }
+    return std::string(text.substr(0, n));
+}
 
 struct TemplateStats {
     std::string fingerprint;
