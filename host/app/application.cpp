@@ -47,7 +47,10 @@ void Application::defineOptions(Poco::Util::OptionSet& options) {
     options.addOption(Option("port", "", "MySQL server port(s) to watch, e.g. 3306 or 3306,3307")
                           .argument("PORTS"));
     options.addOption(
-        Option("format", "", "offline report format: json (default) or table").argument("FMT"));
+        Option("format", "",
+               "offline report format: table, json, or auto (the default: table when stdout is a "
+               "terminal, json when it is a pipe or a file)")
+            .argument("FMT"));
     options.addOption(
         Option("serverport", "", "override serverport (HTTP port; 0: any)").argument("PORT"));
     options.addOption(Option("plugin-dir", "", "also load plugins from DIR (repeatable)")
@@ -75,8 +78,8 @@ void Application::handleOption(const std::string& name, const std::string& value
     } else if (name == "port") {
         ports_ = value;
     } else if (name == "format") {
-        if (value != "json" && value != "table") {
-            usageError_ = "--format takes json or table, not '" + value + "'";
+        if (value != "json" && value != "table" && value != "auto") {
+            usageError_ = "--format takes table, json or auto, not '" + value + "'";
         }
         format_ = value;
     } else if (name == "serverport") {
@@ -181,7 +184,8 @@ int Application::runHost() {
         bool offline = configFile_.empty() && readFile_.has_value();
         ro.serveHttp = !offline;
         ro.printFinalReport = readFile_.has_value();
-        ro.reportFormat = format_;
+        ro.reportFormat =
+            format_ != "auto" ? format_ : (::isatty(STDOUT_FILENO) == 1 ? "table" : "json");
         Runtime rt(cfg, ro);
         rt.loadPlugins();
         if (listPlugins_) {

@@ -34,7 +34,7 @@ class Application : public Poco::Util::ServerApplication {
     std::optional<std::string> ports_;
     std::optional<int> serverPort_;
     std::vector<std::string> pluginDirs_;
-    std::string format_ = "json";
+    std::string format_ = "auto";  // table on a terminal, JSON into a pipe or a file
     std::string usageError_;
 };
 

@@ -222,6 +222,18 @@ TEST_SUITE("process") {
         REQUIRE(mptest::run(table) == 0);
         CHECK(table.out().find("commands: COM_QUERY=400 COM_QUIT=2") != std::string::npos);
         CHECK(table.out().find("select c from sbtest") != std::string::npos);
+        // With no --format: a table on a terminal (script(1) gives it one), JSON into a file
+        // (the JSON above was read from a file).
+        Process tty({"/usr/bin/script", "-qec",
+                     mptest::binary() + " -r " + data("pcap/sysbench_text_rw_2t_20tx.pcap"),
+                     "/dev/null"});
+        REQUIRE(mptest::run(tty) == 0);
+        CHECK(tty.out().find("commands: COM_QUERY=400 COM_QUIT=2") != std::string::npos);
+        CHECK(tty.out().find("\"templates\"") == std::string::npos);
+        Process bad({mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"), "--format",
+                     "xml"});
+        CHECK(mptest::run(bad) == 2);
+        CHECK(bad.err().find("--format takes table, json or auto, not 'xml'") != std::string::npos);
         Process other(
             {mptest::binary(), "-r", data("pcap/sysbench_text_rw_2t_20tx.pcap"), "--port", "3307"});
         REQUIRE(mptest::run(other) == 0);
