@@ -618,10 +618,16 @@ std::string Monitor::doFailover() {
                                    "that does not answer (use switchover)");
         }
         // Candidates replicate from the dead master (OK, or SYNCING now that it is gone); a
-        // DETACHED, LOST or paused node may lack what the master wrote: never promoted.
+        // DETACHED, LOST or paused node may lack what the master wrote, and one whose
+        // replication stopped on an error (diverged, or failing to apply) may hold something
+        // else: never promoted.
         for (const auto& [name, r] : reg_.nodes) {
             State s = views_[name].state;
-            if (name != old && r.role != Role::None && (s == State::Ok || s == State::Syncing)) {
+            auto st = statuses_.find(name);
+            const bool broken =
+                st != statuses_.end() && st->second.replica && st->second.replica->stoppedOnError();
+            if (name != old && r.role != Role::None && !broken &&
+                (s == State::Ok || s == State::Syncing)) {
                 replicas.push_back(name);
                 if (r.role == Role::Standby) {
                     standby = name;

@@ -36,6 +36,13 @@ struct ReplicaStatus {
     std::string usingGtid;
     std::string gtidIoPos;
     bool relayApplied() const { return readFile == execFile && readPos == execPos; }
+    /// A thread stopped on an error (the IO thread refused by the master, e.g. 1236 for a
+    /// diverged replica, or the SQL thread failing to apply): what it holds may differ from the
+    /// master's stream. A thread still reconnecting ("Connecting") is no such stop.
+    bool stoppedOnError() const {
+        return (ioRunning == "No" && !lastIoError.empty()) ||
+               (sqlRunning == "No" && !lastSqlError.empty());
+    }
 };
 
 /// What one poll of one instance saw.

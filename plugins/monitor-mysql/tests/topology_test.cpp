@@ -86,6 +86,23 @@ TEST_SUITE("monitor-mysql") {
               "{\"master\":{\"containers\":[]},\"slave\":{\"containers\":[]}}");
     }
 
+    TEST_CASE("a replication stopped on an error, not one reconnecting, disqualifies") {
+        mp::monitor::ReplicaStatus r;
+        r.ioRunning = "Connecting";  // the master died: it retries
+        r.sqlRunning = "Yes";
+        r.lastIoError = "error reconnecting to master";
+        CHECK_FALSE(r.stoppedOnError());
+        r.ioRunning = "No";  // refused by the master: 1236, diverged
+        r.lastIoError = "Got fatal error 1236 from master when reading data from binary log";
+        CHECK(r.stoppedOnError());
+        r = mp::monitor::ReplicaStatus{};
+        r.ioRunning = "Yes";
+        r.sqlRunning = "No";
+        CHECK_FALSE(r.stoppedOnError());  // stopped by hand
+        r.lastSqlError = "Duplicate entry";
+        CHECK(r.stoppedOnError());
+    }
+
     TEST_CASE("GTID positions: per domain, covers and weight") {
         auto g = parseGtids("0-1-100,1-2-7, 2-3-9");
         CHECK(g.size() == 3);
