@@ -146,6 +146,7 @@ class GossipCluster : public mp::Plugin {
             throw mp::Error("cluster advertise '" + opt_.advertiseIp +
                             "' is not an IPv4 address other members can reach");
         }
+        sourceIp_ = mp::gossip::sourceIpFor(opt_.bindIp, opt_.advertiseIp);
         std::string profile = cfg.str("profile");
         if (profile == "local") {
             opt_.timing.probeTimeout = mp::gossip::Ms(200);
@@ -187,7 +188,7 @@ class GossipCluster : public mp::Plugin {
         configDir_ = host.get("state.dir").value_or(".");
         if (!slave_) {
             mp::gossip::InboxOptions io;
-            io.bindIp = mp::gossip::sourceIpFor(opt_.bindIp, opt_.advertiseIp);
+            io.bindIp = sourceIp_;
             io.authorization = peerAuthorization_;
             io.tls = tls_;
             io.holdLimit = holdLimit_;
@@ -282,7 +283,7 @@ class GossipCluster : public mp::Plugin {
             po.tls = tls_;                          // tls.ca_file: masters over TLS
             po.bufferReports = bufferReports_;
             // From this node's address, as its gossip (and as the inbox's asker checks).
-            po.sourceIp = mp::gossip::sourceIpFor(opt_.bindIp, opt_.advertiseIp);
+            po.sourceIp = sourceIp_;
             po.ack = mp::push::AckMode::Message;
             po.reconnectPeriod = std::chrono::milliseconds(500);
             // A master that is still alive (a view change, a healed partition) acknowledges
@@ -802,6 +803,7 @@ class GossipCluster : public mp::Plugin {
 
     bool slave_;
     mp::original::Api api_;
+    std::string sourceIp_;           // what this node dials from (sourceIpFor: bind, advertise)
     std::string peerAuthorization_;  // "Bearer ..." of auth.cluster_token (a secret)
     mp::push::TlsClient tls_;        // tls.ca_file set: other nodes are dialled with TLS
     std::chrono::seconds reconnect_;

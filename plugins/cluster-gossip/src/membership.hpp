@@ -137,9 +137,6 @@ class Membership {
     /// Whether ip:port is this member: its advertised or bound address, or, bound to every
     /// interface, any address of this host.
     bool isSelf(const std::string& ip, uint16_t port) const;
-    /// The source address of what this member dials: the bound one, or when bound to every
-    /// interface the advertised one if it is this host's (else "": the kernel's choice).
-    const std::string& sourceIp() const { return sourceIp_; }
     std::vector<MemberInfo> members() const;
     Stats stats() const;
     /// Replaces the keyring (rotation). Only for a member started with keys: false otherwise,

@@ -519,7 +519,6 @@ class StaticCluster : public mp::Plugin, public mp::RecordSink {
             why = std::string("not a slave or refused (") + e.what() + ")";
             return Reach::NotSlave;
         }
-        return Reach::Unreachable;
     }
 
     // The original's listnodes: the master's slaves as {name, ip, gossip_port, meta}; a slave
