@@ -252,6 +252,12 @@ TemplateStats* Section::find(std::string_view server, std::string_view schema, u
     return it == templates_.end() ? nullptr : &it->second;
 }
 
+const TemplateStats* Section::find(std::string_view server, std::string_view schema,
+                                   uint64_t id) const {
+    auto it = templates_.find(KeyView{server, schema, id});
+    return it == templates_.end() ? nullptr : &it->second;
+}
+
 TemplateStats* Section::findOrAdd(std::string_view server, std::string_view schema, uint64_t id) {
     auto it = templates_.find(KeyView{server, schema, id});
     if (it != templates_.end()) {
@@ -308,6 +314,95 @@ void Section::merge(const Section& o) {
     }
 }
 
+namespace {
+
+void writeTemplate(std::ostream& out, const TemplateStats& t) {
+    const LatencySketch& l = t.latency;
+    out << "{\"fingerprint\":" << mp::jsonString(t.fingerprint) << ",\"id\":\"" << hex64(t.id)
+        << "\",\"server\":" << mp::jsonString(t.server)
+        << ",\"schema\":" << mp::jsonString(t.schema) << ",\"count\":" << t.count
+        << ",\"errors\":" << t.errors << ",\"errors_by_code\":{";
+    bool f2 = true;
+    for (const auto& [code, c] : t.errorCodes) {
+        out << (f2 ? "" : ",") << '"' << code << "\":" << c;
+        f2 = false;
+    }
+    out << "},\"error_details\":{";
+    f2 = true;
+    for (const auto& [code, info] : t.errorInfo) {
+        out << (f2 ? "" : ",") << '"' << code
+            << "\":{\"sql_state\":" << mp::jsonString(info.sqlState)
+            << ",\"message\":" << mp::jsonString(info.message) << "}";
+        f2 = false;
+    }
+    out << "},\"other_errors\":" << t.otherErrors << ",\"lost\":" << t.lost
+        << ",\"latency_us\":{\"p50\":" << num(l.quantile(0.5))
+        << ",\"p95\":" << num(l.quantile(0.95)) << ",\"p99\":" << num(l.quantile(0.99))
+        << ",\"p999\":" << num(l.quantile(0.999)) << ",\"min\":" << exact(l.min())
+        << ",\"max\":" << exact(l.max()) << ",\"sum\":" << exact(l.sum())
+        << ",\"sketch\":" << l.json() << "},\"rows_returned\":" << t.rowsReturned
+        << ",\"rows_affected\":" << t.rowsAffected << ",\"bytes_in\":" << t.bytesIn
+        << ",\"bytes_out\":" << t.bytesOut << ",\"no_index_used\":" << t.noIndexUsed
+        << ",\"no_good_index_used\":" << t.noGoodIndexUsed << ",\"query_was_slow\":" << t.slowFlag
+        << ",\"in_transaction\":" << t.inTransaction << ",\"warnings\":" << t.warnings
+        << ",\"first_seen_ns\":" << t.firstSeen << ",\"last_seen_ns\":" << t.lastSeen
+        << ",\"sample\":" << mp::jsonString(t.sample) << ",\"slow\":[";
+    bool f3 = true;
+    for (const SlowSample& x : t.slow) {
+        out << (f3 ? "" : ",") << "{\"latency_us\":" << exact(x.us)
+            << ",\"sql\":" << mp::jsonString(x.sql) << ",\"client\":" << mp::jsonString(x.client)
+            << ",\"client_port\":" << x.clientPort << ",\"conn_id\":" << x.connectionId
+            << ",\"user\":" << mp::jsonString(x.user) << ",\"ts_ns\":" << x.ts
+            << ",\"error_code\":" << x.errorCode << ",\"status_flags\":" << x.statusFlags
+            << ",\"rows_affected\":" << x.rowsAffected
+            << ",\"error_message\":" << mp::jsonString(x.errorMessage) << "}";
+        f3 = false;
+    }
+    out << "],\"clients\":";
+    breakdowns(out, t.clients, "addr");
+    out << ",\"users\":";
+    breakdowns(out, t.users, "user");
+    out << "}";
+}
+
+}  // namespace
+
+size_t TemplateStats::heapBytes() const {
+    auto str = [](const std::string& x) { return x.capacity() > 15 ? x.capacity() + 1 : 0; };
+    size_t n = sizeof(TemplateStats) + str(fingerprint) + str(server) + str(schema) + str(sample) +
+               latency.heapBytes();
+    constexpr size_t kMapNode = 48;  // a std::map node's links and colour
+    n += errorCodes.size() * (kMapNode + 16);
+    for (const auto& [code, info] : errorInfo) {
+        n += kMapNode + sizeof(ErrorInfo) + str(info.sqlState) + str(info.message);
+    }
+    n += slow.capacity() * sizeof(SlowSample);
+    for (const SlowSample& x : slow) {
+        n += str(x.sql) + str(x.client) + str(x.user) + str(x.errorMessage);
+    }
+    for (const auto& [name, b] : clients.named) {
+        n += sizeof(std::pair<std::string, Breakdown>) + str(name);
+    }
+    for (const auto& [name, b] : users.named) {
+        n += sizeof(std::pair<std::string, Breakdown>) + str(name);
+    }
+    return n;
+}
+
+std::string TemplateStats::json() const {
+    std::ostringstream out;
+    writeTemplate(out, *this);
+    return out.str();
+}
+
+size_t Section::heapBytes() const {
+    size_t n = sizeof(Section) + (commands.size() + errorCodes.size() + unresolvedBy.size()) * 96;
+    for (const auto& [k, t] : templates_) {
+        n += t.heapBytes() + sizeof(Key) + k.server.capacity() + k.schema.capacity() + 32;
+    }
+    return n;
+}
+
 std::string Section::json() const {
     std::ostringstream out;
     out << "\"totals\":{\"commands\":{";
@@ -347,53 +442,8 @@ std::string Section::json() const {
     });
     first = true;
     for (const TemplateStats* t : order) {
-        const LatencySketch& l = t->latency;
-        out << (first ? "" : ",") << "{\"fingerprint\":" << mp::jsonString(t->fingerprint)
-            << ",\"id\":\"" << hex64(t->id) << "\",\"server\":" << mp::jsonString(t->server)
-            << ",\"schema\":" << mp::jsonString(t->schema) << ",\"count\":" << t->count
-            << ",\"errors\":" << t->errors << ",\"errors_by_code\":{";
-        bool f2 = true;
-        for (const auto& [code, c] : t->errorCodes) {
-            out << (f2 ? "" : ",") << '"' << code << "\":" << c;
-            f2 = false;
-        }
-        out << "},\"error_details\":{";
-        f2 = true;
-        for (const auto& [code, info] : t->errorInfo) {
-            out << (f2 ? "" : ",") << '"' << code
-                << "\":{\"sql_state\":" << mp::jsonString(info.sqlState)
-                << ",\"message\":" << mp::jsonString(info.message) << "}";
-            f2 = false;
-        }
-        out << "},\"other_errors\":" << t->otherErrors << ",\"lost\":" << t->lost
-            << ",\"latency_us\":{\"p50\":" << num(l.quantile(0.5))
-            << ",\"p95\":" << num(l.quantile(0.95)) << ",\"p99\":" << num(l.quantile(0.99))
-            << ",\"p999\":" << num(l.quantile(0.999)) << ",\"min\":" << exact(l.min())
-            << ",\"max\":" << exact(l.max()) << ",\"sum\":" << exact(l.sum())
-            << ",\"sketch\":" << l.json() << "},\"rows_returned\":" << t->rowsReturned
-            << ",\"rows_affected\":" << t->rowsAffected << ",\"bytes_in\":" << t->bytesIn
-            << ",\"bytes_out\":" << t->bytesOut << ",\"no_index_used\":" << t->noIndexUsed
-            << ",\"no_good_index_used\":" << t->noGoodIndexUsed
-            << ",\"query_was_slow\":" << t->slowFlag << ",\"in_transaction\":" << t->inTransaction
-            << ",\"warnings\":" << t->warnings << ",\"first_seen_ns\":" << t->firstSeen
-            << ",\"last_seen_ns\":" << t->lastSeen << ",\"sample\":" << mp::jsonString(t->sample)
-            << ",\"slow\":[";
-        bool f3 = true;
-        for (const SlowSample& x : t->slow) {
-            out << (f3 ? "" : ",") << "{\"latency_us\":" << exact(x.us)
-                << ",\"sql\":" << mp::jsonString(x.sql)
-                << ",\"client\":" << mp::jsonString(x.client) << ",\"client_port\":" << x.clientPort
-                << ",\"conn_id\":" << x.connectionId << ",\"user\":" << mp::jsonString(x.user)
-                << ",\"ts_ns\":" << x.ts << ",\"error_code\":" << x.errorCode
-                << ",\"status_flags\":" << x.statusFlags << ",\"rows_affected\":" << x.rowsAffected
-                << ",\"error_message\":" << mp::jsonString(x.errorMessage) << "}";
-            f3 = false;
-        }
-        out << "],\"clients\":";
-        breakdowns(out, t->clients, "addr");
-        out << ",\"users\":";
-        breakdowns(out, t->users, "user");
-        out << "}";
+        out << (first ? "" : ",");
+        writeTemplate(out, *t);
         first = false;
     }
     out << "]";

@@ -42,6 +42,8 @@ class LatencySketch {
 
     static int index(double us);
     static double value(int index);
+    /// Heap bytes held by the buckets.
+    size_t heapBytes() const { return counts_.capacity() * sizeof(uint64_t); }
 
     /// Rebuilds a sketch from its JSON parts (a report of another node); false when they do
     /// not fit together (bucket indices out of range, counts that do not add up).
@@ -198,6 +200,11 @@ struct TemplateStats {
     static constexpr size_t kMaxErrorCodes = 16;
     static constexpr size_t kMaxSlow = 5;
     void merge(const TemplateStats& o);
+    /// One element of a report's "templates" array.
+    std::string json() const;
+    /// Bytes this template holds (itself, its strings, buckets, samples and breakdowns): what a
+    /// holder of many reports counts against its memory bound.
+    size_t heapBytes() const;
 };
 
 /// A report's decoder section: totals and templates, keyed by (server, schema, id).
@@ -222,9 +229,12 @@ class Section {
 
     /// The template of (server, schema, id), created when there is room; nullptr when full.
     TemplateStats* find(std::string_view server, std::string_view schema, uint64_t id);
+    const TemplateStats* find(std::string_view server, std::string_view schema, uint64_t id) const;
     TemplateStats* findOrAdd(std::string_view server, std::string_view schema, uint64_t id);
     void merge(const Section& o);
     size_t templateCount() const { return templates_.size(); }
+    /// Bytes held by the templates and totals (TemplateStats::heapBytes, plus the table).
+    size_t heapBytes() const;
     template <class F>
     void forEachTemplate(F f) const {
         for (const auto& [k, t] : templates_) {
