@@ -21,6 +21,8 @@ pkgs=(
   librabbitmq-dev rabbitmq-server python3-pika
   # monitor-mysql and proxy-mysql: Redis coordination; haproxy as the proxy's peer in bench/
   redis-server haproxy
+  # console-web: its page in a real browser (headless chromium driven by selenium)
+  chromium chromium-driver python3-selenium
 )
 missing=()
 for p in "${pkgs[@]}"; do
