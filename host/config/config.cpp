@@ -731,6 +731,9 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
     if (!sinksGiven && !offlineOnly) {
         sinks.push_back(
             implicitSlot("sinks[0]", MP_KIND_SINK, defaultPlugin(MP_KIND_SINK), "(default sink)"));
+        // The web console at `/` (read role for its data, as /collector): on by default, so
+        // that a node shows something to a person with a browser.
+        sinks.push_back(implicitSlot("sinks[1]", MP_KIND_SINK, "console-web", "(default console)"));
     }
 
     for (const char* slot : {"capture", "decoder", "cluster"}) {

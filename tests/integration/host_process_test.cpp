@@ -116,7 +116,7 @@ TEST_SUITE("process") {
         REQUIRE(httpGet(port, "/health", body) == 200);
         auto health = parseJson(body);
         auto plugins = health->getArray("plugins");
-        REQUIRE(plugins->size() == 4);
+        REQUIRE(plugins->size() == 5);
         std::set<std::string> names;
         for (size_t i = 0; i < plugins->size(); ++i) {
             names.insert(
@@ -124,7 +124,10 @@ TEST_SUITE("process") {
             CHECK(plugins->getObject(static_cast<unsigned>(i))->getValue<bool>("running"));
         }
         CHECK(names == std::set<std::string>{"capture-pcap", "decoder-mysql", "cluster-static",
-                                             "sink-websocket"});
+                                             "sink-websocket", "console-web"});
+        // The default console: its page at / (anyone), its data for the read role.
+        REQUIRE(httpGet(port, "/", body) == 200);
+        CHECK(body.find("<title>mysqlprobe console</title>") != std::string::npos);
         CHECK(httpGet(port, "/missing", body) == 404);
         // Frames flow from the capture plugin through the stream layer to the decoder.
         REQUIRE(mptest::eventually([&] {

@@ -62,6 +62,7 @@ TEST_SUITE("config") {
         CHECK(slotPlugin(cfg, "decoder") == "decoder-mysql");
         CHECK(slotPlugin(cfg, "cluster") == "cluster-gossip");
         CHECK(slotPlugin(cfg, "sinks[0]") == "sink-websocket");
+        CHECK(slotPlugin(cfg, "sinks[1]") == "console-web");  // the console at /
         // The watcher keys are accepted and said to be unused.
         bool warned = false;
         for (const auto& w : cfg.warnings) {
