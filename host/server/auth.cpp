@@ -70,21 +70,6 @@ uint32_t roleFromName(std::string_view name) {
     return 0;
 }
 
-const char* roleName(uint32_t role) {
-    switch (role) {
-        case MP_ROLE_ANYONE:
-            return "anyone";
-        case MP_ROLE_READ:
-            return "read";
-        case MP_ROLE_PEER:
-            return "peer";
-        case MP_ROLE_ADMIN:
-            return "admin";
-        default:
-            return "admin";  // MP_ROLE_DEFAULT and unknown values mean the safest
-    }
-}
-
 bool isLoopback(std::string_view ip) {
     Poco::Net::IPAddress a;
     if (!Poco::Net::IPAddress::tryParse(std::string(ip), a)) {

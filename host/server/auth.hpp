@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <mp/sdk.hpp>  // mp::roleName
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,7 +31,6 @@ struct AuthConfig {
 
 /// MP_ROLE_* from "anyone", "read", "peer", "admin"; 0 when unknown.
 uint32_t roleFromName(std::string_view name);
-const char* roleName(uint32_t role);
 
 /// The identity of one request, as the server established it.
 struct Caller {

@@ -37,19 +37,6 @@ const char* contentType(std::string_view path) {
     return "text/html; charset=utf-8";
 }
 
-const char* roleName(uint32_t role) {
-    switch (role) {
-        case MP_ROLE_ADMIN:
-            return "admin";
-        case MP_ROLE_PEER:
-            return "peer";
-        case MP_ROLE_READ:
-            return "read";
-        default:
-            return "anyone";
-    }
-}
-
 class Console : public mp::Plugin {
   public:
     Console(mp::Host host, const mp::Config& cfg)
@@ -139,7 +126,7 @@ class Console : public mp::Plugin {
         const std::string principal =
             hasRole ? std::string(req->principal.data, req->principal.len) : "";
         host().replyJson(resp, 200,
-                         std::string("{\"role\":\"") + roleName(role) +
+                         std::string("{\"role\":\"") + mp::roleName(role) +
                              "\",\"principal\":" + mp::jsonString(principal) + "}");
     }
 

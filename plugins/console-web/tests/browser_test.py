@@ -17,6 +17,7 @@ python3-selenium, against real nodes.
 Screenshots go to the folder given as the third argument (CI artefacts).
 
 Usage: browser_test.py MYSQLPROBE SOURCE_DIR SCREENSHOT_DIR"""
+import contextlib
 import json
 import os
 import shutil
@@ -88,6 +89,29 @@ def offline(pcap):
     out = subprocess.run([binary, "-r", pcap, "--port", "3306", "--format", "json"],
                          capture_output=True, check=True).stdout
     return json.loads(out)
+
+
+@contextlib.contextmanager
+def console(node, token, width=1400, height=1000):
+    """A browser on the node's console, signed in with `token`."""
+    d = browser(width, height)
+    try:
+        d.get(f"http://127.0.0.1:{node.http_port}/")
+        sign_in(d, token)
+        yield d
+    finally:
+        d.quit()
+
+
+def post_admin(node, path, **params):
+    """A change of state with the admin token (form parameters in the body)."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{node.http_port}{path}", method="POST",
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"Authorization": "Bearer " + ADMIN_TOKEN,
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.read()
 
 
 def sign_in(d, token):
@@ -230,10 +254,7 @@ def roles_node():
         source, "tests/data/pcap/edge_cases_small.pcap")
     with Probe(binary, node_yaml(port, cfg, extra)) as node:
         for token, admin in ((READ_TOKEN, False), (ADMIN_TOKEN, True)):
-            d = browser()
-            try:
-                d.get(f"http://127.0.0.1:{node.http_port}/")
-                sign_in(d, token)
+            with console(node, token) as d:
                 wait_for(lambda: d.find_element(By.ID, "replication").is_displayed(), 15,
                          "the replication panel")
                 wait_for(lambda: len(d.find_elements(By.CSS_SELECTOR, "#repl-nodes tbody tr"))
@@ -251,8 +272,6 @@ def roles_node():
                 d.execute_script("document.getElementById('replication').scrollIntoView()")
                 d.save_screenshot(os.path.join(
                     shots, f"replication-{'admin' if admin else 'read'}.png"))
-            finally:
-                d.quit()
 
 
 def cluster_nodes():
@@ -262,14 +281,8 @@ def cluster_nodes():
     cfg = "{plugin: capture-pcap, config: {file: %s}}" % pcap
     with Probe(binary, node_yaml(free_port(), cfg, cluster="cluster-static")) as slave, \
             Probe(binary, node_yaml(free_port(), None, cluster="cluster-static")) as master:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{master.http_port}/cluster/join?addr=127.0.0.1:{slave.http_port}",
-            method="POST", data=b"", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
-        urllib.request.urlopen(req, timeout=10).read()
-        d = browser()
-        try:
-            d.get(f"http://127.0.0.1:{master.http_port}/")
-            sign_in(d, READ_TOKEN)
+        post_admin(master, "/cluster/join", addr=f"127.0.0.1:{slave.http_port}")
+        with console(master, READ_TOKEN) as d:
             wait_for(lambda: d.find_element(By.ID, "cluster").is_displayed(), 15,
                      "the cluster panel")
             addr = f"127.0.0.1:{slave.http_port}"
@@ -292,8 +305,6 @@ def cluster_nodes():
                   "the master's window counts every execution of the slave's capture once")
             d.execute_script("document.getElementById('cluster').scrollIntoView()")
             d.save_screenshot(os.path.join(shots, "cluster-static.png"))
-        finally:
-            d.quit()
 
 
 def drops_node():
@@ -319,10 +330,7 @@ def drops_node():
         "probe: {port: 3306}", f"probe: {{device: lo, port: {target}}}") + \
         "stream: {ring_kb: 64}\n"
     with Probe(binary, yaml) as node:
-        d = browser()
-        try:
-            d.get(f"http://127.0.0.1:{node.http_port}/")
-            sign_in(d, READ_TOKEN)
+        with console(node, READ_TOKEN) as d:
             wait_for(lambda: d.find_element(By.ID, "main").is_displayed(), 10, "the console")
             check("bad" not in d.find_element(By.ID, "capture").get_attribute("class"),
                   "the capture panel is not red before drops")
@@ -353,9 +361,7 @@ def drops_node():
             check("drops" in d.find_element(By.ID, "capture-status").text,
                   "the badge says drops")
             d.save_screenshot(os.path.join(shots, "capture-drops.png"))
-        finally:
-            d.quit()
-            srv.close()
+        srv.close()
 
 
 def switchover_node():
@@ -363,15 +369,6 @@ def switchover_node():
     sys.path.insert(0, os.path.join(source, "plugins", "monitor-mysql", "tests"))
     import monitor_test as mt  # its servers' settings, accounts and SQL helper
     from harness import MariaDB
-
-    def post(probe, path, **params):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{probe.http_port}{path}", method="POST",
-            data=urllib.parse.urlencode(params).encode(),
-            headers={"Authorization": "Bearer " + ADMIN_TOKEN,
-                     "Content-Type": "application/x-www-form-urlencoded"})
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.loads(r.read())
 
     def status(node):
         req = urllib.request.Request(f"http://127.0.0.1:{node.http_port}/mysql/status",
@@ -395,16 +392,13 @@ def switchover_node():
         with Probe(binary, node_yaml(free_port(), cfg, extra)) as node:
             wait_for(lambda: {n: s["state"] for n, s in status(node).items()} ==
                      {"a": "UNREGISTERED", "b": "UNREGISTERED"}, 30, "both servers polled")
-            post(node, "/mysql/register", node="a", role="master")
-            post(node, "/mysql/register", node="b", role="standby")
-            post(node, "/mysql/activate", node="b")
+            post_admin(node, "/mysql/register", node="a", role="master")
+            post_admin(node, "/mysql/register", node="b", role="standby")
+            post_admin(node, "/mysql/activate", node="b")
             wait_for(lambda: {n: s["state"] for n, s in status(node).items()} ==
                      {"a": "OK", "b": "OK"}, 30, "a master and its standby OK")
             mt.sql(a, "CREATE DATABASE app")
-            d = browser()
-            try:
-                d.get(f"http://127.0.0.1:{node.http_port}/")
-                sign_in(d, ADMIN_TOKEN)
+            with console(node, ADMIN_TOKEN) as d:
                 button = wait_for(lambda: d.find_elements(
                     By.CSS_SELECTOR, "button[data-op=switchover][data-node=b]"), 20,
                     "the switchover button for b")[0]
@@ -429,8 +423,6 @@ def switchover_node():
                 check("switchover ok" in history, f"the operation is in the history ({history})")
                 d.execute_script("document.getElementById('replication').scrollIntoView()")
                 d.save_screenshot(os.path.join(shots, "replication-switchover.png"))
-            finally:
-                d.quit()
 
 
 for pcap in ("sysbench_text_rw_2t_20tx", "sysbench_ps_rw_2t_20tx", "edge_cases_small"):

@@ -470,6 +470,21 @@ class Plugin {
     Host host_;
 };
 
+/// A role's name: "anyone", "read", "peer" or "admin" (MP_ROLE_DEFAULT and unknown values are
+/// "admin": what the host requires of a route that did not say).
+inline const char* roleName(uint32_t role) {
+    switch (role) {
+        case MP_ROLE_ANYONE:
+            return "anyone";
+        case MP_ROLE_READ:
+            return "read";
+        case MP_ROLE_PEER:
+            return "peer";
+        default:
+            return "admin";
+    }
+}
+
 /// {"error": why}, the body of every error a plugin's route answers.
 inline std::string errorJson(std::string_view why) { return "{\"error\":" + jsonString(why) + "}"; }
 
