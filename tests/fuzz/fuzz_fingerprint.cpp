@@ -2,7 +2,8 @@
 // Fuzz target: the decoder's fingerprint memo (plugins/decoder-mysql/src/fingerprint.hpp). The
 // cache is first given a variant of the input with other digits, other string contents and
 // other number lengths (the same shape when the shape scan is right), then the input itself:
-// what it returns must be exactly what the tokenizer computes for the input.
+// what it returns must be exactly what the tokenizer computes for the input. And the masked
+// statement of samples: masked stays within its bound.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -26,6 +27,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             variant += c == 'a' ? 'b' : c;
         } else {
             variant += c;
+        }
+    }
+    // The masked sample (samples: masked) stays within its bound, whatever the input.
+    for (size_t maxOut : {size_t{4096}, size_t{16}}) {
+        if (mp::mysql::maskLiterals(sql, maxOut).size() > maxOut + 3) {
+            __builtin_trap();
         }
     }
     for (size_t maxOut : {size_t{4096}, size_t{16}}) {

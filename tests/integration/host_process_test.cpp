@@ -5,8 +5,11 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <map>
+#include <mp/report.hpp>
 #include <set>
 
+#include "fingerprint.hpp"
 #include "support/node.hpp"
 
 using namespace std::chrono_literals;
@@ -29,7 +32,7 @@ TEST_SUITE("process") {
     TEST_CASE("--version, --help, and usage errors") {
         Process v({mptest::binary(), "--version"});
         CHECK(mptest::run(v) == 0);
-        CHECK(v.out().find("mysqlprobe 0.6.0 (plugin ABI 1.6)") == 0);
+        CHECK(v.out().find("mysqlprobe 0.7.0 (plugin ABI 1.6)") == 0);
         Process h({mptest::binary(), "--help"});
         CHECK(mptest::run(h) == 0);
         CHECK(h.out().find("--list-plugins") != std::string::npos);
@@ -49,10 +52,10 @@ TEST_SUITE("process") {
         REQUIRE(mptest::run(p) == 0);
         std::string out = p.out();
         for (const char* line :
-             {"capture-pcap  capture  0.1.0  ABI 1.6", "decoder-mysql  decoder  0.2.0  ABI 1.6",
+             {"capture-pcap  capture  0.1.0  ABI 1.6", "decoder-mysql  decoder  0.3.0  ABI 1.6",
               "cluster-static  cluster  0.1.0  ABI 1.6", "cluster-gossip  cluster  0.3.0  ABI 1.6",
               "sink-websocket  sink  0.1.0  ABI 1.6", "sink-amqp  sink  0.2.0  ABI 1.6",
-              "source-amqp  source  0.1.0  ABI 1.6"}) {
+              "source-amqp  source  0.1.0  ABI 1.6", "console-web  sink  0.1.0  ABI 1.6"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
         }
         CHECK(out.find("snaplen                int    default \"0\" [0..262144]") !=
@@ -323,6 +326,84 @@ TEST_SUITE("process") {
         REQUIRE(mptest::run(table) == 0);
         CHECK(table.out().find("executes of unknown statements: " + std::to_string(unresolved)) !=
               std::string::npos);
+    }
+
+    TEST_CASE("offline: samples raw, masked or none; the templates are the same") {
+        auto run = [&](const std::string& capture, const std::string& samples) {
+            std::string cfg = config("samples-" + samples,
+                                     "serverport: 0\nplugins:\n  cluster: none\n"
+                                     "  sinks: []\n  decoder: {plugin: decoder-mysql, "
+                                     "config: {slow_threshold_ms: 0, samples: " +
+                                         samples + "}}\n");
+            Process p({mptest::binary(), "-c", cfg, "-r", data("pcap/" + capture)});
+            REQUIRE(mptest::run(p) == 0);
+            auto templates = parseJson(p.out())->getArray("templates");
+            std::map<std::string, Poco::JSON::Object::Ptr> byId;
+            for (size_t i = 0; i < templates->size(); ++i) {
+                auto t = templates->getObject(static_cast<unsigned>(i));
+                byId[t->getValue<std::string>("id")] = t;
+            }
+            return byId;
+        };
+        auto checkMasked = [](const std::string& msg) {
+            for (size_t q = msg.find('\''); q != std::string::npos; q = msg.find('\'', q + 3)) {
+                CHECK(msg.compare(q, 3, "'?'") == 0);  // every quoted value masked
+            }
+        };
+        for (const std::string capture : {"sysbench_text_rw_2t_20tx.pcap",
+                                          "sysbench_ps_rw_2t_20tx.pcap", "edge_cases_small.pcap"}) {
+            CAPTURE(capture);
+            auto raw = run(capture, "raw");
+            auto masked = run(capture, "masked");
+            auto none = run(capture, "none");
+            REQUIRE(raw.size() == masked.size());
+            REQUIRE(raw.size() == none.size());
+            size_t withDigits = 0;
+            size_t messages = 0;
+            for (const auto& [id, r] : raw) {
+                REQUIRE(masked.count(id) == 1);
+                auto m = masked.at(id);
+                auto n = none.at(id);
+                CHECK(m->getValue<int64_t>("count") == r->getValue<int64_t>("count"));
+                const std::string rawSample = r->getValue<std::string>("sample");
+                const std::string maskedSample = m->getValue<std::string>("sample");
+                // the masked sample is the statement as it was sent with its literals masked
+                // (a prepared statement's: its text with ?, no parameters): its template is
+                // the template's
+                if (maskedSample.size() < 3 ||
+                    maskedSample.compare(maskedSample.size() - 3, 3, "...") != 0) {
+                    CHECK(mp::report::hex64(mp::mysql::fingerprint(maskedSample).id) == id);
+                }
+                CHECK(mp::mysql::maskLiterals(maskedSample) == maskedSample);
+                withDigits += rawSample.find_first_of("0123456789") != std::string::npos ? 1 : 0;
+                CHECK(n->getValue<std::string>("sample").empty());
+                for (const auto& [t, tag] : {std::pair{m, "masked"}, std::pair{n, "none"}}) {
+                    auto slow = t->getArray("slow");
+                    for (size_t k = 0; slow && k < slow->size(); ++k) {
+                        auto x = slow->getObject(static_cast<unsigned>(k));
+                        const std::string sql = x->getValue<std::string>("sql");
+                        if (std::string(tag) == "none") {
+                            CHECK(sql.empty());
+                        } else {  // another execution of the template, masked
+                            CHECK(mp::mysql::maskLiterals(sql) == sql);
+                            if (sql.size() < 3 || sql.compare(sql.size() - 3, 3, "...") != 0) {
+                                CHECK(mp::report::hex64(mp::mysql::fingerprint(sql).id) == id);
+                            }
+                        }
+                        checkMasked(x->getValue<std::string>("error_message"));
+                    }
+                    auto details = t->getObject("error_details");
+                    for (const auto& code : details->getNames()) {
+                        ++messages;
+                        checkMasked(details->getObject(code)->getValue<std::string>("message"));
+                    }
+                }
+            }
+            CHECK(withDigits > 0);  // the captures do carry literals
+            if (capture == "edge_cases_small.pcap") {
+                CHECK(messages > 0);
+            }
+        }
     }
 
     TEST_CASE("offline: pcapng goes through libpcap, other ports with --port") {

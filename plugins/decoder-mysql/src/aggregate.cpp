@@ -3,9 +3,36 @@
 
 #include <algorithm>
 
+#include "fingerprint.hpp"
 #include "params.hpp"
 
 namespace mp::mysql {
+
+namespace {
+
+// An error message as the report keeps it: bounded; under masked or none samples its quoted
+// parts (values: "Duplicate entry 'bob@example.com' for key 'email'") become '?'.
+std::string errorTextFor(Samples samples, std::string_view message) {
+    if (samples == Samples::Raw) {
+        return report::boundedMessage(message);
+    }
+    std::string out;
+    for (size_t i = 0; i < message.size(); ++i) {
+        if (message[i] == '\'') {
+            size_t end = message.find('\'', i + 1);
+            out += "'?'";
+            if (end == std::string_view::npos) {
+                break;
+            }
+            i = end;
+        } else {
+            out += message[i];
+        }
+    }
+    return report::boundedMessage(out);
+}
+
+}  // namespace
 
 std::map<std::string, uint64_t> Aggregator::commands() const {
     std::map<std::string, uint64_t> out;
@@ -58,7 +85,7 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
             ++t.errorCodes[tx.errorCode];
             report::ErrorInfo& info = t.errorInfo[tx.errorCode];  // the latest message
             info.sqlState = tx.sqlState;
-            info.message = report::boundedMessage(tx.errorMessage);
+            info.message = errorTextFor(limits_.samples, tx.errorMessage);
         } else {
             ++t.otherErrors;
         }
@@ -82,8 +109,15 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
     t.slowFlag += slowFlag;
     t.inTransaction += (tx.statusFlags & 0x0001) != 0 ? 1 : 0;
     t.warnings += tx.warnings;
-    // Samples are runnable SQL: an execute's placeholders get its parameters.
-    auto sampleSql = [&tx, this] {
+    // Samples are runnable SQL: an execute's placeholders get its parameters (raw), or the
+    // statement with its literals masked, or nothing (the `samples` setting).
+    auto sampleSql = [&tx, this]() -> std::string {
+        if (limits_.samples == Samples::None) {
+            return {};
+        }
+        if (limits_.samples == Samples::Masked) {
+            return maskLiterals(tx.sql, limits_.maxSample);
+        }
         if (tx.params.empty() && !tx.executeParams.present) {
             return tx.sql;
         }
@@ -117,17 +151,18 @@ void Aggregator::add(const Transaction& tx, std::string_view server, std::string
             }
         }
         if (slot != nullptr) {
-            *slot = SlowSample{us,
-                               sampleSql(),
-                               std::string(client),
-                               clientPort,
-                               tx.connectionId,
-                               tx.user,
-                               tx.requestTs,
-                               tx.errorCode,
-                               tx.statusFlags,
-                               tx.rowsAffected,
-                               error ? report::boundedMessage(tx.errorMessage) : std::string()};
+            *slot =
+                SlowSample{us,
+                           sampleSql(),
+                           std::string(client),
+                           clientPort,
+                           tx.connectionId,
+                           tx.user,
+                           tx.requestTs,
+                           tx.errorCode,
+                           tx.statusFlags,
+                           tx.rowsAffected,
+                           error ? errorTextFor(limits_.samples, tx.errorMessage) : std::string()};
         }
     }
 }

@@ -19,10 +19,17 @@ using report::LatencySketch;
 using report::SlowSample;
 using report::TemplateStats;
 
+/// What the statements' text in a report (samples, slow samples, error messages) may show:
+/// raw (as sent, execute parameters substituted), masked (literals replaced by `?` as in the
+/// fingerprint, parameters not substituted, quoted parts of error messages masked), none (no
+/// statement text; error messages masked).
+enum class Samples { Raw, Masked, None };
+
 struct AggregatorLimits {
     size_t maxTemplates = 10000;
     double slowThresholdUs = 100000;
     size_t maxSample = 4096;  // bytes of a sample, parameters substituted (max_sql_length)
+    Samples samples = Samples::Raw;
 };
 
 class Aggregator {

@@ -25,6 +25,7 @@ namespace {
 const mp_property kProps[] = {
     {"slow_threshold_ms", MP_PROP_INT, 0, "100", "latency (ms) above which a query is kept as a slow sample", 0, 86400000, nullptr},
     {"max_sql_length", MP_PROP_INT, 0, "1024", "bytes of raw SQL kept per sample", 16, 1048576, nullptr},
+    {"samples", MP_PROP_STRING, 0, "raw", "statement text in reports (samples, slow samples): raw (as sent, execute parameters substituted), masked (literals replaced by ? as in the fingerprint; quoted values in error messages too), none (no text; error messages masked). mysql.inbound records (inbound: true) carry the commands as captured whatever this says", 0, 0, "raw|masked|none"},
     {"max_templates", MP_PROP_INT, 0, "10000", "templates kept per interval; further ones are counted as evicted", 1, 10000000, nullptr},
     {"max_statements_per_connection", MP_PROP_INT, 0, "1024", "prepared statements remembered per connection", 1, 1000000, nullptr},
     {"inbound", MP_PROP_BOOL, 0, "false", "also emit each client command, with its exact bytes, and each connection event as a mysql.inbound record (the traffic collector, for replay)", 0, 0, nullptr},
@@ -79,6 +80,10 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         aggLimits_.maxTemplates = static_cast<size_t>(cfg.i64("max_templates"));
         aggLimits_.slowThresholdUs = static_cast<double>(cfg.i64("slow_threshold_ms")) * 1000.0;
         aggLimits_.maxSample = static_cast<size_t>(cfg.i64("max_sql_length"));
+        const std::string samples = cfg.str("samples");
+        aggLimits_.samples = samples == "masked" ? mp::mysql::Samples::Masked
+                             : samples == "none" ? mp::mysql::Samples::None
+                                                 : mp::mysql::Samples::Raw;
         agg_ = mp::mysql::Aggregator(aggLimits_);
         if (cfg.boolean("inbound")) {
             limits_.keepPackets = true;
@@ -316,5 +321,5 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
 
 }  // namespace
 
-MP_DECLARE_PLUGIN(MysqlDecoder, MP_KIND_DECODER, "decoder-mysql", "0.2.0",
+MP_DECLARE_PLUGIN(MysqlDecoder, MP_KIND_DECODER, "decoder-mysql", "0.3.0",
                   "MySQL/MariaDB client/server protocol decoder", kProps, 0)

@@ -470,6 +470,153 @@ void tokenize(std::string_view s, Writer& w) {
 
 }  // namespace
 
+std::string maskLiterals(std::string_view s, size_t maxOut) {
+    std::string out;
+    out.reserve(std::min(s.size(), maxOut) + 3);
+    // Whether a '-' or '+' before a number is its sign: after nothing, an operator, an opening
+    // parenthesis, a comma or a keyword that takes an operand (as the fingerprint decides).
+    auto signExpected = [&out] {
+        size_t e = out.size();
+        while (e > 0 && isSpace(static_cast<unsigned char>(out[e - 1]))) {
+            --e;
+        }
+        if (e == 0) {
+            return true;
+        }
+        const char p = out[e - 1];
+        if (p == '?' || p == ')' || p == '`' || p == '\'' || p == '"') {
+            return false;
+        }
+        if (!isWord(static_cast<unsigned char>(p))) {
+            return true;
+        }
+        size_t b = e;
+        while (b > 0 && isWord(static_cast<unsigned char>(out[b - 1]))) {
+            --b;
+        }
+        std::string word;
+        for (size_t k = b; k < e; ++k) {
+            word += lower(out[k]);
+        }
+        static const std::string_view kOps[] = {
+            "select",  "where",  "and",    "or",   "not",  "in",   "values", "set",
+            "by",      "limit",  "offset", "when", "then", "else", "is",     "like",
+            "between", "return", "having", "on",   "xor",  "div",  "mod",    "interval"};
+        for (std::string_view k : kOps) {
+            if (word == k) {
+                return true;
+            }
+        }
+        return false;
+    };
+    // Whether the last token written is nothing or punctuation (a '.' then starts a number,
+    // as `.5`; after a word or a literal it is a qualifier's dot, as in the fingerprint).
+    auto afterPunct = [&out] {
+        size_t e = out.size();
+        while (e > 0 && isSpace(static_cast<unsigned char>(out[e - 1]))) {
+            --e;
+        }
+        if (e == 0) {
+            return true;
+        }
+        const char p = out[e - 1];
+        return !isWord(static_cast<unsigned char>(p)) && p != '?' && p != '`' && p != '\'' &&
+               p != '"';
+    };
+    size_t i = 0;
+    while (i < s.size() && out.size() < maxOut) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c == '/' && i + 2 < s.size() && s[i + 1] == '*' &&
+            (s[i + 2] == '!' || s[i + 2] == '+' ||
+             (s[i + 2] == 'M' && i + 3 < s.size() && s[i + 3] == '!'))) {
+            // A versioned comment or a hint: SQL, masked like the rest; the marker and a
+            // version stay as they are.
+            size_t j = i + (s[i + 2] == 'M' ? 4 : 3);
+            for (size_t d = 0; d < 6 && s[i + 2] != '+' && j < s.size() &&
+                               isDigit(static_cast<unsigned char>(s[j]));
+                 ++d) {
+                ++j;
+            }
+            out.append(s.substr(i, j - i));
+            i = j;
+            continue;
+        }
+        if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+            size_t end = s.find("*/", i + 2);
+            i = end == std::string_view::npos ? s.size() : end + 2;
+            out += ' ';
+            continue;
+        }
+        if (c == '#' || (c == '-' && i + 1 < s.size() && s[i + 1] == '-' &&
+                         (i + 2 == s.size() || isSpace(static_cast<unsigned char>(s[i + 2]))))) {
+            size_t nl = s.find('\n', i);
+            i = nl == std::string_view::npos ? s.size() : nl;
+            continue;
+        }
+        if (c == '\'' || c == '"') {
+            i = skipQuoted(s, i, static_cast<char>(c));
+            out += '?';
+            continue;
+        }
+        if (c == '`') {
+            size_t end = skipQuoted(s, i, '`');
+            out.append(s.substr(i, end - i));
+            i = end;
+            continue;
+        }
+        if ((c == 'x' || c == 'X' || c == 'b' || c == 'B' || c == 'n' || c == 'N') &&
+            i + 1 < s.size() && s[i + 1] == '\'' &&
+            (out.empty() || !isWord(static_cast<unsigned char>(out.back())))) {
+            i = skipQuoted(s, i + 1, '\'');
+            out += '?';
+            continue;
+        }
+        if (isWordStart(c)) {  // a word, digits included (sbtest1)
+            size_t j = i;
+            while (j < s.size() && isWord(static_cast<unsigned char>(s[j]))) {
+                ++j;
+            }
+            if (c == '_' && j < s.size() && (s[j] == '\'' || s[j] == '"')) {
+                i = skipQuoted(s, j, s[j]);  // _utf8mb4'..': a character set and its string
+                out += '?';
+                continue;
+            }
+            out.append(s.substr(i, j - i));
+            i = j;
+            continue;
+        }
+        const bool sign = (c == '-' || c == '+') && i + 1 < s.size() &&
+                          (isDigit(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '.') &&
+                          signExpected();
+        if (isDigit(c) || sign ||
+            (c == '.' && i + 1 < s.size() && isDigit(static_cast<unsigned char>(s[i + 1])) &&
+             afterPunct())) {
+            size_t j = i + (sign ? 1 : 0);
+            // digits, a point, an exponent with its sign, and 0x../0b.. words: one literal
+            while (j < s.size()) {
+                const unsigned char d = static_cast<unsigned char>(s[j]);
+                if (isWord(d) || d == '.') {
+                    ++j;
+                } else if ((d == '-' || d == '+') && (s[j - 1] == 'e' || s[j - 1] == 'E')) {
+                    ++j;
+                } else {
+                    break;
+                }
+            }
+            out += '?';
+            i = j;
+            continue;
+        }
+        out += static_cast<char>(c);
+        ++i;
+    }
+    if (i < s.size() || out.size() > maxOut) {  // a long word or identifier may pass the bound
+        out.resize(std::min(out.size(), maxOut));
+        out += "...";
+    }
+    return out;
+}
+
 namespace {
 
 // Shape scan classes: what a byte can start.

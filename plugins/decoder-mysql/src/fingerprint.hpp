@@ -35,6 +35,15 @@ uint64_t fingerprintInto(std::string_view sql, std::string& out, size_t maxOut =
 
 uint64_t fnv1a64(std::string_view s);
 
+/// The statement as written, with every literal replaced by `?` as the fingerprint replaces it
+/// (strings with their _charset, numbers with their sign where it is one, hex, bit,
+/// x'..'/b'..'/n'..') and comments removed (optimizer hints and versioned comments are kept:
+/// they are SQL); case, spacing and identifiers (`sbtest1`, backticked ones) are kept. For
+/// statements with tokens apart as SQL writes them, fingerprint(maskLiterals(s)) equals
+/// fingerprint(s) (tested on every statement of the bundled captures); garbage such as `1col`
+/// or `.5a` may tokenize apart. At most `maxOut` bytes (a longer one ends with "...").
+std::string maskLiterals(std::string_view sql, size_t maxOut = 4096);
+
 /// A memo of fingerprints by statement shape: the statement's bytes with the digits of plain
 /// numbers and the contents of plain '...' strings masked. The tokenizer classifies those
 /// regions as literals whatever they hold, so statements of one shape have one fingerprint, and

@@ -202,3 +202,34 @@ TEST_CASE("fingerprint cache: long fingerprints are computed each time, not kept
     CHECK(cache.stats().hits == 0);
     CHECK(cache.stats().misses == 2);
 }
+
+TEST_CASE("maskLiterals: literals become ?, the rest stays as written, the template is the same") {
+    using mp::mysql::maskLiterals;
+    const std::pair<std::string, std::string> cases[] = {
+        {"SELECT c FROM sbtest1 WHERE id=42", "SELECT c FROM sbtest1 WHERE id=?"},
+        {"insert into t values ('it''s', \"x\\\"y\", -1.5e-3, 0x1F, x'ab', b'01', N'abc', .5)",
+         "insert into t values (?, ?, ?, ?, ?, ?, ?, ?)"},
+        {"UPDATE `t 1` SET a = a - 1 WHERE b IN (1,2,3) -- secret 123\n",
+         "UPDATE `t 1` SET a = a - ? WHERE b IN (?,?,?) \n"},
+        {"select /*+ MAX_EXECUTION_TIME(1000) */ 1 /* pwd=secret */ from dual",
+         "select /*+ MAX_EXECUTION_TIME(?) */ ?   from dual"},
+        {"/*!50100 SELECT 5 */ # note 7", "/*!50100 SELECT ? */ "},
+        {"select ?, ? from t where x = -? limit 10", "select ?, ? from t where x = -? limit ?"},
+        {"select _utf8mb4'secret', col2 from t2", "select ?, col2 from t2"},
+    };
+    for (const auto& [sql, want] : cases) {
+        CAPTURE(sql);
+        std::string got = maskLiterals(sql);
+        CHECK(got == want);
+        CHECK(fingerprint(got).text == fingerprint(sql).text);
+        CHECK(fingerprint(got).id == fingerprint(sql).id);
+    }
+    // bounded: a long statement ends with "..."
+    std::string big = "select " + std::string(10000, '1');
+    std::string cut = maskLiterals("select 'a', " + std::string(5000, 'x'), 20);
+    CHECK(cut.size() <= 23);
+    CHECK(cut.substr(cut.size() - 3) == "...");
+    CHECK(maskLiterals(big) == "select ?");
+    CHECK(maskLiterals("") == "");
+    CHECK(maskLiterals("'unterminated") == "?");
+}
