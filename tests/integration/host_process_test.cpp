@@ -113,7 +113,11 @@ TEST_SUITE("process") {
                                      "plugins:\n  capture:\n    plugin: capture-pcap\n"
                                      "    config: {speed: 1}\n");
         Process p({mptest::binary(), "-c", cfg});
-        REQUIRE(mptest::eventually([&] { return loggedPort(p) != 0; }));
+        // The server answers as soon as it listens; the plugins have all started once the host
+        // says it is running (until then their routes answer 503).
+        REQUIRE(mptest::eventually([&] {
+            return loggedPort(p) != 0 && p.err().find("host: running") != std::string::npos;
+        }));
         int port = loggedPort(p);
         std::string body;
         REQUIRE(httpGet(port, "/health", body) == 200);

@@ -103,10 +103,10 @@ def console(node, token, width=1400, height=1000):
         d.quit()
 
 
-def post_admin(node, path, **params):
-    """A change of state with the admin token (form parameters in the body)."""
+def post_admin(probe, path, **params):
+    """A change of state with the admin token (form parameters in the body; `node` may be one)."""
     req = urllib.request.Request(
-        f"http://127.0.0.1:{node.http_port}{path}", method="POST",
+        f"http://127.0.0.1:{probe.http_port}{path}", method="POST",
         data=urllib.parse.urlencode(params).encode(),
         headers={"Authorization": "Bearer " + ADMIN_TOKEN,
                  "Content-Type": "application/x-www-form-urlencoded"})

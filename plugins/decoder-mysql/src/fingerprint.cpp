@@ -270,6 +270,20 @@ class Writer {
     } stack_;
 };
 
+// Keywords after which a '-' or '+' is a sign (lower case, as the writer keeps words).
+bool takesOperand(std::string_view word) {
+    static const std::string_view kOps[] = {
+        "select",  "where",  "and",    "or",   "not",  "in",   "values", "set",
+        "by",      "limit",  "offset", "when", "then", "else", "is",     "like",
+        "between", "return", "having", "on",   "xor",  "div",  "mod",    "interval"};
+    for (std::string_view k : kOps) {
+        if (word.size() == k.size() && word[0] == k[0] && word == k) {
+            return true;
+        }
+    }
+    return false;
+}
+
 bool operandExpected(const Writer& w) {
     // A '-' or '+' is a sign (part of the literal) unless it follows an operand.
     switch (w.prevKind()) {
@@ -279,19 +293,8 @@ bool operandExpected(const Writer& w) {
             return false;
         case Kind::Punct:
             return !w.prevIsCloseParen();
-        case Kind::Word: {
-            static const std::string_view kOps[] = {
-                "select",  "where",  "and",    "or",   "not",  "in",   "values", "set",
-                "by",      "limit",  "offset", "when", "then", "else", "is",     "like",
-                "between", "return", "having", "on",   "xor",  "div",  "mod",    "interval"};
-            std::string_view p = w.prevWord();
-            for (std::string_view k : kOps) {
-                if (p.size() == k.size() && p[0] == k[0] && p == k) {
-                    return true;
-                }
-            }
-            return false;
-        }
+        case Kind::Word:
+            return takesOperand(w.prevWord());
     }
     return false;
 }
@@ -473,56 +476,42 @@ void tokenize(std::string_view s, Writer& w) {
 std::string maskLiterals(std::string_view s, size_t maxOut) {
     std::string out;
     out.reserve(std::min(s.size(), maxOut) + 3);
-    // Whether a '-' or '+' before a number is its sign: after nothing, an operator, an opening
-    // parenthesis, a comma or a keyword that takes an operand (as the fingerprint decides).
-    auto signExpected = [&out] {
+    // The last token written: its last character (0 when none) and, for a word, the word.
+    auto last = [&out](std::string& word) -> char {
         size_t e = out.size();
         while (e > 0 && isSpace(static_cast<unsigned char>(out[e - 1]))) {
             --e;
-        }
-        if (e == 0) {
-            return true;
-        }
-        const char p = out[e - 1];
-        if (p == '?' || p == ')' || p == '`' || p == '\'' || p == '"') {
-            return false;
-        }
-        if (!isWord(static_cast<unsigned char>(p))) {
-            return true;
         }
         size_t b = e;
         while (b > 0 && isWord(static_cast<unsigned char>(out[b - 1]))) {
             --b;
         }
-        std::string word;
+        word.clear();
         for (size_t k = b; k < e; ++k) {
             word += lower(out[k]);
         }
-        static const std::string_view kOps[] = {
-            "select",  "where",  "and",    "or",   "not",  "in",   "values", "set",
-            "by",      "limit",  "offset", "when", "then", "else", "is",     "like",
-            "between", "return", "having", "on",   "xor",  "div",  "mod",    "interval"};
-        for (std::string_view k : kOps) {
-            if (word == k) {
-                return true;
-            }
+        return e == 0 ? '\0' : out[e - 1];
+    };
+    auto literalOrWord = [](char p) {
+        return isWord(static_cast<unsigned char>(p)) || p == '?' || p == '`' || p == '\'' ||
+               p == '"';
+    };
+    std::string word;
+    // Whether a '-' or '+' before a number is its sign: after nothing, an operator, an opening
+    // parenthesis, a comma or a keyword that takes an operand (as the fingerprint decides).
+    auto signExpected = [&] {
+        const char p = last(word);
+        if (p == '\0') {
+            return true;
         }
-        return false;
+        if (p == ')' || (literalOrWord(p) && word.empty())) {
+            return false;
+        }
+        return word.empty() || takesOperand(word);
     };
     // Whether the last token written is nothing or punctuation (a '.' then starts a number,
     // as `.5`; after a word or a literal it is a qualifier's dot, as in the fingerprint).
-    auto afterPunct = [&out] {
-        size_t e = out.size();
-        while (e > 0 && isSpace(static_cast<unsigned char>(out[e - 1]))) {
-            --e;
-        }
-        if (e == 0) {
-            return true;
-        }
-        const char p = out[e - 1];
-        return !isWord(static_cast<unsigned char>(p)) && p != '?' && p != '`' && p != '\'' &&
-               p != '"';
-    };
+    auto afterPunct = [&] { return !literalOrWord(last(word)); };
     size_t i = 0;
     while (i < s.size() && out.size() < maxOut) {
         const unsigned char c = static_cast<unsigned char>(s[i]);
