@@ -84,8 +84,6 @@ $("signout").addEventListener("click", () => {
   location.reload();
 });
 
-const canRead = () => role === "read" || role === "peer" || role === "admin";
-
 // ---- queries ---------------------------------------------------------------------------
 const query = { view: "window", sort: "total_time", q: "", server: "", schema: "", limit: "100" };
 let selected = null; // {id, server, schema}
@@ -426,11 +424,16 @@ async function refreshMetrics() {
 }
 
 // ---- the loop --------------------------------------------------------------------------
-let running = false;
 let timer = null;
 let slow = 0;
+let busy = false;    // an update is under way
+let pending = false; // a control changed meanwhile: update again right after it
 
+// One update loop only: a control that changes while an update is under way asks for one more
+// update when it ends, never for a second loop.
 async function tick() {
+  if (busy) { pending = true; return; }
+  busy = true;
   clearTimeout(timer);
   try {
     await refresh();
@@ -441,9 +444,11 @@ async function tick() {
     }
   } catch (e) {
     perf.errors++;
-    if (e instanceof Unauthorized) { askToken(token ? "This token is not accepted." : ""); running = false; return; }
+    if (e instanceof Unauthorized) { askToken(token ? "This token is not accepted." : ""); busy = false; return; }
     $("updated").textContent = `update failed: ${e.message}`;
   }
+  busy = false;
+  if (pending) { pending = false; tick(); return; }
   timer = setTimeout(tick, 1000);
 }
 
@@ -453,10 +458,9 @@ async function start() {
   } catch (e) {
     if (e instanceof Unauthorized) { askToken("This token is not accepted."); return; }
   }
-  if (!canRead() && !token) {
-    // try anyway: protected mode gives callers on this machine admin
-  }
-  if (!running) { running = true; bindOnce(); }
+  // Without a token the data may still be readable (anonymous read, or protected mode on this
+  // machine): the first update tells, and asks for a token on 401.
+  bindOnce();
   tick();
 }
 

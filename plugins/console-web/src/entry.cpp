@@ -3,7 +3,7 @@
 // them (queries, capture health) beside what the node's other endpoints say (cluster,
 // replication, records and sinks). The page, its script and style are built into the plugin.
 #include <chrono>
-#include <cstring>
+#include <cstddef>
 #include <memory>
 #include <mp/sdk.hpp>
 #include <mutex>

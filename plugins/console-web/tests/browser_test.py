@@ -34,6 +34,7 @@ from harness import Probe, free_port, skip, wait_for  # noqa: E402
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -112,6 +113,22 @@ def post_admin(probe, path, **params):
                  "Content-Type": "application/x-www-form-urlencoded"})
     with urllib.request.urlopen(req, timeout=60) as r:
         return r.read()
+
+
+def click(d, selector):
+    """Clicks what `selector` finds now (panels are drawn again while a test runs, so a found
+    element can go stale before a separate click); after the script returns, so that a
+    confirmation dialog it opens does not block the call."""
+    d.execute_script("const e = document.querySelector(arguments[0]);"
+                     "if (!e) throw new Error('no ' + arguments[0]);"
+                     "setTimeout(() => e.click(), 0);", selector)
+
+
+def open_alert(d):
+    try:
+        return d.switch_to.alert
+    except NoAlertPresentException:
+        return None
 
 
 def sign_in(d, token):
@@ -204,11 +221,17 @@ def queries_node(pcap, name):
             d.find_element(By.ID, "filter").clear()
             d.execute_script("document.getElementById('filter').dispatchEvent(new Event('input'))")
             wait_for(lambda: len(rows(d)) == len(expected), 10, f"{name}: filter cleared")
+            # every control change above asked for an update: still one update loop (about one
+            # update a second), not one more loop per change
+            u0 = d.execute_script("return window.mpConsole.updates")
+            time.sleep(4)
+            u1 = d.execute_script("return window.mpConsole.updates")
+            check(u1 - u0 <= 6, f"{name}: one update loop ({u1 - u0} updates in 4 s)")
 
             # a template's detail: the one with the most errors, else the first
             t = max(want["templates"], key=lambda t: (t["errors"], t["count"]))
-            d.find_element(By.CSS_SELECTOR,
-                           f"#templates tr[data-id='{t['id']}']").click()
+            # the table is drawn again every second: find and click in one step
+            click(d, f"#templates tr[data-id='{t['id']}']")
             wait_for(lambda: d.find_element(By.ID, "detail").is_displayed(), 10, "the detail")
             wait_for(lambda: d.find_element(By.ID, "detail-fingerprint").text == t["fingerprint"],
                      10, f"{name}: the detail's template")
@@ -399,14 +422,14 @@ def switchover_node():
                      {"a": "OK", "b": "OK"}, 30, "a master and its standby OK")
             mt.sql(a, "CREATE DATABASE app")
             with console(node, ADMIN_TOKEN) as d:
-                button = wait_for(lambda: d.find_elements(
+                wait_for(lambda: d.find_elements(
                     By.CSS_SELECTOR, "button[data-op=switchover][data-node=b]"), 20,
-                    "the switchover button for b")[0]
+                    "the switchover button for b")
                 wait_for(lambda: d.find_elements(
                     By.CSS_SELECTOR, "#topology-svg g[data-node=a][data-role=master]"), 10,
                     "a drawn as the master")
-                button.click()
-                alert = wait_for(lambda: d.switch_to.alert, 5, "the confirmation dialog")
+                click(d, "button[data-op=switchover][data-node=b]")
+                alert = wait_for(lambda: open_alert(d), 5, "the confirmation dialog")
                 check("switchover b" in alert.text, f"the dialog names the operation ({alert.text})")
                 alert.accept()
                 wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "#repl-last[data-ok='1']"), 90,
