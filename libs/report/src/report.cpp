@@ -14,27 +14,27 @@
 
 namespace mp::report {
 
-namespace {
-const double kGamma = (1 + LatencySketch::kAlpha) / (1 - LatencySketch::kAlpha);
-const double kLogGamma = std::log(kGamma);
-
-std::string num(double v) {
+std::string formatTenths(double us) {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f", v);
+    std::snprintf(buf, sizeof buf, "%.1f", us);
     return buf;
 }
 
 // Sums and extremes that other nodes merge: nanosecond precision.
-std::string exact(double v) {
+std::string formatExact(double us) {
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%.3f", v);
+    std::snprintf(buf, sizeof buf, "%.3f", us);
     return buf;
 }
 
+namespace {
+const double kGamma = (1 + LatencySketch::kAlpha) / (1 - LatencySketch::kAlpha);
+const double kLogGamma = std::log(kGamma);
+
 void breakdown(std::ostream& out, const Breakdown& b) {
     out << "\"count\":" << b.count << ",\"errors\":" << b.errors
-        << ",\"latency_sum_us\":" << exact(b.latencySumUs)
-        << ",\"error_latency_sum_us\":" << exact(b.errorLatencySumUs)
+        << ",\"latency_sum_us\":" << formatExact(b.latencySumUs)
+        << ",\"error_latency_sum_us\":" << formatExact(b.errorLatencySumUs)
         << ",\"no_index_used\":" << b.noIndexUsed << ",\"no_good_index_used\":" << b.noGoodIndexUsed
         << ",\"query_was_slow\":" << b.slowFlag << ",\"last_seen_ns\":" << b.lastSeen;
 }
@@ -63,6 +63,24 @@ std::string hex64(uint64_t v) {
     char buf[17];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
     return buf;
+}
+
+bool parseHex64(std::string_view text, uint64_t& v) {
+    if (text.size() != 16) {
+        return false;
+    }
+    v = 0;
+    for (char c : text) {
+        const int d = c >= '0' && c <= '9'   ? c - '0'
+                      : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                      : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                             : -1;
+        if (d < 0) {
+            return false;
+        }
+        v = v << 4 | static_cast<uint64_t>(d);
+    }
+    return true;
 }
 
 int LatencySketch::index(double us) {
@@ -336,10 +354,11 @@ void writeTemplate(std::ostream& out, const TemplateStats& t) {
         f2 = false;
     }
     out << "},\"other_errors\":" << t.otherErrors << ",\"lost\":" << t.lost
-        << ",\"latency_us\":{\"p50\":" << num(l.quantile(0.5))
-        << ",\"p95\":" << num(l.quantile(0.95)) << ",\"p99\":" << num(l.quantile(0.99))
-        << ",\"p999\":" << num(l.quantile(0.999)) << ",\"min\":" << exact(l.min())
-        << ",\"max\":" << exact(l.max()) << ",\"sum\":" << exact(l.sum())
+        << ",\"latency_us\":{\"p50\":" << formatTenths(l.quantile(0.5))
+        << ",\"p95\":" << formatTenths(l.quantile(0.95))
+        << ",\"p99\":" << formatTenths(l.quantile(0.99))
+        << ",\"p999\":" << formatTenths(l.quantile(0.999)) << ",\"min\":" << formatExact(l.min())
+        << ",\"max\":" << formatExact(l.max()) << ",\"sum\":" << formatExact(l.sum())
         << ",\"sketch\":" << l.json() << "},\"rows_returned\":" << t.rowsReturned
         << ",\"rows_affected\":" << t.rowsAffected << ",\"bytes_in\":" << t.bytesIn
         << ",\"bytes_out\":" << t.bytesOut << ",\"no_index_used\":" << t.noIndexUsed
@@ -349,7 +368,7 @@ void writeTemplate(std::ostream& out, const TemplateStats& t) {
         << ",\"sample\":" << mp::jsonString(t.sample) << ",\"slow\":[";
     bool f3 = true;
     for (const SlowSample& x : t.slow) {
-        out << (f3 ? "" : ",") << "{\"latency_us\":" << exact(x.us)
+        out << (f3 ? "" : ",") << "{\"latency_us\":" << formatExact(x.us)
             << ",\"sql\":" << mp::jsonString(x.sql) << ",\"client\":" << mp::jsonString(x.client)
             << ",\"client_port\":" << x.clientPort << ",\"conn_id\":" << x.connectionId
             << ",\"user\":" << mp::jsonString(x.user) << ",\"ts_ns\":" << x.ts
@@ -450,6 +469,24 @@ std::string Section::json() const {
     return out.str();
 }
 
+uint64_t readU64(const Poco::JSON::Object::Ptr& o, const char* key, bool required) {
+    if (!o->has(key)) {
+        if (required) {
+            throw std::runtime_error(std::string("report: missing ") + key);
+        }
+        return 0;
+    }
+    const Poco::Dynamic::Var& v = o->get(key);
+    if (!v.isNumeric() || v.isEmpty()) {
+        throw std::runtime_error(std::string("report: ") + key + ": not a number");
+    }
+    double d = v.convert<double>();
+    if (!(d >= 0) || d > 1.8e19) {
+        throw std::runtime_error(std::string("report: ") + key + ": out of range");
+    }
+    return v.isInteger() ? v.convert<uint64_t>() : static_cast<uint64_t>(d);
+}
+
 // ---- back from JSON (a report of another node) -------------------------------------------
 
 namespace {
@@ -459,24 +496,7 @@ using Poco::JSON::Object;
 
 [[noreturn]] void bad(const std::string& what) { throw std::runtime_error("report: " + what); }
 
-// Typed getters that name the field they refuse.
-uint64_t u64(const Object::Ptr& o, const char* key, bool required = true) {
-    if (!o->has(key)) {
-        if (required) {
-            bad(std::string("missing ") + key);
-        }
-        return 0;
-    }
-    const Poco::Dynamic::Var& v = o->get(key);
-    if (!v.isNumeric() || v.isEmpty()) {
-        bad(std::string(key) + ": not a number");
-    }
-    double d = v.convert<double>();
-    if (!(d >= 0) || d > 1.8e19) {
-        bad(std::string(key) + ": out of range");
-    }
-    return v.isInteger() ? v.convert<uint64_t>() : static_cast<uint64_t>(d);
-}
+// Typed getters that name the field they refuse (readU64, public, and these).
 double f64(const Object::Ptr& o, const char* key) {
     if (!o->has(key)) {
         bad(std::string("missing ") + key);
@@ -533,14 +553,14 @@ uint16_t code(const std::string& s) {
 
 Breakdown breakdownOf(const Object::Ptr& b) {
     Breakdown out;
-    out.count = u64(b, "count");
-    out.errors = u64(b, "errors");
+    out.count = readU64(b, "count");
+    out.errors = readU64(b, "errors");
     out.latencySumUs = f64(b, "latency_sum_us");
     out.errorLatencySumUs = f64(b, "error_latency_sum_us");
-    out.noIndexUsed = u64(b, "no_index_used");
-    out.noGoodIndexUsed = u64(b, "no_good_index_used");
-    out.slowFlag = u64(b, "query_was_slow");
-    out.lastSeen = u64(b, "last_seen_ns");
+    out.noIndexUsed = readU64(b, "no_index_used");
+    out.noGoodIndexUsed = readU64(b, "no_good_index_used");
+    out.slowFlag = readU64(b, "query_was_slow");
+    out.lastSeen = readU64(b, "last_seen_ns");
     return out;
 }
 
@@ -594,22 +614,22 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
         if (name.size() > 64) {
             bad("command name too long");
         }
-        s.commands[name] += u64(commands, name.c_str());
+        s.commands[name] += readU64(commands, name.c_str());
     }
-    s.errors = u64(totals, "errors");
+    s.errors = readU64(totals, "errors");
     Object::Ptr byCode = object(totals, "errors_by_code");
     for (const std::string& c : byCode->getNames()) {
-        s.errorCodes[code(c)] += u64(byCode, c.c_str());
+        s.errorCodes[code(c)] += readU64(byCode, c.c_str());
     }
-    s.rows = u64(totals, "rows_returned");
-    s.lost = u64(totals, "lost_responses");
-    s.evicted = u64(totals, "templates_evicted");
-    s.unresolved = u64(totals, "unresolved_executes", false);  // since decoder-mysql 0.2.0
+    s.rows = readU64(totals, "rows_returned");
+    s.lost = readU64(totals, "lost_responses");
+    s.evicted = readU64(totals, "templates_evicted");
+    s.unresolved = readU64(totals, "unresolved_executes", false);  // since decoder-mysql 0.2.0
     if (Array::Ptr by = array(totals, "unresolved_by_schema", false); !by.isNull()) {
         uint64_t attributed = 0;  // since mysqlprobe 0.6.0
         for (size_t i = 0; i < by->size() && i < Section::kMaxUnresolvedKeys; ++i) {
             Object::Ptr e = element(by, i, "unresolved_by_schema");
-            uint64_t n = u64(e, "executes");
+            uint64_t n = readU64(e, "executes");
             if (n > s.unresolved - attributed) {  // no sum that could wrap
                 bad("unresolved_by_schema: more than unresolved_executes");
             }
@@ -622,9 +642,8 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
     for (size_t i = 0; i < templates->size(); ++i) {
         Object::Ptr o = element(templates, i, "templates");
         std::string idText = text(o, "id", 16);
-        char* end = nullptr;
-        uint64_t id = std::strtoull(idText.c_str(), &end, 16);
-        if (idText.size() != 16 || *end != '\0') {
+        uint64_t id = 0;
+        if (!parseHex64(idText, id)) {
             bad("id: not 16 hex digits: " + idText);
         }
         std::string server = text(o, "server", 256);
@@ -634,18 +653,18 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
         t.id = id;
         t.server = server;
         t.schema = schema;
-        t.count = u64(o, "count");
-        t.errors = u64(o, "errors");
+        t.count = readU64(o, "count");
+        t.errors = readU64(o, "errors");
         Object::Ptr codes = object(o, "errors_by_code");
         for (const std::string& c : codes->getNames()) {
             uint16_t k = code(c);
             if (t.errorCodes.count(k) != 0 || t.errorCodes.size() < TemplateStats::kMaxErrorCodes) {
-                t.errorCodes[k] += u64(codes, c.c_str());
+                t.errorCodes[k] += readU64(codes, c.c_str());
             } else {
-                t.otherErrors += u64(codes, c.c_str());
+                t.otherErrors += readU64(codes, c.c_str());
             }
         }
-        t.otherErrors += u64(o, "other_errors");
+        t.otherErrors += readU64(o, "other_errors");
         if (o->has("error_details")) {  // since mysqlprobe 0.6.0
             Object::Ptr details = object(o, "error_details");
             for (const std::string& c : details->getNames()) {
@@ -657,7 +676,7 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
                 }
             }
         }
-        t.lost = u64(o, "lost");
+        t.lost = readU64(o, "lost");
         Object::Ptr lat = object(o, "latency_us");
         Object::Ptr sk = object(lat, "sketch");
         std::vector<std::pair<int, uint64_t>> buckets;
@@ -680,21 +699,21 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
             }
             buckets.emplace_back(static_cast<int>(index), static_cast<uint64_t>(count));
         }
-        if (!t.latency.restore(u64(sk, "zero"), buckets, f64(lat, "min"), f64(lat, "max"),
+        if (!t.latency.restore(readU64(sk, "zero"), buckets, f64(lat, "min"), f64(lat, "max"),
                                f64(lat, "sum"))) {
             bad("sketch: inconsistent");
         }
-        t.rowsReturned = u64(o, "rows_returned");
-        t.rowsAffected = u64(o, "rows_affected");
-        t.bytesIn = u64(o, "bytes_in");
-        t.bytesOut = u64(o, "bytes_out");
-        t.noIndexUsed = u64(o, "no_index_used");
-        t.noGoodIndexUsed = u64(o, "no_good_index_used");
-        t.slowFlag = u64(o, "query_was_slow");
-        t.inTransaction = u64(o, "in_transaction");
-        t.warnings = u64(o, "warnings");
-        t.firstSeen = u64(o, "first_seen_ns");
-        t.lastSeen = u64(o, "last_seen_ns");
+        t.rowsReturned = readU64(o, "rows_returned");
+        t.rowsAffected = readU64(o, "rows_affected");
+        t.bytesIn = readU64(o, "bytes_in");
+        t.bytesOut = readU64(o, "bytes_out");
+        t.noIndexUsed = readU64(o, "no_index_used");
+        t.noGoodIndexUsed = readU64(o, "no_good_index_used");
+        t.slowFlag = readU64(o, "query_was_slow");
+        t.inTransaction = readU64(o, "in_transaction");
+        t.warnings = readU64(o, "warnings");
+        t.firstSeen = readU64(o, "first_seen_ns");
+        t.lastSeen = readU64(o, "last_seen_ns");
         t.sample = text(o, "sample");
         Array::Ptr slow = array(o, "slow");
         for (size_t k = 0; k < slow->size() && k < TemplateStats::kMaxSlow; ++k) {
@@ -705,15 +724,16 @@ Section Section::fromJson(const Poco::JSON::Object::Ptr& report, size_t maxTempl
             q.client = text(x, "client", 256);
             // Since decoder-mysql 0.2.0.
             q.clientPort =
-                static_cast<uint16_t>(std::min<uint64_t>(u64(x, "client_port", false), 65535));
-            q.connectionId =
-                static_cast<uint32_t>(std::min<uint64_t>(u64(x, "conn_id", false), 0xffffffffULL));
+                static_cast<uint16_t>(std::min<uint64_t>(readU64(x, "client_port", false), 65535));
+            q.connectionId = static_cast<uint32_t>(
+                std::min<uint64_t>(readU64(x, "conn_id", false), 0xffffffffULL));
             q.user = text(x, "user", 1024);
-            q.ts = u64(x, "ts_ns");
-            q.errorCode = static_cast<uint16_t>(std::min<uint64_t>(u64(x, "error_code"), 65535));
+            q.ts = readU64(x, "ts_ns");
+            q.errorCode =
+                static_cast<uint16_t>(std::min<uint64_t>(readU64(x, "error_code"), 65535));
             q.statusFlags =
-                static_cast<uint16_t>(std::min<uint64_t>(u64(x, "status_flags"), 65535));
-            q.rowsAffected = u64(x, "rows_affected");
+                static_cast<uint16_t>(std::min<uint64_t>(readU64(x, "status_flags"), 65535));
+            q.rowsAffected = readU64(x, "rows_affected");
             if (x->has("error_message")) {  // since mysqlprobe 0.6.0
                 q.errorMessage = boundedMessage(text(x, "error_message", 1024));
             }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <mp/report.hpp>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <string>
@@ -57,7 +58,6 @@ class Console : public mp::Plugin {
         // The page, script and style carry no data: anyone may load them; the data comes
         // from routes that require the read role (docs/security.md).
         for (const mp::console::Asset* a = mp::console::kAssets; a->path != nullptr; ++a) {
-            assets_.push_back(a);
             routes_.add(a->path, &Console::asset, MP_ROLE_ANYONE);
         }
         routes_.add("/console/whoami", &Console::whoami, MP_ROLE_ANYONE);
@@ -107,7 +107,7 @@ class Console : public mp::Plugin {
 
     void asset(const mp_http_request* req, mp_http_response* resp) {
         const std::string_view path(req->path.data, req->path.len);
-        for (const mp::console::Asset* a : assets_) {
+        for (const mp::console::Asset* a = mp::console::kAssets; a->path != nullptr; ++a) {
             if (path == a->path) {
                 host().reply(resp, 200, contentType(path),
                              std::string_view(reinterpret_cast<const char*>(a->data), a->size));
@@ -148,18 +148,8 @@ class Console : public mp::Plugin {
             throw mp::HttpError(400, "id, server and schema are required");
         }
         uint64_t v = 0;
-        if (id->empty() || id->size() > 16) {
-            throw mp::HttpError(400, "id: 1 to 16 hex digits");
-        }
-        for (char c : *id) {
-            int d = c >= '0' && c <= '9'   ? c - '0'
-                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                           : -1;
-            if (d < 0) {
-                throw mp::HttpError(400, "id: 1 to 16 hex digits");
-            }
-            v = v << 4 | static_cast<uint64_t>(d);
+        if (!mp::report::parseHex64(*id, v)) {  // as the report writes it (hex64)
+            throw mp::HttpError(400, "id: 16 hex digits");
         }
         auto body = snapshot()->detail(*server, *schema, v);
         if (!body) {
@@ -176,7 +166,6 @@ class Console : public mp::Plugin {
     mp::Counter heldBytes_;
     mp::Counter updateUs_;
     bool warnedRejected_ = false;  // the sink's thread only
-    std::vector<const mp::console::Asset*> assets_;
     mp::Routes<Console> routes_;
 };
 

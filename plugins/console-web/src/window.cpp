@@ -4,7 +4,6 @@
 #include <Poco/JSON/Parser.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <mp/sdk.hpp>
 #include <set>
 #include <sstream>
@@ -16,30 +15,6 @@ namespace mp::console {
 namespace {
 
 using Poco::JSON::Object;
-
-std::string fixed(double v, const char* fmt) {
-    char buf[40];
-    std::snprintf(buf, sizeof buf, fmt, v);
-    return buf;
-}
-// As the report writes them: percentiles to 0.1 us, sums to the nanosecond.
-std::string num(double v) { return fixed(v, "%.1f"); }
-std::string exact(double v) { return fixed(v, "%.3f"); }
-
-uint64_t u64(const Object::Ptr& o, const char* key) {
-    if (o.isNull() || !o->has(key)) {
-        return 0;
-    }
-    const Poco::Dynamic::Var& v = o->get(key);
-    if (!v.isNumeric() || v.isEmpty()) {
-        throw std::runtime_error(std::string("report: ") + key + ": not a number");
-    }
-    double d = v.convert<double>();
-    if (!(d >= 0) || d > 1.8e19) {
-        throw std::runtime_error(std::string("report: ") + key + ": out of range");
-    }
-    return v.isInteger() ? v.convert<uint64_t>() : static_cast<uint64_t>(d);
-}
 
 // The capture object's counters, nested objects flattened with '.', at most 256 of them.
 void flatten(const Object::Ptr& o, const std::string& prefix, int depth,
@@ -54,7 +29,7 @@ void flatten(const Object::Ptr& o, const std::string& prefix, int depth,
         if (Object::Ptr inner = o->getObject(name); !inner.isNull()) {
             flatten(inner, prefix + name + ".", depth + 1, out);
         } else if (o->get(name).isNumeric()) {
-            out.emplace_back(prefix + name, u64(o, name.c_str()));
+            out.emplace_back(prefix + name, report::readU64(o, name.c_str(), false));
         }
     }
 }
@@ -66,6 +41,14 @@ uint64_t captured(const Held& h, std::string_view name) {
         }
     }
     return 0;
+}
+
+// A report's share of a cumulative capture counter: the difference with the report before it
+// (none: a run's first report; a smaller value: the node restarted; both count from zero).
+uint64_t share(const Held& now, const Held* before, std::string_view name) {
+    const uint64_t n = captured(now, name);
+    const uint64_t b = before != nullptr ? captured(*before, name) : 0;
+    return n >= b ? n - b : n;
 }
 
 bool containsNoCase(std::string_view hay, std::string_view needle) {
@@ -80,6 +63,16 @@ bool containsNoCase(std::string_view hay, std::string_view needle) {
 
 // What the capture lost before the stream layer: kernel, interface and the probe's own queues.
 const char* const kDropCounters[] = {"kernel_dropped", "interface_dropped", "probe_dropped"};
+
+void writeStrings(std::ostream& out, const std::set<std::string>& list) {
+    out << '[';
+    bool first = true;
+    for (const auto& s : list) {
+        out << (first ? "" : ",") << mp::jsonString(s);
+        first = false;
+    }
+    out << ']';
+}
 
 uint64_t rowsOf(const report::TemplateStats& t) { return t.rowsReturned + t.rowsAffected; }
 
@@ -99,10 +92,10 @@ std::shared_ptr<const Held> parseReport(const std::string& json, size_t maxTempl
         throw std::runtime_error("report: not an object");
     }
     auto h = std::make_shared<Held>();
-    h->seq = u64(o, "seq");
+    h->seq = report::readU64(o, "seq", false);
     if (Object::Ptr interval = o->getObject("interval"); !interval.isNull()) {
-        h->startNs = u64(interval, "start_ns");
-        h->endNs = u64(interval, "end_ns");
+        h->startNs = report::readU64(interval, "start_ns", false);
+        h->endNs = report::readU64(interval, "end_ns", false);
     }
     if (o->has("node") && o->get("node").isString()) {
         h->node = o->getValue<std::string>("node").substr(0, 256);
@@ -117,14 +110,9 @@ std::shared_ptr<const Held> parseReport(const std::string& json, size_t maxTempl
 }
 
 void Window::add(std::shared_ptr<const Held> r) {
-    // Capture counters are cumulative since the node started: a report's share is the
-    // difference with the report before it (a run's first report, or one after a restart,
-    // counts from zero).
     uint64_t drops = 0;
     for (const char* k : kDropCounters) {
-        uint64_t now = captured(*r, k);
-        uint64_t before = held_.empty() ? 0 : captured(*held_.back(), k);
-        drops += now >= before ? now - before : now;
+        drops += share(*r, held_.empty() ? nullptr : held_.back().get(), k);
     }
     bytes_ += r->bytes;
     held_.push_back(std::move(r));
@@ -156,8 +144,8 @@ std::string Window::series(const report::TemplateStats& t) const {
         if (s == nullptr || s->count == 0) {
             out += "0,null,null]";
         } else {
-            out += std::to_string(s->count) + "," + num(s->latency.quantile(0.5)) + "," +
-                   num(s->latency.quantile(0.99)) + "]";
+            out += std::to_string(s->count) + "," + report::formatTenths(s->latency.quantile(0.5)) +
+                   "," + report::formatTenths(s->latency.quantile(0.99)) + "]";
         }
     }
     return out + "]";
@@ -168,14 +156,7 @@ std::string Window::capture() const {
         return "null";
     }
     const Held& last = *held_.back();
-    // The last interval's share of each cumulative counter: the difference with the report
-    // before it (the first report of a run counts from zero).
     const Held* prev = held_.size() >= 2 ? held_[held_.size() - 2].get() : nullptr;
-    auto delta = [](const Held& a, const Held* b, std::string_view k) {
-        uint64_t now = captured(a, k);
-        uint64_t before = b != nullptr ? captured(*b, k) : 0;
-        return now >= before ? now - before : now;  // a restart counts from zero
-    };
     std::ostringstream out;
     out << "{\"total\":{";
     bool first = true;
@@ -186,7 +167,7 @@ std::string Window::capture() const {
     out << "},\"interval\":{";
     first = true;
     for (const auto& [k, v] : last.capture) {
-        out << (first ? "" : ",") << mp::jsonString(k) << ':' << delta(last, prev, k);
+        out << (first ? "" : ",") << mp::jsonString(k) << ':' << share(last, prev, k);
         first = false;
     }
     out << "}";
@@ -196,7 +177,7 @@ std::string Window::capture() const {
     }
     const uint64_t dropsInterval = drops_.back();
     out << ",\"drops_interval\":" << dropsInterval << ",\"drops_window\":" << dropsWindow
-        << ",\"gap_bytes_interval\":" << delta(last, prev, "gap_bytes") << "}";
+        << ",\"gap_bytes_interval\":" << share(last, prev, "gap_bytes") << "}";
     return out.str();
 }
 
@@ -269,19 +250,11 @@ std::string Window::state(const Query& q) const {
     }
     out << "],\"templates_total\":" << total << ",\"matched\":" << rows.size()
         << ",\"held_bytes\":" << heldBytes() << ",\"reports_dropped\":" << dropped_
-        << ",\"servers\":[";
-    first = true;
-    for (const auto& s : servers) {
-        out << (first ? "" : ",") << mp::jsonString(s);
-        first = false;
-    }
-    out << "],\"schemas\":[";
-    first = true;
-    for (const auto& s : schemas) {
-        out << (first ? "" : ",") << mp::jsonString(s);
-        first = false;
-    }
-    out << "],\"rows\":[";
+        << ",\"servers\":";
+    writeStrings(out, servers);
+    out << ",\"schemas\":";
+    writeStrings(out, schemas);
+    out << ",\"rows\":[";
     for (size_t i = 0; i < shown; ++i) {
         const report::TemplateStats& t = *keyed[i].second;
         const report::LatencySketch& l = t.latency;
@@ -290,9 +263,10 @@ std::string Window::state(const Query& q) const {
             << ",\"schema\":" << mp::jsonString(t.schema)
             << ",\"fingerprint\":" << mp::jsonString(t.fingerprint) << ",\"count\":" << t.count
             << ",\"errors\":" << t.errors << ",\"rows\":" << rowsOf(t)
-            << ",\"total_us\":" << exact(l.sum()) << ",\"p50\":" << num(l.quantile(0.5))
-            << ",\"p99\":" << num(l.quantile(0.99)) << ",\"max\":" << exact(l.max())
-            << ",\"series\":" << series(t) << "}";
+            << ",\"total_us\":" << report::formatExact(l.sum())
+            << ",\"p50\":" << report::formatTenths(l.quantile(0.5))
+            << ",\"p99\":" << report::formatTenths(l.quantile(0.99))
+            << ",\"max\":" << report::formatExact(l.max()) << ",\"series\":" << series(t) << "}";
     }
     out << "],\"capture\":" << capture() << "}";
     return out.str();

@@ -282,6 +282,18 @@ class Section {
 
 /// "0123456789abcdef": a template id as the report writes it.
 std::string hex64(uint64_t v);
+/// Its inverse: exactly 16 hex digits (either case); false for anything else.
+bool parseHex64(std::string_view text, uint64_t& v);
+
+/// Latencies as the report writes them: percentiles to 0.1 us ("66.1"), sums and extremes to the
+/// nanosecond ("3955.000").
+std::string formatTenths(double us);
+std::string formatExact(double us);
+
+/// An unsigned field of a report's JSON (0 when absent and not `required`); throws
+/// std::runtime_error naming the field ("report: seq: not a number", "...: out of range",
+/// "report: missing seq").
+uint64_t readU64(const Poco::JSON::Object::Ptr& o, const char* key, bool required = true);
 
 /// A readable top-N table of a report (its templates by total time), as `--format table` prints
 /// it; a report that is not one says so in the text instead of throwing.
