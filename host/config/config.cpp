@@ -26,7 +26,7 @@ const mp_property kTop[] = {
     {"cluster", MP_PROP_STRING, 0, nullptr, "section: cluster settings", 0, 0, nullptr},
     {"probe", MP_PROP_STRING, 0, nullptr, "section: capture settings", 0, 0, nullptr},
     {"pusher", MP_PROP_STRING, 0, nullptr, "section: report pusher", 0, 0, nullptr},
-    {"watcher", MP_PROP_STRING, 0, nullptr, "section: accepted for compatibility, unused", 0, 0, nullptr},
+    {"watcher", MP_PROP_STRING, 0, nullptr, "section: the captured server's credentials (decoder server, server_user, server_password)", 0, 0, nullptr},
     {"websocket", MP_PROP_STRING, 0, nullptr, "section: websocket timings", 0, 0, nullptr},
     {"plugins", MP_PROP_STRING, 0, nullptr, "section: plugin choice and settings", 0, 0, nullptr},
     {"stream", MP_PROP_STRING, 0, nullptr, "section: bounds of the TCP stream layer", 0, 0, nullptr},
@@ -129,12 +129,13 @@ const LegacyKey kLegacy[] = {
     {"http", "keepalive_timeout_ms", MP_PROP_INT, 100, 3600000, 0, nullptr},
     {"http", "max_body_kb", MP_PROP_INT, 1, 1048576, 0, nullptr},
     {"http", "max_buffered_mb", MP_PROP_INT, 1, 1048576, 0, nullptr},
-    // The original's SHOW PROCESSLIST watcher: accepted so old files start, but unused: this
-    // probe learns user and schema from the wire (handshake, COM_INIT_DB, session tracking).
-    {"watcher", "uname", MP_PROP_STRING, 0, 0, 0, nullptr},
-    {"watcher", "password", MP_PROP_STRING, 0, 0, 0, nullptr},
-    {"watcher", "passward", MP_PROP_STRING, 0, 0, 0, nullptr},
-    {"watcher", "address", MP_PROP_STRING, 0, 0, 0, nullptr},
+    // The original's SHOW PROCESSLIST watcher: its credentials are the decoder's `server`
+    // credentials (coverage against the server's counters; the sessions open before the
+    // capture); dbname is not needed (user and schema come from the wire).
+    {"watcher", "uname", MP_PROP_STRING, 0, 0, MP_KIND_DECODER, "server_user"},
+    {"watcher", "password", MP_PROP_STRING, 0, 0, MP_KIND_DECODER, "server_password"},
+    {"watcher", "passward", MP_PROP_STRING, 0, 0, MP_KIND_DECODER, "server_password"},
+    {"watcher", "address", MP_PROP_STRING, 0, 0, MP_KIND_DECODER, "server"},
     {"watcher", "dbname", MP_PROP_STRING, 0, 0, 0, nullptr},
 };
 // clang-format on
@@ -556,7 +557,7 @@ HostConfig parseConfigImpl(const std::string& text, const std::string& name, con
                                   : key == "max_body_kb"          ? &cfg.http.maxBodyKb
                                                                   : &cfg.http.maxBufferedMb;
                 *target = v.i;
-            } else if (section == "watcher") {
+            } else if (section == "watcher" && key == "dbname") {
                 cfg.warnings.push_back(s.keyPath +
                                        " is accepted for compatibility and not used: user and "
                                        "schema come from the wire");

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "app/runtime.hpp"
@@ -63,12 +64,20 @@ TEST_SUITE("config") {
         CHECK(slotPlugin(cfg, "cluster") == "cluster-gossip");
         CHECK(slotPlugin(cfg, "sinks[0]") == "sink-websocket");
         CHECK(slotPlugin(cfg, "sinks[1]") == "console-web");  // the console at /
-        // The watcher keys are accepted and said to be unused.
+        // The watcher's credentials are the decoder's server credentials; its dbname is
+        // accepted and said to be unused.
         bool warned = false;
         for (const auto& w : cfg.warnings) {
-            warned = warned || w.find("watcher.passward") != std::string::npos;
+            warned = warned || w.find("watcher.dbname") != std::string::npos;
+            CHECK(w.find("watcher.passward") == std::string::npos);
         }
         CHECK(warned);
+        const auto& decoder = *std::find_if(cfg.slots.begin(), cfg.slots.end(),
+                                            [](const auto& s) { return s.slot == "decoder"; });
+        REQUIRE(decoder.settings.count("server") == 1);
+        CHECK(decoder.settings.at("server").node.Scalar() == "test");
+        CHECK(decoder.settings.at("server_user").node.Scalar() == "test");
+        CHECK(decoder.settings.at("server_password").node.Scalar() == "test");
         // Legacy keys reach the plugin properties.
         const auto& capture = cfg.slots.front();
         REQUIRE(capture.settings.count("device") == 1);

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -203,6 +204,28 @@ void Connection::close() {
     if (fd >= 0) {
         ::close(fd);
     }
+}
+
+std::string Connection::address(bool local) const {
+    const int fd = fd_.load();
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    auto* sa = reinterpret_cast<sockaddr*>(&ss);
+    if (fd < 0 || (local ? ::getsockname(fd, sa, &len) : ::getpeername(fd, sa, &len)) != 0) {
+        return {};
+    }
+    char ip[INET6_ADDRSTRLEN] = {0};
+    if (ss.ss_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        return "[" + std::string(ip) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    }
+    if (ss.ss_family != AF_INET) {
+        return {};
+    }
+    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof ip);
+    return std::string(ip) + ":" + std::to_string(ntohs(in4->sin_port));
 }
 
 void Connection::interrupt() {

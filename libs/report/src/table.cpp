@@ -42,7 +42,29 @@ std::string table(const std::string& json, size_t top) {
                     out << ", " << what << ": " << v;
                 }
             }
-            out << "\n\n";
+            out << "\n";
+            // decoder-mysql's comparison with the server's own counters, when it reads them.
+            auto cov = r->getObject("coverage");
+            if (cov) {
+                out << "coverage of " << cov->optValue<std::string>("server", "?") << ": ";
+                auto total = cov->getObject("total");
+                auto q = total ? total->getObject("questions") : nullptr;
+                if (q) {
+                    out << q->getValue<int64_t>("seen") << " of the "
+                        << q->getValue<int64_t>("counted")
+                        << " questions the server counted were seen (ratio "
+                        << (cov->isNull("ratio") ? std::string("n/a")
+                                                 : cov->get("ratio").convert<std::string>())
+                        << ")";
+                } else {
+                    out << "no comparison yet";
+                }
+                if (cov->has("error")) {
+                    out << "; last reading: " << cov->getValue<std::string>("error");
+                }
+                out << "\n";
+            }
+            out << "\n";
         }
         auto templates = r->getArray("templates");
         if (!templates) {

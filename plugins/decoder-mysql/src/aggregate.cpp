@@ -187,11 +187,13 @@ void Aggregator::merge(const Aggregator& o) {
     for (size_t c = 0; c < commands_.size(); ++c) {
         commands_[c] += o.commands_[c];
     }
+    covered_.merge(o.covered_);
     section_.merge(o.section_);
 }
 
 void Aggregator::clear() {
     commands_.fill(0);
+    covered_ = Seen{};
     forgetHot();  // the table goes
     section_ = report::Section();
     section_.maxTemplates = limits_.maxTemplates;

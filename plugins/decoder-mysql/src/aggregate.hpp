@@ -10,6 +10,7 @@
 #include <mp/report.hpp>
 #include <string>
 
+#include "coverage.hpp"
 #include "session.hpp"
 
 namespace mp::mysql {
@@ -39,15 +40,19 @@ class Aggregator {
     }
     // Copies and moves never carry the hot entries (they point into one table's nodes).
     Aggregator(const Aggregator& o)
-        : limits_(o.limits_), commands_(o.commands_), section_(o.section_) {}
+        : limits_(o.limits_), commands_(o.commands_), covered_(o.covered_), section_(o.section_) {}
     Aggregator(Aggregator&& o) noexcept
-        : limits_(o.limits_), commands_(o.commands_), section_(std::move(o.section_)) {
+        : limits_(o.limits_),
+          commands_(o.commands_),
+          covered_(o.covered_),
+          section_(std::move(o.section_)) {
         o.forgetHot();
     }
     Aggregator& operator=(const Aggregator& o) {
         if (this != &o) {
             limits_ = o.limits_;
             commands_ = o.commands_;
+            covered_ = o.covered_;
             section_ = o.section_;
             forgetHot();
         }
@@ -57,6 +62,7 @@ class Aggregator {
         if (this != &o) {
             limits_ = o.limits_;
             commands_ = o.commands_;
+            covered_ = o.covered_;
             section_ = std::move(o.section_);
             forgetHot();
             o.forgetHot();
@@ -69,6 +75,10 @@ class Aggregator {
     /// ("ip:port").
     void add(const Transaction& tx, std::string_view server, std::string_view client = {},
              uint16_t clientPort = 0);
+    /// A transaction of a client of the server whose coverage is measured (the watcher's own
+    /// connection excluded): counted for the comparison with the server's counters.
+    void addCovered(const Transaction& tx) { covered_.add(tx); }
+    const Seen& covered() const { return covered_; }
     void merge(const Aggregator& o);
     void clear();
 
@@ -88,6 +98,7 @@ class Aggregator {
   private:
     AggregatorLimits limits_;
     std::array<uint64_t, 256> commands_{};  // by command byte; names at json()
+    Seen covered_;
     report::Section section_;
     // The templates met last, by id (direct-mapped): most commands skip the table's hash and
     // probe. Valid until clear() (the table never erases otherwise).

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <memory>
 #include <mp/hostport.hpp>
 #include <mp/mysql_client.hpp>
@@ -18,6 +19,7 @@
 #include "aggregate.hpp"
 #include "collector.hpp"
 #include "session.hpp"
+#include "watcher.hpp"
 
 namespace {
 
@@ -33,9 +35,12 @@ const mp_property kProps[] = {
     {"inbound_backpressure", MP_PROP_STRING, 0, "drop", "when the host's record buffer is full: drop records (counted; a live capture never waits) or wait (reading a capture file: nothing lost)", 0, 0, "drop|wait"},
     {"inbound_batch", MP_PROP_INT, 0, "1", "mysql.inbound records per host record (binary: one after the other; JSON: one per line, application/x-ndjson); one broker message carries a batch", 1, 10000, nullptr},
     {"inbound_batch_ms", MP_PROP_INT, 0, "100", "without traffic, a batch not full goes out after this long (with traffic, at the next 100 ms stream tick)", 1, 60000, nullptr},
-    {"inbound_server", MP_PROP_STRING, 0, "", "with inbound: the captured server (host:port) the collector asks, at start, for the sessions already open (information_schema.PROCESSLIST): connections seen mid-stream then get their user and schema; empty: they stay unknown", 0, 0, nullptr},
-    {"inbound_server_user", MP_PROP_STRING, 0, "", "a user of that server with the PROCESS privilege (mysql_native_password)", 0, 0, nullptr},
-    {"inbound_server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password", 0, 0, nullptr},
+    {"server", MP_PROP_STRING, 0, "", "the captured server (host:port, as the probe sees it: the connections to that address are compared) that the decoder reads, with server_user, at each report: its Questions and Com_* counters against what the probe saw (the report's `coverage`); with inbound, also its open sessions at start. Empty: none of that. The original's watcher.address", 0, 0, nullptr},
+    {"server_user", MP_PROP_STRING, 0, "", "a user of that server (mysql_native_password; SHOW GLOBAL STATUS needs no privilege, the sessions list needs PROCESS). The original's watcher.uname", 0, 0, nullptr},
+    {"server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password. The original's watcher.password", 0, 0, nullptr},
+    {"inbound_server", MP_PROP_STRING, 0, "", "with inbound: the captured server (host:port) the collector asks, at start, for the sessions already open (information_schema.PROCESSLIST): connections seen mid-stream then get their user and schema; empty: `server`, and when that is empty too they stay unknown", 0, 0, nullptr},
+    {"inbound_server_user", MP_PROP_STRING, 0, "", "a user of that server with the PROCESS privilege (mysql_native_password); empty with inbound_server empty: server_user", 0, 0, nullptr},
+    {"inbound_server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password (likewise server_password)", 0, 0, nullptr},
     {"inbound_max_command_bytes", MP_PROP_INT, 0, "1048576", "bytes of one command kept whole for its record; a longer one is recorded truncated (not replayable)", 1024, 268435456, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
 };
@@ -85,17 +90,38 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
                              : samples == "none" ? mp::mysql::Samples::None
                                                  : mp::mysql::Samples::Raw;
         agg_ = mp::mysql::Aggregator(aggLimits_);
+        if (!cfg.str("server").empty()) {
+            // One for every worker's instance (they ask whether a connection is its own);
+            // only the instance that writes the report connects, at its first report.
+            watcher_ = mp::mysql::ServerWatcher::shared(cfg.str("server"), cfg.str("server_user"),
+                                                        cfg.str("server_password"));
+            covSeen_ = host.counter("coverage_seen_questions_total",
+                                    "commands to the watched server that its Questions counts, "
+                                    "as the probe saw them (compared intervals only)");
+            covCounted_ = host.counter("coverage_counted_questions_total",
+                                       "the watched server's Questions over the same intervals, "
+                                       "the watcher's own reading left out");
+            covRatio_ = host.counter("coverage_ratio_ppm",
+                                     "seen / counted questions since the first reading, in "
+                                     "parts per million (1000000: nothing missed)",
+                                     MP_GAUGE);
+            covFailures_ = host.counter("coverage_failed_readings_total",
+                                        "reports whose reading of the server's counters failed");
+        }
         if (cfg.boolean("inbound")) {
             limits_.keepPackets = true;
             limits_.maxCommandBytes = static_cast<size_t>(cfg.i64("inbound_max_command_bytes"));
             limits_.maxPendingPacketBytes = std::max<size_t>(16 << 20, limits_.maxCommandBytes);
             collector_ = std::make_unique<mp::mysql::Collector>(
-                host,
-                mp::mysql::Collector::Options{
-                    cfg.str("inbound_format") == "binary",
-                    static_cast<size_t>(cfg.i64("inbound_batch")),
-                    listSessions(host, cfg.str("inbound_server"), cfg.str("inbound_server_user"),
-                                 cfg.str("inbound_server_password"))});
+                host, mp::mysql::Collector::Options{
+                          cfg.str("inbound_format") == "binary",
+                          static_cast<size_t>(cfg.i64("inbound_batch")),
+                          cfg.str("inbound_server").empty()
+                              ? listSessions(host, cfg.str("server"), cfg.str("server_user"),
+                                             cfg.str("server_password"))
+                              : listSessions(host, cfg.str("inbound_server"),
+                                             cfg.str("inbound_server_user"),
+                                             cfg.str("inbound_server_password"))});
             if (cfg.i64("inbound_batch") > 1) {
                 batchNs_ = static_cast<uint64_t>(cfg.i64("inbound_batch_ms")) * 1'000'000ULL;
             }
@@ -139,6 +165,12 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         inet_ntop(family, flow.client_ip, cip, sizeof cip);
         s->client = cip;
         s->clientPort = flow.client_port;
+        if (watcher_ && s->server == watcher_->server()) {
+            s->watched = true;
+            s->clientKey = mp::mysql::endpointKey(
+                (flow.ip_version == 6 ? "[" + s->client + "]:" : s->client + ":") +
+                std::to_string(flow.client_port));
+        }
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
             [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); }, &texts_);
@@ -169,7 +201,11 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
             }
         }
         evicted_.add(total.evicted());
-        return total.json();
+        std::string out = total.json();
+        if (watcher_) {
+            out += ",\"coverage\":" + coverage(total.covered());
+        }
+        return out;
     }
     void streamData(void* s, uint32_t dir, mp_bytes data, uint64_t ts) override {
         bytes_.add(data.len);
@@ -209,10 +245,53 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         uint16_t clientPort = 0;
         std::unique_ptr<mp::mysql::Session> session;
         mp::mysql::Collector::Conn conn;  // with `inbound`
+        bool watched = false;             // to the server whose counters are compared
+        uint64_t clientKey = 0;           // endpointKey of the client, when watched
     };
+
+    // The report thread: reads the server's counters and compares them with what the probe
+    // saw of its clients in the interval.
+    std::string coverage(const mp::mysql::Seen& seen) {
+        const uint64_t now =
+            static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+        try {
+            mp::mysql::StatusCounters own;
+            auto reading = watcher_->read(own);
+            if (!watching_) {
+                host().info("coverage: reading the counters of " + watcher_->server() + " (" +
+                            watcher_->version() + ") at each report");
+                watching_ = true;
+            }
+            account_.reading(reading, own, seen, now);
+        } catch (const std::exception& e) {
+            covFailures_.add();
+            if (watching_ || !warned_) {
+                host().warn(std::string("coverage: ") + e.what() +
+                            "; the reports say so until a reading succeeds");
+                watching_ = false;
+                warned_ = true;
+            }
+            account_.failed(e.what(), seen, now);
+        }
+        if (account_.compared()) {
+            const auto& q = account_.interval().front().second;
+            covSeen_.add(q.seen);
+            covCounted_.add(q.counted);
+            const auto& t = account_.total().front().second;
+            if (t.counted != 0) {
+                covRatio_.set(static_cast<int64_t>(t.seen * 1000000 / t.counted));
+            }
+        }
+        return account_.json(watcher_->server());
+    }
 
     void record(const mp::mysql::Transaction& tx, Stream& s) {
         agg_.add(tx, s.server, s.client, s.clientPort);
+        if (s.watched && !watcher_->own(s.clientKey)) {
+            agg_.addCovered(tx);
+        }
         if (collector_) {
             collector_->command(s.conn, tx);
         }
@@ -288,6 +367,14 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
     }
 
     mp::mysql::SessionLimits limits_;
+    std::shared_ptr<mp::mysql::ServerWatcher> watcher_;  // with `server`
+    mp::mysql::CoverageAccount account_;                 // the report thread's
+    bool watching_ = false;
+    bool warned_ = false;
+    mp::Counter covSeen_;
+    mp::Counter covCounted_;
+    mp::Counter covRatio_;
+    mp::Counter covFailures_;
     std::unique_ptr<mp::mysql::Collector> collector_;  // with `inbound`
     uint64_t batchNs_ = 0;
     mp::Timer timer_;
@@ -321,5 +408,5 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
 
 }  // namespace
 
-MP_DECLARE_PLUGIN(MysqlDecoder, MP_KIND_DECODER, "decoder-mysql", "0.3.0",
+MP_DECLARE_PLUGIN(MysqlDecoder, MP_KIND_DECODER, "decoder-mysql", "0.4.0",
                   "MySQL/MariaDB client/server protocol decoder", kProps, 0)

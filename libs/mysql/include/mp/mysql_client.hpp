@@ -109,8 +109,13 @@ class Connection {
     const std::string& serverVersion() const { return version_; }
     bool mariadb() const { return version_.find("MariaDB") != std::string::npos; }
     uint32_t connectionId() const { return connectionId_; }
+    /// This connection's addresses as "ip:port" ("[ip]:port" for IPv6), written as the probe
+    /// names the endpoints of a captured connection; empty when not connected.
+    std::string localAddress() const { return address(true); }
+    std::string peerAddress() const { return address(false); }
 
   private:
+    std::string address(bool local) const;
     void writePacket(std::string_view payload);
     void readExact(uint8_t* p, size_t n);
     /// After the first packet of a response: the rest of it into `resp`.

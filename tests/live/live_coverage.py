@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Coverage against the server's own counters, live: a real mariadbd (grants on) on loopback,
+mysqlprobe capturing on `lo` with decoder-mysql's `server` credentials (a user with no
+privilege at all), sysbench oltp_read_write with the text protocol and then with prepared
+statements. Checks:
+1. undisturbed: once the load has ended, the report's coverage since the first reading is
+   exactly 1 for Questions and for every Com_* compared (seen == counted, both not zero where
+   the load has such statements), the intervals add up to the total, and /metrics says
+   1000000 ppm; the watcher's own SHOW GLOBAL STATUS is in neither figure;
+2. a capture forced to drop (1 MiB kernel buffer read once a second, unthrottled sysbench and
+   large result sets): a report whose capture counts kernel drops says coverage below 1;
+3. wrong credentials: the probe runs, every report's coverage says the server refused the login,
+   and the password is in no log line and no report.
+Usage: live_coverage.py MYSQLPROBE"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import MariaDB, Probe, skip, wait_for  # noqa: E402
+
+if os.geteuid() != 0:
+    skip("live capture on lo needs root (CAP_NET_RAW)")
+try:
+    import pymysql
+    import websocket
+except ImportError:
+    skip("python3-pymysql and python3-websocket are needed (scripts/deps.sh installs them)")
+SYSBENCH = shutil.which("sysbench")
+if SYSBENCH is None:
+    skip("sysbench is not installed (scripts/deps.sh installs it)")
+
+binary = sys.argv[1]
+SECRET = "cov-Secret-7781"
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def root(db):
+    return pymysql.connect(unix_socket=db.socket, user="root", autocommit=True)
+
+
+class Reports(threading.Thread):
+    """Every report of a node's /collector."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/collector", timeout=1)
+        self.items, self.stop = [], threading.Event()
+        self.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                msg = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:
+                return
+            if msg:
+                self.items.append(json.loads(msg))
+
+    def close(self):
+        self.stop.set()
+        self.join(5)
+        self.ws.close()
+
+
+def probe_yaml(db, password, capture="capture-pcap"):
+    return f"""serverport: 0
+serveraddress: 127.0.0.1
+interval: 1
+probe: {{device: lo, port: {db.port}, workers: 2}}
+plugins:
+  capture: {capture}
+  decoder:
+    plugin: decoder-mysql
+    config: {{server: "127.0.0.1:{db.port}", server_user: watch, server_password: "{password}"}}
+  cluster: none
+  sinks: [sink-websocket]
+"""
+
+
+def sysbench(db, mode, seconds, rate, threads=4, test="oltp_read_write"):
+    cmd = [SYSBENCH, test, "--db-driver=mysql", "--mysql-host=127.0.0.1",
+           f"--mysql-port={db.port}", "--mysql-user=sb", "--mysql-password=sb",
+           "--mysql-db=sbtest", "--tables=2", "--table-size=1000", f"--threads={threads}",
+           f"--time={seconds}", f"--rate={rate}", f"--db-ps-mode={mode}", "--rand-seed=11", "run"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AssertionError("sysbench failed: " + out.stderr[-2000:])
+
+
+with MariaDB(["--max-connections=200"], grants=True) as db:
+    with root(db) as c, c.cursor() as cur:
+        cur.execute("CREATE DATABASE sbtest")
+        cur.execute("CREATE USER 'sb'@'127.0.0.1' IDENTIFIED BY 'sb'")
+        cur.execute("GRANT ALL ON sbtest.* TO 'sb'@'127.0.0.1'")
+        # The watcher's account: no privilege (SHOW GLOBAL STATUS needs none).
+        cur.execute(f"CREATE USER 'watch'@'127.0.0.1' IDENTIFIED BY '{SECRET}'")
+    prep = subprocess.run([SYSBENCH, "oltp_read_write", "--db-driver=mysql",
+                           "--mysql-host=127.0.0.1", f"--mysql-port={db.port}",
+                           "--mysql-user=sb", "--mysql-password=sb", "--mysql-db=sbtest",
+                           "--tables=2", "--table-size=1000", "prepare"],
+                          capture_output=True, text=True)
+    if prep.returncode != 0:
+        raise SystemExit("sysbench prepare failed: " + prep.stderr)
+
+    # --- 1: undisturbed. From here on nothing else talks to the server (no unix socket use):
+    # every command the server counts comes over TCP, which the probe sees.
+    with Probe(binary, probe_yaml(db, SECRET)) as probe:
+        reports = Reports(probe.http_port)
+        wait_for(lambda: any("total" in r.get("coverage", {}) for r in reports.items), 20,
+                 "a first comparison")
+        sysbench(db, "disable", 4, 60)
+        sysbench(db, "auto", 4, 60)
+
+        def quiet():
+            # Two compared intervals in a row with nothing seen nor counted: the load is over
+            # on both sides.
+            cov = [r["coverage"] for r in reports.items if "interval" in r.get("coverage", {})]
+            return len(cov) >= 2 and all(c["interval"]["questions"]["counted"] == 0 and
+                                         c["interval"]["questions"]["seen"] == 0
+                                         for c in cov[-2:]) and cov[-1]
+        last = wait_for(quiet, 30, "the load to end on both sides")
+        total = last["total"]
+        print("coverage since the first reading:",
+              {k: (v["seen"], v["counted"]) for k, v in total.items()})
+        check(last["ratio"] == 1, f"coverage ratio since the first reading is 1 ({last['ratio']})")
+        for key, fig in total.items():
+            check(fig["seen"] == fig["counted"],
+                  f"{key}: probe {fig['seen']} = server {fig['counted']}")
+        for key in ("questions", "select", "insert", "update", "delete", "begin", "commit",
+                    "stmt_execute", "stmt_prepare", "stmt_close"):
+            check(total[key]["counted"] > 0, f"{key}: the load had some ({total[key]['counted']})")
+        check(total["questions"]["counted"] > 2000,
+              f"questions counted: {total['questions']['counted']} (two sysbench runs)")
+        # The intervals add up to the total (a report per interval, none lost).
+        compared = [r["coverage"]["interval"] for r in reports.items
+                    if "interval" in r.get("coverage", {})]
+        summed = sum(i["questions"]["counted"] for i in compared)
+        check(summed == total["questions"]["counted"],
+              f"the intervals' counts add up to the total ({summed})")
+        check(last["unknown_executes"] == 0, "no execute of an unknown statement")
+        check(last["failed_readings"] == 0, "no reading failed")
+        m = probe.metrics()
+        check(m.get("mysqlprobe_decoder_mysql_coverage_ratio_ppm") == 1000000,
+              f"/metrics coverage_ratio_ppm {m.get('mysqlprobe_decoder_mysql_coverage_ratio_ppm')}")
+        check(m.get("mysqlprobe_decoder_mysql_coverage_seen_questions_total") ==
+              m.get("mysqlprobe_decoder_mysql_coverage_counted_questions_total") ==
+              total["questions"]["counted"], "/metrics seen = counted = the report's total")
+        check("coverage: reading the counters of 127.0.0.1:" in probe.log(),
+              "the log says which server is read")
+        check(SECRET not in probe.log(), "the password is in no log line")
+        reports.close()
+
+    # --- 2: a capture that drops.
+    drop_capture = "{plugin: capture-pcap, config: {buffer_mb: 1, batch_ms: 1000}}"
+    with Probe(binary, probe_yaml(db, SECRET, drop_capture).replace(
+            "sinks: [sink-websocket]\n", "sinks: [sink-websocket]\nstream: {ring_kb: 64}\n")) \
+            as probe:
+        reports = Reports(probe.http_port)
+        wait_for(lambda: any("total" in r.get("coverage", {}) for r in reports.items), 20,
+                 "a first comparison")
+        stop = threading.Event()
+
+        def big():
+            conn = pymysql.connect(host="127.0.0.1", port=db.port, user="sb", password="sb")
+            with conn.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute("SELECT REPEAT('x', 4000000)")
+                    cur.fetchall()
+            conn.close()
+        bigs = [threading.Thread(target=big) for _ in range(2)]
+        for t in bigs:
+            t.start()
+        sysbench(db, "disable", 4, 0, threads=4, test="oltp_read_only")
+        stop.set()
+        for t in bigs:
+            t.join()
+        time.sleep(3)
+        dropped = [r for r in reports.items if r["capture"].get("kernel_dropped", 0) > 0 and
+                   "interval" in r.get("coverage", {})]
+        check(len(dropped) > 0, "the capture dropped packets (kernel_dropped in the reports)")
+        if dropped:
+            last = dropped[-1]["coverage"]
+            q = last["total"]["questions"]
+            print(f"with drops: kernel_dropped {dropped[-1]['capture']['kernel_dropped']}, "
+                  f"questions seen {q['seen']} of {q['counted']}, ratio {last['ratio']}")
+            check(last["ratio"] is not None and last["ratio"] < 1,
+                  f"coverage below 1 in the same report as the drops ({last['ratio']})")
+        reports.close()
+
+    # --- 3: wrong credentials: the probe runs and says why it has no figures.
+    with Probe(binary, probe_yaml(db, "not-" + SECRET)) as probe:
+        reports = Reports(probe.http_port)
+        wait_for(lambda: len(reports.items) >= 2, 20, "two reports")
+        cov = reports.items[-1]["coverage"]
+        check("Access denied" in cov.get("error", ""), f"the report says why: {cov.get('error')}")
+        check("interval" not in cov and "total" not in cov, "and has no figures")
+        check("coverage: " in probe.log() and "Access denied" in probe.log(),
+              "the log says it once")
+        check(probe.log().count("Access denied") == 1, "once only")
+        check(all(("not-" + SECRET) not in json.dumps(r) for r in reports.items) and
+              ("not-" + SECRET) not in probe.log(), "the password is in no report and no log")
+        reports.close()
+    # The table of an offline run shows the line too (here: why there is no comparison).
+    capture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pcap",
+                           "sysbench_text_rw_2t_20tx.pcap")
+    cfg = os.path.join(db.dir, "offline.yaml")
+    with open(cfg, "w") as f:
+        f.write(probe_yaml(db, "not-" + SECRET).replace("probe: {device: lo, ", "probe: {"))
+    out = subprocess.run([binary, "-c", cfg, "-r", capture, "--format", "table"],
+                         capture_output=True, text=True, timeout=60)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("coverage of ")), "")
+    check(out.returncode == 0 and f"coverage of 127.0.0.1:{db.port}: no comparison yet; last "
+          "reading: server error 1045: Access denied" in line, f"the table's line: {line!r}")
+
+if failures:
+    print(f"{len(failures)} check(s) failed")
+    sys.exit(1)
+print("all coverage checks passed")
