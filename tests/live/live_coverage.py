@@ -11,7 +11,12 @@ statements. Checks:
 2. a capture forced to drop (1 MiB kernel buffer read once a second, unthrottled sysbench and
    large result sets): a report whose capture counts kernel drops says coverage below 1;
 3. wrong credentials: the probe runs, every report's coverage says the server refused the login,
-   and the password is in no log line and no report.
+   and the password is in no log line and no report; an offline run's table says so too;
+4. connections and statements from before the probe: sysbench with prepared statements already
+   running when two probes start, one with the credentials (PROCESS, SELECT on
+   performance_schema) and one without: with them no execute is unresolved, every template has
+   its user and schema, and the coverage is exact; without them the same traffic has unresolved
+   executes (the case is real), exactly as many as the first probe resolved.
 Usage: live_coverage.py MYSQLPROBE"""
 import json
 import os
@@ -76,7 +81,9 @@ class Reports(threading.Thread):
         self.ws.close()
 
 
-def probe_yaml(db, password, capture="capture-pcap"):
+def probe_yaml(db, password, capture="capture-pcap", user="watch", server=True):
+    decoder = (f'{{server: "127.0.0.1:{db.port}", server_user: {user}, '
+               f'server_password: "{password}"}}' if server else "{}")
     return f"""serverport: 0
 serveraddress: 127.0.0.1
 interval: 1
@@ -85,7 +92,7 @@ plugins:
   capture: {capture}
   decoder:
     plugin: decoder-mysql
-    config: {{server: "127.0.0.1:{db.port}", server_user: watch, server_password: "{password}"}}
+    config: {decoder}
   cluster: none
   sinks: [sink-websocket]
 """
@@ -101,13 +108,17 @@ def sysbench(db, mode, seconds, rate, threads=4, test="oltp_read_write"):
         raise AssertionError("sysbench failed: " + out.stderr[-2000:])
 
 
-with MariaDB(["--max-connections=200"], grants=True) as db:
+with MariaDB(["--max-connections=200", "--performance-schema=ON"], grants=True) as db:
     with root(db) as c, c.cursor() as cur:
         cur.execute("CREATE DATABASE sbtest")
         cur.execute("CREATE USER 'sb'@'127.0.0.1' IDENTIFIED BY 'sb'")
         cur.execute("GRANT ALL ON sbtest.* TO 'sb'@'127.0.0.1'")
         # The watcher's account: no privilege (SHOW GLOBAL STATUS needs none).
         cur.execute(f"CREATE USER 'watch'@'127.0.0.1' IDENTIFIED BY '{SECRET}'")
+        # Part 4's account lists the sessions and their prepared statements.
+        cur.execute(f"CREATE USER 'watch4'@'127.0.0.1' IDENTIFIED BY '{SECRET}'")
+        cur.execute("GRANT PROCESS ON *.* TO 'watch4'@'127.0.0.1'")
+        cur.execute("GRANT SELECT ON performance_schema.* TO 'watch4'@'127.0.0.1'")
     prep = subprocess.run([SYSBENCH, "oltp_read_write", "--db-driver=mysql",
                            "--mysql-host=127.0.0.1", f"--mysql-port={db.port}",
                            "--mysql-user=sb", "--mysql-password=sb", "--mysql-db=sbtest",
@@ -210,7 +221,8 @@ with MariaDB(["--max-connections=200"], grants=True) as db:
         check("interval" not in cov and "total" not in cov, "and has no figures")
         check("coverage: " in probe.log() and "Access denied" in probe.log(),
               "the log says it once")
-        check(probe.log().count("Access denied") == 1, "once only")
+        check(sum("coverage: " in line and "Access denied" in line
+                  for line in probe.log().splitlines()) == 1, "once only")
         check(all(("not-" + SECRET) not in json.dumps(r) for r in reports.items) and
               ("not-" + SECRET) not in probe.log(), "the password is in no report and no log")
         reports.close()
@@ -225,6 +237,61 @@ with MariaDB(["--max-connections=200"], grants=True) as db:
     line = next((x for x in out.stdout.splitlines() if x.startswith("coverage of ")), "")
     check(out.returncode == 0 and f"coverage of 127.0.0.1:{db.port}: no comparison yet; last "
           "reading: server error 1045: Access denied" in line, f"the table's line: {line!r}")
+
+    # --- 4: sessions and statements from before the probe.
+    load = subprocess.Popen(
+        [SYSBENCH, "oltp_read_write", "--db-driver=mysql", "--mysql-host=127.0.0.1",
+         f"--mysql-port={db.port}", "--mysql-user=sb", "--mysql-password=sb",
+         "--mysql-db=sbtest", "--tables=2", "--table-size=1000", "--threads=4", "--time=8",
+         "--rate=40", "--db-ps-mode=auto", "--rand-seed=5", "run"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)  # its connections are open and their statements prepared
+    plain = probe_yaml(db, SECRET, server=False)
+    with Probe(binary, probe_yaml(db, SECRET, user="watch4")) as a, Probe(binary, plain) as b:
+        ra, rb = Reports(a.http_port), Reports(b.http_port)
+        check(load.wait(30) == 0, "sysbench ran")
+
+        def closed(p):
+            m = p.metrics()
+            # sysbench's connections were all open before the probes (the watcher's stays).
+            midstream = m.get("mysqlprobe_stream_connections_midstream_total", 0)
+            done = sum(v for k, v in m.items() if "_stream_connections_closed_" in k)
+            return midstream >= 4 and done >= midstream
+        wait_for(lambda: closed(a) and closed(b), 30, "both probes to see every connection end")
+        time.sleep(2.5)  # a report after the last close
+        ma, mb = a.metrics(), b.metrics()
+        check("sessions open before the capture" in a.log(), "probe A read the sessions")
+
+        def account(items):
+            # sysbench's statements (the probes also see probe A's own: its watcher's SHOW,
+            # and the reading of the sessions when the capture was already open).
+            ts = [t for r in items for t in r.get("templates", [])
+                  if {u["user"] for u in t.get("users", [])} != {"watch4"}]
+            unresolved = sum(r.get("totals", {}).get("unresolved_executes", 0) for r in items)
+            executes = sum(r.get("totals", {}).get("commands", {}).get("COM_STMT_EXECUTE", 0)
+                           for r in items)
+            users = {u["user"] for t in ts for u in t.get("users", [])}
+            schemas = {t["schema"] for t in ts}
+            return unresolved, executes, users, schemas
+        ua, ca, users_a, schemas_a = account(ra.items)
+        ub, cb, users_b, schemas_b = account(rb.items)
+        print(f"with the server: {ua} of {ca} executes unresolved, users {users_a}, schemas "
+              f"{schemas_a}; without: {ub} of {cb}, users {users_b}, schemas {schemas_b}")
+        check(cb > 1000 and ub == cb,
+              f"without the server, every execute is unresolved ({ub} of {cb}): the case is real")
+        check(ca > 1000 and ua == 0, f"with it, none of {ca} is ({ua})")
+        resolved = ma.get("mysqlprobe_decoder_mysql_statements_from_server_total", 0)
+        check(resolved > 0, f"statements named by performance_schema: {resolved}")
+        check(users_a == {"sb"} and schemas_a == {"sbtest"},
+              f"every template has its user and schema ({users_a}, {schemas_a})")
+        cov = [r["coverage"] for r in ra.items if "total" in r.get("coverage", {})][-1]
+        check(all(f["seen"] == f["counted"] for f in cov["total"].values()) and
+              cov["unknown_executes"] == 0,
+              "and the coverage is exact: " + str({k: (f["seen"], f["counted"])
+                                                    for k, f in cov["total"].items()
+                                                    if f["counted"]}))
+        ra.close()
+        rb.close()
 
 if failures:
     print(f"{len(failures)} check(s) failed")

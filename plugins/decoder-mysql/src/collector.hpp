@@ -16,19 +16,16 @@
 #include <unordered_map>
 
 #include "session.hpp"
+#include "watcher.hpp"
 
 namespace mp::mysql {
 
 class Collector {
   public:
-    /// A session the server listed before the capture began (PROCESSLIST): what a connection
-    /// seen mid-stream from that client address is.
-    struct Session {
-        uint32_t id = 0;
-        std::string user;
-        std::string schema;
-    };
-    using Sessions = std::unordered_map<std::string, Session>;  // by client "ip:port"
+    /// The sessions the server listed before the capture began (PROCESSLIST): what a
+    /// connection seen mid-stream from that client address is.
+    using Session = ServerSession;
+    using Sessions = ServerSessions;  // by client "ip:port"
 
     struct Options {
         bool binary = false;                       // the binary form instead of JSON

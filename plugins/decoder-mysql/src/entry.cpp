@@ -107,6 +107,25 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
                                      MP_GAUGE);
             covFailures_ = host.counter("coverage_failed_readings_total",
                                         "reports whose reading of the server's counters failed");
+            // The sessions open before the capture, once per process: connections seen
+            // mid-stream get their user, schema and prepared statements from them.
+            std::string why;
+            bool first = false;
+            known_ = watcher_->sessions(why, first);
+            if (!first) {
+                // Another worker's instance said it.
+            } else if (!why.empty()) {
+                host.warn("server " + watcher_->server() + ": cannot read " +
+                          (known_ ? why : "its open sessions (" + why + ")") +
+                          "; connections seen mid-stream keep what the wire shows");
+            } else if (known_) {
+                host.info("server " + watcher_->server() + ": " + std::to_string(known_->size()) +
+                          " sessions open before the capture");
+            }
+            knownResolved_ =
+                host.counter("statements_from_server_total",
+                             "executes whose statement, prepared before the capture, the server's "
+                             "performance_schema named");
         }
         if (cfg.boolean("inbound")) {
             limits_.keepPackets = true;
@@ -117,8 +136,7 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
                           cfg.str("inbound_format") == "binary",
                           static_cast<size_t>(cfg.i64("inbound_batch")),
                           cfg.str("inbound_server").empty()
-                              ? listSessions(host, cfg.str("server"), cfg.str("server_user"),
-                                             cfg.str("server_password"))
+                              ? known_
                               : listSessions(host, cfg.str("inbound_server"),
                                              cfg.str("inbound_server_user"),
                                              cfg.str("inbound_server_password"))});
@@ -165,15 +183,20 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         inet_ntop(family, flow.client_ip, cip, sizeof cip);
         s->client = cip;
         s->clientPort = flow.client_port;
-        if (watcher_ && s->server == watcher_->server()) {
-            s->watched = true;
-            s->clientKey = mp::mysql::endpointKey(
-                (flow.ip_version == 6 ? "[" + s->client + "]:" : s->client + ":") +
-                std::to_string(flow.client_port));
-        }
         s->session = std::make_unique<mp::mysql::Session>(
             limits_, (flow.flags & MP_FLOW_MIDSTREAM) != 0,
             [this, s](const mp::mysql::Transaction& tx) { record(tx, *s); }, &texts_);
+        if (watcher_ && s->server == watcher_->server()) {
+            s->watched = true;
+            const std::string endpoint =
+                (flow.ip_version == 6 ? "[" + s->client + "]:" : s->client + ":") +
+                std::to_string(flow.client_port);
+            s->clientKey = mp::mysql::endpointKey(endpoint);
+            if (known_ && (flow.flags & MP_FLOW_MIDSTREAM) != 0) {
+                auto it = known_->find(endpoint);
+                s->session->assume(it != known_->end() ? &it->second : nullptr);
+            }
+        }
         if (collector_) {
             s->conn.client = flow.ip_version == 6 ? "[" + s->client + "]:" : s->client + ":";
             s->conn.client += std::to_string(flow.client_port);
@@ -229,6 +252,7 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         const auto& stats = st->session->stats();
         tls_.add(stats.tlsSessions);
         unknownStmt_.add(stats.unknownStatements);
+        knownResolved_.add(stats.statementsFromServer);
         stmtEvicted_.add(stats.statementEvictions);
         resyncs_.add(stats.resyncs);
         decompressErrors_.add(stats.decompressErrors);
@@ -329,12 +353,9 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
     // The sessions open on the captured server before the capture (MRTE's "init database
     // information of all sessions"): null without a server, or when it cannot be asked (logged:
     // such connections are then marked unknown, never guessed).
-    static std::shared_ptr<const mp::mysql::Collector::Sessions> listSessions(
+    static std::shared_ptr<const mp::mysql::ServerSessions> listSessions(
         const mp::Host& host, const std::string& server, const std::string& user,
         const std::string& password) {
-        if (server.empty()) {
-            return nullptr;
-        }
         auto at = mp::net::parseHostPort(server);
         if (!at || at->port == 0) {
             throw mp::Error("inbound_server: host:port expected, not '" + server + "'");
@@ -346,27 +367,21 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         a.password = password;
         a.connectTimeoutMs = 3000;
         a.readTimeoutMs = 10000;
-        auto sessions = std::make_shared<mp::mysql::Collector::Sessions>();
         try {
-            mp::mysql::Connection conn;
-            conn.connect(a);
-            for (const auto& row :
-                 conn.query("SELECT ID, USER, HOST, DB FROM information_schema.PROCESSLIST")) {
-                if (row.size() == 4 && row[0] && row[2] && row[2]->find(':') != std::string::npos) {
-                    (*sessions)[*row[2]] =
-                        mp::mysql::Collector::Session{static_cast<uint32_t>(std::stoul(*row[0])),
-                                                      row[1].value_or(""), row[3].value_or("")};
-                }
-            }
+            std::string note;
+            return std::make_shared<const mp::mysql::ServerSessions>(
+                mp::mysql::readSessions(a, note));
         } catch (const std::exception& e) {
             host.warn("inbound_server " + server + ": cannot list its sessions (" + e.what() +
                       "); connections seen mid-stream stay unknown");
             return nullptr;
         }
-        return sessions;
     }
 
     mp::mysql::SessionLimits limits_;
+    // With `server`: the sessions it had open before the capture (shared, read-only).
+    std::shared_ptr<const mp::mysql::ServerSessions> known_;
+    mp::Counter knownResolved_;
     std::shared_ptr<mp::mysql::ServerWatcher> watcher_;  // with `server`
     mp::mysql::CoverageAccount account_;                 // the report thread's
     bool watching_ = false;

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fingerprint.hpp"
+
 namespace mp::mysql {
 
 namespace {
@@ -180,6 +182,42 @@ Session::Statement* Session::findStatement(uint32_t id) {
         }
     }
     return nullptr;
+}
+
+void Session::assume(const ServerSession* known) {
+    if (known == nullptr || phase_ != Phase::Resync || !login_.user.empty()) {
+        return;  // a login was seen: the wire knows better
+    }
+    known_ = known;
+    login_.connectionId = known->id;
+    login_.user = known->user;
+    login_.schema = known->schema;
+    ++loginGen_;
+}
+
+Session::Statement* Session::adoptKnown(uint32_t id) {
+    auto it = known_->statements.find(id);
+    if (it == known_->statements.end()) {
+        return nullptr;
+    }
+    std::string fp;
+    const uint64_t fpId = threadFingerprintCache().fingerprintInto(it->second, fp);
+    std::string sql = it->second.substr(0, limits_.maxSql);
+    if (statements_.size() >= limits_.maxStatements) {
+        eraseStatement(&statements_.front());
+        ++stats_.statementEvictions;
+    }
+    // In id order where the ids are (the server's were given before the capture's).
+    auto at = idsAscending_
+                  ? std::lower_bound(statements_.begin(), statements_.end(), id,
+                                     [](const Statement& s, uint32_t v) { return s.id < v; })
+                  : statements_.end();
+    Statement& st = *statements_.insert(at, Statement{});
+    st.id = id;
+    st.params = 0;  // not known: the execute's values are not decoded
+    st.text = texts_->acquire(sql, fp, fpId);
+    ++stats_.statementsFromServer;
+    return &st;
 }
 
 std::vector<std::pair<uint32_t, std::vector<bool>>>::iterator Session::findLongData(uint32_t id) {

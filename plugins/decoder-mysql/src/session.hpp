@@ -134,13 +134,24 @@ class StatementTexts {
     std::unordered_map<std::string_view, std::unique_ptr<Types>> types_;  // keys: their bytes
 };
 
+/// A session a server had open before the capture began (its process list): what a connection
+/// seen mid-stream from that client address is, and the statements it had prepared (its
+/// performance_schema), by statement id.
+struct ServerSession {
+    uint32_t id = 0;
+    std::string user;
+    std::string schema;
+    std::unordered_map<uint32_t, std::string> statements;
+};
+
 /// Counters of a session (plain integers; one thread).
 struct SessionStats {
     uint64_t packetsIn = 0;
-    uint64_t unexpectedPackets = 0;  // a server packet with no command waiting
-    uint64_t resyncs = 0;            // restarts after a gap or garbage
-    uint64_t lostResponses = 0;      // commands whose response was lost to a gap
-    uint64_t unknownStatements = 0;  // executes of a statement prepared before capture
+    uint64_t unexpectedPackets = 0;     // a server packet with no command waiting
+    uint64_t resyncs = 0;               // restarts after a gap or garbage
+    uint64_t lostResponses = 0;         // commands whose response was lost to a gap
+    uint64_t unknownStatements = 0;     // executes of a statement prepared before capture
+    uint64_t statementsFromServer = 0;  // such statements whose text the server gave
     uint64_t statementEvictions = 0;
     uint64_t tlsSessions = 0;
     uint64_t decompressErrors = 0;
@@ -166,6 +177,11 @@ class Session {
     void close(uint64_t ts);
 
     void onLogin(LoginHook hook) { loginHook_ = std::move(hook); }
+    /// A connection seen mid-stream that the server listed before the capture: its connection
+    /// id, user and schema from now on, and executes of the statements it had prepared
+    /// resolved to their text (their parameters are not decoded: their count and types went
+    /// by before the capture). `known` outlives the session. Ignored once a login was seen.
+    void assume(const ServerSession* known);
     const LoginInfo& login() const { return login_; }
     const SessionStats& stats() const { return stats_; }
     bool tls() const { return phase_ == Phase::Tls; }
@@ -264,6 +280,9 @@ class Session {
     std::vector<Statement> statements_;
     bool idsAscending_ = true;
     Statement* findStatement(uint32_t id);
+    // A statement the server had prepared before the capture (known_), now remembered.
+    Statement* adoptKnown(uint32_t id);
+    const ServerSession* known_ = nullptr;
     void eraseStatement(Statement* s);
     // The long data sent for statement `id`, or longData_.end().
     std::vector<std::pair<uint32_t, std::vector<bool>>>::iterator findLongData(uint32_t id);

@@ -172,6 +172,9 @@ void Session::command(const Packet& p) {
             }
             tx.statementId = id;
             Statement* st = direct != nullptr ? nullptr : findStatement(id);
+            if (st == nullptr && direct == nullptr && known_ != nullptr) {
+                st = adoptKnown(id);
+            }
             if (direct != nullptr) {
                 // Its parameter count comes with the prepare's answer: the values of this
                 // execute are not decoded.

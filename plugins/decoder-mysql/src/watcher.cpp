@@ -98,6 +98,69 @@ std::shared_ptr<ServerWatcher> ServerWatcher::shared(const std::string& at, cons
     return w;
 }
 
+ServerSessions readSessions(const ServerAddress& a, std::string& note) {
+    ServerSessions out;
+    Connection conn;
+    conn.connect(a);
+    for (const auto& row :
+         conn.query("SELECT ID, USER, HOST, DB FROM information_schema.PROCESSLIST")) {
+        // TCP clients only: HOST is "ip:port" (a unix socket's is "localhost").
+        if (row.size() == 4 && row[0] && row[2] && row[2]->find(':') != std::string::npos) {
+            ServerSession& s = out[*row[2]];
+            s.id = static_cast<uint32_t>(std::stoul(*row[0]));
+            s.user = row[1].value_or("");
+            s.schema = row[3].value_or("");
+        }
+    }
+    try {
+        std::unordered_map<uint64_t, ServerSession*> byId;
+        for (auto& [client, s] : out) {
+            byId[s.id] = &s;
+        }
+        for (const auto& row :
+             conn.query("SELECT t.PROCESSLIST_ID, p.STATEMENT_ID, p.SQL_TEXT FROM "
+                        "performance_schema.prepared_statements_instances p JOIN "
+                        "performance_schema.threads t ON t.THREAD_ID = p.OWNER_THREAD_ID")) {
+            if (row.size() == 3 && row[0] && row[1] && row[2]) {
+                auto it = byId.find(std::stoull(*row[0]));
+                if (it != byId.end()) {
+                    it->second->statements[static_cast<uint32_t>(std::stoul(*row[1]))] = *row[2];
+                }
+            }
+        }
+    } catch (const ServerError& e) {
+        note = e.what();  // no performance_schema, or no SELECT on it
+    }
+    return out;
+}
+
+std::shared_ptr<const ServerSessions> ServerWatcher::sessions(std::string& why, bool& first) {
+    const std::lock_guard<std::mutex> lock(sessionsMutex_);
+    first = !sessionsRead_;
+    if (sessionsRead_) {
+        return sessions_;
+    }
+    sessionsRead_ = true;
+    if (!unresolved_.empty()) {
+        why = unresolved_;
+        return nullptr;
+    }
+    try {
+        ServerAddress a = address_;
+        a.connectTimeoutMs = 3000;
+        a.readTimeoutMs = 10000;
+        a.maxPacket = 256u << 20;
+        std::string note;
+        sessions_ = std::make_shared<const ServerSessions>(readSessions(a, note));
+        if (!note.empty()) {
+            why = "its prepared statements: " + note;
+        }
+    } catch (const std::exception& e) {
+        why = e.what();
+    }
+    return sessions_;
+}
+
 StatusCounters ServerWatcher::read(StatusCounters& own) {
     if (!unresolved_.empty()) {
         throw std::runtime_error(unresolved_);

@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <memory>
 #include <mp/mysql_client.hpp>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "coverage.hpp"
 
@@ -20,6 +22,15 @@ namespace mp::mysql {
 
 /// A 64-bit key of an endpoint "ip:port" as the decoder writes it (FNV-1a).
 uint64_t endpointKey(std::string_view endpoint);
+
+using ServerSessions = std::unordered_map<std::string, ServerSession>;  // by client "ip:port"
+
+/// Reads a server's open sessions (information_schema.PROCESSLIST: every user's with the
+/// PROCESS privilege) and, where the server keeps them, their prepared statements
+/// (performance_schema.prepared_statements_instances: MariaDB 10.5+ and MySQL 5.7+ with
+/// performance_schema on). Throws (one line) when the sessions cannot be read; `note` says why
+/// the statements could not be (else it is left empty).
+ServerSessions readSessions(const ServerAddress& a, std::string& note);
 
 class ServerWatcher {
   public:
@@ -46,6 +57,10 @@ class ServerWatcher {
     bool own(uint64_t clientKey) const {
         return clientKey != 0 && clientKey == ownKey_.load(std::memory_order_acquire);
     }
+    /// The sessions the server had open when this was first called (once per process; every
+    /// later call answers the same); null when they could not be read. `first`: this call read
+    /// them (`why` then says what could not be read, if anything).
+    std::shared_ptr<const ServerSessions> sessions(std::string& why, bool& first);
     /// The server's version string, once connected.
     const std::string& version() const { return conn_.serverVersion(); }
 
@@ -60,6 +75,9 @@ class ServerWatcher {
     std::string lastError_;
     std::string unresolved_;  // why `at` has no address
     StatusCounters own_;      // since the previous reading
+    std::mutex sessionsMutex_;
+    bool sessionsRead_ = false;
+    std::shared_ptr<const ServerSessions> sessions_;
 };
 
 }  // namespace mp::mysql
