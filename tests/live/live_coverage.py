@@ -16,7 +16,10 @@ statements. Checks:
    running when two probes start, one with the credentials (PROCESS, SELECT on
    performance_schema) and one without: with them no execute is unresolved, every template has
    its user and schema, and the coverage is exact; without them the same traffic has unresolved
-   executes (the case is real), exactly as many as the first probe resolved.
+   executes (the case is real);
+5. capture over two threads (capture-pcap `fanout: 2`, PACKET_FANOUT by flow hash) beside one
+   thread, on the same traffic at the same time: the same commands, templates, counts, errors
+   and rows, and both coverages exact.
 Usage: live_coverage.py MYSQLPROBE"""
 import json
 import os
@@ -81,13 +84,13 @@ class Reports(threading.Thread):
         self.ws.close()
 
 
-def probe_yaml(db, password, capture="capture-pcap", user="watch", server=True):
+def probe_yaml(db, password, capture="capture-pcap", user="watch", server=True, workers=2):
     decoder = (f'{{server: "127.0.0.1:{db.port}", server_user: {user}, '
                f'server_password: "{password}"}}' if server else "{}")
     return f"""serverport: 0
 serveraddress: 127.0.0.1
 interval: 1
-probe: {{device: lo, port: {db.port}, workers: 2}}
+probe: {{device: lo, port: {db.port}, workers: {workers}}}
 plugins:
   capture: {capture}
   decoder:
@@ -290,6 +293,52 @@ with MariaDB(["--max-connections=200", "--performance-schema=ON"], grants=True) 
               "and the coverage is exact: " + str({k: (f["seen"], f["counted"])
                                                     for k, f in cov["total"].items()
                                                     if f["counted"]}))
+        ra.close()
+        rb.close()
+
+    # --- 5: capture over two threads, against one.
+    fan = "{plugin: capture-pcap, config: {fanout: 2}}"
+    with Probe(binary, probe_yaml(db, SECRET, fan, workers=3)) as a, \
+            Probe(binary, probe_yaml(db, SECRET, workers=1)) as b:
+        check("2 capture threads (fanout group" in a.log(), "probe A reads lo with two threads")
+        ra, rb = Reports(a.http_port), Reports(b.http_port)
+        for r in (ra, rb):
+            wait_for(lambda: any("total" in x.get("coverage", {}) for x in r.items), 20,
+                     "a first comparison")
+        mark = (len(ra.items), len(rb.items))
+        sysbench(db, "disable", 3, 60)
+        sysbench(db, "auto", 3, 60)
+
+        def quiet(r):
+            # Only the other probe's watcher is left (a question a second, seen by both).
+            cov = [x["coverage"] for x in r.items if "interval" in x.get("coverage", {})]
+            return len(cov) >= 2 and all(c["interval"]["questions"]["counted"] <= 3 and
+                                         c["interval"]["questions"]["seen"] ==
+                                         c["interval"]["questions"]["counted"]
+                                         for c in cov[-2:])
+        wait_for(lambda: quiet(ra) and quiet(rb), 30, "the load to end for both")
+
+        def summary(items):
+            commands, templates = {}, {}
+            for x in items:
+                for k, v in x.get("totals", {}).get("commands", {}).items():
+                    commands[k] = commands.get(k, 0) + v
+                for t in x.get("templates", []):
+                    if t["fingerprint"].startswith("show global status"):
+                        continue  # each probe's own watcher, seen by both
+                    key = (t["server"], t["schema"], t["fingerprint"])
+                    c, e, rows = templates.get(key, (0, 0, 0))
+                    templates[key] = (c + t["count"], e + t["errors"], rows + t["rows_returned"])
+            return templates
+        ta, tb = summary(ra.items[mark[0]:]), summary(rb.items[mark[1]:])
+        executions = sum(c for c, _, _ in ta.values())
+        check(ta == tb and executions > 2000,
+              f"two capture threads, one: the same {len(ta)} templates, {executions} executions, "
+              "errors and rows" + ("" if ta == tb else f" (differ: {set(ta.items()) ^ set(tb.items())})"))
+        for name, r in (("two threads", ra), ("one thread", rb)):
+            cov = [x["coverage"] for x in r.items if "total" in x.get("coverage", {})][-1]
+            check(all(f["seen"] == f["counted"] for f in cov["total"].values()),
+                  f"{name}: coverage exact ({cov['total']['questions']})")
         ra.close()
         rb.close()
 

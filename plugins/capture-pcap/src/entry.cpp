@@ -2,8 +2,10 @@
 // capture-pcap: frames from live interfaces or pcap/pcapng files, handed to the host in batches.
 // The host owns link/IP/TCP parsing; this plugin only reads, filters (BPF) and counts.
 #include <fcntl.h>
+#include <linux/if_packet.h>
 #include <pcap/pcap.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +36,7 @@ const mp_property kProps[] = {
     {"promiscuous", MP_PROP_BOOL, 0, "false", "put devices in promiscuous mode", 0, 0, nullptr},
     {"immediate", MP_PROP_BOOL, 0, "false", "deliver each packet at once instead of in kernel batches (costs CPU; latencies come from packet timestamps either way)", 0, 0, nullptr},
     {"batch_ms", MP_PROP_INT, 0, "50", "live, without immediate: read the kernel buffer at most every N ms (fewer wake-ups, warmer caches: less CPU per packet; never while the traffic of one pause could fill an eighth of the buffer; 0: on every kernel block)", 0, 1000, nullptr},
+    {"fanout", MP_PROP_INT, 0, "1", "live: capture threads per device, each reading its own kernel buffer (buffer_mb each); the kernel hands each connection to one of them by a hash of its addresses and ports, both directions alike (PACKET_FANOUT_HASH). Reports do not depend on it", 1, 16, nullptr},
     {"loop", MP_PROP_BOOL, 0, "false", "replay the file again and again", 0, 0, nullptr},
     {"speed", MP_PROP_DOUBLE, 0, "0", "file replay speed: 0 as fast as possible, 1 recorded speed, 2 twice as fast", 0, 1000, nullptr},
     {nullptr, 0, 0, nullptr, nullptr, 0, 0, nullptr},
@@ -96,8 +99,19 @@ class PcapCapture : public mp::Plugin {
                 sources_.push_back(openFile());  // pcapng and others: libpcap
             }
         } else {
+            const auto fanout = static_cast<int>(cfg.i64("fanout"));
             for (const auto& dev : devices_) {
-                sources_.push_back(openLive(dev, cfg));
+                int group = -1;  // the kernel's id of this device's fanout group
+                for (int i = 0; i < fanout; ++i) {
+                    sources_.push_back(openLive(dev, cfg));
+                    if (fanout > 1) {
+                        joinFanout(sources_.back().get(), dev, group);
+                    }
+                }
+                if (fanout > 1) {
+                    host.info("device " + dev + ": " + std::to_string(fanout) +
+                              " capture threads (fanout group " + std::to_string(group) + ")");
+                }
             }
         }
         // What the host plans its stream layer with: the server side of a connection, and how
@@ -292,6 +306,29 @@ class PcapCapture : public mp::Plugin {
         }
         applyFilter(p.get(), "device " + dev);
         return p;
+    }
+
+    // Puts a live handle in `group` (-1: a new group, whose id the kernel picks and `group`
+    // then holds): packets are spread over the group's sockets by a symmetric flow hash, so
+    // each connection is read by one thread, in order. Fragments are reassembled first (a
+    // fragment has no ports to hash).
+    static void joinFanout(pcap_t* p, const std::string& dev, int& group) {
+        const int fd = pcap_fileno(p);
+        uint32_t flags = PACKET_FANOUT_FLAG_DEFRAG | (group < 0 ? PACKET_FANOUT_FLAG_UNIQUEID : 0);
+        uint32_t arg =
+            (group < 0 ? 0u : static_cast<uint32_t>(group)) | ((PACKET_FANOUT_HASH | flags) << 16);
+        if (::setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0) {
+            throw mp::Error("device " + dev + ": cannot spread capture over threads (" +
+                            "PACKET_FANOUT: " + std::strerror(errno) + "); use fanout: 1");
+        }
+        if (group < 0) {
+            uint32_t got = 0;
+            socklen_t len = sizeof got;
+            if (::getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &got, &len) != 0) {
+                throw mp::Error("device " + dev + ": PACKET_FANOUT: " + std::strerror(errno));
+            }
+            group = static_cast<int>(got & 0xffff);
+        }
     }
 
     // Frames collected for one emit_frames() call. pcap reuses its buffer per packet, so a
