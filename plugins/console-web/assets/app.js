@@ -163,7 +163,26 @@ function renderCapture(c) {
     cell("bytes missing", fmtInt(t.gap_bytes || 0), (iv.gap_bytes || 0) > 0 ? "bad" : "", "gap_bytes"),
     cell("connections opened", fmtInt(t["connections.opened"] || 0), "", "connections_opened"),
     cell("seen mid-stream", fmtInt(t["connections.midstream"] || 0), "", "connections_midstream"),
-    cell("all drops (total)", fmtInt(drops(t)), drops(t) > 0 ? "bad" : "", "drops_total"));
+    cell("all drops (total)", fmtInt(drops(t)), drops(t) > 0 ? "bad" : "", "drops_total"),
+    ...coverageCells(c.coverage, cell));
+}
+
+// decoder-mysql's comparison with the server's own count of questions (with `server` set).
+function coverageCells(cov, cell) {
+  if (!cov) return [];
+  const pct = (seen, counted) => counted > 0 ? `${(100 * seen / counted).toFixed(2)}%` : "n/a";
+  // Red past what commands in flight at a reading's moment explain (the server counts them in
+  // one interval, the probe in the next): more than 10 and more than 0.1% missing.
+  const short = (seen, counted) => counted - seen > Math.max(10, counted / 1000);
+  const missed = short(cov.seen, cov.counted);
+  const out = [cell(`coverage of ${cov.server} (total)`, pct(cov.seen, cov.counted), missed ? "bad" : "", "coverage")];
+  if (cov.interval_counted !== undefined) {
+    out.push(cell("coverage (interval)", pct(cov.interval_seen, cov.interval_counted),
+      short(cov.interval_seen, cov.interval_counted) ? "bad" : "", "coverage_interval"));
+  }
+  out.push(cell("questions seen / counted", `${fmtInt(cov.seen)} / ${fmtInt(cov.counted)}`, "", "coverage_questions"));
+  if (cov.error) out.push(cell("server reading", cov.error, "bad", "coverage_error"));
+  return out;
 }
 
 function renderTemplates(s) {

@@ -43,6 +43,32 @@ uint64_t captured(const Held& h, std::string_view name) {
     return 0;
 }
 
+// The questions figures of a report's `coverage` (decoder-mysql): anything else is left.
+void readCoverage(const Poco::JSON::Object::Ptr& c, Held::Coverage& out) {
+    if (c.isNull()) {
+        return;
+    }
+    out.present = true;
+    if (c->has("server") && c->get("server").isString()) {
+        out.server = c->getValue<std::string>("server").substr(0, 256);
+    }
+    if (c->has("error") && c->get("error").isString()) {
+        out.error = c->getValue<std::string>("error").substr(0, 512);
+    }
+    auto questions = [](const Poco::JSON::Object::Ptr& figures) {
+        return figures.isNull() ? Poco::JSON::Object::Ptr() : figures->getObject("questions");
+    };
+    if (auto q = questions(c->getObject("total")); !q.isNull()) {
+        out.seen = report::readU64(q, "seen", false);
+        out.counted = report::readU64(q, "counted", false);
+    }
+    if (auto q = questions(c->getObject("interval")); !q.isNull()) {
+        out.interval = true;
+        out.intervalSeen = report::readU64(q, "seen", false);
+        out.intervalCounted = report::readU64(q, "counted", false);
+    }
+}
+
 // A report's share of a cumulative capture counter: the difference with the report before it
 // (none: a run's first report; a smaller value: the node restarted; both count from zero).
 uint64_t share(const Held& now, const Held* before, std::string_view name) {
@@ -102,7 +128,9 @@ std::shared_ptr<const Held> parseReport(const std::string& json, size_t maxTempl
     }
     h->section = report::Section::fromJson(o, maxTemplates);
     flatten(o->getObject("capture"), "", 0, h->capture);
-    h->bytes = sizeof(Held) + h->section.heapBytes() + h->node.capacity();
+    readCoverage(o->getObject("coverage"), h->coverage);
+    h->bytes = sizeof(Held) + h->section.heapBytes() + h->node.capacity() +
+               h->coverage.server.capacity() + h->coverage.error.capacity();
     for (const auto& [k, v] : h->capture) {
         h->bytes += sizeof(std::pair<std::string, uint64_t>) + k.capacity();
     }
@@ -177,7 +205,23 @@ std::string Window::capture() const {
     }
     const uint64_t dropsInterval = drops_.back();
     out << ",\"drops_interval\":" << dropsInterval << ",\"drops_window\":" << dropsWindow
-        << ",\"gap_bytes_interval\":" << share(last, prev, "gap_bytes") << "}";
+        << ",\"gap_bytes_interval\":" << share(last, prev, "gap_bytes") << ",\"coverage\":";
+    const Held::Coverage& c = last.coverage;
+    if (!c.present) {
+        out << "null";
+    } else {
+        out << "{\"server\":" << mp::jsonString(c.server) << ",\"seen\":" << c.seen
+            << ",\"counted\":" << c.counted;
+        if (c.interval) {
+            out << ",\"interval_seen\":" << c.intervalSeen
+                << ",\"interval_counted\":" << c.intervalCounted;
+        }
+        if (!c.error.empty()) {
+            out << ",\"error\":" << mp::jsonString(c.error);
+        }
+        out << "}";
+    }
+    out << "}";
     return out.str();
 }
 

@@ -24,7 +24,19 @@ struct Held {
     std::string node;
     report::Section section;
     std::vector<std::pair<std::string, uint64_t>> capture;  // "connections.opened": N, cumulative
-    size_t bytes = 0;                                       // what it holds (section + capture)
+    // decoder-mysql's comparison with the server's counters (its questions), when the report
+    // has one: the total since the first reading and the interval's.
+    struct Coverage {
+        bool present = false;
+        std::string server;  // at most 256 bytes
+        std::string error;   // the last reading's failure, at most 512 bytes
+        uint64_t seen = 0;
+        uint64_t counted = 0;
+        bool interval = false;
+        uint64_t intervalSeen = 0;
+        uint64_t intervalCounted = 0;
+    } coverage;
+    size_t bytes = 0;  // what it holds (section + capture)
 };
 
 /// Parses a native report; throws std::runtime_error naming what is wrong.

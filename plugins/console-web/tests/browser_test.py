@@ -448,6 +448,39 @@ def switchover_node():
                 d.save_screenshot(os.path.join(shots, "replication-switchover.png"))
 
 
+def coverage_node():
+    """Check 6: the coverage of a live capture against the server's counters, on the page."""
+    from harness import MariaDB
+    import pymysql
+    with MariaDB() as db:
+        decoder = (f"  decoder: {{plugin: decoder-mysql, config: {{server: '127.0.0.1:{db.port}', "
+                   "server_user: watcher, server_password: unused}}\n")
+        yaml = node_yaml(free_port(), "capture-pcap", decoder).replace(
+            "probe: {port: 3306}", f"probe: {{device: lo, port: {db.port}}}")
+        with Probe(binary, yaml) as node:
+            with console(node, READ_TOKEN) as d:
+                wait_for(lambda: d.find_elements(By.CSS_SELECTOR, "[data-key=coverage] .v"), 20,
+                         "the coverage on the page")
+                conn = pymysql.connect(host="127.0.0.1", port=db.port, user="root")
+                with conn.cursor() as cur:
+                    for i in range(200):
+                        cur.execute("SELECT %s", (i,))
+                conn.close()
+
+                def counted():
+                    text = d.find_element(By.CSS_SELECTOR, "[data-key=coverage_questions] .v").text
+                    seen, total = (int(x.replace(",", "")) for x in text.split(" / "))
+                    return seen == total and total >= 200 and (seen, total)
+                seen = wait_for(counted, 20, "the page to count the 200 questions")
+                shown = d.find_element(By.CSS_SELECTOR, "[data-key=coverage] .v").text
+                label = d.find_element(By.CSS_SELECTOR, "[data-key=coverage] .k").text
+                check(shown == "100.00%" and f"127.0.0.1:{db.port}" in label,
+                      f"coverage {shown} of the server's {seen[1]} questions ({label})")
+                check("bad" not in d.find_element(By.CSS_SELECTOR, "[data-key=coverage]")
+                      .get_attribute("class"), "not red")
+                d.save_screenshot(os.path.join(shots, "capture-coverage.png"))
+
+
 for pcap in ("sysbench_text_rw_2t_20tx", "sysbench_ps_rw_2t_20tx", "edge_cases_small"):
     queries_node(os.path.join(source, "tests/data/pcap", pcap + ".pcap"), pcap)
 roles_node()
@@ -455,8 +488,9 @@ cluster_nodes()
 switchover_node()
 if os.geteuid() == 0:
     drops_node()
+    coverage_node()
 else:
-    print("SKIP drops: a live capture on lo needs root", flush=True)
+    print("SKIP drops and coverage: a live capture on lo needs root", flush=True)
 
 print(f"screenshots: {shots}")
 if failures:

@@ -208,6 +208,42 @@ TEST_CASE(
     CHECK(c->getObject("total")->getValue<uint64_t>("kernel_dropped") == 4);
 }
 
+TEST_CASE("capture health: decoder-mysql's coverage, when the report has it") {
+    Window w(3, 64 << 20);
+    w.add(mp::console::parseReport(reportJson(1, {}), 1000));
+    CHECK(parse(w.state({}))->getObject("capture")->isNull("coverage"));
+    std::string with = reportJson(2, {});
+    with.insert(with.size() - 1,
+                ",\"coverage\":{\"server\":\"10.0.0.5:3306\",\"readings\":3,"
+                "\"interval\":{\"questions\":{\"seen\":90,\"counted\":100,\"ratio\":0.9}},"
+                "\"total\":{\"questions\":{\"seen\":190,\"counted\":200,\"ratio\":0.95},"
+                "\"select\":{\"seen\":1,\"counted\":1,\"ratio\":1}},\"ratio\":0.95}");
+    w.add(mp::console::parseReport(with, 1000));
+    Object::Ptr c = parse(w.state({}))->getObject("capture")->getObject("coverage");
+    REQUIRE_FALSE(c.isNull());
+    CHECK(c->getValue<std::string>("server") == "10.0.0.5:3306");
+    CHECK(c->getValue<uint64_t>("seen") == 190);
+    CHECK(c->getValue<uint64_t>("counted") == 200);
+    CHECK(c->getValue<uint64_t>("interval_seen") == 90);
+    CHECK(c->getValue<uint64_t>("interval_counted") == 100);
+    CHECK_FALSE(c->has("error"));
+    // A failed reading: no interval figures, the error, and text bounded.
+    std::string failed = reportJson(3, {});
+    failed.insert(failed.size() - 1, ",\"coverage\":{\"server\":\"" + std::string(1000, 's') +
+                                         "\",\"error\":\"" + std::string(2000, 'e') +
+                                         "\",\"total\":{\"questions\":{\"seen\":190,"
+                                         "\"counted\":200}}}");
+    w.add(mp::console::parseReport(failed, 1000));
+    c = parse(w.state({}))->getObject("capture")->getObject("coverage");
+    CHECK(c->getValue<std::string>("server").size() == 256);
+    CHECK(c->getValue<std::string>("error").size() == 512);
+    CHECK_FALSE(c->has("interval_seen"));
+    // Garbage in the member: refused or ignored, never a crash.
+    std::string bad = reportJson(4, {});
+    bad.insert(bad.size() - 1, ",\"coverage\":{\"total\":{\"questions\":{\"seen\":-1}}}");
+    CHECK_THROWS(mp::console::parseReport(bad, 1000));
+}
+
 TEST_CASE("one template in full, from the window and the last interval") {
     Window w(10, 64 << 20);
     w.add(mp::console::parseReport(
