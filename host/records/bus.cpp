@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "records/bus.hpp"
 
+#include <chrono>
 #include <mp/sdk.hpp>
+#include <thread>
 
 #include "config/config.hpp"
 #include "core/log.hpp"
@@ -277,6 +279,10 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     return MP_OK;
 }
 
+namespace {
+constexpr auto kLinger = std::chrono::microseconds(500);
+}  // namespace
+
 void RecordBus::sinkLoop(Sink* s) {
     // Records are offered a chunk at a time: their tokens are registered in one lock, and a
     // sink that says MP_EAGAIN has the rest of the chunk offered again after a pause.
@@ -289,6 +295,14 @@ void RecordBus::sinkLoop(Sink* s) {
             s->cv.wait(lock, [&] { return !s->queue.empty() || !delivering_.load(); });
             if (!delivering_.load()) {
                 break;
+            }
+            if (s->queue.size() < kChunk) {
+                // Woken for a few records: a producer slower than this sink would otherwise
+                // wake it for every record (a futex wake and two switches each, more than a
+                // record costs). A moment's wait lets them gather; records wait at most that.
+                lock.unlock();
+                std::this_thread::sleep_for(kLinger);
+                lock.lock();
             }
             work.swap(s->queue);
             s->inHand = work.size();

@@ -35,8 +35,8 @@ const mp_property kProps[] = {
     {"inbound_backpressure", MP_PROP_STRING, 0, "drop", "when the host's record buffer is full: drop records (counted; a live capture never waits) or wait (reading a capture file: nothing lost)", 0, 0, "drop|wait"},
     {"inbound_batch", MP_PROP_INT, 0, "1", "mysql.inbound records per host record (binary: one after the other; JSON: one per line, application/x-ndjson); one broker message carries a batch", 1, 10000, nullptr},
     {"inbound_batch_ms", MP_PROP_INT, 0, "100", "without traffic, a batch not full goes out after this long (with traffic, at the next 100 ms stream tick)", 1, 60000, nullptr},
-    {"server", MP_PROP_STRING, 0, "", "the captured server (host:port, as the probe sees it: the connections to that address are compared) that the decoder reads, with server_user, at each report: its Questions and Com_* counters against what the probe saw (the report's `coverage`); with inbound, also its open sessions at start. Empty: none of that. The original's watcher.address", 0, 0, nullptr},
-    {"server_user", MP_PROP_STRING, 0, "", "a user of that server (mysql_native_password; SHOW GLOBAL STATUS needs no privilege, the sessions list needs PROCESS). The original's watcher.uname", 0, 0, nullptr},
+    {"server", MP_PROP_STRING, 0, "", "the captured server (host:port, as the probe sees it: the connections to that address are compared) that the decoder reads, with server_user, at each report: its Questions and Com_* counters against what the probe saw (the report's `coverage`); and once at start its open sessions and their prepared statements, for the connections seen mid-stream. Empty: none of that. The original's watcher.address", 0, 0, nullptr},
+    {"server_user", MP_PROP_STRING, 0, "", "a user of that server (mysql_native_password; the counters need no privilege, the sessions PROCESS, their statements SELECT on performance_schema). The original's watcher.uname", 0, 0, nullptr},
     {"server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password. The original's watcher.password", 0, 0, nullptr},
     {"inbound_server", MP_PROP_STRING, 0, "", "with inbound: the captured server (host:port) the collector asks, at start, for the sessions already open (information_schema.PROCESSLIST): connections seen mid-stream then get their user and schema; empty: `server`, and when that is empty too they stay unknown", 0, 0, nullptr},
     {"inbound_server_user", MP_PROP_STRING, 0, "", "a user of that server with the PROCESS privilege (mysql_native_password); empty with inbound_server empty: server_user", 0, 0, nullptr},
@@ -91,8 +91,8 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
                                                  : mp::mysql::Samples::Raw;
         agg_ = mp::mysql::Aggregator(aggLimits_);
         if (!cfg.str("server").empty()) {
-            // One for every worker's instance (they ask whether a connection is its own);
-            // only the instance that writes the report connects, at its first report.
+            // One for every worker's instance (they ask whether a connection is its own); the
+            // instance that writes the report reads the counters, from its first report on.
             watcher_ = mp::mysql::ServerWatcher::shared(cfg.str("server"), cfg.str("server_user"),
                                                         cfg.str("server_password"));
             covSeen_ = host.counter("coverage_seen_questions_total",
@@ -112,13 +112,11 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
             std::string why;
             bool first = false;
             known_ = watcher_->sessions(why, first);
-            if (!first) {
-                // Another worker's instance said it.
-            } else if (!why.empty()) {
+            if (first && !why.empty()) {  // (said once, by the instance that read them)
                 host.warn("server " + watcher_->server() + ": cannot read " +
                           (known_ ? why : "its open sessions (" + why + ")") +
                           "; connections seen mid-stream keep what the wire shows");
-            } else if (known_) {
+            } else if (first && known_) {
                 host.info("server " + watcher_->server() + ": " + std::to_string(known_->size()) +
                           " sessions open before the capture");
             }
