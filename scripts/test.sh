@@ -53,7 +53,7 @@ tsan_log=$(mktemp -d)
 # MP_TEST_SHORT: the slowest real-component tests repeat less of their load here (each says
 # what it leaves to the ASan step); every code path they reach is still reached.
 if ! MP_TEST_SHORT=1 TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 log_path=$tsan_log/race" \
-  ctest --preset tsan -j"$jobs" -E "live-sysbench|memory|fuzz-replay|slave-flood|pusher-payload|console-web-browser"; then
+  ctest --preset tsan -j"$jobs" -E "live-sysbench|live-coverage|memory|fuzz-replay|slave-flood|pusher-payload|console-web-browser"; then
   echo "(tests that failed under TSan's slowdown are listed above; they passed in the ASan step)"
 fi
 if ls "$tsan_log"/race* >/dev/null 2>&1; then
