@@ -22,6 +22,22 @@ def skip(why):
     sys.exit(SKIP)
 
 
+def require_live_sysbench():
+    """Skips (visibly) unless a live capture with sysbench can run: root (CAP_NET_RAW on lo),
+    PyMySQL, websocket-client and sysbench; answers sysbench's path."""
+    if os.geteuid() != 0:
+        skip("live capture on lo needs root (CAP_NET_RAW)")
+    try:
+        import pymysql  # noqa: F401
+        import websocket  # noqa: F401
+    except ImportError:
+        skip("python3-pymysql and python3-websocket are needed (scripts/deps.sh installs them)")
+    sysbench = shutil.which("sysbench")
+    if sysbench is None:
+        skip("sysbench is not installed (scripts/deps.sh installs it)")
+    return sysbench
+
+
 def free_port(host="127.0.0.1"):
     with socket.socket() as s:
         s.bind((host, 0))

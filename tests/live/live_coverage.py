@@ -23,25 +23,17 @@ statements. Checks:
 Usage: live_coverage.py MYSQLPROBE"""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import MariaDB, Probe, skip, wait_for  # noqa: E402
+from harness import MariaDB, Probe, require_live_sysbench, wait_for  # noqa: E402
 
-if os.geteuid() != 0:
-    skip("live capture on lo needs root (CAP_NET_RAW)")
-try:
-    import pymysql
-    import websocket
-except ImportError:
-    skip("python3-pymysql and python3-websocket are needed (scripts/deps.sh installs them)")
-SYSBENCH = shutil.which("sysbench")
-if SYSBENCH is None:
-    skip("sysbench is not installed (scripts/deps.sh installs it)")
+SYSBENCH = require_live_sysbench()
+import pymysql  # noqa: E402
+import websocket  # noqa: E402
 
 binary = sys.argv[1]
 SECRET = "cov-Secret-7781"
