@@ -99,6 +99,7 @@ std::shared_ptr<ServerWatcher> ServerWatcher::shared(const std::string& at, cons
 }
 
 ServerSessions readSessions(const ServerAddress& a, std::string& note) {
+    constexpr uint64_t kMaxStatementBytes = 64ULL << 20;
     ServerSessions out;
     Connection conn;
     conn.connect(a);
@@ -117,16 +118,33 @@ ServerSessions readSessions(const ServerAddress& a, std::string& note) {
         for (auto& [client, s] : out) {
             byId[s.id] = &s;
         }
-        for (const auto& row :
-             conn.query("SELECT t.PROCESSLIST_ID, p.STATEMENT_ID, p.SQL_TEXT FROM "
-                        "performance_schema.prepared_statements_instances p JOIN "
-                        "performance_schema.threads t ON t.THREAD_ID = p.OWNER_THREAD_ID")) {
+        // Bounded by the bytes of their text, on the server's side (a running sum), so that
+        // what this reads is bounded whatever the server holds.
+        const auto all =
+            conn.query("SELECT COUNT(*) FROM performance_schema.prepared_statements_instances");
+        const uint64_t listed =
+            !all.empty() && !all[0].empty() && all[0][0] ? std::stoull(*all[0][0]) : 0;
+        uint64_t read = 0;
+        for (const auto& row : conn.query(
+                 "SELECT id, stmt, sql_text FROM (SELECT t.PROCESSLIST_ID AS id, p.STATEMENT_ID "
+                 "AS stmt, p.SQL_TEXT AS sql_text, SUM(LENGTH(p.SQL_TEXT)) OVER (ORDER BY "
+                 "p.OBJECT_INSTANCE_BEGIN) AS upto FROM "
+                 "performance_schema.prepared_statements_instances p JOIN "
+                 "performance_schema.threads t ON t.THREAD_ID = p.OWNER_THREAD_ID) x WHERE upto "
+                 "<= " +
+                 std::to_string(kMaxStatementBytes))) {
+            ++read;
             if (row.size() == 3 && row[0] && row[1] && row[2]) {
                 auto it = byId.find(std::stoull(*row[0]));
                 if (it != byId.end()) {
                     it->second->statements[static_cast<uint32_t>(std::stoul(*row[1]))] = *row[2];
                 }
             }
+        }
+        if (read < listed) {
+            note = std::to_string(listed - read) + " of " + std::to_string(listed) +
+                   " prepared statements past the " + std::to_string(kMaxStatementBytes >> 20) +
+                   " MiB bound of their text were not read";
         }
     } catch (const ServerError& e) {
         note = e.what();  // no performance_schema, or no SELECT on it

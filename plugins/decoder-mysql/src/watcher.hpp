@@ -28,8 +28,9 @@ using ServerSessions = std::unordered_map<std::string, ServerSession>;  // by cl
 /// Reads a server's open sessions (information_schema.PROCESSLIST: every user's with the
 /// PROCESS privilege) and, where the server keeps them, their prepared statements
 /// (performance_schema.prepared_statements_instances: MariaDB 10.5+ and MySQL 5.7+ with
-/// performance_schema on). Throws (one line) when the sessions cannot be read; `note` says why
-/// the statements could not be (else it is left empty).
+/// performance_schema on; MariaDB 10.2+ and MySQL 8 for the bound: the first 64 MiB of their
+/// text, counted by the server). Throws (one line) when the sessions cannot be read; `note`
+/// says why the statements could not be, or how many were past the bound (else it is empty).
 ServerSessions readSessions(const ServerAddress& a, std::string& note);
 
 class ServerWatcher {
