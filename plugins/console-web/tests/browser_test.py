@@ -124,6 +124,15 @@ def click(d, selector):
                      "setTimeout(() => e.click(), 0);", selector)
 
 
+def cell(d, key):
+    """The label, value and class of the panel cell `key`, read by one script (None if absent):
+    panels are drawn again at each update, so an element found by one call can be gone
+    (stale) by the next."""
+    return d.execute_script("""const e = document.querySelector('[data-key=' + arguments[0] + ']');
+        return e && {k: e.querySelector('.k').textContent, v: e.querySelector('.v').textContent,
+                     cls: e.className};""", key)
+
+
 def open_alert(d):
     try:
         return d.switch_to.alert
@@ -379,7 +388,7 @@ def drops_node():
             check(dropped() > 0, "the burst made the capture drop")
             wait_for(lambda: "bad" in d.find_element(By.ID, "capture").get_attribute("class"),
                      15, "the capture panel red")
-            shown = num(d.find_element(By.CSS_SELECTOR, "[data-key=drops_window] .v").text)
+            shown = num(cell(d, "drops_window")["v"])
             check(shown > 0, "the drops are counted on the page")
             check("drops" in d.find_element(By.ID, "capture-status").text,
                   "the badge says drops")
@@ -468,16 +477,16 @@ def coverage_node():
                 conn.close()
 
                 def counted():
-                    text = d.find_element(By.CSS_SELECTOR, "[data-key=coverage_questions] .v").text
-                    seen, total = (int(x.replace(",", "")) for x in text.split(" / "))
+                    c = cell(d, "coverage_questions")
+                    if not c:
+                        return False
+                    seen, total = (int(x.replace(",", "")) for x in c["v"].split(" / "))
                     return seen == total and total >= 200 and (seen, total)
                 seen = wait_for(counted, 20, "the page to count the 200 questions")
-                shown = d.find_element(By.CSS_SELECTOR, "[data-key=coverage] .v").text
-                label = d.find_element(By.CSS_SELECTOR, "[data-key=coverage] .k").text
-                check(shown == "100.00%" and f"127.0.0.1:{db.port}" in label,
-                      f"coverage {shown} of the server's {seen[1]} questions ({label})")
-                check("bad" not in d.find_element(By.CSS_SELECTOR, "[data-key=coverage]")
-                      .get_attribute("class"), "not red")
+                cov = cell(d, "coverage")
+                check(cov["v"] == "100.00%" and f"127.0.0.1:{db.port}" in cov["k"],
+                      f"coverage {cov['v']} of the server's {seen[1]} questions ({cov['k']})")
+                check("bad" not in cov["cls"], "not red")
                 d.save_screenshot(os.path.join(shots, "capture-coverage.png"))
 
 
