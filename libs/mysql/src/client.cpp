@@ -4,7 +4,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -23,6 +26,7 @@ constexpr uint32_t kLongPassword = 1;
 constexpr uint32_t kLongFlag = 4;
 constexpr uint32_t kConnectWithDb = 8;
 constexpr uint32_t kProtocol41 = 0x200;
+constexpr uint32_t kSsl = 0x800;
 constexpr uint32_t kTransactions = 0x2000;
 constexpr uint32_t kSecureConnection = 0x8000;
 constexpr uint32_t kMultiResults = 0x20000;
@@ -44,7 +48,55 @@ std::string sha1(const std::string& s) {
     return std::string(reinterpret_cast<const char*>(out), sizeof out);
 }
 
+/// OpenSSL's last error, as one line (its queue emptied).
+std::string tlsError() {
+    std::string out;
+    while (const unsigned long e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        out = buf;  // the last is the most precise
+    }
+    return out.empty() ? std::string("no detail") : out;
+}
+
+// An SSL_read or SSL_write that did not move bytes, as recv() and send() say it: 0 for the end
+// of the stream, else -1 and errno (EAGAIN for the socket's timeout, EPROTO for TLS itself).
+ssize_t tlsFailure(int sslError) {
+    const int sys = errno;
+    ERR_clear_error();
+    switch (sslError) {
+        case SSL_ERROR_ZERO_RETURN:
+            return 0;  // the server closed TLS
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE:
+            errno = EAGAIN;  // a blocking socket wants more only when its timeout passed
+            return -1;
+        case SSL_ERROR_SYSCALL:
+            errno = sys;
+            return sys == 0 ? 0 : -1;  // 0: cut without close_notify
+        default:
+            errno = EPROTO;
+            return -1;
+    }
+}
+
 }  // namespace
+
+std::optional<Tls> parseTls(std::string_view name) {
+    if (name == "off") {
+        return Tls::Off;
+    }
+    if (name == "required") {
+        return Tls::Required;
+    }
+    if (name == "verify_ca") {
+        return Tls::VerifyCa;
+    }
+    if (name == "verify_identity") {
+        return Tls::VerifyIdentity;
+    }
+    return std::nullopt;
+}
 
 std::string nativePasswordScramble(const std::string& password, const std::string& salt) {
     if (password.empty()) {
@@ -138,6 +190,13 @@ void Connection::connect(const ServerAddress& a) {
     }
     salt_ = salt;
     collation_ = a.collation != 0 ? a.collation : kUtf8mb4;
+    if (a.tls != Tls::Off) {
+        if ((caps & kSsl) == 0) {
+            throw TlsError(where + " does not offer TLS (its ssl_cert and ssl_key are not set)");
+        }
+        mine |= kSsl;
+        startTls(a, where, mine);
+    }
     std::string auth = plugin == kNativePassword ? nativePasswordScramble(a.password, salt) : "";
     std::string resp;
     putLe(resp, mine, 4);
@@ -198,8 +257,118 @@ void Connection::finishAuth(const std::string& where, const std::string& passwor
     throw std::runtime_error(where + ": login did not end");
 }
 
+void Connection::startTls(const ServerAddress& a, const std::string& where, uint32_t caps) {
+    // The SSL request: the login packet's first 32 bytes, in plain; TLS follows at once.
+    std::string req;
+    putLe(req, caps, 4);
+    putLe(req, 1u << 24, 4);
+    req += static_cast<char>(collation_);
+    req.append(23, '\0');
+    writePacket(req);
+
+    const std::string failed = "TLS with " + where + " failed: ";
+    tlsContext_ = SSL_CTX_new(TLS_client_method());
+    if (tlsContext_ == nullptr || SSL_CTX_set_min_proto_version(tlsContext_, TLS1_2_VERSION) != 1) {
+        throw TlsError(failed + tlsError());
+    }
+    if (a.tls == Tls::VerifyCa || a.tls == Tls::VerifyIdentity) {
+        if (!a.tlsCa.empty() && ::access(a.tlsCa.c_str(), R_OK) != 0) {
+            throw TlsError(failed + "cannot read the CA file '" + a.tlsCa +
+                           "': " + std::strerror(errno));
+        }
+        const int loaded =
+            a.tlsCa.empty() ? SSL_CTX_set_default_verify_paths(tlsContext_)
+                            : SSL_CTX_load_verify_locations(tlsContext_, a.tlsCa.c_str(), nullptr);
+        if (loaded != 1) {
+            throw TlsError(failed + "cannot read the CA file '" + a.tlsCa + "' (" + tlsError() +
+                           ")");
+        }
+        SSL_CTX_set_verify(tlsContext_, SSL_VERIFY_PEER, nullptr);
+    }
+    tls_ = SSL_new(tlsContext_);
+    if (tls_ == nullptr || SSL_set_fd(tls_, fd_.load()) != 1) {
+        throw TlsError(failed + tlsError());
+    }
+    in6_addr ip{};
+    const bool literal = ::inet_pton(AF_INET, a.host.c_str(), &ip) == 1 ||
+                         ::inet_pton(AF_INET6, a.host.c_str(), &ip) == 1;
+    if (!literal) {
+        SSL_set_tlsext_host_name(tls_, a.host.c_str());  // SNI: names only
+    }
+    if (a.tls == Tls::VerifyIdentity) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(tls_);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        const int set = literal ? X509_VERIFY_PARAM_set1_ip_asc(param, a.host.c_str())
+                                : X509_VERIFY_PARAM_set1_host(param, a.host.c_str(), 0);
+        if (set != 1) {
+            throw TlsError(failed + tlsError());
+        }
+    }
+    if (const int done = SSL_connect(tls_); done != 1) {
+        const int sslError = SSL_get_error(tls_, done);
+        const long verified = SSL_get_verify_result(tls_);
+        if (verified != X509_V_OK) {
+            std::string why =
+                std::string("certificate: ") + X509_verify_cert_error_string(verified);
+            if (verified == X509_V_ERR_HOSTNAME_MISMATCH ||
+                verified == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+                why += " (it is not for " + a.host + ")";
+            }
+            ERR_clear_error();
+            throw TlsError(failed + why);
+        }
+        if (sslError == SSL_ERROR_SSL) {  // the protocol: versions, ciphers
+            throw TlsError(failed + tlsError());
+        }
+        ERR_clear_error();
+        throw std::runtime_error(failed + "the connection was cut during the TLS handshake");
+    }
+}
+
+std::string Connection::tlsSession() const {
+    if (tls_ == nullptr) {
+        return {};
+    }
+    return std::string(SSL_get_version(tls_)) + " " + SSL_get_cipher_name(tls_);
+}
+
+ssize_t Connection::receive(int fd, void* p, size_t n) {
+    if (tls_ == nullptr) {
+        return ::recv(fd, p, n, 0);
+    }
+    const int want = static_cast<int>(std::min<size_t>(n, 1u << 30));
+    const int got = SSL_read(tls_, p, want);
+    if (got > 0) {
+        return got;
+    }
+    return tlsFailure(SSL_get_error(tls_, got));
+}
+
+ssize_t Connection::transmit(int fd, const char* p, size_t n) {
+    if (tls_ == nullptr) {
+        return ::send(fd, p, n, MSG_NOSIGNAL);
+    }
+    const int wrote = SSL_write(tls_, p, static_cast<int>(std::min<size_t>(n, 1u << 30)));
+    if (wrote > 0) {
+        return wrote;
+    }
+    const ssize_t r = tlsFailure(SSL_get_error(tls_, wrote));
+    if (r == 0) {
+        errno = EPIPE;
+    }
+    return -1;
+}
+
 void Connection::close() {
     rpos_ = rend_ = 0;  // what was buffered belonged to that connection
+    if (tls_ != nullptr) {
+        SSL_free(tls_);  // no close_notify: the socket closes next (it may be cut already)
+        tls_ = nullptr;
+    }
+    if (tlsContext_ != nullptr) {
+        SSL_CTX_free(tlsContext_);
+        tlsContext_ = nullptr;
+    }
     int fd = fd_.exchange(-1);
     if (fd >= 0) {
         ::close(fd);
@@ -256,7 +425,8 @@ void Connection::readExact(uint8_t* p, size_t n) {
         if (!direct && rbuf_.size() < kReadBuffer) {
             rbuf_.resize(kReadBuffer);
         }
-        ssize_t got = direct ? ::recv(fd, p, n, 0) : ::recv(fd, rbuf_.data(), rbuf_.size(), 0);
+        errno = 0;
+        ssize_t got = direct ? receive(fd, p, n) : receive(fd, rbuf_.data(), rbuf_.size());
         if (got > 0) {
             if (direct) {
                 p += got;
@@ -308,7 +478,8 @@ void Connection::writePacket(std::string_view payload) {
         frame.append(payload.substr(off, n));
         size_t sent = 0;
         while (sent < frame.size()) {
-            ssize_t w = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+            errno = 0;
+            ssize_t w = transmit(fd, frame.data() + sent, frame.size() - sent);
             if (w < 0 && errno == EINTR) {
                 continue;
             }

@@ -34,6 +34,8 @@ const mp_property kProps[] = {
     {"port", MP_PROP_INT, 0, "3306", "its port", 1, 65535, nullptr},
     {"user", MP_PROP_STRING, 0, "repl", "user with REPLICATION SLAVE and REPLICATION CLIENT (mysql_native_password)", 0, 0, nullptr},
     {"password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password", 0, 0, nullptr},
+    {"tls", MP_PROP_STRING, 0, "off", "TLS to the server (as the MySQL clients' --ssl-mode): off, required (encrypted, certificate not checked), verify_ca (signed by a CA of tls_ca), verify_identity (and issued for host)", 0, 0, "off|required|verify_ca|verify_identity"},
+    {"tls_ca", MP_PROP_STRING, 0, "", "PEM file of the CAs that sign the server's certificate (verify_ca, verify_identity); empty: the system's", 0, 0, nullptr},
     {"server_id", MP_PROP_INT, 0, "4243", "server id this replica registers with (unique among the server's replicas)", 1, 4294967295LL, nullptr},
     {"start", MP_PROP_STRING, 0, "current", "without a checkpoint: from the server's current position, or from its oldest binlog", 0, 0, "current|beginning"},
     {"start_gtid", MP_PROP_STRING, 0, "", "without a checkpoint: MariaDB GTID state to start after (\"0-1-100\")", 0, 0, nullptr},
@@ -142,6 +144,8 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
             server_.port = static_cast<uint16_t>(cfg.i64("port"));
             server_.user = cfg.str("user");
             server_.password = cfg.str("password");
+            server_.tls = mp::mysql::parseTls(cfg.str("tls")).value_or(mp::mysql::Tls::Off);
+            server_.tlsCa = cfg.str("tls_ca");
             server_.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
             server_.maxPacket = maxEvent_ + 64;
             stream_opts_.serverId = static_cast<uint32_t>(cfg.i64("server_id"));
@@ -236,6 +240,19 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
                                 mp::binlog::explain(e, start_));
             }
             host().warn(std::string(e.what()) + "; retrying");
+        } catch (const mp::mysql::TlsError& e) {
+            conn_.close();
+            const std::string why = e.what();
+            const char* todo = why.find("does not offer TLS") != std::string::npos
+                                   ? "; give the server ssl_cert and ssl_key, or set tls: off"
+                               : why.find("(it is not for") != std::string::npos
+                                   ? "; host: a name or address the certificate is for "
+                                     "(verify_ca does not check it)"
+                               : why.find("certificate:") != std::string::npos
+                                   ? "; tls_ca: the CA that signed the server's certificate "
+                                     "(tls: required encrypts without checking it)"
+                                   : "";
+            throw mp::Error(why + todo);
         } catch (const std::exception& e) {
             conn_.close();
             host().warn(std::string(e.what()) + "; retrying");
@@ -270,9 +287,10 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
         if (connections_++ > 0) {
             reconnects_.add();
         }
+        const std::string tls = conn_.tlsSession();
         host().info("replicating from " + server_.host + ":" + std::to_string(server_.port) + " (" +
-                    facts.version + ") as server_id " + std::to_string(stream_opts_.serverId) +
-                    " from " + describe(start_));
+                    facts.version + (tls.empty() ? "" : ", " + tls) + ") as server_id " +
+                    std::to_string(stream_opts_.serverId) + " from " + describe(start_));
     }
 
     static std::string describe(const mp::binlog::StreamStart& s) {

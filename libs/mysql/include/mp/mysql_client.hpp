@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // The little of the MySQL client protocol that source-binlog (a replica) and replay-mysql (a
-// replayer) need, on a blocking socket: the handshake with mysql_native_password, text queries
+// replayer) need, on a blocking socket: the handshake with mysql_native_password (in TLS when
+// asked, as the MySQL clients' --ssl-mode: required, verify_ca, verify_identity), text queries
 // and their result sets, any command sent as it was captured and its whole response read
 // (result sets counted, not kept), change-user, and whole packets (a packet of 16 MiB - 1
 // continues in the next). Every read is bounded by the packet's length and by `max_packet`; a
 // read waits at most the read timeout, so a cut network is noticed.
 #pragma once
+
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
@@ -15,7 +18,17 @@
 #include <string_view>
 #include <vector>
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX and SSL, not included here
+struct ssl_st;
+
 namespace mp::mysql {
+
+/// TLS to the server, as the MySQL clients' --ssl-mode: Off (plain), Required (encrypted, the
+/// certificate not checked), VerifyCa (signed by a trusted CA), VerifyIdentity (and issued for
+/// the host connected to: its name or address in the certificate). TLS 1.2 at least.
+enum class Tls { Off, Required, VerifyCa, VerifyIdentity };
+/// "off", "required", "verify_ca", "verify_identity"; nullopt for anything else.
+std::optional<Tls> parseTls(std::string_view name);
 
 struct ServerAddress {
     std::string host = "127.0.0.1";
@@ -31,6 +44,9 @@ struct ServerAddress {
     std::string schema;
     uint8_t collation = 0;
     uint32_t extraCapabilities = 0;
+    Tls tls = Tls::Off;
+    std::string
+        tlsCa;  // PEM file of the CAs trusted (VerifyCa, VerifyIdentity); empty: the system's
 };
 
 /// The capability flags a replayer may copy from a captured client (they change results, not
@@ -68,6 +84,14 @@ class ServerError : public std::runtime_error {
     std::string state_;
 };
 
+/// TLS cannot be had as asked: the server offers none, refuses the versions, or its certificate
+/// is not trusted (or not for this host), or the CA file cannot be read. For the operator to
+/// mend (a configuration), where a network failure is for a retry.
+class TlsError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
 class Connection {
   public:
     using Row = std::vector<std::optional<std::string>>;
@@ -77,13 +101,15 @@ class Connection {
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
-    /// Connects and logs in; throws ServerError (refused login...) or std::runtime_error
-    /// (network, protocol) with one line.
+    /// Connects and logs in; throws ServerError (refused login...), TlsError, or
+    /// std::runtime_error (network, protocol) with one line.
     void connect(const ServerAddress& a);
     void close();
     /// From another thread: a blocked read returns (with an error) at once.
     void interrupt();
     bool connected() const { return fd_.load() >= 0; }
+    /// The TLS version and cipher in use ("TLSv1.3 TLS_AES_256_GCM_SHA384"); empty in plain.
+    std::string tlsSession() const;
 
     /// A text query; the rows of its result set (none for a statement), and the column names
     /// into `names` when given. Throws ServerError.
@@ -116,6 +142,11 @@ class Connection {
 
   private:
     std::string address(bool local) const;
+    /// After the server's handshake: the SSL request, then TLS over the socket (throws).
+    void startTls(const ServerAddress& a, const std::string& where, uint32_t caps);
+    /// recv()/send() on the socket, or through TLS once it is up; recv's result and errno.
+    ssize_t receive(int fd, void* p, size_t n);
+    ssize_t transmit(int fd, const char* p, size_t n);  // SIGPIPE: the host ignores it
     void writePacket(std::string_view payload);
     void readExact(uint8_t* p, size_t n);
     /// After the first packet of a response: the rest of it into `resp`.
@@ -126,6 +157,8 @@ class Connection {
     void finishAuth(const std::string& where, const std::string& password, Response* resp);
 
     std::atomic<int> fd_{-1};
+    ssl_ctx_st* tlsContext_ = nullptr;  // OpenSSL's SSL_CTX and SSL, owned; used by the thread
+    ssl_st* tls_ = nullptr;             // that reads and writes, never by interrupt()
     uint8_t seq_ = 0;
     size_t maxPacket_ = 256u << 20;
     std::string version_;
