@@ -332,6 +332,10 @@ void RecordBus::sinkLoop(Sink* s) {
             if (st != MP_OK) {
                 done(token, st);  // refused: given up (a token it did not keep)
             }
+            // Let go at once: the producer's pending run then holds the last reference, and
+            // the record is freed by the thread that allocated it (a free from another thread
+            // waits for that thread's malloc arena: futex waits, on every record).
+            work[i].reset();
         }
         if (i < n) {  // not taken: their tokens are void, they are offered again
             std::lock_guard<std::mutex> lock(s->tokenMu);
@@ -373,7 +377,7 @@ void RecordBus::sinkLoop(Sink* s) {
         dropped_->value.fetch_add(1, std::memory_order_relaxed);
         r->failed = true;
         if (--r->remaining == 0) {
-            settle(r);
+            settle(r);  // a copy: `left` still holds it
         }
     }
 }
@@ -410,15 +414,19 @@ void RecordBus::done(uint64_t token, mp_status status) {
         }
     }
     if (--r->remaining == 0) {
-        settle(r);
+        settle(std::move(r));
     }
 }
 
 // Every sink is done with `r`. Its producer's mark moves over it later, under the producer's
 // lock (advance), when the producer emits next or the ack thread looks: that lock is then never
 // fought over by the sinks' threads, record by record.
-void RecordBus::settle(const std::shared_ptr<Rec>& r) {
-    r->settled.store(true, std::memory_order_release);
+void RecordBus::settle(std::shared_ptr<Rec> r) {
+    // This reference goes first: the producer's pending run holds the record until it sees it
+    // settled, so the producer's thread, which allocated it, frees it.
+    Rec* raw = r.get();
+    r.reset();
+    raw->settled.store(true, std::memory_order_release);  // raw may be gone after this
     // A producer waiting for room: the room may be this record's, move the mark now.
     wakeAckThread(waiters_.load() != 0);
 }

@@ -94,7 +94,7 @@ class RecordBus {
   private:
     struct Rec;
     void sinkLoop(Sink* s);
-    void settle(const std::shared_ptr<Rec>& r);
+    void settle(std::shared_ptr<Rec> r);  // r released before the record is marked settled
     static void append(Producer* p, uint64_t seq, std::shared_ptr<Rec> r);  // p->mu held
     void advance(Producer* p);                                              // p->mu held
     static void trimTokens(Sink* s);                                        // s->tokenMu held
