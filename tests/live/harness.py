@@ -44,10 +44,18 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
-def make_certs(d):
+def check(cond, what):
+    """A test's check that stops it at the first failure (tests that go on after a failure
+    keep their own list)."""
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok: {what}", flush=True)
+
+
+def make_certs(d, san=None):
     """Test certificates made with openssl in `d`: a CA (ca.crt/key), a node certificate
-    (node.crt/key) for 127.0.0.1..127.0.0.9 and localhost signed by it, and another CA that
-    signed nothing (other.crt/key)."""
+    (node.crt/key) signed by it, for 127.0.0.1..127.0.0.9 and localhost unless `san` (a
+    subjectAltName value) says otherwise, and another CA that signed nothing (other.crt/key)."""
     def sh(*cmd):
         subprocess.run(cmd, check=True, capture_output=True)
     for ca in ("ca", "other"):
@@ -57,8 +65,8 @@ def make_certs(d):
     sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
        "-keyout", f"{d}/node.key", "-out", f"{d}/node.csr", "-subj", "/CN=mysqlprobe node")
     with open(f"{d}/ext", "w") as f:
-        f.write("subjectAltName=DNS:localhost," +
-                ",".join(f"IP:127.0.0.{i}" for i in range(1, 10)) + "\n")
+        f.write("subjectAltName=" + (san or "DNS:localhost," + ",".join(
+            f"IP:127.0.0.{i}" for i in range(1, 10))) + "\n")
     sh("openssl", "x509", "-req", "-in", f"{d}/node.csr", "-CA", f"{d}/ca.crt", "-CAkey",
        f"{d}/ca.key", "-CAcreateserial", "-out", f"{d}/node.crt", "-days", "2", "-extfile",
        f"{d}/ext")

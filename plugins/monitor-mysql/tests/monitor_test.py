@@ -31,7 +31,7 @@ import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, Probe, Redis, free_port, skip, wait_for  # noqa: E402
+from harness import MariaDB, Probe, Redis, check, free_port, skip, wait_for  # noqa: E402
 
 try:
     import pymysql
@@ -43,11 +43,6 @@ if shutil.which("sysbench") is None:
 BINARY = sys.argv[1]
 PASSWORDS = {"mon": "mon-secret-8841", "repl": "repl-secret-2207", "app": "app-secret-5310"}
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok: {what}", flush=True)
 
 
 def server_args(server_id):

@@ -17,7 +17,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, Probe, RabbitMQ, amqp_bind, skip, wait_for  # noqa: E402
+from harness import MariaDB, Probe, RabbitMQ, amqp_bind, check, skip, wait_for  # noqa: E402
 
 if os.geteuid() != 0:
     skip("live capture on lo needs root (CAP_NET_RAW)")
@@ -35,11 +35,6 @@ COUNTED = ["Com_begin", "Com_commit", "Com_delete", "Com_insert", "Com_select", 
 TABLES = 2
 ROWS = 50000
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok: {what}")
 
 
 def query(db, sql):

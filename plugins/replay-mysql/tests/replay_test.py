@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, skip  # noqa: E402
+from harness import MariaDB, check, skip  # noqa: E402
 
 try:
     import pymysql
@@ -32,11 +32,6 @@ PCAPS = os.path.join(SOURCE, "tests", "data", "pcap")
 COUNTED = ["Com_begin", "Com_commit", "Com_delete", "Com_insert", "Com_select", "Com_update",
            "Com_stmt_execute", "Com_stmt_prepare", "Com_stmt_close"]
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok: {what}")
 
 
 def status(db):

@@ -23,8 +23,8 @@ import time
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (MariaDB, Probe, RabbitMQ, amqp_bind, amqp_drain, skip,  # noqa: E402
-                     wait_for)
+from harness import (MariaDB, Probe, RabbitMQ, amqp_bind, amqp_drain, check,  # noqa: E402
+                     skip, wait_for)
 from workload import run_sysbench, run_workload  # noqa: E402
 
 try:
@@ -38,11 +38,6 @@ from binlog_test import rebuild  # noqa: E402
 SERVER_ARGS = ["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL",
                "--server-id=7", "--binlog-checksum=CRC32", "--character-set-server=utf8mb4"]
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok: {what}")
 
 
 def node_yaml(db, broker, checkpoint, extra="", exchange="cdc", user="root"):

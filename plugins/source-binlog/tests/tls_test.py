@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, Probe, skip, wait_for  # noqa: E402
+from harness import MariaDB, Probe, check, make_certs, skip, wait_for  # noqa: E402
 
 try:
     import pymysql
@@ -29,29 +29,6 @@ if shutil.which("openssl") is None:
 SERVER_ARGS = ["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL",
                "--server-id=7", "--binlog-checksum=CRC32"]
 SECRET = "Tls-pw-77a1-not-in-logs"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-    print(f"ok: {what}", flush=True)
-
-
-def certificates(work):
-    """A CA, the server's certificate it signs (for 127.0.0.1 only), and a second CA."""
-    def openssl(*args):
-        subprocess.run(["openssl", *args], check=True, cwd=work, capture_output=True)
-    for ca in ("ca", "other-ca"):
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                f"/CN=mysqlprobe test {ca}", "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mysqlprobe test server",
-            "-keyout", "server.key", "-out", "server.csr")
-    with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
-    return {name: os.path.join(work, name) for name in
-            ("ca.pem", "other-ca.pem", "server.pem", "server.key")}
 
 
 def node_yaml(work, plugins, db, name, tls, host="127.0.0.1"):
@@ -103,9 +80,11 @@ def main():
     binary, plugins = sys.argv[1], sys.argv[3]
     work = tempfile.mkdtemp(prefix="mp-binlog-tls-")
     os.chmod(work, 0o755)
-    pem = certificates(work)
-    tls_args = [f"--ssl-ca={pem['ca.pem']}", f"--ssl-cert={pem['server.pem']}",
-                f"--ssl-key={pem['server.key']}"]
+    make_certs(work, san="IP:127.0.0.1")  # the server's certificate: for 127.0.0.1 only
+    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
+                                                       "node.key")}
+    tls_args = [f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
+                f"--ssl-key={pem['node.key']}"]
     with MariaDB(SERVER_ARGS + tls_args, grants=True) as db:
         conn = pymysql.connect(unix_socket=db.socket, user="root", autocommit=True)
         cur = conn.cursor()
@@ -118,16 +97,16 @@ def main():
             return node_yaml(work, plugins, db, "refused", tls, host)[0]
         refused(binary, work, yaml_for(""), ["1045"],
                 "plain (tls: off) is refused at start: the user must come over TLS")
-        refused(binary, work, yaml_for(f", tls: verify_ca, tls_ca: '{pem['other-ca.pem']}'"),
+        refused(binary, work, yaml_for(f", tls: verify_ca, tls_ca: '{pem['other.crt']}'"),
                 ["certificate:", "tls_ca"], "a CA that did not sign the certificate is refused")
         refused(binary, work,
-                yaml_for(f", tls: verify_identity, tls_ca: '{pem['ca.pem']}'", "localhost"),
+                yaml_for(f", tls: verify_identity, tls_ca: '{pem['ca.crt']}'", "localhost"),
                 ["not for localhost"], "a host the certificate is not for is refused")
         refused(binary, work,
                 yaml_for(f", tls: verify_ca, tls_ca: '{os.path.join(work, 'missing.pem')}'"),
                 ["cannot read the CA file"], "an unreadable CA file is refused")
         streams(binary, work, plugins, db, cur, "verify_identity",
-                f", tls: verify_identity, tls_ca: '{pem['ca.pem']}'", 1)
+                f", tls: verify_identity, tls_ca: '{pem['ca.crt']}'", 1)
         streams(binary, work, plugins, db, cur, "required", ", tls: required", 2)
         conn.close()
     with MariaDB(SERVER_ARGS) as plain:
