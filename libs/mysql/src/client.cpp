@@ -192,7 +192,8 @@ void Connection::connect(const ServerAddress& a) {
     collation_ = a.collation != 0 ? a.collation : kUtf8mb4;
     if (a.tls != Tls::Off) {
         if ((caps & kSsl) == 0) {
-            throw TlsError(where + " does not offer TLS (its ssl_cert and ssl_key are not set)");
+            throw TlsError(TlsError::Reason::NotOffered,
+                           where + " does not offer TLS (its ssl_cert and ssl_key are not set)");
         }
         mine |= kSsl;
         startTls(a, where, mine);
@@ -269,25 +270,25 @@ void Connection::startTls(const ServerAddress& a, const std::string& where, uint
     const std::string failed = "TLS with " + where + " failed: ";
     tlsContext_ = SSL_CTX_new(TLS_client_method());
     if (tlsContext_ == nullptr || SSL_CTX_set_min_proto_version(tlsContext_, TLS1_2_VERSION) != 1) {
-        throw TlsError(failed + tlsError());
+        throw TlsError(TlsError::Reason::Setup, failed + tlsError());
     }
     if (a.tls == Tls::VerifyCa || a.tls == Tls::VerifyIdentity) {
         if (!a.tlsCa.empty() && ::access(a.tlsCa.c_str(), R_OK) != 0) {
-            throw TlsError(failed + "cannot read the CA file '" + a.tlsCa +
-                           "': " + std::strerror(errno));
+            throw TlsError(TlsError::Reason::Setup, failed + "cannot read the CA file '" + a.tlsCa +
+                                                        "': " + std::strerror(errno));
         }
         const int loaded =
             a.tlsCa.empty() ? SSL_CTX_set_default_verify_paths(tlsContext_)
                             : SSL_CTX_load_verify_locations(tlsContext_, a.tlsCa.c_str(), nullptr);
         if (loaded != 1) {
-            throw TlsError(failed + "cannot read the CA file '" + a.tlsCa + "' (" + tlsError() +
-                           ")");
+            throw TlsError(TlsError::Reason::Setup, failed + "cannot read the CA file '" + a.tlsCa +
+                                                        "' (" + tlsError() + ")");
         }
         SSL_CTX_set_verify(tlsContext_, SSL_VERIFY_PEER, nullptr);
     }
     tls_ = SSL_new(tlsContext_);
     if (tls_ == nullptr || SSL_set_fd(tls_, fd_.load()) != 1) {
-        throw TlsError(failed + tlsError());
+        throw TlsError(TlsError::Reason::Setup, failed + tlsError());
     }
     in6_addr ip{};
     const bool literal = ::inet_pton(AF_INET, a.host.c_str(), &ip) == 1 ||
@@ -301,7 +302,7 @@ void Connection::startTls(const ServerAddress& a, const std::string& where, uint
         const int set = literal ? X509_VERIFY_PARAM_set1_ip_asc(param, a.host.c_str())
                                 : X509_VERIFY_PARAM_set1_host(param, a.host.c_str(), 0);
         if (set != 1) {
-            throw TlsError(failed + tlsError());
+            throw TlsError(TlsError::Reason::Setup, failed + tlsError());
         }
     }
     if (const int done = SSL_connect(tls_); done != 1) {
@@ -310,15 +311,17 @@ void Connection::startTls(const ServerAddress& a, const std::string& where, uint
         if (verified != X509_V_OK) {
             std::string why =
                 std::string("certificate: ") + X509_verify_cert_error_string(verified);
-            if (verified == X509_V_ERR_HOSTNAME_MISMATCH ||
-                verified == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+            const bool wrongHost = verified == X509_V_ERR_HOSTNAME_MISMATCH ||
+                                   verified == X509_V_ERR_IP_ADDRESS_MISMATCH;
+            if (wrongHost) {
                 why += " (it is not for " + a.host + ")";
             }
             ERR_clear_error();
-            throw TlsError(failed + why);
+            throw TlsError(wrongHost ? TlsError::Reason::WrongHost : TlsError::Reason::Untrusted,
+                           failed + why);
         }
         if (sslError == SSL_ERROR_SSL) {  // the protocol: versions, ciphers
-            throw TlsError(failed + tlsError());
+            throw TlsError(TlsError::Reason::Setup, failed + tlsError());
         }
         ERR_clear_error();
         throw std::runtime_error(failed + "the connection was cut during the TLS handshake");

@@ -242,17 +242,18 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
             host().warn(std::string(e.what()) + "; retrying");
         } catch (const mp::mysql::TlsError& e) {
             conn_.close();
-            const std::string why = e.what();
-            const char* todo = why.find("does not offer TLS") != std::string::npos
-                                   ? "; give the server ssl_cert and ssl_key, or set tls: off"
-                               : why.find("(it is not for") != std::string::npos
-                                   ? "; host: a name or address the certificate is for "
-                                     "(verify_ca does not check it)"
-                               : why.find("certificate:") != std::string::npos
-                                   ? "; tls_ca: the CA that signed the server's certificate "
-                                     "(tls: required encrypts without checking it)"
-                                   : "";
-            throw mp::Error(why + todo);
+            using Reason = mp::mysql::TlsError::Reason;
+            const char* todo =
+                e.reason() == Reason::NotOffered
+                    ? "; give the server ssl_cert and ssl_key, or set tls: off"
+                : e.reason() == Reason::WrongHost
+                    ? "; host: a name or address the certificate is for (verify_ca does not "
+                      "check it)"
+                : e.reason() == Reason::Untrusted
+                    ? "; tls_ca: the CA that signed the server's certificate (tls: required "
+                      "encrypts without checking it)"
+                    : "";
+            throw mp::Error(e.what() + std::string(todo));
         } catch (const std::exception& e) {
             conn_.close();
             host().warn(std::string(e.what()) + "; retrying");

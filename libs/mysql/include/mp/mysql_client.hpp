@@ -89,7 +89,15 @@ class ServerError : public std::runtime_error {
 /// mend (a configuration), where a network failure is for a retry.
 class TlsError : public std::runtime_error {
   public:
-    using std::runtime_error::runtime_error;
+    /// What to mend: the server (it offers no TLS), the CA trusted (the certificate is not
+    /// signed by it), the host dialled (the certificate is for another), or the set-up (a CA
+    /// file, the TLS versions).
+    enum class Reason { NotOffered, Untrusted, WrongHost, Setup };
+    TlsError(Reason reason, const std::string& what) : std::runtime_error(what), reason_(reason) {}
+    Reason reason() const { return reason_; }
+
+  private:
+    Reason reason_;
 };
 
 class Connection {
