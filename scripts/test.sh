@@ -68,12 +68,19 @@ targets="config query http wsframe descriptor frame stream pcap_file decoder rep
 cmake --preset fuzz >/dev/null
 # shellcheck disable=SC2046,SC2086
 cmake --build --preset fuzz -j"$jobs" --target $(printf 'fuzz_%s ' $targets)
+# An input that runs past 15 s is a hang (libFuzzer's own default waits 20 minutes). A failure
+# prints the report and the input in base64, so that it can be replayed from CI's log alone:
+# base64 -d > input; build/fuzz/bin/fuzz_NAME input
 fuzz_one() {  # fuzz_one NAME: a copy of its corpus, the time given, the log's summary or its crash
-  local work
+  local work input
   work=$(mktemp -d)
   cp "tests/fuzz/corpus/$1"/* "$work/"
-  if ! "build/fuzz/bin/fuzz_$1" -max_total_time="$fuzz_seconds" -max_len=4096 "$work" 2>"$work.log"; then
-    tail -50 "$work.log"
+  if ! "build/fuzz/bin/fuzz_$1" -max_total_time="$fuzz_seconds" -max_len=4096 -timeout=15 \
+    -artifact_prefix="$work.found-" "$work" 2>"$work.log"; then
+    sed -n '/^==[0-9]*==\|^ALARM\|ERROR: libFuzzer/,$p' "$work.log" | grep -v '^MS:' | head -80
+    for input in "$work".found-*; do
+      [ -f "$input" ] && { echo "fuzz_$1's input ($(wc -c <"$input") bytes, base64):"; base64 -w0 "$input"; echo; }
+    done
     echo "fuzz_$1 found a crash"
     return 1
   fi

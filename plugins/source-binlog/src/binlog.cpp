@@ -694,6 +694,9 @@ bool Decoder::rows(const EventHeader& h, const uint8_t* d, size_t n) {
             return true;
         };
         while (rr.ok() && rr.left() > 0) {
+            // a row whose images name no column reads no byte: garbage (a server always logs
+            // at least the key), and without this check the loop would never end
+            const size_t left = rr.left();
             bool ok = true;
             if (kind == RowKind::Insert) {
                 before_.clear();
@@ -703,6 +706,10 @@ bool Decoder::rows(const EventHeader& h, const uint8_t* d, size_t n) {
                 ok = image(presentBefore, before_);
             } else {
                 ok = image(presentBefore, before_) && image(presentAfter, after_);
+            }
+            if (ok && rr.left() == left) {
+                why = "row image of no column";
+                ok = false;
             }
             if (!ok) {
                 return fail(h, t.schema + "." + t.table + ": " + why);
