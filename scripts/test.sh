@@ -82,9 +82,11 @@ fuzz_one() {  # fuzz_one NAME: a copy of its corpus, the time given, the log's s
       [ -f "$input" ] && { echo "fuzz_$1's input ($(wc -c <"$input") bytes, base64):"; base64 -w0 "$input"; echo; }
     done
     echo "fuzz_$1 found a crash"
+    rm -rf "$work" "$work".*
     return 1
   fi
   grep -E "^Done" "$work.log" | sed "s/^/fuzz_$1: /"
+  rm -rf "$work" "$work".*
 }
 export -f fuzz_one
 export fuzz_seconds

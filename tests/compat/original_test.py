@@ -254,8 +254,8 @@ out = subprocess.run([binary, "-r", os.path.join(os.path.dirname(__file__), ".."
                      capture_output=True, text=True, check=True).stdout
 details = {}
 for t in json.loads(out)["templates"]:
-    for code, d in t.get("error_details", {}).items():
-        details[code] = d
+    for code, detail in t.get("error_details", {}).items():
+        details[code] = detail
 check(details.get("1146", {}).get("sql_state") == "42S02" and
       "doesn't exist" in details.get("1146", {}).get("message", ""),
       f"native error_details: {details.get('1146')}")

@@ -242,6 +242,7 @@ def memory_budget():
         # Each refused client gets its close frame; waited for up to 10 s in all (a loaded
         # machine: other tests run beside this one).
         closed = 0
+        seen = {}  # what the other clients got, shown when the check fails
         deadline = time.time() + 10
         for s in socks:
             s.settimeout(max(0.5, deadline - time.time()))
@@ -249,10 +250,19 @@ def memory_budget():
                 data = s.recv(64)
                 if data[:1] == b"\x88" and struct.unpack("!H", data[2:4])[0] == 1008:
                     closed += 1
-            except OSError:
-                pass
+                    continue
+                what = f"bytes {data[:8].hex() or '(end)'}"
+            except OSError as e:
+                what = type(e).__name__
+            seen[what] = seen.get(what, 0) + 1
         grew = (rss_kb(p.proc.pid) - base) / 1024
-        check(closed >= 8, f"memory: clients past the 16 MiB budget are closed with 1008 ({closed})")
+        # A client is past the budget at its frame (closed with 1008) or, when the server is
+        # slower than the clients (TSan), already at its upgrade request (503): both refusals.
+        busy = codes.count(503)
+        other = [c for c in codes if c != 503]
+        check(closed + busy >= 8 and not other,
+              f"memory: clients past the 16 MiB budget are refused ({closed} closed with 1008, "
+              f"{busy} upgrades answered 503, other answers {other}, the others got {seen})")
         check(grew < 40 or SANITIZED, f"memory: the node grew by {grew:.1f} MB for 48 MiB sent")
         check(metric(p, "mysqlprobe_http_memory_refused_total") >= 8, "memory: refusals counted")
         ok, worst = worst_health(port, 1)

@@ -7,6 +7,7 @@ sequence number, no report is lost or duplicated. Usage: push_test.py MYSQLPROBE
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,7 @@ def pusher_failover(ack, a_acks=None):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 collector_equals_offline()
