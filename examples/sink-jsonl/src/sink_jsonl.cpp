@@ -3,6 +3,7 @@
 // its slot, every record of those streams too, as {"stream":..,"producer":..,"seq":..,"key":..,
 // "payload":"..."} (the payload as a JSON string), each delivered once written and flushed.
 // A complete third-party sink: it uses nothing but the installed SDK headers.
+#include <charconv>
 #include <cstdio>
 #include <mp/sdk.hpp>
 #include <mutex>
@@ -63,15 +64,21 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
         return std::ferror(out_) != 0 ? MP_RETRY : MP_OK;
     }
 
-    // Records come on the host's record thread for this sink, in order per producer.
+    // Records come on the host's record thread for this sink, one at a time and in order per
+    // producer: the line's buffer is kept from one record to the next (no allocation each).
     mp_status onRecord(const mp_record& rec, uint64_t token) override {
-        std::string line;
-        line.reserve(rec.payload.len + rec.stream.len + rec.key.len + rec.id.len + 96);
+        std::string& line = line_;
+        line.clear();
         line += "{\"stream\":";
         mp::appendJsonString(line, mp::view(rec.stream));
         line += ",\"producer\":";
         mp::appendJsonString(line, mp::view(rec.producer));
-        line += ",\"seq\":" + std::to_string(rec.seq) + ",\"key\":";
+        char seq[24];
+        auto [end, ec] = std::to_chars(seq, seq + sizeof seq, rec.seq);
+        (void)ec;  // 24 digits hold any uint64_t
+        line += ",\"seq\":";
+        line.append(seq, end);
+        line += ",\"key\":";
         mp::appendJsonString(line, mp::view(rec.key));
         line += ",\"id\":";
         mp::appendJsonString(line, mp::view(rec.id));
@@ -85,6 +92,9 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
             ok = std::fwrite(line.data(), 1, line.size(), out_) == line.size() &&
                  (!flush_ || std::fflush(out_) == 0);
         }
+        if (line.capacity() > (size_t{1} << 20)) {
+            std::string().swap(line);  // a large record's buffer is not kept
+        }
         records_.add();
         host().recordDone(token, ok ? MP_OK : MP_ERROR);  // handed to the OS, or given up
         return MP_OK;
@@ -97,6 +107,7 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
     mp::Counter records_;
     std::mutex mutex_;
     std::FILE* out_ = nullptr;
+    std::string line_;  // onRecord's line (the record thread's alone)
 };
 
 }  // namespace

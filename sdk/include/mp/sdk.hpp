@@ -15,7 +15,9 @@
 
 #include <mp/abi.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -86,7 +88,26 @@ inline void appendJsonString(std::string& out, std::string_view s) {
             out.append(s.data() + plain, i - plain);
         }
     };
+    // Eight bytes at a time while none needs a look (below 0x20, from 0x80, '"' or '\\'): the
+    // usual bit tricks for "a byte below n" and "a byte equal to c", exact for n <= 128.
+    constexpr uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr uint64_t kHighs = 0x8080808080808080ULL;
+    auto plain8 = [&](size_t i) {
+        uint64_t v = 0;
+        std::memcpy(&v, s.data() + i, 8);
+        const uint64_t quote = v ^ (kOnes * '"');
+        const uint64_t slash = v ^ (kOnes * '\\');
+        const uint64_t look =
+            ((v - kOnes * 0x20) & ~v) | ((quote - kOnes) & ~quote) | ((slash - kOnes) & ~slash) | v;
+        return (look & kHighs) == 0;
+    };
     for (size_t i = 0; i < s.size(); ++i) {
+        while (i + 8 <= s.size() && plain8(i)) {
+            i += 8;
+        }
+        if (i >= s.size()) {
+            break;
+        }
         const auto c = static_cast<unsigned char>(s[i]);
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             continue;  // the common case: kept in the run
