@@ -2,6 +2,7 @@
 #include "records/bus.hpp"
 
 #include <chrono>
+#include <cstring>
 #include <mp/sdk.hpp>
 #include <thread>
 
@@ -12,12 +13,13 @@ namespace mp::host {
 
 // One record, held once for every sink that takes it.
 struct RecordBus::Rec {
-    // stream, key, id, content type and payload, one after the other in one allocation (a
-    // record crosses threads: each malloc freed by another thread contends for its arena)
-    std::string data;
+    // stream, key, id, content type and payload, one after the other, in the same allocation
+    // as the record and its count (Tail below): one malloc and one free per record
+    char* data = nullptr;
+    size_t dataLen = 0;
     uint32_t streamLen = 0, keyLen = 0, idLen = 0, typeLen = 0;
     std::string_view field(size_t at, size_t len) const {
-        return std::string_view(data).substr(at, len);
+        return std::string_view(data, dataLen).substr(at, len);
     }
     std::string_view stream() const { return field(0, streamLen); }
     uint64_t ts = 0;
@@ -67,10 +69,38 @@ struct RecordBus::Sink {
     std::deque<std::shared_ptr<Rec>> tokens;
 };
 
+namespace {
+
+// allocate_shared's allocator that asks for `extra` bytes more than the control block (which
+// holds the record) and says where they begin: the record's bytes live right behind it.
+template <class T>
+struct Tail {
+    using value_type = T;
+    size_t extra = 0;
+    char** where = nullptr;
+    Tail(size_t e, char** w) : extra(e), where(w) {}
+    template <class U>
+    explicit Tail(const Tail<U>& o) : extra(o.extra), where(o.where) {}
+    T* allocate(size_t n) {
+        auto* p = static_cast<char*>(::operator new(n * sizeof(T) + extra));
+        if (where != nullptr) {
+            *where = p + n * sizeof(T);
+        }
+        return reinterpret_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) noexcept { ::operator delete(p); }
+    template <class U>
+    bool operator==(const Tail<U>&) const {
+        return true;
+    }
+};
+
+}  // namespace
+
 mp_record RecordBus::Rec::view() const {
     mp_record r{};
     r.struct_size = sizeof r;
-    const char* d = data.data();
+    const char* d = data;
     size_t at = 0;
     r.stream = mp_str{d, streamLen};
     at += streamLen;
@@ -80,7 +110,7 @@ mp_record RecordBus::Rec::view() const {
     at += idLen;
     r.content_type = mp_str{d + at, typeLen};
     at += typeLen;
-    r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(d + at), data.size() - at};
+    r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(d + at), dataLen - at};
     r.ts_ns = ts;
     r.seq = seq;
     r.producer = mp_str{producer->port.slot.data(), producer->port.slot.size()};
@@ -184,21 +214,30 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     }
     const size_t dataBytes =
         stream.size() + rec.key.len + rec.id.len + rec.content_type.len + rec.payload.len;
-    // what a held record costs beyond its data: the struct, make_shared's control block, its
+    // what a held record costs beyond its data: the struct and its count (one allocation), its
     // place in the producer's and the sinks' queues
     const size_t bytes = dataBytes + sizeof(Rec) + 64;
     if (bytes > maxBytes_) {
         dropped_->value.fetch_add(1, std::memory_order_relaxed);
         return MP_EINVAL;  // larger than the whole buffer
     }
-    auto r = std::make_shared<Rec>();
+    char* tail = nullptr;
+    auto r = std::allocate_shared<Rec>(Tail<Rec>(dataBytes, &tail));
     r->bytes = bytes;
-    r->data.reserve(dataBytes);
-    r->data.append(stream);
-    r->data.append(mp::view(rec.key));
-    r->data.append(mp::view(rec.id));
-    r->data.append(mp::view(rec.content_type));
-    r->data.append(reinterpret_cast<const char*>(rec.payload.data), rec.payload.len);
+    r->data = tail;
+    r->dataLen = dataBytes;
+    char* at = tail;
+    auto put = [&at](const void* from, size_t n) {
+        if (n != 0) {
+            std::memcpy(at, from, n);
+            at += n;
+        }
+    };
+    put(stream.data(), stream.size());
+    put(rec.key.data, rec.key.len);
+    put(rec.id.data, rec.id.len);
+    put(rec.content_type.data, rec.content_type.len);
+    put(rec.payload.data, rec.payload.len);
     r->streamLen = static_cast<uint32_t>(stream.size());
     r->keyLen = static_cast<uint32_t>(rec.key.len);
     r->idLen = static_cast<uint32_t>(rec.id.len);
