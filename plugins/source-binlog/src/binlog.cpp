@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mp/mysql_wire.hpp>
 
+#include "crc32.hpp"
 #include "values.hpp"
 
 namespace mp::binlog {
@@ -227,7 +228,7 @@ bool Decoder::event(const uint8_t* d, size_t n) {
             if (verify_) {
                 uint32_t want = 0;
                 std::memcpy(&want, d + bodyEnd, 4);  // little-endian hosts (x86, arm64)
-                auto got = static_cast<uint32_t>(crc32(0L, d, static_cast<uInt>(bodyEnd)));
+                const uint32_t got = crc32(0, d, bodyEnd);
                 if (got != want) {
                     stats_.checksumErrors.fetch_add(1, std::memory_order_relaxed);
                     return fail(h, "checksum mismatch (damaged event)");
@@ -372,11 +373,11 @@ bool Decoder::formatDescription(const EventHeader& h, const uint8_t* d, size_t n
             std::memcpy(&want, d + n - 4, 4);
             // The server sets "binlog in use" in the header's flags of a file it is writing
             // and clears it at close, after the checksum was computed without it.
-            uLong crc = crc32(0L, d, kFlagsOffset);
+            uint32_t crc = crc32(0, d, kFlagsOffset);
             const uint8_t flags = d[kFlagsOffset] & ~kBinlogInUse;
             crc = crc32(crc, &flags, 1);
-            crc = crc32(crc, d + kFlagsOffset + 1, static_cast<uInt>(n - 4 - kFlagsOffset - 1));
-            if (static_cast<uint32_t>(crc) != want) {
+            crc = crc32(crc, d + kFlagsOffset + 1, n - 4 - kFlagsOffset - 1);
+            if (crc != want) {
                 stats_.checksumErrors.fetch_add(1, std::memory_order_relaxed);
                 return fail(h, "checksum mismatch (damaged event)");
             }

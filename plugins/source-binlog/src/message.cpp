@@ -38,9 +38,10 @@ void rowMessage(std::string& out, const EventHeader& h, const TableMap& t, RowKi
     out += ",\"binlog_timestamp\":";
     out += std::to_string(h.timestamp);
     out += ",\"type\":";
-    out += kind == RowKind::Insert   ? "\"row_insert\""
-           : kind == RowKind::Update ? "\"row_update\""
-                                     : "\"row_delete\"";
+    using namespace std::string_view_literals;
+    out += kind == RowKind::Insert   ? "\"row_insert\""sv
+           : kind == RowKind::Update ? "\"row_update\""sv
+                                     : "\"row_delete\""sv;
     out += ",\"schema\":";
     appendJsonString(out, t.schema);
     out += ",\"table_name\":";
