@@ -24,6 +24,8 @@ const mp_property kProps[] = {
     {"repl_user", MP_PROP_STRING, 0, "repl", "the account replicas log in to their master with (REPLICATION SLAVE)", 0, 0, nullptr},
     {"repl_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password", 0, 0, nullptr},
     {"interval_ms", MP_PROP_INT, 0, "1000", "poll every instance this often", 50, 3600000, nullptr},
+    {"tls", MP_PROP_STRING, 0, "off", "TLS to every instance (as the MySQL clients' --ssl-mode): off, required (encrypted, certificate not checked), verify_ca (signed by a CA of tls_ca), verify_identity (and issued for the instance's host)", 0, 0, "off|required|verify_ca|verify_identity"},
+    {"tls_ca", MP_PROP_STRING, 0, "", "PEM file of the CAs that sign the instances' certificates (verify_ca, verify_identity); empty: the system's", 0, 0, nullptr},
     {"connect_timeout_ms", MP_PROP_INT, 0, "1000", "a server that does not accept within this is ERROR", 10, 600000, nullptr},
     {"read_timeout_ms", MP_PROP_INT, 0, "3000", "longest wait for one answer of a poll", 10, 600000, nullptr},
     {"max_lag_s", MP_PROP_INT, 0, "10", "a replica further behind is SYNCING, not OK", 0, 86400, nullptr},
@@ -78,6 +80,8 @@ class MonitorPlugin : public mp::Plugin {
         o.replUser = cfg.str("repl_user");
         o.replPassword = cfg.str("repl_password");
         o.intervalMs = static_cast<int>(cfg.i64("interval_ms"));
+        o.tls = mp::mysql::parseTls(cfg.str("tls")).value_or(mp::mysql::Tls::Off);
+        o.tlsCa = cfg.str("tls_ca");
         o.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
         o.readTimeoutMs = static_cast<int>(cfg.i64("read_timeout_ms"));
         o.maxLagS = cfg.i64("max_lag_s");

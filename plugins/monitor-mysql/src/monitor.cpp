@@ -120,6 +120,8 @@ mysql::ServerAddress Monitor::address(const std::string& name) const {
     a.port = i.port;
     a.user = o_.user;
     a.password = o_.password;
+    a.tls = o_.tls;
+    a.tlsCa = o_.tlsCa;
     a.connectTimeoutMs = o_.connectTimeoutMs;
     a.readTimeoutMs = o_.readTimeoutMs;
     return a;

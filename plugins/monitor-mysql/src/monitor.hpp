@@ -26,6 +26,8 @@ struct Options {
     std::string user, password;          // the monitor's account on every instance (secret)
     std::string replUser, replPassword;  // what replicas log in to the master with (secret)
     int intervalMs = 1000;
+    mysql::Tls tls = mysql::Tls::Off;  // the monitor's own connections to the instances
+    std::string tlsCa;
     int connectTimeoutMs = 1000;
     int readTimeoutMs = 3000;
     int64_t maxLagS = 10;

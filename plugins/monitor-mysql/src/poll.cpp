@@ -153,6 +153,7 @@ NodeStatus pollNode(mysql::Connection& conn, const mysql::ServerAddress& addr, b
         }
         const auto& r = rows[0];
         st.version = val(r, 0);
+        st.tls = conn.tlsSession();
         st.serverId = static_cast<uint32_t>(std::stoul(val(r, 1).empty() ? "0" : val(r, 1)));
         st.readOnly = yes(val(r, 2));
         st.logBin = yes(val(r, 3));

@@ -337,7 +337,7 @@ std::string statusJson(const Instance& inst, const NodeStatus& st, Role role, co
     if (!st.reachable) {
         return out + ",\"error\":" + jsonString(st.error) + "}";
     }
-    out += ",\"version\":" + jsonString(st.version) +
+    out += ",\"version\":" + jsonString(st.version) + ",\"tls\":" + jsonString(st.tls) +
            ",\"server_id\":" + std::to_string(st.serverId) +
            ",\"read_only\":" + (st.readOnly ? "true" : "false") +
            ",\"log_bin\":" + (st.logBin ? "true" : "false") +

@@ -52,6 +52,7 @@ struct NodeStatus {
     uint64_t polledNs = 0;
     double pollMs = 0;
     std::string version;
+    std::string tls;  // the session's protocol and cipher; empty: plain
     uint32_t serverId = 0;
     bool readOnly = false;
     bool logBin = false;
