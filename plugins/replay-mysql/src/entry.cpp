@@ -26,6 +26,8 @@ const mp_property kProps[] = {
     {"force", MP_PROP_BOOL, 0, "false", "replay even when the target is the captured server itself", 0, 0, nullptr},
     {"max_connections", MP_PROP_INT, 0, "512", "target connections at once (one per captured connection); more wait", 1, 100000, nullptr},
     {"max_buffer_mb", MP_PROP_INT, 0, "64", "bytes of records queued for the connections; more wait", 1, 65536, nullptr},
+    {"tls", MP_PROP_STRING, 0, "off", "TLS to the target (as the MySQL clients' --ssl-mode): off, required (encrypted, certificate not checked), verify_ca (signed by a CA of tls_ca), verify_identity (and issued for host)", 0, 0, "off|required|verify_ca|verify_identity"},
+    {"tls_ca", MP_PROP_STRING, 0, "", "PEM file of the CAs that sign the target's certificate (verify_ca, verify_identity); empty: the system's", 0, 0, nullptr},
     {"connect_timeout_ms", MP_PROP_INT, 0, "5000", "target connection timeout", 1, 600000, nullptr},
     {"read_timeout_ms", MP_PROP_INT, 0, "600000", "longest wait for one answer of the target", 1, 86400000, nullptr},
     {"report_file", MP_PROP_STRING, 0, "", "file the divergence report is written to (JSON), every report_interval_s and at stop", 0, 0, nullptr},
@@ -100,6 +102,8 @@ class ReplaySink : public mp::Plugin, public mp::RecordSink {
         o.target.port = static_cast<uint16_t>(cfg.i64("port"));
         o.target.user = cfg.str("user");
         o.target.password = cfg.str("password");
+        o.target.tls = mp::mysql::parseTls(cfg.str("tls")).value_or(mp::mysql::Tls::Off);
+        o.target.tlsCa = cfg.str("tls_ca");
         o.target.connectTimeoutMs = static_cast<int>(cfg.i64("connect_timeout_ms"));
         o.target.readTimeoutMs = static_cast<int>(cfg.i64("read_timeout_ms"));
         o.users = pairs(cfg.list("user_map"), "user_map");

@@ -8,7 +8,9 @@ capture's tables. The server's Com_* counters must move exactly as the captured 
 report must be empty. Then the read-only mode (writes skipped and counted, reads replayed), the
 binary record form, and the edge-case capture (every command replayed or skipped with a reason,
 nothing lost, no crash). The records go one per host record, in batches (binary and JSON
-lines) and in both forms.
+lines) and in both forms. Last, over TLS (the server's certificate from a CA made here): with
+`tls: verify_identity` every command is replayed through TLS sessions (the server's
+Ssl_accepts), with another CA none is (each skipped as no_connection, the refusal logged).
 
 usage: replay_test.py MYSQLPROBE SOURCE_DIR"""
 import json
@@ -20,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, check, skip  # noqa: E402
+from harness import MariaDB, check, make_certs, skip  # noqa: E402
 
 try:
     import pymysql
@@ -40,6 +42,16 @@ def status(db):
         with c.cursor() as cur:
             cur.execute("SHOW GLOBAL STATUS LIKE 'Com\\_%'")
             return {k: int(v) for k, v in cur.fetchall()}
+    finally:
+        c.close()
+
+
+def status_of(db, name):
+    c = pymysql.connect(host="127.0.0.1", port=db.port, user="root")
+    try:
+        with c.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS LIKE %s", (name,))
+            return int(cur.fetchone()[1])
     finally:
         c.close()
 
@@ -81,7 +93,12 @@ def main():
     if not shutil.which("sysbench"):
         skip("sysbench is not installed (scripts/deps.sh installs it)")
     work = tempfile.mkdtemp(prefix="mp-replay-")
-    with MariaDB() as db:
+    os.chmod(work, 0o755)
+    make_certs(work, san="IP:127.0.0.1")  # the server's certificate: for 127.0.0.1 only
+    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
+                                                       "node.key")}
+    with MariaDB([f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
+                  f"--ssl-key={pem['node.key']}"]) as db:
         c = pymysql.connect(host="127.0.0.1", port=db.port, user="root")
         c.cursor().execute("CREATE DATABASE sbtest")
         c.close()
@@ -164,6 +181,28 @@ def main():
                        t["source"]["errors"] == t["target"]["errors"]]
         check(len(same_errors) >= 4, f"edge cases: {len(same_errors)} templates failed with the "
                                      "same error codes on both sides")
+
+        # Over TLS: verified against the CA that signed the server's certificate, every command
+        # goes through TLS sessions; another CA: no connection opens, nothing runs.
+        name = "sysbench_text_rw_2t_20tx"
+        commands = json.load(open(os.path.join(PCAPS, name + ".truth.json")))[
+            "wire_truth"]["client_commands_total"]
+        accepts = status_of(db, "Ssl_accepts")
+        rep, _, log = replay(db, os.path.join(PCAPS, name + ".pcap"), work,
+                             f", speed: max, tls: verify_identity, tls_ca: '{pem['ca.crt']}'")
+        tls_sessions = status_of(db, "Ssl_accepts") - accepts
+        check(rep["replayed"] == commands and rep["connections_failed"] == 0,
+              f"tls verify_identity: {rep['replayed']} of {commands} commands replayed")
+        check(tls_sessions >= rep["connections_opened"] >= 1,
+              f"tls verify_identity: {rep['connections_opened']} connections, {tls_sessions} TLS "
+              "sessions accepted by the server")
+        rep, _, log = replay(db, os.path.join(PCAPS, name + ".pcap"), work,
+                             f", speed: max, tls: verify_ca, tls_ca: '{pem['other.crt']}'")
+        check(rep["replayed"] == 0 and rep["skipped"]["no_connection"] == commands and
+              rep["connections_failed"] >= 1,
+              f"tls with another CA: nothing replayed, {rep['skipped']['no_connection']} "
+              "commands skipped as no_connection")
+        check("certificate" in log, "tls with another CA: the refusal is logged with its reason")
     shutil.rmtree(work, ignore_errors=True)
     print("PASS")
 
