@@ -38,6 +38,8 @@ const mp_property kProps[] = {
     {"server", MP_PROP_STRING, 0, "", "the captured server (host:port, as the probe sees it: the connections to that address are compared) that the decoder reads, with server_user, at each report: its Questions and Com_* counters against what the probe saw (the report's `coverage`); and once at start its open sessions and their prepared statements, for the connections seen mid-stream. Empty: none of that. The original's watcher.address", 0, 0, nullptr},
     {"server_user", MP_PROP_STRING, 0, "", "a user of that server (mysql_native_password; the counters need no privilege, the sessions PROCESS, their statements SELECT on performance_schema). The original's watcher.uname", 0, 0, nullptr},
     {"server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password. The original's watcher.password", 0, 0, nullptr},
+    {"server_tls", MP_PROP_STRING, 0, "off", "TLS to server and inbound_server (as the MySQL clients' --ssl-mode): off, required (encrypted, certificate not checked), verify_ca (signed by a CA of server_tls_ca), verify_identity (and issued for the host as written)", 0, 0, "off|required|verify_ca|verify_identity"},
+    {"server_tls_ca", MP_PROP_STRING, 0, "", "PEM file of the CAs that sign the server's certificate (verify_ca, verify_identity); empty: the system's", 0, 0, nullptr},
     {"inbound_server", MP_PROP_STRING, 0, "", "with inbound: the captured server (host:port) the collector asks, at start, for the sessions already open (information_schema.PROCESSLIST): connections seen mid-stream then get their user and schema; empty: `server`, and when that is empty too they stay unknown", 0, 0, nullptr},
     {"inbound_server_user", MP_PROP_STRING, 0, "", "a user of that server with the PROCESS privilege (mysql_native_password); empty with inbound_server empty: server_user", 0, 0, nullptr},
     {"inbound_server_password", MP_PROP_STRING, MP_PROP_SECRET, "", "its password (likewise server_password)", 0, 0, nullptr},
@@ -94,7 +96,8 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
             // One for every worker's instance (they ask whether a connection is its own); the
             // instance that writes the report reads the counters, from its first report on.
             watcher_ = mp::mysql::ServerWatcher::shared(cfg.str("server"), cfg.str("server_user"),
-                                                        cfg.str("server_password"));
+                                                        cfg.str("server_password"), serverTls(cfg),
+                                                        cfg.str("server_tls_ca"));
             covSeen_ = host.counter("coverage_seen_questions_total",
                                     "commands to the watched server that its Questions counts, "
                                     "as the probe saw them (compared intervals only)");
@@ -135,7 +138,7 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
                           static_cast<size_t>(cfg.i64("inbound_batch")),
                           cfg.str("inbound_server").empty()
                               ? known_
-                              : listSessions(host, cfg.str("inbound_server"),
+                              : listSessions(host, cfg, cfg.str("inbound_server"),
                                              cfg.str("inbound_server_user"),
                                              cfg.str("inbound_server_password"))});
             if (cfg.i64("inbound_batch") > 1) {
@@ -282,8 +285,10 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
             mp::mysql::StatusCounters own;
             auto reading = watcher_->read(own);
             if (!watching_) {
+                const std::string tls = watcher_->tlsSession();
                 host().info("coverage: reading the counters of " + watcher_->server() + " (" +
-                            watcher_->version() + ") at each report");
+                            watcher_->version() + (tls.empty() ? "" : ", " + tls) +
+                            ") at each report");
                 watching_ = true;
             }
             account_.reading(reading, own, seen, now);
@@ -351,9 +356,13 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
     // The sessions open on the captured server before the capture (MRTE's "init database
     // information of all sessions"): null without a server, or when it cannot be asked (logged:
     // such connections are then marked unknown, never guessed).
+    static mp::mysql::Tls serverTls(const mp::Config& cfg) {
+        return mp::mysql::parseTls(cfg.str("server_tls")).value_or(mp::mysql::Tls::Off);
+    }
+
     static std::shared_ptr<const mp::mysql::ServerSessions> listSessions(
-        const mp::Host& host, const std::string& server, const std::string& user,
-        const std::string& password) {
+        const mp::Host& host, const mp::Config& cfg, const std::string& server,
+        const std::string& user, const std::string& password) {
         auto at = mp::net::parseHostPort(server);
         if (!at || at->port == 0) {
             throw mp::Error("inbound_server: host:port expected, not '" + server + "'");
@@ -363,6 +372,8 @@ class MysqlDecoder : public mp::Plugin, public mp::Collecting<mp::mysql::Aggrega
         a.port = at->port;
         a.user = user;
         a.password = password;
+        a.tls = serverTls(cfg);
+        a.tlsCa = cfg.str("server_tls_ca");
         a.connectTimeoutMs = 3000;
         a.readTimeoutMs = 10000;
         try {

@@ -59,7 +59,8 @@ std::string resolve(const net::HostPort& hp) {
 
 }  // namespace
 
-ServerWatcher::ServerWatcher(const std::string& at, std::string user, std::string password) {
+ServerWatcher::ServerWatcher(const std::string& at, std::string user, std::string password, Tls tls,
+                             std::string tlsCa) {
     // A host alone means port 3306 (as the original's watcher.address, a Go driver address).
     auto hp = net::parseHostPort(at);
     if (!hp && at.find(':') == std::string::npos) {
@@ -75,24 +76,30 @@ ServerWatcher::ServerWatcher(const std::string& at, std::string user, std::strin
         server_ = hp->text();
         unresolved_ = e.what();
     }
-    address_.host = net::hostOf(server_);
+    // The address resolved once (the one compared); under verify_identity the name as written,
+    // which the certificate must be issued for.
+    address_.host = tls == Tls::VerifyIdentity ? hp->host : net::hostOf(server_);
     address_.port = hp->port;
     address_.user = std::move(user);
     address_.password = std::move(password);
+    address_.tls = tls;
+    address_.tlsCa = std::move(tlsCa);
     address_.connectTimeoutMs = 1000;
     address_.readTimeoutMs = 2000;
     address_.maxPacket = 1 << 20;
 }
 
 std::shared_ptr<ServerWatcher> ServerWatcher::shared(const std::string& at, const std::string& user,
-                                                     const std::string& password) {
+                                                     const std::string& password, Tls tls,
+                                                     const std::string& tlsCa) {
     static std::mutex mutex;
     static std::map<std::string, std::weak_ptr<ServerWatcher>> watchers;
     const std::lock_guard<std::mutex> lock(mutex);
-    const std::string key = at + '\n' + user + '\n' + password;
+    const std::string key = at + '\n' + user + '\n' + password + '\n' +
+                            std::to_string(static_cast<int>(tls)) + '\n' + tlsCa;
     auto w = watchers[key].lock();
     if (!w) {
-        w = std::make_shared<ServerWatcher>(at, user, password);
+        w = std::make_shared<ServerWatcher>(at, user, password, tls, tlsCa);
         watchers[key] = w;
     }
     return w;

@@ -38,11 +38,13 @@ class ServerWatcher {
     /// `at` is "host:port" or "host" (port 3306); a name is resolved once, here, IPv4 first
     /// (when it does not resolve, every reading fails saying so). Throws mp::Error with one
     /// line when `at` is not an address.
-    ServerWatcher(const std::string& at, std::string user, std::string password);
+    ServerWatcher(const std::string& at, std::string user, std::string password, Tls tls = Tls::Off,
+                  std::string tlsCa = {});
     /// The watcher of `at` with these credentials that the process's decoder instances (one
     /// per worker) share: made by the first, found by the others while one holds it.
     static std::shared_ptr<ServerWatcher> shared(const std::string& at, const std::string& user,
-                                                 const std::string& password);
+                                                 const std::string& password, Tls tls = Tls::Off,
+                                                 const std::string& tlsCa = {});
 
     /// The server as the decoder names captured endpoints ("ip:port"): the connections to it
     /// are the ones compared.
@@ -64,6 +66,8 @@ class ServerWatcher {
     std::shared_ptr<const ServerSessions> sessions(std::string& why, bool& first);
     /// The server's version string, once connected.
     const std::string& version() const { return conn_.serverVersion(); }
+    /// The TLS session's protocol and cipher, once connected; empty: plain.
+    std::string tlsSession() const { return conn_.tlsSession(); }
 
     std::chrono::milliseconds retry{10000};
 
