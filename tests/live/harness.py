@@ -72,6 +72,20 @@ def make_certs(d, san=None):
        f"{d}/ext")
 
 
+def mariadb_tls(work):
+    """A mariadbd's TLS for 127.0.0.1 in `work` (readable by the server's user): certificates as
+    make_certs makes them, the server's for 127.0.0.1 only. (pem paths by file name: ca.crt,
+    other.crt, node.crt, node.key; the server's arguments). Skips without openssl."""
+    if shutil.which("openssl") is None:
+        skip("openssl is not installed (scripts/deps.sh installs it)")
+    os.chmod(work, 0o755)
+    make_certs(work, san="IP:127.0.0.1")
+    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
+                                                       "node.key")}
+    return pem, [f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
+                 f"--ssl-key={pem['node.key']}"]
+
+
 def cpu_seconds(pid):
     """User + system CPU seconds a running process has used so far (/proc/PID/stat)."""
     with open(f"/proc/{pid}/stat") as f:

@@ -17,14 +17,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, check, make_certs, skip  # noqa: E402
+from harness import MariaDB, check, mariadb_tls, skip  # noqa: E402
 
 try:
     import pymysql
 except ImportError:
     skip("python3-pymysql is not installed (scripts/deps.sh installs it)")
-if shutil.which("openssl") is None:
-    skip("openssl is not installed (scripts/deps.sh installs it)")
 
 SECRET = "Reader-tls-pw-9e2b-not-in-logs"
 PCAP = os.path.join(sys.argv[2], "tests", "data", "pcap", "sysbench_text_rw_2t_20tx.pcap")
@@ -48,12 +46,8 @@ def offline(binary, work, port, extra, name):
 def main():
     binary = sys.argv[1]
     work = tempfile.mkdtemp(prefix="mp-reader-tls-")
-    os.chmod(work, 0o755)
-    make_certs(work, san="IP:127.0.0.1")
-    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
-                                                       "node.key")}
-    with MariaDB([f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
-                  f"--ssl-key={pem['node.key']}"], grants=True) as db:
+    pem, tls_args = mariadb_tls(work)
+    with MariaDB(tls_args, grants=True) as db:
         conn = pymysql.connect(unix_socket=db.socket, user="root", autocommit=True)
         conn.cursor().execute(f"CREATE USER reader IDENTIFIED BY '{SECRET}' REQUIRE SSL")
         conn.cursor().execute("GRANT PROCESS ON *.* TO reader")

@@ -15,14 +15,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, Probe, check, make_certs, skip, wait_for  # noqa: E402
+from harness import MariaDB, Probe, check, mariadb_tls, skip, wait_for  # noqa: E402
 
 try:
     import pymysql
 except ImportError:
     skip("python3-pymysql is not installed (scripts/deps.sh installs it)")
-if shutil.which("openssl") is None:
-    skip("openssl is not installed (scripts/deps.sh installs it)")
 
 SECRET = "Mon-tls-pw-31c4-not-in-logs"
 
@@ -51,12 +49,7 @@ def polled(binary, work, host, port, tls, name):
 def main():
     binary = sys.argv[1]
     work = tempfile.mkdtemp(prefix="mp-monitor-tls-")
-    os.chmod(work, 0o755)
-    make_certs(work, san="IP:127.0.0.1")  # the server's certificate: for 127.0.0.1 only
-    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
-                                                       "node.key")}
-    tls_args = [f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
-                f"--ssl-key={pem['node.key']}"]
+    pem, tls_args = mariadb_tls(work)  # the server's certificate: for 127.0.0.1 only
     with MariaDB(tls_args, grants=True) as db:
         conn = pymysql.connect(unix_socket=db.socket, user="root", autocommit=True)
         cur = conn.cursor()

@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, check, make_certs, skip  # noqa: E402
+from harness import MariaDB, check, mariadb_tls, skip  # noqa: E402
 
 try:
     import pymysql
@@ -93,12 +93,8 @@ def main():
     if not shutil.which("sysbench"):
         skip("sysbench is not installed (scripts/deps.sh installs it)")
     work = tempfile.mkdtemp(prefix="mp-replay-")
-    os.chmod(work, 0o755)
-    make_certs(work, san="IP:127.0.0.1")  # the server's certificate: for 127.0.0.1 only
-    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
-                                                       "node.key")}
-    with MariaDB([f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
-                  f"--ssl-key={pem['node.key']}"]) as db:
+    pem, tls_args = mariadb_tls(work)  # the server's certificate: for 127.0.0.1 only
+    with MariaDB(tls_args) as db:
         c = pymysql.connect(host="127.0.0.1", port=db.port, user="root")
         c.cursor().execute("CREATE DATABASE sbtest")
         c.close()

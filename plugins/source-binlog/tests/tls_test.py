@@ -17,14 +17,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(sys.argv[2], "tests", "live"))
-from harness import MariaDB, Probe, check, make_certs, skip, wait_for  # noqa: E402
+from harness import MariaDB, Probe, check, mariadb_tls, skip, wait_for  # noqa: E402
 
 try:
     import pymysql
 except ImportError:
     skip("python3-pymysql is not installed (scripts/deps.sh installs it)")
-if shutil.which("openssl") is None:
-    skip("openssl is not installed (scripts/deps.sh installs it)")
 
 SERVER_ARGS = ["--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL",
                "--server-id=7", "--binlog-checksum=CRC32"]
@@ -79,12 +77,7 @@ def streams(binary, work, plugins, db, cur, name, tls, value):
 def main():
     binary, plugins = sys.argv[1], sys.argv[3]
     work = tempfile.mkdtemp(prefix="mp-binlog-tls-")
-    os.chmod(work, 0o755)
-    make_certs(work, san="IP:127.0.0.1")  # the server's certificate: for 127.0.0.1 only
-    pem = {name: os.path.join(work, name) for name in ("ca.crt", "other.crt", "node.crt",
-                                                       "node.key")}
-    tls_args = [f"--ssl-ca={pem['ca.crt']}", f"--ssl-cert={pem['node.crt']}",
-                f"--ssl-key={pem['node.key']}"]
+    pem, tls_args = mariadb_tls(work)  # the server's certificate: for 127.0.0.1 only
     with MariaDB(SERVER_ARGS + tls_args, grants=True) as db:
         conn = pymysql.connect(unix_socket=db.socket, user="root", autocommit=True)
         cur = conn.cursor()
