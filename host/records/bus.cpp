@@ -11,10 +11,13 @@
 
 namespace mp::host {
 
-// One record, held once for every sink that takes it.
+// One record, held once for every sink that takes it. Its producer's pending run owns it (the
+// sinks' queues and token tables point at it): it leaves once every sink is done (settled) and
+// the producer's mark has passed it, freed by the thread that moves the mark. No count of
+// references goes back and forth between the producer's thread and the sinks'.
 struct RecordBus::Rec {
-    // stream, key, id, content type and payload, one after the other, in the same allocation
-    // as the record and its count (Tail below): one malloc and one free per record
+    // stream, key, id, content type and payload, one after the other, right behind the record
+    // in the same allocation: one malloc and one free per record
     char* data = nullptr;
     size_t dataLen = 0;
     uint32_t streamLen = 0, keyLen = 0, idLen = 0, typeLen = 0;
@@ -25,13 +28,26 @@ struct RecordBus::Rec {
     uint64_t ts = 0;
     uint64_t seq = 0;
     Producer* producer = nullptr;
-    size_t bytes = 0;               // what it holds: data, this struct and its control block
+    size_t bytes = 0;               // what it holds: data, this struct, its places in queues
     std::atomic<int> remaining{0};  // sinks not done yet
     std::atomic<bool> failed{false};
     std::atomic<bool> settled{false};  // every sink done
 
     mp_record view() const;
+
+    static Rec* make(size_t dataBytes) {
+        void* mem = ::operator new(sizeof(Rec) + dataBytes);
+        Rec* r = new (mem) Rec;
+        r->data = reinterpret_cast<char*>(r + 1);
+        r->dataLen = dataBytes;
+        return r;
+    }
 };
+
+void RecordBus::RecFree::operator()(Rec* r) const noexcept {
+    r->~Rec();
+    ::operator delete(r);
+}
 
 struct RecordBus::Producer {
     ProducerPort port;
@@ -41,7 +57,7 @@ struct RecordBus::Producer {
     // `seq` (consecutive ones share one entry, so they cost nothing while a record waits).
     struct Entry {
         uint64_t seq = 0;
-        std::shared_ptr<Rec> rec;
+        RecPtr rec;
     };
     std::deque<Entry> pending;
     uint64_t delivered = 0;           // the delivered mark
@@ -60,41 +76,17 @@ struct RecordBus::Sink {
     size_t index = 0;
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::shared_ptr<Rec>> queue;
+    std::deque<Rec*> queue;         // not offered yet (held by their producers' pending runs)
     std::atomic<size_t> inHand{0};  // taken from the queue by the thread, not yet offered
     std::thread thread;
     // Tokens given and not done: places base .. base + tokens.size() - 1; a done one is empty.
     std::mutex tokenMu;
     uint64_t base = 1;
-    std::deque<std::shared_ptr<Rec>> tokens;
+    std::deque<Rec*> tokens;
 };
 
 namespace {
-
-// allocate_shared's allocator that asks for `extra` bytes more than the control block (which
-// holds the record) and says where they begin: the record's bytes live right behind it.
-template <class T>
-struct Tail {
-    using value_type = T;
-    size_t extra = 0;
-    char** where = nullptr;
-    Tail(size_t e, char** w) : extra(e), where(w) {}
-    template <class U>
-    explicit Tail(const Tail<U>& o) : extra(o.extra), where(o.where) {}
-    T* allocate(size_t n) {
-        auto* p = static_cast<char*>(::operator new(n * sizeof(T) + extra));
-        if (where != nullptr) {
-            *where = p + n * sizeof(T);
-        }
-        return reinterpret_cast<T*>(p);
-    }
-    void deallocate(T* p, size_t) noexcept { ::operator delete(p); }
-    template <class U>
-    bool operator==(const Tail<U>&) const {
-        return true;
-    }
-};
-
+std::atomic<uint64_t> nextBusId{1};
 }  // namespace
 
 mp_record RecordBus::Rec::view() const {
@@ -118,7 +110,8 @@ mp_record RecordBus::Rec::view() const {
 }
 
 RecordBus::RecordBus(size_t maxBufferedBytes, Metrics& metrics)
-    : maxBytes_(maxBufferedBytes),
+    : id_(nextBusId.fetch_add(1)),
+      maxBytes_(maxBufferedBytes),
       accepted_(metrics.get("host", "records_accepted_total", "records taken from producers",
                             MP_COUNTER)),
       dropped_(metrics.get("host", "records_dropped_total",
@@ -174,9 +167,22 @@ void RecordBus::start() {
     ackThread_ = std::thread([this] { ackLoop(); });
 }
 
+// The sinks of one stream name, as emit() last found them on a thread.
+struct RecordBus::Route {
+    uint64_t bus = 0;  // the bus's id_; 0: nothing kept
+    std::string stream;
+    Sink* sinks[8] = {};
+    size_t n = 0;
+};
+
 mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     std::string_view stream = mp::view(rec.stream);
-    if (!validStreamName(stream) || rec.key.len > 255 || rec.id.len > 255 ||
+    // A producer emits on a few streams, record after record: the sinks of the last stream this
+    // thread emitted on for this bus are kept (checked by the bus's id, never by its address),
+    // and a name kept was valid.
+    thread_local Route last;
+    const bool known = last.bus == id_ && last.stream == stream;
+    if ((!known && !validStreamName(stream)) || rec.key.len > 255 || rec.id.len > 255 ||
         rec.content_type.len > 255 || (rec.payload.data == nullptr && rec.payload.len != 0)) {
         return MP_EINVAL;
     }
@@ -186,17 +192,28 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     Sink* fixed[8] = {};
     std::vector<Sink*> more;
     size_t nTo = 0;
-    for (auto& s : sinks_) {
-        for (const auto& pattern : s->port.patterns) {
-            if (streamMatches(pattern, stream)) {
-                if (nTo < std::size(fixed)) {
-                    fixed[nTo] = s.get();
-                } else {
-                    more.push_back(s.get());
+    if (known) {
+        nTo = last.n;
+        std::copy(last.sinks, last.sinks + nTo, fixed);
+    } else {
+        for (auto& s : sinks_) {
+            for (const auto& pattern : s->port.patterns) {
+                if (streamMatches(pattern, stream)) {
+                    if (nTo < std::size(fixed)) {
+                        fixed[nTo] = s.get();
+                    } else {
+                        more.push_back(s.get());
+                    }
+                    ++nTo;
+                    break;
                 }
-                ++nTo;
-                break;
             }
+        }
+        if (nTo <= std::size(fixed)) {
+            last.bus = id_;
+            last.stream.assign(stream);
+            last.n = nTo;
+            std::copy(fixed, fixed + nTo, last.sinks);
         }
     }
     if (nTo == 0) {  // nobody wants it: nothing to hold, nothing to lose
@@ -221,12 +238,10 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         dropped_->value.fetch_add(1, std::memory_order_relaxed);
         return MP_EINVAL;  // larger than the whole buffer
     }
-    char* tail = nullptr;
-    auto r = std::allocate_shared<Rec>(Tail<Rec>(dataBytes, &tail));
+    RecPtr owned(Rec::make(dataBytes));
+    Rec* r = owned.get();
     r->bytes = bytes;
-    r->data = tail;
-    r->dataLen = dataBytes;
-    char* at = tail;
+    char* at = r->data;
     auto put = [&at](const void* from, size_t n) {
         if (n != 0) {
             std::memcpy(at, from, n);
@@ -245,7 +260,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     r->ts = rec.ts_ns;
     r->seq = rec.seq;
     r->producer = p;
-    r->remaining = static_cast<int>(nTo);
+    r->remaining.store(static_cast<int>(nTo), std::memory_order_relaxed);  // published under s->mu
 
     // Room in the budget: taken without waiting while there is some (the common case), else
     // refused (Drop) or waited for (Wait). Records the mark has passed leave first.
@@ -266,7 +281,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         }
         advance(p);
         if (reserve()) {
-            append(p, rec.seq, r);
+            append(p, rec.seq, std::move(owned));
             taken = true;
         }
     }
@@ -297,7 +312,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
             release(static_cast<int64_t>(bytes));
             return MP_EINVAL;
         }
-        append(p, rec.seq, r);
+        append(p, rec.seq, std::move(owned));
     }
     bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
     accepted_->value.fetch_add(1, std::memory_order_relaxed);
@@ -327,7 +342,7 @@ void RecordBus::sinkLoop(Sink* s) {
     // sink that says MP_EAGAIN has the rest of the chunk offered again after a pause.
     constexpr size_t kChunk = 256;
     auto backoff = std::chrono::milliseconds(1);
-    std::deque<std::shared_ptr<Rec>> work;
+    std::deque<Rec*> work;
     while (true) {
         if (work.empty()) {
             std::unique_lock<std::mutex> lock(s->mu);
@@ -371,17 +386,13 @@ void RecordBus::sinkLoop(Sink* s) {
             if (st != MP_OK) {
                 done(token, st);  // refused: given up (a token it did not keep)
             }
-            // Let go at once: the producer's pending run then holds the last reference, and
-            // the record is freed by the thread that allocated it (a free from another thread
-            // waits for that thread's malloc arena: futex waits, on every record).
-            work[i].reset();
         }
         if (i < n) {  // not taken: their tokens are void, they are offered again
             std::lock_guard<std::mutex> lock(s->tokenMu);
             for (size_t j = i; j < n; ++j) {
                 const uint64_t place = first + j;
                 if (place >= s->base && place - s->base < s->tokens.size()) {
-                    s->tokens[place - s->base].reset();
+                    s->tokens[place - s->base] = nullptr;
                 }
             }
             trimTokens(s);
@@ -399,7 +410,7 @@ void RecordBus::sinkLoop(Sink* s) {
         }
     }
     // Stopping: what this sink did not take is given up.
-    std::deque<std::shared_ptr<Rec>> left;
+    std::deque<Rec*> left;
     {
         std::lock_guard<std::mutex> lock(s->mu);
         left.swap(s->queue);
@@ -412,11 +423,11 @@ void RecordBus::sinkLoop(Sink* s) {
             s->port.name + ": " + std::to_string(left.size()) +
                 " records not delivered at stop (records_dropped_total)");
     }
-    for (auto& r : left) {
+    for (Rec* r : left) {
         dropped_->value.fetch_add(1, std::memory_order_relaxed);
         r->failed = true;
         if (--r->remaining == 0) {
-            settle(r);  // a copy: `left` still holds it
+            settle(r);
         }
     }
 }
@@ -428,14 +439,14 @@ void RecordBus::done(uint64_t token, mp_status status) {
     }
     Sink* s = sinks_[index - 1].get();
     const uint64_t place = token & kTokenPlace;
-    std::shared_ptr<Rec> r;
+    Rec* r = nullptr;
     {
         std::lock_guard<std::mutex> lock(s->tokenMu);
         if (place < s->base || place - s->base >= s->tokens.size()) {
             return;  // unknown or already done: exactly once per token
         }
-        r = std::move(s->tokens[place - s->base]);
-        if (!r) {
+        r = std::exchange(s->tokens[place - s->base], nullptr);
+        if (r == nullptr) {
             return;
         }
         trimTokens(s);
@@ -453,19 +464,15 @@ void RecordBus::done(uint64_t token, mp_status status) {
         }
     }
     if (--r->remaining == 0) {
-        settle(std::move(r));
+        settle(r);
     }
 }
 
 // Every sink is done with `r`. Its producer's mark moves over it later, under the producer's
 // lock (advance), when the producer emits next or the ack thread looks: that lock is then never
 // fought over by the sinks' threads, record by record.
-void RecordBus::settle(std::shared_ptr<Rec> r) {
-    // This reference goes first: the producer's pending run holds the record until it sees it
-    // settled, so the producer's thread, which allocated it, frees it.
-    Rec* raw = r.get();
-    r.reset();
-    raw->settled.store(true, std::memory_order_release);  // raw may be gone after this
+void RecordBus::settle(Rec* r) {
+    r->settled.store(true, std::memory_order_release);  // r may be gone after this
     // A producer waiting for room: the room may be this record's, move the mark now.
     wakeAckThread(waiters_.load() != 0);
 }
@@ -474,6 +481,12 @@ void RecordBus::wakeAckThread(bool now) {
     // The ack thread looks every 20 ms anyway; waking it for every record settled costs a
     // futex call per record: at most one wake-up per 5 ms, per 0.5 ms when a producer waits for
     // room.
+    if (!now) {  // the clock is read once every 64 records settled by this thread
+        thread_local unsigned settledHere = 0;
+        if ((++settledHere & 63U) != 0) {
+            return;
+        }
+    }
     const int64_t t = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
@@ -526,7 +539,7 @@ void RecordBus::advance(Producer* p) {
 // Record `seq` joins the producer's pending run, in seq order; `r` empty: a record no sink took
 // (nothing to wait for: it extends an entry of such records, or moves the mark when nothing
 // waits before it).
-void RecordBus::append(Producer* p, uint64_t seq, std::shared_ptr<Rec> r) {
+void RecordBus::append(Producer* p, uint64_t seq, RecPtr r) {
     p->lastSeq = seq;
     if (!r && p->pending.empty()) {
         if (!p->stuck) {

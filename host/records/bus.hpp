@@ -15,7 +15,10 @@
 // second), so no lock is taken per record by two threads at once in the common case: a sink's
 // thread takes its whole queue in one lock and registers its tokens a chunk at a time; done()
 // only counts down; the producer's mark moves under the producer's own lock, taken by the
-// producer when it emits and by the ack thread every few milliseconds.
+// producer when it emits and by the ack thread every few milliseconds. A record is one
+// allocation, owned by its producer's pending run alone (no reference count travels between
+// threads); what each side writes for every record sits on cache lines of its own; a thread's
+// last stream keeps its route (no pattern matched again, record after record).
 #pragma once
 
 #include <mp/abi.h>
@@ -93,29 +96,38 @@ class RecordBus {
 
   private:
     struct Rec;
+    struct RecFree {
+        void operator()(Rec* r) const noexcept;
+    };
+    using RecPtr = std::unique_ptr<Rec, RecFree>;
     void sinkLoop(Sink* s);
-    void settle(std::shared_ptr<Rec> r);  // r released before the record is marked settled
-    static void append(Producer* p, uint64_t seq, std::shared_ptr<Rec> r);  // p->mu held
-    void advance(Producer* p);                                              // p->mu held
-    static void trimTokens(Sink* s);                                        // s->tokenMu held
+    void settle(Rec* r);  // every sink is done with r (which may be freed at once after)
+    static void append(Producer* p, uint64_t seq, RecPtr r);  // p->mu held
+    void advance(Producer* p);                                // p->mu held
+    static void trimTokens(Sink* s);                          // s->tokenMu held
     void release(int64_t bytes);
     void wakeAckThread(bool now);
     void ackLoop();
 
+    struct Route;
+    const uint64_t id_;  // unique in the process: emit()'s per-thread route cache names it
     size_t maxBytes_;
     std::vector<std::unique_ptr<Sink>> sinks_;
     std::vector<std::unique_ptr<Producer>> producers_;
 
     std::mutex budgetMu_;
     std::condition_variable budgetCv_;  // room in the budget, or stopping
-    std::atomic<int64_t> buffered_{0};
-    std::atomic<size_t> waiters_{0};  // producers waiting for room (changed under budgetMu_)
     size_t lowWater() const { return maxBytes_ / 4 * 3; }
-    std::atomic<bool> stopping_{false};    // producers may not wait any more
-    std::atomic<bool> delivering_{true};   // sink threads run
-    std::atomic<int64_t> outstanding_{0};  // tokens given to sinks and not done yet
+    // Cache lines apart: what the producers write for every record, what the sinks' threads
+    // write for every record, and what both only read (a line written by one thread and read
+    // by another for every record would travel between their cores each time).
+    alignas(64) std::atomic<int64_t> buffered_{0};
+    alignas(64) std::atomic<int64_t> outstanding_{0};  // tokens given to sinks, not done yet
+    alignas(64) std::atomic<size_t> waiters_{0};  // producers waiting for room (under budgetMu_)
+    std::atomic<bool> stopping_{false};           // producers may not wait any more
+    std::atomic<bool> delivering_{true};          // sink threads run
 
-    std::mutex ackMu_;
+    alignas(64) std::mutex ackMu_;
     std::condition_variable ackCv_;
     std::atomic<int64_t> lastAckWakeUs_{0};  // settle() wakes the ack thread at most every 5 ms
     bool ackStop_ = false;
