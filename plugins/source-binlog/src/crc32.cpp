@@ -2,10 +2,16 @@
 // The fast path folds the message 64 bytes at a time with PCLMULQDQ, then to 128 bits, 64 and
 // 32 (a Barrett reduction), as in Gopal et al., "Fast CRC Computation for Generic Polynomials
 // Using PCLMULQDQ Instruction" (Intel, 2009), with the constants of the bit-reflected
-// polynomial 0x04C11DB7 given there. What is not a whole 16 bytes goes to zlib.
+// polynomial 0x04C11DB7 given there. What is not a whole 16 bytes, and everything on another
+// CPU, goes eight bytes at a time through tables ("slicing-by-8"): most binlog events are
+// short (GTID, table map, XID), and zlib's own set-up per call cost more than their bytes.
 #include "crc32.hpp"
 
 #include <zlib.h>
+
+#include <array>
+#include <bit>
+#include <cstring>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -16,6 +22,49 @@ namespace mp::binlog {
 uint32_t crc32Portable(uint32_t crc, const uint8_t* d, size_t n) {
     return static_cast<uint32_t>(crc32_z(crc, d, n));
 }
+
+namespace {
+
+using Tables = std::array<std::array<uint32_t, 256>, 8>;
+constexpr Tables kTables = [] {
+    Tables t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; ++k) {
+            c = (c & 1U) != 0 ? 0xEDB88320U ^ (c >> 1) : c >> 1;
+        }
+        t[0][i] = c;
+    }
+    for (size_t j = 1; j < 8; ++j) {
+        for (size_t i = 0; i < 256; ++i) {
+            t[j][i] = (t[j - 1][i] >> 8) ^ t[0][t[j - 1][i] & 0xFFU];
+        }
+    }
+    return t;
+}();
+
+uint32_t crc32Sliced(uint32_t crc, const uint8_t* d, size_t n) {
+    if constexpr (std::endian::native != std::endian::little) {
+        return crc32Portable(crc, d, n);
+    }
+    const Tables& t = kTables;
+    uint32_t c = ~crc;
+    for (; n >= 8; d += 8, n -= 8) {
+        uint32_t lo = 0;
+        uint32_t hi = 0;
+        std::memcpy(&lo, d, 4);
+        std::memcpy(&hi, d + 4, 4);
+        lo ^= c;
+        c = t[7][lo & 0xFFU] ^ t[6][(lo >> 8) & 0xFFU] ^ t[5][(lo >> 16) & 0xFFU] ^ t[4][lo >> 24] ^
+            t[3][hi & 0xFFU] ^ t[2][(hi >> 8) & 0xFFU] ^ t[1][(hi >> 16) & 0xFFU] ^ t[0][hi >> 24];
+    }
+    for (; n > 0; ++d, --n) {
+        c = t[0][(c ^ *d) & 0xFFU] ^ (c >> 8);
+    }
+    return ~c;
+}
+
+}  // namespace
 
 #if defined(__x86_64__)
 namespace {
@@ -37,25 +86,32 @@ __attribute__((target("pclmul,sse4.1"))) inline __m128i load(const uint8_t* p) {
     return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
 }
 
-// The raw register (no inversions) over n bytes, n >= 64 and a multiple of 16.
+// The raw register (no inversions) over n bytes, n >= 16 and a multiple of 16.
 __attribute__((target("pclmul,sse4.1"))) uint32_t foldAll(uint32_t reg, const uint8_t* d,
                                                           size_t n) {
-    __m128i x[4] = {load(d), load(d + 16), load(d + 32), load(d + 48)};
-    x[0] = _mm_xor_si128(x[0], _mm_cvtsi32_si128(static_cast<int>(reg)));
-    d += 64;
-    n -= 64;
-    const __m128i k4 =
-        _mm_set_epi64x(static_cast<long long>(kFold4[1]), static_cast<long long>(kFold4[0]));
-    for (; n >= 64; d += 64, n -= 64) {
-        for (int i = 0; i < 4; ++i) {
-            x[i] = fold(x[i], k4, load(d + 16 * i));
-        }
-    }
     const __m128i k1 =
         _mm_set_epi64x(static_cast<long long>(kFold1[1]), static_cast<long long>(kFold1[0]));
-    __m128i acc = fold(x[0], k1, x[1]);
-    acc = fold(acc, k1, x[2]);
-    acc = fold(acc, k1, x[3]);
+    __m128i acc;
+    if (n >= 64) {
+        __m128i x[4] = {load(d), load(d + 16), load(d + 32), load(d + 48)};
+        x[0] = _mm_xor_si128(x[0], _mm_cvtsi32_si128(static_cast<int>(reg)));
+        d += 64;
+        n -= 64;
+        const __m128i k4 =
+            _mm_set_epi64x(static_cast<long long>(kFold4[1]), static_cast<long long>(kFold4[0]));
+        for (; n >= 64; d += 64, n -= 64) {
+            for (int i = 0; i < 4; ++i) {
+                x[i] = fold(x[i], k4, load(d + 16 * i));
+            }
+        }
+        acc = fold(x[0], k1, x[1]);
+        acc = fold(acc, k1, x[2]);
+        acc = fold(acc, k1, x[3]);
+    } else {
+        acc = _mm_xor_si128(load(d), _mm_cvtsi32_si128(static_cast<int>(reg)));
+        d += 16;
+        n -= 16;
+    }
     for (; n >= 16; d += 16, n -= 16) {
         acc = fold(acc, k1, load(d));
     }
@@ -90,14 +146,14 @@ bool hasClmul() {
 
 uint32_t crc32(uint32_t crc, const uint8_t* d, size_t n) {
 #if defined(__x86_64__)
-    if (n >= 64 && hasClmul()) {
+    if (n >= 32 && hasClmul()) {
         const size_t whole = n & ~size_t{15};
         crc = ~foldAll(~crc, d, whole);
         d += whole;
         n -= whole;
     }
 #endif
-    return crc32Portable(crc, d, n);
+    return crc32Sliced(crc, d, n);
 }
 
 }  // namespace mp::binlog

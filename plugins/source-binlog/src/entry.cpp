@@ -383,16 +383,17 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
     }
 
     void runFiles() {
-        std::vector<uint8_t> ev;
         try {
             for (const auto& path : files_) {
                 mp::binlog::FileReader file(path, maxEvent_);
                 decoder_.startFile(baseName(path));
-                while (!stopping_ && file.next(ev)) {
-                    if (!decoder_.event(ev.data(), ev.size())) {
+                const uint8_t* ev = nullptr;
+                size_t n = 0;
+                while (!stopping_ && file.next(ev, n)) {
+                    if (!decoder_.event(ev, n)) {
                         throw mp::Error(path + ": " + decoder_.error());
                     }
-                    bytesRead_ += ev.size();
+                    bytesRead_ += n;
                 }
                 if (stopping_) {
                     return;

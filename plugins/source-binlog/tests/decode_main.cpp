@@ -45,13 +45,14 @@ int main(int argc, char** argv) {
     Count count(self);
     mp::binlog::Decoder d(count);
     self = &d;
-    std::vector<uint8_t> ev;
     try {
         for (int i = 1; i < argc; ++i) {
             mp::binlog::FileReader f(argv[i], 1024u << 20);
             d.startFile(argv[i]);
-            while (f.next(ev)) {
-                if (!d.event(ev.data(), ev.size())) {
+            const uint8_t* ev = nullptr;
+            size_t n = 0;
+            while (f.next(ev, n)) {
+                if (!d.event(ev, n)) {
                     std::fprintf(stderr, "%s\n", d.error().c_str());
                     return 1;
                 }
