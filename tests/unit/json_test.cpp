@@ -34,9 +34,94 @@ bool wellFormedUtf8(const std::string& s) {
     return true;
 }
 
+// appendJsonString's rule, a byte at a time: what its sixteen- and eight-byte paths must equal.
+std::string slowJsonString(std::string_view s) {
+    static const char* hex = "0123456789abcdef";
+    std::string out = "\"";
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x80) {
+            if (size_t n = mp::utf8SequenceLength(s, i); n != 0) {
+                out.append(s.substr(i, n));
+                i += n - 1;
+                continue;
+            }
+        }
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c >= 0x80) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
 }  // namespace
 
 TEST_SUITE("json") {
+    TEST_CASE("the fast paths equal the byte-at-a-time rule on every kind of run") {
+        // Pieces that meet the 16- and 8-byte blocks at every offset: plain runs, JSON keys
+        // (quote-dense), backslashes, controls, UTF-8 whole, cut or wrong, lone high bytes.
+        const std::vector<std::string> pieces = {"a",
+                                                 "plain text run",
+                                                 "0123456789abcdef0123",
+                                                 "\"",
+                                                 "\\",
+                                                 "\":\"",
+                                                 "{\"k\":1,",
+                                                 "\n",
+                                                 "\t",
+                                                 std::string(1, '\0'),
+                                                 "\x1f",
+                                                 "\x7f",
+                                                 "\xc3\xa9",
+                                                 "\xe4\xb8\xad",
+                                                 "\xf0\x9f\x98\x80",
+                                                 "\xe4\xb8",
+                                                 "\xc3",
+                                                 "\xff",
+                                                 "\xed\xa0\x80",
+                                                 "\xf4\x90\x80\x80"};
+        uint64_t x = 88172645463325252ULL;  // xorshift: the same strings every run
+        auto next = [&x] {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            return x;
+        };
+        size_t checked = 0;
+        size_t differ = 0;
+        for (int n = 0; n < 60000; ++n) {
+            std::string s;
+            const size_t parts = next() % 40;
+            for (size_t k = 0; k < parts; ++k) {
+                s += pieces[next() % pieces.size()];
+            }
+            std::string out = "x";  // appended to what is there
+            mp::appendJsonString(out, s);
+            if (out != "x" + slowJsonString(s)) {
+                if (differ++ == 0) {
+                    CAPTURE(s);
+                    CHECK(out == "x" + slowJsonString(s));
+                }
+            }
+            ++checked;
+        }
+        CHECK(checked == 60000);
+        CHECK(differ == 0);
+    }
+
     TEST_CASE("ASCII and control characters") {
         CHECK(mp::jsonString("select 1") == "\"select 1\"");
         CHECK(mp::jsonString("a\"b\\c\n\r\t") == "\"a\\\"b\\\\c\\n\\r\\t\"");

@@ -15,6 +15,12 @@
 
 #include <mp/abi.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -80,69 +86,131 @@ inline size_t utf8SequenceLength(std::string_view s, size_t i) {
 /// reports changes nothing). Appended to `out`.
 inline void appendJsonString(std::string& out, std::string_view s) {
     static const char* hex = "0123456789abcdef";
-    out.reserve(out.size() + s.size() + 2);
+    out.reserve(out.size() + s.size() + s.size() / 8 + 2);
     out += '"';
-    size_t plain = 0;  // start of the run of bytes copied as they are
-    auto flush = [&](size_t i) {
-        if (i > plain) {
-            out.append(s.data() + plain, i - plain);
-        }
-    };
+    // Written through a pointer into a small buffer, appended a round at a time: a round takes
+    // at most 64 bytes (and the rest of a UTF-8 sequence begun there), at most 6 bytes out
+    // each, plus the 8 a plain run may write past its end.
+    char buf[512];
     // Eight bytes at a time while none needs a look (below 0x20, from 0x80, '"' or '\\'): the
     // usual bit tricks for "a byte below n" and "a byte equal to c", exact for n <= 128.
     constexpr uint64_t kOnes = 0x0101010101010101ULL;
     constexpr uint64_t kHighs = 0x8080808080808080ULL;
-    auto plain8 = [&](size_t i) {
-        uint64_t v = 0;
-        std::memcpy(&v, s.data() + i, 8);
-        const uint64_t quote = v ^ (kOnes * '"');
-        const uint64_t slash = v ^ (kOnes * '\\');
-        const uint64_t look =
-            ((v - kOnes * 0x20) & ~v) | ((quote - kOnes) & ~quote) | ((slash - kOnes) & ~slash) | v;
-        return (look & kHighs) == 0;
-    };
-    for (size_t i = 0; i < s.size(); ++i) {
-        while (i + 8 <= s.size() && plain8(i)) {
-            i += 8;
-        }
-        if (i >= s.size()) {
-            break;
-        }
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            continue;  // the common case: kept in the run
-        }
-        if (c >= 0x80) {
-            if (size_t n = utf8SequenceLength(s, i); n != 0) {
-                i += n - 1;  // well-formed UTF-8: kept in the run
+    const char* d = s.data();
+    const size_t n = s.size();
+    size_t i = 0;
+    while (i < n) {
+        char* p = buf;
+        const size_t stop = std::min(n, i + 64);
+        while (i < stop) {
+#if defined(__SSE2__)
+            // sixteen at a time: '"', '\\', and below 0x20 or from 0x80 (signed: below 0x20)
+            if (i + 16 <= stop) {
+                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
+                const auto quotes = static_cast<unsigned>(
+                    _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                   _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')))));
+                const auto others = static_cast<unsigned>(
+                    _mm_movemask_epi8(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20))));
+                if ((quotes | others) == 0) {
+                    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v);
+                    p += 16;
+                    i += 16;
+                    continue;
+                }
+                if (others == 0) {
+                    // Only quotes and backslashes (JSON in a string: every key): the plain
+                    // pieces between them go sixteen bytes at a time from a copy of the block.
+                    alignas(16) char block[32] = {};
+                    _mm_store_si128(reinterpret_cast<__m128i*>(block), v);
+                    unsigned from = 0;
+                    for (unsigned m = quotes; m != 0; m &= m - 1) {
+                        const auto k = static_cast<unsigned>(__builtin_ctz(m));
+                        _mm_storeu_si128(
+                            reinterpret_cast<__m128i*>(p),
+                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + from)));
+                        p += k - from;
+                        *p++ = '\\';
+                        *p++ = block[k];
+                        from = k + 1;
+                    }
+                    _mm_storeu_si128(
+                        reinterpret_cast<__m128i*>(p),
+                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + from)));
+                    p += 16 - from;
+                    i += 16;
+                    continue;
+                }
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v);
+                const auto k = static_cast<size_t>(__builtin_ctz(quotes | others));
+                p += k;
+                i += k;
+            } else
+#endif
+                if (i + 8 <= stop) {
+                uint64_t v = 0;
+                std::memcpy(&v, d + i, 8);
+                const uint64_t quote = v ^ (kOnes * '"');
+                const uint64_t slash = v ^ (kOnes * '\\');
+                const uint64_t look = (((v - kOnes * 0x20) & ~v) | ((quote - kOnes) & ~quote) |
+                                       ((slash - kOnes) & ~slash) | v) &
+                                      kHighs;
+                std::memcpy(p, &v, 8);
+                if (look == 0) {
+                    p += 8;
+                    i += 8;
+                    continue;
+                }
+                // The lowest byte flagged is one to look at (a wrong flag needs a borrow from a
+                // byte below it, itself flagged): the bytes before it are plain, copied above.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                const size_t k = static_cast<size_t>(__builtin_ctzll(look)) / 8;
+                p += k;
+                i += k;
+#endif
+            }
+            const auto c = static_cast<unsigned char>(d[i]);
+            if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+                *p++ = static_cast<char>(c);
+                ++i;
                 continue;
             }
+            if (c >= 0x80) {
+                if (size_t m = utf8SequenceLength(s, i); m != 0) {
+                    std::memcpy(p, d + i, m);  // well-formed UTF-8: kept as it is
+                    p += m;
+                    i += m;
+                    continue;
+                }
+            }
+            *p++ = '\\';
+            switch (c) {
+                case '"':
+                    *p++ = '"';
+                    break;
+                case '\\':
+                    *p++ = '\\';
+                    break;
+                case '\n':
+                    *p++ = 'n';
+                    break;
+                case '\r':
+                    *p++ = 'r';
+                    break;
+                case '\t':
+                    *p++ = 't';
+                    break;
+                default:
+                    *p++ = 'u';
+                    *p++ = '0';
+                    *p++ = '0';
+                    *p++ = hex[c >> 4];
+                    *p++ = hex[c & 15];
+            }
+            ++i;
         }
-        flush(i);
-        plain = i + 1;
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\r':
-                out += "\\r";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                out += "\\u00";
-                out += hex[c >> 4];
-                out += hex[c & 15];
-        }
+        out.append(buf, static_cast<size_t>(p - buf));
     }
-    flush(s.size());
     out += '"';
 }
 
