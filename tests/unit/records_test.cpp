@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -106,6 +107,49 @@ TEST_SUITE("records") {
         }
         bus.stopDelivery(std::chrono::milliseconds(100));
         bus.finish();
+    }
+
+    TEST_CASE("a thread's kept route follows its bus and its stream, never a bus gone") {
+        // emit() keeps, per thread, the sinks of the last stream it routed. The same names on
+        // buses routed otherwise (one after another, maybe at the same address; and two at
+        // once, emitted to in turn) must each go where their own bus sends them.
+        mp::host::Metrics metrics;
+        for (int round = 0; round < 3; ++round) {
+            CAPTURE(round);
+            auto bus = std::make_unique<RecordBus>(1 << 20, metrics);
+            auto other = std::make_unique<RecordBus>(1 << 20, metrics);
+            TestSink a, b, all;
+            a.bus = b.bus = bus.get();
+            all.bus = other.get();
+            bus->addSink(port(a, {round == 0 ? "x.*" : "none.*"}));
+            bus->addSink(port(b, {round == 1 ? "x.one" : "none.*"}));
+            other->addSink(port(all, {"*"}));
+            Marks marks, otherMarks;
+            RecordBus::Producer* p = bus->addProducer(producer(marks));
+            RecordBus::Producer* q = other->addProducer(producer(otherMarks));
+            bus->start();
+            other->start();
+            uint64_t seq = 0;
+            for (int i = 0; i < 4; ++i) {
+                ++seq;
+                CHECK(bus->emit(p, rec("x.one", "p", seq)) == MP_OK);
+                CHECK(other->emit(q, rec("x.one", "p", seq)) == MP_OK);
+                ++seq;
+                CHECK(bus->emit(p, rec("x.two", "p", seq)) == MP_OK);
+                CHECK(other->emit(q, rec("x.two", "p", seq)) == MP_OK);
+            }
+            CHECK(bus->emit(p, rec("X.one", "p", seq + 1)) == MP_EINVAL);  // still checked
+            REQUIRE(
+                mptest::eventually([&] { return marks.last() == seq && otherMarks.last() == seq; },
+                                   std::chrono::seconds(5)));
+            CHECK(a.count() == (round == 0 ? 8U : 0U));
+            CHECK(b.count() == (round == 1 ? 4U : 0U));
+            CHECK(all.count() == 8U);
+            for (RecordBus* x : {bus.get(), other.get()}) {
+                x->stopDelivery(std::chrono::milliseconds(100));
+                x->finish();
+            }
+        }
     }
 
     TEST_CASE("a stream no sink takes counts as delivered") {
