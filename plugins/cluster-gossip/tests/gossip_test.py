@@ -311,7 +311,19 @@ def main():
     print(f"reports: {len(contributed)} slave reports merged in {merged_reports} master reports "
           f"(m1 {by_m['m1']}, m2 {by_m['m2']}), {len(doubled)} twice", flush=True)
     check(by_m["m1"] > 0 and by_m["m2"] > 0, "slave reports merged by m1, then by m2")
-    check(not doubled, f"no slave report merged twice ({list(doubled.items())[:3]})")
+    # A kill -9 between m1's emit of a merged report and its acknowledgements (the report is
+    # out, the slaves never heard) leaves that one report's contributors in doubt: m2 asks m1,
+    # whose port refuses, and merges them again (at least once, never lost). Anything else
+    # merged twice is a fault.
+    last_m1 = [r for r in list(recs["m1"].reports) if r.get("cluster", {}).get("contributors")]
+    in_flight = {(c["node"], c["started_ns"], c["seq"])
+                 for c in (last_m1[-1]["cluster"]["contributors"] if last_m1 else [])}
+    unexplained = {i: v for i, v in doubled.items() if i not in in_flight}
+    if doubled and not unexplained:
+        print(f"note: {len(doubled)} slave reports of m1's last report merged again by m2 "
+              f"(the kill -9 fell between its emit and its acknowledgements)", flush=True)
+    check(not unexplained, "no slave report merged twice, but those of m1's last report when "
+          f"the kill -9 came before its acknowledgements ({list(unexplained.items())[:3]})")
     check(bad_totals == 0, f"merged totals = sum of the listed slave reports ({bad_totals} differ)")
     st, body = m2.get("/cluster/listnodes")
     rep = body.get("reports", {}) if st == 200 else {}
