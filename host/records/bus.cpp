@@ -87,6 +87,7 @@ struct RecordBus::Sink {
 
 namespace {
 std::atomic<uint64_t> nextBusId{1};
+constexpr size_t kFewSinks = 8;  // a record's sinks, up to this many, without an allocation
 }  // namespace
 
 mp_record RecordBus::Rec::view() const {
@@ -171,7 +172,7 @@ void RecordBus::start() {
 struct RecordBus::Route {
     uint64_t bus = 0;  // the bus's id_; 0: nothing kept
     std::string stream;
-    Sink* sinks[8] = {};
+    Sink* sinks[kFewSinks] = {};
     size_t n = 0;
 };
 
@@ -189,7 +190,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
     if (rec.seq <= p->lastSeq.load(std::memory_order_relaxed)) {
         return MP_EINVAL;
     }
-    Sink* fixed[8] = {};
+    Sink* fixed[kFewSinks] = {};
     std::vector<Sink*> more;
     size_t nTo = 0;
     if (known) {

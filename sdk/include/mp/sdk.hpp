@@ -90,7 +90,7 @@ inline void appendJsonString(std::string& out, std::string_view s) {
     out += '"';
     // Written through a pointer into a small buffer, appended a round at a time: a round takes
     // at most 64 bytes (and the rest of a UTF-8 sequence begun there), at most 6 bytes out
-    // each, plus the 8 a plain run may write past its end.
+    // each, plus the 16 a block store may write past its end (418 at most).
     char buf[512];
     // Eight bytes at a time while none needs a look (below 0x20, from 0x80, '"' or '\\'): the
     // usual bit tricks for "a byte below n" and "a byte equal to c", exact for n <= 128.
