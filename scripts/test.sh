@@ -64,7 +64,7 @@ fi
 echo "ThreadSanitizer: no race reported"
 
 step "fuzz (${fuzz_seconds}s per target, $jobs at a time)"
-targets="config query http wsframe descriptor frame stream pcap_file decoder report fingerprint gossip inbox hostport amqp binlog inbound resp monitor sse console mysql_client"
+targets="config query http wsframe descriptor frame stream pcap_file decoder report fingerprint gossip inbox hostport amqp binlog binlog_json inbound resp monitor sse console mysql_client"
 cmake --preset fuzz >/dev/null
 # shellcheck disable=SC2046,SC2086
 cmake --build --preset fuzz -j"$jobs" --target $(printf 'fuzz_%s ' $targets)

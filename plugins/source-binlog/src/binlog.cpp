@@ -311,6 +311,16 @@ bool Decoder::event(const uint8_t* d, size_t n) {
             case kHeartbeat:
                 handler_.heartbeat(h, pos_);
                 return true;  // its log_pos is the master's position, the file its name
+            // MySQL events that hold rows in a form not read yet: refused, never skipped (their
+            // changes would be lost without a word)
+            case kMysqlPartialUpdateRows:
+                return fail(h,
+                            "MySQL partial JSON update (not read): set "
+                            "binlog_row_value_options='' on the server");
+            case kMysqlTransactionPayload:
+                return fail(h,
+                            "MySQL compressed transaction (not read): set "
+                            "binlog_transaction_compression=OFF on the server");
             default:
                 if (isRows(h.type)) {
                     if (!rows(h, body, len)) {

@@ -34,6 +34,8 @@ enum EventType : uint8_t {
     kMysqlGtid = 33,
     kMysqlAnonymousGtid = 34,
     kMysqlPreviousGtids = 35,
+    kMysqlPartialUpdateRows = 39,   // binlog_row_value_options=PARTIAL_JSON: refused
+    kMysqlTransactionPayload = 40,  // binlog_transaction_compression=ON: refused
     kAnnotateRows = 160,
     kBinlogCheckpoint = 161,
     kGtid = 162,

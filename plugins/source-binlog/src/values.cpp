@@ -5,6 +5,8 @@
 #include <cmath>
 #include <mp/sdk.hpp>
 
+#include "json_binary.hpp"
+
 namespace mp::binlog {
 namespace {
 
@@ -22,7 +24,8 @@ void appendSigned(std::string& out, int64_t v) {
     out.append(buf, r.ptr);
 }
 
-// Zero-padded decimal digits of v, at least `width` of them.
+}  // namespace
+
 void appendPadded(std::string& out, uint64_t v, int width) {
     char buf[24];
     auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -31,6 +34,8 @@ void appendPadded(std::string& out, uint64_t v, int width) {
     }
     out.append(buf, r.ptr);
 }
+
+namespace {
 
 template <typename F>
 void appendFloat(std::string& out, F v) {
@@ -112,6 +117,8 @@ void appendEpoch(std::string& out, uint64_t seconds, uint64_t micros, unsigned f
 constexpr int kDigitsPerWord = 9;
 constexpr int kDigitBytes[kDigitsPerWord + 1] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 4};
 
+}  // namespace
+
 // DECIMAL(precision, scale) in the binary form of the server's decimal2bin(): groups of nine
 // digits in four big-endian bytes, the leftover digits in fewer; the sign in the first bit
 // (set for positive), negative values with every bit inverted.
@@ -177,6 +184,8 @@ bool appendDecimal(PacketReader& r, unsigned precision, unsigned scale, std::str
     out += '"';
     return b.ok();
 }
+
+namespace {
 
 // A length-prefixed byte string: text in JSON, or base64 for binary data.
 bool appendBytes(PacketReader& r, size_t prefix, bool binary, std::string& out) {
@@ -493,7 +502,6 @@ bool appendValue(PacketReader& r, const Column& c, std::string& out, std::string
         case mysql::kTypeMediumBlob:
         case mysql::kTypeLongBlob:
         case mysql::kTypeGeometry:
-        case mysql::kTypeJson:  // MySQL's binary JSON: kept as bytes (base64), see README
             if (c.meta < 1 || c.meta > 4) {
                 why = "BLOB length of " + std::to_string(c.meta) + " bytes";
                 return false;
@@ -503,6 +511,26 @@ bool appendValue(PacketReader& r, const Column& c, std::string& out, std::string
                 return false;
             }
             break;
+        case mysql::kTypeJson: {  // MySQL's binary JSON (MariaDB's JSON is a BLOB)
+            if (c.meta < 1 || c.meta > 4) {
+                why = "JSON length of " + std::to_string(c.meta) + " bytes";
+                return false;
+            }
+            const uint64_t len = r.le(c.meta);
+            if (!r.has(len)) {
+                why = "JSON value past the end of the event";
+                return false;
+            }
+            // Its text, as a string: the same as MariaDB's JSON column gives
+            std::string text;
+            if (!appendBinaryJson(r.here(), len, text, why)) {
+                why = "binary JSON value: " + why;
+                return false;
+            }
+            r.skip(len);
+            appendJsonString(out, text);
+            break;
+        }
         case mysql::kTypeNull:
             out += "null";
             break;

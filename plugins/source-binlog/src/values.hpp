@@ -20,6 +20,14 @@ using mp::appendBase64;  // mp/sdk.hpp
 /// (`why` says which).
 bool appendValue(mysql::PacketReader& r, const Column& c, std::string& out, std::string& why);
 
+/// DECIMAL(precision, scale) in the server's binary form, appended as a JSON string with the
+/// scale's digits (`"-0.50"`); false when the bytes run out or precision and scale are not a
+/// DECIMAL's.
+bool appendDecimal(mysql::PacketReader& r, unsigned precision, unsigned scale, std::string& out);
+
+/// The decimal digits of `v`, zero-padded to at least `width` of them.
+void appendPadded(std::string& out, uint64_t v, int width);
+
 /// The metadata bytes a column type takes in the table map (0, 1 or 2); -1 for an unknown type.
 int metadataLength(uint8_t type);
 
