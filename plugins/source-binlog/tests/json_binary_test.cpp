@@ -152,49 +152,57 @@ Bytes packedTime(bool negative, int64_t h, int64_t m, int64_t s, int64_t us) {
 
 }  // namespace
 
-TEST_CASE("Vitess's binary JSON vectors decode to MySQL's text of their values") {
+// The vectors of tests/data/third-party/vitess/binlog_json.tsv: name, bytes, expected text.
+struct Vector {
+    std::string name;
+    Bytes bytes;
+    std::string expected;  // "!error": refused
+};
+
+std::vector<Vector> vectors() {
     std::ifstream in(MP_VITESS_JSON_VECTORS);
     REQUIRE(in.good());
+    std::vector<Vector> out;
     std::string line;
-    size_t n = 0;
     while (std::getline(in, line)) {
         if (line.empty() || line[0] == '#') {
             continue;
         }
         std::istringstream fields(line);
-        std::string name, hex, expected;
-        std::getline(fields, name, '\t');
+        std::string hex;
+        Vector v;
+        std::getline(fields, v.name, '\t');
         std::getline(fields, hex, '\t');
-        std::getline(fields, expected);
-        CAPTURE(name);
-        const Decoded d = decode(fromHex(hex));
-        if (expected == "!error") {
+        std::getline(fields, v.expected);
+        v.bytes = fromHex(hex);
+        out.push_back(std::move(v));
+    }
+    return out;
+}
+
+TEST_CASE("Vitess's binary JSON vectors decode to MySQL's text of their values") {
+    const auto all = vectors();
+    CHECK(all.size() == 45);
+    for (const Vector& v : all) {
+        CAPTURE(v.name);
+        const Decoded d = decode(v.bytes);
+        if (v.expected == "!error") {
             CHECK_FALSE(d.ok);
             CHECK_FALSE(d.why.empty());
         } else {
             CHECK(d.ok);
             CHECK(d.why.empty());
-            CHECK(d.text == expected);
+            CHECK(d.text == v.expected);
         }
-        ++n;
     }
-    CHECK(n == 45);
 }
 
 TEST_CASE("every cut of every vector is refused with a reason or decodes, never read past") {
-    std::ifstream in(MP_VITESS_JSON_VECTORS);
-    REQUIRE(in.good());
-    std::string line;
     size_t refused = 0;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') {
-            continue;
-        }
-        const std::string hex = line.substr(line.find('\t') + 1);
-        const Bytes whole = fromHex(hex.substr(0, hex.find('\t')));
-        for (size_t len = 1; len < whole.size(); ++len) {
+    for (const Vector& v : vectors()) {
+        for (size_t len = 1; len < v.bytes.size(); ++len) {
             // a copy of exactly `len` bytes: ASan sees any read past them
-            const Bytes cut(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(len));
+            const Bytes cut(v.bytes.begin(), v.bytes.begin() + static_cast<std::ptrdiff_t>(len));
             const Decoded d = decode(cut);
             CHECK((d.ok || !d.why.empty()));
             refused += d.ok ? 0 : 1;
