@@ -11,13 +11,105 @@
 
 namespace mp::host {
 
+// A producer's records, carved one after another from blocks. They leave in the order they were
+// taken (a producer's pending run is first in, first out, and both happen under its lock), so a
+// block is used again as soon as its last record has left: no malloc and no free per record,
+// and while the sinks keep up the same block comes round again, still in cache. Beyond the
+// records it holds, an arena keeps at most its current block, one spare, and what the ends of
+// full blocks could not take (under an eighth of them: larger records get a block each).
+class RecordBus::Arena {
+  public:
+    struct Block {
+        Arena* arena;
+        size_t size;      // bytes behind this header
+        size_t used = 0;  // carved from the start
+        size_t live = 0;  // records in it that have not left
+    };
+    static constexpr size_t kBlockBytes = size_t{256} << 10;
+    static constexpr size_t kOwnBlock = kBlockBytes / 8;  // larger records: a block each
+    static constexpr size_t kAlign = alignof(std::max_align_t);
+    static_assert(sizeof(Block) % kAlign == 0);
+
+    Arena() = default;
+    Arena(const Arena&) = delete;
+    Arena& operator=(const Arena&) = delete;
+    ~Arena() {
+        drop(current_);
+        drop(spare_);
+    }
+
+    /// Room for `bytes` (one record), in block `in`.
+    void* take(size_t bytes, Block*& in) {
+        bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+        if (bytes > kOwnBlock) {
+            // A block of its own, freed when it leaves: what a block cannot use at its end
+            // (a record that does not fit there) stays under an eighth of the block.
+            in = make(bytes);
+            in->used = bytes;
+            in->live = 1;
+            return in + 1;
+        }
+        if (current_ == nullptr || current_->size - current_->used < bytes) {
+            // The current block is full: it is left to its records (the last to leave parks
+            // it), or parked now when none is in it.
+            if (current_ != nullptr && current_->live == 0) {
+                park(current_);
+            }
+            current_ = spare_ != nullptr ? std::exchange(spare_, nullptr) : make(kBlockBytes);
+        }
+        void* at = reinterpret_cast<char*>(current_ + 1) + current_->used;
+        current_->used += bytes;
+        ++current_->live;
+        in = current_;
+        return at;
+    }
+
+    /// One record of block `b` has left.
+    void give(Block* b) {
+        if (--b->live != 0) {
+            return;
+        }
+        if (b == current_) {
+            b->used = 0;  // nothing in it: carved again from its start
+        } else {
+            park(b);
+        }
+    }
+
+  private:
+    Block* make(size_t size) {
+        void* mem = ::operator new(sizeof(Block) + size);
+        return new (mem) Block{this, size};
+    }
+    static void drop(Block* b) {
+        if (b != nullptr) {
+            b->~Block();
+            ::operator delete(b);
+        }
+    }
+    // An empty block that is not the current one: the spare when there is none (and it has the
+    // usual size), else freed.
+    void park(Block* b) {
+        if (b->size == kBlockBytes && spare_ == nullptr) {
+            b->used = 0;
+            spare_ = b;
+        } else {
+            drop(b);
+        }
+    }
+
+    Block* current_ = nullptr;
+    Block* spare_ = nullptr;
+};
+
 // One record, held once for every sink that takes it. Its producer's pending run owns it (the
 // sinks' queues and token tables point at it): it leaves once every sink is done (settled) and
-// the producer's mark has passed it, freed by the thread that moves the mark. No count of
-// references goes back and forth between the producer's thread and the sinks'.
+// the producer's mark has passed it, given back to the producer's arena by the thread that
+// moves the mark. No count of references goes back and forth between the producer's thread
+// and the sinks'.
 struct RecordBus::Rec {
     // stream, key, id, content type and payload, one after the other, right behind the record
-    // in the same allocation: one malloc and one free per record
+    // in the same piece of the producer's arena
     char* data = nullptr;
     size_t dataLen = 0;
     uint32_t streamLen = 0, keyLen = 0, idLen = 0, typeLen = 0;
@@ -28,6 +120,7 @@ struct RecordBus::Rec {
     uint64_t ts = 0;
     uint64_t seq = 0;
     Producer* producer = nullptr;
+    Arena::Block* block = nullptr;  // where it lies in its producer's arena
     size_t bytes = 0;               // what it holds: data, this struct, its places in queues
     std::atomic<int> remaining{0};  // sinks not done yet
     std::atomic<bool> failed{false};
@@ -35,23 +128,29 @@ struct RecordBus::Rec {
 
     mp_record view() const;
 
-    static Rec* make(size_t dataBytes) {
-        void* mem = ::operator new(sizeof(Rec) + dataBytes);
+    // THREADING: the producer's lock held (its arena).
+    static Rec* make(Arena& arena, size_t dataBytes) {
+        Arena::Block* block = nullptr;
+        void* mem = arena.take(sizeof(Rec) + dataBytes, block);
         Rec* r = new (mem) Rec;
+        r->block = block;
         r->data = reinterpret_cast<char*>(r + 1);
         r->dataLen = dataBytes;
         return r;
     }
 };
 
+// THREADING: the producer's lock held (advance), or the producer being destroyed.
 void RecordBus::RecFree::operator()(Rec* r) const noexcept {
+    Arena::Block* block = r->block;
     r->~Rec();
-    ::operator delete(r);
+    block->arena->give(block);
 }
 
 struct RecordBus::Producer {
     ProducerPort port;
     std::mutex mu;
+    Arena arena;  // where its records lie (under mu); declared before `pending`, outlives it
     std::atomic<uint64_t> lastSeq{0};  // the last seq taken (written under mu)
     // Taken, in seq order, until the mark passes; `rec` empty: records no sink took, up to
     // `seq` (consecutive ones share one entry, so they cost nothing while a record waits).
@@ -239,29 +338,37 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         dropped_->value.fetch_add(1, std::memory_order_relaxed);
         return MP_EINVAL;  // larger than the whole buffer
     }
-    RecPtr owned(Rec::make(dataBytes));
-    Rec* r = owned.get();
-    r->bytes = bytes;
-    char* at = r->data;
-    auto put = [&at](const void* from, size_t n) {
-        if (n != 0) {
-            std::memcpy(at, from, n);
-            at += n;
-        }
+    // The record is carved from the producer's arena and filled under the producer's lock (its
+    // arena's guard): a few hundred bytes copied, in a lock only the ack thread also takes, every
+    // few milliseconds.
+    auto build = [&]() -> Rec* {  // p->mu held, room reserved
+        RecPtr owned(Rec::make(p->arena, dataBytes));
+        Rec* r = owned.get();
+        r->bytes = bytes;
+        char* at = r->data;
+        auto put = [&at](const void* from, size_t n) {
+            if (n != 0) {
+                std::memcpy(at, from, n);
+                at += n;
+            }
+        };
+        put(stream.data(), stream.size());
+        put(rec.key.data, rec.key.len);
+        put(rec.id.data, rec.id.len);
+        put(rec.content_type.data, rec.content_type.len);
+        put(rec.payload.data, rec.payload.len);
+        r->streamLen = static_cast<uint32_t>(stream.size());
+        r->keyLen = static_cast<uint32_t>(rec.key.len);
+        r->idLen = static_cast<uint32_t>(rec.id.len);
+        r->typeLen = static_cast<uint32_t>(rec.content_type.len);
+        r->ts = rec.ts_ns;
+        r->seq = rec.seq;
+        r->producer = p;
+        // published under s->mu
+        r->remaining.store(static_cast<int>(nTo), std::memory_order_relaxed);
+        append(p, rec.seq, std::move(owned));
+        return r;
     };
-    put(stream.data(), stream.size());
-    put(rec.key.data, rec.key.len);
-    put(rec.id.data, rec.id.len);
-    put(rec.content_type.data, rec.content_type.len);
-    put(rec.payload.data, rec.payload.len);
-    r->streamLen = static_cast<uint32_t>(stream.size());
-    r->keyLen = static_cast<uint32_t>(rec.key.len);
-    r->idLen = static_cast<uint32_t>(rec.id.len);
-    r->typeLen = static_cast<uint32_t>(rec.content_type.len);
-    r->ts = rec.ts_ns;
-    r->seq = rec.seq;
-    r->producer = p;
-    r->remaining.store(static_cast<int>(nTo), std::memory_order_relaxed);  // published under s->mu
 
     // Room in the budget: taken without waiting while there is some (the common case), else
     // refused (Drop) or waited for (Wait). Records the mark has passed leave first.
@@ -274,7 +381,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         }
         return false;
     };
-    bool taken = false;
+    Rec* r = nullptr;
     {
         std::lock_guard<std::mutex> lock(p->mu);
         if (rec.seq <= p->lastSeq.load()) {
@@ -282,11 +389,10 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
         }
         advance(p);
         if (reserve()) {
-            append(p, rec.seq, std::move(owned));
-            taken = true;
+            r = build();
         }
     }
-    if (!taken) {
+    if (r == nullptr) {
         std::unique_lock<std::mutex> lock(budgetMu_);
         if (!reserve()) {
             if (p->port.policy == Policy::Drop) {
@@ -313,7 +419,7 @@ mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
             release(static_cast<int64_t>(bytes));
             return MP_EINVAL;
         }
-        append(p, rec.seq, std::move(owned));
+        r = build();
     }
     bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
     accepted_->value.fetch_add(1, std::memory_order_relaxed);
@@ -541,7 +647,7 @@ void RecordBus::advance(Producer* p) {
 // (nothing to wait for: it extends an entry of such records, or moves the mark when nothing
 // waits before it).
 void RecordBus::append(Producer* p, uint64_t seq, RecPtr r) {
-    p->lastSeq = seq;
+    p->lastSeq.store(seq, std::memory_order_relaxed);  // under mu (a plain store: no fence)
     if (!r && p->pending.empty()) {
         if (!p->stuck) {
             p->delivered = seq;

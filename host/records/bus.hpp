@@ -7,16 +7,18 @@
 //
 // Memory: records are held, once whatever the number of sinks, until every sink that took them
 // is done and the producer's mark has passed them; their bytes (payload, names and the record's
-// own bookkeeping) are bounded by one budget. When it is full a producer's policy decides: Drop
-// (captures, decoders: never block; the record is refused and counted) or Wait (sources: block
-// until there is room, which pauses whatever they read from).
+// own bookkeeping) are bounded by one budget (beyond it, each producer's arena keeps at most
+// two blocks of 256 KiB and less than an eighth of what it holds). When it is full a
+// producer's policy decides: Drop (captures, decoders: never block; the record is refused and
+// counted) or Wait (sources: block until there is room, which pauses whatever they read from).
 //
 // Cost: the bus is on the path of every record (a binlog source emits hundreds of thousands a
 // second), so no lock is taken per record by two threads at once in the common case: a sink's
 // thread takes its whole queue in one lock and registers its tokens a chunk at a time; done()
 // only counts down; the producer's mark moves under the producer's own lock, taken by the
-// producer when it emits and by the ack thread every few milliseconds. A record is one
-// allocation, owned by its producer's pending run alone (no reference count travels between
+// producer when it emits and by the ack thread every few milliseconds. A record is one piece
+// of its producer's arena (blocks used again once their records have left: no malloc per
+// record), owned by its producer's pending run alone (no reference count travels between
 // threads); what each side writes for every record sits on cache lines of its own; a thread's
 // last stream keeps its route (no pattern matched again, record after record).
 #pragma once
@@ -95,6 +97,7 @@ class RecordBus {
     size_t bufferedBytes() const { return static_cast<size_t>(buffered_.load()); }
 
   private:
+    class Arena;
     struct Rec;
     struct RecFree {
         void operator()(Rec* r) const noexcept;
