@@ -5,6 +5,7 @@
 // A complete third-party sink: it uses nothing but the installed SDK headers.
 #include <charconv>
 #include <cstdio>
+#include <memory>
 #include <mp/sdk.hpp>
 #include <mutex>
 #include <string>
@@ -35,8 +36,10 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
                 throw mp::Error("cannot open " + path_ + " for appending");
             }
             // Records come by the hundred thousand a second: stdio's 4 KiB would be a write()
-            // every few records when nothing asks for a flush.
-            std::setvbuf(out_, nullptr, _IOFBF, size_t{1} << 20);
+            // every few records when nothing asks for a flush. (glibc ignores the size unless
+            // it is given the buffer too.)
+            buffer_ = std::make_unique<char[]>(kBuffer);
+            std::setvbuf(out_, buffer_.get(), _IOFBF, kBuffer);
         }
     }
     ~JsonlSink() override {
@@ -106,6 +109,8 @@ class JsonlSink : public mp::Plugin, public mp::RecordSink {
     mp::Counter written_;
     mp::Counter records_;
     std::mutex mutex_;
+    static constexpr size_t kBuffer = size_t{1} << 20;
+    std::unique_ptr<char[]> buffer_;  // out_'s, until fclose in the destructor
     std::FILE* out_ = nullptr;
     std::string line_;  // onRecord's line (the record thread's alone)
 };
