@@ -8,9 +8,10 @@
 // Memory: records are held, once whatever the number of sinks, until every sink that took them
 // is done and the producer's mark has passed them; their bytes (payload, names and the record's
 // own bookkeeping) are bounded by one budget (beyond it, each producer's arena keeps at most
-// two blocks of 256 KiB and less than an eighth of what it holds). When it is full a
-// producer's policy decides: Drop (captures, decoders: never block; the record is refused and
-// counted) or Wait (sources: block until there is room, which pauses whatever they read from).
+// two blocks of 256 KiB and the unused ends of full ones, under an eighth of each). When it is
+// full a producer's policy decides: Drop (captures, decoders: never block; the record is
+// refused and counted) or Wait (sources: block until there is room, which pauses whatever they
+// read from).
 //
 // Cost: the bus is on the path of every record (a binlog source emits hundreds of thousands a
 // second), so no lock is taken per record by two threads at once in the common case: a sink's
