@@ -245,14 +245,10 @@ class Reader {
                     return fail("opaque DECIMAL of " + std::to_string(len) + " bytes");
                 }
                 mysql::PacketReader r(d + 2, len - 2);
-                const size_t at = out_.size();
-                if (!appendDecimal(r, d[0], d[1], out_) || out_.size() < at + 2) {
+                if (!appendDecimal(r, d[0], d[1], out_, false)) {  // a number here
                     return fail("bad opaque DECIMAL(" + std::to_string(d[0]) + "," +
                                 std::to_string(d[1]) + ")");
                 }
-                // appendDecimal writes a JSON string: here it is a number
-                out_.erase(at, 1);
-                out_.pop_back();
                 return true;
             }
             case mysql::kTypeDate:
@@ -284,36 +280,25 @@ class Reader {
         const bool negative = packed < 0;
         const uint64_t v =
             negative ? 0 - static_cast<uint64_t>(packed) : static_cast<uint64_t>(packed);
-        const uint64_t micros = v & 0xffffff;
         const uint64_t whole = v >> 24;
         const uint64_t hms = whole & 0x1ffff;
+        const uint64_t ymd = whole >> 17;
         out_ += '"';
         if (field == mysql::kTypeTime) {
             if (negative) {
                 out_ += '-';
             }
-            appendPadded(out_, (whole >> 12) & 0x3ff, 2);
+            appendClock(out_, (whole >> 12) & 0x3ff, (hms >> 6) & 0x3f, hms & 0x3f);
         } else {
-            const uint64_t ymd = whole >> 17;
-            const uint64_t ym = ymd >> 5;
-            appendPadded(out_, ym / 13, 4);
-            out_ += '-';
-            appendPadded(out_, ym % 13, 2);
-            out_ += '-';
-            appendPadded(out_, ymd & 0x1f, 2);
-            if (field == mysql::kTypeDate) {
-                out_ += '"';
-                return;
+            appendDate(out_, (ymd >> 5) / 13, (ymd >> 5) % 13, ymd & 0x1f);
+            if (field != mysql::kTypeDate) {
+                out_ += ' ';
+                appendClock(out_, hms >> 12, (hms >> 6) & 0x3f, hms & 0x3f);
             }
-            out_ += ' ';
-            appendPadded(out_, hms >> 12, 2);
         }
-        out_ += ':';
-        appendPadded(out_, (hms >> 6) & 0x3f, 2);
-        out_ += ':';
-        appendPadded(out_, hms & 0x3f, 2);
-        out_ += '.';
-        appendPadded(out_, micros, 6);
+        if (field != mysql::kTypeDate) {
+            appendFraction(out_, v & 0xffffff, 6);  // MySQL prints six digits
+        }
         out_ += '"';
     }
 

@@ -24,8 +24,7 @@ void appendSigned(std::string& out, int64_t v) {
     out.append(buf, r.ptr);
 }
 
-}  // namespace
-
+// Zero-padded decimal digits of v, at least `width` of them.
 void appendPadded(std::string& out, uint64_t v, int width) {
     char buf[24];
     auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -34,8 +33,6 @@ void appendPadded(std::string& out, uint64_t v, int width) {
     }
     out.append(buf, r.ptr);
 }
-
-namespace {
 
 template <typename F>
 void appendFloat(std::string& out, F v) {
@@ -48,7 +45,8 @@ void appendFloat(std::string& out, F v) {
     out.append(buf, r.ptr);
 }
 
-// ".ffffff" with `fsp` digits of `micros` (a value in microseconds), nothing when fsp is 0.
+}  // namespace
+
 void appendFraction(std::string& out, uint64_t micros, unsigned fsp) {
     if (fsp == 0) {
         return;
@@ -58,6 +56,8 @@ void appendFraction(std::string& out, uint64_t micros, unsigned fsp) {
     appendPadded(out, micros / kDiv[fsp], static_cast<int>(fsp));
 }
 
+namespace {
+
 // The fractional part of DATETIME2 and TIMESTAMP2 (never negative; TIME2 reads its own):
 // (fsp + 1) / 2 big-endian bytes, in units of 10^(6 - 2 * bytes) microseconds.
 uint64_t readFraction(PacketReader& r, unsigned fsp) {
@@ -65,6 +65,8 @@ uint64_t readFraction(PacketReader& r, unsigned fsp) {
     const size_t bytes = (fsp + 1) / 2;
     return bytes >= 1 && bytes <= 3 ? r.be(bytes) * kUnit[bytes] : 0;
 }
+
+}  // namespace
 
 void appendDate(std::string& out, uint64_t year, uint64_t month, uint64_t day) {
     appendPadded(out, year, 4);
@@ -81,6 +83,8 @@ void appendClock(std::string& out, uint64_t hour, uint64_t minute, uint64_t seco
     out += ':';
     appendPadded(out, second, 2);
 }
+
+namespace {
 
 // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
 void civilFromDays(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
@@ -122,7 +126,8 @@ constexpr int kDigitBytes[kDigitsPerWord + 1] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 4};
 // DECIMAL(precision, scale) in the binary form of the server's decimal2bin(): groups of nine
 // digits in four big-endian bytes, the leftover digits in fewer; the sign in the first bit
 // (set for positive), negative values with every bit inverted.
-bool appendDecimal(PacketReader& r, unsigned precision, unsigned scale, std::string& out) {
+bool appendDecimal(PacketReader& r, unsigned precision, unsigned scale, std::string& out,
+                   bool quoted) {
     if (precision == 0 || precision > 65 || scale > 38 || scale > precision) {
         return false;
     }
@@ -172,7 +177,9 @@ bool appendDecimal(PacketReader& r, unsigned precision, unsigned scale, std::str
     if (frac0x > 0) {
         group(frac0x, kDigitBytes[frac0x], fraction, true);
     }
-    out += '"';
+    if (quoted) {
+        out += '"';
+    }
     if (negative) {
         out += '-';
     }
@@ -181,7 +188,9 @@ bool appendDecimal(PacketReader& r, unsigned precision, unsigned scale, std::str
         out += '.';
         out += fraction;
     }
-    out += '"';
+    if (quoted) {
+        out += '"';
+    }
     return b.ok();
 }
 

@@ -20,13 +20,18 @@ using mp::appendBase64;  // mp/sdk.hpp
 /// (`why` says which).
 bool appendValue(mysql::PacketReader& r, const Column& c, std::string& out, std::string& why);
 
-/// DECIMAL(precision, scale) in the server's binary form, appended as a JSON string with the
-/// scale's digits (`"-0.50"`); false when the bytes run out or precision and scale are not a
-/// DECIMAL's.
-bool appendDecimal(mysql::PacketReader& r, unsigned precision, unsigned scale, std::string& out);
+/// DECIMAL(precision, scale) in the server's binary form, appended with the scale's digits as
+/// a JSON string (`"-0.50"`), or as a JSON number when not `quoted`; false when the bytes run
+/// out or precision and scale are not a DECIMAL's.
+bool appendDecimal(mysql::PacketReader& r, unsigned precision, unsigned scale, std::string& out,
+                   bool quoted = true);
 
-/// The decimal digits of `v`, zero-padded to at least `width` of them.
-void appendPadded(std::string& out, uint64_t v, int width);
+/// Temporal text as MySQL prints it (json_binary.cpp's opaque values use them too):
+/// "YYYY-MM-DD"; "HH:MM:SS" (hours with two digits at least); ".ffffff" with `fsp` digits of
+/// `micros`, nothing when fsp is 0.
+void appendDate(std::string& out, uint64_t year, uint64_t month, uint64_t day);
+void appendClock(std::string& out, uint64_t hour, uint64_t minute, uint64_t second);
+void appendFraction(std::string& out, uint64_t micros, unsigned fsp);
 
 /// The metadata bytes a column type takes in the table map (0, 1 or 2); -1 for an unknown type.
 int metadataLength(uint8_t type);
