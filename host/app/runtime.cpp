@@ -503,6 +503,14 @@ mp_status Runtime::recordFrom(mp_host* h, const mp_record& rec) {
     return bus_->emit(h->instance->producer, rec);
 }
 
+mp_status Runtime::recordsFrom(mp_host* h, const mp_record* const* recs, size_t n, size_t& taken) {
+    taken = 0;
+    if (!h->running.load() || !bus_ || h->instance->producer == nullptr) {
+        return MP_ECLOSED;
+    }
+    return bus_->emit(h->instance->producer, recs, n, taken);
+}
+
 void Runtime::recordDone(uint64_t token, mp_status status) {
     if (bus_) {
         bus_->done(token, status);

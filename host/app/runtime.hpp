@@ -73,6 +73,7 @@ class Runtime {
     mp_status emitFrom(mp_host* h, const mp_event& ev);
     mp_status framesFrom(mp_host* h, const mp_frame* frames, size_t count);
     mp_status recordFrom(mp_host* h, const mp_record& rec);
+    mp_status recordsFrom(mp_host* h, const mp_record* const* recs, size_t n, size_t& taken);
     void recordDone(uint64_t token, mp_status status);
     mp_status hostGet(mp_host* h, const char* key, mp_str* out);
     mp_status hostSet(mp_host* h, const char* key, std::string_view value);

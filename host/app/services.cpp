@@ -211,6 +211,27 @@ mp_status apiEmitRecord(mp_host* h, const mp_record* rec) {
     return h->rt->recordFrom(h, *rec);
 }
 
+mp_status apiEmitRecords(mp_host* h, const mp_record* const* recs, size_t count, size_t* taken) {
+    if (taken != nullptr) {
+        *taken = 0;
+    }
+    if (h == nullptr || h->rt == nullptr || (recs == nullptr && count != 0)) {
+        return MP_EINVAL;
+    }
+    // Every record is checked before any is taken: the host reads no field a record lacks.
+    size_t whole = 0;
+    while (whole < count && recs[whole] != nullptr &&
+           recs[whole]->struct_size >= offsetof(mp_record, seq) + sizeof(recs[whole]->seq)) {
+        ++whole;
+    }
+    size_t n = 0;
+    mp_status st = whole == 0 ? MP_OK : h->rt->recordsFrom(h, recs, whole, n);
+    if (taken != nullptr) {
+        *taken = n;
+    }
+    return st == MP_OK && whole < count ? MP_EINVAL : st;
+}
+
 void apiRecordDone(mp_host* h, uint64_t token, mp_status status) {
     if (h != nullptr && h->rt != nullptr) {
         h->rt->recordDone(token, status);
@@ -256,6 +277,7 @@ const mp_host_api kApi = {
     apiHostSet,
     apiEmitRecord,
     apiRecordDone,
+    apiEmitRecords,
 };
 
 }  // namespace

@@ -186,7 +186,6 @@ struct RecordBus::Sink {
 
 namespace {
 std::atomic<uint64_t> nextBusId{1};
-constexpr size_t kFewSinks = 8;  // a record's sinks, up to this many, without an allocation
 }  // namespace
 
 mp_record RecordBus::Rec::view() const {
@@ -267,7 +266,7 @@ void RecordBus::start() {
     ackThread_ = std::thread([this] { ackLoop(); });
 }
 
-// The sinks of one stream name, as emit() last found them on a thread.
+// The sinks of one stream name, as route() last found them on a thread.
 struct RecordBus::Route {
     uint64_t bus = 0;  // the bus's id_; 0: nothing kept
     std::string stream;
@@ -275,169 +274,253 @@ struct RecordBus::Route {
     size_t n = 0;
 };
 
-mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
-    std::string_view stream = mp::view(rec.stream);
-    // A producer emits on a few streams, record after record: the sinks of the last stream this
-    // thread emitted on for this bus are kept (checked by the bus's id, never by its address),
-    // and a name kept was valid.
+// The sinks a stream goes to. A producer emits on a few streams, record after record: the sinks
+// of the last stream this thread emitted on for this bus are kept (checked by the bus's id,
+// never by its address), and a name kept was valid. False: not a stream name.
+bool RecordBus::route(std::string_view stream, Targets& to) const {
     thread_local Route last;
-    const bool known = last.bus == id_ && last.stream == stream;
-    if ((!known && !validStreamName(stream)) || rec.key.len > 255 || rec.id.len > 255 ||
-        rec.content_type.len > 255 || (rec.payload.data == nullptr && rec.payload.len != 0)) {
-        return MP_EINVAL;
+    if (last.bus == id_ && last.stream == stream) {
+        to.n = last.n;
+        std::copy(last.sinks, last.sinks + to.n, to.fixed);
+        return true;
     }
-    if (rec.seq <= p->lastSeq.load(std::memory_order_relaxed)) {
-        return MP_EINVAL;
-    }
-    Sink* fixed[kFewSinks] = {};
-    std::vector<Sink*> more;
-    size_t nTo = 0;
-    if (known) {
-        nTo = last.n;
-        std::copy(last.sinks, last.sinks + nTo, fixed);
-    } else {
-        for (auto& s : sinks_) {
-            for (const auto& pattern : s->port.patterns) {
-                if (streamMatches(pattern, stream)) {
-                    if (nTo < std::size(fixed)) {
-                        fixed[nTo] = s.get();
-                    } else {
-                        more.push_back(s.get());
-                    }
-                    ++nTo;
-                    break;
-                }
-            }
-        }
-        if (nTo <= std::size(fixed)) {
-            last.bus = id_;
-            last.stream.assign(stream);
-            last.n = nTo;
-            std::copy(fixed, fixed + nTo, last.sinks);
-        }
-    }
-    if (nTo == 0) {  // nobody wants it: nothing to hold, nothing to lose
-        {
-            std::lock_guard<std::mutex> lock(p->mu);
-            if (rec.seq <= p->lastSeq.load()) {
-                return MP_EINVAL;  // another thread of the producer got there first
-            }
-            append(p, rec.seq, nullptr);
-        }
-        accepted_->value.fetch_add(1, std::memory_order_relaxed);
-        unrouted_->value.fetch_add(1, std::memory_order_relaxed);
-        wakeAckThread(false);
-        return MP_OK;
-    }
-    const size_t dataBytes =
-        stream.size() + rec.key.len + rec.id.len + rec.content_type.len + rec.payload.len;
-    // what a held record costs beyond its data: the struct and its count (one allocation), its
-    // place in the producer's and the sinks' queues
-    const size_t bytes = dataBytes + sizeof(Rec) + 64;
-    if (bytes > maxBytes_) {
-        dropped_->value.fetch_add(1, std::memory_order_relaxed);
-        return MP_EINVAL;  // larger than the whole buffer
-    }
-    // The record is carved from the producer's arena and filled under the producer's lock (its
-    // arena's guard): a few hundred bytes copied, in a lock only the ack thread also takes, every
-    // few milliseconds.
-    auto build = [&]() -> Rec* {  // p->mu held, room reserved
-        RecPtr owned(Rec::make(p->arena, dataBytes));
-        Rec* r = owned.get();
-        r->bytes = bytes;
-        char* at = r->data;
-        auto put = [&at](const void* from, size_t n) {
-            if (n != 0) {
-                std::memcpy(at, from, n);
-                at += n;
-            }
-        };
-        put(stream.data(), stream.size());
-        put(rec.key.data, rec.key.len);
-        put(rec.id.data, rec.id.len);
-        put(rec.content_type.data, rec.content_type.len);
-        put(rec.payload.data, rec.payload.len);
-        r->streamLen = static_cast<uint32_t>(stream.size());
-        r->keyLen = static_cast<uint32_t>(rec.key.len);
-        r->idLen = static_cast<uint32_t>(rec.id.len);
-        r->typeLen = static_cast<uint32_t>(rec.content_type.len);
-        r->ts = rec.ts_ns;
-        r->seq = rec.seq;
-        r->producer = p;
-        // published under s->mu
-        r->remaining.store(static_cast<int>(nTo), std::memory_order_relaxed);
-        append(p, rec.seq, std::move(owned));
-        return r;
-    };
-
-    // Room in the budget: taken without waiting while there is some (the common case), else
-    // refused (Drop) or waited for (Wait). Records the mark has passed leave first.
-    auto reserve = [&] {
-        int64_t cur = buffered_.load();
-        while (static_cast<size_t>(cur) + bytes <= maxBytes_) {
-            if (buffered_.compare_exchange_weak(cur, cur + static_cast<int64_t>(bytes))) {
-                return true;
-            }
-        }
+    if (!validStreamName(stream)) {
         return false;
-    };
-    Rec* r = nullptr;
-    {
-        std::lock_guard<std::mutex> lock(p->mu);
-        if (rec.seq <= p->lastSeq.load()) {
-            return MP_EINVAL;  // another thread of the producer got there first
-        }
-        advance(p);
-        if (reserve()) {
-            r = build();
+    }
+    to.n = 0;
+    for (const auto& s : sinks_) {
+        for (const auto& pattern : s->port.patterns) {
+            if (streamMatches(pattern, stream)) {
+                if (to.n < std::size(to.fixed)) {
+                    to.fixed[to.n] = s.get();
+                } else {
+                    to.more.push_back(s.get());
+                }
+                ++to.n;
+                break;
+            }
         }
     }
-    if (r == nullptr) {
-        std::unique_lock<std::mutex> lock(budgetMu_);
-        if (!reserve()) {
-            if (p->port.policy == Policy::Drop) {
-                dropped_->value.fetch_add(1, std::memory_order_relaxed);
-                wakeAckThread(false);  // settled records of other producers may hold the room
-                return MP_EAGAIN;
-            }
-            // Woken once the buffer is down to three quarters: a producer faster than its sinks
-            // then sends in bursts instead of waking for every record settled.
-            ++waiters_;
-            wakeAckThread(true);  // settled records of this producer may be what holds the room
-            budgetCv_.wait(lock, [&] {
-                return stopping_.load() || p->closed.load() ||
-                       static_cast<size_t>(buffered_.load()) + bytes <= std::max(lowWater(), bytes);
-            });
-            --waiters_;
-            if (!reserve()) {
-                return MP_ECLOSED;
-            }
-        }
-        lock.unlock();
-        std::lock_guard<std::mutex> plock(p->mu);
-        if (rec.seq <= p->lastSeq.load()) {
-            release(static_cast<int64_t>(bytes));
+    if (to.n <= std::size(to.fixed)) {
+        last.bus = id_;
+        last.stream.assign(stream);
+        last.n = to.n;
+        std::copy(to.fixed, to.fixed + to.n, last.sinks);
+    }
+    return true;
+}
+
+namespace {
+// What the bus checks of a record beyond its stream and its seq.
+bool wellFormed(const mp_record& rec) {
+    return rec.key.len <= 255 && rec.id.len <= 255 && rec.content_type.len <= 255 &&
+           (rec.payload.data != nullptr || rec.payload.len == 0);
+}
+size_t dataBytes(const mp_record& rec) {
+    return rec.stream.len + rec.key.len + rec.id.len + rec.content_type.len + rec.payload.len;
+}
+}  // namespace
+
+size_t RecordBus::heldBytes(const mp_record& rec) {
+    // what a held record costs beyond its data: the struct (in the same piece of the arena), its
+    // place in the producer's and the sinks' queues
+    return dataBytes(rec) + sizeof(Rec) + 64;
+}
+
+mp_status RecordBus::emit(Producer* p, const mp_record& rec) {
+    const mp_record* one = &rec;
+    size_t taken = 0;
+    return emit(p, &one, 1, taken);
+}
+
+mp_status RecordBus::emit(Producer* p, const mp_record* const* recs, size_t n, size_t& taken) {
+    taken = 0;
+    while (taken < n) {
+        // A run of records on one stream: routed once, taken under one lock of the producer.
+        const std::string_view stream = mp::view(recs[taken]->stream);
+        Targets to;
+        if (!route(stream, to)) {
             return MP_EINVAL;
         }
-        r = build();
-    }
-    bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
-    accepted_->value.fetch_add(1, std::memory_order_relaxed);
-    for (size_t i = 0; i < nTo; ++i) {
-        Sink* s = i < std::size(fixed) ? fixed[i] : more[i - std::size(fixed)];
-        bool wasEmpty = false;
-        {
-            std::lock_guard<std::mutex> lock(s->mu);
-            wasEmpty = s->queue.empty();
-            s->queue.push_back(r);
+        size_t end = taken;
+        bool bad = false, tooLarge = false;
+        for (; end < n; ++end) {
+            const mp_record& rec = *recs[end];
+            if (end > taken && mp::view(rec.stream) != stream) {
+                break;  // the next run
+            }
+            // (the run's first seq is checked against the producer's last under its lock)
+            bad = !wellFormed(rec) || (end > taken && rec.seq <= recs[end - 1]->seq);
+            tooLarge = !bad && to.n != 0 && heldBytes(rec) > maxBytes_;
+            if (bad || tooLarge) {
+                break;
+            }
         }
-        // A sink thread waits only on an empty queue: records added behind others need no
-        // wake-up (one futex call per record otherwise, when the sink keeps up).
-        if (wasEmpty) {
-            s->cv.notify_one();
+        size_t took = 0;
+        const mp_status st = end > taken ? emitRun(p, recs + taken, end - taken, to, took) : MP_OK;
+        taken += took;
+        if (st != MP_OK) {
+            return st;
+        }
+        if (tooLarge) {
+            dropped_->value.fetch_add(1, std::memory_order_relaxed);  // larger than the buffer
+        }
+        if (bad || tooLarge) {
+            return MP_EINVAL;
         }
     }
     return MP_OK;
+}
+
+// `n` records of one stream, well-formed, their seqs increasing, to the sinks `to`.
+mp_status RecordBus::emitRun(Producer* p, const mp_record* const* recs, size_t n, const Targets& to,
+                             size_t& took) {
+    took = 0;
+    if (to.n == 0) {  // nobody wants them: nothing to hold, nothing to lose
+        {
+            std::lock_guard<std::mutex> lock(p->mu);
+            if (recs[0]->seq <= p->lastSeq.load()) {
+                return MP_EINVAL;  // not above the last (or another thread of it got there first)
+            }
+            for (size_t i = 0; i < n; ++i) {
+                append(p, recs[i]->seq, nullptr);
+            }
+        }
+        accepted_->value.fetch_add(n, std::memory_order_relaxed);
+        unrouted_->value.fetch_add(n, std::memory_order_relaxed);
+        wakeAckThread(false);
+        took = n;
+        return MP_OK;
+    }
+    // Taken a chunk at a time: as many records as the budget has room for are reserved in one
+    // step and carved and filled under one lock of the producer (its arena's guard; only the ack
+    // thread also takes it, every few milliseconds), then queued to each sink under one lock.
+    constexpr size_t kChunk = 64;
+    Rec* built[kChunk];
+    while (took < n) {
+        const mp_record* const* chunk = recs + took;
+        const size_t want = std::min(n - took, kChunk);
+        size_t got = 0;
+        {
+            std::lock_guard<std::mutex> lock(p->mu);
+            if (chunk[0]->seq <= p->lastSeq.load()) {
+                return MP_EINVAL;  // not above the last (or another thread of it got there first)
+            }
+            advance(p);  // records the mark has passed leave first
+            got = reserve(chunk, want);
+            for (size_t i = 0; i < got; ++i) {
+                built[i] = build(p, *chunk[i], to.n);
+            }
+        }
+        if (got == 0) {  // no room now: the producer's policy decides, for one record
+            const mp_status st = waitAndBuild(p, *chunk[0], to.n, built[0]);
+            if (st != MP_OK) {
+                return st;
+            }
+            got = 1;
+        }
+        bufferedGauge_->value.store(buffered_.load(), std::memory_order_relaxed);
+        accepted_->value.fetch_add(got, std::memory_order_relaxed);
+        for (size_t i = 0; i < to.n; ++i) {
+            Sink* s = to.at(i);
+            bool wasEmpty = false;
+            {
+                std::lock_guard<std::mutex> lock(s->mu);
+                wasEmpty = s->queue.empty();
+                s->queue.insert(s->queue.end(), built, built + got);
+            }
+            // A sink thread waits only on an empty queue: records added behind others need no
+            // wake-up (one futex call per record otherwise, when the sink keeps up).
+            if (wasEmpty) {
+                s->cv.notify_one();
+            }
+        }
+        took += got;
+    }
+    return MP_OK;
+}
+
+// Room in the budget for the first records of `recs` (up to n), reserved in one step without
+// waiting: how many.
+size_t RecordBus::reserve(const mp_record* const* recs, size_t n) {
+    int64_t cur = buffered_.load();
+    while (true) {
+        size_t sum = 0, fit = 0;
+        for (; fit < n; ++fit) {
+            const size_t bytes = heldBytes(*recs[fit]);
+            if (static_cast<size_t>(cur) + sum + bytes > maxBytes_) {
+                break;
+            }
+            sum += bytes;
+        }
+        if (fit == 0 || buffered_.compare_exchange_weak(cur, cur + static_cast<int64_t>(sum))) {
+            return fit;
+        }
+    }
+}
+
+// The buffer is full: refused (Drop) or waited for (Wait), then carved and filled.
+mp_status RecordBus::waitAndBuild(Producer* p, const mp_record& rec, size_t nTo, Rec*& out) {
+    const size_t bytes = heldBytes(rec);
+    const mp_record* one = &rec;
+    std::unique_lock<std::mutex> lock(budgetMu_);
+    if (reserve(&one, 1) == 0) {
+        if (p->port.policy == Policy::Drop) {
+            dropped_->value.fetch_add(1, std::memory_order_relaxed);
+            wakeAckThread(false);  // settled records of other producers may hold the room
+            return MP_EAGAIN;
+        }
+        // Woken once the buffer is down to three quarters: a producer faster than its sinks
+        // then sends in bursts instead of waking for every record settled.
+        ++waiters_;
+        wakeAckThread(true);  // settled records of this producer may be what holds the room
+        budgetCv_.wait(lock, [&] {
+            return stopping_.load() || p->closed.load() ||
+                   static_cast<size_t>(buffered_.load()) + bytes <= std::max(lowWater(), bytes);
+        });
+        --waiters_;
+        if (reserve(&one, 1) == 0) {
+            return MP_ECLOSED;
+        }
+    }
+    lock.unlock();
+    std::lock_guard<std::mutex> plock(p->mu);
+    if (rec.seq <= p->lastSeq.load()) {
+        release(static_cast<int64_t>(bytes));
+        return MP_EINVAL;
+    }
+    out = build(p, rec, nTo);
+    return MP_OK;
+}
+
+// The record carved from the producer's arena, filled and appended to its pending run.
+// THREADING: p->mu held, its room reserved.
+RecordBus::Rec* RecordBus::build(Producer* p, const mp_record& rec, size_t nTo) {
+    RecPtr owned(Rec::make(p->arena, dataBytes(rec)));
+    Rec* r = owned.get();
+    r->bytes = heldBytes(rec);
+    char* at = r->data;
+    auto put = [&at](const void* from, size_t len) {
+        if (len != 0) {
+            std::memcpy(at, from, len);
+            at += len;
+        }
+    };
+    put(rec.stream.data, rec.stream.len);
+    put(rec.key.data, rec.key.len);
+    put(rec.id.data, rec.id.len);
+    put(rec.content_type.data, rec.content_type.len);
+    put(rec.payload.data, rec.payload.len);
+    r->streamLen = static_cast<uint32_t>(rec.stream.len);
+    r->keyLen = static_cast<uint32_t>(rec.key.len);
+    r->idLen = static_cast<uint32_t>(rec.id.len);
+    r->typeLen = static_cast<uint32_t>(rec.content_type.len);
+    r->ts = rec.ts_ns;
+    r->seq = rec.seq;
+    r->producer = p;
+    r->remaining.store(static_cast<int>(nTo), std::memory_order_relaxed);  // published under s->mu
+    append(p, rec.seq, std::move(owned));
+    return r;
 }
 
 namespace {

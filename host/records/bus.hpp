@@ -14,7 +14,9 @@
 // read from).
 //
 // Cost: the bus is on the path of every record (a binlog source emits hundreds of thousands a
-// second), so no lock is taken per record by two threads at once in the common case: a sink's
+// second), so no lock is taken per record by two threads at once in the common case: a producer
+// that emits a batch (emit_records) has a run of records on one stream taken under one lock of
+// its own and queued to each sink under one lock of the sink's; a sink's
 // thread takes its whole queue in one lock and registers its tokens a chunk at a time; done()
 // only counts down; the producer's mark moves under the producer's own lock, taken by the
 // producer when it emits and by the ack thread every few milliseconds. A record is one piece
@@ -35,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -82,6 +85,10 @@ class RecordBus {
     /// One record from `p` (copied). MP_OK, MP_EAGAIN (buffer full, policy Drop: dropped and
     /// counted), MP_ECLOSED (stopping), MP_EINVAL (stream name, seq, size).
     mp_status emit(Producer* p, const mp_record& rec);
+    /// `n` records from `p`, in order, as many emit() calls would take them but a run of records
+    /// on one stream under one lock (emit_records). Stops at the first record not taken, with its
+    /// status; `taken`: how many were taken before it (all of them: MP_OK).
+    mp_status emit(Producer* p, const mp_record* const* recs, size_t n, size_t& taken);
     /// The producer is stopping: it no longer waits for room (a wait under way ends, MP_ECLOSED,
     /// so that its stop() can join a thread blocked in emit_record); what fits is still taken.
     void closeProducer(Producer* p);
@@ -104,6 +111,20 @@ class RecordBus {
         void operator()(Rec* r) const noexcept;
     };
     using RecPtr = std::unique_ptr<Rec, RecFree>;
+    static constexpr size_t kFewSinks = 8;  // a record's sinks, this many without an allocation
+    struct Targets {                        // the sinks of a stream
+        Sink* fixed[kFewSinks] = {};
+        std::vector<Sink*> more;
+        size_t n = 0;
+        Sink* at(size_t i) const { return i < kFewSinks ? fixed[i] : more[i - kFewSinks]; }
+    };
+    bool route(std::string_view stream, Targets& to) const;
+    static size_t heldBytes(const mp_record& rec);
+    mp_status emitRun(Producer* p, const mp_record* const* recs, size_t n, const Targets& to,
+                      size_t& took);
+    size_t reserve(const mp_record* const* recs, size_t n);
+    mp_status waitAndBuild(Producer* p, const mp_record& rec, size_t nTo, Rec*& out);
+    static Rec* build(Producer* p, const mp_record& rec, size_t nTo);  // p->mu held
     void sinkLoop(Sink* s);
     void settle(Rec* r);  // every sink is done with r (which may be freed at once after)
     static void append(Producer* p, uint64_t seq, RecPtr r);  // p->mu held

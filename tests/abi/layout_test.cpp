@@ -123,7 +123,7 @@ MP_MEMBER(mp_route, reserved, 12, uint32_t);
 MP_MEMBER(mp_route, handler, 16, mp_http_handler);
 MP_MEMBER(mp_route, user, 24, void*);
 
-MP_SIZE(mp_host_api, 240);
+MP_SIZE(mp_host_api, 248);
 MP_MEMBER(mp_host_api, struct_size, 0, uint32_t);
 MP_MEMBER(mp_host_api, abi_major, 4, uint16_t);
 MP_MEMBER(mp_host_api, abi_minor, 6, uint16_t);
@@ -165,6 +165,8 @@ MP_MEMBER(mp_host_api, http_header, 208,
 MP_MEMBER(mp_host_api, host_set, 216, mp_status (*)(mp_host*, const char*, mp_str));  // 1.3
 MP_MEMBER(mp_host_api, emit_record, 224, mp_status (*)(mp_host*, const mp_record*));  // 1.4
 MP_MEMBER(mp_host_api, record_done, 232, void (*)(mp_host*, uint64_t, mp_status));
+MP_MEMBER(mp_host_api, emit_records, 240,
+          mp_status (*)(mp_host*, const mp_record* const*, size_t, size_t*));
 
 MP_SIZE(mp_plugin, 160);
 MP_MEMBER(mp_plugin, struct_size, 0, uint32_t);
@@ -422,7 +424,7 @@ TEST_CASE("abi.h struct layout is frozen") {
     CHECK(sizeof(mp_flow) == 64);
     CHECK(sizeof(mp_http_request) == 120);
     CHECK(sizeof(mp_ws_handler) == 72);
-    CHECK(sizeof(mp_host_api) == 240);
+    CHECK(sizeof(mp_host_api) == 248);
     CHECK(sizeof(mp_plugin) == 160);
     CHECK(sizeof(mp_writer) == 24);
     CHECK(sizeof(mp_record) == 120);

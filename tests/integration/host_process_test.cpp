@@ -32,7 +32,7 @@ TEST_SUITE("process") {
     TEST_CASE("--version, --help, and usage errors") {
         Process v({mptest::binary(), "--version"});
         CHECK(mptest::run(v) == 0);
-        CHECK(v.out().find("mysqlprobe 0.8.0 (plugin ABI 1.6)") == 0);
+        CHECK(v.out().find("mysqlprobe 0.9.0 (plugin ABI 1.7)") == 0);
         Process h({mptest::binary(), "--help"});
         CHECK(mptest::run(h) == 0);
         CHECK(h.out().find("--list-plugins") != std::string::npos);
@@ -52,10 +52,10 @@ TEST_SUITE("process") {
         REQUIRE(mptest::run(p) == 0);
         std::string out = p.out();
         for (const char* line :
-             {"capture-pcap  capture  0.1.0  ABI 1.6", "decoder-mysql  decoder  0.4.0  ABI 1.6",
-              "cluster-static  cluster  0.1.0  ABI 1.6", "cluster-gossip  cluster  0.3.0  ABI 1.6",
-              "sink-websocket  sink  0.1.0  ABI 1.6", "sink-amqp  sink  0.2.0  ABI 1.6",
-              "source-amqp  source  0.1.0  ABI 1.6", "console-web  sink  0.1.0  ABI 1.6"}) {
+             {"capture-pcap  capture  0.1.0  ABI 1.7", "decoder-mysql  decoder  0.4.0  ABI 1.7",
+              "cluster-static  cluster  0.1.0  ABI 1.7", "cluster-gossip  cluster  0.3.0  ABI 1.7",
+              "sink-websocket  sink  0.1.0  ABI 1.7", "sink-amqp  sink  0.2.0  ABI 1.7",
+              "source-amqp  source  0.1.0  ABI 1.7", "console-web  sink  0.1.0  ABI 1.7"}) {
             CHECK_MESSAGE(out.find(line) != std::string::npos, line);
         }
         CHECK(out.find("snaplen                int    default \"0\" [0..262144]") !=

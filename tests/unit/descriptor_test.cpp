@@ -58,11 +58,11 @@ TEST_SUITE("descriptor") {
         mp_plugin p = good();
         p.abi_major = 2;
         p.abi_minor = 3;
-        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.6");
+        CHECK(check(p) == "built for plugin ABI 2.3, this host speaks ABI 1.7");
         p = good();
         p.abi_minor = MP_ABI_MINOR + 1;
         CHECK(check(p) ==
-              "built for plugin ABI 1.7, newer than this host's ABI 1.6 (upgrade mysqlprobe)");
+              "built for plugin ABI 1.8, newer than this host's ABI 1.7 (upgrade mysqlprobe)");
     }
 
     TEST_CASE("refuses a short struct, missing hooks, bad names and kinds") {

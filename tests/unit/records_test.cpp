@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -446,6 +447,155 @@ TEST_SUITE("records") {
         bus.stopDelivery(std::chrono::milliseconds(10));
         u.join();
         CHECK(other.load() == MP_ECLOSED);
+        bus.finish();
+    }
+
+    TEST_CASE("a batch: runs of one stream, taken in order up to the first record refused") {
+        mp::host::Metrics metrics;
+        RecordBus bus(1 << 20, metrics);
+        TestSink binlog;
+        binlog.bus = &bus;
+        bus.addSink(port(binlog, {"binlog.*"}));
+        Marks marks;
+        RecordBus::Producer* p = bus.addProducer(producer(marks));
+        bus.start();
+        // Three runs (rows, a stream no sink takes, heartbeats), then a run past the 64 records
+        // the bus takes under one lock.
+        std::vector<std::string> streams = {"binlog.rows", "binlog.rows", "binlog.rows",
+                                            "other",       "other",       "binlog.heartbeat"};
+        for (int i = 0; i < 150; ++i) {
+            streams.emplace_back("binlog.rows");
+        }
+        std::vector<std::string> payloads;
+        std::vector<mp_record> recs;
+        for (size_t i = 0; i < streams.size(); ++i) {
+            payloads.push_back("p" + std::to_string(i));
+        }
+        for (size_t i = 0; i < streams.size(); ++i) {
+            recs.push_back(rec(streams[i], payloads[i], 2 * i + 1));  // gaps are fine
+        }
+        std::vector<const mp_record*> ptrs;
+        for (const auto& r : recs) {
+            ptrs.push_back(&r);
+        }
+        size_t taken = 99;
+        CHECK(bus.emit(p, ptrs.data(), ptrs.size(), taken) == MP_OK);
+        CHECK(taken == ptrs.size());
+        const uint64_t last = 2 * ptrs.size() - 1;
+        REQUIRE(mptest::eventually([&] { return marks.last() == last; }, std::chrono::seconds(5)));
+        std::vector<std::pair<std::string, uint64_t>> want;
+        for (size_t i = 0; i < streams.size(); ++i) {
+            if (streams[i] != "other") {
+                want.emplace_back(streams[i], 2 * i + 1);
+            }
+        }
+        CHECK(binlog.seen == want);
+        CHECK(metrics.value("mysqlprobe_host_records_unrouted_total") == 2);
+        CHECK(metrics.value("mysqlprobe_host_records_accepted_total") ==
+              static_cast<int64_t>(ptrs.size()));
+
+        // A batch stops at the first record refused: none after it is taken.
+        uint64_t seq = last;
+        std::string bigKey(256, 'k');
+        const std::string a = "a", rows = "binlog.rows", bad = "Binlog";
+        auto batch = [&](int refusedAt, const std::function<void(mp_record&)>& spoil) {
+            const uint64_t lastTaken = seq;
+            std::vector<mp_record> b;
+            for (int i = 0; i < 5; ++i) {
+                b.push_back(rec(rows, a, ++seq));
+            }
+            spoil(b[static_cast<size_t>(refusedAt)]);
+            std::vector<const mp_record*> bp;
+            for (const auto& r : b) {
+                bp.push_back(&r);
+            }
+            size_t n = 99;
+            mp_status st = bus.emit(p, bp.data(), bp.size(), n);
+            CHECK(n == static_cast<size_t>(refusedAt));
+            seq = lastTaken + static_cast<uint64_t>(refusedAt);  // the last one taken
+            return st;
+        };
+        const size_t before = binlog.count();
+        CHECK(batch(3, [&](mp_record& r) { r.seq = 1; }) == MP_EINVAL);  // not above the last
+        CHECK(batch(2, [&](mp_record& r) {
+                  r.key = mp_str{bigKey.data(), bigKey.size()};
+              }) == MP_EINVAL);
+        CHECK(batch(4, [&](mp_record& r) {
+                  r.stream = mp_str{bad.data(), bad.size()};
+              }) == MP_EINVAL);
+        CHECK(batch(0, [&](mp_record& r) { r.seq = 2; }) == MP_EINVAL);  // the first one
+        REQUIRE(mptest::eventually([&] { return marks.last() == seq; }, std::chrono::seconds(5)));
+        CHECK(binlog.count() == before + 3 + 2 + 4);
+        {
+            std::lock_guard<std::mutex> lock(binlog.mu);
+            for (size_t i = 1; i < binlog.seen.size(); ++i) {
+                CHECK(binlog.seen[i].second > binlog.seen[i - 1].second);
+            }
+        }
+        CHECK(bus.bufferedBytes() == 0);
+        bus.stopDelivery(std::chrono::milliseconds(100));
+        bus.finish();
+    }
+
+    TEST_CASE(
+        "a batch larger than the room: a dropping producer gets what fits, a waiting one "
+        "all of it as room comes") {
+        mp::host::Metrics metrics;
+        const size_t record = 1000;
+        RecordBus bus(4 * (record + 400), metrics);  // room for about four records
+        TestSink s;
+        s.bus = &bus;
+        s.doneAtOnce = false;
+        bus.addSink(port(s, {"*"}));
+        Marks dropMarks, waitMarks;
+        RecordBus::Producer* live = bus.addProducer(producer(dropMarks));
+        RecordBus::Producer* source = bus.addProducer(producer(waitMarks, RecordBus::Policy::Wait));
+        bus.start();
+        const std::string payload(record, 'x'), stream = "s";
+        std::vector<mp_record> recs;
+        for (uint64_t seq = 1; seq <= 10; ++seq) {
+            recs.push_back(rec(stream, payload, seq));
+        }
+        std::vector<const mp_record*> ptrs;
+        for (const auto& r : recs) {
+            ptrs.push_back(&r);
+        }
+        size_t taken = 0;
+        CHECK(bus.emit(live, ptrs.data(), ptrs.size(), taken) == MP_EAGAIN);
+        CHECK(taken >= 3);
+        CHECK(taken <= 4);
+        CHECK(metrics.value("mysqlprobe_host_records_dropped_total") == 1);  // the one refused
+        REQUIRE(mptest::eventually([&] { return s.count() == taken; }, std::chrono::seconds(5)));
+        // The waiting producer's batch of ten goes through a buffer of four as the sink is done.
+        std::atomic<bool> emitted{false};
+        size_t sourceTaken = 0;
+        std::thread t([&] {
+            CHECK(bus.emit(source, ptrs.data(), ptrs.size(), sourceTaken) == MP_OK);
+            emitted = true;
+        });
+        size_t doneCount = 0;
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (doneCount < taken + 10 && std::chrono::steady_clock::now() < until) {
+            std::vector<uint64_t> tokens;
+            {
+                std::lock_guard<std::mutex> lock(s.mu);
+                tokens.assign(s.tokens.begin() + static_cast<std::ptrdiff_t>(doneCount),
+                              s.tokens.end());
+            }
+            for (uint64_t token : tokens) {
+                bus.done(token, MP_OK);
+            }
+            doneCount += tokens.size();
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+        t.join();
+        CHECK(emitted.load());
+        CHECK(sourceTaken == 10);
+        CHECK(doneCount == taken + 10);
+        CHECK(mptest::eventually([&] { return waitMarks.last() == 10 && bus.bufferedBytes() == 0; },
+                                 std::chrono::seconds(5)));
+        CHECK(dropMarks.last() == taken);
+        bus.stopDelivery(std::chrono::milliseconds(0));
         bus.finish();
     }
 }

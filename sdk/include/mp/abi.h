@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define MP_ABI_MAJOR 1
-#define MP_ABI_MINOR 6
+#define MP_ABI_MINOR 7
 
 #if defined(_WIN32)
 #define MP_EXPORT __declspec(dllexport)
@@ -539,6 +539,19 @@ typedef struct mp_host_api {
      * before it). Exactly once per token. THREADING: any thread.
      */
     void (*record_done)(mp_host* host, uint64_t token, mp_status status);
+
+    /* SINCE 1.7 */
+    /**
+     * Producers: emit_record for `count` records at once, records[0] first. The host takes a run
+     * of records on one stream under one lock and wakes each sink once, instead of once per
+     * record: for a producer of many small records (a binlog source) that is most of what a
+     * record costs the host. Records are taken in order until one is not: the call answers that
+     * record's status as emit_record would, and takes neither it nor any after it; `*taken` (may
+     * be NULL) says how many were taken (all of them: MP_OK). An array of pointers, so that each
+     * record keeps its own struct_size. THREADING, OWNERSHIP: as emit_record.
+     */
+    mp_status (*emit_records)(mp_host* host, const mp_record* const* records, size_t count,
+                              size_t* taken);
 } mp_host_api;
 
 /** True when the host's table has field `f` (use before calling anything newer than 1.0). */

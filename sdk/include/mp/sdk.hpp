@@ -429,6 +429,31 @@ class Host {
         r.seq = seq;
         return api_->emit_record(host_, &r);
     }
+    /// Emits `n` records in order (ABI 1.7 emit_records; one emit_record each from a 1.4-1.6
+    /// host, MP_ENOENT from an older one): MP_OK, or the status of the first record not taken,
+    /// none after it being taken; `taken` (may be null): how many were. Copied.
+    mp_status emitRecords(const mp_record* const* records, size_t n,
+                          size_t* taken = nullptr) const {
+        if (taken != nullptr) {
+            *taken = 0;
+        }
+        if (MP_HOST_HAS(api_, emit_records)) {
+            return api_->emit_records(host_, records, n, taken);
+        }
+        if (!MP_HOST_HAS(api_, emit_record)) {
+            return MP_ENOENT;
+        }
+        for (size_t i = 0; i < n; ++i) {
+            mp_status st = api_->emit_record(host_, records[i]);
+            if (st != MP_OK) {
+                return st;
+            }
+            if (taken != nullptr) {
+                *taken = i + 1;
+            }
+        }
+        return MP_OK;
+    }
     /// Sinks: the record given with `token` is delivered (MP_OK) or given up.
     void recordDone(uint64_t token, mp_status status = MP_OK) const {
         if (MP_HOST_HAS(api_, record_done)) {
@@ -643,6 +668,96 @@ class RecordSink {
   public:
     virtual ~RecordSink() = default;
     virtual mp_status onRecord(const mp_record& record, uint64_t token) = 0;
+};
+
+/// Records gathered to be emitted together (Host::emitRecords): a producer of many small
+/// records adds them as it makes them and emits the batch at a boundary of its own (a
+/// transaction, a full batch), paying the host's per-record cost once per batch. The batch keeps
+/// its memory from one batch to the next.
+class RecordBatch {
+  public:
+    /// Copies one record in.
+    void add(std::string_view stream, std::string_view payload, uint64_t seq, uint64_t ts_ns = 0,
+             std::string_view key = {}, std::string_view id = {},
+             std::string_view content_type = "application/json") {
+        std::string& slot = next(stream, seq, ts_ns, key, id, content_type);
+        slot.assign(payload);
+        bytes_ += slot.size();
+    }
+    /// Takes one record's payload without copying it: `payload` is swapped in and comes back
+    /// empty, holding the memory of an earlier record's payload (rendering into it again
+    /// allocates nothing once batches have their usual size).
+    void add(std::string_view stream, std::string&& payload, uint64_t seq, uint64_t ts_ns = 0,
+             std::string_view key = {}, std::string_view id = {},
+             std::string_view content_type = "application/json") {
+        std::string& slot = next(stream, seq, ts_ns, key, id, content_type);
+        slot.swap(payload);
+        payload.clear();
+        bytes_ += slot.size();
+    }
+    size_t size() const { return items_.size(); }
+    bool empty() const { return items_.empty(); }
+    /// Bytes held (payloads and the other fields).
+    size_t bytes() const { return bytes_; }
+    void clear() {
+        items_.clear();
+        fields_.clear();
+        bytes_ = 0;
+    }
+    /// Hands every record to the host in order and empties the batch, whatever the answer:
+    /// MP_OK, or the status of the first record not taken (none after it was); `taken` (may be
+    /// null) says how many were.
+    mp_status emit(const Host& host, size_t* taken = nullptr) {
+        records_.resize(items_.size());
+        pointers_.resize(items_.size());
+        for (size_t i = 0; i < items_.size(); ++i) {
+            const Item& it = items_[i];
+            mp_record& r = records_[i];
+            r = mp_record{};
+            r.struct_size = sizeof r;
+            const char* at = fields_.data() + it.at;
+            r.stream = mp_str{at, it.stream};
+            at += it.stream;
+            r.key = mp_str{at, it.key};
+            at += it.key;
+            r.id = mp_str{at, it.id};
+            at += it.id;
+            r.content_type = mp_str{at, it.type};
+            const std::string& payload = payloads_[i];
+            r.payload = mp_bytes{reinterpret_cast<const uint8_t*>(payload.data()), payload.size()};
+            r.seq = it.seq;
+            r.ts_ns = it.ts;
+            pointers_[i] = &r;
+        }
+        mp_status st = host.emitRecords(pointers_.data(), pointers_.size(), taken);
+        clear();
+        return st;
+    }
+
+  private:
+    struct Item {
+        size_t at, stream, key, id, type;  // where its fields start in fields_, their lengths
+        uint64_t seq, ts;
+    };
+    // The next record's item, and the string its payload goes to.
+    std::string& next(std::string_view stream, uint64_t seq, uint64_t ts_ns, std::string_view key,
+                      std::string_view id, std::string_view content_type) {
+        Item it{fields_.size(),      stream.size(), key.size(), id.size(),
+                content_type.size(), seq,           ts_ns};
+        fields_.append(stream).append(key).append(id).append(content_type);
+        items_.push_back(it);
+        if (payloads_.size() < items_.size()) {
+            payloads_.emplace_back();
+        }
+        bytes_ += stream.size() + key.size() + id.size() + content_type.size();
+        return payloads_[items_.size() - 1];
+    }
+    std::vector<Item> items_;
+    std::string fields_;                 // every record's stream, key, id and content type
+    std::vector<std::string> payloads_;  // one per record, kept from batch to batch
+    size_t bytes_ = 0;
+    std::vector<mp_record> records_;
+    std::vector<const mp_record*> pointers_;
 };
 
 /// A producer that wants its delivered mark (ABI 1.4 on_delivered): every record it emitted up

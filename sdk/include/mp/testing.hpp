@@ -582,6 +582,21 @@ class FakeHost {
             std::lock_guard<std::mutex> lock(f.recordsMu_);
             f.done_[token] = st;
         };
+        // Like emit_record for each in turn (the answer set by recordAnswer applies to the
+        // first: nothing is taken when it is not MP_OK).
+        a.emit_records = [](mp_host* h, const mp_record* const* rs, size_t n,
+                            size_t* taken) -> mp_status {
+            const mp_host_api* api = self(h).api();
+            size_t i = 0;
+            mp_status st = MP_OK;
+            for (; i < n && st == MP_OK; ++i) {
+                st = api->emit_record(h, rs[i]);
+            }
+            if (taken != nullptr) {
+                *taken = st == MP_OK ? i : i - 1;
+            }
+            return st;
+        };
         return a;
     }
 
