@@ -94,12 +94,12 @@ bool versionHasChecksumAlgorithm(std::string_view v) {
     return product >= (maria ? 50300u : 50601u);
 }
 
+}  // namespace
+
 bool isRows(uint8_t t) {
     return (t >= kWriteRowsV1 && t <= kDeleteRowsV1) || (t >= kWriteRowsV2 && t <= kDeleteRowsV2) ||
            (t >= kWriteRowsCompressedV1 && t <= kDeleteRowsCompressed);
 }
-
-}  // namespace
 
 bool parseHeader(const uint8_t* d, size_t n, EventHeader& h) {
     PacketReader r(d, n);

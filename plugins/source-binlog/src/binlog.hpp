@@ -66,6 +66,8 @@ struct EventHeader {
 
 /// Reads the 19-byte common header; false when fewer bytes are given.
 bool parseHeader(const uint8_t* d, size_t n, EventHeader& h);
+/// A rows event (write, update, delete: v1, v2, MariaDB's compressed ones).
+bool isRows(uint8_t type);
 
 /// One column of a table map, with what the optional metadata says of it.
 struct Column {
