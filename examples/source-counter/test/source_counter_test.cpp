@@ -75,6 +75,24 @@ int main() {
         check(!recs.empty() && recs.front().seq == 6 && recs.back().seq == 8, "numbers 6 to 8");
         src.stop();
     }
+    {
+        // In batches of 4 (emit_records): 1..11 gathered and handed over as 4, 4 and 3, in order.
+        mp::testing::FakeHost host;
+        host.config("count", "11").config("batch", "4");
+        auto src = host.create(mp_plugin_entry_v1(host.api()));
+        src.start();
+        check(eventually([&] { return host.records().size() == 11; }),
+              "in batches of 4, emits 1..11");
+        auto recs = host.records();
+        bool inOrder = recs.size() == 11;
+        for (size_t i = 0; inOrder && i < recs.size(); ++i) {
+            inOrder = recs[i].seq == 1 + i &&
+                      recs[i].payload.rfind("{\"n\":" + std::to_string(1 + i) + ",", 0) == 0 &&
+                      recs[i].payload.size() == 100;
+        }
+        check(inOrder, "numbers 1 to 11 in order, each payload its own (moved in, not shared)");
+        src.stop();
+    }
     std::remove(mark.c_str());
     std::remove(dir);
     return failures == 0 ? 0 : 1;
