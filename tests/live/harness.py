@@ -121,9 +121,9 @@ class MariaDB:
 
     def __enter__(self):
         data = os.path.join(self.dir, "data")
-        subprocess.run([self.install, "--no-defaults", f"--datadir={data}", "--user=root",
-                        "--skip-test-db", "--auth-root-authentication-method=normal"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # a copy of one freshly installed datadir (0.2 s) instead of mariadb-install-db in
+        # every server (2 s, about 30 servers in a test run)
+        subprocess.run(["cp", "-a", "--sparse=always", self._template(), data], check=True)
         self.log = open(os.path.join(self.dir, "mariadbd.log"), "w")
         self.cmd = (
             [self.mariadbd, "--no-defaults", f"--datadir={data}", "--user=root",
@@ -133,6 +133,25 @@ class MariaDB:
              "--skip-log-bin"] + ([] if self.grants else ["--skip-grant-tables"]) + self.extra)
         self._launch()
         return self
+
+    def _template(self):
+        """The datadir mariadb-install-db makes, once per mariadbd build and user, shared by the
+        test processes (made in a folder of its own, then renamed into place: atomic)."""
+        st = os.stat(self.mariadbd)
+        path = os.path.join(tempfile.gettempdir(),
+                            f"mp-mariadb-template-{os.getuid()}-{st.st_size}-{int(st.st_mtime)}")
+        if os.path.isdir(path):
+            return path
+        work = tempfile.mkdtemp(prefix="mp-mariadb-install-")
+        subprocess.run([self.install, "--no-defaults", f"--datadir={work}/data", "--user=root",
+                        "--skip-test-db", "--auth-root-authentication-method=normal"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            os.rename(f"{work}/data", path)
+        except OSError:  # another test process put its own in place first: the same content
+            pass
+        shutil.rmtree(work, ignore_errors=True)
+        return path
 
     def _launch(self):
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT)
