@@ -203,9 +203,13 @@ mp_status apiHostSet(mp_host* h, const char* key, mp_str value) {
     return h->rt->hostSet(h, key, mp::view(value));
 }
 
+// The record has every field up to `seq` (the 1.4 layout): the host reads no field it lacks.
+bool wholeRecord(const mp_record* rec) {
+    return rec != nullptr && rec->struct_size >= offsetof(mp_record, seq) + sizeof(rec->seq);
+}
+
 mp_status apiEmitRecord(mp_host* h, const mp_record* rec) {
-    if (h == nullptr || h->rt == nullptr || rec == nullptr ||
-        rec->struct_size < offsetof(mp_record, seq) + sizeof(rec->seq)) {
+    if (h == nullptr || h->rt == nullptr || !wholeRecord(rec)) {
         return MP_EINVAL;
     }
     return h->rt->recordFrom(h, *rec);
@@ -220,8 +224,7 @@ mp_status apiEmitRecords(mp_host* h, const mp_record* const* recs, size_t count,
     }
     // Every record is checked before any is taken: the host reads no field a record lacks.
     size_t whole = 0;
-    while (whole < count && recs[whole] != nullptr &&
-           recs[whole]->struct_size >= offsetof(mp_record, seq) + sizeof(recs[whole]->seq)) {
+    while (whole < count && wholeRecord(recs[whole])) {
         ++whole;
     }
     size_t n = 0;

@@ -371,6 +371,26 @@ class Config {
     const mp_config* cfg_;
 };
 
+/// emit_records done with one emit_record per record, stopping at the first not taken: what a
+/// 1.4-1.6 host offers (and the fake host of mp/testing.hpp). `taken` (may be null): how many
+/// were.
+inline mp_status emitEach(const mp_host_api* api, mp_host* host, const mp_record* const* records,
+                          size_t n, size_t* taken) {
+    if (taken != nullptr) {
+        *taken = 0;
+    }
+    for (size_t i = 0; i < n; ++i) {
+        mp_status st = api->emit_record(host, records[i]);
+        if (st != MP_OK) {
+            return st;
+        }
+        if (taken != nullptr) {
+            *taken = i + 1;
+        }
+    }
+    return MP_OK;
+}
+
 /// The host as seen by one plugin instance.
 class Host {
   public:
@@ -443,16 +463,7 @@ class Host {
         if (!MP_HOST_HAS(api_, emit_record)) {
             return MP_ENOENT;
         }
-        for (size_t i = 0; i < n; ++i) {
-            mp_status st = api_->emit_record(host_, records[i]);
-            if (st != MP_OK) {
-                return st;
-            }
-            if (taken != nullptr) {
-                *taken = i + 1;
-            }
-        }
-        return MP_OK;
+        return emitEach(api_, host_, records, n, taken);
     }
     /// Sinks: the record given with `token` is delivered (MP_OK) or given up.
     void recordDone(uint64_t token, mp_status status = MP_OK) const {

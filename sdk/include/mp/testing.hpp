@@ -24,6 +24,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mp/sdk.hpp>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -586,16 +587,7 @@ class FakeHost {
         // first: nothing is taken when it is not MP_OK).
         a.emit_records = [](mp_host* h, const mp_record* const* rs, size_t n,
                             size_t* taken) -> mp_status {
-            const mp_host_api* api = self(h).api();
-            size_t i = 0;
-            mp_status st = MP_OK;
-            for (; i < n && st == MP_OK; ++i) {
-                st = api->emit_record(h, rs[i]);
-            }
-            if (taken != nullptr) {
-                *taken = st == MP_OK ? i : i - 1;
-            }
-            return st;
+            return mp::emitEach(self(h).api(), h, rs, n, taken);
         };
         return a;
     }
