@@ -5,6 +5,9 @@
 // header says (cut at the end of the input). When the input does not start with a format
 // description, one is given first (MariaDB 10.11, no checksums), so that the fuzzer's table
 // maps and rows reach the value decoders; the corpus holds real events (the live test's).
+// The same input is also read as a MySQL GTID set in text form (a start_gtid or checkpoint);
+// a set read, or kept by the decoder from PREVIOUS_GTIDS and GTID events, must print as text
+// and encode in binary that both read back as the same set.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "binlog.hpp"
+#include "gtid_set.hpp"
 #include "message.hpp"
 
 namespace {
@@ -58,10 +62,29 @@ std::vector<uint8_t> formatDescription() {
     return ev;
 }
 
+// A GTID set's text and binary forms read back as the set.
+void roundTrip(const mp::binlog::MysqlGtidSet& set) {
+    mp::binlog::MysqlGtidSet again;
+    if (!mp::binlog::MysqlGtidSet::parse(set.text(), again) || !(again == set)) {
+        __builtin_trap();
+    }
+    const std::string bin = set.encode();
+    if (!mp::binlog::MysqlGtidSet::decode(reinterpret_cast<const uint8_t*>(bin.data()), bin.size(),
+                                          again) ||
+        !(again == set)) {
+        __builtin_trap();
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const std::vector<uint8_t> fde = formatDescription();
+    mp::binlog::MysqlGtidSet text;
+    if (mp::binlog::MysqlGtidSet::parse(std::string_view(reinterpret_cast<const char*>(data), size),
+                                        text)) {
+        roundTrip(text);
+    }
     Sink sink;
     mp::binlog::Decoder d(sink);
     d.startFile("fuzz.000001");
@@ -83,6 +106,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             break;
         }
         off += n;
+        const std::string& state = d.position().gtidState;
+        if (mp::binlog::isMysqlGtidState(state)) {
+            mp::binlog::MysqlGtidSet set;
+            if (!mp::binlog::MysqlGtidSet::parse(state, set)) {
+                __builtin_trap();
+            }
+            roundTrip(set);
+        }
     }
     return 0;
 }

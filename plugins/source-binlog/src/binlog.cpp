@@ -3,6 +3,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <mp/mysql_wire.hpp>
@@ -158,11 +159,24 @@ bool parseGtidState(std::string_view state, std::map<uint32_t, GtidEntry>& out) 
 }
 
 bool Decoder::setGtidState(std::string_view state) {
+    if (isMysqlGtidState(state)) {
+        MysqlGtidSet set;
+        if (!MysqlGtidSet::parse(state, set)) {
+            return false;
+        }
+        mysqlSet_ = std::move(set);
+        mysqlKnown_ = true;
+        domains_.clear();
+        pos_.gtidState = mysqlSet_.text();
+        return true;
+    }
     std::map<uint32_t, GtidEntry> parsed;
     if (!parseGtidState(state, parsed)) {
         return false;
     }
     domains_.clear();
+    mysqlSet_.clear();
+    mysqlKnown_ = state.empty();  // a MySQL stream from the oldest binlog knows its set
     for (const auto& [domain, e] : parsed) {
         domains_[domain] =
             std::to_string(domain) + "-" + std::to_string(e.server) + "-" + std::to_string(e.seq);
@@ -184,6 +198,7 @@ void Decoder::reset() {
     inTransaction_ = false;
     committed_ = false;
     mariaGtid_ = false;
+    mysqlGtid_ = false;
     rowIndex_ = 0;
 }
 
@@ -284,25 +299,45 @@ bool Decoder::event(const uint8_t* d, size_t n) {
                 if (!r.has(16)) {
                     return fail(h, "short GTID");
                 }
-                static const char* hex = "0123456789abcdef";
-                std::string g;
-                for (size_t i = 0; i < 16; ++i) {
-                    if (i == 4 || i == 6 || i == 8 || i == 10) {
-                        g += '-';
-                    }
-                    g += hex[r.here()[i] >> 4];
-                    g += hex[r.here()[i] & 15];
-                }
+                std::copy_n(r.here(), 16, mysqlSid_.begin());
                 r.skip(16);
-                g += ':' + std::to_string(r.le(8));
+                mysqlGno_ = r.le(8);
                 if (!r.ok()) {
                     return fail(h, "short GTID");
                 }
-                pos_.gtid = std::move(g);
+                pos_.gtid = MysqlGtidSet::uuidText(mysqlSid_) + ':' + std::to_string(mysqlGno_);
+                mysqlGtid_ = true;
                 ++pos_.gtidSeq;
                 rowIndex_ = 0;
                 break;
             }
+            case kMysqlPreviousGtids: {
+                // every transaction of the files before this one: with what the stream
+                // started from and what it passed, the set of everything before is known
+                MysqlGtidSet previous;
+                if (MysqlGtidSet::decode(body, len, previous)) {
+                    mysqlSet_.add(previous);
+                    mysqlKnown_ = true;
+                } else {
+                    mysqlKnown_ = false;  // the tagged form (not read): resume by position
+                }
+                pos_.gtidState = mysqlKnown_ ? mysqlSet_.text() : std::string();
+                break;
+            }
+            case kMysqlGtidTagged:
+                // a transaction with a tagged GTID (not read): the set is no longer known,
+                // checkpoints hold the file and position only
+                mysqlKnown_ = false;
+                pos_.gtidState.clear();
+                [[fallthrough]];
+            case kMysqlAnonymousGtid:
+                // a transaction without a GTID read: its ids are its file and position (not
+                // the GTID of the transaction before)
+                mysqlGtid_ = false;
+                pos_.gtid.clear();
+                ++pos_.gtidSeq;
+                rowIndex_ = 0;
+                break;
             case kTableMap:
                 if (!tableMap(h, body, len)) {
                     return false;
@@ -345,6 +380,12 @@ bool Decoder::event(const uint8_t* d, size_t n) {
             domains_[domain_] = pos_.gtid;
             pos_.gtidState.clear();
             pos_.gtidState = joinState();
+        } else if (mysqlGtid_) {
+            mysqlGtid_ = false;
+            if (mysqlKnown_) {
+                mysqlSet_.add(mysqlSid_, mysqlGno_);
+                pos_.gtidState = mysqlSet_.text();
+            }
         }
         handler_.commit(h, pos_);
     }

@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gtid_set.hpp"
+
 namespace mp::binlog {
 
 enum EventType : uint8_t {
@@ -36,6 +38,7 @@ enum EventType : uint8_t {
     kMysqlPreviousGtids = 35,
     kMysqlPartialUpdateRows = 39,   // binlog_row_value_options=PARTIAL_JSON: refused
     kMysqlTransactionPayload = 40,  // binlog_transaction_compression=ON: refused
+    kMysqlGtidTagged = 42,          // MySQL 8.3's tagged GTIDs: the GTID set is then unknown
     kAnnotateRows = 160,
     kBinlogCheckpoint = 161,
     kGtid = 162,
@@ -115,9 +118,13 @@ struct Image {
 struct Position {
     std::string file;
     uint64_t pos = 4;       // end of the last event read (the next event starts here)
-    std::string gtid;       // MariaDB "domain-server-seq" of the current/last transaction
+    std::string gtid;       // of the current/last transaction: MariaDB "domain-server-seq",
+                            // MySQL "uuid:number"
     uint64_t gtidSeq = 0;   // a transaction's ordinal in the stream (for ids), 0 before any
-    std::string gtidState;  // MariaDB: the last committed GTID of every domain, "0-1-5,1-2-9"
+    std::string gtidState;  // where a GTID start resumes; MariaDB: the last committed GTID of
+                            // every domain, "0-1-5,1-2-9"; MySQL: the set of every transaction
+                            // before, "uuid:1-9,...", once it is known (a GTID start, or a
+                            // PREVIOUS_GTIDS event), else ""
 };
 
 /// What the decoder reports. Every callback may throw to stop the decoding.
@@ -167,8 +174,9 @@ class Decoder {
     const std::string& error() const { return error_; }
 
     const Position& position() const { return pos_; }
-    /// Restores MariaDB's GTID state ("0-1-5,1-2-9") read from a checkpoint; false when it
-    /// does not parse.
+    /// Restores the GTID state read from a checkpoint or given as start: MariaDB's
+    /// ("0-1-5,1-2-9") or a MySQL GTID set ("uuid:1-9,..."); false when it does not parse.
+    /// "" is the empty state of either (a stream from the oldest binlog).
     bool setGtidState(std::string_view state);
     /// A new connection: forget the transaction under way and the table maps (the stream
     /// starts again at a transaction boundary, with its own format description).
@@ -208,10 +216,18 @@ class Decoder {
     std::unordered_map<uint64_t, TableMap> tables_;
     Position pos_;
     std::map<uint32_t, std::string> domains_;  // committed GTID per domain
-    uint32_t domain_ = 0;                      // of the transaction being read
-    bool mariaGtid_ = false;                   // the transaction being read has a GTID
-    bool inTransaction_ = false;               // between BEGIN and its XID or COMMIT
-    bool committed_ = false;                   // the event being read ends a transaction
+    // MySQL: every transaction before the stream's position, known once a GTID state was set
+    // or a PREVIOUS_GTIDS event passed (a stream that starts at a file and position in the
+    // middle of a file learns it at the next file); the current transaction's GTID
+    MysqlGtidSet mysqlSet_;
+    bool mysqlKnown_ = false;
+    bool mysqlGtid_ = false;
+    MysqlGtidSet::Uuid mysqlSid_{};
+    uint64_t mysqlGno_ = 0;
+    uint32_t domain_ = 0;         // of the transaction being read
+    bool mariaGtid_ = false;      // the transaction being read has a GTID
+    bool inTransaction_ = false;  // between BEGIN and its XID or COMMIT
+    bool committed_ = false;      // the event being read ends a transaction
     std::string serverVersion_;
     uint32_t rowIndex_ = 0;
     Image before_, after_;
@@ -219,6 +235,11 @@ class Decoder {
     std::string error_;
     Stats stats_;
 };
+
+/// A GTID state in MySQL's form (a UUID and a colon) rather than MariaDB's.
+inline bool isMysqlGtidState(std::string_view state) {
+    return state.find(':') != std::string_view::npos;
+}
 
 /// A MariaDB GTID state ("0-1-5,1-2-9") as domain -> (server, sequence); false when it does
 /// not parse ("" is the empty state).

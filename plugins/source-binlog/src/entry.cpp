@@ -212,8 +212,10 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
             start_.useGtid = true;
             start_.gtidState = cfg.str("start_gtid");
             if (!decoder_.setGtidState(start_.gtidState)) {
-                throw mp::Error("start_gtid: '" + start_.gtidState +
-                                "' is not a GTID state (\"0-1-100\" or \"0-1-100,1-2-7\")");
+                throw mp::Error(
+                    "start_gtid: '" + start_.gtidState +
+                    "' is not a GTID state (MariaDB: \"0-1-100\" or \"0-1-100,1-2-7\"; MySQL: "
+                    "\"3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100\")");
             }
             fixedStart_ = true;
         } else if (!cfg.str("start_file").empty()) {
@@ -344,6 +346,9 @@ class BinlogSource : public mp::Plugin, public mp::RecordProducer, mp::binlog::H
     void resumeFromCommit() {
         if (!lastCommit_) {
             return;  // nothing committed yet: start where we started
+        }
+        if (start_.useGtid && lastCommit_->gtidState.empty() && !lastCommit_->file.empty()) {
+            start_.useGtid = false;  // MySQL whose GTID set is not known (tagged GTIDs)
         }
         if (start_.useGtid) {
             start_.gtidState = lastCommit_->gtidState;

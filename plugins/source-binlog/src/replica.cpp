@@ -12,6 +12,9 @@ namespace {
 
 constexpr uint8_t kComRegisterSlave = 0x15;
 constexpr uint8_t kComBinlogDump = 0x12;
+constexpr uint8_t kComBinlogDumpGtid = 0x1e;
+constexpr uint16_t kBinlogThroughGtid = 0x04;
+constexpr uint16_t kErrParse = 1064;
 constexpr uint16_t kErrAccessDenied = 1045;
 constexpr uint16_t kErrSpecificAccessDenied = 1227;
 constexpr uint16_t kErrMasterFatalReadingBinlog = 1236;
@@ -65,6 +68,19 @@ void checkNotPurged(Connection& conn, const std::string& state) {
     }
 }
 
+std::string dumpGtidPacket(uint32_t serverId, const MysqlGtidSet& from) {
+    // as MySQL's replica and mysqlbinlog send it: no file name, position 4, the set
+    std::string out;
+    const std::string set = from.encode();
+    putLe(out, kBinlogThroughGtid, 2);
+    putLe(out, serverId, 4);
+    putLe(out, 0, 4);  // binlog file name length
+    putLe(out, 4, 8);  // binlog position
+    putLe(out, set.size(), 4);
+    out += set;
+    return out;
+}
+
 StreamStart currentPosition(Connection& conn) {
     StreamStart s;
     if (conn.mariadb()) {
@@ -72,7 +88,17 @@ StreamStart currentPosition(Connection& conn) {
         s.gtidState = scalar(conn, "SELECT @@GLOBAL.gtid_binlog_pos");
         return s;
     }
-    auto rows = conn.query("SHOW MASTER STATUS");
+    // MySQL 8.2 renamed SHOW MASTER STATUS (8.4 has only the new name)
+    auto rows = [&] {
+        try {
+            return conn.query("SHOW MASTER STATUS");
+        } catch (const ServerError& e) {
+            if (e.code() != kErrParse) {
+                throw;
+            }
+            return conn.query("SHOW BINARY LOG STATUS");
+        }
+    }();
     if (rows.empty() || rows[0].size() < 2 || !rows[0][0] || !rows[0][1]) {
         throw std::runtime_error("SHOW MASTER STATUS is empty: the server writes no binary log");
     }
@@ -110,12 +136,20 @@ ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamO
                               " is the server's own: choose another server_id");
     }
     f.checksum = checksum == "CRC32";
+    const std::string heartbeat =
+        std::to_string(static_cast<uint64_t>(o.heartbeatS) * 1000000000ull);
     conn.query("SET @master_binlog_checksum = @@GLOBAL.binlog_checksum");
-    conn.query("SET @master_heartbeat_period = " +
-               std::to_string(static_cast<uint64_t>(o.heartbeatS) * 1000000000ull));
+    conn.query("SET @master_heartbeat_period = " + heartbeat);
+    if (!conn.mariadb()) {  // MySQL 8.0.26 and later read these names first
+        conn.query("SET @source_binlog_checksum = @@GLOBAL.binlog_checksum");
+        conn.query("SET @source_heartbeat_period = " + heartbeat);
+    }
     if (start.useGtid) {
         checkNotPurged(conn, start.gtidState);
     }
+    // MySQL from a GTID set: COM_BINLOG_DUMP_GTID, which needs gtid_mode not OFF
+    MysqlGtidSet mysqlFrom;
+    bool mysqlGtid = false;
     if (conn.mariadb()) {
         conn.query("SET @mariadb_slave_capability = " + std::to_string(kMariaSlaveCapability));
         if (start.useGtid) {
@@ -124,9 +158,40 @@ ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamO
             conn.query("SET @slave_gtid_ignore_duplicates = 0");
         }
     } else if (start.useGtid) {
-        throw std::runtime_error(
-            "MySQL: GTID start positions are not read yet (COM_BINLOG_DUMP_GTID); give "
-            "start_file and start_position");
+        if (isMysqlGtidState(start.gtidState) || start.gtidState.empty()) {
+            if (!MysqlGtidSet::parse(start.gtidState, mysqlFrom)) {
+                throw ServerError(kErrNoBinaryLogging, "HY000",
+                                  "GTID state '" + start.gtidState +
+                                      "' is not a MySQL GTID set (tagged GTIDs are not read): "
+                                      "give start_file and start_position");
+            }
+        } else {
+            throw ServerError(kErrNoBinaryLogging, "HY000",
+                              "GTID state '" + start.gtidState +
+                                  "' is MariaDB's, the server is MySQL: give start_file and "
+                                  "start_position, or remove the checkpoint");
+        }
+        std::string mode;
+        try {
+            mode = upper(scalar(conn, "SELECT @@GLOBAL.gtid_mode"));
+        } catch (const ServerError&) {
+            // MySQL before 5.6: no GTIDs
+        }
+        if (mode == "OFF" || mode.empty()) {
+            if (!start.gtidState.empty()) {
+                throw ServerError(kErrNoBinaryLogging, "HY000",
+                                  "the server has gtid_mode=OFF and the start is the GTID set " +
+                                      start.gtidState +
+                                      ": give start_file and start_position, or set gtid_mode=ON");
+            }
+        } else {
+            mysqlGtid = true;
+            if (start.gtidState.empty()) {
+                // from the beginning: the oldest binlog the server has, which starts after
+                // what it purged (the decoder learns that set from the file's PREVIOUS_GTIDS)
+                MysqlGtidSet::parse(scalar(conn, "SELECT @@GLOBAL.gtid_purged"), mysqlFrom);
+            }
+        }
     }
     std::string reg;
     putLe(reg, o.serverId, 4);
@@ -142,13 +207,24 @@ ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamO
     if (!ok.empty() && static_cast<uint8_t>(ok[0]) == 0xff) {
         Connection::raise(ok);
     }
+    if (mysqlGtid) {
+        conn.send(kComBinlogDumpGtid, dumpGtidPacket(o.serverId, mysqlFrom));
+        return f;
+    }
+    std::string file = start.useGtid ? std::string() : start.file;
+    if (start.useGtid && !conn.mariadb()) {
+        // MySQL with gtid_mode=OFF, from the beginning: its oldest binlog file
+        auto logs = conn.query("SHOW BINARY LOGS");
+        if (logs.empty() || logs[0].empty() || !logs[0][0]) {
+            throw std::runtime_error("SHOW BINARY LOGS is empty: the server writes no binary log");
+        }
+        file = *logs[0][0];
+    }
     std::string dump;
     putLe(dump, start.useGtid ? 4 : start.position, 4);
     putLe(dump, 0, 2);  // flags: block (wait for new events)
     putLe(dump, o.serverId, 4);
-    if (!start.useGtid) {
-        dump += start.file;
-    }
+    dump += file;
     conn.send(kComBinlogDump, dump);
     return f;
 }

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // Registering as a replica and asking for the binlog: the session variables a primary reads
 // (checksums, heartbeat period, MariaDB's capability and GTID start state), COM_REGISTER_SLAVE
-// and COM_BINLOG_DUMP, and the checks that turn a server that cannot serve us into one line
-// that says what to do.
+// and COM_BINLOG_DUMP (a file and position, or MariaDB's GTID state) or MySQL's
+// COM_BINLOG_DUMP_GTID (a GTID set), and the checks that turn a server that cannot serve us
+// into one line that says what to do.
 #pragma once
 
 #include <mp/mysql_client.hpp>
 #include <string>
+
+#include "gtid_set.hpp"
 
 namespace mp::binlog {
 
@@ -18,8 +21,8 @@ using mysql::ServerError;
 using mysql::sqlQuote;
 
 struct StreamStart {
-    bool useGtid = true;    // MariaDB: from a GTID state ("" is the oldest binlog)
-    std::string gtidState;  // useGtid
+    bool useGtid = true;    // from a GTID state ("" is the oldest binlog)
+    std::string gtidState;  // useGtid: MariaDB's "0-1-5,..." or a MySQL set "uuid:1-9,..."
     std::string file;       // !useGtid: file and position
     uint64_t position = 4;
 };
@@ -44,7 +47,12 @@ ServerFacts openStream(Connection& conn, const StreamStart& start, const StreamO
 /// one of its domains (the changes in between were purged: MariaDB itself would stream on).
 void checkNotPurged(Connection& conn, const std::string& state);
 
-/// Where the server is now: its GTID state (MariaDB) or SHOW MASTER STATUS.
+/// COM_BINLOG_DUMP_GTID's body (after the command byte): the flags (BINLOG_THROUGH_GTID),
+/// `serverId`, no file name, position 4 and the set in its binary form.
+std::string dumpGtidPacket(uint32_t serverId, const MysqlGtidSet& from);
+
+/// Where the server is now: its GTID state (MariaDB) or SHOW MASTER STATUS (SHOW BINARY LOG
+/// STATUS on MySQL 8.4).
 StreamStart currentPosition(Connection& conn);
 
 /// A server error during the dump, explained (binlog purged, grants, duplicate server id...).
