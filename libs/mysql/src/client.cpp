@@ -41,11 +41,28 @@ constexpr uint8_t kLocalInfile = 0xfb;
 constexpr uint16_t kMoreResults = 0x0008;
 constexpr uint16_t kCursorExists = 0x0040;
 const char* kNativePassword = "mysql_native_password";
+const char* kCachingSha2 = "caching_sha2_password";
+constexpr uint8_t kAuthMoreData = 0x01;
+constexpr uint8_t kFastAuthOk = 0x03;
+constexpr uint8_t kFullAuth = 0x04;
 
 std::string sha1(const std::string& s) {
     unsigned char out[SHA_DIGEST_LENGTH];
     SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), out);
     return std::string(reinterpret_cast<const char*>(out), sizeof out);
+}
+
+std::string sha256(const std::string& s) {
+    unsigned char out[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), out);
+    return std::string(reinterpret_cast<const char*>(out), sizeof out);
+}
+
+/// The answer to an auth request of `plugin` (one of the two spoken here).
+std::string scramble(const std::string& plugin, const std::string& password,
+                     const std::string& nonce) {
+    return plugin == kCachingSha2 ? cachingSha2Scramble(password, nonce)
+                                  : nativePasswordScramble(password, nonce);
 }
 
 /// OpenSSL's last error, as one line (its queue emptied).
@@ -109,6 +126,18 @@ std::string nativePasswordScramble(const std::string& password, const std::strin
         mix[i] = static_cast<char>(mix[i] ^ stage1[i]);
     }
     return mix;
+}
+
+std::string cachingSha2Scramble(const std::string& password, const std::string& nonce) {
+    if (password.empty()) {
+        return "";
+    }
+    std::string p1 = sha256(password);
+    const std::string p3 = sha256(sha256(p1) + nonce);
+    for (size_t i = 0; i < p1.size(); ++i) {
+        p1[i] = static_cast<char>(p1[i] ^ p3[i]);
+    }
+    return p1;
 }
 
 void Connection::raise(const std::string& err) {
@@ -198,7 +227,13 @@ void Connection::connect(const ServerAddress& a) {
         mine |= kSsl;
         startTls(a, where, mine);
     }
-    std::string auth = plugin == kNativePassword ? nativePasswordScramble(a.password, salt) : "";
+    // The answer for the server's default plugin when it is one spoken here (MySQL 8's
+    // caching_sha2_password), else mysql_native_password's: the server asks for another
+    // (an auth switch) when the user's is not that one.
+    if (plugin != kCachingSha2) {
+        plugin = kNativePassword;
+    }
+    std::string auth = scramble(plugin, a.password, salt);
     std::string resp;
     putLe(resp, mine, 4);
     putLe(resp, 1u << 24, 4);  // max packet we send
@@ -212,14 +247,15 @@ void Connection::connect(const ServerAddress& a) {
         resp += a.schema;
         resp += '\0';
     }
-    resp += kNativePassword;
+    resp += plugin;
     resp += '\0';
     writePacket(resp);
-    finishAuth(where, a.password, nullptr);
+    finishAuth(where, a.password, nullptr, plugin, salt);
 }
 
-void Connection::finishAuth(const std::string& where, const std::string& password, Response* out) {
-    for (int round = 0; round < 3; ++round) {
+void Connection::finishAuth(const std::string& where, const std::string& password, Response* out,
+                            std::string plugin, std::string nonce) {
+    for (int round = 0; round < 4; ++round) {
         std::string reply;
         read(reply);
         const auto first = reply.empty() ? kErr : static_cast<uint8_t>(reply[0]);
@@ -244,14 +280,40 @@ void Connection::finishAuth(const std::string& where, const std::string& passwor
             if (!data.empty() && data.back() == '\0') {
                 data.pop_back();
             }
-            if (name != kNativePassword) {
-                throw std::runtime_error(where + ": the server asks for authentication plugin '" +
-                                         name +
-                                         "'; this replica speaks mysql_native_password "
-                                         "(create the user IDENTIFIED WITH mysql_native_password)");
+            if (name != kNativePassword && name != kCachingSha2) {
+                throw ServerError(ServerError::kAuthPluginError, "HY000",
+                                  where + ": the server asks for authentication plugin '" + name +
+                                      "'; this client speaks mysql_native_password and "
+                                      "caching_sha2_password");
             }
-            writePacket(nativePasswordScramble(password, data));
+            plugin = std::move(name);
+            nonce = std::move(data);
+            writePacket(scramble(plugin, password, nonce));
             continue;
+        }
+        if (first == kAuthMoreData && plugin == kCachingSha2 && reply.size() == 2) {
+            if (static_cast<uint8_t>(reply[1]) == kFastAuthOk) {
+                continue;  // the server had the password's hash cached: its OK follows
+            }
+            if (static_cast<uint8_t>(reply[1]) == kFullAuth) {
+                // The server has no hash of this password cached yet (none since it started,
+                // or FLUSH PRIVILEGES): it wants the password itself. Sent over TLS only; the
+                // RSA exchange without TLS trusts a key sent in clear, which a man in the middle
+                // could replace (MySQL's clients refuse it unless told otherwise, too).
+                if (tls_ == nullptr) {
+                    throw ServerError(
+                        ServerError::kAuthPluginError, "HY000",
+                        where +
+                            ": caching_sha2_password wants the password itself (the server has not "
+                            "cached this user's yet), which is sent over TLS only: set tls "
+                            "(required or stricter), or let one login over TLS or the server's "
+                            "socket fill its cache");
+                }
+                std::string clear = password;
+                clear += '\0';
+                writePacket(clear);
+                continue;
+            }
         }
         throw std::runtime_error(where + ": unexpected packet during login");
     }
@@ -756,7 +818,7 @@ Response Connection::changeUser(const std::string& user, const std::string& pass
     seq_ = 0;
     writePacket(p);
     Response resp;
-    finishAuth("change user", password, &resp);
+    finishAuth("change user", password, &resp, kNativePassword, salt_);
     return resp;
 }
 

@@ -235,6 +235,7 @@ bool needsOperator(const ServerError& e) {
         case kErrSpecificAccessDenied:
         case kErrMasterFatalReadingBinlog:
         case kErrNoBinaryLogging:
+        case ServerError::kAuthPluginError:
             return true;
         default:
             return false;

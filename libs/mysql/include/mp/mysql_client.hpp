@@ -71,11 +71,14 @@ struct Response {
     uint16_t columns = 0;      // Prepared
 };
 
-/// An error the server sent (ERR packet): its code and message.
+/// An error the server answered (its code and SQL state), or one the client reports in the
+/// server's terms: kAuthPluginError when the login cannot go on as the server asks (a plugin not
+/// spoken, a password that would leave in clear), as MySQL's own clients do (CR_AUTH_PLUGIN_ERR).
 class ServerError : public std::runtime_error {
   public:
     ServerError(uint16_t code, std::string state, const std::string& message)
         : std::runtime_error(message), code_(code), state_(std::move(state)) {}
+    static constexpr uint16_t kAuthPluginError = 2061;
     uint16_t code() const { return code_; }
     const std::string& sqlState() const { return state_; }
 
@@ -161,8 +164,11 @@ class Connection {
     void readResponse(uint8_t command, std::string& pkt, Response& resp);
     /// Reads packets until an EOF (the end of definitions or rows); rows counted when `rows`.
     uint16_t skipUntilEof(std::string& pkt, uint64_t* rows);
-    /// Follows an auth exchange after a login or change-user packet.
-    void finishAuth(const std::string& where, const std::string& password, Response* resp);
+    /// Follows an auth exchange after a login or change-user packet, sent for `plugin` with
+    /// `nonce`: auth switches (mysql_native_password, caching_sha2_password) and
+    /// caching_sha2_password's fast or full authentication.
+    void finishAuth(const std::string& where, const std::string& password, Response* resp,
+                    std::string plugin, std::string nonce);
 
     std::atomic<int> fd_{-1};
     ssl_ctx_st* tlsContext_ = nullptr;  // OpenSSL's SSL_CTX and SSL, owned; used by the thread
@@ -191,6 +197,9 @@ inline void putLe(std::string& out, uint64_t v, size_t n) {
 
 /// mysql_native_password: SHA1(password) XOR SHA1(salt + SHA1(SHA1(password))).
 std::string nativePasswordScramble(const std::string& password, const std::string& salt);
+/// caching_sha2_password's fast path: SHA256(password) XOR
+/// SHA256(SHA256(SHA256(password)) + nonce). "" for an empty password.
+std::string cachingSha2Scramble(const std::string& password, const std::string& nonce);
 
 /// A string as an SQL literal: '...' with quotes and backslashes escaped and NUL as \0
 /// (NO_BACKSLASH_ESCAPES not assumed).
