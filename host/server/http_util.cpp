@@ -19,23 +19,11 @@ bool percentDecode(std::string_view in, std::string& res) {
         if (c == '+') {
             res += ' ';
         } else if (c == '%') {
-            auto hex = [](char h) -> int {
-                if (h >= '0' && h <= '9') {
-                    return h - '0';
-                }
-                if (h >= 'a' && h <= 'f') {
-                    return h - 'a' + 10;
-                }
-                if (h >= 'A' && h <= 'F') {
-                    return h - 'A' + 10;
-                }
-                return -1;
-            };
             if (i + 2 >= in.size()) {
                 return false;
             }
-            int hi = hex(in[i + 1]);
-            int lo = hex(in[i + 2]);
+            int hi = hexDigit(in[i + 1]);
+            int lo = hexDigit(in[i + 2]);
             if (hi < 0 || lo < 0) {
                 return false;
             }

@@ -30,19 +30,6 @@ const mp_property kProps[] = {
 };
 // clang-format on
 
-int hexValue(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 // One frame line into ts, orig_len and bytes; false when it is not one.
 bool parseFrame(const std::string& line, uint64_t& ts, uint64_t& origLen, std::string& bytes) {
     size_t i = 0;
@@ -68,8 +55,8 @@ bool parseFrame(const std::string& line, uint64_t& ts, uint64_t& origLen, std::s
     }
     bytes.resize(hexLen / 2);
     for (size_t k = 0; k < bytes.size(); ++k) {
-        int hi = hexValue(line[i + 2 * k]);
-        int lo = hexValue(line[i + 2 * k + 1]);
+        int hi = mp::hexDigit(line[i + 2 * k]);
+        int lo = mp::hexDigit(line[i + 2 * k + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }

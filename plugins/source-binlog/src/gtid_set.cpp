@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <mp/mysql_client.hpp>
 #include <mp/mysql_wire.hpp>
+#include <mp/sdk.hpp>
 
 namespace mp::binlog {
 namespace {
@@ -18,19 +19,6 @@ std::string_view trim(std::string_view s) {
         s.remove_suffix(1);
     }
     return s;
-}
-
-int hexDigit(char c) {
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
 }
 
 // A transaction number: digits only, 1 to kMaxGno.

@@ -214,6 +214,20 @@ inline void appendJsonString(std::string& out, std::string_view s) {
     out += '"';
 }
 
+/// The value of a hexadecimal digit (either case), or -1 for any other character.
+inline int hexDigit(char c) {
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 /// Standard base64 with padding (RFC 4648), appended to `out`: bytes in JSON.
 inline void appendBase64(std::string& out, const uint8_t* d, size_t n) {
     static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
