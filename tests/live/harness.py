@@ -483,6 +483,14 @@ def amqp_bind(broker, exchange, queue, key="#"):
     conn.close()
 
 
+def amqp_rebind(broker, exchange, queue, key="#"):
+    """Binds the queue again, its messages kept: what an operator does when a broker lost a
+    binding (RabbitMQ can, recovering from a crash under load: rabbitmq-server #1873)."""
+    conn, ch = amqp_channel(broker)
+    ch.queue_bind(queue, exchange, key)
+    conn.close()
+
+
 def amqp_drain(broker, queue):
     """Every message in the queue, as (method, properties, body), taken off it."""
     conn, ch = amqp_channel(broker)

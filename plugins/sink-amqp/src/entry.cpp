@@ -22,6 +22,7 @@ const mp_property kProps[] = {
     {"record_routing_key", MP_PROP_STRING, 0, "{stream}", "routing key of records (the slot's records: list); {stream}, {key}, {producer}, {node}, {seq} are replaced", 0, 0, nullptr},
     {"persistent", MP_PROP_BOOL, 0, "true", "persistent messages (delivery mode 2)", 0, 0, nullptr},
     {"mandatory", MP_PROP_BOOL, 0, "true", "ask the broker to return messages no queue takes (counted)", 0, 0, nullptr},
+    {"unroutable", MP_PROP_STRING, 0, "count", "a record no queue takes: counted and given up (count), or held and published again until a queue takes it (retry; needs mandatory)", 0, 0, "count|retry"},
     {"max_in_flight", MP_PROP_INT, 0, "1000", "messages published and not yet confirmed, at most", 1, 1000000, nullptr},
     {"max_buffer_mb", MP_PROP_INT, 0, "64", "bytes of messages kept until the broker confirms them; beyond, the oldest waiting is dropped (counted)", 1, 65536, nullptr},
     {"drain_ms", MP_PROP_INT, 0, "3000", "at stop, time given to publish and confirm what is kept", 0, 4000, nullptr},
@@ -44,6 +45,12 @@ mp::amqp::Options options(const mp::Config& cfg) {
     }
     o.persistent = cfg.boolean("persistent");
     o.mandatory = cfg.boolean("mandatory");
+    o.retryUnroutable = cfg.str("unroutable") == "retry";
+    if (o.retryUnroutable && !o.mandatory) {
+        throw mp::Error(
+            "unroutable: retry needs mandatory: true (the broker returns nothing "
+            "otherwise)");
+    }
     o.maxInFlight = static_cast<size_t>(cfg.i64("max_in_flight"));
     o.maxQueuedBytes = static_cast<size_t>(cfg.i64("max_buffer_mb")) << 20;
     o.reconnectMaxMs = static_cast<int>(cfg.i64("reconnect_max_ms"));
@@ -81,7 +88,9 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
                                  "connection attempts that failed and connections broken")),
           connected_(host.counter("connected", "1 while connected with confirms on", MP_GAUGE)),
           inFlight_(host.counter("in_flight", "messages published, not yet confirmed", MP_GAUGE)),
-          buffered_(host.counter("buffered_bytes", "bytes kept until confirmed", MP_GAUGE)) {
+          buffered_(host.counter("buffered_bytes", "bytes kept until confirmed", MP_GAUGE)),
+          held_(host.counter("held", "records returned unroutable, to be published again",
+                             MP_GAUGE)) {
         mp::amqp::Options o = options(cfg);
         o.done = [h = host](uint64_t token, bool delivered) {
             h.recordDone(token, delivered ? MP_OK : MP_ERROR);
@@ -172,6 +181,7 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
         connected_.set(s.connected.load());
         inFlight_.set(s.inFlight.load());
         buffered_.set(s.queuedBytes.load());
+        held_.set(s.held.load());
     }
 
     mp::amqp::RoutingTemplate routingKey_;
@@ -179,7 +189,7 @@ class AmqpSink : public mp::Plugin, public mp::RecordSink {
     int64_t drainMs_;
     std::string node_;
     mp::Counter published_, resent_, confirmed_, nacked_, returned_, dropped_, reconnects_,
-        failures_, connected_, inFlight_, buffered_;
+        failures_, connected_, inFlight_, buffered_, held_;
     std::unique_ptr<mp::amqp::Publisher> publisher_;
     mp::Timer timer_;
 };

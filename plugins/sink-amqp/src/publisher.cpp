@@ -169,6 +169,12 @@ void Publisher::dropAll(std::deque<Message>& q) {
 // Publishes what the window allows and handles what the broker sent; false when the
 // connection is unusable (`why` says why).
 bool Publisher::pump(Link& c, std::string& why) {
+    // Returned records whose wait is over go first.
+    if (!held_.empty() && std::chrono::steady_clock::now() >= heldUntil_) {
+        stats_.held = 0;
+        putBack(held_);
+        held_.clear();
+    }
     // What the window allows, taken from the queue in one lock (the sink's thread adds to it
     // record by record: one lock each way per message would make them take turns).
     std::deque<Message> batch;
@@ -277,7 +283,16 @@ bool Publisher::pump(Link& c, std::string& why) {
                     }
                     fl.open = false;
                     --flightOpen_;
-                    if (ack) {
+                    if (ack && fl.returned && opt_.retryUnroutable && fl.m.tracked) {
+                        // confirmed, but no queue took it: held, published again later
+                        if (held_.empty()) {
+                            heldUntil_ = std::chrono::steady_clock::now() +
+                                         std::chrono::milliseconds(opt_.reconnectMaxMs);
+                        }
+                        held_.push_back(std::move(fl.m));
+                        stats_.held = static_cast<int64_t>(held_.size());
+                        fl.m = Message{};
+                    } else if (ack) {
                         ++stats_.confirmed;
                         finish(fl.m, true);
                         fl.m = Message{};  // its place may wait for earlier ones: not its body
@@ -305,10 +320,25 @@ bool Publisher::pump(Link& c, std::string& why) {
                     c.conn.broken();
                     return false;
                 }
+                // Its place in flight_: the open one with its message id (a return comes
+                // before the message's confirm; ids are unique among the open ones).
+                if ((msg.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0) {
+                    const std::string id = text(msg.properties.message_id);
+                    for (Flight& fl : flight_) {
+                        if (fl.open && !fl.returned && fl.m.messageId == id) {
+                            fl.returned = true;
+                            break;
+                        }
+                    }
+                }
                 amqp_destroy_message(&msg);
                 if (stats_.returned++ == 0) {
                     log_(kWarn, "amqp: the broker returned a message, no queue is bound for it: " +
-                                    reason + " (counted in returned_total; logged once)");
+                                    reason +
+                                    (opt_.retryUnroutable
+                                         ? " (records are held and published again until a queue "
+                                           "takes them; counted in returned_total; logged once)"
+                                         : " (counted in returned_total; logged once)"));
                 }
                 break;
             }
@@ -344,7 +374,7 @@ void Publisher::run() {
         {
             std::lock_guard<std::mutex> lock(owner_.mu);
             stopping = owner_.stopping;
-            idle = queue_.empty() && flightOpen_ == 0;
+            idle = queue_.empty() && flightOpen_ == 0 && held_.empty();
         }
         if (stopping && (idle || std::chrono::steady_clock::now() >= owner_.drainUntil)) {
             break;
@@ -395,6 +425,11 @@ void Publisher::run() {
             left.push_back(std::move(f.m));
         }
     }
+    for (auto& m : held_) {
+        left.push_back(std::move(m));
+    }
+    held_.clear();
+    stats_.held = 0;
     flight_.clear();
     flightOpen_ = 0;
     stats_.inFlight = 0;

@@ -6,7 +6,8 @@
 // messages back at the head of the queue, in order, and they are published again, with the same
 // message id, after a reconnect with exponential backoff. Nothing the broker did not confirm
 // is forgotten, except when the queue is full (the oldest waiting message is dropped, counted)
-// or at stop() once the drain time has passed (counted).
+// or at stop() once the drain time has passed (counted). With retryUnroutable, a record the
+// broker returned (no queue took it) does not count as delivered either: it is published again.
 #pragma once
 
 #include <atomic>
@@ -30,6 +31,11 @@ struct Options {
     enum class Declare { Declare, Passive, None } declare = Declare::Declare;
     bool persistent = true;  // delivery mode 2 (and a durable exchange when declared)
     bool mandatory = true;   // unroutable messages come back (counted as returned)
+    /// A tracked message (a record) that comes back unroutable is held and published again
+    /// every reconnectMaxMs until a queue takes it, instead of counting as delivered: a binding
+    /// missing for a while (a broker that lost it in a crash, a consumer not bound yet) loses
+    /// nothing. Untracked messages (reports) are counted as returned either way.
+    bool retryUnroutable = false;
     size_t maxInFlight = 1000;
     size_t maxQueuedBytes = 64u << 20;
     int reconnectMinMs = 100;
@@ -59,7 +65,8 @@ struct Stats {
     std::atomic<uint64_t> resent{0};      // publications after a nack or a broken connection
     std::atomic<uint64_t> confirmed{0};   // basic.ack
     std::atomic<uint64_t> nacked{0};      // basic.nack (each is published again)
-    std::atomic<uint64_t> returned{0};    // basic.return: no queue took it (still confirmed)
+    std::atomic<uint64_t> returned{0};    // basic.return: no queue took it
+    std::atomic<int64_t> held{0};         // returned records waiting to be published again
     std::atomic<uint64_t> dropped{0};     // never confirmed: queue full, or left at stop()
     std::atomic<uint64_t> reconnects{0};  // connections made after the first
     std::atomic<uint64_t> failures{0};    // connection attempts that failed, connections broken
@@ -112,11 +119,15 @@ class Publisher {
     struct Flight {
         Message m;
         bool open = true;
+        bool returned = false;  // the broker returned it: no queue took it
     };
     std::deque<Flight> flight_;
     uint64_t flightTag_ = 1;  // delivery tag of flight_.front()
     size_t flightOpen_ = 0;   // open places in flight_
     Retry retry_;             // backoff and its log (thread only)
+    // Returned records waiting to be published again (retryUnroutable; thread only), and when
+    std::deque<Message> held_;
+    std::chrono::steady_clock::time_point heldUntil_{};
 };
 
 }  // namespace mp::amqp

@@ -49,7 +49,7 @@ def node_yaml(db, broker, checkpoint, extra="", exchange="cdc", user="root"):
             f"  sinks:\n    - plugin: sink-amqp\n      records: [binlog.rows]\n"
             f"      reports: false\n"
             f"      config: {{url: 'amqp://127.0.0.1:{broker.port}/%2F', exchange: {exchange}, "
-            f"record_routing_key: 'binlog.{{key}}'}}\n")
+            f"record_routing_key: 'binlog.{{key}}', unroutable: retry}}\n")
 
 
 def checkpoint_state(path):
